@@ -1,0 +1,139 @@
+/**
+ * The error model. One `RpcError` class carries what the reference puts on an EXCEPTION batch:
+ * the exception type name, message, the canonical `error_code`, an optional open-set
+ * `error_kind`, and optional structured `error_details`.
+ */
+
+/** The canonical codes (gRPC's sixteen, minus OK), by name as they travel on the wire. */
+export const ERROR_CODES = [
+  "CANCELLED",
+  "UNKNOWN",
+  "INVALID_ARGUMENT",
+  "DEADLINE_EXCEEDED",
+  "NOT_FOUND",
+  "ALREADY_EXISTS",
+  "PERMISSION_DENIED",
+  "RESOURCE_EXHAUSTED",
+  "FAILED_PRECONDITION",
+  "ABORTED",
+  "OUT_OF_RANGE",
+  "UNIMPLEMENTED",
+  "INTERNAL",
+  "UNAVAILABLE",
+  "DATA_LOSS",
+  "UNAUTHENTICATED",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Reads a wire code, mapping anything unrecognised to `UNKNOWN`. */
+export function parseErrorCode(value: unknown): ErrorCode {
+  return typeof value === "string" && (ERROR_CODES as readonly string[]).includes(value)
+    ? (value as ErrorCode)
+    : "UNKNOWN";
+}
+
+/**
+ * Error kinds the framework itself raises (the set is open: applications may use their own).
+ * - `method_not_implemented`: the protocol has no such method (or a retired built-in was called).
+ * - `protocol_not_specified`: a raw-transport request without `vgi_rpc.protocol`.
+ * - `protocol_not_supported`: the named protocol is not hosted here.
+ * - `protocol_version_mismatch`: the client's `vgi_rpc.protocol_version` differs in major.minor.
+ * - `protocol_error`: malformed framing or metadata (bad IPC, missing keys, wrong row count).
+ * - `invalid_request`: the request does not match the method's parameter contract.
+ * - `transport_error`: the peer vanished or the byte stream failed.
+ * - `message_too_large`: a message exceeded a configured size limit.
+ * - `server_draining`: the server is shutting down and refuses new calls.
+ * - `cookie_not_allowed`: a cookie was set outside a unary HTTP call.
+ */
+export type FrameworkErrorKind =
+  | "method_not_implemented"
+  | "protocol_not_specified"
+  | "protocol_not_supported"
+  | "protocol_version_mismatch"
+  | "protocol_error"
+  | "invalid_request"
+  | "transport_error"
+  | "message_too_large"
+  | "server_draining"
+  | "cookie_not_allowed";
+
+/** A structured error detail (`vgi_rpc.error_details` entry); `@type` names its schema. */
+export type ErrorDetail = Readonly<Record<string, unknown>> & { readonly "@type": string };
+
+export interface RpcErrorOptions {
+  /** Exception type name as the reference reports it (`ValueError`, `RuntimeError`, ...). */
+  readonly type?: string;
+  readonly code?: ErrorCode;
+  readonly kind?: string;
+  readonly details?: readonly ErrorDetail[];
+  /** Server-side traceback text, when the error came off the wire. */
+  readonly remoteTraceback?: string;
+  readonly cause?: unknown;
+}
+
+/** An RPC failure, raised by handlers to choose what the client sees, and surfaced by clients. */
+export class RpcError extends Error {
+  /** Exception type name on the wire (`exception_type`). */
+  readonly type: string;
+  readonly code: ErrorCode;
+  /** `error_kind`, or `""` when unclassified. */
+  readonly kind: string;
+  readonly details: readonly ErrorDetail[];
+  readonly remoteTraceback: string;
+
+  constructor(message: string, opts: RpcErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "RpcError";
+    this.type = opts.type ?? "RpcError";
+    this.code = opts.code ?? "UNKNOWN";
+    this.kind = opts.kind ?? "";
+    this.details = opts.details ?? [];
+    this.remoteTraceback = opts.remoteTraceback ?? "";
+  }
+
+  /** Wraps anything thrown into an `RpcError`, keeping an `RpcError` as is. */
+  static from(err: unknown): RpcError {
+    if (err instanceof RpcError) return err;
+    if (err instanceof Error) return new RpcError(err.message, { type: err.name, cause: err });
+    return new RpcError(String(err), { cause: err });
+  }
+}
+
+/** Python's `ValueError`: an argument has the right type but a bad value. */
+export class ValueError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ValueError";
+  }
+}
+
+/** Python's `RuntimeError`: a failure that fits no other category. */
+export class RuntimeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RuntimeError";
+  }
+}
+
+/** A framework error: an `RpcError` with a framework kind and code. */
+export function frameworkError(
+  kind: FrameworkErrorKind,
+  message: string,
+  opts: Omit<RpcErrorOptions, "kind"> = {},
+): RpcError {
+  const defaults: Record<FrameworkErrorKind, [string, ErrorCode]> = {
+    method_not_implemented: ["MethodNotImplementedError", "UNIMPLEMENTED"],
+    protocol_not_specified: ["ProtocolNotSpecifiedError", "INVALID_ARGUMENT"],
+    protocol_not_supported: ["ProtocolNotSupportedError", "UNIMPLEMENTED"],
+    protocol_version_mismatch: ["ProtocolVersionError", "FAILED_PRECONDITION"],
+    protocol_error: ["ProtocolError", "INVALID_ARGUMENT"],
+    invalid_request: ["TypeError", "INVALID_ARGUMENT"],
+    transport_error: ["TransportError", "UNAVAILABLE"],
+    message_too_large: ["MessageTooLargeError", "RESOURCE_EXHAUSTED"],
+    server_draining: ["ServerDrainingError", "UNAVAILABLE"],
+    cookie_not_allowed: ["CookieNotAllowedError", "FAILED_PRECONDITION"],
+  };
+  const [type, code] = defaults[kind];
+  return new RpcError(message, { type: opts.type ?? type, code: opts.code ?? code, kind, ...opts });
+}

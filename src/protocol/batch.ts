@@ -1,0 +1,63 @@
+/**
+ * Building and reading record batches from specs: rows ↔ Arrow, schemas from field specs.
+ */
+import { type RecordBatch, Schema } from "apache-arrow";
+import { batchFromData } from "../wire/batches.js";
+export { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
+import { type FieldSpecs, fieldOf, type RowOf } from "./types.js";
+
+/** The Arrow schema for a record of specs, in declaration order. */
+export function schemaOf(fields: FieldSpecs): Schema {
+  return new Schema(Object.entries(fields).map(([name, spec]) => fieldOf(name, spec)));
+}
+
+/** Builds one batch from rows, column by column through each spec's codec. */
+export function batchFromRows<F extends FieldSpecs>(
+  fields: F,
+  rows: readonly RowOf<F>[],
+  metadata?: ReadonlyMap<string, string>,
+  schema: Schema = schemaOf(fields),
+): RecordBatch {
+  const children = Object.entries(fields).map(([name, spec]) =>
+    spec.codec.build(rows.map((r) => (r as Record<string, unknown>)[name])),
+  );
+  return batchFromData(schema, children, rows.length, metadata);
+}
+
+/** Builds one batch from whole columns. */
+export function batchFromColumns<F extends FieldSpecs>(
+  fields: F,
+  columns: { readonly [K in keyof F]: readonly RowOf<F>[K][] },
+  metadata?: ReadonlyMap<string, string>,
+  schema: Schema = schemaOf(fields),
+): RecordBatch {
+  let length = -1;
+  const children = Object.entries(fields).map(([name, spec]) => {
+    const values = (columns as Record<string, readonly unknown[]>)[name];
+    if (values === undefined) throw new TypeError(`column '${name}' is missing`);
+    if (length === -1) length = values.length;
+    else if (values.length !== length) {
+      throw new TypeError(`column '${name}' has ${values.length} values, expected ${length}`);
+    }
+    return spec.codec.build(values);
+  });
+  return batchFromData(schema, children, Math.max(length, 0), metadata);
+}
+
+/** Reads every row of `batch` through the specs, matching columns by name. */
+export function rowsFromBatch<F extends FieldSpecs>(fields: F, batch: RecordBatch): RowOf<F>[] {
+  const readers = Object.entries(fields).map(([name, spec]) => {
+    const index = batch.schema.fields.findIndex((f) => f.name === name);
+    if (index < 0) throw new TypeError(`batch has no column '${name}'`);
+    return { name, spec, data: batch.data.children[index]! };
+  });
+  const rows: RowOf<F>[] = [];
+  for (let i = 0; i < batch.numRows; i++) {
+    const row: Record<string, unknown> = {};
+    for (const { name, spec, data } of readers) {
+      row[name] = data.getValid(i) ? spec.codec.get(data, i) : null;
+    }
+    rows.push(row as RowOf<F>);
+  }
+  return rows;
+}

@@ -1,0 +1,215 @@
+/**
+ * Method declarations — declared once with Arrow specs, used by server and client — and the
+ * handler types inferred from them.
+ *
+ * ```ts
+ * const Calc = defineProtocol("Calc", { version: "1.0.0" }, {
+ *   add: unary({ a: t.float64(), b: t.float64() }, t.float64()),
+ *   count: producer({ n: t.int64() }, { output: { i: t.int64() } }),
+ *   scale: exchange({ factor: t.float64() }, { input: { x: t.float64() }, output: { x: t.float64() } }),
+ * });
+ * ```
+ */
+import type { RecordBatch, Schema } from "apache-arrow";
+import { EMPTY_SCHEMA, schemaOf } from "./batch.js";
+import type { CallContext, LogExtra, LogLevel } from "./context.js";
+import type { FieldSpecs, RowOf, TypeSpec, ValueOf } from "./types.js";
+
+/** Output or header fields, or `"dynamic"` when the handler chooses the schema at init. */
+export type OutputSpec = FieldSpecs | "dynamic";
+
+export interface UnaryDecl<P extends FieldSpecs = FieldSpecs, R extends TypeSpec<unknown> | null = TypeSpec<unknown> | null> {
+  readonly kind: "unary";
+  readonly params: P;
+  /** The result spec, or `null` for a void method. */
+  readonly result: R;
+}
+
+export interface ProducerDecl<
+  P extends FieldSpecs = FieldSpecs,
+  O extends OutputSpec = OutputSpec,
+  H extends FieldSpecs | null = FieldSpecs | null,
+> {
+  readonly kind: "producer";
+  readonly params: P;
+  readonly output: O;
+  readonly header: H;
+}
+
+export interface ExchangeDecl<
+  P extends FieldSpecs = FieldSpecs,
+  I extends FieldSpecs = FieldSpecs,
+  O extends OutputSpec = OutputSpec,
+  H extends FieldSpecs | null = FieldSpecs | null,
+> {
+  readonly kind: "exchange";
+  readonly params: P;
+  readonly input: I;
+  readonly output: O;
+  readonly header: H;
+}
+
+export type MethodDecl = UnaryDecl | ProducerDecl | ExchangeDecl;
+
+/** A unary method; `result: null` declares a void method. */
+export function unary<const P extends FieldSpecs, R extends TypeSpec<unknown> | null>(
+  params: P,
+  result: R,
+): UnaryDecl<P, R> {
+  return { kind: "unary", params, result };
+}
+
+/** A producer stream: the server emits batches until it calls `finish()`. */
+export function producer<const P extends FieldSpecs, const O extends OutputSpec, const H extends FieldSpecs | null = null>(
+  params: P,
+  opts: { readonly output: O; readonly header?: H },
+): ProducerDecl<P, O, H> {
+  return { kind: "producer", params, output: opts.output, header: (opts.header ?? null) as H };
+}
+
+/** An exchange stream: for each input batch the client sends, the server answers one batch. */
+export function exchange<
+  const P extends FieldSpecs,
+  const I extends FieldSpecs,
+  const O extends OutputSpec,
+  const H extends FieldSpecs | null = null,
+>(params: P, opts: { readonly input: I; readonly output: O; readonly header?: H }): ExchangeDecl<P, I, O, H> {
+  return { kind: "exchange", params, input: opts.input, output: opts.output, header: (opts.header ?? null) as H };
+}
+
+/** A named, versioned set of methods. */
+export interface ProtocolDecl<M extends Readonly<Record<string, MethodDecl>> = Readonly<Record<string, MethodDecl>>> {
+  /** Wire name; the routing key `vgi_rpc.protocol`. */
+  readonly name: string;
+  /** `MAJOR.MINOR.PATCH`, gated on major.minor; `""` declares none. */
+  readonly version: string;
+  readonly methods: M;
+}
+
+const PROTOCOL_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
+
+/** Declares a protocol. Names follow the reference grammar; `vgi_rpc.` is reserved. */
+export function defineProtocol<const M extends Readonly<Record<string, MethodDecl>>>(
+  name: string,
+  opts: { readonly version?: string },
+  methods: M,
+): ProtocolDecl<M> {
+  validateProtocolName(name, false);
+  const version = opts.version ?? "";
+  if (version !== "" && !/^\d+\.\d+\.\d+$/.test(version)) {
+    throw new TypeError(`protocol version must be MAJOR.MINOR.PATCH, got '${version}'`);
+  }
+  return { name, version, methods };
+}
+
+/** Throws a TypeError for a name outside the protocol grammar. */
+export function validateProtocolName(name: string, allowReserved: boolean): void {
+  if (!PROTOCOL_NAME.test(name) || Buffer.byteLength(name) > 255) {
+    throw new TypeError("protocol names are [A-Za-z_][A-Za-z0-9_.]*, at most 255 bytes");
+  }
+  if (!allowReserved && name.startsWith("vgi_rpc.")) {
+    throw new TypeError("the 'vgi_rpc.' protocol prefix is reserved for the framework");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handler types
+
+/** Parameters as the handler receives them (defaults applied). */
+export type ParamsOf<P extends FieldSpecs> = RowOf<P>;
+
+/** The rows a stream emits: typed for declared outputs, loose for dynamic ones. */
+export type OutRow<O extends OutputSpec> = O extends FieldSpecs ? RowOf<O> : Readonly<Record<string, unknown>>;
+
+/** Collects what one turn of a stream writes: log records and exactly one data batch. */
+export interface OutputCollector<O extends OutputSpec = OutputSpec> {
+  /** The output schema in force for this stream. */
+  readonly schema: Schema;
+  /** Emits one batch built from rows. */
+  emit(rows: readonly OutRow<O>[], metadata?: ReadonlyMap<string, string>): void;
+  /** Emits one batch built from whole columns. */
+  emitColumns(columns: Readonly<Record<string, readonly unknown[]>>, metadata?: ReadonlyMap<string, string>): void;
+  /** Emits a prebuilt batch (its schema must match the output schema). */
+  emitBatch(batch: RecordBatch, metadata?: ReadonlyMap<string, string>): void;
+  /** Producer streams only: ends the stream after this turn (with or without data). */
+  finish(): void;
+  /** Sends a log record to the caller before this turn's data. */
+  clientLog(level: LogLevel, message: string, extra?: LogExtra): void;
+  readonly finished: boolean;
+  /** Custom metadata of the input batch or producer tick that started this turn. */
+  readonly inputMetadata: ReadonlyMap<string, string>;
+}
+
+/** One input batch of an exchange, coerced to the declared input schema. */
+export interface InputBatch<I extends FieldSpecs = FieldSpecs> {
+  readonly batch: RecordBatch;
+  readonly numRows: number;
+  /** The batch's custom metadata (framework keys included). */
+  readonly metadata: ReadonlyMap<string, string>;
+  /** Decodes every row. */
+  rows(): RowOf<I>[];
+  /** Decodes one column. */
+  column<K extends keyof I & string>(name: K): ValueOf<I[K]>[];
+}
+
+type Awaitable<T> = T | Promise<T>;
+
+/** What a stream's init returns: its header (when declared), its schema (when dynamic) and its turns. */
+type StreamBase<O extends OutputSpec, H extends FieldSpecs | null> = (H extends FieldSpecs
+  ? { readonly header: RowOf<H> }
+  : { readonly header?: undefined }) &
+  (O extends "dynamic" ? { readonly outputSchema: Schema } : { readonly outputSchema?: undefined }) & {
+    /** Called once if the client cancels; errors it throws are logged and swallowed. */
+    onCancel?(ctx: CallContext): void;
+  };
+
+export type ProducerStream<O extends OutputSpec, H extends FieldSpecs | null> = StreamBase<O, H> & {
+  /** One turn: emit one batch, or call `finish()` (optionally after emitting). */
+  produce(out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
+};
+
+export type ExchangeStream<I extends FieldSpecs, O extends OutputSpec, H extends FieldSpecs | null> = StreamBase<O, H> & {
+  /** One turn: answer `input` with exactly one emitted batch. */
+  process(input: InputBatch<I>, out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
+};
+
+/** The handler type for one declaration. */
+export type HandlerOf<D> = D extends UnaryDecl<infer P, infer R>
+  ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<R extends TypeSpec<infer V> ? V : undefined | void>
+  : D extends ProducerDecl<infer P, infer O, infer H>
+    ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<ProducerStream<O, H>>
+    : D extends ExchangeDecl<infer P, infer I, infer O, infer H>
+      ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<ExchangeStream<I, O, H>>
+      : never;
+
+/** Handlers for every method of a protocol. */
+export type Implementation<P extends ProtocolDecl> = { readonly [K in keyof P["methods"]]: HandlerOf<P["methods"][K]> };
+
+// ---------------------------------------------------------------------------------------------
+// Schemas derived from a declaration (what reflection and the hash describe)
+
+/** The Arrow schemas a declaration puts on the wire. */
+export interface MethodSchemas {
+  readonly params: Schema;
+  /** Unary: `{result}` or the empty schema for void. Streams: the empty schema. */
+  readonly result: Schema;
+  readonly hasReturn: boolean;
+  readonly header: Schema | null;
+  /** Exchange input schema; the empty schema for producers; null for unary. */
+  readonly input: Schema | null;
+  /** Declared output schema; null when dynamic or unary. */
+  readonly output: Schema | null;
+}
+
+/** Computes the wire schemas of a declaration. */
+export function methodSchemas(decl: MethodDecl): MethodSchemas {
+  const params = schemaOf(decl.params);
+  if (decl.kind === "unary") {
+    const result = decl.result === null ? EMPTY_SCHEMA : schemaOf({ result: decl.result });
+    return { params, result, hasReturn: decl.result !== null, header: null, input: null, output: null };
+  }
+  const header = decl.header === null ? null : schemaOf(decl.header);
+  const output = decl.output === "dynamic" ? null : schemaOf(decl.output);
+  const input = decl.kind === "exchange" ? schemaOf(decl.input) : EMPTY_SCHEMA;
+  return { params, result: EMPTY_SCHEMA, hasReturn: false, header, input, output };
+}

@@ -1,0 +1,412 @@
+/**
+ * Arrow type specs: one value per wire type, carrying the Arrow `DataType`, its nullability, an
+ * optional parameter default, and a codec between Arrow `Data` and plain JS values. Method
+ * declarations are built from these, and handler parameter/result types are inferred from them.
+ *
+ * JS value mapping (chosen to be lossless):
+ * - int8..int32, uint8..uint32, float16..float64 → `number`; int64, uint64 → `bigint`
+ * - utf8, large_utf8 → `string`; binary, large_binary, fixed_size_binary → `Uint8Array`
+ * - bool → `boolean`; date32 → `number` (days since the epoch)
+ * - timestamp, time64, duration → `bigint` in the declared unit
+ * - decimal128 → `bigint`, the unscaled integer (value × 10^scale)
+ * - dictionary<int16, utf8> (enums) → `string`
+ * - list<T> → `T[]`; map<K, V> → `Map<K, V>` (order kept); struct → a plain object
+ * - nullable specs add `null`
+ */
+import {
+  Binary,
+  Bool,
+  type Data,
+  type DataType,
+  DateDay,
+  Decimal,
+  Dictionary,
+  DurationMicrosecond,
+  Field,
+  FixedSizeBinary,
+  Float16,
+  Float32,
+  Float64,
+  Int8,
+  Int16,
+  Int32,
+  Int64,
+  LargeBinary,
+  LargeUtf8,
+  List,
+  Map_,
+  makeBuilder,
+  makeData,
+  Struct,
+  Time,
+  TimeUnit,
+  Timestamp,
+  Uint8,
+  Uint16,
+  Uint32,
+  Uint64,
+  Utf8,
+  Vector,
+} from "apache-arrow";
+import { instance as getVisitor } from "apache-arrow/visitor/get";
+
+/** Converts between Arrow `Data` and JS values for one type. */
+export interface Codec {
+  /** Reads the value at `index` (relative to the data's own offset); never called for nulls. */
+  readonly get: (data: Data, index: number) => unknown;
+  /** Builds Arrow data from JS values (`null`/`undefined` become nulls). */
+  readonly build: (values: readonly unknown[]) => Data;
+}
+
+/**
+ * A wire type plus the JS value it decodes to. `V` is phantom (covariant) so that a record of
+ * specs can be constrained by `TypeSpec<unknown>` without `any`.
+ */
+export interface TypeSpec<V = unknown> {
+  /** Phantom carrier of the decoded JS type; never set at run time. */
+  readonly __value?: V;
+  readonly arrowType: DataType;
+  readonly nullable: boolean;
+  readonly hasDefault: boolean;
+  readonly defaultValue: unknown;
+  readonly codec: Codec;
+  /** The same type, nullable (`Optional[...]` in the reference). */
+  optional(): TypeSpec<V | null>;
+  /** The same type with an explicit top-level nullability. */
+  withNullable(nullable: boolean): TypeSpec<V | null>;
+  /** A parameter default: callers may omit the parameter and the handler receives `value`. */
+  default(value: V): TypeSpec<V>;
+}
+
+/** The JS value a spec decodes to. */
+export type ValueOf<S> = S extends TypeSpec<infer V> ? V : never;
+
+/** A record of named specs: the shape of a parameter list, a row, a header. */
+export type FieldSpecs = Readonly<Record<string, TypeSpec<unknown>>>;
+
+/** The decoded row for a record of specs. */
+export type RowOf<F extends FieldSpecs> = { -readonly [K in keyof F]: ValueOf<F[K]> };
+
+function makeSpec<V>(
+  arrowType: DataType,
+  codec: Codec,
+  nullable = false,
+  hasDefault = false,
+  defaultValue: unknown = undefined,
+): TypeSpec<V> {
+  return {
+    arrowType,
+    codec,
+    nullable,
+    hasDefault,
+    defaultValue,
+    optional() {
+      return makeSpec<V | null>(arrowType, codec, true, hasDefault, defaultValue);
+    },
+    withNullable(n: boolean) {
+      return makeSpec<V | null>(arrowType, codec, n, hasDefault, defaultValue);
+    },
+    default(value: V) {
+      return makeSpec<V>(arrowType, codec, nullable, true, value);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Codecs
+
+/** Scalar types whose arrow-js getter and builder are already exact. */
+function builderCodec(type: DataType): Codec {
+  return {
+    get: (data, index) => getVisitor.visit(data, index),
+    build: (values) => {
+      const builder = makeBuilder({ type, nullValues: [null, undefined] });
+      for (const v of values) builder.append(v);
+      return builder.finish().flush();
+    },
+  };
+}
+
+function validityBitmap(values: readonly unknown[]): { bitmap: Uint8Array; nullCount: number } {
+  const bitmap = new Uint8Array(((values.length + 63) >> 6) << 3);
+  let nullCount = 0;
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] === null || values[i] === undefined) nullCount++;
+    else bitmap[i >> 3]! |= 1 << (i & 7);
+  }
+  return { bitmap, nullCount };
+}
+
+/** Fixed-width values read and written as raw integers (temporal types). */
+function rawBigIntCodec(type: DataType): Codec {
+  return {
+    get: (data, index) => (data.values as BigInt64Array)[data.offset + index],
+    build: (values) => {
+      const out = new BigInt64Array(values.length);
+      values.forEach((v, i) => {
+        if (v !== null && v !== undefined) out[i] = BigInt(v as bigint);
+      });
+      const { bitmap, nullCount } = validityBitmap(values);
+      return makeData({ type, length: values.length, nullCount, nullBitmap: bitmap, data: out } as never);
+    },
+  };
+}
+
+const dateDayCodec: Codec = {
+  get: (data, index) => (data.values as Int32Array)[data.offset + index],
+  build: (values) => {
+    const out = new Int32Array(values.length);
+    values.forEach((v, i) => {
+      if (v !== null && v !== undefined) out[i] = Number(v);
+    });
+    const { bitmap, nullCount } = validityBitmap(values);
+    return makeData({ type: new DateDay(), length: values.length, nullCount, nullBitmap: bitmap, data: out });
+  },
+};
+
+function decimalCodec(type: Decimal): Codec {
+  const words = type.bitWidth / 32;
+  return {
+    get: (data, index) => {
+      const base = (data.offset + index) * words;
+      const w = data.values as Uint32Array;
+      let v = 0n;
+      for (let k = words - 1; k >= 0; k--) v = (v << 32n) | BigInt(w[base + k]!);
+      return BigInt.asIntN(type.bitWidth, v);
+    },
+    build: (values) => {
+      const out = new Uint32Array(values.length * words);
+      values.forEach((raw, i) => {
+        if (raw === null || raw === undefined) return;
+        let v = BigInt.asUintN(type.bitWidth, BigInt(raw as bigint));
+        for (let k = 0; k < words; k++) {
+          out[i * words + k] = Number(v & 0xffffffffn);
+          v >>= 32n;
+        }
+      });
+      const { bitmap, nullCount } = validityBitmap(values);
+      return makeData({ type, length: values.length, nullCount, nullBitmap: bitmap, data: out });
+    },
+  };
+}
+
+function isValid(data: Data, index: number): boolean {
+  return data.getValid(index);
+}
+
+function listCodec(type: List, child: TypeSpec<unknown>): Codec {
+  return {
+    get: (data, index) => {
+      const offsets = data.valueOffsets as Int32Array;
+      const childData = data.children[0]!;
+      const start = offsets[data.offset + index]!;
+      const end = offsets[data.offset + index + 1]!;
+      const out: unknown[] = [];
+      for (let j = start; j < end; j++) {
+        out.push(isValid(childData, j) ? child.codec.get(childData, j) : null);
+      }
+      return out;
+    },
+    build: (values) => {
+      const offsets = new Int32Array(values.length + 1);
+      const flat: unknown[] = [];
+      values.forEach((v, i) => {
+        if (v !== null && v !== undefined) flat.push(...(v as readonly unknown[]));
+        offsets[i + 1] = flat.length;
+      });
+      const { bitmap, nullCount } = validityBitmap(values);
+      return makeData({
+        type,
+        length: values.length,
+        nullCount,
+        nullBitmap: bitmap,
+        valueOffsets: offsets,
+        child: child.codec.build(flat),
+      });
+    },
+  };
+}
+
+function structCodec(type: Struct, fields: FieldSpecs): Codec {
+  const names = Object.keys(fields);
+  return {
+    get: (data, index) => {
+      const out: Record<string, unknown> = {};
+      names.forEach((name, k) => {
+        const childData = data.children[k]!;
+        out[name] = isValid(childData, index) ? fields[name]!.codec.get(childData, index) : null;
+      });
+      return out;
+    },
+    build: (values) => {
+      const children = names.map((name) =>
+        fields[name]!.codec.build(
+          values.map((v) => (v === null || v === undefined ? null : (v as Record<string, unknown>)[name])),
+        ),
+      );
+      const { bitmap, nullCount } = validityBitmap(values);
+      return makeData({ type, length: values.length, nullCount, nullBitmap: bitmap, children });
+    },
+  };
+}
+
+function mapCodec(type: Map_, key: TypeSpec<unknown>, value: TypeSpec<unknown>): Codec {
+  return {
+    get: (data, index) => {
+      const offsets = data.valueOffsets as Int32Array;
+      const entries = data.children[0]!;
+      const keys = entries.children[0]!;
+      const vals = entries.children[1]!;
+      const out = new Map<unknown, unknown>();
+      for (let j = offsets[data.offset + index]!; j < offsets[data.offset + index + 1]!; j++) {
+        out.set(key.codec.get(keys, j), isValid(vals, j) ? value.codec.get(vals, j) : null);
+      }
+      return out;
+    },
+    build: (values) => {
+      const offsets = new Int32Array(values.length + 1);
+      const ks: unknown[] = [];
+      const vs: unknown[] = [];
+      values.forEach((m, i) => {
+        if (m !== null && m !== undefined) {
+          const entries = m instanceof Map ? m.entries() : Object.entries(m as object);
+          for (const [k, v] of entries) {
+            ks.push(k);
+            vs.push(v);
+          }
+        }
+        offsets[i + 1] = ks.length;
+      });
+      const entriesType = type.children[0]!.type as Struct;
+      const entries = makeData({
+        type: entriesType,
+        length: ks.length,
+        nullCount: 0,
+        children: [key.codec.build(ks), value.codec.build(vs)],
+      });
+      const { bitmap, nullCount } = validityBitmap(values);
+      return makeData({
+        type,
+        length: values.length,
+        nullCount,
+        nullBitmap: bitmap,
+        valueOffsets: offsets,
+        child: entries,
+      });
+    },
+  };
+}
+
+/** dictionary<int16, utf8>: enum members travel as their names; each build gets a fresh dictionary. */
+function dictionaryCodec(type: Dictionary<Utf8, Int16>): Codec {
+  return {
+    get: (data, index) => {
+      const key = (data.values as Int16Array)[data.offset + index]!;
+      return data.dictionary!.get(key);
+    },
+    build: (values) => {
+      const members: string[] = [];
+      const position = new Map<string, number>();
+      const keys = new Int16Array(values.length);
+      values.forEach((v, i) => {
+        if (v === null || v === undefined) return;
+        const s = String(v);
+        let k = position.get(s);
+        if (k === undefined) {
+          k = members.length;
+          members.push(s);
+          position.set(s, k);
+        }
+        keys[i] = k;
+      });
+      const dictionary = new Vector([builderCodec(new Utf8()).build(members)]);
+      const { bitmap, nullCount } = validityBitmap(values);
+      return makeData({ type, length: values.length, nullCount, nullBitmap: bitmap, data: keys, dictionary } as never);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The DSL
+
+function scalar<V>(type: DataType): TypeSpec<V> {
+  return makeSpec<V>(type, builderCodec(type));
+}
+
+/** Builds an Arrow field for a named spec (the top-level nullability comes from the spec). */
+export function fieldOf(name: string, spec: TypeSpec<unknown>): Field {
+  return new Field(name, spec.arrowType, spec.nullable);
+}
+
+/**
+ * Type constructors. Every spec starts non-nullable (as the reference's plain annotations do);
+ * `.optional()` makes it nullable.
+ */
+export const t = {
+  bool: (): TypeSpec<boolean> => scalar(new Bool()),
+  int8: (): TypeSpec<number> => scalar(new Int8()),
+  int16: (): TypeSpec<number> => scalar(new Int16()),
+  int32: (): TypeSpec<number> => scalar(new Int32()),
+  int64: (): TypeSpec<bigint> => scalar(new Int64()),
+  uint8: (): TypeSpec<number> => scalar(new Uint8()),
+  uint16: (): TypeSpec<number> => scalar(new Uint16()),
+  uint32: (): TypeSpec<number> => scalar(new Uint32()),
+  uint64: (): TypeSpec<bigint> => scalar(new Uint64()),
+  float16: (): TypeSpec<number> => scalar(new Float16()),
+  float32: (): TypeSpec<number> => scalar(new Float32()),
+  float64: (): TypeSpec<number> => scalar(new Float64()),
+  utf8: (): TypeSpec<string> => scalar(new Utf8()),
+  largeUtf8: (): TypeSpec<string> => scalar(new LargeUtf8()),
+  binary: (): TypeSpec<Uint8Array> => scalar(new Binary()),
+  largeBinary: (): TypeSpec<Uint8Array> => scalar(new LargeBinary()),
+  fixedBinary: (byteWidth: number): TypeSpec<Uint8Array> => scalar(new FixedSizeBinary(byteWidth)),
+  /** date32: days since the UNIX epoch. */
+  date32: (): TypeSpec<number> => makeSpec(new DateDay(), dateDayCodec),
+  /** timestamp[us] (naive) or timestamp[us, tz]: microseconds since the epoch. */
+  timestampUs: (timezone?: string): TypeSpec<bigint> => {
+    const type = new Timestamp(TimeUnit.MICROSECOND, timezone ?? null);
+    return makeSpec(type, rawBigIntCodec(type));
+  },
+  /** time64[us]: microseconds since midnight. */
+  time64Us: (): TypeSpec<bigint> => {
+    const type = new Time(TimeUnit.MICROSECOND, 64);
+    return makeSpec(type, rawBigIntCodec(type));
+  },
+  /** duration[us]: microseconds. */
+  durationUs: (): TypeSpec<bigint> => {
+    const type = new DurationMicrosecond();
+    return makeSpec(type, rawBigIntCodec(type));
+  },
+  /** decimal128(precision, scale): the unscaled integer. */
+  decimal128: (precision: number, scale: number): TypeSpec<bigint> => {
+    const type = new Decimal(scale, precision, 128);
+    return makeSpec(type, decimalCodec(type));
+  },
+  /** An enum: dictionary<int16, utf8> holding member names. */
+  enumOf: <const M extends string>(..._members: readonly M[]): TypeSpec<M> => {
+    const type = new Dictionary(new Utf8(), new Int16());
+    return makeSpec(type, dictionaryCodec(type));
+  },
+  /** dictionary<int16, utf8>, for string columns sent dictionary-encoded. */
+  dictUtf8: (): TypeSpec<string> => {
+    const type = new Dictionary(new Utf8(), new Int16());
+    return makeSpec(type, dictionaryCodec(type));
+  },
+  /** list<item: T>; the item field is nullable, as in the reference. */
+  list: <V>(item: TypeSpec<V>): TypeSpec<V[]> => {
+    const type = new List(new Field("item", item.arrowType, true));
+    return makeSpec(type, listCodec(type, item));
+  },
+  /** map<key: K, value: V>; keys non-null, values nullable, entry order kept. */
+  map: <K, V>(key: TypeSpec<K>, value: TypeSpec<V>): TypeSpec<Map<K, V>> => {
+    const entries = new Struct([new Field("key", key.arrowType, false), new Field("value", value.arrowType, true)]);
+    const type = new Map_(new Field("entries", entries, false));
+    return makeSpec(type, mapCodec(type, key, value));
+  },
+  /** struct<...>: a plain object per row. */
+  struct: <F extends FieldSpecs>(fields: F): TypeSpec<RowOf<F>> => {
+    const type = new Struct(Object.entries(fields).map(([name, spec]) => fieldOf(name, spec)));
+    return makeSpec(type, structCodec(type, fields));
+  },
+};
+

@@ -1,0 +1,301 @@
+/**
+ * The server: protocol bindings, routing on (protocol, method), the version gate, built-ins and
+ * reflection. Transport-agnostic: session transports hand it a `Connection`.
+ */
+import { randomBytes } from "node:crypto";
+import { frameworkError } from "../errors.js";
+import {
+  type Implementation,
+  type MethodDecl,
+  type MethodSchemas,
+  methodSchemas,
+  type ProtocolDecl,
+  unary,
+  validateProtocolName,
+} from "../protocol/methods.js";
+import { t } from "../protocol/types.js";
+import type { Connection } from "./connection.js";
+import { computeProtocolHash, type MethodShape } from "./protocol-hash.js";
+import {
+  type DescribedMethod,
+  type DescribedProtocol,
+  encodeProtocolList,
+  encodeServiceDescription,
+  REFLECTION_PROTOCOL,
+} from "./reflection.js";
+import { serveSession } from "./session.js";
+
+/** A protocol paired with its implementation. */
+export interface Binding {
+  readonly protocol: ProtocolDecl;
+  readonly implementation: Readonly<Record<string, (...args: never[]) => unknown>>;
+  /** Reflection is exempt from the version gate. */
+  readonly versionExempt?: boolean;
+}
+
+/** Pairs a protocol with handlers for every one of its methods (checked at compile time). */
+export function bind<P extends ProtocolDecl>(protocol: P, implementation: Implementation<P>): Binding {
+  for (const name of Object.keys(protocol.methods)) {
+    if (typeof (implementation as Record<string, unknown>)[name] !== "function") {
+      throw new TypeError(`protocol '${protocol.name}' method '${name}' has no handler`);
+    }
+  }
+  return { protocol, implementation: implementation as unknown as Binding["implementation"] };
+}
+
+/** A method resolved for dispatch. */
+export interface ResolvedMethod {
+  readonly protocol: HostedProtocol;
+  readonly name: string;
+  readonly decl: MethodDecl;
+  readonly schemas: MethodSchemas;
+  readonly handler: (...args: never[]) => unknown;
+}
+
+export interface HostedProtocol {
+  readonly name: string;
+  readonly version: string;
+  /** [major, minor], or null when the protocol declares no version. */
+  readonly versionParts: readonly [number, number] | null;
+  readonly hash: string;
+  readonly versionExempt: boolean;
+  readonly methods: ReadonlyMap<string, ResolvedMethod>;
+}
+
+export interface ServerOptions {
+  /** The protocols to host; the first is the primary. */
+  readonly protocols: readonly Binding[];
+  /** Host `vgi_rpc.Reflection.v1` (list_protocols, describe). Default: true. */
+  readonly reflection?: boolean;
+  /** 12 hex chars identifying this server in logs and error batches. Default: random. */
+  readonly serverId?: string;
+  /** Reported by reflection. Default: the package version. */
+  readonly serverVersion?: string;
+  /** Send tracebacks in error batches. Default: true (as the reference does). */
+  readonly includeTracebacks?: boolean;
+  /** Largest IPC message accepted on a session transport, in bytes. Default: 4 GiB. */
+  readonly maxMessageBytes?: number;
+}
+
+export interface RpcServer {
+  readonly serverId: string;
+  readonly serverVersion: string;
+  readonly includeTracebacks: boolean;
+  readonly maxMessageBytes: number;
+  /** Hosted protocols in registration order (reflection last). */
+  readonly protocols: ReadonlyMap<string, HostedProtocol>;
+  /** True once `drain()` was called: new calls are refused with `server_draining`. */
+  readonly draining: boolean;
+  /** Serves call after call on one connection until the peer closes it. */
+  serveConnection(conn: Connection): Promise<void>;
+  /** Refuses new calls and resolves when every call in progress has ended. */
+  drain(): Promise<void>;
+  /** Resolves (protocol, method) from request metadata; throws the reference's routing errors. */
+  resolve(protocol: string | undefined, method: string): ResolvedMethod;
+  /** Enforces the owning protocol's version gate. */
+  gateVersion(method: ResolvedMethod, clientVersion: string | undefined): void;
+  /** Tracks a call so `drain()` can wait for it. */
+  track<T>(work: Promise<T>): Promise<T>;
+}
+
+const VERSION_RE = /^(\d+)\.(\d+)\.(\d+)$/;
+
+function parseVersion(v: string): readonly [number, number] | null {
+  const m = VERSION_RE.exec(v);
+  return m ? [Number(m[1]), Number(m[2])] : null;
+}
+
+function shapeOf(name: string, decl: MethodDecl, schemas: MethodSchemas): DescribedMethod {
+  return {
+    name,
+    methodType: decl.kind === "unary" ? "unary" : "stream",
+    hasReturn: schemas.hasReturn,
+    paramsSchema: schemas.params,
+    resultSchema: schemas.hasReturn ? schemas.result : null,
+    headerSchema: schemas.header,
+    streamKind: decl.kind === "unary" ? "" : decl.kind,
+  };
+}
+
+function host(binding: Binding): HostedProtocol {
+  const { protocol } = binding;
+  const methods = new Map<string, ResolvedMethod>();
+  const shapes: MethodShape[] = [];
+  const hosted: { -readonly [K in keyof HostedProtocol]: HostedProtocol[K] } = {
+    name: protocol.name,
+    version: protocol.version,
+    versionParts: protocol.version ? parseVersion(protocol.version) : null,
+    hash: "",
+    versionExempt: binding.versionExempt ?? false,
+    methods,
+  };
+  for (const [name, decl] of Object.entries(protocol.methods)) {
+    const schemas = methodSchemas(decl);
+    const handler = binding.implementation[name];
+    if (handler === undefined) throw new TypeError(`method '${name}' has no handler`);
+    methods.set(name, { protocol: hosted, name, decl, schemas, handler });
+    shapes.push(shapeOf(name, decl, schemas));
+  }
+  hosted.hash = computeProtocolHash(protocol.name, shapes);
+  return hosted;
+}
+
+/** The package version, reported as `server_version`. */
+export const QUIVER_VERSION = "0.1.0";
+
+/** Creates a server hosting `opts.protocols` (and reflection). */
+export function createServer(opts: ServerOptions): RpcServer {
+  if (opts.protocols.length === 0) throw new TypeError("a server hosts at least one protocol");
+  const serverId = opts.serverId ?? randomBytes(6).toString("hex");
+  const serverVersion = opts.serverVersion ?? QUIVER_VERSION;
+  const protocols = new Map<string, HostedProtocol>();
+  for (const b of opts.protocols) {
+    validateProtocolName(b.protocol.name, b.versionExempt ?? false);
+    if (protocols.has(b.protocol.name)) throw new TypeError(`protocol '${b.protocol.name}' is hosted twice`);
+    protocols.set(b.protocol.name, host(b));
+  }
+  if (opts.reflection ?? true) {
+    const described = (): DescribedProtocol[] =>
+      [...protocols.values()].map((p) => ({
+        name: p.name,
+        version: p.version,
+        hash: p.hash,
+        methods: [...p.methods.values()].map((m) => shapeOf(m.name, m.decl, m.schemas)),
+      }));
+    const cache = new Map<string, Uint8Array>();
+    const reflectionDecl: ProtocolDecl = {
+      name: REFLECTION_PROTOCOL,
+      version: "",
+      methods: {
+        describe: unary({ protocol: t.utf8() }, t.binary()),
+        list_protocols: unary({}, t.binary()),
+      },
+    };
+    const reflection: Binding = {
+      protocol: reflectionDecl,
+      versionExempt: true,
+      implementation: {
+        list_protocols: () => encodeProtocolList(serverId, serverVersion, described()),
+        describe: (params: { readonly protocol: string }) => {
+          const hit = cache.get(params.protocol);
+          if (hit) return hit;
+          const p = described().find((d) => d.name === params.protocol);
+          if (p === undefined) {
+            throw frameworkError(
+              "protocol_not_supported",
+              `This server does not host protocol '${params.protocol}'. Hosted: [${[...protocols.keys()].sort().join(", ")}].`,
+            );
+          }
+          const bytes = encodeServiceDescription(p);
+          cache.set(params.protocol, bytes);
+          return bytes;
+        },
+      } as unknown as Binding["implementation"],
+    };
+    protocols.set(REFLECTION_PROTOCOL, host(reflection));
+  }
+
+  let draining = false;
+  const active = new Set<Promise<unknown>>();
+
+  const server: RpcServer = {
+    serverId,
+    serverVersion,
+    includeTracebacks: opts.includeTracebacks ?? true,
+    maxMessageBytes: opts.maxMessageBytes ?? 4 * 1024 * 1024 * 1024,
+    protocols,
+    get draining() {
+      return draining;
+    },
+    serveConnection: (conn) => serveSession(server, conn),
+    async drain() {
+      draining = true;
+      while (active.size > 0) await Promise.allSettled([...active]);
+    },
+    track<T>(work: Promise<T>): Promise<T> {
+      active.add(work);
+      const done = () => active.delete(work);
+      work.then(done, done);
+      return work;
+    },
+    resolve(protocolName, method) {
+      if (method.startsWith("__") && method.endsWith("__")) {
+        if (method === "__describe__") {
+          throw frameworkError(
+            "method_not_implemented",
+            `'__describe__' was retired. Introspection is now the '${REFLECTION_PROTOCOL}' protocol: call 'list_protocols' for what this server hosts, then 'describe' for one protocol's methods.`,
+          );
+        }
+        throw frameworkError("method_not_implemented", `This server does not implement the reserved method '${method}'.`);
+      }
+      const hostedNames = `[${[...protocols.keys()].sort().map((n) => `'${n}'`).join(", ")}]`;
+      if (!protocolName) {
+        throw frameworkError(
+          "protocol_not_specified",
+          `Request carries no 'vgi_rpc.protocol' routing key. Every request must name the protocol it addresses. This server hosts: ${hostedNames}.`,
+        );
+      }
+      try {
+        validateProtocolName(protocolName, true);
+      } catch (err) {
+        throw frameworkError("protocol_not_supported", `'vgi_rpc.protocol' is not a protocol name: ${(err as Error).message}`);
+      }
+      const p = protocols.get(protocolName);
+      if (p === undefined) {
+        throw frameworkError("protocol_not_supported", `This server does not host protocol '${protocolName}'. Hosted: ${hostedNames}.`);
+      }
+      const m = p.methods.get(method);
+      if (m === undefined) {
+        throw frameworkError(
+          "method_not_implemented",
+          `Protocol '${protocolName}' has no method '${method}'. Available: [${[...p.methods.keys()].sort().map((n) => `'${n}'`).join(", ")}].`,
+        );
+      }
+      return m;
+    },
+    gateVersion(method, clientVersion) {
+      const p = method.protocol;
+      if (p.versionExempt || p.versionParts === null) return;
+      const mismatch = (client: string, direction: string) =>
+        frameworkError(
+          "protocol_version_mismatch",
+          `VGI client/worker protocol_version mismatch for protocol '${p.name}'.\n  Client: ${client}\n  Server: ${p.version}\n  Direction: ${direction}`,
+          {
+            details: [
+              {
+                "@type": "vgi_rpc.PreconditionFailure",
+                violations: [
+                  {
+                    type: "protocol_version",
+                    subject: p.name,
+                    description: `client declares ${clientVersion || "<none>"}, server requires ${p.version}; major and minor must match`,
+                  },
+                ],
+              },
+            ],
+          },
+        );
+      if (clientVersion === undefined) {
+        throw mismatch(
+          "<not declared>",
+          "the client did not send a vgi_rpc.protocol_version metadata key. This is either a vgi-rpc framework bug or a non-VGI client connecting to a VGI worker.",
+        );
+      }
+      const parts = parseVersion(clientVersion);
+      if (parts === null) {
+        throw mismatch(clientVersion, "client sent a malformed protocol_version. Expected canonical semver MAJOR.MINOR.PATCH.");
+      }
+      const [cMaj, cMin] = parts;
+      const [sMaj, sMin] = p.versionParts;
+      if (cMaj === sMaj && cMin === sMin) return;
+      const older = cMaj < sMaj || (cMaj === sMaj && cMin < sMin);
+      throw mismatch(
+        clientVersion,
+        older
+          ? `client is too old; upgrade the VGI extension/client to a version supporting protocol_version ${p.version}.`
+          : `server is too old; upgrade the VGI worker to a version supporting protocol_version ${clientVersion}.`,
+      );
+    },
+  };
+  return server;
+}

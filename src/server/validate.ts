@@ -1,0 +1,99 @@
+/**
+ * Request contract checks and exchange-input coercion, as the reference applies them: the
+ * parameter schema must match exactly (count, order, names, types, top-level nullability); an
+ * exchange input must carry the declared field set, and may be reordered and numerically cast.
+ */
+import { type Data, type DataType, makeBuilder, type RecordBatch, type Schema, Type } from "apache-arrow";
+import { instance as getVisitor } from "apache-arrow/visitor/get";
+import { batchFromData } from "../wire/batches.js";
+import { typeToken } from "./type-tokens.js";
+
+function tokenOrString(type: DataType): string {
+  try {
+    return typeToken(type);
+  } catch {
+    return `unsupported:${String(type)}`;
+  }
+}
+
+/** Throws a TypeError (as the reference does) when `actual` does not match the declared params. */
+export function checkParamsContract(method: string, actual: Schema, declared: Schema): void {
+  if (actual.fields.length !== declared.fields.length) {
+    throw new TypeError(
+      `${method}() parameter schema expected ${declared.fields.length} fields, got ${actual.fields.length}`,
+    );
+  }
+  declared.fields.forEach((want, i) => {
+    const got = actual.fields[i]!;
+    if (got.name !== want.name) {
+      throw new TypeError(`${method}() parameter schema field ${i} expected name '${want.name}', got '${got.name}'`);
+    }
+    const wantType = tokenOrString(want.type);
+    const gotType = tokenOrString(got.type);
+    if (wantType !== gotType) {
+      throw new TypeError(
+        `${method}() parameter '${got.name}' expected Arrow type ${wantType} but the request batch carried ${gotType}`,
+      );
+    }
+    if (got.nullable !== want.nullable) {
+      throw new TypeError(
+        `${method}() parameter '${got.name}' expected nullable=${want.nullable}, but the request batch carried nullable=${got.nullable}`,
+      );
+    }
+  });
+}
+
+function describeSchema(schema: Schema): string {
+  return schema.fields.map((f) => `${f.name}: ${tokenOrString(f.type)}${f.nullable ? "" : " not null"}`).join(", ");
+}
+
+const NUMERIC = new Set<Type>([Type.Int, Type.Float]);
+
+function castColumn(data: Data, to: DataType): Data {
+  const builder = makeBuilder({ type: to, nullValues: [null, undefined] });
+  const toBigInt = to.typeId === Type.Int && (to as DataType & { bitWidth: number }).bitWidth === 64;
+  for (let i = 0; i < data.length; i++) {
+    if (!data.getValid(i)) {
+      builder.append(null);
+      continue;
+    }
+    const v = getVisitor.visit(data, i) as number | bigint;
+    if (toBigInt) {
+      if (typeof v === "number" && !Number.isInteger(v)) throw new TypeError(`cannot cast ${v} to an integer`);
+      builder.append(BigInt(v));
+    } else builder.append(Number(v));
+  }
+  return builder.finish().flush();
+}
+
+/**
+ * Reconciles an input batch with the declared input schema: same field set required; order and
+ * numeric widths may differ. Throws TypeError "Input schema mismatch" otherwise.
+ */
+export function coerceInput(batch: RecordBatch, target: Schema): RecordBatch {
+  const mismatch = () =>
+    new TypeError(
+      `Input schema mismatch: expected ${describeSchema(target)}, got ${describeSchema(batch.schema)}`,
+    );
+  const src = batch.schema.fields;
+  if (
+    src.length === target.fields.length &&
+    src.every((f, i) => {
+      const t = target.fields[i]!;
+      return f.name === t.name && f.nullable === t.nullable && tokenOrString(f.type) === tokenOrString(t.type);
+    })
+  ) {
+    return batch;
+  }
+  const names = new Set(src.map((f) => f.name));
+  if (names.size !== target.fields.length || !target.fields.every((f) => names.has(f.name))) throw mismatch();
+  const children = target.fields.map((want) => {
+    const index = src.findIndex((f) => f.name === want.name);
+    const got = src[index]!;
+    const data = batch.data.children[index]!;
+    if (tokenOrString(got.type) === tokenOrString(want.type)) return data;
+    if (!NUMERIC.has(got.type.typeId) || !NUMERIC.has(want.type.typeId)) throw mismatch();
+    return castColumn(data, want.type);
+  });
+  return batchFromData(target, children, batch.numRows, batch.metadata);
+}

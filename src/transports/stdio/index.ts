@@ -1,0 +1,2 @@
+export { type StdioServeOptions, serveStdio } from "./server.js";
+export { MAX_WRITE_BYTES, type Sink, writableSink } from "./sink.js";

@@ -1,0 +1,37 @@
+/**
+ * Serving over stdin/stdout: the worker side of a pipe. stdout carries IPC bytes only; anything
+ * else a worker prints must go to stderr.
+ */
+import type { Readable, Writable } from "node:stream";
+import type { Connection } from "../../server/connection.js";
+import type { RpcServer } from "../../server/server.js";
+import { writableSink } from "./sink.js";
+
+export interface StdioServeOptions {
+  /** Byte source. Default: `process.stdin`. */
+  readonly input?: Readable;
+  /** Byte sink. Default: `process.stdout`. */
+  readonly output?: Writable;
+}
+
+/**
+ * Serves `server` on a pipe pair until the peer closes its end (or goes away), then resolves.
+ * A vanished peer (EOF, EPIPE) ends the session cleanly rather than throwing.
+ */
+export async function serveStdio(server: RpcServer, opts: StdioServeOptions = {}): Promise<void> {
+  const input = opts.input ?? process.stdin;
+  const output = opts.output ?? process.stdout;
+  const sink = writableSink(output);
+  const conn: Connection = {
+    input: input as AsyncIterable<Uint8Array>,
+    write: sink.write,
+    transport: "pipe",
+  };
+  try {
+    await server.serveConnection(conn);
+  } catch (err) {
+    if (!sink.broken) throw err;
+  } finally {
+    await sink.flush();
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Frames Arrow IPC messages out of a byte stream that arrives in arbitrary pieces. Pure: it pulls
+ * from any `AsyncIterator<Uint8Array>` and never reads a byte past the message it returns, so
+ * several IPC streams can follow each other on one connection.
+ */
+import { frameworkError } from "../errors.js";
+import { decodeMessage, type Frame } from "./ipc.js";
+
+/** Limits applied while framing. */
+export interface FramerOptions {
+  /** Largest message (metadata + body) accepted, in bytes. Default: 4 GiB. */
+  readonly maxMessageBytes?: number;
+}
+
+/** What the next read found. */
+export type FrameResult = Frame | "eos" | "end";
+
+const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024 * 1024;
+
+export class MessageFramer {
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+  private done = false;
+  private readonly maxMessageBytes: number;
+
+  constructor(
+    private readonly source: AsyncIterator<Uint8Array>,
+    opts: FramerOptions = {},
+  ) {
+    this.maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE;
+  }
+
+  /** Bytes received but not yet framed. */
+  get pending(): number {
+    return this.buffered;
+  }
+
+  /** True once the source has ended and every byte has been framed. */
+  get exhausted(): boolean {
+    return this.done && this.buffered === 0;
+  }
+
+  private async fill(n: number): Promise<boolean> {
+    while (this.buffered < n) {
+      if (this.done) return false;
+      const r = await this.source.next();
+      if (r.done) {
+        this.done = true;
+        return false;
+      }
+      if (r.value.byteLength > 0) {
+        this.chunks.push(r.value);
+        this.buffered += r.value.byteLength;
+      }
+    }
+    return true;
+  }
+
+  /** Removes `n` buffered bytes; a view when they sit in one chunk, else one copy. */
+  private take(n: number): Uint8Array {
+    const first = this.chunks[0];
+    if (first !== undefined && first.byteLength >= n) {
+      const out = first.subarray(0, n);
+      if (first.byteLength === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      this.buffered -= n;
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let at = 0;
+    while (at < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.byteLength, n - at);
+      out.set(c.subarray(0, k), at);
+      at += k;
+      if (k === c.byteLength) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    this.buffered -= n;
+    return out;
+  }
+
+  private async skip(n: number): Promise<void> {
+    let left = n;
+    while (left > 0) {
+      if (this.buffered === 0 && !(await this.fill(1))) {
+        throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
+      }
+      const k = Math.min(left, this.buffered);
+      let drop = k;
+      while (drop > 0) {
+        const c = this.chunks[0]!;
+        const d = Math.min(drop, c.byteLength);
+        if (d === c.byteLength) this.chunks.shift();
+        else this.chunks[0] = c.subarray(d);
+        drop -= d;
+      }
+      this.buffered -= k;
+      left -= k;
+    }
+  }
+
+  private peekInt32(offset: number): number {
+    const b = new Uint8Array(4);
+    let at = 0;
+    let skip = offset;
+    for (const c of this.chunks) {
+      if (skip >= c.byteLength) {
+        skip -= c.byteLength;
+        continue;
+      }
+      const k = Math.min(c.byteLength - skip, 4 - at);
+      b.set(c.subarray(skip, skip + k), at);
+      at += k;
+      skip = 0;
+      if (at === 4) break;
+    }
+    return new DataView(b.buffer).getInt32(0, true);
+  }
+
+  /**
+   * Reads the next message. `"eos"` is an end-of-stream marker; `"end"` means the source ended
+   * cleanly between messages. A source ending inside a message is a `protocol_error`.
+   */
+  async next(): Promise<FrameResult> {
+    if (!(await this.fill(4))) {
+      if (this.buffered === 0) return "end";
+      throw frameworkError("protocol_error", "byte stream ended inside an IPC message prefix");
+    }
+    let prefix = 4;
+    let length = this.peekInt32(0);
+    if (length === -1) {
+      if (!(await this.fill(8))) throw frameworkError("protocol_error", "byte stream ended inside an IPC message prefix");
+      prefix = 8;
+      length = this.peekInt32(4);
+    }
+    if (length === 0) {
+      this.take(prefix);
+      return "eos";
+    }
+    if (length < 0 || length > this.maxMessageBytes) {
+      throw frameworkError("protocol_error", `invalid IPC message length ${length}: not an Arrow IPC stream`);
+    }
+    if (!(await this.fill(prefix + length))) {
+      throw frameworkError("protocol_error", "byte stream ended inside an IPC message header");
+    }
+    this.take(prefix);
+    const message = decodeMessage(this.take(length));
+    const bodyLength = message.bodyLength;
+    if (!Number.isSafeInteger(bodyLength) || bodyLength < 0) {
+      throw frameworkError("protocol_error", `invalid IPC body length ${bodyLength}`);
+    }
+    if (bodyLength + length > this.maxMessageBytes) {
+      // Consume the body so the connection stays framed; the caller answers with an error.
+      await this.skip(bodyLength);
+      throw frameworkError(
+        "message_too_large",
+        `IPC message of ${bodyLength + length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`,
+      );
+    }
+    if (!(await this.fill(bodyLength))) {
+      throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
+    }
+    const body = bodyLength === 0 ? new Uint8Array(0) : this.take(bodyLength);
+    return { message, body, wireBytes: prefix + length + bodyLength };
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * Arrow IPC streaming format, without I/O: encoding schemas, batches and EOS to byte chunks, and
+ * decoding message frames back into schemas and record batches. Several IPC streams travel back
+ * to back on one connection, so decoding is message by message and stops exactly at each EOS.
+ */
+import { type Data, makeData, RecordBatch, type Schema, Struct, Vector } from "apache-arrow";
+import { MessageHeader } from "apache-arrow/fb/message-header";
+import { DictionaryBatch, Message, RecordBatch as RecordBatchHeader } from "apache-arrow/ipc/metadata/message";
+import { VectorAssembler } from "apache-arrow/visitor/vectorassembler";
+import { VectorLoader } from "apache-arrow/visitor/vectorloader";
+import { frameworkError } from "../errors.js";
+
+/** End-of-stream marker: continuation token then a zero length. */
+export const EOS: Uint8Array = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+
+const PADDING = new Uint8Array(8);
+
+function frameFlatbuffer(flatbuffer: Uint8Array): Uint8Array[] {
+  const aligned = (flatbuffer.byteLength + 8 + 7) & ~7;
+  const prefix = new Uint8Array(8);
+  const view = new DataView(prefix.buffer);
+  view.setInt32(0, -1, true);
+  view.setInt32(4, aligned - 8, true);
+  const pad = aligned - 8 - flatbuffer.byteLength;
+  return pad > 0 ? [prefix, flatbuffer, PADDING.subarray(0, pad)] : [prefix, flatbuffer];
+}
+
+/** The encapsulated schema message (what pyarrow's `Schema.serialize()` produces). */
+export function encodeSchemaMessage(schema: Schema): Uint8Array {
+  return concatBytes(frameFlatbuffer(Message.encode(Message.from(schema))));
+}
+
+function assembleBody(assembler: VectorAssembler): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const buf of assembler.buffers) {
+    if (buf.byteLength === 0) continue;
+    out.push(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+    const pad = ((buf.byteLength + 7) & ~7) - buf.byteLength;
+    if (pad > 0) out.push(PADDING.subarray(0, pad));
+  }
+  return out;
+}
+
+function encodeDictionary(id: number, data: Data, isDelta: boolean): Uint8Array[] {
+  const assembler = VectorAssembler.assemble(new Vector([data]));
+  const header = new RecordBatchHeader(
+    data.length,
+    assembler.nodes,
+    assembler.bufferRegions,
+    null,
+    assembler.variadicBufferCounts,
+  );
+  const message = Message.from(new DictionaryBatch(header, id, isDelta), assembler.byteLength);
+  return [...frameFlatbuffer(Message.encode(message)), ...assembleBody(assembler)];
+}
+
+/**
+ * Writes one IPC stream: the schema once, dictionaries when they change, batches, then EOS. Each
+ * call returns the chunks to send, in order; nothing is copied out of the batch's buffers.
+ */
+export class IpcStreamEncoder {
+  private readonly written = new Map<number, Data>();
+  private started = false;
+
+  constructor(readonly schema: Schema) {}
+
+  /** The schema message; returned by the first `batch()` call if not taken before. */
+  begin(): Uint8Array[] {
+    if (this.started) return [];
+    this.started = true;
+    return frameFlatbuffer(Message.encode(Message.from(this.schema)));
+  }
+
+  /** A record batch message (custom metadata from `batch.metadata`), after any dictionary it needs. */
+  batch(batch: RecordBatch): Uint8Array[] {
+    const out = this.begin();
+    for (const [id, dictionary] of batch.dictionaries) {
+      const chunk = dictionary?.data[0];
+      if (chunk === undefined || this.written.get(id) === chunk) continue;
+      out.push(...encodeDictionary(id, chunk, false));
+      this.written.set(id, chunk);
+    }
+    const assembler = VectorAssembler.assemble(batch);
+    const header = new RecordBatchHeader(
+      batch.numRows,
+      assembler.nodes,
+      assembler.bufferRegions,
+      null,
+      assembler.variadicBufferCounts,
+      batch.metadata.size > 0 ? batch.metadata : undefined,
+    );
+    const message = Message.from(header, assembler.byteLength);
+    out.push(...frameFlatbuffer(Message.encode(message)), ...assembleBody(assembler));
+    return out;
+  }
+
+  /** Ends the stream (writing the schema first if no batch was written). */
+  end(): Uint8Array[] {
+    return [...this.begin(), EOS];
+  }
+}
+
+/** Encodes a whole stream of `batches` on `schema`. */
+export function encodeStream(schema: Schema, batches: readonly RecordBatch[]): Uint8Array[] {
+  const enc = new IpcStreamEncoder(schema);
+  const out = enc.begin();
+  for (const b of batches) out.push(...enc.batch(b));
+  out.push(...enc.end());
+  return out;
+}
+
+/** Joins chunks into one buffer. */
+export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const c of chunks) total += c.byteLength;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/** One framed IPC message: its decoded header and its body bytes. */
+export interface Frame {
+  readonly message: Message;
+  readonly body: Uint8Array;
+  /** Bytes this frame occupied on the wire (prefix, metadata, padding and body). */
+  readonly wireBytes: number;
+}
+
+/** Decodes a message's flatbuffer, mapping flatbuffer failures to a protocol error. */
+export function decodeMessage(flatbuffer: Uint8Array): Message {
+  try {
+    return Message.decode(flatbuffer);
+  } catch (err) {
+    throw frameworkError("protocol_error", `malformed Arrow IPC message: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Turns the frames of one IPC stream into a schema and record batches. Feed it frames in order;
+ * it does no I/O and never sees bytes past the stream's EOS (the framer stops there).
+ */
+export class IpcStreamDecoder {
+  private schemaValue: Schema | null = null;
+  private readonly dictionaries = new Map<number, Vector>();
+
+  get schema(): Schema | null {
+    return this.schemaValue;
+  }
+
+  /**
+   * Consumes one frame. Returns the schema for a schema message, a batch for a record batch,
+   * or null for a dictionary batch.
+   */
+  accept(frame: Frame): Schema | RecordBatch | null {
+    const { message, body } = frame;
+    if (message.headerType === MessageHeader.Schema) {
+      if (this.schemaValue !== null) throw frameworkError("protocol_error", "a second schema message in one IPC stream");
+      this.schemaValue = message.header() as Schema;
+      return this.schemaValue;
+    }
+    const schema = this.schemaValue;
+    if (schema === null) throw frameworkError("protocol_error", "IPC stream does not start with a schema message");
+    if (message.headerType === MessageHeader.RecordBatch) {
+      const header = message.header() as RecordBatchHeader;
+      if (header.compression != null) {
+        throw frameworkError("protocol_error", "compressed IPC buffers are not part of the vgi-rpc wire protocol");
+      }
+      const children = this.load(schema, header, body, schema.fields.map((f) => f.type));
+      const data = makeData({ type: new Struct(schema.fields), length: header.length, nullCount: 0, children });
+      return new RecordBatch(schema, data, message.metadata);
+    }
+    if (message.headerType === MessageHeader.DictionaryBatch) {
+      const header = message.header() as DictionaryBatch;
+      const type = schema.dictionaries.get(header.id);
+      if (type === undefined) throw frameworkError("protocol_error", `dictionary batch for unknown id ${header.id}`);
+      if (header.data.compression != null) {
+        throw frameworkError("protocol_error", "compressed IPC buffers are not part of the vgi-rpc wire protocol");
+      }
+      const [data] = this.load(schema, header.data, body, [type]);
+      const existing = this.dictionaries.get(header.id);
+      const vector = new Vector([data!]);
+      this.dictionaries.set(header.id, header.isDelta && existing ? existing.concat(vector) : vector);
+      return null;
+    }
+    throw frameworkError("protocol_error", `unexpected IPC message type ${message.headerType}`);
+  }
+
+  private load(schema: Schema, header: RecordBatchHeader, body: Uint8Array, types: Schema["fields"][number]["type"][]): Data[] {
+    try {
+      return new VectorLoader(
+        body,
+        header.nodes,
+        header.buffers,
+        this.dictionaries,
+        schema.metadataVersion,
+        header.variadicBufferCounts,
+      ).visitMany(types);
+    } catch (err) {
+      throw frameworkError("protocol_error", `malformed Arrow record batch: ${(err as Error).message}`, { cause: err });
+    }
+  }
+}
