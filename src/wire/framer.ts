@@ -10,6 +10,11 @@ import { decodeMessage, type Frame } from "./ipc.js";
 export interface FramerOptions {
   /** Largest message (metadata + body) accepted, in bytes. Default: 4 GiB. */
   readonly maxMessageBytes?: number;
+  /**
+   * Largest message header (the flatbuffer before the body). Headers are small; a huge one means
+   * the bytes are not Arrow. Default: 16 MiB.
+   */
+  readonly maxMetadataBytes?: number;
 }
 
 /** What the next read found. */
@@ -22,12 +27,14 @@ export class MessageFramer {
   private buffered = 0;
   private done = false;
   private readonly maxMessageBytes: number;
+  private readonly maxMetadataBytes: number;
 
   constructor(
     private readonly source: AsyncIterator<Uint8Array>,
     opts: FramerOptions = {},
   ) {
     this.maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE;
+    this.maxMetadataBytes = opts.maxMetadataBytes ?? 16 * 1024 * 1024;
   }
 
   /** Bytes received but not yet framed. */
@@ -138,7 +145,7 @@ export class MessageFramer {
       this.take(prefix);
       return "eos";
     }
-    if (length < 0 || length > this.maxMessageBytes) {
+    if (length < 0 || length > Math.min(this.maxMessageBytes, this.maxMetadataBytes)) {
       throw frameworkError("protocol_error", `invalid IPC message length ${length}: not an Arrow IPC stream`);
     }
     if (!(await this.fill(prefix + length))) {
