@@ -168,7 +168,10 @@ export class MessageFramer {
     if (!(await this.fill(bodyLength))) {
       throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
     }
-    const body = bodyLength === 0 ? new Uint8Array(0) : this.take(bodyLength);
+    let body = bodyLength === 0 ? new Uint8Array(0) : this.take(bodyLength);
+    // Arrow buffers are read through typed arrays, which need 8-byte aligned views.
+    // (Node Buffers' own slice() is a view, so copy through Uint8Array.)
+    if (body.byteOffset % 8 !== 0) body = Uint8Array.prototype.slice.call(body);
     return { message, body, wireBytes: prefix + length + bodyLength };
   }
 }

@@ -5,7 +5,12 @@
  */
 import { type Data, makeData, RecordBatch, type Schema, Struct, Vector } from "apache-arrow";
 import { MessageHeader } from "apache-arrow/fb/message-header";
-import { DictionaryBatch, Message, RecordBatch as RecordBatchHeader } from "apache-arrow/ipc/metadata/message";
+import {
+  BufferRegion,
+  DictionaryBatch,
+  Message,
+  RecordBatch as RecordBatchHeader,
+} from "apache-arrow/ipc/metadata/message";
 import { VectorAssembler } from "apache-arrow/visitor/vectorassembler";
 import { VectorLoader } from "apache-arrow/visitor/vectorloader";
 import { frameworkError } from "../errors.js";
@@ -35,22 +40,32 @@ function assembleBody(assembler: VectorAssembler): Uint8Array[] {
   for (const buf of assembler.buffers) {
     if (buf.byteLength === 0) continue;
     out.push(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
-    const pad = ((buf.byteLength + 7) & ~7) - buf.byteLength;
+    const pad = Math.ceil(buf.byteLength / 8) * 8 - buf.byteLength;
     if (pad > 0) out.push(PADDING.subarray(0, pad));
   }
   return out;
 }
 
+/**
+ * Buffer regions and body length for an assembled batch. arrow-js computes them with 32-bit
+ * bitwise rounding, which goes negative past 2 GiB; this recomputes them in doubles.
+ */
+function layout(assembler: VectorAssembler): { regions: BufferRegion[]; bodyLength: number } {
+  const regions: BufferRegion[] = [];
+  let at = 0;
+  for (const buf of assembler.buffers) {
+    const padded = Math.ceil(buf.byteLength / 8) * 8;
+    regions.push(new BufferRegion(at, padded));
+    at += padded;
+  }
+  return { regions, bodyLength: at };
+}
+
 function encodeDictionary(id: number, data: Data, isDelta: boolean): Uint8Array[] {
   const assembler = VectorAssembler.assemble(new Vector([data]));
-  const header = new RecordBatchHeader(
-    data.length,
-    assembler.nodes,
-    assembler.bufferRegions,
-    null,
-    assembler.variadicBufferCounts,
-  );
-  const message = Message.from(new DictionaryBatch(header, id, isDelta), assembler.byteLength);
+  const { regions, bodyLength } = layout(assembler);
+  const header = new RecordBatchHeader(data.length, assembler.nodes, regions, null, assembler.variadicBufferCounts);
+  const message = Message.from(new DictionaryBatch(header, id, isDelta), bodyLength);
   return [...frameFlatbuffer(Message.encode(message)), ...assembleBody(assembler)];
 }
 
@@ -81,15 +96,16 @@ export class IpcStreamEncoder {
       this.written.set(id, chunk);
     }
     const assembler = VectorAssembler.assemble(batch);
+    const { regions, bodyLength } = layout(assembler);
     const header = new RecordBatchHeader(
       batch.numRows,
       assembler.nodes,
-      assembler.bufferRegions,
+      regions,
       null,
       assembler.variadicBufferCounts,
       batch.metadata.size > 0 ? batch.metadata : undefined,
     );
-    const message = Message.from(header, assembler.byteLength);
+    const message = Message.from(header, bodyLength);
     out.push(...frameFlatbuffer(Message.encode(message)), ...assembleBody(assembler));
     return out;
   }

@@ -13,7 +13,7 @@ class ByteQueue implements AsyncIterable<Uint8Array> {
   push(chunks: readonly Uint8Array[]): void {
     if (this.closed) throw new Error("write after close");
     // Copy: the writer may reuse its buffers once write() resolves.
-    for (const c of chunks) if (c.byteLength > 0) this.chunks.push(c.slice());
+    for (const c of chunks) if (c.byteLength > 0) this.chunks.push(Uint8Array.prototype.slice.call(c));
     this.wake();
   }
 

@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+/**
+ * The demo data service behind `npm start`: a small protocol with one method of each kind,
+ * served on a Unix socket and on TCP (127.0.0.1) until HTTP and WebSocket land; `--stdio` serves
+ * one caller over stdin/stdout instead.
+ */
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { ValueError } from "../errors.js";
+import { defineProtocol, exchange, producer, unary } from "../protocol/methods.js";
+import { t } from "../protocol/types.js";
+import { bind, createServer } from "../server/server.js";
+import { listenSocket } from "../transports/socket/server.js";
+import { serveStdio } from "../transports/stdio/server.js";
+
+/** The demo protocol: arithmetic, a range producer and a running-mean exchange. */
+export const Demo = defineProtocol(
+  "quiver.Demo.v1",
+  { version: "1.0.0" },
+  {
+    add: unary({ a: t.float64(), b: t.float64() }, t.float64()),
+    greet: unary({ name: t.utf8(), greeting: t.utf8().default("hello") }, t.utf8()),
+    range: producer(
+      { start: t.int64(), stop: t.int64(), batch_size: t.int64().default(1000n) },
+      { output: { n: t.int64(), square: t.int64() }, header: { total: t.int64() } },
+    ),
+    running_mean: exchange({}, { input: { x: t.float64() }, output: { mean: t.float64(), count: t.int64() } }),
+  },
+);
+
+const server = createServer({
+  protocols: [
+    bind(Demo, {
+      add: ({ a, b }) => a + b,
+      greet: ({ name, greeting }, ctx) => {
+        ctx.clientLog("INFO", `greeting ${name}`);
+        return `${greeting}, ${name}`;
+      },
+      range: ({ start, stop, batch_size }) => {
+        if (batch_size <= 0n) throw new ValueError("batch_size must be positive");
+        let next = start;
+        return {
+          header: { total: stop > start ? stop - start : 0n },
+          produce(out) {
+            if (next >= stop) return out.finish();
+            const n: bigint[] = [];
+            for (; next < stop && BigInt(n.length) < batch_size; next++) n.push(next);
+            out.emitColumns({ n, square: n.map((v) => v * v) });
+          },
+        };
+      },
+      running_mean: () => {
+        let sum = 0;
+        let count = 0n;
+        return {
+          process(input, out) {
+            for (const x of input.column("x")) {
+              sum += x;
+              count += 1n;
+            }
+            out.emit([{ mean: count === 0n ? 0 : sum / Number(count), count }]);
+          },
+        };
+      },
+    }),
+  ],
+});
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      stdio: { type: "boolean" },
+      unix: { type: "string" },
+      port: { type: "string" },
+    },
+  });
+  if (values.stdio) {
+    await serveStdio(server);
+    return;
+  }
+  const path = values.unix ?? join(tmpdir(), "quiver-demo.sock");
+  const unix = await listenSocket(server, { path });
+  const tcp = await listenSocket(server, { host: "127.0.0.1", port: Number(values.port ?? 0) });
+  const tcpAddr = tcp.address as { host: string; port: number };
+  process.stdout.write(
+    [
+      `quiver demo service (${Demo.name}) — server id ${server.serverId}`,
+      `  unix socket: ${path}`,
+      `  tcp:         ${tcpAddr.host}:${tcpAddr.port}`,
+      "",
+      "Call it with the reference CLI from the test environment (created by `npm test`):",
+      `  .venv-conformance/bin/vgi-rpc --unix ${path} describe`,
+      `  .venv-conformance/bin/vgi-rpc --unix ${path} call add a=1 b=2`,
+      `  .venv-conformance/bin/vgi-rpc --unix ${path} call range start=0 stop=5 batch_size=2`,
+      "HTTP and WebSocket are not served yet. Ctrl-C stops the service.",
+      "",
+    ].join("\n"),
+  );
+  const stop = async () => {
+    await Promise.all([unix.close(), tcp.close()]);
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`demo: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,1 @@
+export { listenSocket, type SocketServeOptions, type SocketServer } from "./server.js";
