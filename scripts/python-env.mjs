@@ -6,7 +6,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 
 /** What the environment must hold; a change here rebuilds it. */
-export const PINNED = ["vgi-rpc[http,conformance]==0.52.2", "pytest==9.2.0", "pytest-timeout==2.4.0"];
+export const PINNED = ["vgi-rpc[http,conformance,cli]==0.52.2", "pytest==9.2.0", "pytest-timeout==2.4.0"];
 const VENV = ".venv-conformance";
 
 export function venvBin(root, name) {
@@ -61,7 +61,8 @@ export function ensurePython(root) {
   }
   process.stdout.write(`[conformance environment] creating ${VENV} with ${base}\n`);
   let r = spawnSync(base, ["-m", "venv", "--clear", join(root, VENV)], { stdio: "inherit" });
-  if (r.status !== 0) die(`\`${base} -m venv\` failed (exit ${r.status}). Fix: install the venv module for that Python.`);
+  if (r.status !== 0)
+    die(`\`${base} -m venv\` failed (exit ${r.status}). Fix: install the venv module for that Python.`);
   r = spawnSync(venvPython, ["-m", "pip", "install", "--disable-pip-version-check", "--quiet", ...PINNED], {
     stdio: "inherit",
   });

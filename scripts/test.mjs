@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // The whole test suite: typecheck, lint, build, unit/contract tests, then the pinned Python
-// reference's conformance runner against our worker. The Python environment is created on first
-// use in .venv-conformance/ (git-ignored) and reused after. Nothing is skipped silently: a
-// missing interpreter or an unreachable package index fails the run with instructions.
-import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+// reference's conformance runner against our worker over a pipe, a Unix socket and TCP. The
+// Python environment is created on first use in .venv-conformance/ (git-ignored) and reused
+// after. Nothing is skipped silently: a missing interpreter or an unreachable package index
+// fails the run with instructions.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensurePython, venvBin } from "./python-env.mjs";
@@ -18,20 +20,31 @@ function step(title) {
   process.stdout.write(`\n=== ${title}\n`);
 }
 
+/** Prints the closing summary line and exits. */
+function finish(ok) {
+  const failed = ok ? totals.failed : Math.max(totals.failed, 1);
+  process.stdout.write(`\ntotal: ${totals.passed} passed, ${failed} failed, ${totals.skipped} skipped\n`);
+  process.exit(ok ? 0 : 1);
+}
+
 function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: opts.capture ? ["ignore", "pipe", "inherit"] : "inherit", encoding: "utf8", ...opts });
+  const { capture, ...rest } = opts;
+  const r = spawnSync(cmd, args, {
+    stdio: capture ? ["ignore", "pipe", "inherit"] : "inherit",
+    encoding: "utf8",
+    ...rest,
+  });
   if (r.error) throw r.error;
   return r;
 }
 
-function must(title, cmd, args, opts) {
+function must(title, cmd, args) {
   step(title);
-  const r = run(cmd, args, opts);
+  const r = run(cmd, args);
   if (r.status !== 0) {
     process.stderr.write(`\n${title} failed (exit ${r.status}).\n`);
-    process.exit(1);
+    finish(false);
   }
-  return r;
 }
 
 function listTests(dir) {
@@ -52,27 +65,59 @@ must("build", "npx", ["tsc", "-p", "tsconfig.build.json"]);
 
 step("unit and contract tests (node:test)");
 {
-  const env = { ...process.env, VGI_PYTHON: python, QUIVER_ROOT: root };
-  const r = run(process.execPath, ["--import", "tsx", "--test", "--test-reporter=spec", "--test-reporter-destination=stdout", "--test-reporter=tap", "--test-reporter-destination=.test-results.tap", ...listTests("test")], { env });
-  const tap = existsSync(".test-results.tap") ? readFileSync(".test-results.tap", "utf8") : "";
+  const tapFile = join(root, ".test-results.tap");
+  rmSync(tapFile, { force: true });
+  const env = { ...process.env, VGI_PYTHON: python };
+  const r = run(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      "--test",
+      "--test-reporter=spec",
+      "--test-reporter-destination=stdout",
+      "--test-reporter=tap",
+      `--test-reporter-destination=${tapFile}`,
+      ...listTests("test"),
+    ],
+    { env },
+  );
+  const tap = existsSync(tapFile) ? readFileSync(tapFile, "utf8") : "";
   const num = (k) => Number((new RegExp(`^# ${k} (\\d+)$`, "m").exec(tap) ?? [])[1] ?? 0);
   totals.passed += num("pass");
   totals.failed += num("fail") + num("cancelled");
   totals.skipped += num("skipped") + num("todo");
+  process.stdout.write(
+    `unit: ${num("pass")} passed, ${num("fail") + num("cancelled")} failed, ${num("skipped")} skipped\n`,
+  );
   if (r.status !== 0 || num("pass") === 0) {
     process.stderr.write(`\nunit tests failed (exit ${r.status}).\n`);
-    process.stdout.write(`\ntotal: ${totals.passed} passed, ${Math.max(totals.failed, 1)} failed, ${totals.skipped} skipped\n`);
-    process.exit(1);
+    finish(false);
   }
 }
 
-// The conformance runner over a pipe: one worker, every test in sequence on one connection.
-step("vgi-rpc conformance (vgi-rpc-test --cmd, pipe)");
-{
-  const worker = `${process.execPath} ${join(root, "dist/bin/quiver-conformance.js")}`;
-  const version = run(venvBin(root, "vgi-rpc-test"), ["--version"], { capture: true });
-  process.stdout.write(version.stdout);
-  const r = run(venvBin(root, "vgi-rpc-test"), ["--cmd", worker, "--format", "json", "--timeout", "300"], {
+// The reference's conformance runner against our worker.
+const worker = [process.execPath, join(root, "dist/bin/quiver-conformance.js")];
+process.stdout.write(run(venvBin(root, "vgi-rpc-test"), ["--version"], { capture: true }).stdout);
+
+/** Starts the worker with `args` and waits for the line announcing its address. */
+async function startWorker(args, prefix) {
+  const child = spawn(worker[0], [...worker.slice(1), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30 * 60 * 1000);
+  child.on("exit", () => clearTimeout(timer));
+  let out = "";
+  for await (const chunk of child.stdout) {
+    out += chunk;
+    const line = out.split("\n").find((l) => l.startsWith(prefix));
+    if (line) return { child, address: line.slice(prefix.length).trim() };
+  }
+  throw new Error(`worker ${args.join(" ")} exited without printing ${prefix}`);
+}
+
+/** One vgi-rpc-test run; returns true when it passed with no failure. */
+function conformance(label, targetArgs) {
+  step(`vgi-rpc conformance over ${label} (vgi-rpc-test ${targetArgs[0]})`);
+  const r = run(venvBin(root, "vgi-rpc-test"), [...targetArgs, "--format", "json", "--timeout", "300"], {
     capture: true,
     maxBuffer: 64 * 1024 * 1024,
   });
@@ -82,23 +127,31 @@ step("vgi-rpc conformance (vgi-rpc-test --cmd, pipe)");
   } catch {
     process.stdout.write(r.stdout ?? "");
     process.stderr.write(`\nvgi-rpc-test produced no JSON report (exit ${r.status}).\n`);
-    process.exit(1);
+    totals.failed += 1;
+    return false;
   }
-  writeFileSync(".conformance-pipe.json", JSON.stringify(report, null, 1));
+  writeFileSync(join(root, `.conformance-${label}.json`), JSON.stringify(report, null, 1));
   const results = report.results ?? [];
   const passed = results.filter((t) => t.passed && !t.skipped).length;
-  const skipped = results.filter((t) => t.skipped).length;
+  const skipped = results.filter((t) => t.skipped);
   const failed = results.filter((t) => !t.passed && !t.skipped);
   for (const t of failed) process.stdout.write(`  FAIL ${t.name}: ${String(t.error ?? "").split("\n")[0]}\n`);
-  for (const t of results.filter((x) => x.skipped)) process.stdout.write(`  skip ${t.name}: ${t.skip_reason}\n`);
-  process.stdout.write(`conformance pipe: ${passed} passed, ${failed.length} failed, ${skipped} skipped\n`);
+  for (const t of skipped) process.stdout.write(`  skip ${t.name}: ${t.skip_reason}\n`);
+  process.stdout.write(`conformance ${label}: ${passed} passed, ${failed.length} failed, ${skipped.length} skipped\n`);
   totals.passed += passed;
   totals.failed += failed.length;
-  totals.skipped += skipped;
-  if (r.status !== 0 || failed.length > 0 || passed === 0) {
-    process.stdout.write(`\ntotal: ${totals.passed} passed, ${Math.max(totals.failed, 1)} failed, ${totals.skipped} skipped\n`);
-    process.exit(1);
-  }
+  totals.skipped += skipped.length;
+  return r.status === 0 && failed.length === 0 && passed > 0;
 }
 
-process.stdout.write(`\ntotal: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`);
+let ok = conformance("pipe", ["--cmd", worker.join(" ")]);
+const sock = join(mkdtempSync(join(tmpdir(), "quiver-")), "conformance.sock");
+for (const [label, args, prefix, flag] of [
+  ["unix", ["--unix", sock], "UNIX:", "--unix"],
+  ["tcp", ["--tcp", "127.0.0.1:0"], "TCP:", "--tcp"],
+]) {
+  const { child, address } = await startWorker(args, prefix);
+  ok = conformance(label, [flag, address]) && ok;
+  child.kill("SIGTERM");
+}
+finish(ok);

@@ -5,14 +5,15 @@
  *
  *   quiver-conformance                 serve stdin/stdout (stdout carries IPC only)
  *   quiver-conformance --http          serve HTTP, print PORT:<n>      (not yet supported)
- *   quiver-conformance --unix PATH     serve a Unix socket             (not yet supported)
- *   quiver-conformance --tcp [H:]P     serve TCP                       (not yet supported)
+ *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
+ *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
  *   --access-log PATH / --access-log-debug                             (not yet supported)
  */
 import { parseArgs } from "node:util";
-import { createConformanceImplementation, ConformanceService } from "../conformance/service.js";
 import { createSecondaryImplementation, SecondaryProtocol } from "../conformance/secondary.js";
+import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
 import { bind, createServer } from "../server/server.js";
+import { listenSocket } from "../transports/socket/server.js";
 import { serveStdio } from "../transports/stdio/server.js";
 
 function fail(message: string): never {
@@ -47,7 +48,7 @@ async function main(): Promise<void> {
     );
     return;
   }
-  for (const flag of ["http", "unix", "tcp", "access-log", "access-log-debug"] as const) {
+  for (const flag of ["http", "access-log", "access-log-debug"] as const) {
     if (values[flag] !== undefined) fail(`--${flag} is not yet supported by this build (stdio only)`);
   }
   const server = createServer({
@@ -61,6 +62,22 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  if (typeof values.unix === "string") {
+    await listenSocket(server, { path: values.unix });
+    process.stdout.write(`UNIX:${values.unix}\n`);
+    return;
+  }
+  if (typeof values.tcp === "string") {
+    const spec = values.tcp;
+    const colon = spec.lastIndexOf(":");
+    const host = colon >= 0 ? spec.slice(0, colon) || "127.0.0.1" : "127.0.0.1";
+    const port = Number(colon >= 0 ? spec.slice(colon + 1) : spec);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--tcp wants [HOST:]PORT, got '${spec}'`);
+    const sock = await listenSocket(server, { host, port });
+    const addr = sock.address as { host: string; port: number };
+    process.stdout.write(`TCP:${addr.host}:${addr.port}\n`);
+    return;
+  }
   await serveStdio(server);
   process.exit(0);
 }

@@ -3,7 +3,9 @@
  */
 import { type RecordBatch, Schema } from "apache-arrow";
 import { batchFromData } from "../wire/batches.js";
+
 export { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
+
 import { type FieldSpecs, fieldOf, type RowOf } from "./types.js";
 
 /** The Arrow schema for a record of specs, in declaration order. */

@@ -18,7 +18,10 @@ import type { FieldSpecs, RowOf, TypeSpec, ValueOf } from "./types.js";
 /** Output or header fields, or `"dynamic"` when the handler chooses the schema at init. */
 export type OutputSpec = FieldSpecs | "dynamic";
 
-export interface UnaryDecl<P extends FieldSpecs = FieldSpecs, R extends TypeSpec<unknown> | null = TypeSpec<unknown> | null> {
+export interface UnaryDecl<
+  P extends FieldSpecs = FieldSpecs,
+  R extends TypeSpec<unknown> | null = TypeSpec<unknown> | null,
+> {
   readonly kind: "unary";
   readonly params: P;
   /** The result spec, or `null` for a void method. */
@@ -60,10 +63,11 @@ export function unary<const P extends FieldSpecs, R extends TypeSpec<unknown> | 
 }
 
 /** A producer stream: the server emits batches until it calls `finish()`. */
-export function producer<const P extends FieldSpecs, const O extends OutputSpec, const H extends FieldSpecs | null = null>(
-  params: P,
-  opts: { readonly output: O; readonly header?: H },
-): ProducerDecl<P, O, H> {
+export function producer<
+  const P extends FieldSpecs,
+  const O extends OutputSpec,
+  const H extends FieldSpecs | null = null,
+>(params: P, opts: { readonly output: O; readonly header?: H }): ProducerDecl<P, O, H> {
   return { kind: "producer", params, output: opts.output, header: (opts.header ?? null) as H };
 }
 
@@ -168,19 +172,23 @@ export type ProducerStream<O extends OutputSpec, H extends FieldSpecs | null> = 
   produce(out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
 };
 
-export type ExchangeStream<I extends FieldSpecs, O extends OutputSpec, H extends FieldSpecs | null> = StreamBase<O, H> & {
+export type ExchangeStream<I extends FieldSpecs, O extends OutputSpec, H extends FieldSpecs | null> = StreamBase<
+  O,
+  H
+> & {
   /** One turn: answer `input` with exactly one emitted batch. */
   process(input: InputBatch<I>, out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
 };
 
 /** The handler type for one declaration. */
-export type HandlerOf<D> = D extends UnaryDecl<infer P, infer R>
-  ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<R extends TypeSpec<infer V> ? V : undefined | void>
-  : D extends ProducerDecl<infer P, infer O, infer H>
-    ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<ProducerStream<O, H>>
-    : D extends ExchangeDecl<infer P, infer I, infer O, infer H>
-      ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<ExchangeStream<I, O, H>>
-      : never;
+export type HandlerOf<D> =
+  D extends UnaryDecl<infer P, infer R>
+    ? (params: ParamsOf<P>, ctx: CallContext) => R extends TypeSpec<infer V> ? Awaitable<V> : Awaitable<void>
+    : D extends ProducerDecl<infer P, infer O, infer H>
+      ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<ProducerStream<O, H>>
+      : D extends ExchangeDecl<infer P, infer I, infer O, infer H>
+        ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<ExchangeStream<I, O, H>>
+        : never;
 
 /** Handlers for every method of a protocol. */
 export type Implementation<P extends ProtocolDecl> = { readonly [K in keyof P["methods"]]: HandlerOf<P["methods"][K]> };

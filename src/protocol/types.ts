@@ -39,8 +39,8 @@ import {
   makeData,
   Struct,
   Time,
-  TimeUnit,
   Timestamp,
+  TimeUnit,
   Uint8,
   Uint16,
   Uint32,
@@ -468,4 +468,3 @@ export const t = {
     return makeSpec(type, structCodec(type, fields));
   },
 };
-

@@ -85,7 +85,8 @@ export class TurnCollector<O extends OutputSpec> implements OutputCollector<O> {
   }
 
   finish(): void {
-    if (!this.producer) throw new Error("finish() is only for producer streams; an exchange ends when the client closes");
+    if (!this.producer)
+      throw new Error("finish() is only for producer streams; an exchange ends when the client closes");
     this.finishedFlag = true;
   }
 
@@ -111,7 +112,9 @@ export class TurnCollector<O extends OutputSpec> implements OutputCollector<O> {
       }
       const got = batch.schema.fields[i]!;
       if (safeToken(got.type) !== safeToken(want.type)) {
-        throw new TypeError(`emitted column '${want.name}' is ${String(got.type)}, output_schema declares ${String(want.type)}`);
+        throw new TypeError(
+          `emitted column '${want.name}' is ${String(got.type)}, output_schema declares ${String(want.type)}`,
+        );
       }
       return batch.data.children[i]!;
     });

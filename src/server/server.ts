@@ -226,9 +226,15 @@ export function createServer(opts: ServerOptions): RpcServer {
             `'__describe__' was retired. Introspection is now the '${REFLECTION_PROTOCOL}' protocol: call 'list_protocols' for what this server hosts, then 'describe' for one protocol's methods.`,
           );
         }
-        throw frameworkError("method_not_implemented", `This server does not implement the reserved method '${method}'.`);
+        throw frameworkError(
+          "method_not_implemented",
+          `This server does not implement the reserved method '${method}'.`,
+        );
       }
-      const hostedNames = `[${[...protocols.keys()].sort().map((n) => `'${n}'`).join(", ")}]`;
+      const hostedNames = `[${[...protocols.keys()]
+        .sort()
+        .map((n) => `'${n}'`)
+        .join(", ")}]`;
       if (!protocolName) {
         throw frameworkError(
           "protocol_not_specified",
@@ -238,17 +244,26 @@ export function createServer(opts: ServerOptions): RpcServer {
       try {
         validateProtocolName(protocolName, true);
       } catch (err) {
-        throw frameworkError("protocol_not_supported", `'vgi_rpc.protocol' is not a protocol name: ${(err as Error).message}`);
+        throw frameworkError(
+          "protocol_not_supported",
+          `'vgi_rpc.protocol' is not a protocol name: ${(err as Error).message}`,
+        );
       }
       const p = protocols.get(protocolName);
       if (p === undefined) {
-        throw frameworkError("protocol_not_supported", `This server does not host protocol '${protocolName}'. Hosted: ${hostedNames}.`);
+        throw frameworkError(
+          "protocol_not_supported",
+          `This server does not host protocol '${protocolName}'. Hosted: ${hostedNames}.`,
+        );
       }
       const m = p.methods.get(method);
       if (m === undefined) {
         throw frameworkError(
           "method_not_implemented",
-          `Protocol '${protocolName}' has no method '${method}'. Available: [${[...p.methods.keys()].sort().map((n) => `'${n}'`).join(", ")}].`,
+          `Protocol '${protocolName}' has no method '${method}'. Available: [${[...p.methods.keys()]
+            .sort()
+            .map((n) => `'${n}'`)
+            .join(", ")}].`,
         );
       }
       return m;
@@ -283,7 +298,10 @@ export function createServer(opts: ServerOptions): RpcServer {
       }
       const parts = parseVersion(clientVersion);
       if (parts === null) {
-        throw mismatch(clientVersion, "client sent a malformed protocol_version. Expected canonical semver MAJOR.MINOR.PATCH.");
+        throw mismatch(
+          clientVersion,
+          "client sent a malformed protocol_version. Expected canonical semver MAJOR.MINOR.PATCH.",
+        );
       }
       const [cMaj, cMin] = parts;
       const [sMaj, sMin] = p.versionParts;

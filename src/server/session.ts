@@ -58,7 +58,8 @@ class StreamReader {
       if (this.ended) return null;
       const r = await this.nextMessage(false);
       if (r === "eos") return null;
-      if (r === "end") throw new FramingLost(frameworkError("transport_error", "peer closed the connection mid-stream"));
+      if (r === "end")
+        throw new FramingLost(frameworkError("transport_error", "peer closed the connection mid-stream"));
       if (r !== null) return r;
     }
   }
@@ -182,7 +183,9 @@ export async function serveSession(server: RpcServer, conn: Connection): Promise
       if (request !== null) await reader.drain();
     } catch (err) {
       if (err instanceof FramingLost) {
-        await out.stream(EMPTY_SCHEMA, [errorBatch(EMPTY_SCHEMA, err.error, origin, server.includeTracebacks)]).catch(() => {});
+        await out
+          .stream(EMPTY_SCHEMA, [errorBatch(EMPTY_SCHEMA, err.error, origin, server.includeTracebacks)])
+          .catch(() => {});
         return;
       }
       await reader.drain().catch(() => {});
@@ -194,7 +197,9 @@ export async function serveSession(server: RpcServer, conn: Connection): Promise
       await server.track(dispatch(call, request, reader));
     } catch (err) {
       if (err instanceof FramingLost) {
-        await out.stream(EMPTY_SCHEMA, [errorBatch(EMPTY_SCHEMA, err.error, origin, server.includeTracebacks)]).catch(() => {});
+        await out
+          .stream(EMPTY_SCHEMA, [errorBatch(EMPTY_SCHEMA, err.error, origin, server.includeTracebacks)])
+          .catch(() => {});
         return;
       }
       throw err;
@@ -211,7 +216,10 @@ async function dispatch(call: CallState, request: RecordBatch | null, _reader: S
   const fail = (schema: Schema, err: unknown) =>
     out.stream(schema, [errorBatch(schema, err, origin, server.includeTracebacks)]);
   if (request === null) {
-    return fail(EMPTY_SCHEMA, protocolError("Request IPC stream carries no batch; a request is one batch of parameters."));
+    return fail(
+      EMPTY_SCHEMA,
+      protocolError("Request IPC stream carries no batch; a request is one batch of parameters."),
+    );
   }
   recordInput(call.stats, request);
   const md = request.metadata;
@@ -226,7 +234,10 @@ async function dispatch(call: CallState, request: RecordBatch | null, _reader: S
   }
   const version = md.get(REQUEST_VERSION_KEY);
   if (version !== REQUEST_VERSION) {
-    const what = version === undefined ? "Missing 'vgi_rpc.request_version' in request batch custom_metadata." : `Unsupported request version '${version}', expected '${REQUEST_VERSION}'.`;
+    const what =
+      version === undefined
+        ? "Missing 'vgi_rpc.request_version' in request batch custom_metadata."
+        : `Unsupported request version '${version}', expected '${REQUEST_VERSION}'.`;
     return fail(
       EMPTY_SCHEMA,
       new RpcError(`${what} Set the 'vgi_rpc.request_version' custom_metadata value to '${REQUEST_VERSION}'.`, {
@@ -310,7 +321,9 @@ async function serveUnary(call: CallState, method: ResolvedMethod, params: Recor
   await call.out.stream(schema, [...logs.drain(schema), result]);
 }
 
-type AnyStream = ProducerStream<OutputSpec, FieldSpecs | null> | ExchangeStream<FieldSpecs, OutputSpec, FieldSpecs | null>;
+type AnyStream =
+  | ProducerStream<OutputSpec, FieldSpecs | null>
+  | ExchangeStream<FieldSpecs, OutputSpec, FieldSpecs | null>;
 
 function inputView(fields: FieldSpecs, batch: RecordBatch): InputBatch<FieldSpecs> {
   return {
@@ -334,10 +347,13 @@ async function serveStream(call: CallState, method: ResolvedMethod, params: Reco
     const handler = method.handler as (p: Record<string, unknown>, c: CallContext) => unknown;
     stream = (await handler(params, initCtx)) as AnyStream;
     if (stream === null || typeof stream !== "object") {
-      throw new TypeError(`${method.name}() expected a stream object but got ${stream === null ? "null" : typeof stream}`);
+      throw new TypeError(
+        `${method.name}() expected a stream object but got ${stream === null ? "null" : typeof stream}`,
+      );
     }
     if (decl.output === "dynamic") {
-      if (!stream.outputSchema) throw new TypeError(`${method.name}() declares a dynamic output and returned no outputSchema`);
+      if (!stream.outputSchema)
+        throw new TypeError(`${method.name}() declares a dynamic output and returned no outputSchema`);
       outputSchema = stream.outputSchema;
     } else outputSchema = method.schemas.output!;
     if (decl.header !== null) {

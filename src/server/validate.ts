@@ -72,9 +72,7 @@ function castColumn(data: Data, to: DataType): Data {
  */
 export function coerceInput(batch: RecordBatch, target: Schema): RecordBatch {
   const mismatch = () =>
-    new TypeError(
-      `Input schema mismatch: expected ${describeSchema(target)}, got ${describeSchema(batch.schema)}`,
-    );
+    new TypeError(`Input schema mismatch: expected ${describeSchema(target)}, got ${describeSchema(batch.schema)}`);
   const src = batch.schema.fields;
   if (
     src.length === target.fields.length &&

@@ -137,7 +137,8 @@ export class MessageFramer {
     let prefix = 4;
     let length = this.peekInt32(0);
     if (length === -1) {
-      if (!(await this.fill(8))) throw frameworkError("protocol_error", "byte stream ended inside an IPC message prefix");
+      if (!(await this.fill(8)))
+        throw frameworkError("protocol_error", "byte stream ended inside an IPC message prefix");
       prefix = 8;
       length = this.peekInt32(4);
     }

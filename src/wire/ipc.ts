@@ -179,7 +179,8 @@ export class IpcStreamDecoder {
   accept(frame: Frame): Schema | RecordBatch | null {
     const { message, body } = frame;
     if (message.headerType === MessageHeader.Schema) {
-      if (this.schemaValue !== null) throw frameworkError("protocol_error", "a second schema message in one IPC stream");
+      if (this.schemaValue !== null)
+        throw frameworkError("protocol_error", "a second schema message in one IPC stream");
       this.schemaValue = message.header() as Schema;
       return this.schemaValue;
     }
@@ -190,7 +191,12 @@ export class IpcStreamDecoder {
       if (header.compression != null) {
         throw frameworkError("protocol_error", "compressed IPC buffers are not part of the vgi-rpc wire protocol");
       }
-      const children = this.load(schema, header, body, schema.fields.map((f) => f.type));
+      const children = this.load(
+        schema,
+        header,
+        body,
+        schema.fields.map((f) => f.type),
+      );
       const data = makeData({ type: new Struct(schema.fields), length: header.length, nullCount: 0, children });
       return new RecordBatch(schema, data, message.metadata);
     }
@@ -210,7 +216,12 @@ export class IpcStreamDecoder {
     throw frameworkError("protocol_error", `unexpected IPC message type ${message.headerType}`);
   }
 
-  private load(schema: Schema, header: RecordBatchHeader, body: Uint8Array, types: Schema["fields"][number]["type"][]): Data[] {
+  private load(
+    schema: Schema,
+    header: RecordBatchHeader,
+    body: Uint8Array,
+    types: Schema["fields"][number]["type"][],
+  ): Data[] {
     try {
       return new VectorLoader(
         body,

@@ -4,8 +4,8 @@
  */
 import type { RecordBatch, Schema } from "apache-arrow";
 import { type ErrorDetail, parseErrorCode, RpcError } from "../errors.js";
-import { emptyBatch } from "./batches.js";
 import type { LogExtra, WireLogLevel } from "../protocol/context.js";
+import { emptyBatch } from "./batches.js";
 import {
   CANCEL_KEY,
   ERROR_CODE_KEY,
@@ -28,7 +28,12 @@ export interface Origin {
 }
 
 /** The metadata of a zero-row log batch. */
-export function logMetadata(level: WireLogLevel, message: string, extra: LogExtra | undefined, origin: Origin): Map<string, string> {
+export function logMetadata(
+  level: WireLogLevel,
+  message: string,
+  extra: LogExtra | undefined,
+  origin: Origin,
+): Map<string, string> {
   const md = new Map<string, string>();
   md.set(LOG_LEVEL_KEY, level);
   md.set(LOG_MESSAGE_KEY, message);
@@ -91,9 +96,11 @@ export function errorMetadata(err: unknown, origin: Origin, includeTraceback = t
   if (details !== undefined) extra.error_details = e.details;
   if (includeTraceback) {
     const stack = original.stack ?? `${e.type}: ${e.message}`;
-    extra.traceback = stack.length > MAX_TRACEBACK_CHARS ? `${stack.slice(0, MAX_TRACEBACK_CHARS)}\n… <traceback truncated>` : stack;
+    extra.traceback =
+      stack.length > MAX_TRACEBACK_CHARS ? `${stack.slice(0, MAX_TRACEBACK_CHARS)}\n… <traceback truncated>` : stack;
     extra.frames = stackFrames(stack);
-    if (original.cause instanceof Error && original.cause.stack) extra.cause = original.cause.stack.slice(0, MAX_TRACEBACK_CHARS);
+    if (original.cause instanceof Error && original.cause.stack)
+      extra.cause = original.cause.stack.slice(0, MAX_TRACEBACK_CHARS);
   }
   const md = logMetadata("EXCEPTION", `${e.type}: ${e.message}`, extra, origin);
   if (e.kind) md.set(ERROR_KIND_KEY, e.kind);
@@ -108,7 +115,13 @@ export function errorBatch(schema: Schema, err: unknown, origin: Origin, include
 }
 
 /** A zero-row log batch on `schema`. */
-export function logBatch(schema: Schema, level: WireLogLevel, message: string, extra: LogExtra | undefined, origin: Origin): RecordBatch {
+export function logBatch(
+  schema: Schema,
+  level: WireLogLevel,
+  message: string,
+  extra: LogExtra | undefined,
+  origin: Origin,
+): RecordBatch {
   return emptyBatch(schema, logMetadata(level, message, extra, origin));
 }
 

@@ -41,7 +41,10 @@ export class RawPeer {
   private readonly timer: NodeJS.Timeout;
   stderr = "";
 
-  private constructor(readonly child: ChildProcessWithoutNullStreams, timeoutMs: number) {
+  private constructor(
+    readonly child: ChildProcessWithoutNullStreams,
+    timeoutMs: number,
+  ) {
     this.framer = new MessageFramer(child.stdout[Symbol.asyncIterator]());
     child.stderr.on("data", (d: Buffer) => {
       this.stderr += d.toString();
@@ -67,7 +70,9 @@ export class RawPeer {
   /** Closes stdin and waits for the exit code. */
   async close(): Promise<number | null> {
     this.child.stdin.end();
-    const [code] = (this.child.exitCode !== null ? [this.child.exitCode] : await once(this.child, "exit")) as [number | null];
+    const [code] = (this.child.exitCode !== null ? [this.child.exitCode] : await once(this.child, "exit")) as [
+      number | null,
+    ];
     clearTimeout(this.timer);
     return code;
   }

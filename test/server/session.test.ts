@@ -93,8 +93,12 @@ function makeServer() {
   };
 }
 
-const req = (method: string, fields: Parameters<typeof requestBytes>[1], values: Record<string, unknown[]>, extra = {}) =>
-  requestBytes(method, fields, values, extra, "test.Calc.v1", "1.2.0");
+const req = (
+  method: string,
+  fields: Parameters<typeof requestBytes>[1],
+  values: Record<string, unknown[]>,
+  extra = {},
+) => requestBytes(method, fields, values, extra, "test.Calc.v1", "1.2.0");
 
 test("a unary call answers one result batch, with client logs before it", async () => {
   const s = makeServer();
@@ -129,8 +133,16 @@ test("routing and contract failures are typed errors and the connection keeps se
   const s = makeServer();
   const cases: Array<[Uint8Array[], string, number]> = [
     [req("nope", {}, {}), "method_not_implemented", 0],
-    [requestBytes("add", { a: t.float64(), b: t.float64() }, { a: [1], b: [2] }, {}, "other.Proto.v1"), "protocol_not_supported", 0],
-    [requestBytes("add", { a: t.float64(), b: t.float64() }, { a: [1], b: [2] }, {}, "test.Calc.v1", "1.1.0"), "protocol_version_mismatch", 1],
+    [
+      requestBytes("add", { a: t.float64(), b: t.float64() }, { a: [1], b: [2] }, {}, "other.Proto.v1"),
+      "protocol_not_supported",
+      0,
+    ],
+    [
+      requestBytes("add", { a: t.float64(), b: t.float64() }, { a: [1], b: [2] }, {}, "test.Calc.v1", "1.1.0"),
+      "protocol_version_mismatch",
+      1,
+    ],
     [req("__describe__", {}, {}), "method_not_implemented", 0],
   ];
   for (const [bytes, kind, resultFields] of cases) {

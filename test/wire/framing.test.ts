@@ -5,7 +5,7 @@ import { Field, Int64, type RecordBatch, Schema, Utf8 } from "apache-arrow";
 import { batchFromColumns, schemaOf } from "../../src/protocol/batch.js";
 import { t } from "../../src/protocol/types.js";
 import { MessageFramer } from "../../src/wire/framer.js";
-import { concatBytes, encodeStream, EOS, IpcStreamDecoder } from "../../src/wire/ipc.js";
+import { concatBytes, EOS, encodeStream, IpcStreamDecoder } from "../../src/wire/ipc.js";
 import { classifyBatch, errorFromMetadata, readLogRecord } from "../../src/wire/messages.js";
 
 const fixture = (name: string) => new Uint8Array(readFileSync(new URL(`../fixtures/wire/${name}`, import.meta.url)));
@@ -118,12 +118,18 @@ test("encoded streams decode back to the same values and metadata", async () => 
 
 test("garbage and truncation are protocol errors, not hangs", async () => {
   const garbage = new TextEncoder().encode("this is not arrow at all");
-  await assert.rejects(new MessageFramer(pieces(garbage, 4)).next(), (e: Error & { kind?: string }) => e.kind === "protocol_error");
+  await assert.rejects(
+    new MessageFramer(pieces(garbage, 4)).next(),
+    (e: Error & { kind?: string }) => e.kind === "protocol_error",
+  );
   const truncated = fixture("request-echo-string.bin").subarray(0, 100);
   const framer = new MessageFramer(pieces(truncated, 10));
-  await assert.rejects(async () => {
-    for (;;) if ((await framer.next()) === "end") return;
-  }, (e: Error & { kind?: string }) => e.kind === "protocol_error");
+  await assert.rejects(
+    async () => {
+      for (;;) if ((await framer.next()) === "end") return;
+    },
+    (e: Error & { kind?: string }) => e.kind === "protocol_error",
+  );
 });
 
 test("a message over the size limit is refused after its body is skipped", async () => {

@@ -3,7 +3,7 @@
  * call until the peer closes it. No auth or TLS here (as in the reference).
  */
 import { existsSync, unlinkSync } from "node:fs";
-import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from "node:net";
 import type { Connection } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
 import { writableSink } from "../stdio/sink.js";

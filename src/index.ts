@@ -1,0 +1,41 @@
+/** quiver: vgi-rpc for Node.js. Transports are subpath exports (`quiver-rpc/stdio`, `quiver-rpc/socket`). */
+export {
+  ERROR_CODES,
+  type ErrorCode,
+  type ErrorDetail,
+  type FrameworkErrorKind,
+  RpcError,
+  type RpcErrorOptions,
+  RuntimeError,
+  ValueError,
+} from "./errors.js";
+export {
+  batchFromColumns,
+  batchFromRows,
+  EMPTY_SCHEMA,
+  emptyBatch,
+  rowsFromBatch,
+  schemaOf,
+} from "./protocol/batch.js";
+export { ANONYMOUS, type AuthContext, type CallContext, type LogExtra, type LogLevel } from "./protocol/context.js";
+export {
+  defineProtocol,
+  type ExchangeDecl,
+  type ExchangeStream,
+  exchange,
+  type HandlerOf,
+  type Implementation,
+  type InputBatch,
+  type MethodDecl,
+  type OutputCollector,
+  type ProducerDecl,
+  type ProducerStream,
+  type ProtocolDecl,
+  producer,
+  type UnaryDecl,
+  unary,
+} from "./protocol/methods.js";
+export { type FieldSpecs, type RowOf, type TypeSpec, t, type ValueOf } from "./protocol/types.js";
+export type { Connection } from "./server/connection.js";
+export { type Binding, bind, createServer, type RpcServer, type ServerOptions } from "./server/server.js";
+export type { CallStatistics } from "./server/stats.js";
