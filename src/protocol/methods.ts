@@ -108,7 +108,7 @@ export function defineProtocol<const M extends Readonly<Record<string, MethodDec
 
 /** Throws a TypeError for a name outside the protocol grammar. */
 export function validateProtocolName(name: string, allowReserved: boolean): void {
-  if (!PROTOCOL_NAME.test(name) || Buffer.byteLength(name) > 255) {
+  if (!PROTOCOL_NAME.test(name) || new TextEncoder().encode(name).byteLength > 255) {
     throw new TypeError("protocol names are [A-Za-z_][A-Za-z0-9_.]*, at most 255 bytes");
   }
   if (!allowReserved && name.startsWith("vgi_rpc.")) {

@@ -15,12 +15,15 @@ import { EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 import { MessageFramer } from "../wire/framer.js";
 import { EOS, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
 import {
+  CALL_STATE_KEY,
+  CANCEL_KEY,
   METHOD_KEY,
   PROTOCOL_KEY,
   PROTOCOL_VERSION_KEY,
   REQUEST_VERSION,
   REQUEST_VERSION_KEY,
   SERVER_ID_KEY,
+  STREAM_STATE_KEY,
   TRANSPORT_OPTIONS_METHOD,
 } from "../wire/keys.js";
 import { errorBatch, isCancelBatch, type Origin } from "../wire/messages.js";
@@ -325,11 +328,25 @@ type AnyStream =
   | ProducerStream<OutputSpec, FieldSpecs | null>
   | ExchangeStream<FieldSpecs, OutputSpec, FieldSpecs | null>;
 
-function inputView(fields: FieldSpecs, batch: RecordBatch): InputBatch<FieldSpecs> {
+/** Keys a transport adds to input batches; handlers see only the application's. */
+const TRANSPORT_KEYS = [CANCEL_KEY, STREAM_STATE_KEY, CALL_STATE_KEY];
+
+function withoutTransportKeys(md: ReadonlyMap<string, string>): ReadonlyMap<string, string> {
+  if (!TRANSPORT_KEYS.some((k) => md.has(k))) return md;
+  const out = new Map(md);
+  for (const k of TRANSPORT_KEYS) out.delete(k);
+  return out;
+}
+
+function inputView(
+  fields: FieldSpecs,
+  batch: RecordBatch,
+  metadata: ReadonlyMap<string, string>,
+): InputBatch<FieldSpecs> {
   return {
     batch,
     numRows: batch.numRows,
-    metadata: batch.metadata,
+    metadata,
     rows: () => rowsFromBatch(fields, batch),
     column: (name: string) => rowsFromBatch(fields, batch).map((r) => r[name]) as never[],
   };
@@ -399,10 +416,11 @@ async function serveStream(call: CallState, method: ResolvedMethod, params: Reco
       }
       if (!isProducer) recordInput(call.stats, batch);
       const coerced = coerceInput(batch, inputSchema);
-      const collector = new TurnCollector(outputSchema, outputFields, origin, isProducer, batch.metadata);
+      const turnMetadata = withoutTransportKeys(batch.metadata);
+      const collector = new TurnCollector(outputSchema, outputFields, origin, isProducer, turnMetadata);
       const ctx = makeContext(call, method, (level, message, extra) => collector.clientLog(level, message, extra));
       if ("produce" in stream) await stream.produce(collector, ctx);
-      else await stream.process(inputView(inputFields, coerced), collector, ctx);
+      else await stream.process(inputView(inputFields, coerced, turnMetadata), collector, ctx);
       collector.validate();
       await out.send(out.encode(enc, collector.batches));
       if (collector.finished) break;

@@ -23,6 +23,7 @@ export const SHM_SEGMENT_NAME_KEY = "vgi_rpc.shm_segment_name";
 export const SHM_SEGMENT_SIZE_KEY = "vgi_rpc.shm_segment_size";
 export const LOCATION_KEY = "vgi_rpc.location";
 export const STREAM_STATE_KEY = "vgi_rpc.stream_state#b64";
+export const CALL_STATE_KEY = "vgi_rpc.call_state#b64";
 
 export const TRACEPARENT_KEY = "traceparent";
 export const TRACESTATE_KEY = "tracestate";

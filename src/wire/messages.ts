@@ -78,8 +78,17 @@ export function encodeErrorDetails(details: readonly ErrorDetail[]): string | un
     if (typeof type !== "string" || type === "" || seen.has(type)) return undefined;
     seen.add(type);
   }
-  const text = JSON.stringify(details);
-  return Buffer.byteLength(text) > MAX_ERROR_DETAILS_BYTES ? undefined : text;
+  let text: string;
+  try {
+    // Non-finite numbers have no JSON form (JSON.stringify would silently write null): drop all.
+    text = JSON.stringify(details, (_k, v: unknown) => {
+      if (typeof v === "number" && !Number.isFinite(v)) throw new RangeError("non-finite number in error details");
+      return v;
+    });
+  } catch {
+    return undefined;
+  }
+  return new TextEncoder().encode(text).byteLength > MAX_ERROR_DETAILS_BYTES ? undefined : text;
 }
 
 /** The metadata of an EXCEPTION batch describing `err`. */

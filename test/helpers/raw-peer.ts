@@ -67,6 +67,23 @@ export class RawPeer {
     return readStream(this.framer);
   }
 
+  private open: IpcStreamDecoder | null = null;
+
+  /** Reads the next batch of the current (or next) stream; "eos" at its end, null at EOF. */
+  async nextBatch(): Promise<RecordBatch | "eos" | null> {
+    this.open ??= new IpcStreamDecoder();
+    for (;;) {
+      const f = await this.framer.next();
+      if (f === "end") return null;
+      if (f === "eos") {
+        this.open = null;
+        return "eos";
+      }
+      const r = this.open.accept(f);
+      if (r !== null && "numRows" in r) return r;
+    }
+  }
+
   /** Closes stdin and waits for the exit code. */
   async close(): Promise<number | null> {
     this.child.stdin.end();

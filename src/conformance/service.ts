@@ -1,0 +1,924 @@
+/**
+ * The conformance service: the TypeScript port of the reference's `ConformanceService`
+ * (`vgi_rpc/conformance/_protocol.py`, 90 methods) and of its implementation (`_impl.py` plus the
+ * stream states of `_types.py`). Strings, log messages, counters and header values are the
+ * reference's, formatted as Python formats them.
+ *
+ * Declarations follow the reference's wire types exactly (checked against
+ * `test/fixtures/reference-protocols.json`). Stream output and input schemas are the reference's
+ * `pa.schema([pa.field(...)])` schemas, whose fields are nullable.
+ */
+import { closeSync, existsSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { type Data, Int64, makeData, type Schema } from "apache-arrow";
+import { RuntimeError, ValueError } from "../errors.js";
+import { batchFromData, batchFromRows, schemaOf } from "../protocol/batch.js";
+import type { LogLevel } from "../protocol/context.js";
+import {
+  defineProtocol,
+  exchange,
+  type Implementation,
+  type InputBatch,
+  type OutputCollector,
+  producer,
+  unary,
+} from "../protocol/methods.js";
+import { type FieldSpecs, t } from "../protocol/types.js";
+import { compareCodePoints, pyFloatRepr, pyMod } from "./pyrepr.js";
+import {
+  ConformanceHeaderFields,
+  DATACLASSES,
+  dataclassBatch,
+  decodeDataclass,
+  encodeDataclass,
+  type NestedContainers,
+  type Point,
+  pointStruct,
+  type RichHeader,
+  RichHeaderFields,
+  recordBatchToIPC,
+  STATUS_MEMBERS,
+  type Status,
+  status,
+  toStatus,
+} from "./types.js";
+
+// ---------------------------------------------------------------------------------------------
+// Stream schemas (reference `_types.py` / `_impl.py`)
+
+/** `_COUNTER_SCHEMA`: `{index, value}` int64. */
+const CounterOut = { index: t.int64().optional(), value: t.int64().optional() };
+/** `produce_tick_metadata`'s output. */
+const TickOut = { index: t.int64().optional(), seen: t.utf8().optional() };
+/** `_ANNOTATED_SCHEMA`. */
+const AnnotatedOut = { value: t.int64().optional() };
+/** `_SCALE_INPUT_SCHEMA` / `_SCALE_OUTPUT_SCHEMA` (also `_LOGGING_EXCHANGE_*`, `_ACCUM_INPUT_SCHEMA`). */
+const ScaleIO = { value: t.float64().optional() };
+/** `_ACCUM_OUTPUT_SCHEMA`. */
+const AccumOut = { running_sum: t.float64().optional(), exchange_count: t.int64().optional() };
+/** `_INPUT_METADATA_OUTPUT_SCHEMA`. */
+const InputMetadataOut = { seen: t.utf8().optional(), keys: t.utf8().optional() };
+/** `_SESSION_COUNTER_OUTPUT_SCHEMA`. */
+const SessionCounterOut = { value: t.int64().optional() };
+/** `_SESSION_COUNTER_EXCHANGE_INPUT_SCHEMA`. */
+const SessionCounterIn = { by: t.int64().optional() };
+const Empty = {};
+
+/** The application metadata key `produce_tick_metadata` reports (`TickMetadataState`). */
+export const TICK_METADATA_KEY = "vgi.conformance.tick";
+/** The application metadata key `exchange_input_metadata` reports (`INPUT_METADATA_KEY`). */
+export const INPUT_METADATA_KEY = "vgi.conformance.input";
+/** `ANNOTATED_EMIT_LABEL`: deliberately non-ASCII. */
+export const ANNOTATED_EMIT_LABEL = "\u00fcn\u00efcode-\u03bb";
+
+// ---------------------------------------------------------------------------------------------
+// Declarations
+
+export const ConformanceService = defineProtocol(
+  "ConformanceService",
+  { version: "2.0.0" },
+  {
+    // Unary: scalar echo
+    echo_string: unary({ value: t.utf8() }, t.utf8()),
+    echo_bytes: unary({ data: t.binary() }, t.binary()),
+    oversized_unary: unary({ target_bytes: t.int64() }, t.binary()),
+    published_string: unary({ value: t.utf8(), include_sha256: t.bool() }, t.utf8()),
+    echo_int: unary({ value: t.int64() }, t.int64()),
+    echo_float: unary({ value: t.float64() }, t.float64()),
+    echo_bool: unary({ value: t.bool() }, t.bool()),
+
+    // Unary: void returns
+    void_noop: unary({}, null),
+    void_with_param: unary({ value: t.int64() }, null),
+
+    // Unary: complex type echo
+    echo_enum: unary({ status: status() }, status()),
+    echo_list: unary({ values: t.list(t.utf8()) }, t.list(t.utf8())),
+    echo_dict: unary({ mapping: t.map(t.utf8(), t.int64()) }, t.map(t.utf8(), t.int64())),
+    echo_nested_list: unary({ matrix: t.list(t.list(t.int64())) }, t.list(t.list(t.int64()))),
+
+    // Unary: optional / nullable
+    echo_optional_string: unary({ value: t.utf8().optional() }, t.utf8().optional()),
+    echo_optional_int: unary({ value: t.int64().optional() }, t.int64().optional()),
+    echo_optional_point: unary({ point: t.binary().optional() }, t.binary().optional()),
+    echo_annotated_optional_int: unary({ value: t.int32().optional() }, t.int32().optional()),
+    // `Annotated[int, ArrowType(pa.int32(), nullable=False)] | None`: the explicit override wins.
+    echo_outer_optional_non_null: unary({ value: t.int32() }, t.int32()),
+
+    // Unary: dataclass round trip (dataclasses travel as IPC bytes)
+    echo_point: unary({ point: t.binary() }, t.binary()),
+    echo_all_types: unary({ data: t.binary() }, t.binary()),
+    echo_bounding_box: unary({ box: t.binary() }, t.binary()),
+
+    // Unary: dataclass as parameter
+    inspect_point: unary({ point: t.binary() }, t.utf8()),
+
+    // Unary: annotated types
+    echo_int32: unary({ value: t.int32() }, t.int32()),
+    echo_float32: unary({ value: t.float32() }, t.float32()),
+
+    // Unary: wide Arrow types
+    echo_int8: unary({ value: t.int8() }, t.int8()),
+    echo_int16: unary({ value: t.int16() }, t.int16()),
+    echo_uint8: unary({ value: t.uint8() }, t.uint8()),
+    echo_uint16: unary({ value: t.uint16() }, t.uint16()),
+    echo_uint32: unary({ value: t.uint32() }, t.uint32()),
+    echo_uint64: unary({ value: t.uint64() }, t.uint64()),
+    echo_date: unary({ value: t.date32() }, t.date32()),
+    echo_timestamp: unary({ value: t.timestampUs() }, t.timestampUs()),
+    echo_timestamp_utc: unary({ value: t.timestampUs("UTC") }, t.timestampUs("UTC")),
+    echo_time: unary({ value: t.time64Us() }, t.time64Us()),
+    echo_duration: unary({ value: t.durationUs() }, t.durationUs()),
+    echo_decimal: unary({ value: t.decimal128(20, 4) }, t.decimal128(20, 4)),
+    echo_large_string: unary({ value: t.largeUtf8() }, t.largeUtf8()),
+    echo_large_binary: unary({ value: t.largeBinary() }, t.largeBinary()),
+    echo_fixed_binary: unary({ value: t.fixedBinary(8) }, t.fixedBinary(8)),
+    echo_wide_types: unary({ data: t.binary() }, t.binary()),
+    echo_container_wide_types: unary({ data: t.binary() }, t.binary()),
+    echo_embedded_arrow: unary({ data: t.binary() }, t.binary()),
+    echo_deep_nested: unary({ data: t.binary() }, t.binary()),
+    pack_nested_containers: unary(
+      {
+        statuses: t.list(status()),
+        points: t.list(pointStruct()),
+        status_by_name: t.map(t.utf8(), status()),
+      },
+      t.binary(),
+    ),
+    echo_status_list: unary({ statuses: t.list(status()) }, t.list(status())),
+    echo_dict_encoded_string: unary({ value: t.dictUtf8() }, t.dictUtf8()),
+
+    // Unary: multi-param and defaults
+    add_floats: unary({ a: t.float64(), b: t.float64() }, t.float64()),
+    concatenate: unary({ prefix: t.utf8(), suffix: t.utf8(), separator: t.utf8().default("-") }, t.utf8()),
+    with_defaults: unary(
+      { required: t.int64(), optional_str: t.utf8().default("default"), optional_int: t.int64().default(42n) },
+      t.utf8(),
+    ),
+
+    // Unary: error propagation
+    raise_value_error: unary({ message: t.utf8() }, t.utf8()),
+    raise_runtime_error: unary({ message: t.utf8() }, t.utf8()),
+    raise_type_error: unary({ message: t.utf8() }, t.utf8()),
+
+    // Unary: client-directed logging
+    echo_with_info_log: unary({ value: t.utf8() }, t.utf8()),
+    echo_with_multi_logs: unary({ value: t.utf8() }, t.utf8()),
+    echo_with_log_extras: unary({ value: t.utf8() }, t.utf8()),
+    echo_with_all_log_levels: unary({ value: t.utf8() }, t.utf8()),
+
+    // Producer streams
+    produce_n: producer({ count: t.int64() }, { output: CounterOut }),
+    produce_tick_metadata: producer({ count: t.int64() }, { output: TickOut }),
+    produce_empty: producer({}, { output: CounterOut }),
+    produce_single: producer({}, { output: CounterOut }),
+    produce_large_batches: producer({ rows_per_batch: t.int64(), batch_count: t.int64() }, { output: CounterOut }),
+    produce_annotated_batches: producer({ count: t.int64(), rows_per_batch: t.int64() }, { output: AnnotatedOut }),
+    produce_with_logs: producer({ count: t.int64() }, { output: CounterOut }),
+    produce_error_mid_stream: producer({ emit_before_error: t.int64() }, { output: CounterOut }),
+    produce_error_on_init: producer({}, { output: CounterOut }),
+    produce_oversized_batch: producer({ rows_per_batch: t.int64() }, { output: CounterOut }),
+
+    // Producer streams with headers
+    produce_with_header: producer({ count: t.int64() }, { output: CounterOut, header: ConformanceHeaderFields }),
+    produce_with_header_and_logs: producer(
+      { count: t.int64() },
+      { output: CounterOut, header: ConformanceHeaderFields },
+    ),
+
+    // Exchange streams
+    exchange_scale: exchange({ factor: t.float64() }, { input: ScaleIO, output: ScaleIO }),
+    exchange_accumulate: exchange({}, { input: ScaleIO, output: AccumOut }),
+    exchange_with_logs: exchange({}, { input: ScaleIO, output: ScaleIO }),
+    exchange_error_on_nth: exchange({ fail_on: t.int64() }, { input: ScaleIO, output: ScaleIO }),
+    exchange_zero_columns: exchange({}, { input: Empty, output: Empty }),
+    exchange_input_metadata: exchange({}, { input: ScaleIO, output: InputMetadataOut }),
+    exchange_error_on_init: exchange({}, { input: ScaleIO, output: ScaleIO }),
+    exchange_oversized: exchange({ rows_per_batch: t.int64() }, { input: ScaleIO, output: CounterOut }),
+
+    // Exchange streams with headers
+    exchange_with_header: exchange(
+      { factor: t.float64() },
+      { input: ScaleIO, output: ScaleIO, header: ConformanceHeaderFields },
+    ),
+
+    // Cancellation
+    cancellable_producer: producer({}, { output: CounterOut }),
+    cancellable_exchange: exchange({}, { input: ScaleIO, output: ScaleIO }),
+    cancel_probe_counters: unary({}, t.list(t.int64())),
+    reset_cancel_probe: unary({}, null),
+
+    // Dynamic streams with rich multi-type headers
+    produce_with_rich_header: producer(
+      { seed: t.int64(), count: t.int64() },
+      { output: CounterOut, header: RichHeaderFields },
+    ),
+    produce_dynamic_schema: producer(
+      { seed: t.int64(), count: t.int64(), include_strings: t.bool(), include_floats: t.bool() },
+      { output: "dynamic", header: RichHeaderFields },
+    ),
+    exchange_cast_compatible: exchange({}, { input: ScaleIO, output: ScaleIO }),
+    exchange_with_rich_header: exchange(
+      { seed: t.int64(), factor: t.float64() },
+      { input: ScaleIO, output: ScaleIO, header: RichHeaderFields },
+    ),
+
+    // Sticky sessions (HTTP-only in the reference; refused here, as without sticky support)
+    open_counter: unary({ initial: t.int64() }, t.int64()),
+    increment_counter: unary({ by: t.int64() }, t.int64()),
+    close_counter: unary({}, t.int64()),
+    stream_session_counter: producer({ count: t.int64() }, { output: SessionCounterOut }),
+    exchange_session_counter: exchange({}, { input: SessionCounterIn, output: SessionCounterOut }),
+  },
+);
+
+export type ConformanceServiceDecl = typeof ConformanceService;
+
+// ---------------------------------------------------------------------------------------------
+// Cancel probe (`_CancelProbe`): process-wide, or shared through a file when
+// VGI_RPC_CONFORMANCE_PROBE_FILE names one (several server processes, one counter set).
+
+const PROBE_FIELDS = ["produce_calls", "exchange_calls", "on_cancel_calls"] as const;
+type ProbeField = (typeof PROBE_FIELDS)[number];
+type ProbeCounts = Record<ProbeField, number>;
+
+const probeMemory: ProbeCounts = { produce_calls: 0, exchange_calls: 0, on_cancel_calls: 0 };
+
+function probePath(): string | null {
+  const path = process.env.VGI_RPC_CONFORMANCE_PROBE_FILE;
+  return path ? path : null;
+}
+
+function parseProbe(raw: string): ProbeCounts {
+  const out: ProbeCounts = { produce_calls: 0, exchange_calls: 0, on_cancel_calls: 0 };
+  if (raw === "") return out;
+  const parsed: unknown = JSON.parse(raw);
+  if (typeof parsed === "object" && parsed !== null) {
+    for (const field of PROBE_FIELDS) {
+      const v: unknown = Reflect.get(parsed, field);
+      if (typeof v === "number") out[field] = v;
+    }
+  }
+  return out;
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Runs `fn` holding an exclusive lock file beside `path` (between processes of this port). */
+function withProbeLock<T>(path: string, fn: () => T): T {
+  const lock = `${path}.lock`;
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      closeSync(openSync(lock, "wx"));
+      break;
+    } catch (err) {
+      if (!(err instanceof Error) || Reflect.get(err, "code") !== "EEXIST") throw err;
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 10_000) unlinkSync(lock); // stale
+      } catch {
+        // raced with the holder releasing it
+      }
+      if (Date.now() > deadline) throw new RuntimeError(`cancel probe lock ${lock} is held`);
+      Atomics.wait(sleeper, 0, 0, 5);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    try {
+      unlinkSync(lock);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** The cancel-probe counters the cancellation tests read back over the wire. */
+export const cancelProbe = {
+  bump(field: ProbeField): void {
+    const path = probePath();
+    if (path === null) {
+      probeMemory[field] += 1;
+      return;
+    }
+    withProbeLock(path, () => {
+      const data = parseProbe(existsSync(path) ? readFileSync(path, "utf8") : "");
+      data[field] += 1;
+      writeFileSync(path, JSON.stringify(data));
+    });
+  },
+  /** `[produce_calls, exchange_calls, on_cancel_calls]`. */
+  snapshot(): [number, number, number] {
+    const path = probePath();
+    if (path === null) return [probeMemory.produce_calls, probeMemory.exchange_calls, probeMemory.on_cancel_calls];
+    if (!existsSync(path)) return [0, 0, 0];
+    const data = withProbeLock(path, () => parseProbe(readFileSync(path, "utf8")));
+    return [data.produce_calls, data.exchange_calls, data.on_cancel_calls];
+  },
+  reset(): void {
+    for (const field of PROBE_FIELDS) probeMemory[field] = 0;
+    const path = probePath();
+    if (path !== null) {
+      withProbeLock(path, () => writeFileSync(path, JSON.stringify(parseProbe(""))));
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** `build_rich_header(seed)`: the reference specification of every header field. */
+export function buildRichHeader(seed: bigint): RichHeader {
+  const s = Number(seed);
+  const odd = pyMod(seed, 2n) === 1n;
+  return {
+    str_field: `seed-${seed}`,
+    bytes_field: Uint8Array.of(
+      Number(pyMod(seed, 256n)),
+      Number(pyMod(seed + 1n, 256n)),
+      Number(pyMod(seed + 2n, 256n)),
+    ),
+    int_field: seed * 7n,
+    float_field: s * 1.5,
+    bool_field: !odd,
+    list_of_int: [seed, seed + 1n, seed + 2n],
+    list_of_str: [`item-${seed}`, `item-${seed + 1n}`],
+    dict_field: new Map([
+      ["a", seed],
+      ["b", seed + 1n],
+    ]),
+    enum_field: STATUS_MEMBERS[Number(pyMod(seed, 3n))] ?? "PENDING",
+    nested_point: { x: s, y: Number(seed * 2n) },
+    optional_str: odd ? null : `opt-${seed}`,
+    optional_int: odd ? seed * 3n : null,
+    optional_nested: pyMod(seed, 3n) === 0n ? { x: s, y: 0 } : null,
+    list_of_nested: [{ x: s, y: Number(seed + 1n) }],
+    nested_list: [[seed, seed + 1n], [seed + 2n]],
+    annotated_int32: Number(pyMod(seed, 1000n)),
+    annotated_float32: s / 3.0,
+    dict_str_str: new Map([["key", `val-${seed}`]]),
+  };
+}
+
+/** `build_dynamic_schema`: `index`, then `label` and `score` when asked for. */
+function dynamicFields(includeStrings: boolean, includeFloats: boolean): FieldSpecs {
+  const fields: Record<string, FieldSpecs[string]> = { index: t.int64().optional() };
+  if (includeStrings) fields.label = t.utf8().optional();
+  if (includeFloats) fields.score = t.float64().optional();
+  return fields;
+}
+
+function int64Column(values: BigInt64Array): Data {
+  return makeData({ type: new Int64(), length: values.length, nullCount: 0, data: values });
+}
+
+/** Emits `{index: start.., value: index * 10}` for `count` rows (`range(...)`, so never negative). */
+function emitCounterRows(out: OutputCollector<typeof CounterOut>, start: bigint, count: bigint): void {
+  const n = count > 0n ? Number(count) : 0;
+  const index = new BigInt64Array(n);
+  const value = new BigInt64Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = start + BigInt(i);
+    index[i] = v;
+    value[i] = v * 10n;
+  }
+  out.emitBatch(batchFromData(out.schema, [int64Column(index), int64Column(value)], n));
+}
+
+/** Re-emits an input batch as the reference's `out.emit(input.batch)` does (without its metadata). */
+function echoInput(input: InputBatch, out: OutputCollector): void {
+  out.emitBatch(batchFromData(out.schema, input.batch.data.children, input.batch.numRows));
+}
+
+/**
+ * `pc.sum` of a float64 column: Arrow's non-recursive pairwise summation (blocks of 16, over the
+ * runs of valid values), or `null` when no value is valid (`min_count=1`).
+ */
+export function arrowSumFloat64(values: readonly (number | null)[]): number | null {
+  let valid = 0;
+  for (const v of values) if (v !== null) valid++;
+  if (valid === 0) return null;
+  const BLOCK = 16;
+  const sum = new Float64Array(64);
+  let mask = 0n;
+  let rootLevel = 0;
+  const reduce = (blockSumIn: number): void => {
+    let blockSum = blockSumIn;
+    let level = 0;
+    let levelMask = 1n;
+    sum[level]! += blockSum;
+    mask ^= levelMask;
+    while ((mask & levelMask) === 0n) {
+      blockSum = sum[level]!;
+      sum[level] = 0;
+      level++;
+      levelMask <<= 1n;
+      sum[level]! += blockSum;
+      mask ^= levelMask;
+    }
+    rootLevel = Math.max(rootLevel, level);
+  };
+  const visitRun = (start: number, length: number): void => {
+    let pos = start;
+    const blocks = Math.floor(length / BLOCK);
+    const remains = length % BLOCK;
+    for (let b = 0; b < blocks; b++) {
+      let blockSum = 0;
+      for (let j = 0; j < BLOCK; j++) blockSum += values[pos + j] as number;
+      reduce(blockSum);
+      pos += BLOCK;
+    }
+    if (remains > 0) {
+      let blockSum = 0;
+      for (let j = 0; j < remains; j++) blockSum += values[pos + j] as number;
+      reduce(blockSum);
+    }
+  };
+  let runStart = -1;
+  for (let i = 0; i <= values.length; i++) {
+    const isValid = i < values.length && values[i] !== null;
+    if (isValid && runStart < 0) runStart = i;
+    else if (!isValid && runStart >= 0) {
+      visitRun(runStart, i - runStart);
+      runStart = -1;
+    }
+  }
+  for (let i = 1; i <= rootLevel; i++) sum[i]! += sum[i - 1]!;
+  return sum[rootLevel]!;
+}
+
+/** `f"{x}"` of a float field that a lenient client may have sent as null. */
+function pyFloatOrNone(x: unknown): string {
+  return typeof x === "number" ? pyFloatRepr(x) : "None";
+}
+
+const NO_STICKY_COUNTER = "no sticky counter bound to this request";
+
+function statusesOrThrow(values: readonly (string | null)[], message: string): Status[] {
+  return values.map((v) => {
+    if (v === null) throw new TypeError(message);
+    return toStatus(v);
+  });
+}
+
+const ALL_LOG_LEVELS: readonly LogLevel[] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
+
+// ---------------------------------------------------------------------------------------------
+// Stream turns shared by several methods
+
+/** `CounterState` / `HeaderProducerState`: `{index: i, value: i * 10}` for i < count. */
+function counterProducer(count: bigint): (out: OutputCollector<typeof CounterOut>) => void {
+  let current = 0n;
+  return (out) => {
+    if (current >= count) {
+      out.finish();
+      return;
+    }
+    out.emit([{ index: current, value: current * 10n }]);
+    current += 1n;
+  };
+}
+
+/** `ScaleExchangeState`: `value * factor`, nulls kept. */
+function scaleExchange(
+  factor: number,
+): (input: InputBatch<typeof ScaleIO>, out: OutputCollector<typeof ScaleIO>) => void {
+  return (input, out) => {
+    out.emitColumns({ value: input.column("value").map((v) => (v === null ? null : v * factor)) });
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Implementation
+
+/** The reference implementation's behaviour, method by method. */
+export function createConformanceImplementation(): Implementation<typeof ConformanceService> {
+  return {
+    // Unary: scalar echo
+    echo_string: ({ value }) => value,
+    echo_bytes: ({ data }) => data,
+    oversized_unary: ({ target_bytes }) => {
+      if (target_bytes < 0n) throw new ValueError("target_bytes must be non-negative");
+      return new Uint8Array(Number(target_bytes));
+    },
+    published_string: () => {
+      // No external storage here: the reference's answer without `--fake-storage`.
+      throw new RuntimeError("published_string requires external storage");
+    },
+    echo_int: ({ value }) => value,
+    echo_float: ({ value }) => value,
+    echo_bool: ({ value }) => value,
+
+    // Unary: void returns
+    void_noop: () => undefined,
+    void_with_param: () => undefined,
+
+    // Unary: complex type echo
+    echo_enum: ({ status: s }) => toStatus(s),
+    echo_list: ({ values }) => values,
+    echo_dict: ({ mapping }) => mapping,
+    echo_nested_list: ({ matrix }) => matrix,
+
+    // Unary: optional / nullable
+    echo_optional_string: ({ value }) => value,
+    echo_optional_int: ({ value }) => value,
+    echo_optional_point: ({ point }) => {
+      if (point !== null) dataclassBatch(DATACLASSES.Point, point);
+      return point;
+    },
+    echo_annotated_optional_int: ({ value }) => value,
+    echo_outer_optional_non_null: ({ value }) => value,
+
+    // Unary: dataclass round trip. The payload is checked as the reference's deserializer checks
+    // it, then returned as received: the client decodes it by field name.
+    echo_point: ({ point }) => {
+      dataclassBatch(DATACLASSES.Point, point);
+      return point;
+    },
+    echo_all_types: ({ data }) => {
+      dataclassBatch(DATACLASSES.AllTypes, data);
+      return data;
+    },
+    echo_bounding_box: ({ box }) => {
+      dataclassBatch(DATACLASSES.BoundingBox, box);
+      return box;
+    },
+
+    // Unary: dataclass as parameter
+    inspect_point: ({ point }) => {
+      const p = decodeDataclass(DATACLASSES.Point, point);
+      return `Point(${pyFloatOrNone(p.x)}, ${pyFloatOrNone(p.y)})`;
+    },
+
+    // Unary: annotated and wide types
+    echo_int32: ({ value }) => value,
+    echo_float32: ({ value }) => value,
+    echo_int8: ({ value }) => value,
+    echo_int16: ({ value }) => value,
+    echo_uint8: ({ value }) => value,
+    echo_uint16: ({ value }) => value,
+    echo_uint32: ({ value }) => value,
+    echo_uint64: ({ value }) => value,
+    echo_date: ({ value }) => value,
+    echo_timestamp: ({ value }) => value,
+    echo_timestamp_utc: ({ value }) => value,
+    echo_time: ({ value }) => value,
+    echo_duration: ({ value }) => value,
+    echo_decimal: ({ value }) => value,
+    echo_large_string: ({ value }) => value,
+    echo_large_binary: ({ value }) => value,
+    echo_fixed_binary: ({ value }) => value,
+    echo_wide_types: ({ data }) => {
+      dataclassBatch(DATACLASSES.WideTypes, data);
+      return data;
+    },
+    echo_container_wide_types: ({ data }) => {
+      dataclassBatch(DATACLASSES.ContainerWideTypes, data);
+      return data;
+    },
+    echo_embedded_arrow: ({ data }) => {
+      dataclassBatch(DATACLASSES.EmbeddedArrow, data);
+      return data;
+    },
+    echo_deep_nested: ({ data }) => {
+      dataclassBatch(DATACLASSES.DeepNested, data);
+      return data;
+    },
+    pack_nested_containers: ({ statuses, points, status_by_name }) => {
+      const members = statusesOrThrow(statuses, "statuses were not reconstructed as Status members");
+      const pts: Point[] = points.map((p) => {
+        if (p === null) throw new TypeError("points were not reconstructed as Point instances");
+        return p;
+      });
+      const byName = new Map<string, Status>();
+      for (const [name, v] of status_by_name) {
+        if (v === null) throw new TypeError("status_by_name values were not reconstructed as Status members");
+        byName.set(name, toStatus(v));
+      }
+      const tagged = batchFromRows({ value: t.int64().optional() }, [{ value: 1n }, { value: 2n }]);
+      const value: NestedContainers = {
+        statuses: members,
+        points: pts,
+        status_by_name: byName,
+        // A frozenset: members once each (Python's iteration order is hash order; clients compare sets).
+        frozen_statuses: [...new Set(members)],
+        tagged_status: members[0] ?? null,
+        tagged_point: pts[0] ?? null,
+        tagged_batch: recordBatchToIPC(tagged),
+      };
+      return encodeDataclass(DATACLASSES.NestedContainers, value);
+    },
+    echo_status_list: ({ statuses }) => statusesOrThrow(statuses, "statuses were not reconstructed as Status members"),
+    echo_dict_encoded_string: ({ value }) => value,
+
+    // Unary: multi-param and defaults
+    add_floats: ({ a, b }) => a + b,
+    concatenate: ({ prefix, suffix, separator }) => `${prefix}${separator}${suffix}`,
+    with_defaults: ({ required, optional_str, optional_int }) =>
+      `required=${required}, optional_str=${optional_str}, optional_int=${optional_int}`,
+
+    // Unary: error propagation
+    raise_value_error: ({ message }) => {
+      throw new ValueError(message);
+    },
+    raise_runtime_error: ({ message }) => {
+      throw new RuntimeError(message);
+    },
+    raise_type_error: ({ message }) => {
+      throw new TypeError(message);
+    },
+
+    // Unary: client-directed logging
+    echo_with_info_log: ({ value }, ctx) => {
+      ctx.clientLog("INFO", `info: ${value}`);
+      return value;
+    },
+    echo_with_multi_logs: ({ value }, ctx) => {
+      ctx.clientLog("DEBUG", `debug: ${value}`);
+      ctx.clientLog("INFO", `info: ${value}`);
+      ctx.clientLog("WARN", `warn: ${value}`);
+      return value;
+    },
+    echo_with_log_extras: ({ value }, ctx) => {
+      ctx.clientLog("INFO", `info: ${value}`, { source: "conformance", detail: value });
+      return value;
+    },
+    echo_with_all_log_levels: ({ value }, ctx) => {
+      for (const level of ALL_LOG_LEVELS) ctx.clientLog(level, `${level.toLowerCase()}: ${value}`);
+      return value;
+    },
+
+    // Producer streams
+    produce_n: ({ count }) => ({ produce: counterProducer(count) }),
+    produce_tick_metadata: ({ count }) => {
+      // `TickMetadataState`: reports each tick's metadata; emits, then finishes once count is reached.
+      let current = 0n;
+      return {
+        produce(out) {
+          const seen = out.inputMetadata.get(TICK_METADATA_KEY) ?? "";
+          out.emit([{ index: current, seen }]);
+          current += 1n;
+          if (current >= count) out.finish();
+        },
+      };
+    },
+    produce_empty: () => ({
+      produce(out) {
+        out.finish();
+      },
+    }),
+    produce_single: () => {
+      let emitted = false;
+      return {
+        produce(out) {
+          if (emitted) {
+            out.finish();
+            return;
+          }
+          emitted = true;
+          out.emit([{ index: 0n, value: 0n }]);
+        },
+      };
+    },
+    produce_large_batches: ({ rows_per_batch, batch_count }) => {
+      let current = 0n;
+      return {
+        produce(out) {
+          if (current >= batch_count) {
+            out.finish();
+            return;
+          }
+          emitCounterRows(out, current * rows_per_batch, rows_per_batch);
+          current += 1n;
+        },
+      };
+    },
+    produce_annotated_batches: ({ count, rows_per_batch }) => {
+      let current = 0n;
+      return {
+        produce(out) {
+          if (current >= count) {
+            out.finish();
+            return;
+          }
+          const base = current * 1_000_000n;
+          const n = rows_per_batch > 0n ? Number(rows_per_batch) : 0;
+          const rows = Array.from({ length: n }, (_, row) => ({ value: base + BigInt(row) }));
+          out.emit(
+            rows,
+            new Map([
+              ["conformance.batch_index", String(current)],
+              ["conformance.batch_total", String(count)],
+              ["conformance.emit_label", ANNOTATED_EMIT_LABEL],
+            ]),
+          );
+          current += 1n;
+        },
+      };
+    },
+    produce_with_logs: ({ count }) => {
+      let current = 0n;
+      return {
+        produce(out) {
+          if (current >= count) {
+            out.finish();
+            return;
+          }
+          out.clientLog("INFO", `producing batch ${current}`);
+          out.emit([{ index: current, value: current * 10n }]);
+          current += 1n;
+        },
+      };
+    },
+    produce_error_mid_stream: ({ emit_before_error }) => {
+      let current = 0n;
+      return {
+        produce(out) {
+          if (current >= emit_before_error) {
+            throw new RuntimeError(`intentional error after ${emit_before_error} batches`);
+          }
+          out.emit([{ index: current, value: current * 10n }]);
+          current += 1n;
+        },
+      };
+    },
+    produce_error_on_init: () => {
+      throw new RuntimeError("intentional init error");
+    },
+    produce_oversized_batch: ({ rows_per_batch }) => {
+      let emitted = false;
+      return {
+        produce(out) {
+          if (emitted) {
+            out.finish();
+            return;
+          }
+          emitCounterRows(out, 0n, rows_per_batch);
+          emitted = true;
+        },
+      };
+    },
+
+    // Producer streams with headers
+    produce_with_header: ({ count }) => ({
+      header: { total_expected: count, description: `producing ${count} batches` },
+      produce: counterProducer(count),
+    }),
+    produce_with_header_and_logs: ({ count }, ctx) => {
+      ctx.clientLog("INFO", "stream init log");
+      return {
+        header: { total_expected: count, description: `producing ${count} with logs` },
+        produce: counterProducer(count),
+      };
+    },
+
+    // Exchange streams
+    exchange_scale: ({ factor }) => ({ process: scaleExchange(factor) }),
+    exchange_accumulate: () => {
+      let runningSum = 0.0;
+      let exchangeCount = 0n;
+      return {
+        process(input, out) {
+          const colSum = arrowSumFloat64(input.column("value"));
+          if (colSum === null) {
+            // `self.running_sum += None` in the reference.
+            throw new TypeError("unsupported operand type(s) for +=: 'float' and 'NoneType'");
+          }
+          runningSum += colSum;
+          exchangeCount += 1n;
+          out.emit([{ running_sum: runningSum, exchange_count: exchangeCount }]);
+        },
+      };
+    },
+    exchange_with_logs: () => ({
+      process(input, out) {
+        out.clientLog("INFO", "exchange processing");
+        out.clientLog("DEBUG", "exchange debug");
+        echoInput(input, out);
+      },
+    }),
+    exchange_error_on_nth: ({ fail_on }) => {
+      let exchangeCount = 0n;
+      return {
+        process(input, out) {
+          exchangeCount += 1n;
+          if (exchangeCount >= fail_on) throw new RuntimeError(`intentional error on exchange ${exchangeCount}`);
+          echoInput(input, out);
+        },
+      };
+    },
+    exchange_zero_columns: () => ({
+      process(_input, out) {
+        out.emit([]);
+      },
+    }),
+    exchange_input_metadata: () => ({
+      process(input, out) {
+        const metadata = input.metadata;
+        const seen = metadata.get(INPUT_METADATA_KEY) ?? "";
+        const keys = [...metadata.keys()].sort(compareCodePoints).join(",");
+        out.emit([{ seen, keys }]);
+      },
+    }),
+    exchange_error_on_init: () => {
+      throw new RuntimeError("intentional exchange init error");
+    },
+    exchange_oversized: ({ rows_per_batch }) => ({
+      process(_input, out) {
+        emitCounterRows(out, 0n, rows_per_batch);
+      },
+    }),
+
+    // Exchange streams with headers
+    exchange_with_header: ({ factor }) => ({
+      header: { total_expected: 0n, description: `scale by ${pyFloatRepr(factor)}` },
+      process: scaleExchange(factor),
+    }),
+
+    // Cancellation
+    cancellable_producer: () => {
+      let current = 0n;
+      return {
+        produce(out) {
+          cancelProbe.bump("produce_calls");
+          out.emit([{ index: current, value: current * 10n }]);
+          current += 1n;
+        },
+        onCancel() {
+          cancelProbe.bump("on_cancel_calls");
+        },
+      };
+    },
+    cancellable_exchange: () => ({
+      process(input, out) {
+        cancelProbe.bump("exchange_calls");
+        echoInput(input, out);
+      },
+      onCancel() {
+        cancelProbe.bump("on_cancel_calls");
+      },
+    }),
+    cancel_probe_counters: () => cancelProbe.snapshot().map((n) => BigInt(n)),
+    reset_cancel_probe: () => {
+      cancelProbe.reset();
+    },
+
+    // Dynamic streams with rich multi-type headers
+    produce_with_rich_header: ({ seed, count }) => ({
+      header: buildRichHeader(seed),
+      produce: counterProducer(count),
+    }),
+    produce_dynamic_schema: ({ seed, count, include_strings, include_floats }) => {
+      const fields = dynamicFields(include_strings, include_floats);
+      const outputSchema: Schema = schemaOf(fields);
+      let current = 0n;
+      return {
+        header: buildRichHeader(seed),
+        outputSchema,
+        produce(out) {
+          if (current >= count) {
+            out.finish();
+            return;
+          }
+          const row: Record<string, unknown> = { index: current };
+          if (include_strings) row.label = `row-${current}`;
+          if (include_floats) row.score = Number(current) * 1.5;
+          out.emitBatch(batchFromRows(fields, [row], undefined, outputSchema));
+          current += 1n;
+        },
+      };
+    },
+    exchange_cast_compatible: () => ({ process: scaleExchange(1.0) }),
+    exchange_with_rich_header: ({ seed, factor }) => ({
+      header: buildRichHeader(seed),
+      process: scaleExchange(factor),
+    }),
+
+    // Sticky sessions: this server has no sticky-session support, so these fail exactly as the
+    // reference does on a transport without it (`ctx.session` is None, `open_session` refuses).
+    open_counter: () => {
+      throw new RuntimeError("sticky sessions not available on this transport");
+    },
+    increment_counter: () => {
+      throw new RuntimeError(NO_STICKY_COUNTER);
+    },
+    close_counter: () => {
+      throw new RuntimeError(NO_STICKY_COUNTER);
+    },
+    stream_session_counter: ({ count }) => ({
+      produce(out) {
+        // The first turn: with nothing to emit the stream ends; otherwise it needs the counter.
+        if (count <= 0n) {
+          out.finish();
+          return;
+        }
+        throw new RuntimeError(NO_STICKY_COUNTER);
+      },
+    }),
+    exchange_session_counter: () => ({
+      process() {
+        throw new RuntimeError(NO_STICKY_COUNTER);
+      },
+    }),
+  };
+}

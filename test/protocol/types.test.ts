@@ -1,0 +1,173 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { batchFromRows, rowsFromBatch, schemaOf } from "../../src/protocol/batch.js";
+import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
+import { t } from "../../src/protocol/types.js";
+import { bind } from "../../src/server/server.js";
+import { MessageFramer } from "../../src/wire/framer.js";
+import { concatBytes, encodeStream } from "../../src/wire/ipc.js";
+import { readStream } from "../helpers/raw-peer.js";
+
+const everything = {
+  b: t.bool(),
+  i8: t.int8(),
+  i16: t.int16(),
+  i32: t.int32(),
+  i64: t.int64(),
+  u8: t.uint8(),
+  u16: t.uint16(),
+  u32: t.uint32(),
+  u64: t.uint64(),
+  f32: t.float32(),
+  f64: t.float64(),
+  s: t.utf8(),
+  ls: t.largeUtf8(),
+  bin: t.binary(),
+  lbin: t.largeBinary(),
+  fixed: t.fixedBinary(4),
+  day: t.date32(),
+  ts: t.timestampUs(),
+  tsUtc: t.timestampUs("UTC"),
+  time: t.time64Us(),
+  dur: t.durationUs(),
+  dec: t.decimal128(20, 4),
+  status: t.enumOf("PENDING", "ACTIVE", "CLOSED"),
+  dict: t.dictUtf8(),
+  list: t.list(t.utf8()),
+  nested: t.list(t.list(t.int64())),
+  map: t.map(t.utf8(), t.int64()),
+  point: t.struct({ x: t.float64(), y: t.float64() }),
+  maybe: t.int64().optional(),
+};
+
+test("every type spec round-trips its JS values through Arrow IPC bytes", async () => {
+  const rows = [
+    {
+      b: true,
+      i8: -128,
+      i16: -32768,
+      i32: -2147483648,
+      i64: -(2n ** 63n),
+      u8: 255,
+      u16: 65535,
+      u32: 4294967295,
+      u64: 2n ** 64n - 1n,
+      f32: 1.5,
+      f64: -0.1,
+      s: "héllo",
+      ls: "large",
+      bin: new Uint8Array([0, 1, 2]),
+      lbin: new Uint8Array([255]),
+      fixed: new Uint8Array([1, 2, 3, 4]),
+      day: 19_000,
+      ts: 1_700_000_000_123_456n,
+      tsUtc: -1n,
+      time: 86_399_999_999n,
+      dur: -5n,
+      dec: -12_345_678_901_234_567_890n,
+      status: "ACTIVE" as const,
+      dict: "x",
+      list: ["a", "b"],
+      nested: [[1n], [], [2n, 3n]],
+      map: new Map([
+        ["z", 1n],
+        ["a", 2n],
+      ]),
+      point: { x: 1.5, y: 2.5 },
+      maybe: null,
+    },
+    {
+      b: false,
+      i8: 127,
+      i16: 1,
+      i32: 2147483647,
+      i64: 2n ** 63n - 1n,
+      u8: 0,
+      u16: 0,
+      u32: 0,
+      u64: 0n,
+      f32: 0,
+      f64: Number.POSITIVE_INFINITY,
+      s: "",
+      ls: "",
+      bin: new Uint8Array(),
+      lbin: new Uint8Array(),
+      fixed: new Uint8Array([9, 9, 9, 9]),
+      day: -1,
+      ts: 0n,
+      tsUtc: 0n,
+      time: 0n,
+      dur: 0n,
+      dec: 10_000n,
+      status: "CLOSED" as const,
+      dict: "y",
+      list: [],
+      nested: [],
+      map: new Map<string, bigint>(),
+      point: { x: -0, y: 0 },
+      maybe: 42n,
+    },
+  ];
+  const batch = batchFromRows(everything, rows);
+  const bytes = concatBytes(encodeStream(schemaOf(everything), [batch]));
+  async function* once() {
+    yield bytes;
+  }
+  const decoded = await readStream(new MessageFramer(once()));
+  assert.deepEqual(rowsFromBatch(everything, decoded!.batches[0]!), rows);
+});
+
+// Compile-time checks: each @ts-expect-error must be an error, or `tsc --noEmit` (part of
+// `npm test`) fails. The function is never called.
+export function typeLevelChecks(): void {
+  const P = defineProtocol(
+    "test.Types.v1",
+    {},
+    {
+      add: unary({ a: t.float64(), b: t.int64() }, t.float64()),
+      maybe: unary({ s: t.utf8().optional() }, t.utf8().optional()),
+      gen: producer({ n: t.int64() }, { output: { i: t.int64() }, header: { total: t.int64() } }),
+      xch: exchange({}, { input: { x: t.float64() }, output: { y: t.utf8() } }),
+    },
+  );
+  bind(P, {
+    add: ({ a, b }) => a + Number(b),
+    maybe: ({ s }) => (s === null ? null : s.toUpperCase()),
+    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.emit([{ i: n }]) }),
+    xch: () => ({ process: (input, out) => out.emit(input.column("x").map((x) => ({ y: x.toFixed(1) }))) }),
+  });
+  bind(P, {
+    // @ts-expect-error int64 params are bigint, so `b` cannot be added to a number
+    add: ({ a, b }) => a + b,
+    maybe: () => null,
+    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.finish() }),
+    xch: () => ({ process: (_input, out) => out.emit([]) }),
+  });
+  bind(P, {
+    // @ts-expect-error the result is float64 (number), not a string
+    add: () => "three",
+    maybe: () => null,
+    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.finish() }),
+    xch: () => ({ process: (_input, out) => out.emit([]) }),
+  });
+  // @ts-expect-error a handler is missing (`xch`)
+  bind(P, {
+    add: () => 1,
+    maybe: () => null,
+    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.finish() }),
+  });
+  bind(P, {
+    add: () => 1,
+    maybe: () => null,
+    // @ts-expect-error a declared header must be returned
+    gen: () => ({ produce: (out) => out.finish() }),
+    xch: () => ({ process: (_input, out) => out.emit([]) }),
+  });
+  bind(P, {
+    add: () => 1,
+    maybe: () => null,
+    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.finish() }),
+    // @ts-expect-error output rows are { y: string }
+    xch: () => ({ process: (_input, out) => out.emit([{ y: 1 }]) }),
+  });
+}
