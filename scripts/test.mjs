@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The whole test suite: typecheck, lint, build, unit/contract tests, then the pinned Python
-// reference's conformance runner against our worker over a pipe, a Unix socket and TCP. The
+// reference's conformance runner against our worker over a pipe, a Unix socket, TCP and HTTP. The
 // Python environment is created on first use in .venv-conformance/ (git-ignored) and reused
 // after. Nothing is skipped silently: a missing interpreter or an unreachable package index
 // fails the run with instructions.
@@ -144,7 +144,9 @@ function conformance(label, targetArgs) {
   return r.status === 0 && failed.length === 0 && passed > 0;
 }
 
-let ok = conformance("pipe", ["--cmd", worker.join(" ")]);
+// The pipe run also checks the worker's access log with the suite's own validator.
+const accessLog = join(mkdtempSync(join(tmpdir(), "quiver-")), "access.jsonl");
+let ok = conformance("pipe", ["--cmd", `${worker.join(" ")} --access-log ${accessLog}`, "--access-log", accessLog]);
 const sock = join(mkdtempSync(join(tmpdir(), "quiver-")), "conformance.sock");
 for (const [label, args, prefix, flag] of [
   ["unix", ["--unix", sock], "UNIX:", "--unix"],
@@ -152,6 +154,18 @@ for (const [label, args, prefix, flag] of [
 ]) {
   const { child, address } = await startWorker(args, prefix);
   ok = conformance(label, [flag, address]) && ok;
+  child.kill("SIGTERM");
+}
+// HTTP: the full suite at the root prefix (access log validated too), then the suite's
+// response-cap group against the strict-cap fixture (max_response_bytes = 64 KiB, as the
+// reference's serve_conformance_http_strict.py configures it).
+const httpLog = join(mkdtempSync(join(tmpdir(), "quiver-")), "access-http.jsonl");
+for (const [label, extra, suiteArgs] of [
+  ["http", ["--access-log", httpLog], ["--access-log", httpLog]],
+  ["http-strict-cap", ["--max-response-bytes", "65536"], ["--filter", "http_response_cap.*"]],
+]) {
+  const { child, address } = await startWorker(["--http", ...extra], "PORT:");
+  ok = conformance(label, ["--url", `http://127.0.0.1:${address}`, ...suiteArgs]) && ok;
   child.kill("SIGTERM");
 }
 finish(ok);

@@ -21,7 +21,7 @@ export { ANONYMOUS, type AuthContext, type CallContext, type LogExtra, type LogL
 export {
   defineProtocol,
   type ExchangeDecl,
-  type ExchangeStream,
+  type ExchangeHandler,
   exchange,
   type HandlerOf,
   type Implementation,
@@ -29,9 +29,10 @@ export {
   type MethodDecl,
   type OutputCollector,
   type ProducerDecl,
-  type ProducerStream,
+  type ProducerHandler,
   type ProtocolDecl,
   producer,
+  type StreamInit,
   type UnaryDecl,
   unary,
 } from "./protocol/methods.js";

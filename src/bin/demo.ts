@@ -23,9 +23,20 @@ export const Demo = defineProtocol(
     greet: unary({ name: t.utf8(), greeting: t.utf8().default("hello") }, t.utf8()),
     range: producer(
       { start: t.int64(), stop: t.int64(), batch_size: t.int64().default(1000n) },
-      { output: { n: t.int64(), square: t.int64() }, header: { total: t.int64() } },
+      {
+        output: { n: t.int64(), square: t.int64() },
+        header: { total: t.int64() },
+        state: { next: t.int64(), stop: t.int64(), batch_size: t.int64() },
+      },
     ),
-    running_mean: exchange({}, { input: { x: t.float64() }, output: { mean: t.float64(), count: t.int64() } }),
+    running_mean: exchange(
+      {},
+      {
+        input: { x: t.float64() },
+        output: { mean: t.float64(), count: t.int64() },
+        state: { sum: t.float64(), count: t.int64() },
+      },
+    ),
   },
 );
 
@@ -37,31 +48,27 @@ const server = createServer({
         ctx.clientLog("INFO", `greeting ${name}`);
         return `${greeting}, ${name}`;
       },
-      range: ({ start, stop, batch_size }) => {
-        if (batch_size <= 0n) throw new ValueError("batch_size must be positive");
-        let next = start;
-        return {
-          header: { total: stop > start ? stop - start : 0n },
-          produce(out) {
-            if (next >= stop) return out.finish();
-            const n: bigint[] = [];
-            for (; next < stop && BigInt(n.length) < batch_size; next++) n.push(next);
-            out.emitColumns({ n, square: n.map((v) => v * v) });
-          },
-        };
+      range: {
+        init: ({ start, stop, batch_size }) => {
+          if (batch_size <= 0n) throw new ValueError("batch_size must be positive");
+          return { header: { total: stop > start ? stop - start : 0n }, state: { next: start, stop, batch_size } };
+        },
+        produce: (state, out) => {
+          if (state.next >= state.stop) return out.finish();
+          const n: bigint[] = [];
+          for (; state.next < state.stop && BigInt(n.length) < state.batch_size; state.next++) n.push(state.next);
+          out.emitColumns({ n, square: n.map((v) => v * v) });
+        },
       },
-      running_mean: () => {
-        let sum = 0;
-        let count = 0n;
-        return {
-          process(input, out) {
-            for (const x of input.column("x")) {
-              sum += x;
-              count += 1n;
-            }
-            out.emit([{ mean: count === 0n ? 0 : sum / Number(count), count }]);
-          },
-        };
+      running_mean: {
+        init: () => ({ state: { sum: 0, count: 0n } }),
+        process: (state, input, out) => {
+          for (const x of input.column("x")) {
+            state.sum += x;
+            state.count += 1n;
+          }
+          out.emit([{ mean: state.count === 0n ? 0 : state.sum / Number(state.count), count: state.count }]);
+        },
       },
     }),
   ],

@@ -4,15 +4,22 @@
  * reflection) behind the reference worker's command-line contract.
  *
  *   quiver-conformance                 serve stdin/stdout (stdout carries IPC only)
- *   quiver-conformance --http          serve HTTP, print PORT:<n>      (not yet supported)
+ *   quiver-conformance --http [PORT]   serve HTTP at the root prefix, print PORT:<n>
+ *     [--host H] [--port P]            bind address (default 127.0.0.1, port 0 = any free port)
+ *     [--max-response-bytes N]         response cap (the suite's strict-cap fixture uses 65536)
+ *     [--max-request-bytes N]          request cap (default 256 MiB)
+ *     [--token-key HEX]                64 hex chars: stream token key shared across instances
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
- *   --access-log PATH / --access-log-debug                             (not yet supported)
+ *   --access-log PATH                  append JSONL access-log records to PATH
+ *   --access-log-debug                 accepted for compatibility (payloads are never logged)
  */
 import { parseArgs } from "node:util";
 import { createSecondaryImplementation, SecondaryProtocol } from "../conformance/secondary.js";
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
+import { createAccessLog } from "../server/access-log.js";
 import { bind, createServer } from "../server/server.js";
+import { listenHttp } from "../transports/http/server.js";
 import { listenSocket } from "../transports/socket/server.js";
 import { serveStdio } from "../transports/stdio/server.js";
 
@@ -24,7 +31,9 @@ function fail(message: string): never {
 async function main(): Promise<void> {
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({
+    let positionals: string[];
+    ({ values, positionals } = parseArgs({
+      allowPositionals: true,
       options: {
         pipe: { type: "boolean" },
         http: { type: "boolean" },
@@ -34,22 +43,27 @@ async function main(): Promise<void> {
         tcp: { type: "string" },
         "access-log": { type: "string" },
         "access-log-debug": { type: "boolean" },
+        "max-response-bytes": { type: "string" },
+        "max-request-bytes": { type: "string" },
+        "token-key": { type: "string" },
         describe: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
     }));
+    // `--http PORT`, as the reference worker spells it.
+    if (positionals.length > 0) {
+      if (values.http === true && positionals.length === 1 && values.port === undefined) values.port = positionals[0];
+      else fail(`unexpected argument '${positionals[0]}'`);
+    }
   } catch (err) {
     fail((err as Error).message);
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [--host H] [--port P] | --unix PATH | --tcp [HOST:]PORT] [--access-log PATH] [--access-log-debug]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] | --unix PATH | --tcp [HOST:]PORT] [--access-log PATH] [--access-log-debug]\n",
     );
     return;
-  }
-  for (const flag of ["http", "access-log", "access-log-debug"] as const) {
-    if (values[flag] !== undefined) fail(`--${flag} is not yet supported by this build (stdio only)`);
   }
   const server = createServer({
     protocols: [
@@ -57,11 +71,49 @@ async function main(): Promise<void> {
       bind(SecondaryProtocol, createSecondaryImplementation()),
     ],
   });
-  const stop = () => {
-    void server.drain().then(() => process.exit(0));
+  const log =
+    typeof values["access-log"] === "string"
+      ? createAccessLog({ path: values["access-log"], serverVersion: server.serverVersion })
+      : null;
+  if (log !== null) {
+    server.observe(log.observer);
+    process.on("SIGHUP", () => log.reopen());
+  }
+  /** Lets calls in progress finish and the access log flush, then exits. */
+  const shutdown = async (code: number): Promise<never> => {
+    await server.drain();
+    await log?.close();
+    process.exit(code);
   };
+  const stop = () => void shutdown(0);
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
+  if (values.http === true) {
+    const int = (name: string): number | null => {
+      const raw = values[name];
+      if (typeof raw !== "string") return null;
+      const n = Number(raw);
+      if (!Number.isSafeInteger(n) || n < 0) fail(`--${name} wants a non-negative integer, got '${raw}'`);
+      return n;
+    };
+    const port = int("port") ?? 0;
+    if (port > 65535) fail(`--port wants 0-65535, got ${port}`);
+    const keyHex = values["token-key"];
+    if (keyHex !== undefined && (typeof keyHex !== "string" || !/^[0-9a-fA-F]{64}$/.test(keyHex))) {
+      fail("--token-key wants 64 hex characters (32 bytes)");
+    }
+    const maxRequest = int("max-request-bytes");
+    const listener = await listenHttp(server, {
+      host: typeof values.host === "string" ? values.host : "127.0.0.1",
+      port,
+      prefix: "",
+      maxResponseBytes: int("max-response-bytes"),
+      ...(maxRequest === null ? {} : { maxRequestBytes: maxRequest }),
+      ...(typeof keyHex === "string" ? { tokenKey: Buffer.from(keyHex, "hex") } : {}),
+    });
+    process.stdout.write(`PORT:${listener.port}\n`);
+    return;
+  }
   if (typeof values.unix === "string") {
     await listenSocket(server, { path: values.unix });
     process.stdout.write(`UNIX:${values.unix}\n`);
@@ -79,7 +131,7 @@ async function main(): Promise<void> {
     return;
   }
   await serveStdio(server);
-  process.exit(0);
+  await shutdown(0);
 }
 
 main().catch((err: unknown) => {

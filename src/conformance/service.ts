@@ -9,7 +9,7 @@
  * `pa.schema([pa.field(...)])` schemas, whose fields are nullable.
  */
 import { closeSync, existsSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { type Data, Int64, makeData, type Schema } from "apache-arrow";
+import { type Data, Int64, makeData } from "apache-arrow";
 import { RuntimeError, ValueError } from "../errors.js";
 import { batchFromData, batchFromRows, schemaOf } from "../protocol/batch.js";
 import type { LogLevel } from "../protocol/context.js";
@@ -22,7 +22,7 @@ import {
   producer,
   unary,
 } from "../protocol/methods.js";
-import { type FieldSpecs, t } from "../protocol/types.js";
+import { type FieldSpecs, type RowOf, t } from "../protocol/types.js";
 import { compareCodePoints, pyFloatRepr, pyMod } from "./pyrepr.js";
 import {
   ConformanceHeaderFields,
@@ -62,6 +62,36 @@ const SessionCounterOut = { value: t.int64().optional() };
 /** `_SESSION_COUNTER_EXCHANGE_INPUT_SCHEMA`. */
 const SessionCounterIn = { by: t.int64().optional() };
 const Empty = {};
+
+// Stream states: the reference's state dataclasses (`_types.py`), less the fields no turn reads
+// (`_placeholder`, `ZeroColumnExchangeState.call_count`); streams with none are stateless. What a
+// stream keeps between turns; over HTTP it travels in the continuation token, so turns read
+// everything they need from it (and the output schema from `out.schema`).
+
+/** `CounterState`, `HeaderProducerState`, `LoggingProducerState`, `TickMetadataState`, `SessionCounterProducerState`. */
+const CounterState = { count: t.int64(), current: t.int64() };
+/** `SingleProducerState`. */
+const SingleState = { emitted: t.bool() };
+/** `LargeProducerState`. */
+const LargeState = { rows_per_batch: t.int64(), batch_count: t.int64(), current: t.int64() };
+/** `AnnotatedProducerState`. */
+const AnnotatedState = { count: t.int64(), rows_per_batch: t.int64(), current: t.int64() };
+/** `OversizedBatchState`. */
+const OversizedBatchState = { rows_per_batch: t.int64(), emitted: t.bool() };
+/** `ErrorAfterNState`. */
+const ErrorAfterNState = { emit_before_error: t.int64(), current: t.int64() };
+/** `CancellableProducerState`. */
+const CancellableState = { current: t.int64() };
+/** `DynamicProducerState`. */
+const DynamicState = { count: t.int64(), include_strings: t.bool(), include_floats: t.bool(), current: t.int64() };
+/** `ScaleExchangeState`. */
+const ScaleState = { factor: t.float64() };
+/** `AccumulatingExchangeState`. */
+const AccumState = { running_sum: t.float64(), exchange_count: t.int64() };
+/** `FailOnExchangeNState`. */
+const FailOnState = { fail_on: t.int64(), exchange_count: t.int64() };
+/** `OversizedExchangeState`. */
+const OversizedExchangeState = { rows_per_batch: t.int64() };
 
 /** The application metadata key `produce_tick_metadata` reports (`TickMetadataState`). */
 export const TICK_METADATA_KEY = "vgi.conformance.tick";
@@ -167,42 +197,60 @@ export const ConformanceService = defineProtocol(
     echo_with_all_log_levels: unary({ value: t.utf8() }, t.utf8()),
 
     // Producer streams
-    produce_n: producer({ count: t.int64() }, { output: CounterOut }),
-    produce_tick_metadata: producer({ count: t.int64() }, { output: TickOut }),
+    produce_n: producer({ count: t.int64() }, { output: CounterOut, state: CounterState }),
+    produce_tick_metadata: producer({ count: t.int64() }, { output: TickOut, state: CounterState }),
     produce_empty: producer({}, { output: CounterOut }),
-    produce_single: producer({}, { output: CounterOut }),
-    produce_large_batches: producer({ rows_per_batch: t.int64(), batch_count: t.int64() }, { output: CounterOut }),
-    produce_annotated_batches: producer({ count: t.int64(), rows_per_batch: t.int64() }, { output: AnnotatedOut }),
-    produce_with_logs: producer({ count: t.int64() }, { output: CounterOut }),
-    produce_error_mid_stream: producer({ emit_before_error: t.int64() }, { output: CounterOut }),
+    produce_single: producer({}, { output: CounterOut, state: SingleState }),
+    produce_large_batches: producer(
+      { rows_per_batch: t.int64(), batch_count: t.int64() },
+      { output: CounterOut, state: LargeState },
+    ),
+    produce_annotated_batches: producer(
+      { count: t.int64(), rows_per_batch: t.int64() },
+      { output: AnnotatedOut, state: AnnotatedState },
+    ),
+    produce_with_logs: producer({ count: t.int64() }, { output: CounterOut, state: CounterState }),
+    produce_error_mid_stream: producer(
+      { emit_before_error: t.int64() },
+      { output: CounterOut, state: ErrorAfterNState },
+    ),
     produce_error_on_init: producer({}, { output: CounterOut }),
-    produce_oversized_batch: producer({ rows_per_batch: t.int64() }, { output: CounterOut }),
+    produce_oversized_batch: producer(
+      { rows_per_batch: t.int64() },
+      { output: CounterOut, state: OversizedBatchState },
+    ),
 
     // Producer streams with headers
-    produce_with_header: producer({ count: t.int64() }, { output: CounterOut, header: ConformanceHeaderFields }),
+    produce_with_header: producer(
+      { count: t.int64() },
+      { output: CounterOut, header: ConformanceHeaderFields, state: CounterState },
+    ),
     produce_with_header_and_logs: producer(
       { count: t.int64() },
-      { output: CounterOut, header: ConformanceHeaderFields },
+      { output: CounterOut, header: ConformanceHeaderFields, state: CounterState },
     ),
 
     // Exchange streams
-    exchange_scale: exchange({ factor: t.float64() }, { input: ScaleIO, output: ScaleIO }),
-    exchange_accumulate: exchange({}, { input: ScaleIO, output: AccumOut }),
+    exchange_scale: exchange({ factor: t.float64() }, { input: ScaleIO, output: ScaleIO, state: ScaleState }),
+    exchange_accumulate: exchange({}, { input: ScaleIO, output: AccumOut, state: AccumState }),
     exchange_with_logs: exchange({}, { input: ScaleIO, output: ScaleIO }),
-    exchange_error_on_nth: exchange({ fail_on: t.int64() }, { input: ScaleIO, output: ScaleIO }),
+    exchange_error_on_nth: exchange({ fail_on: t.int64() }, { input: ScaleIO, output: ScaleIO, state: FailOnState }),
     exchange_zero_columns: exchange({}, { input: Empty, output: Empty }),
     exchange_input_metadata: exchange({}, { input: ScaleIO, output: InputMetadataOut }),
     exchange_error_on_init: exchange({}, { input: ScaleIO, output: ScaleIO }),
-    exchange_oversized: exchange({ rows_per_batch: t.int64() }, { input: ScaleIO, output: CounterOut }),
+    exchange_oversized: exchange(
+      { rows_per_batch: t.int64() },
+      { input: ScaleIO, output: CounterOut, state: OversizedExchangeState },
+    ),
 
     // Exchange streams with headers
     exchange_with_header: exchange(
       { factor: t.float64() },
-      { input: ScaleIO, output: ScaleIO, header: ConformanceHeaderFields },
+      { input: ScaleIO, output: ScaleIO, header: ConformanceHeaderFields, state: ScaleState },
     ),
 
     // Cancellation
-    cancellable_producer: producer({}, { output: CounterOut }),
+    cancellable_producer: producer({}, { output: CounterOut, state: CancellableState }),
     cancellable_exchange: exchange({}, { input: ScaleIO, output: ScaleIO }),
     cancel_probe_counters: unary({}, t.list(t.int64())),
     reset_cancel_probe: unary({}, null),
@@ -210,23 +258,23 @@ export const ConformanceService = defineProtocol(
     // Dynamic streams with rich multi-type headers
     produce_with_rich_header: producer(
       { seed: t.int64(), count: t.int64() },
-      { output: CounterOut, header: RichHeaderFields },
+      { output: CounterOut, header: RichHeaderFields, state: CounterState },
     ),
     produce_dynamic_schema: producer(
       { seed: t.int64(), count: t.int64(), include_strings: t.bool(), include_floats: t.bool() },
-      { output: "dynamic", header: RichHeaderFields },
+      { output: "dynamic", header: RichHeaderFields, state: DynamicState },
     ),
-    exchange_cast_compatible: exchange({}, { input: ScaleIO, output: ScaleIO }),
+    exchange_cast_compatible: exchange({}, { input: ScaleIO, output: ScaleIO, state: ScaleState }),
     exchange_with_rich_header: exchange(
       { seed: t.int64(), factor: t.float64() },
-      { input: ScaleIO, output: ScaleIO, header: RichHeaderFields },
+      { input: ScaleIO, output: ScaleIO, header: RichHeaderFields, state: ScaleState },
     ),
 
     // Sticky sessions (HTTP-only in the reference; refused here, as without sticky support)
     open_counter: unary({ initial: t.int64() }, t.int64()),
     increment_counter: unary({ by: t.int64() }, t.int64()),
     close_counter: unary({}, t.int64()),
-    stream_session_counter: producer({ count: t.int64() }, { output: SessionCounterOut }),
+    stream_session_counter: producer({ count: t.int64() }, { output: SessionCounterOut, state: CounterState }),
     exchange_session_counter: exchange({}, { input: SessionCounterIn, output: SessionCounterOut }),
   },
 );
@@ -466,26 +514,29 @@ const ALL_LOG_LEVELS: readonly LogLevel[] = ["TRACE", "DEBUG", "INFO", "WARN", "
 // ---------------------------------------------------------------------------------------------
 // Stream turns shared by several methods
 
-/** `CounterState` / `HeaderProducerState`: `{index: i, value: i * 10}` for i < count. */
-function counterProducer(count: bigint): (out: OutputCollector<typeof CounterOut>) => void {
-  let current = 0n;
-  return (out) => {
-    if (current >= count) {
-      out.finish();
-      return;
-    }
-    out.emit([{ index: current, value: current * 10n }]);
-    current += 1n;
-  };
+/** A counter stream's first state (`CounterState(count=count)`). */
+function counterInit(count: bigint): RowOf<typeof CounterState> {
+  return { count, current: 0n };
 }
 
-/** `ScaleExchangeState`: `value * factor`, nulls kept. */
-function scaleExchange(
-  factor: number,
-): (input: InputBatch<typeof ScaleIO>, out: OutputCollector<typeof ScaleIO>) => void {
-  return (input, out) => {
-    out.emitColumns({ value: input.column("value").map((v) => (v === null ? null : v * factor)) });
-  };
+/** `CounterState.produce` / `HeaderProducerState.produce`: `{index: i, value: i * 10}` for i < count. */
+function counterTurn(state: RowOf<typeof CounterState>, out: OutputCollector<typeof CounterOut>): void {
+  if (state.current >= state.count) {
+    out.finish();
+    return;
+  }
+  out.emit([{ index: state.current, value: state.current * 10n }]);
+  state.current += 1n;
+}
+
+/** `ScaleExchangeState.exchange`: `value * factor`, nulls kept. */
+function scaleTurn(
+  state: RowOf<typeof ScaleState>,
+  input: InputBatch<typeof ScaleIO>,
+  out: OutputCollector<typeof ScaleIO>,
+): void {
+  const { factor } = state;
+  out.emitColumns({ value: input.column("value").map((v) => (v === null ? null : v * factor)) });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -649,250 +700,267 @@ export function createConformanceImplementation(): Implementation<typeof Conform
     },
 
     // Producer streams
-    produce_n: ({ count }) => ({ produce: counterProducer(count) }),
-    produce_tick_metadata: ({ count }) => {
-      // `TickMetadataState`: reports each tick's metadata; emits, then finishes once count is reached.
-      let current = 0n;
-      return {
-        produce(out) {
-          const seen = out.inputMetadata.get(TICK_METADATA_KEY) ?? "";
-          out.emit([{ index: current, seen }]);
-          current += 1n;
-          if (current >= count) out.finish();
-        },
-      };
+    produce_n: {
+      init: ({ count }) => ({ state: counterInit(count) }),
+      produce: counterTurn,
     },
-    produce_empty: () => ({
-      produce(out) {
+    produce_tick_metadata: {
+      // `TickMetadataState`: reports each tick's metadata; emits, then finishes once count is reached.
+      init: ({ count }) => ({ state: counterInit(count) }),
+      produce(state, out) {
+        const seen = out.inputMetadata.get(TICK_METADATA_KEY) ?? "";
+        out.emit([{ index: state.current, seen }]);
+        state.current += 1n;
+        if (state.current >= state.count) out.finish();
+      },
+    },
+    produce_empty: {
+      init: () => ({}),
+      produce(_state, out) {
         out.finish();
       },
-    }),
-    produce_single: () => {
-      let emitted = false;
-      return {
-        produce(out) {
-          if (emitted) {
-            out.finish();
-            return;
-          }
-          emitted = true;
-          out.emit([{ index: 0n, value: 0n }]);
-        },
-      };
     },
-    produce_large_batches: ({ rows_per_batch, batch_count }) => {
-      let current = 0n;
-      return {
-        produce(out) {
-          if (current >= batch_count) {
-            out.finish();
-            return;
-          }
-          emitCounterRows(out, current * rows_per_batch, rows_per_batch);
-          current += 1n;
-        },
-      };
+    produce_single: {
+      init: () => ({ state: { emitted: false } }),
+      produce(state, out) {
+        if (state.emitted) {
+          out.finish();
+          return;
+        }
+        state.emitted = true;
+        out.emit([{ index: 0n, value: 0n }]);
+      },
     },
-    produce_annotated_batches: ({ count, rows_per_batch }) => {
-      let current = 0n;
-      return {
-        produce(out) {
-          if (current >= count) {
-            out.finish();
-            return;
-          }
-          const base = current * 1_000_000n;
-          const n = rows_per_batch > 0n ? Number(rows_per_batch) : 0;
-          const rows = Array.from({ length: n }, (_, row) => ({ value: base + BigInt(row) }));
-          out.emit(
-            rows,
-            new Map([
-              ["conformance.batch_index", String(current)],
-              ["conformance.batch_total", String(count)],
-              ["conformance.emit_label", ANNOTATED_EMIT_LABEL],
-            ]),
-          );
-          current += 1n;
-        },
-      };
+    produce_large_batches: {
+      init: ({ rows_per_batch, batch_count }) => ({ state: { rows_per_batch, batch_count, current: 0n } }),
+      produce(state, out) {
+        if (state.current >= state.batch_count) {
+          out.finish();
+          return;
+        }
+        emitCounterRows(out, state.current * state.rows_per_batch, state.rows_per_batch);
+        state.current += 1n;
+      },
     },
-    produce_with_logs: ({ count }) => {
-      let current = 0n;
-      return {
-        produce(out) {
-          if (current >= count) {
-            out.finish();
-            return;
-          }
-          out.clientLog("INFO", `producing batch ${current}`);
-          out.emit([{ index: current, value: current * 10n }]);
-          current += 1n;
-        },
-      };
+    produce_annotated_batches: {
+      init: ({ count, rows_per_batch }) => ({ state: { count, rows_per_batch, current: 0n } }),
+      produce(state, out) {
+        const { count, rows_per_batch, current } = state;
+        if (current >= count) {
+          out.finish();
+          return;
+        }
+        const base = current * 1_000_000n;
+        const n = rows_per_batch > 0n ? Number(rows_per_batch) : 0;
+        const rows = Array.from({ length: n }, (_, row) => ({ value: base + BigInt(row) }));
+        out.emit(
+          rows,
+          new Map([
+            ["conformance.batch_index", String(current)],
+            ["conformance.batch_total", String(count)],
+            ["conformance.emit_label", ANNOTATED_EMIT_LABEL],
+          ]),
+        );
+        state.current += 1n;
+      },
     },
-    produce_error_mid_stream: ({ emit_before_error }) => {
-      let current = 0n;
-      return {
-        produce(out) {
-          if (current >= emit_before_error) {
-            throw new RuntimeError(`intentional error after ${emit_before_error} batches`);
-          }
-          out.emit([{ index: current, value: current * 10n }]);
-          current += 1n;
-        },
-      };
+    produce_with_logs: {
+      init: ({ count }) => ({ state: counterInit(count) }),
+      produce(state, out) {
+        if (state.current >= state.count) {
+          out.finish();
+          return;
+        }
+        out.clientLog("INFO", `producing batch ${state.current}`);
+        out.emit([{ index: state.current, value: state.current * 10n }]);
+        state.current += 1n;
+      },
     },
-    produce_error_on_init: () => {
-      throw new RuntimeError("intentional init error");
+    produce_error_mid_stream: {
+      init: ({ emit_before_error }) => ({ state: { emit_before_error, current: 0n } }),
+      produce(state, out) {
+        if (state.current >= state.emit_before_error) {
+          throw new RuntimeError(`intentional error after ${state.emit_before_error} batches`);
+        }
+        out.emit([{ index: state.current, value: state.current * 10n }]);
+        state.current += 1n;
+      },
     },
-    produce_oversized_batch: ({ rows_per_batch }) => {
-      let emitted = false;
-      return {
-        produce(out) {
-          if (emitted) {
-            out.finish();
-            return;
-          }
-          emitCounterRows(out, 0n, rows_per_batch);
-          emitted = true;
-        },
-      };
+    produce_error_on_init: {
+      init: () => {
+        throw new RuntimeError("intentional init error");
+      },
+      produce(_state, out) {
+        out.finish(); // never reached: init always raises
+      },
+    },
+    produce_oversized_batch: {
+      init: ({ rows_per_batch }) => ({ state: { rows_per_batch, emitted: false } }),
+      produce(state, out) {
+        if (state.emitted) {
+          out.finish();
+          return;
+        }
+        emitCounterRows(out, 0n, state.rows_per_batch);
+        state.emitted = true;
+      },
     },
 
     // Producer streams with headers
-    produce_with_header: ({ count }) => ({
-      header: { total_expected: count, description: `producing ${count} batches` },
-      produce: counterProducer(count),
-    }),
-    produce_with_header_and_logs: ({ count }, ctx) => {
-      ctx.clientLog("INFO", "stream init log");
-      return {
-        header: { total_expected: count, description: `producing ${count} with logs` },
-        produce: counterProducer(count),
-      };
+    produce_with_header: {
+      init: ({ count }) => ({
+        state: counterInit(count),
+        header: { total_expected: count, description: `producing ${count} batches` },
+      }),
+      produce: counterTurn,
+    },
+    produce_with_header_and_logs: {
+      init: ({ count }, ctx) => {
+        ctx.clientLog("INFO", "stream init log");
+        return {
+          state: counterInit(count),
+          header: { total_expected: count, description: `producing ${count} with logs` },
+        };
+      },
+      produce: counterTurn,
     },
 
     // Exchange streams
-    exchange_scale: ({ factor }) => ({ process: scaleExchange(factor) }),
-    exchange_accumulate: () => {
-      let runningSum = 0.0;
-      let exchangeCount = 0n;
-      return {
-        process(input, out) {
-          const colSum = arrowSumFloat64(input.column("value"));
-          if (colSum === null) {
-            // `self.running_sum += None` in the reference.
-            throw new TypeError("unsupported operand type(s) for +=: 'float' and 'NoneType'");
-          }
-          runningSum += colSum;
-          exchangeCount += 1n;
-          out.emit([{ running_sum: runningSum, exchange_count: exchangeCount }]);
-        },
-      };
+    exchange_scale: {
+      init: ({ factor }) => ({ state: { factor } }),
+      process: scaleTurn,
     },
-    exchange_with_logs: () => ({
-      process(input, out) {
+    exchange_accumulate: {
+      init: () => ({ state: { running_sum: 0.0, exchange_count: 0n } }),
+      process(state, input, out) {
+        const colSum = arrowSumFloat64(input.column("value"));
+        if (colSum === null) {
+          // `self.running_sum += None` in the reference.
+          throw new TypeError("unsupported operand type(s) for +=: 'float' and 'NoneType'");
+        }
+        state.running_sum += colSum;
+        state.exchange_count += 1n;
+        out.emit([{ running_sum: state.running_sum, exchange_count: state.exchange_count }]);
+      },
+    },
+    exchange_with_logs: {
+      init: () => ({}),
+      process(_state, input, out) {
         out.clientLog("INFO", "exchange processing");
         out.clientLog("DEBUG", "exchange debug");
         echoInput(input, out);
       },
-    }),
-    exchange_error_on_nth: ({ fail_on }) => {
-      let exchangeCount = 0n;
-      return {
-        process(input, out) {
-          exchangeCount += 1n;
-          if (exchangeCount >= fail_on) throw new RuntimeError(`intentional error on exchange ${exchangeCount}`);
-          echoInput(input, out);
-        },
-      };
     },
-    exchange_zero_columns: () => ({
-      process(_input, out) {
+    exchange_error_on_nth: {
+      init: ({ fail_on }) => ({ state: { fail_on, exchange_count: 0n } }),
+      process(state, input, out) {
+        state.exchange_count += 1n;
+        if (state.exchange_count >= state.fail_on) {
+          throw new RuntimeError(`intentional error on exchange ${state.exchange_count}`);
+        }
+        echoInput(input, out);
+      },
+    },
+    exchange_zero_columns: {
+      init: () => ({}),
+      process(_state, _input, out) {
         out.emit([]);
       },
-    }),
-    exchange_input_metadata: () => ({
-      process(input, out) {
+    },
+    exchange_input_metadata: {
+      init: () => ({}),
+      process(_state, input, out) {
         const metadata = input.metadata;
         const seen = metadata.get(INPUT_METADATA_KEY) ?? "";
         const keys = [...metadata.keys()].sort(compareCodePoints).join(",");
         out.emit([{ seen, keys }]);
       },
-    }),
-    exchange_error_on_init: () => {
-      throw new RuntimeError("intentional exchange init error");
     },
-    exchange_oversized: ({ rows_per_batch }) => ({
-      process(_input, out) {
-        emitCounterRows(out, 0n, rows_per_batch);
+    exchange_error_on_init: {
+      init: () => {
+        throw new RuntimeError("intentional exchange init error");
       },
-    }),
+      process(_state, input, out) {
+        echoInput(input, out); // never reached: init always raises
+      },
+    },
+    exchange_oversized: {
+      init: ({ rows_per_batch }) => ({ state: { rows_per_batch } }),
+      process(state, _input, out) {
+        emitCounterRows(out, 0n, state.rows_per_batch);
+      },
+    },
 
     // Exchange streams with headers
-    exchange_with_header: ({ factor }) => ({
-      header: { total_expected: 0n, description: `scale by ${pyFloatRepr(factor)}` },
-      process: scaleExchange(factor),
-    }),
-
-    // Cancellation
-    cancellable_producer: () => {
-      let current = 0n;
-      return {
-        produce(out) {
-          cancelProbe.bump("produce_calls");
-          out.emit([{ index: current, value: current * 10n }]);
-          current += 1n;
-        },
-        onCancel() {
-          cancelProbe.bump("on_cancel_calls");
-        },
-      };
+    exchange_with_header: {
+      init: ({ factor }) => ({
+        state: { factor },
+        header: { total_expected: 0n, description: `scale by ${pyFloatRepr(factor)}` },
+      }),
+      process: scaleTurn,
     },
-    cancellable_exchange: () => ({
-      process(input, out) {
+
+    // Cancellation (the probe is process-wide, or file-backed: never per call)
+    cancellable_producer: {
+      init: () => ({ state: { current: 0n } }),
+      produce(state, out) {
+        cancelProbe.bump("produce_calls");
+        out.emit([{ index: state.current, value: state.current * 10n }]);
+        state.current += 1n;
+      },
+      onCancel() {
+        cancelProbe.bump("on_cancel_calls");
+      },
+    },
+    cancellable_exchange: {
+      init: () => ({}),
+      process(_state, input, out) {
         cancelProbe.bump("exchange_calls");
         echoInput(input, out);
       },
       onCancel() {
         cancelProbe.bump("on_cancel_calls");
       },
-    }),
+    },
     cancel_probe_counters: () => cancelProbe.snapshot().map((n) => BigInt(n)),
     reset_cancel_probe: () => {
       cancelProbe.reset();
     },
 
     // Dynamic streams with rich multi-type headers
-    produce_with_rich_header: ({ seed, count }) => ({
-      header: buildRichHeader(seed),
-      produce: counterProducer(count),
-    }),
-    produce_dynamic_schema: ({ seed, count, include_strings, include_floats }) => {
-      const fields = dynamicFields(include_strings, include_floats);
-      const outputSchema: Schema = schemaOf(fields);
-      let current = 0n;
-      return {
-        header: buildRichHeader(seed),
-        outputSchema,
-        produce(out) {
-          if (current >= count) {
-            out.finish();
-            return;
-          }
-          const row: Record<string, unknown> = { index: current };
-          if (include_strings) row.label = `row-${current}`;
-          if (include_floats) row.score = Number(current) * 1.5;
-          out.emitBatch(batchFromRows(fields, [row], undefined, outputSchema));
-          current += 1n;
-        },
-      };
+    produce_with_rich_header: {
+      init: ({ seed, count }) => ({ state: counterInit(count), header: buildRichHeader(seed) }),
+      produce: counterTurn,
     },
-    exchange_cast_compatible: () => ({ process: scaleExchange(1.0) }),
-    exchange_with_rich_header: ({ seed, factor }) => ({
-      header: buildRichHeader(seed),
-      process: scaleExchange(factor),
-    }),
+    produce_dynamic_schema: {
+      init: ({ seed, count, include_strings, include_floats }) => ({
+        state: { count, include_strings, include_floats, current: 0n },
+        header: buildRichHeader(seed),
+        outputSchema: schemaOf(dynamicFields(include_strings, include_floats)),
+      }),
+      produce(state, out) {
+        if (state.current >= state.count) {
+          out.finish();
+          return;
+        }
+        const row: Record<string, unknown> = { index: state.current };
+        if (state.include_strings) row.label = `row-${state.current}`;
+        if (state.include_floats) row.score = Number(state.current) * 1.5;
+        const fields = dynamicFields(state.include_strings, state.include_floats);
+        // The schema init chose, as the server persists it (`out.schema`).
+        out.emitBatch(batchFromRows(fields, [row], undefined, out.schema));
+        state.current += 1n;
+      },
+    },
+    exchange_cast_compatible: {
+      // `ScaleExchangeState(factor=1.0)`: echoes the (cast) values.
+      init: () => ({ state: { factor: 1.0 } }),
+      process: scaleTurn,
+    },
+    exchange_with_rich_header: {
+      init: ({ seed, factor }) => ({ state: { factor }, header: buildRichHeader(seed) }),
+      process: scaleTurn,
+    },
 
     // Sticky sessions: this server has no sticky-session support, so these fail exactly as the
     // reference does on a transport without it (`ctx.session` is None, `open_session` refuses).
@@ -905,20 +973,23 @@ export function createConformanceImplementation(): Implementation<typeof Conform
     close_counter: () => {
       throw new RuntimeError(NO_STICKY_COUNTER);
     },
-    stream_session_counter: ({ count }) => ({
-      produce(out) {
-        // The first turn: with nothing to emit the stream ends; otherwise it needs the counter.
-        if (count <= 0n) {
+    stream_session_counter: {
+      // `SessionCounterProducerState`: with nothing (more) to emit the stream ends; otherwise
+      // each turn needs the sticky counter, which this server never binds.
+      init: ({ count }) => ({ state: counterInit(count) }),
+      produce(state, out) {
+        if (state.current >= state.count) {
           out.finish();
           return;
         }
         throw new RuntimeError(NO_STICKY_COUNTER);
       },
-    }),
-    exchange_session_counter: () => ({
+    },
+    exchange_session_counter: {
+      init: () => ({}),
       process() {
         throw new RuntimeError(NO_STICKY_COUNTER);
       },
-    }),
+    },
   };
 }

@@ -5,7 +5,7 @@
  * ```ts
  * const Calc = defineProtocol("Calc", { version: "1.0.0" }, {
  *   add: unary({ a: t.float64(), b: t.float64() }, t.float64()),
- *   count: producer({ n: t.int64() }, { output: { i: t.int64() } }),
+ *   count: producer({ n: t.int64() }, { output: { i: t.int64() }, state: { i: t.int64(), n: t.int64() } }),
  *   scale: exchange({ factor: t.float64() }, { input: { x: t.float64() }, output: { x: t.float64() } }),
  * });
  * ```
@@ -32,11 +32,17 @@ export interface ProducerDecl<
   P extends FieldSpecs = FieldSpecs,
   O extends OutputSpec = OutputSpec,
   H extends FieldSpecs | null = FieldSpecs | null,
+  S extends FieldSpecs = FieldSpecs,
 > {
   readonly kind: "producer";
   readonly params: P;
   readonly output: O;
   readonly header: H;
+  /**
+   * The stream's state between turns, declared with specs so that it can travel as Arrow (HTTP
+   * continues a stream from a signed token carrying it). `{}` for a stateless stream.
+   */
+  readonly state: S;
 }
 
 export interface ExchangeDecl<
@@ -44,12 +50,15 @@ export interface ExchangeDecl<
   I extends FieldSpecs = FieldSpecs,
   O extends OutputSpec = OutputSpec,
   H extends FieldSpecs | null = FieldSpecs | null,
+  S extends FieldSpecs = FieldSpecs,
 > {
   readonly kind: "exchange";
   readonly params: P;
   readonly input: I;
   readonly output: O;
   readonly header: H;
+  /** The stream's state between turns (see `ProducerDecl.state`). */
+  readonly state: S;
 }
 
 export type MethodDecl = UnaryDecl | ProducerDecl | ExchangeDecl;
@@ -67,8 +76,18 @@ export function producer<
   const P extends FieldSpecs,
   const O extends OutputSpec,
   const H extends FieldSpecs | null = null,
->(params: P, opts: { readonly output: O; readonly header?: H }): ProducerDecl<P, O, H> {
-  return { kind: "producer", params, output: opts.output, header: (opts.header ?? null) as H };
+  const S extends FieldSpecs = Record<never, never>,
+>(
+  params: P,
+  opts: { readonly output: O; readonly header?: H; readonly state?: S },
+): ProducerDecl<P, O, NoInfer<H>, NoInfer<S>> {
+  return {
+    kind: "producer",
+    params,
+    output: opts.output,
+    header: (opts.header ?? null) as H,
+    state: (opts.state ?? {}) as S,
+  };
 }
 
 /** An exchange stream: for each input batch the client sends, the server answers one batch. */
@@ -77,8 +96,19 @@ export function exchange<
   const I extends FieldSpecs,
   const O extends OutputSpec,
   const H extends FieldSpecs | null = null,
->(params: P, opts: { readonly input: I; readonly output: O; readonly header?: H }): ExchangeDecl<P, I, O, H> {
-  return { kind: "exchange", params, input: opts.input, output: opts.output, header: (opts.header ?? null) as H };
+  const S extends FieldSpecs = Record<never, never>,
+>(
+  params: P,
+  opts: { readonly input: I; readonly output: O; readonly header?: H; readonly state?: S },
+): ExchangeDecl<P, I, O, NoInfer<H>, NoInfer<S>> {
+  return {
+    kind: "exchange",
+    params,
+    input: opts.input,
+    output: opts.output,
+    header: (opts.header ?? null) as H,
+    state: (opts.state ?? {}) as S,
+  };
 }
 
 /** A named, versioned set of methods. */
@@ -158,40 +188,60 @@ export interface InputBatch<I extends FieldSpecs = FieldSpecs> {
 
 type Awaitable<T> = T | Promise<T>;
 
-/** What a stream's init returns: its header (when declared), its schema (when dynamic) and its turns. */
-type StreamBase<O extends OutputSpec, H extends FieldSpecs | null> = (H extends FieldSpecs
-  ? { readonly header: RowOf<H> }
-  : { readonly header?: undefined }) &
-  (O extends "dynamic" ? { readonly outputSchema: Schema } : { readonly outputSchema?: undefined }) & {
-    /** Called once if the client cancels; errors it throws are logged and swallowed. */
-    onCancel?(ctx: CallContext): void;
-  };
+/** What a stream's `init` returns: its state, its header (when declared), its schema (when dynamic). */
+export type StreamInit<O extends OutputSpec, H extends FieldSpecs | null, S extends FieldSpecs> = (keyof S extends never
+  ? { readonly state?: RowOf<S> }
+  : { readonly state: RowOf<S> }) &
+  (H extends FieldSpecs ? { readonly header: RowOf<H> } : { readonly header?: undefined }) &
+  (O extends "dynamic" ? { readonly outputSchema: Schema } : { readonly outputSchema?: undefined });
 
-export type ProducerStream<O extends OutputSpec, H extends FieldSpecs | null> = StreamBase<O, H> & {
-  /** One turn: emit one batch, or call `finish()` (optionally after emitting). */
-  produce(out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
-};
+/**
+ * A producer's handlers. Turns receive the state object and may mutate it; the server keeps it
+ * between turns (in memory on a connection, serialized into the continuation token over HTTP),
+ * so every turn function must depend only on its arguments.
+ */
+export interface ProducerHandler<
+  P extends FieldSpecs,
+  O extends OutputSpec,
+  H extends FieldSpecs | null,
+  S extends FieldSpecs,
+> {
+  /** Starts the stream: validates parameters, builds the first state. Errors here end the call. */
+  init(params: ParamsOf<P>, ctx: CallContext): Awaitable<StreamInit<O, H, S>>;
+  /** One turn: emit one batch, or call `out.finish()` (optionally after emitting). */
+  produce(state: RowOf<S>, out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
+  /** Called once if the client cancels; errors it throws are logged and swallowed. */
+  onCancel?(state: RowOf<S>, ctx: CallContext): void;
+}
 
-export type ExchangeStream<I extends FieldSpecs, O extends OutputSpec, H extends FieldSpecs | null> = StreamBase<
-  O,
-  H
-> & {
+/** An exchange's handlers (see `ProducerHandler` for the state rules). */
+export interface ExchangeHandler<
+  P extends FieldSpecs,
+  I extends FieldSpecs,
+  O extends OutputSpec,
+  H extends FieldSpecs | null,
+  S extends FieldSpecs,
+> {
+  init(params: ParamsOf<P>, ctx: CallContext): Awaitable<StreamInit<O, H, S>>;
   /** One turn: answer `input` with exactly one emitted batch. */
-  process(input: InputBatch<I>, out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
-};
+  process(state: RowOf<S>, input: InputBatch<I>, out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
+  onCancel?(state: RowOf<S>, ctx: CallContext): void;
+}
 
 /** The handler type for one declaration. */
 export type HandlerOf<D> =
   D extends UnaryDecl<infer P, infer R>
     ? (params: ParamsOf<P>, ctx: CallContext) => R extends TypeSpec<infer V> ? Awaitable<V> : Awaitable<void>
-    : D extends ProducerDecl<infer P, infer O, infer H>
-      ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<ProducerStream<O, H>>
-      : D extends ExchangeDecl<infer P, infer I, infer O, infer H>
-        ? (params: ParamsOf<P>, ctx: CallContext) => Awaitable<ExchangeStream<I, O, H>>
+    : D extends ProducerDecl<infer P, infer O, infer H, infer S>
+      ? ProducerHandler<P, O, H, S>
+      : D extends ExchangeDecl<infer P, infer I, infer O, infer H, infer S>
+        ? ExchangeHandler<P, I, O, H, S>
         : never;
 
 /** Handlers for every method of a protocol. */
-export type Implementation<P extends ProtocolDecl> = { readonly [K in keyof P["methods"]]: HandlerOf<P["methods"][K]> };
+export type Implementation<P extends ProtocolDecl> = {
+  readonly [K in keyof P["methods"]]: HandlerOf<P["methods"][K]>;
+};
 
 // ---------------------------------------------------------------------------------------------
 // Schemas derived from a declaration (what reflection and the hash describe)
@@ -207,6 +257,8 @@ export interface MethodSchemas {
   readonly input: Schema | null;
   /** Declared output schema; null when dynamic or unary. */
   readonly output: Schema | null;
+  /** The stream state's schema (empty when stateless); null for unary. */
+  readonly state: Schema | null;
 }
 
 /** Computes the wire schemas of a declaration. */
@@ -214,10 +266,10 @@ export function methodSchemas(decl: MethodDecl): MethodSchemas {
   const params = schemaOf(decl.params);
   if (decl.kind === "unary") {
     const result = decl.result === null ? EMPTY_SCHEMA : schemaOf({ result: decl.result });
-    return { params, result, hasReturn: decl.result !== null, header: null, input: null, output: null };
+    return { params, result, hasReturn: decl.result !== null, header: null, input: null, output: null, state: null };
   }
   const header = decl.header === null ? null : schemaOf(decl.header);
   const output = decl.output === "dynamic" ? null : schemaOf(decl.output);
   const input = decl.kind === "exchange" ? schemaOf(decl.input) : EMPTY_SCHEMA;
-  return { params, result: EMPTY_SCHEMA, hasReturn: false, header, input, output };
+  return { params, result: EMPTY_SCHEMA, hasReturn: false, header, input, output, state: schemaOf(decl.state) };
 }

@@ -266,7 +266,7 @@ function listCodec(type: List, child: TypeSpec<unknown>): Codec {
       const offsets = new Int32Array(values.length + 1);
       const flat: unknown[] = [];
       values.forEach((v, i) => {
-        if (v !== null && v !== undefined) flat.push(...(v as readonly unknown[]));
+        if (v !== null && v !== undefined) for (const item of v as readonly unknown[]) flat.push(item);
         offsets[i + 1] = flat.length;
       });
       const { bitmap, nullCount } = validityBitmap(values);

@@ -3,6 +3,7 @@
  * reflection. Transport-agnostic: session transports hand it a `Connection`.
  */
 import { randomBytes } from "node:crypto";
+import { type Logger, pino } from "pino";
 import { frameworkError } from "../errors.js";
 import {
   type Implementation,
@@ -15,6 +16,7 @@ import {
 } from "../protocol/methods.js";
 import { t } from "../protocol/types.js";
 import type { Connection } from "./connection.js";
+import type { CallObserver, CallRecord } from "./dispatch.js";
 import { computeProtocolHash, type MethodShape } from "./protocol-hash.js";
 import {
   type DescribedMethod,
@@ -28,19 +30,34 @@ import { serveSession } from "./session.js";
 /** A protocol paired with its implementation. */
 export interface Binding {
   readonly protocol: ProtocolDecl;
-  readonly implementation: Readonly<Record<string, (...args: never[]) => unknown>>;
+  /** Handlers by method name: functions for unary methods, handler objects for streams. */
+  readonly implementation: Readonly<Record<string, unknown>>;
   /** Reflection is exempt from the version gate. */
   readonly versionExempt?: boolean;
 }
 
+function hasFunction(value: unknown, key: string): boolean {
+  return typeof value === "object" && value !== null && typeof (value as Record<string, unknown>)[key] === "function";
+}
+
+/** Throws when `handler` does not have the shape `decl` needs (a guard for untyped callers). */
+function checkHandler(protocol: string, name: string, decl: MethodDecl, handler: unknown): void {
+  const where = `protocol '${protocol}' method '${name}'`;
+  if (decl.kind === "unary") {
+    if (typeof handler !== "function") throw new TypeError(`${where} needs a handler function`);
+    return;
+  }
+  const turn = decl.kind === "producer" ? "produce" : "process";
+  if (!hasFunction(handler, "init") || !hasFunction(handler, turn)) {
+    throw new TypeError(`${where} needs a handler object with init() and ${turn}()`);
+  }
+}
+
 /** Pairs a protocol with handlers for every one of its methods (checked at compile time). */
 export function bind<P extends ProtocolDecl>(protocol: P, implementation: Implementation<P>): Binding {
-  for (const name of Object.keys(protocol.methods)) {
-    if (typeof (implementation as Record<string, unknown>)[name] !== "function") {
-      throw new TypeError(`protocol '${protocol.name}' method '${name}' has no handler`);
-    }
-  }
-  return { protocol, implementation: implementation as unknown as Binding["implementation"] };
+  const handlers = implementation as Readonly<Record<string, unknown>>;
+  for (const [name, decl] of Object.entries(protocol.methods)) checkHandler(protocol.name, name, decl, handlers[name]);
+  return { protocol, implementation: handlers };
 }
 
 /** A method resolved for dispatch. */
@@ -49,7 +66,8 @@ export interface ResolvedMethod {
   readonly name: string;
   readonly decl: MethodDecl;
   readonly schemas: MethodSchemas;
-  readonly handler: (...args: never[]) => unknown;
+  /** The handler as bound: a function (unary) or a handler object (streams). */
+  readonly handler: unknown;
 }
 
 export interface HostedProtocol {
@@ -75,6 +93,13 @@ export interface ServerOptions {
   readonly includeTracebacks?: boolean;
   /** Largest IPC message accepted on a session transport, in bytes. Default: 4 GiB. */
   readonly maxMessageBytes?: number;
+  /**
+   * Called once per call when it ends, with its statistics, outcome and identity — the one hook
+   * that access logs, metrics and spans are fed from. Default: none. Errors it throws are ignored.
+   */
+  readonly onCallEnd?: CallObserver;
+  /** The logger handlers' `ctx.logger` is a child of. Default: a silent pino logger. */
+  readonly logger?: Logger;
 }
 
 export interface RpcServer {
@@ -82,6 +107,8 @@ export interface RpcServer {
   readonly serverVersion: string;
   readonly includeTracebacks: boolean;
   readonly maxMessageBytes: number;
+  /** The server's logger (silent unless one was given). */
+  readonly logger: Logger;
   /** Hosted protocols in registration order (reflection last). */
   readonly protocols: ReadonlyMap<string, HostedProtocol>;
   /** True once `drain()` was called: new calls are refused with `server_draining`. */
@@ -96,6 +123,10 @@ export interface RpcServer {
   gateVersion(method: ResolvedMethod, clientVersion: string | undefined): void;
   /** Tracks a call so `drain()` can wait for it. */
   track<T>(work: Promise<T>): Promise<T>;
+  /** Adds a per-call observer (see `ServerOptions.onCallEnd`); returns a function removing it. */
+  observe(observer: CallObserver): () => void;
+  /** Feeds a finished call's record to every observer. */
+  notify(record: CallRecord): void;
 }
 
 const VERSION_RE = /^(\d+)\.(\d+)\.(\d+)$/;
@@ -190,19 +221,22 @@ export function createServer(opts: ServerOptions): RpcServer {
           cache.set(params.protocol, bytes);
           return bytes;
         },
-      } as unknown as Binding["implementation"],
+      },
     };
     protocols.set(REFLECTION_PROTOCOL, host(reflection));
   }
 
   let draining = false;
   const active = new Set<Promise<unknown>>();
+  const observers = new Set<CallObserver>();
+  if (opts.onCallEnd) observers.add(opts.onCallEnd);
 
   const server: RpcServer = {
     serverId,
     serverVersion,
     includeTracebacks: opts.includeTracebacks ?? true,
     maxMessageBytes: opts.maxMessageBytes ?? 4 * 1024 * 1024 * 1024,
+    logger: opts.logger ?? pino({ level: "silent" }),
     protocols,
     get draining() {
       return draining;
@@ -211,6 +245,19 @@ export function createServer(opts: ServerOptions): RpcServer {
     async drain() {
       draining = true;
       while (active.size > 0) await Promise.allSettled([...active]);
+    },
+    observe(observer) {
+      observers.add(observer);
+      return () => observers.delete(observer);
+    },
+    notify(record) {
+      for (const o of observers) {
+        try {
+          o(record);
+        } catch {
+          // An observer's failure must never fail or stall a call.
+        }
+      }
     },
     track<T>(work: Promise<T>): Promise<T> {
       active.add(work);

@@ -20,12 +20,15 @@ import {
   type RecordBatch,
   type Schema,
   Struct,
+  Table,
   Time,
   Timestamp,
   TimeUnit,
   tableFromIPC,
+  tableToIPC,
 } from "apache-arrow";
 import { Message } from "apache-arrow/ipc/metadata/message";
+import { pino } from "pino";
 import { compareCodePoints, pyFloatRepr, pyMod, pyRstrip, pyStrRepr } from "../../src/conformance/pyrepr.js";
 import {
   createSecondaryImplementation,
@@ -48,13 +51,19 @@ import { RpcError } from "../../src/errors.js";
 import { batchFromRows, rowsFromBatch, schemaOf } from "../../src/protocol/batch.js";
 import { ANONYMOUS, type CallContext, type LogExtra, type LogLevel } from "../../src/protocol/context.js";
 import {
+  type ExchangeDecl,
+  type ExchangeHandler,
   type InputBatch,
   type MethodDecl,
   methodSchemas,
   type OutputCollector,
   type OutputSpec,
   type OutRow,
+  type ParamsOf,
+  type ProducerDecl,
+  type ProducerHandler,
   type ProtocolDecl,
+  type StreamInit,
 } from "../../src/protocol/methods.js";
 import type { FieldSpecs, RowOf, ValueOf } from "../../src/protocol/types.js";
 
@@ -280,8 +289,16 @@ function fakeContext(logs: LogRecord[] = []): CallContext {
     transport: "pipe",
     transportMetadata: {},
     requestMetadata: new Map(),
+    logger: pino({ level: "silent" }),
     clientLog(level, message, extra) {
       logs.push(extra === undefined ? { level, message } : { level, message, extra });
+    },
+    cookies: new Map(),
+    setCookie() {
+      assert.fail("conformance handlers set no cookies");
+    },
+    deleteCookie() {
+      assert.fail("conformance handlers set no cookies");
     },
   };
 }
@@ -370,6 +387,67 @@ function inputOf<I extends FieldSpecs>(
     rows: () => rowsFromBatch(fields, batch),
     column<K extends keyof I & string>(name: K): ValueOf<I[K]>[] {
       return rowsFromBatch(fields, batch).map((r) => r[name]);
+    },
+  };
+}
+
+/**
+ * A stream's state as the next turn receives it over HTTP: encoded as a one-row batch of the
+ * declared state schema, through IPC, and decoded again. Keys outside the declaration would be
+ * lost on the way, so the state must have exactly the declared keys.
+ */
+function carry<S extends FieldSpecs>(fields: S, state: RowOf<S> | undefined): RowOf<S> {
+  const row: Record<string, unknown> = state ?? {};
+  assert.deepEqual(Object.keys(row).sort(), Object.keys(fields).sort(), "state has exactly the declared fields");
+  const batch = batchFromRows(fields, [row as RowOf<S>]);
+  const [back] = tableFromIPC(tableToIPC(new Table(batch), "stream")).batches;
+  assert.ok(back);
+  const rows = rowsFromBatch(fields, back);
+  assert.equal(rows.length, 1);
+  return rows[0]!;
+}
+
+/** Runs a producer's `init`, then each turn on the state rebuilt from its serialized form. */
+async function openProducer<
+  P extends FieldSpecs,
+  O extends OutputSpec,
+  H extends FieldSpecs | null,
+  S extends FieldSpecs,
+>(decl: ProducerDecl<P, O, H, S>, handler: ProducerHandler<P, O, H, S>, params: ParamsOf<P>, c: CallContext) {
+  const init: StreamInit<O, H, S> = await handler.init(params, c);
+  let state = carry(decl.state, init.state);
+  return {
+    init,
+    async produce(out: OutputCollector<O>, turnCtx: CallContext): Promise<void> {
+      const next = carry(decl.state, state);
+      await handler.produce(next, out, turnCtx);
+      state = next;
+    },
+    onCancel(turnCtx: CallContext): void {
+      handler.onCancel?.(carry(decl.state, state), turnCtx);
+    },
+  };
+}
+
+/** Runs an exchange's `init`, then each turn on the state rebuilt from its serialized form. */
+async function openExchange<
+  P extends FieldSpecs,
+  I extends FieldSpecs,
+  O extends OutputSpec,
+  H extends FieldSpecs | null,
+  S extends FieldSpecs,
+>(decl: ExchangeDecl<P, I, O, H, S>, handler: ExchangeHandler<P, I, O, H, S>, params: ParamsOf<P>, c: CallContext) {
+  const init: StreamInit<O, H, S> = await handler.init(params, c);
+  let state = carry(decl.state, init.state);
+  return {
+    init,
+    async process(input: InputBatch<I>, out: OutputCollector<O>, turnCtx: CallContext): Promise<void> {
+      const next = carry(decl.state, state);
+      await handler.process(next, input, out, turnCtx);
+      state = next;
+    },
+    onCancel(turnCtx: CallContext): void {
+      handler.onCancel?.(carry(decl.state, state), turnCtx);
     },
   };
 }
@@ -668,7 +746,7 @@ describe("producer streams", () => {
   }
 
   test("produce_n", async () => {
-    const stream = await impl.produce_n({ count: 3n }, ctx);
+    const stream = await openProducer(M.produce_n, impl.produce_n, { count: 3n }, ctx);
     const turns = await drain(stream, () => outFor(M.produce_n.output));
     assert.equal(turns.length, 4);
     assert.deepEqual(
@@ -692,7 +770,7 @@ describe("producer streams", () => {
   });
 
   test("produce_tick_metadata reads each tick's metadata and finishes at count", async () => {
-    const stream = await impl.produce_tick_metadata({ count: 2n }, ctx);
+    const stream = await openProducer(M.produce_tick_metadata, impl.produce_tick_metadata, { count: 2n }, ctx);
     const first = outFor(M.produce_tick_metadata.output, undefined, new Map([[TICK_METADATA_KEY, "updated"]]));
     await stream.produce(first, ctx);
     assert.deepEqual(rowsOf(first.batches()[0]), [{ index: 0n, seen: "updated" }]);
@@ -704,14 +782,29 @@ describe("producer streams", () => {
   });
 
   test("produce_empty, produce_single, produce_large_batches", async () => {
-    assert.equal((await drain(await impl.produce_empty({}, ctx), () => outFor(M.produce_empty.output))).length, 1);
-    const single = await drain(await impl.produce_single({}, ctx), () => outFor(M.produce_single.output));
+    assert.equal(
+      (
+        await drain(await openProducer(M.produce_empty, impl.produce_empty, {}, ctx), () =>
+          outFor(M.produce_empty.output),
+        )
+      ).length,
+      1,
+    );
+    const single = await drain(await openProducer(M.produce_single, impl.produce_single, {}, ctx), () =>
+      outFor(M.produce_single.output),
+    );
     assert.deepEqual(
       single.flatMap((t) => t.batches().flatMap(rowsOf)),
       [{ index: 0n, value: 0n }],
     );
-    const large = await drain(await impl.produce_large_batches({ rows_per_batch: 3n, batch_count: 2n }, ctx), () =>
-      outFor(M.produce_large_batches.output),
+    const large = await drain(
+      await openProducer(
+        M.produce_large_batches,
+        impl.produce_large_batches,
+        { rows_per_batch: 3n, batch_count: 2n },
+        ctx,
+      ),
+      () => outFor(M.produce_large_batches.output),
     );
     assert.deepEqual(
       large.map((t) =>
@@ -725,8 +818,14 @@ describe("producer streams", () => {
   });
 
   test("produce_annotated_batches carries per-emit metadata", async () => {
-    const turns = await drain(await impl.produce_annotated_batches({ count: 2n, rows_per_batch: 2n }, ctx), () =>
-      outFor(M.produce_annotated_batches.output),
+    const turns = await drain(
+      await openProducer(
+        M.produce_annotated_batches,
+        impl.produce_annotated_batches,
+        { count: 2n, rows_per_batch: 2n },
+        ctx,
+      ),
+      () => outFor(M.produce_annotated_batches.output),
     );
     const batches = turns.flatMap((t) => t.batches());
     assert.deepEqual(batches.map(rowsOf), [
@@ -741,7 +840,7 @@ describe("producer streams", () => {
   });
 
   test("produce_with_logs logs before each batch", async () => {
-    const turns = await drain(await impl.produce_with_logs({ count: 2n }, ctx), () =>
+    const turns = await drain(await openProducer(M.produce_with_logs, impl.produce_with_logs, { count: 2n }, ctx), () =>
       outFor(M.produce_with_logs.output),
     );
     assert.deepEqual(
@@ -751,26 +850,40 @@ describe("producer streams", () => {
   });
 
   test("errors: mid-stream and on init", async () => {
-    const stream = await impl.produce_error_mid_stream({ emit_before_error: 1n }, ctx);
+    const stream = await openProducer(
+      M.produce_error_mid_stream,
+      impl.produce_error_mid_stream,
+      { emit_before_error: 1n },
+      ctx,
+    );
     await stream.produce(outFor(M.produce_error_mid_stream.output), ctx);
     await expectError(
       () => stream.produce(outFor(M.produce_error_mid_stream.output), ctx),
       "RuntimeError",
       "intentional error after 1 batches",
     );
-    await expectError(() => impl.produce_error_on_init({}, ctx), "RuntimeError", "intentional init error");
-    await expectError(() => impl.exchange_error_on_init({}, ctx), "RuntimeError", "intentional exchange init error");
+    await expectError(() => impl.produce_error_on_init.init({}, ctx), "RuntimeError", "intentional init error");
+    await expectError(
+      () => impl.exchange_error_on_init.init({}, ctx),
+      "RuntimeError",
+      "intentional exchange init error",
+    );
   });
 
   test("headers", async () => {
     const logs: LogRecord[] = [];
-    const h1 = await impl.produce_with_header({ count: 3n }, ctx);
-    assert.deepEqual(h1.header, { total_expected: 3n, description: "producing 3 batches" });
-    const h2 = await impl.produce_with_header_and_logs({ count: 2n }, fakeContext(logs));
-    assert.deepEqual(h2.header, { total_expected: 2n, description: "producing 2 with logs" });
+    const h1 = await openProducer(M.produce_with_header, impl.produce_with_header, { count: 3n }, ctx);
+    assert.deepEqual(h1.init.header, { total_expected: 3n, description: "producing 3 batches" });
+    const h2 = await openProducer(
+      M.produce_with_header_and_logs,
+      impl.produce_with_header_and_logs,
+      { count: 2n },
+      fakeContext(logs),
+    );
+    assert.deepEqual(h2.init.header, { total_expected: 2n, description: "producing 2 with logs" });
     assert.deepEqual(logs, [{ level: "INFO", message: "stream init log" }]);
-    const h3 = await impl.exchange_with_header({ factor: 2 }, ctx);
-    assert.deepEqual(h3.header, { total_expected: 0n, description: "scale by 2.0" });
+    const h3 = await openExchange(M.exchange_with_header, impl.exchange_with_header, { factor: 2 }, ctx);
+    assert.deepEqual(h3.init.header, { total_expected: 0n, description: "scale by 2.0" });
   });
 
   test("rich header follows build_rich_header", () => {
@@ -816,12 +929,14 @@ describe("producer streams", () => {
   });
 
   test("produce_dynamic_schema", async () => {
-    const stream = await impl.produce_dynamic_schema(
+    const stream = await openProducer(
+      M.produce_dynamic_schema,
+      impl.produce_dynamic_schema,
       { seed: 1n, count: 2n, include_strings: true, include_floats: false },
       ctx,
     );
-    assert.deepEqual(describeSchema(stream.outputSchema), ["index?:Int64", "label?:Utf8"]);
-    const turns = await drain(stream, () => outFor("dynamic", stream.outputSchema));
+    assert.deepEqual(describeSchema(stream.init.outputSchema), ["index?:Int64", "label?:Utf8"]);
+    const turns = await drain(stream, () => outFor("dynamic", stream.init.outputSchema));
     assert.deepEqual(
       turns.flatMap((t) => t.batches().flatMap(rowsOf)),
       [
@@ -829,23 +944,68 @@ describe("producer streams", () => {
         { index: 1n, label: "row-1" },
       ],
     );
-    const floats = await impl.produce_dynamic_schema(
+    const floats = await openProducer(
+      M.produce_dynamic_schema,
+      impl.produce_dynamic_schema,
       { seed: 1n, count: 2n, include_strings: false, include_floats: true },
       ctx,
     );
-    const fturns = await drain(floats, () => outFor("dynamic", floats.outputSchema));
+    const fturns = await drain(floats, () => outFor("dynamic", floats.init.outputSchema));
     assert.deepEqual(
       fturns.flatMap((t) => t.batches().flatMap(rowsOf)).map((r) => r.score),
       [0, 1.5],
     );
   });
 
+  test("produce_oversized_batch and produce_with_rich_header", async () => {
+    const big = await drain(
+      await openProducer(M.produce_oversized_batch, impl.produce_oversized_batch, { rows_per_batch: 4n }, ctx),
+      () => outFor(M.produce_oversized_batch.output),
+    );
+    assert.deepEqual(
+      big.map((t) => t.batches().flatMap(rowsOf).length),
+      [4, 0],
+    );
+    const rich = await openProducer(
+      M.produce_with_rich_header,
+      impl.produce_with_rich_header,
+      { seed: 5n, count: 1n },
+      ctx,
+    );
+    assert.deepEqual(rich.init.header, buildRichHeader(5n));
+    const turns = await drain(rich, () => outFor(M.produce_with_rich_header.output));
+    assert.deepEqual(
+      turns.flatMap((t) => t.batches().flatMap(rowsOf)),
+      [{ index: 0n, value: 0n }],
+    );
+  });
+
+  test("interleaved streams of one method keep their own state", async () => {
+    const a = await openProducer(M.produce_n, impl.produce_n, { count: 2n }, ctx);
+    const b = await openProducer(M.produce_n, impl.produce_n, { count: 1n }, ctx);
+    const order: [typeof a, string][] = [
+      [a, "a"],
+      [b, "b"],
+      [a, "a"],
+      [b, "b"],
+      [a, "a"],
+    ];
+    const seen: string[] = [];
+    for (const [stream, name] of order) {
+      const out = outFor(M.produce_n.output);
+      await stream.produce(out, ctx);
+      const rows = out.batches().flatMap(rowsOf);
+      seen.push(out.finished ? `${name}:done` : `${name}:${rows.map((r) => r.index).join(",")}`);
+    }
+    assert.deepEqual(seen, ["a:0", "b:0", "a:1", "b:done", "a:done"]);
+  });
+
   test("stream_session_counter without sessions", async () => {
-    const empty = await impl.stream_session_counter({ count: 0n }, ctx);
+    const empty = await openProducer(M.stream_session_counter, impl.stream_session_counter, { count: 0n }, ctx);
     const out = outFor(M.stream_session_counter.output);
     await empty.produce(out, ctx);
     assert.equal(out.finished, true);
-    const one = await impl.stream_session_counter({ count: 1n }, ctx);
+    const one = await openProducer(M.stream_session_counter, impl.stream_session_counter, { count: 1n }, ctx);
     await expectError(
       () => one.produce(outFor(M.stream_session_counter.output), ctx),
       "RuntimeError",
@@ -859,14 +1019,14 @@ describe("exchange streams", () => {
   const scaleIn = M.exchange_scale.input;
 
   test("exchange_scale keeps nulls", async () => {
-    const s = await impl.exchange_scale({ factor: 2 }, ctx);
+    const s = await openExchange(M.exchange_scale, impl.exchange_scale, { factor: 2 }, ctx);
     const out = outFor(M.exchange_scale.output);
     await s.process(inputOf(scaleIn, [{ value: 1.5 }, { value: null }]), out, ctx);
     assert.deepEqual(rowsOf(out.batches()[0]), [{ value: 3 }, { value: null }]);
   });
 
   test("exchange_accumulate", async () => {
-    const s = await impl.exchange_accumulate({}, ctx);
+    const s = await openExchange(M.exchange_accumulate, impl.exchange_accumulate, {}, ctx);
     const a = outFor(M.exchange_accumulate.output);
     await s.process(inputOf(scaleIn, [{ value: 1 }, { value: 2 }]), a, ctx);
     const b = outFor(M.exchange_accumulate.output);
@@ -881,7 +1041,7 @@ describe("exchange streams", () => {
   });
 
   test("exchange_with_logs echoes after two logs", async () => {
-    const s = await impl.exchange_with_logs({}, ctx);
+    const s = await openExchange(M.exchange_with_logs, impl.exchange_with_logs, {}, ctx);
     const out = outFor(M.exchange_with_logs.output);
     await s.process(inputOf(scaleIn, [{ value: 4 }], new Map([["k", "v"]])), out, ctx);
     assert.deepEqual(out.logs(), [
@@ -893,7 +1053,7 @@ describe("exchange streams", () => {
   });
 
   test("exchange_error_on_nth", async () => {
-    const s = await impl.exchange_error_on_nth({ fail_on: 2n }, ctx);
+    const s = await openExchange(M.exchange_error_on_nth, impl.exchange_error_on_nth, { fail_on: 2n }, ctx);
     await s.process(inputOf(scaleIn, [{ value: 1 }]), outFor(M.exchange_error_on_nth.output), ctx);
     await expectError(
       () => s.process(inputOf(scaleIn, [{ value: 1 }]), outFor(M.exchange_error_on_nth.output), ctx),
@@ -902,20 +1062,39 @@ describe("exchange streams", () => {
     );
   });
 
+  test("exchange_cast_compatible and exchange_with_rich_header", async () => {
+    const c = await openExchange(M.exchange_cast_compatible, impl.exchange_cast_compatible, {}, ctx);
+    const out = outFor(M.exchange_cast_compatible.output);
+    await c.process(inputOf(scaleIn, [{ value: 2.5 }, { value: null }]), out, ctx);
+    assert.deepEqual(rowsOf(out.batches()[0]), [{ value: 2.5 }, { value: null }]);
+    const r = await openExchange(
+      M.exchange_with_rich_header,
+      impl.exchange_with_rich_header,
+      { seed: 2n, factor: 3 },
+      ctx,
+    );
+    assert.deepEqual(r.init.header, buildRichHeader(2n));
+    for (const v of [1, 2]) {
+      const o = outFor(M.exchange_with_rich_header.output);
+      await r.process(inputOf(scaleIn, [{ value: v }]), o, ctx);
+      assert.deepEqual(rowsOf(o.batches()[0]), [{ value: v * 3 }]);
+    }
+  });
+
   test("exchange_zero_columns and exchange_oversized", async () => {
-    const z = await impl.exchange_zero_columns({}, ctx);
+    const z = await openExchange(M.exchange_zero_columns, impl.exchange_zero_columns, {}, ctx);
     const out = outFor(M.exchange_zero_columns.output);
     await z.process(inputOf({}, []), out, ctx);
     assert.equal(out.batches()[0]!.numRows, 0);
     assert.equal(out.batches()[0]!.numCols, 0);
-    const o = await impl.exchange_oversized({ rows_per_batch: 5n }, ctx);
+    const o = await openExchange(M.exchange_oversized, impl.exchange_oversized, { rows_per_batch: 5n }, ctx);
     const big = outFor(M.exchange_oversized.output);
     await o.process(inputOf(scaleIn, [{ value: 1 }]), big, ctx);
     assert.deepEqual(rowsOf(big.batches()[0]).at(-1), { index: 4n, value: 40n });
   });
 
   test("exchange_input_metadata reports the turn's own metadata", async () => {
-    const s = await impl.exchange_input_metadata({}, ctx);
+    const s = await openExchange(M.exchange_input_metadata, impl.exchange_input_metadata, {}, ctx);
     const a = outFor(M.exchange_input_metadata.output);
     await s.process(
       inputOf(
@@ -938,11 +1117,11 @@ describe("exchange streams", () => {
   test("cancel probe counters", async () => {
     await impl.reset_cancel_probe({}, ctx);
     assert.deepEqual(await impl.cancel_probe_counters({}, ctx), [0n, 0n, 0n]);
-    const p = await impl.cancellable_producer({}, ctx);
+    const p = await openProducer(M.cancellable_producer, impl.cancellable_producer, {}, ctx);
     await p.produce(outFor(M.cancellable_producer.output), ctx);
     await p.produce(outFor(M.cancellable_producer.output), ctx);
-    p.onCancel?.(ctx);
-    const e = await impl.cancellable_exchange({}, ctx);
+    p.onCancel(ctx);
+    const e = await openExchange(M.cancellable_exchange, impl.cancellable_exchange, {}, ctx);
     const out = outFor(M.cancellable_exchange.output);
     await e.process(inputOf(scaleIn, [{ value: 7 }]), out, ctx);
     assert.deepEqual(rowsOf(out.batches()[0]), [{ value: 7 }]);
@@ -953,7 +1132,7 @@ describe("exchange streams", () => {
   });
 
   test("exchange_session_counter without sessions", async () => {
-    const s = await impl.exchange_session_counter({}, ctx);
+    const s = await openExchange(M.exchange_session_counter, impl.exchange_session_counter, {}, ctx);
     await expectError(
       () =>
         s.process(

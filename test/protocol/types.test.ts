@@ -126,48 +126,77 @@ export function typeLevelChecks(): void {
     {
       add: unary({ a: t.float64(), b: t.int64() }, t.float64()),
       maybe: unary({ s: t.utf8().optional() }, t.utf8().optional()),
-      gen: producer({ n: t.int64() }, { output: { i: t.int64() }, header: { total: t.int64() } }),
+      gen: producer(
+        { n: t.int64() },
+        { output: { i: t.int64() }, header: { total: t.int64() }, state: { left: t.int64() } },
+      ),
       xch: exchange({}, { input: { x: t.float64() }, output: { y: t.utf8() } }),
     },
   );
+  const gen = {
+    init: ({ n }: { n: bigint }) => ({ header: { total: n }, state: { left: n } }),
+    produce: (state: { left: bigint }, out: { finish(): void }) => {
+      state.left -= 1n;
+      if (state.left < 0n) out.finish();
+    },
+  };
+  const xch = { init: () => ({}), process: (_s: unknown, _i: unknown, out: { emit(rows: []): void }) => out.emit([]) };
   bind(P, {
     add: ({ a, b }) => a + Number(b),
     maybe: ({ s }) => (s === null ? null : s.toUpperCase()),
-    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.emit([{ i: n }]) }),
-    xch: () => ({ process: (input, out) => out.emit(input.column("x").map((x) => ({ y: x.toFixed(1) }))) }),
+    gen: {
+      init: ({ n }) => ({ header: { total: n }, state: { left: n } }),
+      produce: (state, out) => (state.left-- > 0n ? out.emit([{ i: state.left }]) : out.finish()),
+    },
+    xch: {
+      init: () => ({}),
+      process: (_state, input, out) => out.emit(input.column("x").map((x) => ({ y: x.toFixed(1) }))),
+    },
   });
   bind(P, {
     // @ts-expect-error int64 params are bigint, so `b` cannot be added to a number
     add: ({ a, b }) => a + b,
     maybe: () => null,
-    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.finish() }),
-    xch: () => ({ process: (_input, out) => out.emit([]) }),
+    gen,
+    xch,
   });
   bind(P, {
     // @ts-expect-error the result is float64 (number), not a string
     add: () => "three",
     maybe: () => null,
-    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.finish() }),
-    xch: () => ({ process: (_input, out) => out.emit([]) }),
+    gen,
+    xch,
   });
   // @ts-expect-error a handler is missing (`xch`)
+  bind(P, { add: () => 1, maybe: () => null, gen });
   bind(P, {
     add: () => 1,
     maybe: () => null,
-    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.finish() }),
+    gen: {
+      // @ts-expect-error a declared header must be returned
+      init: ({ n }) => ({ state: { left: n } }),
+      produce: (_state, out) => out.finish(),
+    },
+    xch,
   });
   bind(P, {
     add: () => 1,
     maybe: () => null,
-    // @ts-expect-error a declared header must be returned
-    gen: () => ({ produce: (out) => out.finish() }),
-    xch: () => ({ process: (_input, out) => out.emit([]) }),
+    gen: {
+      // @ts-expect-error the declared state must be returned, with its declared types
+      init: ({ n }) => ({ header: { total: n }, state: { left: Number(n) } }),
+      produce: (_state, out) => out.finish(),
+    },
+    xch,
   });
   bind(P, {
     add: () => 1,
     maybe: () => null,
-    gen: ({ n }) => ({ header: { total: n }, produce: (out) => out.finish() }),
-    // @ts-expect-error output rows are { y: string }
-    xch: () => ({ process: (_input, out) => out.emit([{ y: 1 }]) }),
+    gen,
+    xch: {
+      init: () => ({}),
+      // @ts-expect-error output rows are { y: string }
+      process: (_state, _input, out) => out.emit([{ y: 1 }]),
+    },
   });
 }

@@ -18,8 +18,14 @@ const Calc = defineProtocol(
     greet: unary({ name: t.utf8(), punct: t.utf8().default("!") }, t.utf8()),
     fail: unary({ message: t.utf8() }, t.utf8()),
     noop: unary({}, null),
-    count: producer({ n: t.int64() }, { output: { i: t.int64() }, header: { total: t.int64() } }),
-    scale: exchange({ factor: t.float64() }, { input: { x: t.float64() }, output: { x: t.float64() } }),
+    count: producer(
+      { n: t.int64() },
+      { output: { i: t.int64() }, header: { total: t.int64() }, state: { i: t.int64(), n: t.int64() } },
+    ),
+    scale: exchange(
+      { factor: t.float64() },
+      { input: { x: t.float64() }, output: { x: t.float64() }, state: { factor: t.float64() } },
+    ),
     broken_init: producer({}, { output: { i: t.int64() } }),
     endless: producer({}, { output: { i: t.int64() } }),
   },
@@ -40,36 +46,38 @@ function makeServer() {
           throw new ValueError(message);
         },
         noop: () => undefined,
-        count: ({ n }) => {
-          let i = 0n;
-          return {
-            header: { total: n },
-            produce(out) {
-              if (i >= n) return out.finish();
-              out.clientLog("DEBUG", `row ${i}`);
-              out.emit([{ i }]);
-              i += 1n;
-            },
-          };
+        count: {
+          init: ({ n }) => ({ header: { total: n }, state: { i: 0n, n } }),
+          produce(state, out) {
+            if (state.i >= state.n) return out.finish();
+            out.clientLog("DEBUG", `row ${state.i}`);
+            out.emit([{ i: state.i }]);
+            state.i += 1n;
+          },
         },
-        scale: ({ factor }) => ({
-          process(input, out) {
+        scale: {
+          init: ({ factor }) => ({ state: { factor } }),
+          process(state, input, out) {
             const xs = input.column("x");
             if (xs.some((x) => x < 0)) throw new RuntimeError("negative input");
-            out.emitColumns({ x: xs.map((x) => x * factor) });
+            out.emitColumns({ x: xs.map((x) => x * state.factor) });
           },
-        }),
-        broken_init: () => {
-          throw new RuntimeError("cannot start");
         },
-        endless: () => ({
-          produce(out) {
+        broken_init: {
+          init: () => {
+            throw new RuntimeError("cannot start");
+          },
+          produce: (_state, out) => out.finish(),
+        },
+        endless: {
+          init: () => ({}),
+          produce(_state, out) {
             out.emit([{ i: 1n }]);
           },
           onCancel() {
             cancelled.push("endless");
           },
-        }),
+        },
       }),
     ],
   });

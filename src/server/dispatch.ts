@@ -1,0 +1,619 @@
+/**
+ * Transport-agnostic call execution: admitting a request batch (metadata, routing, version gate,
+ * parameter contract), running a unary call, opening a stream, running one stream turn, and the
+ * per-call record that statistics, access logs and spans are fed from. Session transports
+ * (pipes, sockets, WebSocket) and request transports (HTTP) both drive calls through here; only
+ * how bytes arrive and leave differs.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  type Context,
+  context,
+  isSpanContextValid,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
+import type { DataType, RecordBatch, Schema } from "apache-arrow";
+import type { Logger } from "pino";
+import { frameworkError, RpcError } from "../errors.js";
+import { batchFromRows, rowsFromBatch } from "../protocol/batch.js";
+import type { AuthContext, CallContext, CookieOptions, LogExtra, LogLevel } from "../protocol/context.js";
+import type { InputBatch, MethodDecl, OutputSpec } from "../protocol/methods.js";
+import type { FieldSpecs, RowOf } from "../protocol/types.js";
+import { EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
+import {
+  CALL_STATE_KEY,
+  CANCEL_KEY,
+  METHOD_KEY,
+  PROTOCOL_KEY,
+  PROTOCOL_VERSION_KEY,
+  REQUEST_VERSION,
+  REQUEST_VERSION_KEY,
+  SERVER_ID_KEY,
+  STREAM_STATE_KEY,
+  TRACEPARENT_KEY,
+  TRACESTATE_KEY,
+  TRANSPORT_OPTIONS_METHOD,
+} from "../wire/keys.js";
+import { errorBatch, isCancelBatch, type Origin } from "../wire/messages.js";
+import { LogBuffer, TurnCollector } from "./collector.js";
+import type { ResolvedMethod, RpcServer } from "./server.js";
+import { type CallStatistics, newStatistics, recordInput, recordOutput } from "./stats.js";
+import { typeToken } from "./type-tokens.js";
+import { checkParamsContract, coerceInput } from "./validate.js";
+
+function typeName(type: DataType): string {
+  try {
+    return typeToken(type);
+  } catch {
+    return String(type);
+  }
+}
+
+/** What a transport knows about the caller of one call. */
+export interface CallEnv {
+  readonly server: RpcServer;
+  /** `pipe`, `unix`, `tcp`, `http`, `ws`, `memory`. */
+  readonly transport: string;
+  readonly transportMetadata: Readonly<Record<string, string>>;
+  readonly auth: AuthContext;
+  /** Request cookies (HTTP). Default: none. */
+  readonly cookies?: ReadonlyMap<string, string>;
+  /**
+   * Where `ctx.setCookie` writes. Only HTTP supplies one, and only for unary calls; without it
+   * setting a cookie throws `cookie_not_allowed`.
+   */
+  readonly cookieJar?: CookieJar;
+}
+
+/** Collects `Set-Cookie` requests for the transport to apply after dispatch. */
+export interface CookieJar {
+  set(name: string, value: string, options: CookieOptions): void;
+  delete(name: string, options: CookieOptions): void;
+}
+
+const NO_COOKIES: ReadonlyMap<string, string> = new Map();
+
+/** How a call ended, as the per-call hook sees it. */
+export interface CallRecord {
+  readonly serverId: string;
+  readonly requestId: string;
+  readonly transport: string;
+  /** Owning protocol (the primary for built-ins and unroutable requests). */
+  readonly protocol: string;
+  readonly protocolHash: string;
+  /** The method as requested (may be unknown to the server). */
+  readonly method: string;
+  /** `unary` or `stream`. */
+  readonly methodType: "unary" | "stream";
+  /** 32 hex chars for streams, `""` for unary calls. */
+  readonly streamId: string;
+  readonly status: "ok" | "error";
+  readonly errorType: string;
+  readonly errorMessage: string;
+  readonly errorKind: string;
+  readonly errorCode: string;
+  readonly cancelled: boolean;
+  readonly startedAt: Date;
+  readonly durationMs: number;
+  readonly stats: Readonly<CallStatistics>;
+  readonly auth: AuthContext;
+  readonly transportMetadata: Readonly<Record<string, string>>;
+  /** The request's custom metadata (routing keys, trace context). */
+  readonly requestMetadata: ReadonlyMap<string, string>;
+  /** The request batch's shape (names and types, never values); null if no request was read. */
+  readonly requestFields: readonly { readonly name: string; readonly type: string }[] | null;
+  readonly requestRows: number;
+  /** W3C ids of the call's span when tracing is active, else `""`. */
+  readonly traceId: string;
+  readonly spanId: string;
+}
+
+/** Receives one record per call when it ends (never throws into dispatch). */
+export type CallObserver = (record: CallRecord) => void;
+
+function hex(bytes: number): string {
+  return randomBytes(bytes).toString("hex");
+}
+
+/** One call's bookkeeping, from request to the end of its last turn. */
+export class Call {
+  readonly origin: Origin;
+  readonly stats: CallStatistics = newStatistics();
+  readonly startedAt = new Date();
+  private readonly t0 = performance.now();
+  method: ResolvedMethod | null = null;
+  methodName = "";
+  streamId = "";
+  requestMetadata: ReadonlyMap<string, string> = new Map();
+  requestFields: CallRecord["requestFields"] = null;
+  requestRows = 0;
+  private error: RpcError | null = null;
+  private ended = false;
+  private span: Span | null = null;
+  /** The OpenTelemetry context handlers run in (the call's span active). */
+  otelContext: Context = ROOT_CONTEXT;
+  private loggerValue: Logger | null = null;
+
+  constructor(
+    readonly env: CallEnv,
+    requestId?: string,
+  ) {
+    this.origin = { serverId: env.server.serverId, requestId: requestId ?? hex(8) };
+  }
+
+  /** Records output batches as they are written. */
+  wrote(batches: readonly RecordBatch[]): void {
+    for (const b of batches) recordOutput(this.stats, b);
+  }
+
+  /** Marks the call failed (the first error wins). */
+  failed(err: unknown): void {
+    this.error ??= RpcError.from(err);
+  }
+
+  /** Records the request's metadata and shape, and starts the call's span. */
+  received(request: RecordBatch): void {
+    this.requestMetadata = request.metadata;
+    this.requestFields = request.schema.fields.map((f) => ({ name: f.name, type: typeName(f.type) }));
+    this.requestRows = request.numRows;
+  }
+
+  /** Starts the server span once the method is known, parented on the request's trace context. */
+  startSpan(): void {
+    const carrier: Record<string, string> = {};
+    const tp = this.requestMetadata.get(TRACEPARENT_KEY);
+    const ts = this.requestMetadata.get(TRACESTATE_KEY);
+    if (tp !== undefined) carrier.traceparent = tp;
+    if (ts !== undefined) carrier.tracestate = ts;
+    const parent = propagation.extract(ROOT_CONTEXT, carrier);
+    const protocol = this.method?.protocol.name ?? "";
+    this.span = trace.getTracer("quiver-rpc").startSpan(
+      `vgi_rpc/${this.methodName}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          "rpc.system": "vgi_rpc",
+          "rpc.service": protocol,
+          "rpc.method": this.methodName,
+          "rpc.vgi_rpc.server_id": this.origin.serverId,
+          "rpc.vgi_rpc.request_id": this.origin.requestId,
+          "rpc.vgi_rpc.transport": this.env.transport,
+        },
+      },
+      parent,
+    );
+    this.otelContext = trace.setSpan(parent, this.span);
+  }
+
+  /** The request-bound logger: a child of the server's with the call's identity. */
+  get logger(): Logger {
+    if (this.loggerValue === null) {
+      const bindings: Record<string, string> = {
+        server_id: this.origin.serverId,
+        method: this.methodName,
+        request_id: this.origin.requestId,
+        transport: this.env.transport,
+      };
+      if (this.env.auth.principal) bindings.principal = this.env.auth.principal;
+      if (this.env.auth.domain) bindings.auth_domain = this.env.auth.domain;
+      const remote = this.env.transportMetadata.remote_addr;
+      if (remote) bindings.remote_addr = remote;
+      this.loggerValue = this.env.server.logger.child(bindings);
+    }
+    return this.loggerValue;
+  }
+
+  /** Ends the call once and feeds the record to the server's observers. */
+  end(cancelled = false): void {
+    if (this.ended) return;
+    this.ended = true;
+    const server = this.env.server;
+    const primary = [...server.protocols.values()][0]!;
+    const owner = this.method?.protocol ?? primary;
+    const e = this.error;
+    const spanContext = this.span?.spanContext();
+    const traced = spanContext !== undefined && isSpanContextValid(spanContext);
+    if (this.span !== null) {
+      const st = this.stats;
+      this.span.setAttributes({
+        "rpc.vgi_rpc.method_type": this.method === null || this.method.decl.kind === "unary" ? "unary" : "stream",
+        "rpc.vgi_rpc.input_batches": st.inputBatches,
+        "rpc.vgi_rpc.input_rows": st.inputRows,
+        "rpc.vgi_rpc.input_bytes": st.inputBytes,
+        "rpc.vgi_rpc.output_batches": st.outputBatches,
+        "rpc.vgi_rpc.output_rows": st.outputRows,
+        "rpc.vgi_rpc.output_bytes": st.outputBytes,
+        "rpc.vgi_rpc.auth.principal": this.env.auth.principal,
+      });
+      if (cancelled) this.span.setAttribute("rpc.vgi_rpc.cancelled", true);
+      if (e !== null) {
+        this.span.setAttributes({
+          "rpc.vgi_rpc.error_type": e.type,
+          "rpc.vgi_rpc.error_kind": e.kind,
+          "rpc.vgi_rpc.error_code": e.code,
+        });
+        this.span.setStatus({ code: SpanStatusCode.ERROR, message: `${e.type}: ${e.message}` });
+      }
+      this.span.end();
+    }
+    const record: CallRecord = {
+      serverId: server.serverId,
+      requestId: this.origin.requestId,
+      transport: this.env.transport,
+      protocol: owner.name,
+      protocolHash: owner.hash,
+      method: this.methodName,
+      methodType: this.method === null || this.method.decl.kind === "unary" ? "unary" : "stream",
+      streamId: this.streamId,
+      status: e === null ? "ok" : "error",
+      errorType: e?.type ?? "",
+      errorMessage: e?.message ?? "",
+      errorKind: e?.kind ?? "",
+      errorCode: e === null ? "" : e.code,
+      cancelled,
+      startedAt: this.startedAt,
+      durationMs: performance.now() - this.t0,
+      stats: { ...this.stats },
+      auth: this.env.auth,
+      transportMetadata: this.env.transportMetadata,
+      requestMetadata: this.requestMetadata,
+      requestFields: this.requestFields,
+      requestRows: this.requestRows,
+      traceId: traced ? spanContext.traceId : "",
+      spanId: traced ? spanContext.spanId : "",
+    };
+    server.notify(record);
+  }
+
+  /** A `CallContext` whose client logs go to `clientLog`. */
+  context(
+    method: ResolvedMethod,
+    clientLog: (level: LogLevel, message: string, extra?: LogExtra) => void,
+  ): CallContext {
+    const callLogger = () => this.logger;
+    const jar = method.decl.kind === "unary" ? this.env.cookieJar : undefined;
+    const refuse = (): never => {
+      const where = method.decl.kind === "unary" ? "a unary call" : "a stream";
+      throw frameworkError(
+        "cookie_not_allowed",
+        `cookies can only be set by a unary call served over HTTP; '${method.name}' is ${where} on the '${this.env.transport}' transport`,
+      );
+    };
+    return {
+      cookies: this.env.cookies ?? NO_COOKIES,
+      setCookie: (name, value, options = {}) => (jar ? jar.set(name, value, options) : refuse()),
+      deleteCookie: (name, options = {}) => (jar ? jar.delete(name, options) : refuse()),
+      auth: this.env.auth,
+      requestId: this.origin.requestId,
+      serverId: this.origin.serverId,
+      protocol: method.protocol.name,
+      method: method.name,
+      transport: this.env.transport,
+      transportMetadata: this.env.transportMetadata,
+      requestMetadata: this.requestMetadata,
+      get logger() {
+        return callLogger();
+      },
+      clientLog,
+    };
+  }
+
+  /** A complete answer carrying one error batch on `schema` (recorded as the call's failure). */
+  errorAnswer(schema: Schema, err: unknown): Answer {
+    this.failed(err);
+    const batch = errorBatch(schema, err, this.origin, this.env.server.includeTracebacks);
+    this.wrote([batch]);
+    return { schema, batches: [batch] };
+  }
+}
+
+/** A complete response stream: its schema and batches. */
+export interface Answer {
+  readonly schema: Schema;
+  readonly batches: readonly RecordBatch[];
+}
+
+/** What admitting a request led to. */
+export type Admission =
+  | { readonly kind: "answer"; readonly answer: Answer }
+  | { readonly kind: "unary"; readonly method: ResolvedMethod; readonly params: Record<string, unknown> }
+  | { readonly kind: "stream"; readonly method: ResolvedMethod; readonly params: Record<string, unknown> };
+
+function protocolError(message: string): RpcError {
+  return frameworkError("protocol_error", message, { type: "ProtocolError" });
+}
+
+function decodeParams(method: ResolvedMethod, request: RecordBatch): Record<string, unknown> {
+  const params: Record<string, unknown> = {};
+  Object.entries(method.decl.params).forEach(([name, spec], i) => {
+    const data = request.data.children[i]!;
+    if (!data.getValid(0)) {
+      if (!spec.nullable) throw new TypeError(`${method.name}() parameter '${name}' is not optional but got None`);
+      params[name] = null;
+    } else params[name] = spec.codec.get(data, 0);
+  });
+  return params;
+}
+
+/**
+ * Checks a request batch in the reference's order: envelope metadata, row count, built-ins,
+ * routing, version gate, parameter contract. Failures before routing answer on the empty schema;
+ * later ones on the method's error schema (its result schema for unary calls).
+ */
+export function admit(call: Call, request: RecordBatch | null): Admission {
+  const server = call.env.server;
+  const answer = (schema: Schema, err: unknown): Admission => ({
+    kind: "answer",
+    answer: call.errorAnswer(schema, err),
+  });
+  if (request === null) {
+    return answer(
+      EMPTY_SCHEMA,
+      protocolError("Request IPC stream carries no batch; a request is one batch of parameters."),
+    );
+  }
+  recordInput(call.stats, request);
+  call.received(request);
+  const md = request.metadata;
+  const methodName = md.get(METHOD_KEY);
+  if (methodName === undefined) {
+    return answer(
+      EMPTY_SCHEMA,
+      protocolError(
+        "Missing 'vgi_rpc.method' in request batch custom_metadata. Each request batch must carry a 'vgi_rpc.method' key in its Arrow IPC custom_metadata with the method name as a UTF-8 string.",
+      ),
+    );
+  }
+  call.methodName = methodName;
+  const version = md.get(REQUEST_VERSION_KEY);
+  if (version !== REQUEST_VERSION) {
+    const what =
+      version === undefined
+        ? "Missing 'vgi_rpc.request_version' in request batch custom_metadata."
+        : `Unsupported request version '${version}', expected '${REQUEST_VERSION}'.`;
+    return answer(
+      EMPTY_SCHEMA,
+      new RpcError(`${what} Set the 'vgi_rpc.request_version' custom_metadata value to '${REQUEST_VERSION}'.`, {
+        type: "VersionError",
+        code: "INVALID_ARGUMENT",
+        kind: "protocol_error",
+      }),
+    );
+  }
+  if (request.schema.fields.length > 0 && request.numRows !== 1) {
+    return answer(
+      EMPTY_SCHEMA,
+      protocolError(
+        `Expected 1 row in request batch, got ${request.numRows}. Each parameter is a column (not a row). The batch should have exactly 1 row.`,
+      ),
+    );
+  }
+  if (methodName === TRANSPORT_OPTIONS_METHOD) {
+    const caps = new Map([
+      ["vgi_rpc.transport.shm", "false"],
+      [REQUEST_VERSION_KEY, REQUEST_VERSION],
+      [SERVER_ID_KEY, server.serverId],
+    ]);
+    const batch = emptyBatch(EMPTY_SCHEMA, caps);
+    call.wrote([batch]);
+    return { kind: "answer", answer: { schema: EMPTY_SCHEMA, batches: [batch] } };
+  }
+  if (server.draining) {
+    return answer(EMPTY_SCHEMA, frameworkError("server_draining", "The server is draining and accepts no new calls."));
+  }
+  let method: ResolvedMethod;
+  try {
+    method = server.resolve(md.get(PROTOCOL_KEY), methodName);
+  } catch (err) {
+    return answer(EMPTY_SCHEMA, err);
+  }
+  call.method = method;
+  call.startSpan();
+  const errSchema = method.decl.kind === "unary" ? method.schemas.result : EMPTY_SCHEMA;
+  try {
+    server.gateVersion(method, md.get(PROTOCOL_VERSION_KEY));
+    checkParamsContract(method.name, request.schema, method.schemas.params);
+    const params = decodeParams(method, request);
+    return { kind: method.decl.kind === "unary" ? "unary" : "stream", method, params };
+  } catch (err) {
+    return answer(errSchema, err);
+  }
+}
+
+/** Runs a unary call: buffered client logs, then the result or the error, on the result schema. */
+export async function runUnary(call: Call, method: ResolvedMethod, params: Record<string, unknown>): Promise<Answer> {
+  const decl = method.decl;
+  if (decl.kind !== "unary") throw new Error("runUnary needs a unary method");
+  const schema = method.schemas.result;
+  const logs = new LogBuffer(call.origin);
+  const ctx = call.context(method, (level, message, extra) => logs.add(level, message, extra));
+  let result: RecordBatch;
+  try {
+    const handler = method.handler as (p: Record<string, unknown>, c: CallContext) => unknown;
+    const value = await context.with(call.otelContext, () => handler(params, ctx));
+    if (decl.result === null) result = emptyBatch(EMPTY_SCHEMA);
+    else {
+      if ((value === null || value === undefined) && !decl.result.nullable) {
+        throw new TypeError(`${method.name}() expected a non-None return value but got None`);
+      }
+      result = batchFromRows({ result: decl.result }, [{ result: value ?? null }], undefined, schema);
+    }
+  } catch (err) {
+    call.failed(err);
+    result = errorBatch(schema, err, call.origin, call.env.server.includeTracebacks);
+  }
+  const batches = [...logs.drain(schema), result];
+  call.wrote(batches);
+  return { schema, batches };
+}
+
+/** A stream handler with its types erased (`bind` checked its shape). */
+interface ErasedStreamHandler {
+  init(params: Record<string, unknown>, ctx: CallContext): unknown;
+  produce?(state: Record<string, unknown>, out: TurnCollector<OutputSpec>, ctx: CallContext): unknown;
+  process?(
+    state: Record<string, unknown>,
+    input: InputBatch<FieldSpecs>,
+    out: TurnCollector<OutputSpec>,
+    ctx: CallContext,
+  ): unknown;
+  onCancel?(state: Record<string, unknown>, ctx: CallContext): void;
+}
+
+interface ErasedInit {
+  readonly state?: Record<string, unknown>;
+  readonly header?: Record<string, unknown>;
+  readonly outputSchema?: Schema;
+}
+
+/** A stream between turns: everything a turn needs, and all of it serializable. */
+export interface OpenStream {
+  readonly method: ResolvedMethod;
+  /** The handler's state; turns mutate it. */
+  readonly state: Record<string, unknown>;
+  readonly outputSchema: Schema;
+  /** The declared input schema (the empty schema for producers). */
+  readonly inputSchema: Schema;
+}
+
+/** What opening a stream produced: its header stream (if declared), init logs and the stream. */
+export type StreamOpening =
+  | {
+      readonly ok: true;
+      readonly stream: OpenStream;
+      /** The header stream, when the method declares a header (init logs ride in it). */
+      readonly header: Answer | null;
+      /** Init logs to lead the output stream with (when there is no header). */
+      readonly initLogs: readonly RecordBatch[];
+    }
+  | { readonly ok: false; readonly answer: Answer };
+
+/** Runs a stream's init. A failure answers on the empty schema in place of header/output. */
+export async function openStream(
+  call: Call,
+  method: ResolvedMethod,
+  params: Record<string, unknown>,
+): Promise<StreamOpening> {
+  const decl = method.decl;
+  if (decl.kind === "unary") throw new Error("openStream needs a stream method");
+  call.streamId ||= hex(16);
+  const logs = new LogBuffer(call.origin);
+  const ctx = call.context(method, (level, message, extra) => logs.add(level, message, extra));
+  try {
+    const handler = method.handler as ErasedStreamHandler;
+    const init = ((await context.with(call.otelContext, () => handler.init(params, ctx))) ?? {}) as ErasedInit;
+    if (typeof init !== "object")
+      throw new TypeError(`${method.name}() init must return an object, got ${typeof init}`);
+    let outputSchema: Schema;
+    if (decl.output === "dynamic") {
+      if (!init.outputSchema)
+        throw new TypeError(`${method.name}() declares a dynamic output and returned no outputSchema`);
+      outputSchema = init.outputSchema;
+    } else outputSchema = method.schemas.output!;
+    let header: Answer | null = null;
+    if (decl.header !== null) {
+      if (init.header === undefined || init.header === null) {
+        throw new TypeError(`Method '${method.name}' declares header type but returned header=None`);
+      }
+      const headerSchema = method.schemas.header!;
+      const headerBatch = batchFromRows(decl.header, [init.header as RowOf<FieldSpecs>], undefined, headerSchema);
+      const batches = [...logs.drain(headerSchema), headerBatch];
+      call.wrote(batches);
+      header = { schema: headerSchema, batches };
+    }
+    const initLogs = logs.drain(outputSchema);
+    call.wrote(initLogs);
+    const stream: OpenStream = {
+      method,
+      state: init.state ?? {},
+      outputSchema,
+      inputSchema: method.schemas.input ?? EMPTY_SCHEMA,
+    };
+    return { ok: true, stream, header, initLogs };
+  } catch (err) {
+    return { ok: false, answer: call.errorAnswer(EMPTY_SCHEMA, err) };
+  }
+}
+
+/** Keys a transport adds to input batches; handlers see only the application's. */
+const TRANSPORT_KEYS = [CANCEL_KEY, STREAM_STATE_KEY, CALL_STATE_KEY];
+
+function withoutTransportKeys(md: ReadonlyMap<string, string>): ReadonlyMap<string, string> {
+  if (!TRANSPORT_KEYS.some((k) => md.has(k))) return md;
+  const out = new Map(md);
+  for (const k of TRANSPORT_KEYS) out.delete(k);
+  return out;
+}
+
+function inputView(
+  fields: FieldSpecs,
+  batch: RecordBatch,
+  metadata: ReadonlyMap<string, string>,
+): InputBatch<FieldSpecs> {
+  return {
+    batch,
+    numRows: batch.numRows,
+    metadata,
+    rows: () => rowsFromBatch(fields, batch),
+    column: (name: string) => rowsFromBatch(fields, batch).map((r) => r[name]) as never[],
+  };
+}
+
+/** What one turn produced. */
+export interface TurnResult {
+  /** Batches to write on the output stream (logs, data, or a trailing error batch). */
+  readonly batches: readonly RecordBatch[];
+  /** True when the output stream must end now (finished, failed or cancelled). */
+  readonly done: boolean;
+  readonly cancelled: boolean;
+}
+
+function isProducerStream(stream: OpenStream): boolean {
+  return stream.inputSchema.fields.length === 0;
+}
+
+/**
+ * Runs one turn for `input` (a producer tick, an exchange batch, or a cancel). Errors become a
+ * trailing EXCEPTION batch on the output schema and end the stream.
+ */
+export async function runTurn(call: Call, stream: OpenStream, input: RecordBatch): Promise<TurnResult> {
+  const { method } = stream;
+  const decl: MethodDecl = method.decl;
+  const handler = method.handler as ErasedStreamHandler;
+  if (isCancelBatch(input)) {
+    try {
+      handler.onCancel?.(
+        stream.state,
+        call.context(method, () => {}),
+      );
+    } catch {
+      // on_cancel errors are swallowed, as in the reference.
+    }
+    return { batches: [], done: true, cancelled: true };
+  }
+  const producer = isProducerStream(stream);
+  try {
+    if (!producer) recordInput(call.stats, input);
+    const coerced = coerceInput(input, stream.inputSchema);
+    const metadata = withoutTransportKeys(input.metadata);
+    const outputFields = decl.kind !== "unary" && decl.output !== "dynamic" ? decl.output : null;
+    const out = new TurnCollector(stream.outputSchema, outputFields, call.origin, producer, metadata);
+    const ctx = call.context(method, (level, message, extra) => out.clientLog(level, message, extra));
+    await context.with(call.otelContext, () => {
+      if (decl.kind === "producer") return handler.produce?.(stream.state, out, ctx);
+      const inputFields = decl.kind === "exchange" ? decl.input : {};
+      return handler.process?.(stream.state, inputView(inputFields, coerced, metadata), out, ctx);
+    });
+    out.validate();
+    call.wrote(out.batches);
+    return { batches: out.batches, done: out.finished, cancelled: false };
+  } catch (err) {
+    const answer = call.errorAnswer(stream.outputSchema, err);
+    return { batches: answer.batches, done: true, cancelled: false };
+  }
+}
