@@ -13,6 +13,7 @@ import { t } from "../protocol/types.js";
 import { bind, createServer } from "../server/server.js";
 import { listenSocket } from "../transports/socket/server.js";
 import { serveStdio } from "../transports/stdio/server.js";
+import { consoleToStderr, startTelemetry } from "./telemetry.js";
 
 /** The demo protocol: arithmetic, a range producer and a running-mean exchange. */
 export const Demo = defineProtocol(
@@ -82,8 +83,11 @@ async function main(): Promise<void> {
       port: { type: "string" },
     },
   });
+  if (values.stdio) consoleToStderr();
+  const stopTelemetry = await startTelemetry("quiver-demo");
   if (values.stdio) {
     await serveStdio(server);
+    await stopTelemetry();
     return;
   }
   const path = values.unix ?? join(tmpdir(), "quiver-demo.sock");
@@ -106,6 +110,7 @@ async function main(): Promise<void> {
   );
   const stop = async () => {
     await Promise.all([unix.close(), tcp.close()]);
+    await stopTelemetry();
     process.exit(0);
   };
   process.on("SIGINT", () => void stop());

@@ -22,6 +22,7 @@ import { bind, createServer } from "../server/server.js";
 import { listenHttp } from "../transports/http/server.js";
 import { listenSocket } from "../transports/socket/server.js";
 import { serveStdio } from "../transports/stdio/server.js";
+import { consoleToStderr, startTelemetry } from "./telemetry.js";
 
 function fail(message: string): never {
   process.stderr.write(`quiver-conformance: ${message}\n`);
@@ -65,6 +66,9 @@ async function main(): Promise<void> {
     );
     return;
   }
+  // stdout carries IPC only (in stdio mode); diagnostics and console exporters go to stderr.
+  consoleToStderr();
+  const stopTelemetry = await startTelemetry("quiver-conformance");
   const server = createServer({
     protocols: [
       bind(ConformanceService, createConformanceImplementation()),
@@ -83,6 +87,7 @@ async function main(): Promise<void> {
   const shutdown = async (code: number): Promise<never> => {
     await server.drain();
     await log?.close();
+    await stopTelemetry();
     process.exit(code);
   };
   const stop = () => void shutdown(0);

@@ -313,10 +313,13 @@ async function readStdin(cfg: Config, mustWait: boolean): Promise<string | null>
   return text.trim() === "" ? null : text;
 }
 
-/** One JSON line as a one-row batch, with types inferred as pyarrow's `from_pydict` does. */
-function inputBatch(line: string): RecordBatch {
+/**
+ * One JSON line as a one-row batch. The first line's types are inferred as pyarrow's
+ * `from_pydict` infers them; later lines are coerced to that schema (one IPC stream, one schema).
+ */
+function inputBatch(line: string, schema: Schema | null): RecordBatch {
   const obj = JSON.parse(line) as Record<string, unknown>;
-  return batchFromJsonRows(inferSchema(obj), [obj]);
+  return batchFromJsonRows(schema ?? inferSchema(obj), [obj]);
 }
 
 function inferType(v: unknown): DataType {
@@ -394,9 +397,12 @@ async function callCmd(cfg: Config, client: RpcClient, method: string, args: rea
       }
       if (cfg.format === "table" && table.length > 0) process.stdout.write(`${formatTable(table)}\n`);
     } else {
+      let schema: Schema | null = null;
       for (const line of input.split("\n")) {
         if (line.trim() === "") continue;
-        const out = await stream.send(inputBatch(line));
+        const batch = inputBatch(line, schema);
+        schema = batch.schema;
+        const out = await stream.send(batch);
         if (out === null) break;
         for (const r of plainRows(out)) printJson(cfg, r);
       }
