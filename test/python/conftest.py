@@ -1,0 +1,360 @@
+"""Fixtures that point the reference's pytest conformance suite at quiver's worker.
+
+The suite itself is ``vgi_rpc.conformance._pytest_suite`` (vgi-rpc 0.52.2),
+re-exported by ``test_conformance.py``.  The suite names the fixtures a runner
+provides; this file provides them for the transports quiver serves today:
+
+``pipe``  the worker on stdin/stdout, one long-lived process (replaced after a
+          failing test so a desynchronised stream cannot fail later tests);
+          isolation-sensitive fixtures (``conformance_raw_conn``) get a fresh one.
+``unix``  one worker listening on a Unix socket for the session; a new
+          connection per ``conformance_conn()``.
+``tcp``   the same over loopback TCP.
+
+HTTP does not exist yet.  Groups that take an HTTP worker fixture as a direct
+argument get a fixture that skips, naming the reason -- the same mechanism the
+reference's own non-HTTP runner (``_hosted_pytest.conformance_http_port``) uses.
+Groups that look their fixture up optionally (``request.getfixturevalue`` ->
+``FixtureLookupError`` -> skip) find nothing here and skip on their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from _quiver_worker import (
+    SharedPipeWorker,
+    selected_transports,
+    spawn_pipe_worker,
+    tcp_worker,
+    unix_worker,
+)
+
+from vgi_rpc.conformance import ConformanceService
+from vgi_rpc.introspect import ServiceDescription
+from vgi_rpc.log import Message
+from vgi_rpc.rpc import _RpcProxy, tcp_connect, unix_connect
+
+ConnFactory = Callable[..., contextlib.AbstractContextManager[Any]]
+
+_TRANSPORTS = selected_transports()
+
+# ---------------------------------------------------------------------------
+# Workers
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def quiver_shared_pipe() -> Iterator[SharedPipeWorker]:
+    """The long-lived stdio worker behind the ``pipe`` transport."""
+    shared = SharedPipeWorker()
+    _SHARED_WORKERS.append(shared)
+    try:
+        yield shared
+    finally:
+        shared.close()
+
+
+@pytest.fixture(scope="session")
+def quiver_unix_path() -> Iterator[str]:
+    """One worker serving a Unix socket for the whole session."""
+    with unix_worker() as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def quiver_tcp_addr() -> Iterator[tuple[str, int]]:
+    """One worker serving loopback TCP for the whole session."""
+    with tcp_worker() as addr:
+        yield addr
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Retire the shared stdio worker after any failure, and tag reports with their transport."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    report.quiver_transport = _transport_of(item)  # type: ignore[attr-defined]
+    if report.failed and _transport_of(item) == "pipe":
+        shared = getattr(item, "funcargs", {}).get("quiver_shared_pipe")
+        if shared is None:
+            with contextlib.suppress(Exception):
+                shared = item._request.getfixturevalue("quiver_shared_pipe")  # type: ignore[attr-defined]
+        if shared is not None:
+            shared.mark_dirty()
+
+
+def _transport_of(item: pytest.Item) -> str | None:
+    if getattr(item, "cls", None) is not None and item.cls.__name__ == "TestResourceSoak":
+        return _SOAK_TRANSPORT
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    for name in ("conformance_conn", "conformance_raw_conn", "conformance_describe"):
+        if name in callspec.params:
+            return str(callspec.params[name])
+    return None
+
+
+# ---------------------------------------------------------------------------
+# The fixtures the suite names
+# ---------------------------------------------------------------------------
+
+
+def _connect(
+    request: pytest.FixtureRequest,
+    transport: str,
+    protocol: type,
+    on_log: Callable[[Message], None] | None,
+    *,
+    fresh_pipe: bool = False,
+) -> contextlib.AbstractContextManager[Any]:
+    """A proxy bound to *protocol* on the worker *transport* reaches."""
+    if transport == "pipe":
+        if fresh_pipe:
+
+            @contextlib.contextmanager
+            def _fresh() -> Iterator[Any]:
+                sub = spawn_pipe_worker()
+                try:
+                    yield _RpcProxy(protocol, sub, on_log)
+                finally:
+                    sub.close()
+
+            return _fresh()
+        shared: SharedPipeWorker = request.getfixturevalue("quiver_shared_pipe")
+
+        @contextlib.contextmanager
+        def _shared() -> Iterator[Any]:
+            yield _RpcProxy(protocol, shared.get(), on_log)
+
+        return _shared()
+    if transport == "unix":
+        return unix_connect(protocol, request.getfixturevalue("quiver_unix_path"), on_log=on_log)
+    if transport == "tcp":
+        host, port = request.getfixturevalue("quiver_tcp_addr")
+        return tcp_connect(protocol, host, port, on_log=on_log)
+    raise AssertionError(f"no such quiver transport: {transport!r}")
+
+
+@pytest.fixture(params=_TRANSPORTS)
+def conformance_conn(request: pytest.FixtureRequest) -> ConnFactory:
+    """``conformance_conn(on_log=None)`` -> context manager yielding a ConformanceService proxy."""
+    transport = str(request.param)
+
+    def factory(on_log: Callable[[Message], None] | None = None) -> contextlib.AbstractContextManager[Any]:
+        return _connect(request, transport, ConformanceService, on_log)
+
+    return factory
+
+
+@pytest.fixture(params=_TRANSPORTS)
+def conformance_raw_conn(request: pytest.FixtureRequest) -> ConnFactory:
+    """Persistent byte-stream connections for the adversarial request-contract group.
+
+    That group writes hand-built malformed requests onto the transport and then
+    reuses it, so on ``pipe`` each test gets its own worker: a worker that
+    mishandles the request must not take the shared one (and every later test)
+    down with it.  Unix and TCP connections are per-test anyway.
+    """
+    transport = str(request.param)
+
+    def factory(on_log: Callable[[Message], None] | None = None) -> contextlib.AbstractContextManager[Any]:
+        return _connect(request, transport, ConformanceService, on_log, fresh_pipe=True)
+
+    return factory
+
+
+@pytest.fixture(params=_TRANSPORTS)
+def conformance_describe(request: pytest.FixtureRequest) -> ServiceDescription:
+    """A ``ServiceDescription`` read off the running worker via ``vgi_rpc.Reflection.v1``."""
+    from vgi_rpc.introspect import introspect
+    from vgi_rpc.rpc import TcpTransport, UnixTransport
+
+    transport = str(request.param)
+    if transport == "pipe":
+        shared: SharedPipeWorker = request.getfixturevalue("quiver_shared_pipe")
+        return introspect(shared.get())
+    if transport == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(request.getfixturevalue("quiver_unix_path"))
+        except BaseException:
+            sock.close()
+            raise
+        unix_transport = UnixTransport(sock)
+        try:
+            return introspect(unix_transport)
+        finally:
+            unix_transport.close()
+    host, port = request.getfixturevalue("quiver_tcp_addr")
+    tcp_transport = TcpTransport(socket.create_connection((host, port)))
+    try:
+        return introspect(tcp_transport)
+    finally:
+        tcp_transport.close()
+
+
+@pytest.fixture
+def conformance_protocol_connector(request: pytest.FixtureRequest) -> Callable[..., contextlib.AbstractContextManager[Any]]:
+    """``connect(transport, protocol, on_log=None)``: any hosted protocol on the SAME worker.
+
+    Function-scoped (the suite asks for it per test) so it can reach the
+    session's workers through this test's request.
+    """
+
+    def connect(transport: str, protocol: type, on_log: Any = None) -> contextlib.AbstractContextManager[Any]:
+        return _connect(request, transport, protocol, on_log)
+
+    return connect
+
+
+#: The soak target is looked up with getfixturevalue(), so it cannot be
+#: parametrized; it runs on the first selected socket transport.
+_SOAK_TRANSPORT = next((t for t in _TRANSPORTS if t in ("unix", "tcp")), None)
+
+
+@pytest.fixture
+def conformance_resource_soak_target() -> Iterator[Any]:
+    """A dedicated socket worker, its PID and a fresh-connection factory, for ``TestResourceSoak``.
+
+    The soak group is transport-agnostic; it needs one isolated process it can
+    sample and a way to open many connections to it.  A socket worker gives
+    both (``pipe`` cannot: a stdio worker serves exactly one connection for its
+    life), so this uses Unix, or TCP when Unix is not selected.  The limits are
+    the reference's ``ResourceSoakLimits`` defaults, which its own Python
+    target uses; none is loosened for Node.
+    """
+    from vgi_rpc.conformance._resource_soak_pytest import ResourceSoakLimits, ResourceSoakTarget
+
+    transport = _SOAK_TRANSPORT
+    if transport is None:
+        pytest.skip("resource soak needs a socket worker; neither unix nor tcp is selected")
+    spawn = unix_worker if transport == "unix" else tcp_worker
+    with spawn(with_pid=True) as (pid, address):
+
+        def connect() -> contextlib.AbstractContextManager[Any]:
+            if transport == "unix":
+                return unix_connect(ConformanceService, address)
+            return tcp_connect(ConformanceService, address[0], address[1])
+
+        yield ResourceSoakTarget(
+            name=f"quiver-{transport}",
+            pid=pid,
+            connect=connect,
+            limits=ResourceSoakLimits(),
+        )
+
+
+# ---------------------------------------------------------------------------
+# HTTP worker fixtures the suite requests as direct arguments.  quiver has no
+# HTTP transport yet, so each one skips with that reason rather than erroring
+# with "fixture not found".  Optional fixtures the suite looks up with
+# getfixturevalue() are deliberately *not* defined: their groups skip by the
+# suite's own FixtureLookupError handling.
+# ---------------------------------------------------------------------------
+
+_NO_HTTP = "quiver-conformance has no HTTP transport yet (--http is unsupported); HTTP-only group"
+
+
+@pytest.fixture(scope="session")
+def conformance_http_port() -> int:
+    """The default HTTP worker."""
+    pytest.skip(_NO_HTTP)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_auth_port() -> int:
+    """HTTP worker that refuses every RPC with 401."""
+    pytest.skip(_NO_HTTP)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_strict_cap_port() -> int:
+    """HTTP worker with strict response caps."""
+    pytest.skip(_NO_HTTP)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_externalized_cap_port() -> int:
+    """HTTP worker with a tight externalized-response cap."""
+    pytest.skip(_NO_HTTP)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_with_storage_port() -> int:
+    """HTTP worker externalizing through fake storage."""
+    pytest.skip(_NO_HTTP)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_with_zstd_storage_port() -> int:
+    """HTTP worker externalizing through fake storage with zstd."""
+    pytest.skip(_NO_HTTP)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_external_security_port() -> int:
+    """HTTP worker with external-fetch caps and per-hop URL validation."""
+    pytest.skip(_NO_HTTP)
+
+
+@pytest.fixture(scope="session")
+def conformance_fake_storage() -> str:
+    """External storage for the external-location groups.
+
+    quiver implements no external locations (on any transport), so this skips.
+    Supplying real fake storage here would assert the opposite: the byte-stream
+    externalization group fails a runner that supplies storage but no
+    externalizing byte-stream target.
+    """
+    pytest.skip("quiver implements no external locations (ExternalLocation) on any transport")
+
+
+# ---------------------------------------------------------------------------
+# Per-transport result file for scripts/run-pytest-conformance.mjs
+# ---------------------------------------------------------------------------
+
+_RESULTS: dict[str, dict[str, Any]] = {}
+_SHARED_WORKERS: list[SharedPipeWorker] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how often the shared stdio worker had to be (re)started: >1 means a failure retired it."""
+    for shared in _SHARED_WORKERS:
+        terminalreporter.write_line(f"quiver: shared pipe worker started {shared.spawned} time(s)")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Fold setup/call/teardown reports into one outcome per test."""
+    entry = _RESULTS.setdefault(
+        report.nodeid,
+        {"transport": getattr(report, "quiver_transport", None), "outcome": "passed", "phases": {}},
+    )
+    entry["phases"][report.when] = report.outcome
+    if report.failed:
+        entry["outcome"] = "failed" if report.when == "call" else "error"
+        entry.setdefault("longrepr", str(report.longrepr)[-3000:])
+    elif report.skipped and entry["outcome"] == "passed":
+        entry["outcome"] = "skipped"
+        entry["skip_reason"] = (
+            report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write the per-test outcomes where the runner script asked for them."""
+    path = os.environ.get("QUIVER_PYTEST_RESULTS")
+    if not path:
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"transports": _TRANSPORTS, "tests": _RESULTS}, fh, indent=1)
+
+
+
