@@ -79,16 +79,4 @@ export function pyMod(a: bigint, b: bigint): bigint {
 }
 
 /** Orders strings by code point, as Python's `sorted()` does (JS sorts by UTF-16 unit). */
-export function compareCodePoints(a: string, b: string): number {
-  const ia = a[Symbol.iterator]();
-  const ib = b[Symbol.iterator]();
-  for (;;) {
-    const x = ia.next();
-    const y = ib.next();
-    if (x.done) return y.done ? 0 : -1;
-    if (y.done) return 1;
-    const cx = x.value.codePointAt(0) ?? 0;
-    const cy = y.value.codePointAt(0) ?? 0;
-    if (cx !== cy) return cx - cy;
-  }
-}
+export { compareCodePoints } from "../server/protocol-hash.js";

@@ -24,7 +24,7 @@ import {
   Utf8,
   vectorFromArray,
 } from "apache-arrow";
-import { Message } from "apache-arrow/ipc/metadata/message";
+import { encodeSchemaMessage } from "../wire/ipc.js";
 import { compareCodePoints, computeProtocolHash, type MethodShape } from "./protocol-hash.js";
 
 /** The reflection protocol's wire name (its major version is in the name). */
@@ -101,23 +101,8 @@ export const PROTOCOL_LIST_SCHEMA: Schema = new Schema([
 
 const EMPTY = new Uint8Array(0);
 
-/**
- * A schema as an encapsulated IPC schema message — continuation marker, int32 length, the
- * flatbuffer, zero padding to 8 bytes — the framing of pyarrow's `Schema.serialize()`.
- */
-export function schemaToIpcMessage(schema: Schema): Uint8Array {
-  const flatbuffer = Message.encode(Message.from(schema));
-  const total = (8 + flatbuffer.byteLength + 7) & ~7;
-  const out = new Uint8Array(total);
-  const view = new DataView(out.buffer);
-  view.setInt32(0, -1, true);
-  view.setInt32(4, total - 8, true);
-  out.set(flatbuffer, 8);
-  return out;
-}
-
 function optionalSchema(schema: Schema | null): Uint8Array {
-  return schema === null ? EMPTY : schemaToIpcMessage(schema);
+  return schema === null ? EMPTY : encodeSchemaMessage(schema);
 }
 
 function checkStreamKind(m: DescribedMethod): void {
@@ -140,7 +125,7 @@ function methodRow(m: DescribedMethod): Record<string, unknown> {
     has_return: m.hasReturn,
     has_header: m.headerSchema !== null,
     stream_kind: m.streamKind,
-    params_schema_ipc: schemaToIpcMessage(m.paramsSchema),
+    params_schema_ipc: encodeSchemaMessage(m.paramsSchema),
     result_schema_ipc: m.hasReturn ? optionalSchema(m.resultSchema) : EMPTY,
     header_schema_ipc: optionalSchema(m.headerSchema),
     idempotency: "unknown",

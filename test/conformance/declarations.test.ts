@@ -5,7 +5,6 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { describe, test } from "node:test";
 import {
   type DataType,
@@ -27,7 +26,6 @@ import {
   tableFromIPC,
   tableToIPC,
 } from "apache-arrow";
-import { Message } from "apache-arrow/ipc/metadata/message";
 import { pino } from "pino";
 import { compareCodePoints, pyFloatRepr, pyMod, pyRstrip, pyStrRepr } from "../../src/conformance/pyrepr.js";
 import {
@@ -66,56 +64,15 @@ import {
   type StreamInit,
 } from "../../src/protocol/methods.js";
 import type { FieldSpecs, RowOf, ValueOf } from "../../src/protocol/types.js";
+import type { FieldToken } from "../../src/server/type-tokens.js";
+import { type FixtureProtocol, referenceProtocol, schemaFromBase64 } from "../helpers/reference.js";
 
 // ---------------------------------------------------------------------------------------------
 // The reference dump
 
-interface FixtureToken {
-  readonly name: string;
-  readonly nullable: boolean;
-  readonly type: string;
-}
-
-interface FixtureMethod {
-  readonly name: string;
-  readonly method_type: "unary" | "stream";
-  readonly is_exchange: boolean | null;
-  readonly has_return: boolean;
-  readonly params_schema: string;
-  readonly params_tokens: readonly FixtureToken[];
-  readonly result_schema: string;
-  readonly result_tokens: readonly FixtureToken[];
-  readonly header_schema: string;
-  readonly header_tokens: readonly FixtureToken[] | null;
-  readonly param_defaults: Readonly<Record<string, unknown>>;
-}
-
-interface FixtureProtocol {
-  readonly name: string;
-  readonly version: string;
-  readonly protocol_hash: string;
-  readonly methods: readonly FixtureMethod[];
-}
-
-const fixture = JSON.parse(readFileSync(new URL("../fixtures/reference-protocols.json", import.meta.url), "utf8")) as {
-  readonly protocols: readonly FixtureProtocol[];
-};
-
-function fixtureProtocol(name: string): FixtureProtocol {
-  const found = fixture.protocols.find((p) => p.name === name);
-  assert.ok(found, `fixture has protocol ${name}`);
-  return found;
-}
-
-/** Decodes a base64 IPC schema message: `FFFFFFFF <int32 length> <flatbuffer>`. */
+/** Decodes a fixture schema; `""` (no schema) is null. */
 function decodeSchema(b64: string): Schema | null {
-  if (b64 === "") return null;
-  const bytes = Buffer.from(b64, "base64");
-  assert.equal(bytes.readUInt32LE(0), 0xffffffff, "continuation marker");
-  const length = bytes.readInt32LE(4);
-  const message = Message.decode(bytes.subarray(8, 8 + length));
-  assert.ok(message.isSchema(), "a schema message");
-  return message.header();
+  return b64 === "" ? null : schemaFromBase64(b64);
 }
 
 /** Everything about a type that makes it a different wire type, recursively with child nullability. */
@@ -178,7 +135,7 @@ function typeToken(type: DataType): string {
   return token;
 }
 
-function schemaTokens(schema: Schema | null): FixtureToken[] | null {
+function schemaTokens(schema: Schema | null): FieldToken[] | null {
   return schema === null
     ? null
     : schema.fields.map((f) => ({ name: f.name, nullable: f.nullable, type: typeToken(f.type) }));
@@ -259,14 +216,14 @@ function checkProtocol(decl: ProtocolDecl, ref: FixtureProtocol): void {
 }
 
 describe("ConformanceService matches the reference dump", () => {
-  checkProtocol(ConformanceService, fixtureProtocol("ConformanceService"));
+  checkProtocol(ConformanceService, referenceProtocol("ConformanceService"));
   test("90 methods", () => assert.equal(Object.keys(ConformanceService.methods).length, 90));
 });
 
 describe("conformance.Secondary.v1 matches the reference dump", () => {
-  checkProtocol(SecondaryProtocol, fixtureProtocol("conformance.Secondary.v1"));
+  checkProtocol(SecondaryProtocol, referenceProtocol("conformance.Secondary.v1"));
   test("the pinned hash constant", () => {
-    assert.equal(SECONDARY_PROTOCOL_HASH, fixtureProtocol("conformance.Secondary.v1").protocol_hash);
+    assert.equal(SECONDARY_PROTOCOL_HASH, referenceProtocol("conformance.Secondary.v1").protocol_hash);
   });
 });
 

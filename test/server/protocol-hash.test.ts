@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { test } from "node:test";
 import { Decimal, Field, Int32, Schema } from "apache-arrow";
-import { Message } from "apache-arrow/ipc/metadata/message";
 import {
   canonicalJson,
   computeProtocolHash,
@@ -12,74 +11,34 @@ import {
 } from "../../src/server/protocol-hash.js";
 import { type FieldToken, schemaTokens, typeToken, UnsupportedArrowTypeError } from "../../src/server/type-tokens.js";
 
-interface FixtureMethod {
-  readonly name: string;
-  readonly method_type: "unary" | "stream";
-  readonly is_exchange: boolean | null;
-  readonly has_return: boolean;
-  readonly params_schema: string;
-  readonly params_tokens: FieldToken[];
-  readonly result_schema: string;
-  readonly result_tokens: FieldToken[];
-  readonly header_schema: string;
-  readonly header_tokens: FieldToken[] | null;
-}
-
-interface FixtureProtocol {
-  readonly name: string;
-  readonly version: string;
-  readonly protocol_hash: string;
-  readonly methods: readonly FixtureMethod[];
-}
-
-const fixture = JSON.parse(readFileSync(new URL("../fixtures/reference-protocols.json", import.meta.url), "utf8")) as {
-  readonly protocols: readonly FixtureProtocol[];
-};
-
-const PYTHON = process.env.VGI_PYTHON ?? "/tmp/vgienv/bin/python";
-
-/** Decodes a pyarrow `Schema.serialize()` message (continuation, int32 length, flatbuffer). */
-function decodeSchemaMessage(bytes: Uint8Array): Schema {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  assert.equal(view.getInt32(0, true), -1, "continuation marker");
-  const length = view.getInt32(4, true);
-  const message = Message.decode(bytes.subarray(8, 8 + length));
-  assert.ok(message.isSchema(), "a schema message");
-  const schema = message.header();
-  assert.ok(schema instanceof Schema);
-  return schema;
-}
-
-const fromBase64 = (b64: string): Schema => decodeSchemaMessage(new Uint8Array(Buffer.from(b64, "base64")));
-
 function shapes(p: FixtureProtocol): MethodShape[] {
   return p.methods.map((m) => ({
     name: m.name,
     methodType: m.method_type,
     hasReturn: m.has_return,
-    paramsSchema: fromBase64(m.params_schema),
-    resultSchema: m.has_return ? fromBase64(m.result_schema) : null,
-    headerSchema: m.header_schema === "" ? null : fromBase64(m.header_schema),
+    paramsSchema: schemaFromBase64(m.params_schema),
+    resultSchema: m.has_return ? schemaFromBase64(m.result_schema) : null,
+    headerSchema: m.header_schema === "" ? null : schemaFromBase64(m.header_schema),
   }));
 }
 
 test("fixture covers the three reference protocols", () => {
   assert.deepEqual(
-    fixture.protocols.map((p) => p.name),
+    REFERENCE.protocols.map((p) => p.name),
     ["ConformanceService", "conformance.Secondary.v1", "vgi_rpc.Reflection.v1"],
   );
 });
 
-for (const p of fixture.protocols) {
+for (const p of REFERENCE.protocols) {
   test(`type tokens match the reference: ${p.name}`, () => {
     let checked = 0;
     for (const m of p.methods) {
-      assert.deepEqual(schemaTokens(fromBase64(m.params_schema)), m.params_tokens, `${m.name} params`);
+      assert.deepEqual(schemaTokens(schemaFromBase64(m.params_schema)), m.params_tokens, `${m.name} params`);
       if (m.result_schema !== "") {
-        assert.deepEqual(schemaTokens(fromBase64(m.result_schema)), m.result_tokens, `${m.name} result`);
+        assert.deepEqual(schemaTokens(schemaFromBase64(m.result_schema)), m.result_tokens, `${m.name} result`);
       }
       if (m.header_schema !== "") {
-        assert.deepEqual(schemaTokens(fromBase64(m.header_schema)), m.header_tokens, `${m.name} header`);
+        assert.deepEqual(schemaTokens(schemaFromBase64(m.header_schema)), m.header_tokens, `${m.name} header`);
       } else {
         assert.equal(m.header_tokens, null);
       }
@@ -97,7 +56,7 @@ for (const p of fixture.protocols) {
 }
 
 test("protocol hash is sensitive to the protocol name, has_return and header presence", () => {
-  const p = fixture.protocols.find((x) => x.name === "conformance.Secondary.v1");
+  const p = REFERENCE.protocols.find((x) => x.name === "conformance.Secondary.v1");
   assert.ok(p);
   const base = shapes(p);
   assert.notEqual(computeProtocolHash("conformance.Secondary.v2", base), p.protocol_hash);
@@ -201,6 +160,8 @@ s = pa.schema([
 print(json.dumps({"schema": base64.b64encode(s.serialize().to_pybytes()).decode(), "tokens": schema_tokens(s)}))
 `;
 
+import { type FixtureProtocol, PYTHON, REFERENCE, schemaFromBase64 } from "../helpers/reference.js";
+
 test("type tokens match the reference beyond the fixture (pyarrow-built schema)", (t) => {
   if (!existsSync(PYTHON)) {
     t.skip(`no python (${PYTHON} does not exist; set VGI_PYTHON)`);
@@ -209,7 +170,7 @@ test("type tokens match the reference beyond the fixture (pyarrow-built schema)"
   const run = spawnSync(PYTHON, ["-c", WIDE_SCHEMA_SCRIPT], { encoding: "utf8", timeout: 30_000 });
   assert.equal(run.status, 0, run.stderr);
   const out = JSON.parse(run.stdout) as { schema: string; tokens: FieldToken[] };
-  const ours = schemaTokens(fromBase64(out.schema));
+  const ours = schemaTokens(schemaFromBase64(out.schema));
   for (let i = 0; i < out.tokens.length; i++) {
     assert.deepEqual(ours[i], out.tokens[i], `field ${out.tokens[i]?.name ?? i}`);
   }

@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { Schema, tableFromIPC } from "apache-arrow";
-import { Message } from "apache-arrow/ipc/metadata/message";
+import { tableFromIPC } from "apache-arrow";
 import { computeProtocolHash } from "../../src/server/protocol-hash.js";
 import {
   type DescribedMethod,
@@ -16,41 +14,9 @@ import {
   REFLECTION_PROTOCOL,
   reflectionMethodShapes,
   SERVICE_DESCRIPTION_SCHEMA,
-  schemaToIpcMessage,
 } from "../../src/server/reflection.js";
+import { encodeSchemaMessage } from "../../src/wire/ipc.js";
 
-interface FixtureMethod {
-  readonly name: string;
-  readonly method_type: "unary" | "stream";
-  readonly is_exchange: boolean | null;
-  readonly has_return: boolean;
-  readonly params_schema: string;
-  readonly result_schema: string;
-  readonly header_schema: string;
-}
-
-interface FixtureProtocol {
-  readonly name: string;
-  readonly version: string;
-  readonly protocol_hash: string;
-  readonly methods: readonly FixtureMethod[];
-}
-
-const FIXTURE_URL = new URL("../fixtures/reference-protocols.json", import.meta.url);
-const fixture = JSON.parse(readFileSync(FIXTURE_URL, "utf8")) as { readonly protocols: readonly FixtureProtocol[] };
-
-const PYTHON = process.env.VGI_PYTHON ?? "/tmp/vgienv/bin/python";
-
-function decodeSchemaMessage(bytes: Uint8Array): Schema {
-  const length = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getInt32(4, true);
-  const message = Message.decode(bytes.subarray(8, 8 + length));
-  assert.ok(message.isSchema());
-  const schema = message.header();
-  assert.ok(schema instanceof Schema);
-  return schema;
-}
-
-const fromBase64 = (b64: string): Schema => decodeSchemaMessage(new Uint8Array(Buffer.from(b64, "base64")));
 const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 
 function streamKind(m: FixtureMethod): DescribedMethod["streamKind"] {
@@ -68,9 +34,9 @@ function described(p: FixtureProtocol): DescribedProtocol {
       name: m.name,
       methodType: m.method_type,
       hasReturn: m.has_return,
-      paramsSchema: fromBase64(m.params_schema),
-      resultSchema: m.has_return ? fromBase64(m.result_schema) : null,
-      headerSchema: m.header_schema === "" ? null : fromBase64(m.header_schema),
+      paramsSchema: schemaFromBase64(m.params_schema),
+      resultSchema: m.has_return ? schemaFromBase64(m.result_schema) : null,
+      headerSchema: m.header_schema === "" ? null : schemaFromBase64(m.header_schema),
       streamKind: streamKind(m),
     })),
   };
@@ -92,7 +58,7 @@ const noPython = (): boolean => !existsSync(PYTHON);
 const SKIP_MESSAGE = `no python (${PYTHON} does not exist; set VGI_PYTHON)`;
 
 test("reflection's own methods hash to the reference's Reflection.v1 hash", () => {
-  const reference = fixture.protocols.find((p) => p.name === REFLECTION_PROTOCOL);
+  const reference = REFERENCE.protocols.find((p) => p.name === REFLECTION_PROTOCOL);
   assert.ok(reference);
   assert.equal(computeProtocolHash(REFLECTION_PROTOCOL, reflectionMethodShapes()), reference.protocol_hash);
   assert.equal(reference.protocol_hash.slice(0, 8), "3c7db4ca");
@@ -100,9 +66,9 @@ test("reflection's own methods hash to the reference's Reflection.v1 hash", () =
 });
 
 test("schema messages are framed like pyarrow's Schema.serialize()", () => {
-  for (const p of fixture.protocols) {
+  for (const p of REFERENCE.protocols) {
     for (const m of p.methods) {
-      const ours = schemaToIpcMessage(fromBase64(m.params_schema));
+      const ours = encodeSchemaMessage(schemaFromBase64(m.params_schema));
       const view = new DataView(ours.buffer, ours.byteOffset, ours.byteLength);
       assert.equal(view.getInt32(0, true), -1);
       assert.equal(view.getInt32(4, true), ours.byteLength - 8);
@@ -110,14 +76,14 @@ test("schema messages are framed like pyarrow's Schema.serialize()", () => {
       // Our bytes decode back to the same field tokens in arrow-js.
       assert.deepEqual(
         decodeSchemaMessage(ours).fields.map((f) => [f.name, f.nullable, String(f.type)]),
-        fromBase64(m.params_schema).fields.map((f) => [f.name, f.nullable, String(f.type)]),
+        schemaFromBase64(m.params_schema).fields.map((f) => [f.name, f.nullable, String(f.type)]),
       );
     }
   }
 });
 
 test("ServiceDescription decodes in arrow-js with the expected shape", () => {
-  const p = described(fixture.protocols[1] as FixtureProtocol);
+  const p = described(REFERENCE.protocols[1] as FixtureProtocol);
   const table = tableFromIPC(encodeServiceDescription(p));
   assert.equal(table.numRows, 1);
   assert.equal(
@@ -214,9 +180,9 @@ test("ServiceDescription round-trips through the reference decoder and matches i
     return;
   }
   const request: Record<string, string> = {};
-  for (const p of fixture.protocols) request[p.name] = toBase64(encodeServiceDescription(described(p)));
+  for (const p of REFERENCE.protocols) request[p.name] = toBase64(encodeServiceDescription(described(p)));
   const result = runPython(DESCRIBE_SCRIPT, request) as Record<string, DescribeResult>;
-  for (const p of fixture.protocols) {
+  for (const p of REFERENCE.protocols) {
     const r = result[p.name];
     assert.ok(r, p.name);
     assert.deepEqual(r.problems, [], p.name);
@@ -249,7 +215,7 @@ test("ProtocolList round-trips through the reference decoder", (t) => {
     t.skip(SKIP_MESSAGE);
     return;
   }
-  const protocols = fixture.protocols.map(described);
+  const protocols = REFERENCE.protocols.map(described);
   const bytes = encodeProtocolList("quiver-test \u00e9", "0.1.0", protocols);
   const result = runPython(LIST_SCRIPT, toBase64(bytes));
   assert.deepEqual(result, {
@@ -257,7 +223,7 @@ test("ProtocolList round-trips through the reference decoder", (t) => {
     server_id: "quiver-test \u00e9",
     server_version: "0.1.0",
     request_version: "1",
-    protocols: fixture.protocols.map((p) => [p.name, p.version, p.protocol_hash, false, "", []]),
+    protocols: REFERENCE.protocols.map((p) => [p.name, p.version, p.protocol_hash, false, "", []]),
   });
   // Also readable by arrow-js, on the schema we declare.
   const table = tableFromIPC(bytes);
@@ -278,24 +244,29 @@ for i, (ours, ref) in enumerate(pairs):
 print(json.dumps({"checked": len(pairs), "bad": bad}))
 `;
 
+import {
+  decodeSchemaMessage,
+  type FixtureMethod,
+  type FixtureProtocol,
+  PYTHON,
+  REFERENCE,
+  schemaFromBase64,
+} from "../helpers/reference.js";
+
 test("our schema messages for every fixture schema read back in pyarrow as the reference schema", (t) => {
   if (noPython()) {
     t.skip(SKIP_MESSAGE);
     return;
   }
   const pairs: [string, string][] = [];
-  for (const p of fixture.protocols) {
+  for (const p of REFERENCE.protocols) {
     for (const m of p.methods) {
       for (const ref of [m.params_schema, m.result_schema, m.header_schema]) {
-        if (ref !== "") pairs.push([toBase64(schemaToIpcMessage(fromBase64(ref))), ref]);
+        if (ref !== "") pairs.push([toBase64(encodeSchemaMessage(schemaFromBase64(ref))), ref]);
       }
     }
   }
   const result = runPython(ROUNDTRIP_SCRIPT, pairs) as { checked: number; bad: unknown[] };
   assert.equal(result.checked, pairs.length);
   assert.deepEqual(result.bad, []);
-});
-
-test("fixture path resolves", () => {
-  assert.ok(existsSync(fileURLToPath(FIXTURE_URL)));
 });
