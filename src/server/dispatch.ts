@@ -5,7 +5,7 @@
  * (pipes, sockets, WebSocket) and request transports (HTTP) both drive calls through here; only
  * how bytes arrive and leave differs.
  */
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 import {
   type Context,
   context,
@@ -116,8 +116,16 @@ export interface CallRecord {
 /** Receives one record per call when it ends (never throws into dispatch). */
 export type CallObserver = (record: CallRecord) => void;
 
+/** Random bytes drawn from a pool: one `randomBytes` call per 512 ids instead of one per call. */
+const POOL = Buffer.alloc(4096);
+let poolAt = POOL.length;
 function hex(bytes: number): string {
-  return randomBytes(bytes).toString("hex");
+  if (poolAt + bytes > POOL.length) {
+    randomFillSync(POOL);
+    poolAt = 0;
+  }
+  poolAt += bytes;
+  return POOL.toString("hex", poolAt - bytes, poolAt);
 }
 
 /** One call's bookkeeping, from request to the end of its last turn. */

@@ -35,6 +35,18 @@ export function encodeSchemaMessage(schema: Schema): Uint8Array {
   return concatBytes(frameFlatbuffer(Message.encode(Message.from(schema))));
 }
 
+/** Schema messages by schema object: declared schemas are long-lived, so each is encoded once. */
+const schemaMessages = new WeakMap<Schema, Uint8Array>();
+
+function schemaMessage(schema: Schema): Uint8Array {
+  let bytes = schemaMessages.get(schema);
+  if (bytes === undefined) {
+    bytes = encodeSchemaMessage(schema);
+    schemaMessages.set(schema, bytes);
+  }
+  return bytes;
+}
+
 function assembleBody(assembler: VectorAssembler): Uint8Array[] {
   const out: Uint8Array[] = [];
   for (const buf of assembler.buffers) {
@@ -83,7 +95,7 @@ export class IpcStreamEncoder {
   begin(): Uint8Array[] {
     if (this.started) return [];
     this.started = true;
-    return frameFlatbuffer(Message.encode(Message.from(this.schema)));
+    return [schemaMessage(this.schema)];
   }
 
   /** A record batch message (custom metadata from `batch.metadata`), after any dictionary it needs. */
