@@ -7,6 +7,7 @@ import { t } from "../../src/protocol/types.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";
 import { MessageFramer } from "../../src/wire/framer.js";
+import { IpcStreamEncoder } from "../../src/wire/ipc.js";
 import { classifyBatch, errorFromMetadata, readLogRecord } from "../../src/wire/messages.js";
 import { readStream, requestBytes, streamBytes } from "../helpers/raw-peer.js";
 
@@ -280,4 +281,50 @@ test("garbage bytes get an error stream and end the session cleanly", async () =
   const out = await s.read();
   assert.equal(errorFromMetadata(out.batches[0]!.metadata).kind, "protocol_error");
   await s.served;
+});
+
+test("draining lets the stream in progress finish, then ends the session; drain() resolves after it", async () => {
+  const s = makeServer();
+  await s.send(req("count", { n: t.int64() }, { n: [3n] }));
+  await s.read(); // header
+  const tick = emptyBatch(EMPTY_SCHEMA);
+  // The input stream is opened with one tick; it is still open when drain begins.
+  const input = new IpcStreamEncoder(EMPTY_SCHEMA);
+  await s.send([...input.begin(), ...input.batch(tick)]);
+  let drained = false;
+  const draining = s.server.drain().then(() => {
+    drained = true;
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(drained, false, "drain waits for the open stream");
+  await s.send([...input.batch(tick), ...input.batch(tick), ...input.batch(tick), ...input.end()]);
+  const out = await s.read();
+  assert.equal(out.batches.filter((b) => classifyBatch(b) === "data").length, 3);
+  await draining;
+  assert.equal(drained, true);
+  await s.served; // the session ended without a new request
+});
+
+test("setting a cookie outside a unary HTTP call is a typed error the client sees", async () => {
+  const Cookies = defineProtocol("test.Cookies.v1", {}, { set: unary({}, t.utf8()) });
+  const server = createServer({
+    protocols: [
+      bind(Cookies, {
+        set: (_p, ctx) => {
+          ctx.setCookie("session", "abc");
+          return "set";
+        },
+      }),
+    ],
+  });
+  const pipe = memoryPipe("pipe");
+  const served = server.serveConnection(pipe.server);
+  const framer = new MessageFramer(pipe.client.input[Symbol.asyncIterator]());
+  await pipe.client.write(requestBytes("set", {}, {}, {}, "test.Cookies.v1", null));
+  const out = await readStream(framer);
+  const err = errorFromMetadata(out!.batches[0]!.metadata);
+  assert.equal(err.kind, "cookie_not_allowed");
+  assert.match(err.message, /only be set by a unary call served over HTTP/);
+  pipe.client.close();
+  await served;
 });
