@@ -168,4 +168,32 @@ for (const [label, extra, suiteArgs] of [
   ok = conformance(label, ["--url", `http://127.0.0.1:${address}`, ...suiteArgs]) && ok;
   child.kill("SIGTERM");
 }
+// The reference's pytest suite over pipe, unix and tcp (the groups that apply to raw transports;
+// HTTP-only and fixture-gated groups skip by the suite's own mechanism). The worker runs with a
+// 32 MiB young generation, as a server should: the resource-soak group measures RSS plateaus,
+// and Node's default 16 MiB semi-space promotes short-lived error-path garbage to the old heap.
+step("vgi-rpc pytest conformance suite (pipe, unix, tcp)");
+{
+  const r = run(
+    process.execPath,
+    [
+      join(root, "scripts/run-pytest-conformance.mjs"),
+      "--worker",
+      `${process.execPath} --max-semi-space-size=32 ${join(root, "dist/bin/quiver-conformance.js")}`,
+    ],
+    { capture: true, maxBuffer: 64 * 1024 * 1024 },
+  );
+  process.stdout.write(r.stdout ?? "");
+  for (const m of (r.stdout ?? "").matchAll(
+    /^conformance pytest \((pipe|unix|tcp)\): (\d+) passed, (\d+) failed, (\d+) skipped$/gm,
+  )) {
+    totals.passed += Number(m[2]);
+    totals.failed += Number(m[3]);
+    totals.skipped += Number(m[4]);
+  }
+  if (r.status !== 0) {
+    process.stderr.write(`\npytest conformance failed (exit ${r.status}).\n`);
+    ok = false;
+  }
+}
 finish(ok);

@@ -9,12 +9,16 @@
  *     [--max-response-bytes N]         response cap (the suite's strict-cap fixture uses 65536)
  *     [--max-request-bytes N]          request cap (default 256 MiB)
  *     [--token-key HEX]                64 hex chars: stream token key shared across instances
+ *     [--auth reject|reason]           refuse every RPC with 401 (the suite's auth fixture), or
+ *                                      refuse with the reason named in X-Conformance-Auth-Reason
+ *     [--no-compression]               advertise and produce no response coding
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
  *   --access-log PATH                  append JSONL access-log records to PATH
  *   --access-log-debug                 accepted for compatibility (payloads are never logged)
  */
 import { parseArgs } from "node:util";
+import { type Authenticator, AuthFailure, type AuthReason } from "../auth/types.js";
 import { createSecondaryImplementation, SecondaryProtocol } from "../conformance/secondary.js";
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
 import { createAccessLog } from "../server/access-log.js";
@@ -47,6 +51,8 @@ async function main(): Promise<void> {
         "max-response-bytes": { type: "string" },
         "max-request-bytes": { type: "string" },
         "token-key": { type: "string" },
+        auth: { type: "string" },
+        "no-compression": { type: "boolean" },
         describe: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -62,7 +68,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] | --unix PATH | --tcp [HOST:]PORT] [--access-log PATH] [--access-log-debug]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT] [--access-log PATH] [--access-log-debug]\n",
     );
     return;
   }
@@ -108,6 +114,28 @@ async function main(): Promise<void> {
       fail("--token-key wants 64 hex characters (32 bytes)");
     }
     const maxRequest = int("max-request-bytes");
+    const authMode = values.auth;
+    if (authMode !== undefined && authMode !== "reject" && authMode !== "reason") {
+      fail(`--auth wants 'reject' or 'reason', got '${String(authMode)}'`);
+    }
+    const requestable = new Set([
+      "missing_credential",
+      "invalid_credential",
+      "expired_credential",
+      "insufficient_scope",
+    ]);
+    const authenticate: Authenticator | undefined =
+      authMode === "reject"
+        ? () => {
+            throw new Error("this conformance worker refuses every caller");
+          }
+        : authMode === "reason"
+          ? (request) => {
+              const want = request.headers.get("x-conformance-auth-reason") ?? "";
+              if (requestable.has(want)) throw new AuthFailure(want as AuthReason, `refused as requested (${want})`);
+              throw new Error("refused without a classified reason");
+            }
+          : undefined;
     const listener = await listenHttp(server, {
       host: typeof values.host === "string" ? values.host : "127.0.0.1",
       port,
@@ -115,6 +143,8 @@ async function main(): Promise<void> {
       maxResponseBytes: int("max-response-bytes"),
       ...(maxRequest === null ? {} : { maxRequestBytes: maxRequest }),
       ...(typeof keyHex === "string" ? { tokenKey: Buffer.from(keyHex, "hex") } : {}),
+      ...(authenticate ? { authenticate } : {}),
+      compressResponses: values["no-compression"] !== true,
     });
     process.stdout.write(`PORT:${listener.port}\n`);
     return;

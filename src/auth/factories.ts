@@ -1,0 +1,331 @@
+/**
+ * Ready-made authenticators: bearer tokens (custom validation or pre-shared), JWT against a JWKS
+ * (`jose`), mutual TLS (certificate fingerprint or subject) and Envoy's
+ * `x-forwarded-client-cert`, and a chain that tries several in order.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  errors as joseErrors,
+  jwtVerify,
+} from "jose";
+import type { AuthContext } from "../protocol/context.js";
+import {
+  type Authenticator,
+  AuthFailure,
+  type AuthReason,
+  type AuthRequest,
+  authenticated,
+  authReasonOf,
+  type PeerCertificate,
+} from "./types.js";
+
+/** The token of an `Authorization: Bearer <token>` header; throws `missing_credential` without one. */
+export function bearerToken(request: AuthRequest): string {
+  const header = request.headers.get("authorization");
+  if (!header) throw new AuthFailure("missing_credential", "Missing Authorization header");
+  const m = /^Bearer[ \t]+(\S+)\s*$/i.exec(header);
+  if (!m) throw new AuthFailure("invalid_credential", "Authorization header is not a Bearer token");
+  return m[1]!;
+}
+
+/** Bearer tokens checked by `validate` (which throws to refuse, or returns the caller). */
+export function bearerAuthenticate(options: {
+  readonly validate: (token: string, request: AuthRequest) => AuthContext | Promise<AuthContext>;
+}): Authenticator {
+  return (request) => options.validate(bearerToken(request), request);
+}
+
+function digest(text: string): Buffer {
+  return createHash("sha256").update(text, "utf8").digest();
+}
+
+/**
+ * Pre-shared bearer tokens, each mapped to its caller. Every configured token is compared in
+ * constant time (over SHA-256 digests, so lengths leak nothing either).
+ */
+export function bearerAuthenticateStatic(options: {
+  readonly tokens: ReadonlyMap<string, AuthContext> | Readonly<Record<string, AuthContext>>;
+}): Authenticator {
+  const entries = (options.tokens instanceof Map ? [...options.tokens.entries()] : Object.entries(options.tokens)) as [
+    string,
+    AuthContext,
+  ][];
+  const table = entries.map(([token, ctx]) => ({ hash: digest(token), ctx }));
+  return (request) => {
+    const presented = digest(bearerToken(request));
+    let found: AuthContext | null = null;
+    for (const { hash, ctx } of table) {
+      if (timingSafeEqual(hash, presented) && found === null) found = ctx;
+    }
+    if (found === null) throw new AuthFailure("invalid_credential", "Unknown bearer token");
+    return found;
+  };
+}
+
+/** Options of `jwtAuthenticate`. */
+export interface JwtAuthenticateOptions {
+  /** Accepted `iss` value(s). */
+  readonly issuer: string | readonly string[];
+  /** Accepted `aud` value(s); a token naming any of them passes. */
+  readonly audience: string | readonly string[];
+  /** JWKS endpoint; keys are cached and refetched when a token names an unknown `kid` (rotation). */
+  readonly jwksUri?: string | URL;
+  /** A fixed key set instead of an endpoint (tests, offline deployments). */
+  readonly jwks?: JSONWebKeySet;
+  /** Any `jose` key resolver instead of the two above. */
+  readonly getKey?: JWTVerifyGetKey;
+  /** Allowed signature algorithms. Default: jose's (any asymmetric the key supports). */
+  readonly algorithms?: readonly string[];
+  /** Claim used as the principal. Default: `sub`. */
+  readonly principalClaim?: string;
+  /** `AuthContext.domain`. Default: `jwt`. */
+  readonly domain?: string;
+  /** Clock skew tolerated on `exp`/`nbf`, in seconds. Default: 0. */
+  readonly clockToleranceSeconds?: number;
+  /** Minimum time between JWKS refetches for unknown keys, in ms. Default: 30000 (jose's). */
+  readonly jwksCooldownMs?: number;
+}
+
+function joseReason(err: unknown): AuthReason {
+  if (err instanceof joseErrors.JWTExpired) return "expired_credential";
+  return "invalid_credential";
+}
+
+/** JWT bearer tokens verified against a JWKS: signature, issuer, audience, expiry. */
+export function jwtAuthenticate(options: JwtAuthenticateOptions): Authenticator {
+  const issuers = typeof options.issuer === "string" ? [options.issuer] : [...options.issuer];
+  const audiences = typeof options.audience === "string" ? [options.audience] : [...options.audience];
+  if (issuers.length === 0) throw new TypeError("jwtAuthenticate: issuer must not be empty");
+  if (audiences.length === 0) throw new TypeError("jwtAuthenticate: audience must not be empty");
+  let getKey: JWTVerifyGetKey;
+  if (options.getKey) getKey = options.getKey;
+  else if (options.jwks) getKey = createLocalJWKSet(options.jwks);
+  else if (options.jwksUri) {
+    getKey = createRemoteJWKSet(new URL(String(options.jwksUri)), {
+      cooldownDuration: options.jwksCooldownMs ?? 30_000,
+    });
+  } else throw new TypeError("jwtAuthenticate needs jwksUri, jwks or getKey");
+  const principalClaim = options.principalClaim ?? "sub";
+  const domain = options.domain ?? "jwt";
+  return async (request) => {
+    const token = bearerToken(request);
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, getKey, {
+        issuer: issuers,
+        audience: audiences,
+        ...(options.algorithms ? { algorithms: [...options.algorithms] } : {}),
+        ...(options.clockToleranceSeconds !== undefined ? { clockTolerance: options.clockToleranceSeconds } : {}),
+      }));
+    } catch (err) {
+      throw new AuthFailure(joseReason(err), `JWT rejected: ${(err as Error).message}`, { cause: err });
+    }
+    const principal = payload[principalClaim];
+    if (typeof principal !== "string" || principal === "") {
+      throw new AuthFailure("invalid_credential", `JWT has no string '${principalClaim}' claim`);
+    }
+    return authenticated(domain, principal, payload);
+  };
+}
+
+/** The `CN` of a distinguished name such as `CN=client,O=Example` (`""` when absent). */
+export function commonName(subject: string): string {
+  for (const part of subject.split(/(?<!\\),/)) {
+    const p = part.trim();
+    if (p.toUpperCase().startsWith("CN=")) return p.slice(3);
+  }
+  return "";
+}
+
+function certClaims(cert: PeerCertificate): Record<string, unknown> {
+  return { fingerprint256: cert.fingerprint256, subject: cert.subject, subjectAltName: cert.subjectAltName };
+}
+
+/** Options of `mtlsAuthenticate`: exactly one of `fingerprints` or `subject`. */
+export type MtlsAuthenticateOptions =
+  | {
+      /** Allowed certificates by SHA-256 fingerprint (hex, colons and case ignored) → principal. */
+      readonly fingerprints: ReadonlyMap<string, string> | Readonly<Record<string, string>>;
+      readonly domain?: string;
+    }
+  | {
+      /**
+       * Accept any certificate the TLS layer verified and take the principal from its subject:
+       * the CN by default, or whatever `principal(cert)` returns (throw to refuse). `allowed`
+       * restricts the accepted principals.
+       */
+      readonly subject: {
+        readonly allowed?: readonly string[];
+        readonly principal?: (cert: PeerCertificate) => string;
+      };
+      readonly domain?: string;
+    };
+
+function normalizeFingerprint(fp: string): string {
+  return fp.replace(/:/g, "").toLowerCase();
+}
+
+/**
+ * Mutual TLS on the connection itself (serve over `node:https` with `requestCert: true`): the
+ * verified client certificate identifies the caller by fingerprint or by subject.
+ */
+export function mtlsAuthenticate(options: MtlsAuthenticateOptions): Authenticator {
+  const domain = options.domain ?? "mtls";
+  if ("fingerprints" in options) {
+    const entries = (
+      options.fingerprints instanceof Map ? [...options.fingerprints.entries()] : Object.entries(options.fingerprints)
+    ) as [string, string][];
+    const table = new Map(entries.map(([fp, principal]) => [normalizeFingerprint(fp), principal]));
+    return (request) => {
+      const cert = request.peerCertificate;
+      if (cert === null) throw new AuthFailure("missing_credential", "No verified client certificate");
+      const principal = table.get(normalizeFingerprint(cert.fingerprint256));
+      if (principal === undefined) throw new AuthFailure("invalid_credential", "Client certificate is not allowed");
+      return authenticated(domain, principal, certClaims(cert));
+    };
+  }
+  const { allowed, principal: pick } = options.subject;
+  return (request) => {
+    const cert = request.peerCertificate;
+    if (cert === null) throw new AuthFailure("missing_credential", "No verified client certificate");
+    const principal = pick ? pick(cert) : commonName(cert.subject);
+    if (!principal) throw new AuthFailure("invalid_credential", "Client certificate subject has no CN");
+    if (allowed !== undefined && !allowed.includes(principal)) {
+      throw new AuthFailure("invalid_credential", `Client certificate subject '${principal}' is not allowed`);
+    }
+    return authenticated(domain, principal, certClaims(cert));
+  };
+}
+
+/** One element of an `x-forwarded-client-cert` header. */
+export interface XfccElement {
+  readonly hash: string | null;
+  readonly cert: string | null;
+  readonly subject: string | null;
+  readonly uri: string | null;
+  readonly dns: readonly string[];
+  readonly by: string | null;
+}
+
+function splitQuoted(text: string, delimiter: string): string[] {
+  const parts: string[] = [];
+  let current = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (ch === "\\" && quoted && i + 1 < text.length) {
+      current += ch + text[i + 1];
+      i++;
+    } else if (ch === '"') {
+      quoted = !quoted;
+      current += ch;
+    } else if (ch === delimiter && !quoted) {
+      parts.push(current);
+      current = "";
+    } else current += ch;
+  }
+  parts.push(current);
+  return parts;
+}
+
+function safeDecode(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/** Parses Envoy's `x-forwarded-client-cert` header into its elements. */
+export function parseXfcc(header: string): XfccElement[] {
+  const out: XfccElement[] = [];
+  for (const raw of splitQuoted(header, ",")) {
+    if (!raw.trim()) continue;
+    const fields = new Map<string, string>();
+    const dns: string[] = [];
+    for (const pair of splitQuoted(raw.trim(), ";")) {
+      const eq = pair.indexOf("=");
+      if (eq < 0) continue;
+      const key = pair.slice(0, eq).trim().toLowerCase();
+      let value = pair.slice(eq + 1).trim();
+      if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) {
+        value = value.slice(1, -1).replace(/\\(.)/g, "$1");
+      }
+      if (key === "cert" || key === "uri" || key === "by") value = safeDecode(value);
+      if (key === "dns") dns.push(value);
+      else fields.set(key, value);
+    }
+    out.push({
+      hash: fields.get("hash") ?? null,
+      cert: fields.get("cert") ?? null,
+      subject: fields.get("subject") ?? null,
+      uri: fields.get("uri") ?? null,
+      dns,
+      by: fields.get("by") ?? null,
+    });
+  }
+  return out;
+}
+
+/**
+ * mTLS terminated by a proxy (Envoy) that forwards the client certificate in
+ * `x-forwarded-client-cert`. The proxy MUST strip client-supplied copies of the header.
+ */
+export function mtlsAuthenticateXfcc(
+  options: {
+    readonly validate?: (element: XfccElement) => AuthContext | Promise<AuthContext>;
+    readonly domain?: string;
+    /** Which element to trust when several are present. Default: `first` (the original client). */
+    readonly selectElement?: "first" | "last";
+  } = {},
+): Authenticator {
+  const domain = options.domain ?? "mtls";
+  return (request) => {
+    const header = request.headers.get("x-forwarded-client-cert");
+    if (!header) throw new AuthFailure("proxy_required", "Missing x-forwarded-client-cert header");
+    const elements = parseXfcc(header);
+    const element = options.selectElement === "last" ? elements[elements.length - 1] : elements[0];
+    if (element === undefined) throw new AuthFailure("invalid_credential", "Empty x-forwarded-client-cert header");
+    if (options.validate) return options.validate(element);
+    const claims: Record<string, unknown> = {};
+    if (element.hash) claims.hash = element.hash;
+    if (element.subject) claims.subject = element.subject;
+    if (element.uri) claims.uri = element.uri;
+    if (element.dns.length > 0) claims.dns = [...element.dns];
+    if (element.by) claims.by = element.by;
+    return authenticated(domain, element.subject ? commonName(element.subject) : "", claims);
+  };
+}
+
+/**
+ * Tries each authenticator in order; the first that accepts wins. A refusal with reason
+ * `insufficient_scope` (identified but forbidden) stops the chain. When all refuse, the 401 names
+ * every reason: `missing_credential` only if every member saw no credential, else the first
+ * substantive reason.
+ */
+export function chainAuthenticate(...authenticators: readonly Authenticator[]): Authenticator {
+  if (authenticators.length === 0) throw new TypeError("chainAuthenticate needs at least one authenticator");
+  return async (request) => {
+    const reasons: AuthReason[] = [];
+    const messages: string[] = [];
+    for (const authenticate of authenticators) {
+      try {
+        return await authenticate(request);
+      } catch (err) {
+        const reason = authReasonOf(err);
+        if (reason === "insufficient_scope") throw err;
+        reasons.push(reason);
+        messages.push((err as Error)?.message || String(err));
+      }
+    }
+    const combined = reasons.every((r) => r === "missing_credential")
+      ? "missing_credential"
+      : (reasons.find((r) => r !== "missing_credential") ?? "unauthorized");
+    throw new AuthFailure(combined, `No authenticator accepted the request (${messages.join("; ")})`);
+  };
+}

@@ -1,0 +1,26 @@
+export {
+  bearerAuthenticate,
+  bearerAuthenticateStatic,
+  bearerToken,
+  chainAuthenticate,
+  commonName,
+  type JwtAuthenticateOptions,
+  jwtAuthenticate,
+  type MtlsAuthenticateOptions,
+  mtlsAuthenticate,
+  mtlsAuthenticateXfcc,
+  parseXfcc,
+  type XfccElement,
+} from "./factories.js";
+export {
+  type AuthContext,
+  type Authenticator,
+  AuthFailure,
+  type AuthReason,
+  type AuthRequest,
+  anonymous,
+  authenticated,
+  authReasonOf,
+  type PeerCertificate,
+  requireAuthenticated,
+} from "./types.js";

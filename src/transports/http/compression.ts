@@ -1,0 +1,125 @@
+/**
+ * HTTP content codings as the reference negotiates them: request bodies may arrive as `gzip` or
+ * `zstd` (decoded with a cap against decompression bombs); responses are encoded with the first
+ * coding the client lists (`X-VGI-Accept-Encoding` before `Accept-Encoding`) that this runtime
+ * can produce: gzip (node:zlib) and zstd (WebAssembly zstd; Node 20's zlib has none).
+ */
+import * as zlib from "node:zlib";
+import { Zstd } from "@hpcc-js/wasm-zstd";
+import { Decompress } from "fzstd";
+
+/** A content coding vgi-rpc speaks. */
+export type Encoding = "zstd" | "gzip";
+
+/** A decoded body went over the cap. */
+export class DecompressionLimitExceeded extends Error {
+  constructor(readonly limit: number) {
+    super(`decompressed body exceeds ${limit} bytes`);
+    this.name = "DecompressionLimitExceeded";
+  }
+}
+
+let zstd: Zstd | null = null;
+let zstdLoading: Promise<Zstd | null> | null = null;
+
+/**
+ * Loads the zstd compressor (zstd compiled to WebAssembly, shipped inside `@hpcc-js/wasm-zstd`)
+ * once per process. Resolves null if it cannot load; responses then go out uncompressed.
+ */
+export function loadZstd(): Promise<Zstd | null> {
+  zstdLoading ??= Zstd.load().then(
+    (z) => {
+      zstd = z;
+      return z;
+    },
+    () => null,
+  );
+  return zstdLoading;
+}
+
+/** Codings this transport produces for responses, in the server's preference order. */
+export function producibleEncodings(): Encoding[] {
+  return ["zstd", "gzip"];
+}
+
+/** Codings accepted on request bodies. */
+export const DECODABLE_ENCODINGS: readonly Encoding[] = ["zstd", "gzip"];
+
+/** Parses an `Accept-Encoding`-style list, keeping order and dropping q-values and unknown tokens. */
+export function parseEncodingList(header: string | null | undefined): ("zstd" | "gzip" | "identity")[] {
+  const out: ("zstd" | "gzip" | "identity")[] = [];
+  for (const raw of (header ?? "").split(",")) {
+    const token = raw.split(";", 1)[0]!.trim().toLowerCase();
+    if ((token === "zstd" || token === "gzip" || token === "identity") && !out.includes(token)) out.push(token);
+  }
+  return out;
+}
+
+/**
+ * Picks the response coding: the first the client lists that `enabled` holds, the VGI header's
+ * list first. Returns null for no overlap or an explicit `identity` before any match; `custom` says
+ * the answer must be stamped on `X-VGI-Content-Encoding` rather than `Content-Encoding`.
+ */
+export function pickResponseEncoding(
+  acceptEncoding: string | null,
+  vgiAcceptEncoding: string | null,
+  enabled: readonly Encoding[],
+): { encoding: Encoding | null; custom: boolean } {
+  const standard = parseEncodingList(acceptEncoding);
+  const custom = parseEncodingList(vgiAcceptEncoding);
+  for (const enc of [...custom, ...standard.filter((e) => !custom.includes(e))]) {
+    if (enc === "identity") return { encoding: null, custom: false };
+    if (enabled.includes(enc)) return { encoding: enc, custom: custom.includes(enc) && !standard.includes(enc) };
+  }
+  return { encoding: null, custom: custom.length > 0 };
+}
+
+/**
+ * Encodes a response body (zstd frames carry their content size, which eager decoders need).
+ * Returns null when the coding is unavailable (zstd failed to load), so the body goes out as is.
+ */
+export async function encodeBody(
+  encoding: Encoding,
+  body: Uint8Array,
+  levels: { readonly gzip?: number; readonly zstd?: number } = {},
+): Promise<Uint8Array | null> {
+  if (encoding === "gzip") return zlib.gzipSync(body, { level: levels.gzip ?? 6 });
+  const z = zstd ?? (await loadZstd());
+  return z === null ? null : z.compress(body, levels.zstd ?? 1);
+}
+
+function gunzipCapped(data: Uint8Array, limit: number | null): Uint8Array {
+  try {
+    return zlib.gunzipSync(data, limit === null ? {} : { maxOutputLength: limit });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
+      throw new DecompressionLimitExceeded(limit ?? 0);
+    throw err;
+  }
+}
+
+function unzstdCapped(data: Uint8Array, limit: number | null): Uint8Array {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  let ended = false;
+  const d = new Decompress((chunk, final) => {
+    total += chunk.byteLength;
+    if (limit !== null && total > limit) throw new DecompressionLimitExceeded(limit);
+    chunks.push(chunk);
+    if (final) ended = true;
+  });
+  d.push(data, true);
+  if (!ended && total === 0) throw new Error("zstd frame is incomplete");
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/** Decodes a request body; `limit` caps the decoded size (null: uncapped). */
+export function decodeBody(encoding: Encoding, data: Uint8Array, limit: number | null): Uint8Array {
+  return encoding === "gzip" ? gunzipCapped(data, limit) : unzstdCapped(data, limit);
+}

@@ -1,0 +1,158 @@
+/**
+ * Sealed, expiring state tokens for stateless stream continuation (HTTP). Pure: no I/O, no clock
+ * or randomness beyond what the caller passes in (defaults: `Date.now()` and WebCrypto).
+ *
+ * Layout of a sealed token (bytes):
+ *
+ *   [0]      version (1)
+ *   [1..25)  XChaCha20-Poly1305 nonce (24 bytes)
+ *   [25..)   ciphertext || 16-byte Poly1305 tag
+ *
+ * The plaintext is: kind (1 byte), issued-at (u64 big-endian, seconds since the epoch), then
+ * the fields, each a u32 big-endian length followed by its bytes. The additional authenticated
+ * data binds the token to whatever the caller chooses (protocol, method, caller identity), so a
+ * token replayed against another method or by another principal fails to open.
+ */
+import { xchacha20poly1305 } from "@noble/ciphers/chacha";
+
+/** The token layout version this module writes and reads. */
+export const STATE_TOKEN_VERSION = 1;
+/** Bytes of key material the AEAD takes. */
+export const STATE_TOKEN_KEY_BYTES = 32;
+const NONCE_BYTES = 24;
+const TAG_BYTES = 16;
+const HEADER_BYTES = 1 + NONCE_BYTES;
+
+/** What a token carries: `cursor` (per-turn state) or `call` (fixed for the stream's life). */
+export type StateTokenKind = "cursor" | "call";
+
+const KIND_BYTE: Record<StateTokenKind, number> = { cursor: 1, call: 2 };
+
+/** Why a token did not open. */
+export type StateTokenFailure = "malformed" | "forged" | "expired" | "wrong_kind";
+
+/** A token that cannot be used; `reason` says why. */
+export class StateTokenError extends Error {
+  constructor(
+    readonly reason: StateTokenFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = "StateTokenError";
+  }
+}
+
+export interface SealOptions {
+  /** 32-byte AEAD key. */
+  readonly key: Uint8Array;
+  /** Additional authenticated data the opener must present identically. */
+  readonly aad: Uint8Array;
+  /** Issue time in seconds since the epoch. Default: now. */
+  readonly now?: number;
+  /** 24-byte nonce. Default: random (WebCrypto). Only tests should pass one. */
+  readonly nonce?: Uint8Array;
+}
+
+export interface OpenOptions {
+  readonly key: Uint8Array;
+  readonly aad: Uint8Array;
+  /** Lifetime in seconds; a token issued longer ago than this is expired. 0 disables expiry. */
+  readonly ttlSeconds: number;
+  /** Current time in seconds since the epoch. Default: now. */
+  readonly now?: number;
+}
+
+function checkKey(key: Uint8Array): void {
+  if (key.byteLength !== STATE_TOKEN_KEY_BYTES) {
+    throw new TypeError(`state token key must be ${STATE_TOKEN_KEY_BYTES} bytes, got ${key.byteLength}`);
+  }
+}
+
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+/** Seals `fields` into a token of `kind`. */
+export function sealStateToken(kind: StateTokenKind, fields: readonly Uint8Array[], opts: SealOptions): Uint8Array {
+  checkKey(opts.key);
+  const nonce = opts.nonce ?? globalThis.crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+  if (nonce.byteLength !== NONCE_BYTES) throw new TypeError(`nonce must be ${NONCE_BYTES} bytes`);
+  let size = 1 + 8;
+  for (const f of fields) size += 4 + f.byteLength;
+  const plain = new Uint8Array(size);
+  const view = new DataView(plain.buffer);
+  plain[0] = KIND_BYTE[kind];
+  view.setBigUint64(1, BigInt(Math.floor(opts.now ?? nowSeconds())), false);
+  let at = 9;
+  for (const f of fields) {
+    view.setUint32(at, f.byteLength, false);
+    plain.set(f, at + 4);
+    at += 4 + f.byteLength;
+  }
+  const sealed = xchacha20poly1305(opts.key, nonce, opts.aad).encrypt(plain);
+  const out = new Uint8Array(HEADER_BYTES + sealed.byteLength);
+  out[0] = STATE_TOKEN_VERSION;
+  out.set(nonce, 1);
+  out.set(sealed, HEADER_BYTES);
+  return out;
+}
+
+/** Opens a token of `kind`, returning its fields; throws `StateTokenError` when it cannot be used. */
+export function openStateToken(kind: StateTokenKind, token: Uint8Array, opts: OpenOptions): Uint8Array[] {
+  checkKey(opts.key);
+  if (token.byteLength < HEADER_BYTES + TAG_BYTES + 9) {
+    throw new StateTokenError("malformed", `state token is too short (${token.byteLength} bytes)`);
+  }
+  if (token[0] !== STATE_TOKEN_VERSION) {
+    throw new StateTokenError("malformed", `unsupported state token version ${token[0]}`);
+  }
+  const nonce = token.subarray(1, HEADER_BYTES);
+  let plain: Uint8Array;
+  try {
+    plain = xchacha20poly1305(opts.key, nonce, opts.aad).decrypt(token.subarray(HEADER_BYTES));
+  } catch {
+    throw new StateTokenError(
+      "forged",
+      "state token failed authentication (tampered, issued by a server with another key, or for another caller or method)",
+    );
+  }
+  if (plain[0] !== KIND_BYTE[kind]) {
+    throw new StateTokenError("wrong_kind", `state token is not a ${kind} token`);
+  }
+  const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+  const issuedAt = Number(view.getBigUint64(1, false));
+  const now = opts.now ?? nowSeconds();
+  if (opts.ttlSeconds > 0 && now - issuedAt > opts.ttlSeconds) {
+    throw new StateTokenError("expired", `state token expired ${now - issuedAt - opts.ttlSeconds} s ago`);
+  }
+  const fields: Uint8Array[] = [];
+  let at = 9;
+  while (at < plain.byteLength) {
+    if (at + 4 > plain.byteLength) throw new StateTokenError("malformed", "state token field header is truncated");
+    const len = view.getUint32(at, false);
+    if (at + 4 + len > plain.byteLength) throw new StateTokenError("malformed", "state token field is truncated");
+    fields.push(plain.subarray(at + 4, at + 4 + len));
+    at += 4 + len;
+  }
+  return fields;
+}
+
+/** Standard base64 (how tokens travel in `#b64` metadata values). */
+export function tokenToBase64(token: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < token.byteLength; i++) s += String.fromCharCode(token[i]!);
+  return btoa(s);
+}
+
+/** Decodes a `#b64` metadata value; throws `StateTokenError("malformed")` for non-base64 text. */
+export function tokenFromBase64(text: string): Uint8Array {
+  let bin: string;
+  try {
+    bin = atob(text.trim());
+  } catch {
+    throw new StateTokenError("malformed", "state token is not valid base64");
+  }
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}

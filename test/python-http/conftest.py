@@ -1,0 +1,178 @@
+"""Fixtures pointing the reference's pytest conformance suite at quiver's HTTP worker.
+
+The suite is ``vgi_rpc.conformance._pytest_suite`` (vgi-rpc 0.52.2), re-exported
+by ``test_conformance.py``.  Here ``conformance_conn`` has one parametrisation,
+``http``, and the HTTP fixtures the suite names are quiver workers started with
+the matching flags:
+
+``conformance_http_port``               ``--http``
+``conformance_http_auth_port``          ``--http --auth reject``
+``conformance_http_auth_reason_port``   ``--http --auth reason``
+``conformance_http_strict_cap_port``    ``--http --max-response-bytes 65536``
+``conformance_http_cold_call_cache_port`` ``--http`` (quiver keeps no call cache: every turn is cold)
+``conformance_http_no_compression_port`` ``--http --no-compression``
+``conformance_http_access_log``         ``--http --access-log PATH`` -> ``(port, path)``
+``conformance_http_small_request_cap_port`` ``--http --max-request-bytes 4096``
+``conformance_describe`` / ``conformance_protocol_connector``  the default worker, over HTTP
+
+Fixtures for features quiver does not serve (external storage, CORS, sticky
+sessions) skip, naming the reason.  Raw byte-stream connections do not exist
+over HTTP; the pipe/unix/tcp harness in ``test/python`` covers them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vgi_rpc.conformance import ConformanceService
+from vgi_rpc.http import http_connect
+from vgi_rpc.log import Message
+
+ROOT = Path(__file__).resolve().parents[2]
+ConnFactory = Callable[..., contextlib.AbstractContextManager[Any]]
+
+
+def _worker_cmd() -> list[str]:
+    override = os.environ.get("QUIVER_CONFORMANCE_CMD")
+    if override:
+        return shlex.split(override)
+    return ["node", "--import", "tsx", str(ROOT / "src" / "bin" / "quiver-conformance.ts")]
+
+
+@contextlib.contextmanager
+def _http_worker(*flags: str) -> Iterator[int]:
+    """Start ``quiver-conformance --http FLAGS``, wait for ``PORT:<n>``, stop it afterwards."""
+    proc = subprocess.Popen(
+        [*_worker_cmd(), "--http", *flags],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=None,
+        text=True,
+    )
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline() if proc.stdout else ""), daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    try:
+        if not line or not line[0].startswith("PORT:"):
+            raise RuntimeError(f"HTTP worker {flags} did not print PORT:<n> (got {line!r})")
+        yield int(line[0][len("PORT:") :].strip())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_port() -> Iterator[int]:
+    with _http_worker() as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_auth_port() -> Iterator[int]:
+    with _http_worker("--auth", "reject") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_auth_reason_port() -> Iterator[int]:
+    with _http_worker("--auth", "reason") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_strict_cap_port() -> Iterator[int]:
+    with _http_worker("--max-response-bytes", "65536") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_cold_call_cache_port(conformance_http_port: int) -> int:
+    return conformance_http_port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_no_compression_port() -> Iterator[int]:
+    with _http_worker("--no-compression") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_access_log() -> Iterator[tuple[int, Path]]:
+    with tempfile.TemporaryDirectory(prefix="quiver-http-log-") as tmp:
+        path = Path(tmp) / "access.jsonl"
+        with _http_worker("--access-log", str(path)) as port:
+            yield port, path
+
+
+def _unsupported(what: str) -> Any:
+    @pytest.fixture(scope="session")
+    def fixture() -> int:
+        pytest.skip(f"quiver's HTTP worker has no {what}")
+
+    return fixture
+
+
+conformance_http_externalized_cap_port = _unsupported("external storage (externalized-response cap)")
+conformance_http_with_storage_port = _unsupported("external storage")
+conformance_http_with_zstd_storage_port = _unsupported("external storage")
+conformance_fake_storage = _unsupported("fake storage backend")
+conformance_http_cors_port = _unsupported("CORS configuration")
+conformance_http_sticky_auth_port = _unsupported("sticky sessions")
+conformance_http_sticky_short_ttl_port = _unsupported("sticky sessions")
+conformance_http_sticky_peer_ports = _unsupported("sticky sessions")
+
+
+@pytest.fixture(params=["http"])
+def conformance_conn(request: pytest.FixtureRequest, conformance_http_port: int) -> ConnFactory:
+    """``conformance_conn(on_log=None)`` -> a ConformanceService proxy over HTTP."""
+
+    def factory(on_log: Callable[[Message], None] | None = None) -> contextlib.AbstractContextManager[Any]:
+        return http_connect(ConformanceService, f"http://127.0.0.1:{conformance_http_port}", on_log=on_log)
+
+    return factory
+
+
+@pytest.fixture
+def conformance_raw_conn() -> Any:
+    pytest.skip("raw byte-stream connections are covered by test/python (pipe, unix, tcp)")
+
+
+@pytest.fixture(params=["http"])
+def conformance_describe(conformance_http_port: int) -> Any:
+    """A ``ServiceDescription`` read over HTTP via ``vgi_rpc.Reflection.v1``."""
+    from vgi_rpc.http import http_introspect
+
+    return http_introspect(f"http://127.0.0.1:{conformance_http_port}")
+
+
+@pytest.fixture
+def conformance_protocol_connector(conformance_http_port: int) -> Callable[..., contextlib.AbstractContextManager[Any]]:
+    """``connect(transport, protocol, on_log=None)``: any hosted protocol on the same HTTP worker."""
+
+    def connect(transport: str, protocol: type, on_log: Any = None) -> contextlib.AbstractContextManager[Any]:
+        assert transport == "http", f"this harness serves only http, not {transport!r}"
+        return http_connect(protocol, f"http://127.0.0.1:{conformance_http_port}", on_log=on_log)
+
+    return connect
+
+
+@pytest.fixture(scope="session")
+def conformance_http_small_request_cap_port() -> Iterator[int]:
+    with _http_worker("--max-request-bytes", "4096") as port:
+        yield port
+
