@@ -196,4 +196,42 @@ step("vgi-rpc pytest conformance suite (pipe, unix, tcp)");
     ok = false;
   }
 }
+// The reference's pytest suite over HTTP (test/python-http starts its own workers, each with the
+// flags its fixture groups need; groups for features we do not serve skip by the suite's rules).
+step("vgi-rpc pytest conformance suite (http)");
+{
+  const r = run(
+    python,
+    [
+      "-m",
+      "pytest",
+      "test/python-http",
+      "--rootdir",
+      "test/python-http",
+      "-p",
+      "no:cacheprovider",
+      "--timeout=60",
+      "-q",
+    ],
+    {
+      capture: true,
+      maxBuffer: 64 * 1024 * 1024,
+      env: {
+        ...process.env,
+        PYTHONDONTWRITEBYTECODE: "1",
+        QUIVER_CONFORMANCE_CMD: `${process.execPath} ${join(root, "dist/bin/quiver-conformance.js")}`,
+      },
+    },
+  );
+  const out = r.stdout ?? "";
+  process.stdout.write(out.split("\n").slice(-15).join("\n"));
+  const last = out.split("\n").filter(Boolean).at(-1) ?? "";
+  const count = (word) => Number((new RegExp(`(\\d+) ${word}`).exec(last) ?? [])[1] ?? 0);
+  const [passed, failed, skipped] = [count("passed"), count("failed") + count("error"), count("skipped")];
+  process.stdout.write(`\nconformance pytest (http): ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+  totals.passed += passed;
+  totals.failed += failed;
+  totals.skipped += skipped;
+  if (r.status !== 0 || passed === 0) ok = false;
+}
 finish(ok);
