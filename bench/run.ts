@@ -177,7 +177,7 @@ async function stdioProducer(batches: number, rows: number): Promise<{ bytesPerS
 async function rawPipeBandwidth(totalBytes: number): Promise<number> {
   const child = spawn(
     process.execPath,
-    ["-e", "let n=0;process.stdin.on('data',(d)=>{n+=d.length;if(n>=" + totalBytes + ")process.stdout.write('x')})"],
+    ["-e", `let n=0;process.stdin.on('data',(d)=>{n+=d.length;if(n>=${totalBytes})process.stdout.write('x')})`],
     {
       stdio: ["pipe", "pipe", "inherit"],
     },
