@@ -1,4 +1,19 @@
 /** quiver: vgi-rpc for Node.js. Transports are subpath exports (`quiver-rpc/stdio`, `quiver-rpc/socket`). */
+
+export {
+  type CallChannel,
+  type CallOptions,
+  type ClientOptions,
+  type ClientTransport,
+  ExchangeSession,
+  ProducerStream,
+  type ProtocolClient,
+  proxy,
+  RpcClient,
+  type ServiceDescription,
+  type StreamChannel,
+  type StreamOptions,
+} from "./client/index.js";
 export {
   ERROR_CODES,
   type ErrorCode,

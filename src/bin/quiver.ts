@@ -11,20 +11,7 @@
  * Output: JSON lines (default when stdout is not a terminal), pretty JSON on a terminal, or a
  * column-aligned table with `--format table`. Errors go to stderr as `{"error": {...}}`, exit 1.
  */
-import {
-  Bool,
-  type DataType,
-  Field,
-  Float64,
-  Int64,
-  List,
-  Null,
-  type RecordBatch,
-  Schema,
-  Struct,
-  Type,
-  Utf8,
-} from "apache-arrow";
+import { Bool, type DataType, Field, Float64, Int64, List, Null, Schema, Struct, Type, Utf8 } from "apache-arrow";
 import type { RpcClient } from "../client/client.js";
 import type { MethodDescription, ServiceDescription } from "../client/describe.js";
 import { batchFromJsonRows, jsonReady, plainRows, schemaText } from "../client/values.js";
@@ -313,15 +300,6 @@ async function readStdin(cfg: Config, mustWait: boolean): Promise<string | null>
   return text.trim() === "" ? null : text;
 }
 
-/**
- * One JSON line as a one-row batch. The first line's types are inferred as pyarrow's
- * `from_pydict` infers them; later lines are coerced to that schema (one IPC stream, one schema).
- */
-function inputBatch(line: string, schema: Schema | null): RecordBatch {
-  const obj = JSON.parse(line) as Record<string, unknown>;
-  return batchFromJsonRows(schema ?? inferSchema(obj), [obj]);
-}
-
 function inferType(v: unknown): DataType {
   if (typeof v === "boolean") return new Bool();
   if (typeof v === "number") return Number.isInteger(v) ? new Int64() : new Float64();
@@ -336,8 +314,23 @@ function inferType(v: unknown): DataType {
   return new Null();
 }
 
-function inferSchema(obj: Record<string, unknown>): Schema {
-  return new Schema(Object.entries(obj).map(([k, v]) => new Field(k, inferType(v), true)));
+/**
+ * The input schema for JSON rows, inferred as pyarrow's `from_pydict` infers a column, over every
+ * row (one IPC stream carries one schema): a column of integers and floats is double.
+ */
+function inferSchema(rows: readonly Record<string, unknown>[]): Schema {
+  const names: string[] = [];
+  for (const r of rows) for (const k of Object.keys(r)) if (!names.includes(k)) names.push(k);
+  return new Schema(
+    names.map((k) => {
+      const values = rows.map((r) => r[k]).filter((v) => v !== null && v !== undefined);
+      if (values.length > 0 && values.every((v) => typeof v === "number")) {
+        const type = values.every((v) => Number.isInteger(v)) ? new Int64() : new Float64();
+        return new Field(k, type, true);
+      }
+      return new Field(k, values.length === 0 ? new Null() : inferType(values[0]), true);
+    }),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -397,12 +390,13 @@ async function callCmd(cfg: Config, client: RpcClient, method: string, args: rea
       }
       if (cfg.format === "table" && table.length > 0) process.stdout.write(`${formatTable(table)}\n`);
     } else {
-      let schema: Schema | null = null;
-      for (const line of input.split("\n")) {
-        if (line.trim() === "") continue;
-        const batch = inputBatch(line, schema);
-        schema = batch.schema;
-        const out = await stream.send(batch);
+      const rows = input
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const schema = inferSchema(rows);
+      for (const row of rows) {
+        const out = await stream.send(batchFromJsonRows(schema, [row]));
         if (out === null) break;
         for (const r of plainRows(out)) printJson(cfg, r);
       }

@@ -1,1 +1,2 @@
+export { connectTcp, connectUnix, type SocketClientOptions, socketTransport } from "./client.js";
 export { listenSocket, type SocketServeOptions, type SocketServer } from "./server.js";

@@ -1,2 +1,9 @@
+export {
+  connectSubprocess,
+  pipeConnect,
+  pipeTransport,
+  type SubprocessClient,
+  type SubprocessOptions,
+} from "./client.js";
 export { type StdioServeOptions, serveStdio } from "./server.js";
 export { MAX_WRITE_BYTES, type Sink, writableSink } from "./sink.js";

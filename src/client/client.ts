@@ -1,0 +1,516 @@
+/**
+ * `RpcClient`: the caller's side of vgi-rpc over a session transport (a duplex byte stream:
+ * pipe, subprocess, Unix or TCP socket, in-memory pipe).
+ *
+ * Every call is one request IPC stream; the answer is one IPC stream (unary) or, for streams, an
+ * optional header stream and then lockstep input/output streams. One call runs at a time per
+ * connection; concurrent calls queue. A stream holds the connection until it ends (finished,
+ * closed or cancelled).
+ *
+ * Two layers: the batch layer (`unaryBatch`, `openStream`) works from Arrow schemas alone (the
+ * CLI uses it after `describe`); the typed layer (`call`, `stream`, `exchange`, and `proxy()` in
+ * `typed.ts`) works from the same method declarations the server binds. A stateless transport
+ * (HTTP) would implement the batch layer's `CallTarget`-level operations (`unaryBatch`,
+ * `openStream`) itself; the typed layer only depends on those two.
+ */
+import type { RecordBatch, Schema } from "apache-arrow";
+import { compareFields } from "apache-arrow/visitor/typecomparator";
+import { frameworkError, RpcError } from "../errors.js";
+import type { ProtocolDecl } from "../protocol/methods.js";
+import { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
+import { type FrameResult, MessageFramer } from "../wire/framer.js";
+import { encodeStream, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
+import {
+  CANCEL_KEY,
+  METHOD_KEY,
+  PROTOCOL_KEY,
+  PROTOCOL_VERSION_KEY,
+  REQUEST_VERSION,
+  REQUEST_VERSION_KEY,
+} from "../wire/keys.js";
+import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../wire/messages.js";
+import { describeProtocol, listProtocols, type ProtocolListing, type ServiceDescription } from "./describe.js";
+import type { CallChannel, CallTarget, ClientTransport, RequestMetadata, StreamChannel } from "./transport.js";
+
+export type { CallTarget, RequestMetadata } from "./transport.js";
+
+import {
+  type CallOptions,
+  type ClientMethod,
+  callUnary,
+  type MethodsOfKind,
+  openExchange,
+  openProducer,
+  type StreamOptions,
+} from "./typed.js";
+
+/** Default bound on any single wait for the server (a response message, or write backpressure). */
+export const DEFAULT_TIMEOUT_MS = 120_000;
+
+export interface ClientOptions {
+  /** Receives every non-error log record the server sends for a call. */
+  readonly onLog?: (record: LogRecord) => void;
+  /**
+   * Longest wait, in milliseconds, for any one message from the server (or for a write to be
+   * accepted). On expiry the connection is closed and the call fails with a `transport_error`.
+   * Default: 120 000. `0` or `Infinity` disables it (a dead peer still fails at once on EOF).
+   */
+  readonly timeoutMs?: number;
+  /** Largest IPC message accepted from the server, in bytes. Default: 4 GiB. */
+  readonly maxMessageBytes?: number;
+}
+
+/** The metadata of a request batch, exactly the keys the reference client writes. */
+export function requestMetadata(target: CallTarget, extra?: RequestMetadata): Map<string, string> {
+  const md = new Map<string, string>(extra ?? []);
+  md.set(METHOD_KEY, target.method);
+  md.set(REQUEST_VERSION_KEY, REQUEST_VERSION);
+  md.set(PROTOCOL_KEY, target.protocol);
+  if (target.protocolVersion) md.set(PROTOCOL_VERSION_KEY, target.protocolVersion);
+  else md.delete(PROTOCOL_VERSION_KEY);
+  return md;
+}
+
+/** The request batch: one row of parameters (zero rows and no columns for a parameterless call). */
+export function requestBatch(params: RecordBatch, target: CallTarget, extra?: RequestMetadata): RecordBatch {
+  return batchFromData(params.schema, params.data.children, params.numRows, requestMetadata(target, extra));
+}
+
+/** One IPC stream being read off the connection. */
+class StreamReader {
+  private readonly decoder = new IpcStreamDecoder();
+  private ended = false;
+
+  constructor(private readonly client: RpcClient) {}
+
+  get schema(): Schema | null {
+    return this.decoder.schema;
+  }
+
+  get done(): boolean {
+    return this.ended;
+  }
+
+  /** The next batch of this stream, or null at its EOS. */
+  async next(): Promise<RecordBatch | null> {
+    while (!this.ended) {
+      const f = await this.client.readFrame();
+      if (f === "eos") {
+        this.ended = true;
+        return null;
+      }
+      if (f === "end") {
+        throw this.client.fail(frameworkError("transport_error", "the server closed the connection mid-call"));
+      }
+      let r: ReturnType<IpcStreamDecoder["accept"]>;
+      try {
+        r = this.decoder.accept(f);
+      } catch (err) {
+        throw this.client.fail(RpcError.from(err));
+      }
+      if (r !== null && "numRows" in r) return r;
+    }
+    return null;
+  }
+
+  /**
+   * The next data batch: log batches go to `onLog`, an EXCEPTION batch is thrown as `RpcError`
+   * (after the stream is drained to its EOS, so the connection stays in sync).
+   */
+  async nextData(onLog: ((r: LogRecord) => void) | undefined): Promise<RecordBatch | null> {
+    for (;;) {
+      const b = await this.next();
+      if (b === null) return null;
+      const kind = classifyBatch(b);
+      if (kind === "log") {
+        if (onLog) {
+          try {
+            onLog(readLogRecord(b.metadata));
+          } catch {
+            // A throwing log callback must not desync the connection.
+          }
+        }
+        continue;
+      }
+      if (kind === "error") {
+        const err = errorFromMetadata(b.metadata);
+        await this.drain();
+        throw err;
+      }
+      if (kind === "external_pointer" || kind === "shm_pointer") {
+        await this.drain();
+        throw frameworkError(
+          "protocol_error",
+          `the server sent a ${kind === "shm_pointer" ? "shared-memory" : "external-location"} pointer batch, which this client does not resolve`,
+        );
+      }
+      return b;
+    }
+  }
+
+  /** Reads to EOS, discarding what is left. */
+  async drain(): Promise<void> {
+    while ((await this.next()) !== null) {
+      /* discard */
+    }
+  }
+}
+
+/** A task in the connection's queue: runs when every earlier call has released it. */
+type Release = () => void;
+
+/** A stream call on a session transport, at the batch level. */
+export class RawStream implements StreamChannel {
+  private encoder: IpcStreamEncoder | null = null;
+  private reader: StreamReader | null = null;
+  private state: "open" | "finished" | "closed" = "open";
+  private ops: Promise<unknown> = Promise.resolve();
+
+  /** @internal */
+  constructor(
+    private readonly client: RpcClient,
+    /** The header batch, when the method declares one. */
+    readonly header: RecordBatch | null,
+    private readonly release: Release,
+    private readonly onLog: ((r: LogRecord) => void) | undefined,
+  ) {}
+
+  /** True once the stream has ended (server finished, or closed/cancelled by the client). */
+  get ended(): boolean {
+    return this.state !== "open";
+  }
+
+  /** True when the server finished the stream (producer end) rather than the client closing it. */
+  get finished(): boolean {
+    return this.state === "finished";
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.ops.then(fn, fn);
+    this.ops = run.catch(() => {});
+    return run;
+  }
+
+  private end(state: "finished" | "closed"): void {
+    if (this.state !== "open") return;
+    this.state = state;
+    this.release();
+  }
+
+  /**
+   * Sends one input batch (producers: a zero-row tick on the empty schema) and returns the
+   * server's answer, or null when the server ended the stream. A server error ends the stream
+   * (the input stream is closed) and is thrown as `RpcError`.
+   */
+  send(batch: RecordBatch): Promise<RecordBatch | null> {
+    return this.serial(async () => {
+      if (this.state !== "open") throw frameworkError("protocol_error", "Stream has been closed or cancelled");
+      try {
+        if (this.encoder === null) this.encoder = new IpcStreamEncoder(batch.schema);
+        else if (!sameFields(this.encoder.schema, batch.schema)) {
+          throw new TypeError(
+            "an input batch's schema differs from the schema of the stream's first input batch (one IPC stream carries one schema)",
+          );
+        }
+        await this.client.writeChunks(this.encoder.batch(batch));
+        this.reader ??= new StreamReader(this.client);
+        const out = await this.reader.nextData(this.onLog);
+        if (out === null) {
+          // Server finished: complete our input stream so the next request starts clean.
+          await this.client.writeChunks(this.encoder.end());
+          this.end("finished");
+        }
+        return out;
+      } catch (err) {
+        if (this.client.isBroken) this.end("closed");
+        else if (err instanceof RpcError) await this.closeNow();
+        throw err;
+      }
+    });
+  }
+
+  /** A producer tick: a zero-row batch on the empty schema, optionally carrying metadata. */
+  tick(metadata?: ReadonlyMap<string, string>): Promise<RecordBatch | null> {
+    return this.send(emptyBatch(EMPTY_SCHEMA, metadata));
+  }
+
+  private async closeNow(): Promise<void> {
+    if (this.state !== "open") return;
+    try {
+      if (this.encoder === null) await this.client.writeChunks(encodeStream(EMPTY_SCHEMA, []));
+      else await this.client.writeChunks(this.encoder.end());
+      await this.drainOutput();
+    } finally {
+      this.end("closed");
+    }
+  }
+
+  private async drainOutput(): Promise<void> {
+    this.reader ??= new StreamReader(this.client);
+    for (let i = 0; i < 10_000 && !this.reader.done; i++) {
+      try {
+        if ((await this.reader.nextData(this.onLog)) === null) return;
+      } catch (err) {
+        if (this.client.isBroken) throw err;
+        // A server error while draining: the stream is over either way.
+      }
+    }
+  }
+
+  /** Ends the input stream (EOS) and drains what the server still sends. Idempotent. */
+  close(): Promise<void> {
+    return this.serial(() => this.closeNow());
+  }
+
+  /**
+   * Cancels the stream with the protocol's cancel batch (a zero-row batch carrying
+   * `vgi_rpc.cancel`), then drains the output. Idempotent; transport errors are swallowed.
+   */
+  cancel(): Promise<void> {
+    return this.serial(async () => {
+      if (this.state !== "open") return;
+      const md = new Map([[CANCEL_KEY, "1"]]);
+      try {
+        if (this.encoder === null) {
+          await this.client.writeChunks(encodeStream(EMPTY_SCHEMA, [emptyBatch(EMPTY_SCHEMA, md)]));
+        } else {
+          const enc = this.encoder;
+          await this.client.writeChunks([...enc.batch(emptyBatch(enc.schema, md)), ...enc.end()]);
+        }
+        await this.drainOutput();
+      } catch {
+        // Best effort, as the reference.
+      } finally {
+        this.end("closed");
+      }
+    });
+  }
+}
+
+/** A client over one session transport. */
+export class RpcClient implements CallChannel {
+  private readonly framer: MessageFramer;
+  private readonly timeoutMs: number;
+  private queue: Promise<void> = Promise.resolve();
+  private broken: RpcError | null = null;
+  private closed = false;
+  /** Rejects once the connection fails or closes, so queued calls do not wait forever. */
+  private readonly dead: Promise<never>;
+  private kill!: (err: RpcError) => void;
+  readonly onLog: ((record: LogRecord) => void) | undefined;
+
+  constructor(
+    readonly transport: ClientTransport,
+    opts: ClientOptions = {},
+  ) {
+    this.onLog = opts.onLog;
+    this.dead = new Promise<never>((_, reject) => {
+      this.kill = reject;
+    });
+    this.dead.catch(() => {});
+    const t = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.timeoutMs = t > 0 && Number.isFinite(t) ? t : 0;
+    this.framer = new MessageFramer(
+      transport.input[Symbol.asyncIterator](),
+      opts.maxMessageBytes === undefined ? {} : { maxMessageBytes: opts.maxMessageBytes },
+    );
+  }
+
+  /** True after a transport failure: every later call fails with that `transport_error`. */
+  get isBroken(): boolean {
+    return this.broken !== null;
+  }
+
+  /** @internal Marks the connection unusable and closes the transport; returns the error. */
+  fail(err: RpcError): RpcError {
+    if (this.broken === null) {
+      this.broken =
+        err.kind === "transport_error"
+          ? err
+          : frameworkError("transport_error", `connection lost: ${err.message}`, { cause: err });
+      this.kill(this.broken);
+      void Promise.resolve()
+        .then(() => this.transport.close())
+        .catch(() => {});
+    }
+    return this.broken;
+  }
+
+  private withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
+    if (this.timeoutMs === 0) return p;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(frameworkError("transport_error", `no ${what} from the server within ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /** @internal Reads one frame (bounded by the timeout). */
+  async readFrame(): Promise<FrameResult> {
+    if (this.broken) throw this.broken;
+    try {
+      return await this.withTimeout(this.framer.next(), "response");
+    } catch (err) {
+      throw this.fail(RpcError.from(err).kind === "" ? wrapTransport(err) : RpcError.from(err));
+    }
+  }
+
+  /** @internal Writes chunks (bounded by the timeout). */
+  async writeChunks(chunks: readonly Uint8Array[]): Promise<void> {
+    if (this.broken) throw this.broken;
+    try {
+      await this.withTimeout(this.transport.write(chunks), "write progress");
+    } catch (err) {
+      throw this.fail(wrapTransport(err));
+    }
+  }
+
+  /** Waits for the connection (calls run one at a time); resolves to the release function. */
+  private acquire(): Promise<Release> {
+    if (this.closed) return Promise.reject(frameworkError("transport_error", "the client is closed"));
+    let release!: Release;
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const turn = this.queue.then(() => {
+      let released = false;
+      return () => {
+        if (!released) {
+          released = true;
+          release();
+        }
+      };
+    });
+    this.queue = this.queue.then(() => mine);
+    // A call queued behind a stream the caller never ends must still fail when the connection does.
+    return Promise.race([turn, this.dead]).catch((err: unknown) => {
+      void turn.then((release) => release());
+      throw err;
+    });
+  }
+
+  /** Unary call at the batch level: sends `params` (one row) and returns the result batch. */
+  async unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
+    const release = await this.acquire();
+    try {
+      if (this.broken) throw this.broken;
+      await this.writeChunks(encodeStream(params.schema, [requestBatch(params, target, extra)]));
+      const reader = new StreamReader(this);
+      const batch = await reader.nextData(this.onLog);
+      if (batch === null) {
+        throw frameworkError(
+          "protocol_error",
+          `${target.method}() response stream ended without a result batch. The server must write a result or error batch for every unary call.`,
+          { type: "ProtocolError" },
+        );
+      }
+      await reader.drain();
+      return batch;
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Opens a stream call at the batch level. When `hasHeader`, the header stream is read first
+   * (an init error surfaces here). The returned stream holds the connection until it ends.
+   */
+  async openStream(
+    target: CallTarget,
+    params: RecordBatch,
+    opts: { readonly hasHeader: boolean; readonly extra?: RequestMetadata },
+  ): Promise<RawStream> {
+    const release = await this.acquire();
+    try {
+      if (this.broken) throw this.broken;
+      await this.writeChunks(encodeStream(params.schema, [requestBatch(params, target, opts.extra)]));
+      let header: RecordBatch | null = null;
+      if (opts.hasHeader) {
+        const reader = new StreamReader(this);
+        try {
+          header = await reader.nextData(this.onLog);
+        } catch (err) {
+          // Complete the failed call's input-stream boundary, as the reference client does.
+          if (!this.broken) await this.writeChunks(encodeStream(EMPTY_SCHEMA, [])).catch(() => {});
+          throw err;
+        }
+        if (header === null) {
+          throw this.fail(
+            frameworkError("protocol_error", "Stream header IPC stream ended without a data batch.", {
+              type: "ProtocolError",
+            }),
+          );
+        }
+        await reader.drain();
+      }
+      return new RawStream(this, header, release, this.onLog);
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  /** Calls a unary method of a declared protocol: `client.call(Calc, "add", { a: 1, b: 2 })`. */
+  call<P extends ProtocolDecl, K extends MethodsOfKind<P, "unary">>(
+    protocol: P,
+    method: K,
+    ...args: Parameters<ClientMethod<P["methods"][K]>>
+  ): ReturnType<ClientMethod<P["methods"][K]>> {
+    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, CallOptions | undefined];
+    return callUnary(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
+  }
+
+  /** Opens a producer stream: iterate its rows; `header` when declared; `signal` cancels. */
+  stream<P extends ProtocolDecl, K extends MethodsOfKind<P, "producer">>(
+    protocol: P,
+    method: K,
+    ...args: Parameters<ClientMethod<P["methods"][K]>>
+  ): ReturnType<ClientMethod<P["methods"][K]>> {
+    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, StreamOptions | undefined];
+    return openProducer(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
+  }
+
+  /** Opens an exchange session: `exchange(rows)` per turn, then `close()` (or `cancel()`). */
+  exchange<P extends ProtocolDecl, K extends MethodsOfKind<P, "exchange">>(
+    protocol: P,
+    method: K,
+    ...args: Parameters<ClientMethod<P["methods"][K]>>
+  ): ReturnType<ClientMethod<P["methods"][K]>> {
+    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, StreamOptions | undefined];
+    return openExchange(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
+  }
+
+  /** Describes a hosted protocol via `vgi_rpc.Reflection.v1` (default: the primary one). */
+  describe(protocol?: string): Promise<ServiceDescription> {
+    return describeProtocol(this, protocol);
+  }
+
+  /** Lists the hosted protocols via `vgi_rpc.Reflection.v1`. */
+  listProtocols(): Promise<ProtocolListing> {
+    return listProtocols(this);
+  }
+
+  /** Closes the connection (waits for nothing; a stream in progress fails with `transport_error`). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.broken === null) this.broken = frameworkError("transport_error", "the client is closed");
+    this.kill(this.broken);
+    await this.transport.close();
+  }
+}
+
+function sameFields(a: Schema, b: Schema): boolean {
+  if (a === b) return true;
+  if (a.fields.length !== b.fields.length) return false;
+  return a.fields.every((f, i) => compareFields(f, b.fields[i]));
+}
+
+function wrapTransport(err: unknown): RpcError {
+  if (err instanceof RpcError && err.kind === "transport_error") return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return frameworkError("transport_error", `transport failed: ${message}`, { cause: err });
+}

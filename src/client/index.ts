@@ -1,0 +1,39 @@
+export {
+  type CallTarget,
+  type ClientOptions,
+  DEFAULT_TIMEOUT_MS,
+  RawStream,
+  type RequestMetadata,
+  RpcClient,
+  requestBatch,
+  requestMetadata,
+} from "./client.js";
+export {
+  DESCRIBE_VERSION,
+  describeProtocol,
+  type HostedProtocolInfo,
+  listProtocols,
+  type MethodDescription,
+  type ProtocolListing,
+  primaryProtocol,
+  REFLECTION_PROTOCOL,
+  reflectionNotHosted,
+  type ServiceDescription,
+} from "./describe.js";
+export type { CallChannel, ClientTransport, StreamChannel } from "./transport.js";
+export {
+  type CallOptions,
+  type ClientMethod,
+  ExchangeSession,
+  type HeaderOf,
+  type MethodsOfKind,
+  type ParamsIn,
+  ProducerStream,
+  type ProtocolClient,
+  paramsBatch,
+  proxy,
+  type ResultOf,
+  type StreamOptions,
+  targetOf,
+} from "./typed.js";
+export { batchFromJsonRows, jsonReady, plainRows, schemaText, typeName } from "./values.js";

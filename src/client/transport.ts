@@ -1,0 +1,62 @@
+/**
+ * The client's two seams.
+ *
+ * - `ClientTransport`: a duplex byte stream to one server. Session transports (pipe, subprocess,
+ *   Unix, TCP, in-memory) implement it, and `RpcClient` runs the protocol over it.
+ * - `CallChannel` / `StreamChannel`: calls at the batch level. `RpcClient` implements them; a
+ *   stateless transport (HTTP: one request per unary call or stream turn, state in tokens)
+ *   implements them directly. The typed layer (`call`/`stream`/`exchange`, `proxy()`) and
+ *   `describe` depend only on `CallChannel`, so they work unchanged over such a transport.
+ */
+import type { RecordBatch } from "apache-arrow";
+
+export interface ClientTransport {
+  /** Bytes from the server, in arbitrary pieces; ends (or throws) when the server goes away. */
+  readonly input: AsyncIterable<Uint8Array>;
+  /** Sends chunks in order; resolves when the transport can take more; rejects if the peer is gone. */
+  write(chunks: readonly Uint8Array[]): Promise<void>;
+  /** Closes the client's side (the server sees EOF) and releases the transport's resources. */
+  close(): Promise<void> | void;
+  /** Transport name for errors and logs: `pipe`, `subprocess`, `unix`, `tcp`, `memory`. */
+  readonly name?: string;
+}
+
+/** Where a request goes: the routing key, the method. */
+export interface CallTarget {
+  /** `vgi_rpc.protocol`. */
+  readonly protocol: string;
+  /** `vgi_rpc.protocol_version`, sent when non-empty. */
+  readonly protocolVersion?: string;
+  readonly method: string;
+}
+
+/** Extra metadata on a request batch (framework keys always win). */
+export type RequestMetadata = ReadonlyMap<string, string>;
+
+/** One stream call at the batch level (lockstep: one answer per input batch). */
+export interface StreamChannel {
+  /** The header batch, when the method declares one. */
+  readonly header: RecordBatch | null;
+  /** True once the stream has ended (finished by the server, or closed/cancelled). */
+  readonly ended: boolean;
+  /** Sends one input batch; resolves to the answer, or null when the server ended the stream. */
+  send(batch: RecordBatch): Promise<RecordBatch | null>;
+  /** A producer tick (zero-row batch on the empty schema, optionally with metadata). */
+  tick(metadata?: ReadonlyMap<string, string>): Promise<RecordBatch | null>;
+  /** Ends the input (EOS) and drains the output. Idempotent. */
+  close(): Promise<void>;
+  /** Cancels with the protocol's cancel batch. Idempotent, best effort. */
+  cancel(): Promise<void>;
+}
+
+/** Calls at the batch level: what the typed layer and `describe` run on. */
+export interface CallChannel {
+  /** A unary call: `params` is the one-row parameter batch; resolves to the result batch. */
+  unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch>;
+  /** Opens a stream call (reading the header first when `hasHeader`). */
+  openStream(
+    target: CallTarget,
+    params: RecordBatch,
+    opts: { readonly hasHeader: boolean; readonly extra?: RequestMetadata },
+  ): Promise<StreamChannel>;
+}

@@ -1,0 +1,364 @@
+/**
+ * The typed client layer, driven by the same method declarations the server binds: parameters
+ * are built through the specs' codecs (defaults filled in client-side), results and rows are
+ * decoded through them, and `proxy()` turns a protocol declaration into an object of typed
+ * methods.
+ *
+ * ```ts
+ * const calc = proxy(client, Calc);
+ * await calc.add({ a: 1, b: 2 });                       // number
+ * for await (const row of await calc.count({ n: 3n })) { row.i }   // bigint
+ * const s = await calc.scale({ factor: 2 }); await s.exchange([{ x: 1 }]); await s.close();
+ * ```
+ */
+import type { RecordBatch } from "apache-arrow";
+import { RpcError } from "../errors.js";
+import { batchFromRows, rowsFromBatch } from "../protocol/batch.js";
+import type {
+  ExchangeDecl,
+  MethodDecl,
+  OutputSpec,
+  OutRow,
+  ProducerDecl,
+  ProtocolDecl,
+  UnaryDecl,
+} from "../protocol/methods.js";
+import { methodSchemas } from "../protocol/methods.js";
+import type { FieldSpecs, RowOf, TypeSpec, ValueOf } from "../protocol/types.js";
+import { batchFromData, EMPTY_SCHEMA } from "../wire/batches.js";
+import type { CallChannel, CallTarget, RequestMetadata, StreamChannel } from "./transport.js";
+import { plainRows } from "./values.js";
+
+// ---------------------------------------------------------------------------------------------
+// Types
+
+/**
+ * True when a spec carries a parameter default at the type level (`{ hasDefault: true }`).
+ * `t.x().default(v)` returns `TypeSpec<V>` today, whose `hasDefault` is `boolean`, so such a
+ * parameter is still required at compile time until the spec's type records the default.
+ */
+type Defaulted<S> = S extends { readonly hasDefault: true } ? true : false;
+
+type RequiredKeys<P extends FieldSpecs> = { [K in keyof P]: Defaulted<P[K]> extends true ? never : K }[keyof P];
+type OptionalKeys<P extends FieldSpecs> = { [K in keyof P]: Defaulted<P[K]> extends true ? K : never }[keyof P];
+
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+
+/** Parameters as a caller passes them: required unless the spec has a default. */
+export type ParamsIn<P extends FieldSpecs> = Simplify<
+  { [K in RequiredKeys<P>]: ValueOf<P[K]> } & { [K in OptionalKeys<P>]?: ValueOf<P[K]> }
+>;
+
+/** The argument list of a call: params optional when none is required. */
+export type ParamsArgs<P extends FieldSpecs, O> = [RequiredKeys<P>] extends [never]
+  ? [params?: ParamsIn<P>, opts?: O]
+  : [params: ParamsIn<P>, opts?: O];
+
+/** A unary method's decoded result (`undefined` for a void method). */
+export type ResultOf<D> =
+  D extends UnaryDecl<FieldSpecs, infer R> ? (R extends TypeSpec<infer V> ? V : undefined) : never;
+
+/** A stream's decoded header (`null` when none is declared). */
+export type HeaderOf<H> = H extends FieldSpecs ? RowOf<H> : null;
+
+/** Method names of one kind. */
+export type MethodsOfKind<P extends ProtocolDecl, Kind extends MethodDecl["kind"]> = {
+  [K in keyof P["methods"]]: P["methods"][K] extends { readonly kind: Kind } ? K : never;
+}[keyof P["methods"]] &
+  string;
+
+export interface CallOptions {
+  /** Extra request metadata (application keys; framework keys always win). */
+  readonly metadata?: RequestMetadata;
+}
+
+export interface StreamOptions extends CallOptions {
+  /** Aborting cancels the stream with the protocol's cancel batch. */
+  readonly signal?: AbortSignal;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/** The routing target for a method of a declared protocol. */
+export function targetOf(protocol: ProtocolDecl, method: string): CallTarget {
+  return protocol.version === ""
+    ? { protocol: protocol.name, method }
+    : { protocol: protocol.name, protocolVersion: protocol.version, method };
+}
+
+/** Builds the one-row parameter batch, filling defaults; rejects a missing non-nullable value. */
+export function paramsBatch(method: string, specs: FieldSpecs, params: Readonly<Record<string, unknown>>): RecordBatch {
+  const names = Object.keys(specs);
+  if (names.length === 0) return batchFromData(EMPTY_SCHEMA, [], 0);
+  for (const k of Object.keys(params)) {
+    if (!(k in specs)) throw new TypeError(`${method}() got an unexpected parameter '${k}'`);
+  }
+  const row: Record<string, unknown> = {};
+  for (const name of names) {
+    const spec = specs[name]!;
+    let v = Object.hasOwn(params, name) ? params[name] : undefined;
+    if (v === undefined && spec.hasDefault) v = spec.defaultValue;
+    if ((v === undefined || v === null) && !spec.nullable) {
+      throw new TypeError(`${method}() parameter '${name}' is not optional but got None`);
+    }
+    row[name] = v ?? null;
+  }
+  return batchFromRows(specs, [row as RowOf<FieldSpecs>]);
+}
+
+function declOf<K extends MethodDecl["kind"]>(
+  protocol: ProtocolDecl,
+  method: string,
+  kind: K,
+): Extract<MethodDecl, { kind: K }> {
+  const decl = protocol.methods[method];
+  if (decl === undefined) throw new TypeError(`${protocol.name} has no method '${method}'`);
+  if (decl.kind !== kind) throw new TypeError(`${protocol.name}.${method} is a ${decl.kind} method, not ${kind}`);
+  return decl as Extract<MethodDecl, { kind: K }>;
+}
+
+function decodeRows<O extends OutputSpec>(output: O, batch: RecordBatch): OutRow<O>[] {
+  return (output === "dynamic" ? plainRows(batch) : rowsFromBatch(output, batch)) as OutRow<O>[];
+}
+
+function decodeHeader(header: FieldSpecs | null, batch: RecordBatch | null): unknown {
+  if (header === null || batch === null) return null;
+  const rows = rowsFromBatch(header, batch);
+  return rows[0] ?? null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unary
+
+export async function callUnary(
+  client: CallChannel,
+  protocol: ProtocolDecl,
+  method: string,
+  params: Readonly<Record<string, unknown>> = {},
+  opts: CallOptions = {},
+): Promise<unknown> {
+  const decl = declOf(protocol, method, "unary");
+  const request = paramsBatch(method, decl.params, params);
+  const batch = await client.unaryBatch(targetOf(protocol, method), request, opts.metadata);
+  if (decl.result === null) return undefined;
+  if (batch.numRows < 1) {
+    throw new RpcError(`${method}() returned a result batch with no rows`, {
+      type: "ProtocolError",
+      kind: "protocol_error",
+      code: "INVALID_ARGUMENT",
+    });
+  }
+  return rowsFromBatch({ result: decl.result }, batch)[0]!.result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new RpcError("the stream was cancelled", { type: "AbortError", code: "CANCELLED" });
+}
+
+/** Wires an AbortSignal to a stream's cancel; returns the detach function. */
+function watchAbort(raw: StreamChannel, signal: AbortSignal | undefined): () => void {
+  if (signal === undefined) return () => {};
+  const onAbort = () => {
+    void raw.cancel();
+  };
+  signal.addEventListener("abort", onAbort, { once: true });
+  return () => signal.removeEventListener("abort", onAbort);
+}
+
+/** A producer stream: iterate rows (or `batches()`), `header` when declared. */
+export class ProducerStream<Row, H> implements AsyncIterable<Row> {
+  private started = false;
+  private readonly detach: () => void;
+
+  /** @internal */
+  constructor(
+    /** The batch-level stream underneath. */
+    readonly raw: StreamChannel,
+    /** The decoded header, or null when the method declares none. */
+    readonly header: H,
+    private readonly decode: (batch: RecordBatch) => Row[],
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.detach = watchAbort(raw, signal);
+  }
+
+  /** Every output batch, in order (one per producer turn; zero-row data batches included). */
+  async *batches(): AsyncGenerator<RecordBatch, void, undefined> {
+    if (this.started) throw new TypeError("a producer stream can be iterated only once");
+    this.started = true;
+    let done = false;
+    try {
+      for (;;) {
+        if (this.signal?.aborted) throw abortReason(this.signal);
+        const b = await this.raw.tick();
+        if (this.signal?.aborted) throw abortReason(this.signal);
+        if (b === null) {
+          done = true;
+          return;
+        }
+        yield b;
+      }
+    } finally {
+      if (!done) await this.raw.cancel();
+      this.detach();
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Row> {
+    for await (const b of this.batches()) yield* this.decode(b);
+  }
+
+  /** Collects every row. */
+  async toArray(): Promise<Row[]> {
+    const out: Row[] = [];
+    for await (const r of this) out.push(r);
+    return out;
+  }
+
+  /** Cancels the stream (the protocol's cancel batch). */
+  async cancel(): Promise<void> {
+    await this.raw.cancel();
+    this.detach();
+  }
+
+  /** Ends the stream without reading the rest (sends input EOS, drains). */
+  async close(): Promise<void> {
+    await this.raw.close();
+    this.detach();
+  }
+}
+
+/** An exchange session: lockstep, one output batch per input batch. */
+export class ExchangeSession<In, Out, H> {
+  private readonly detach: () => void;
+
+  /** @internal */
+  constructor(
+    readonly raw: StreamChannel,
+    readonly header: H,
+    private readonly encode: (rows: readonly In[], metadata?: ReadonlyMap<string, string>) => RecordBatch,
+    private readonly decode: (batch: RecordBatch) => Out[],
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.detach = watchAbort(raw, signal);
+  }
+
+  /** Sends one input batch and returns the server's answer batch. */
+  async exchangeBatch(input: RecordBatch): Promise<RecordBatch> {
+    if (this.signal?.aborted) throw abortReason(this.signal);
+    try {
+      const out = await this.raw.send(input);
+      if (this.signal?.aborted) throw abortReason(this.signal);
+      if (out === null) {
+        throw new RpcError("the exchange stream ended", {
+          type: "ProtocolError",
+          kind: "protocol_error",
+          code: "INVALID_ARGUMENT",
+        });
+      }
+      return out;
+    } finally {
+      if (this.raw.ended) this.detach();
+    }
+  }
+
+  /**
+   * Sends rows (built with the declared input specs, with optional custom metadata on the input
+   * batch) and returns the answer's rows. A prebuilt batch is sent as is.
+   */
+  async exchange(rows: readonly In[] | RecordBatch, metadata?: ReadonlyMap<string, string>): Promise<Out[]> {
+    const batch = Array.isArray(rows) ? this.encode(rows as readonly In[], metadata) : (rows as RecordBatch);
+    return this.decode(await this.exchangeBatch(batch));
+  }
+
+  /** Ends the input stream and drains the output. */
+  async close(): Promise<void> {
+    await this.raw.close();
+    this.detach();
+  }
+
+  /** Cancels with the protocol's cancel batch. */
+  async cancel(): Promise<void> {
+    await this.raw.cancel();
+    this.detach();
+  }
+}
+
+export async function openProducer(
+  client: CallChannel,
+  protocol: ProtocolDecl,
+  method: string,
+  params: Readonly<Record<string, unknown>> = {},
+  opts: StreamOptions = {},
+): Promise<ProducerStream<unknown, unknown>> {
+  const decl = declOf(protocol, method, "producer") as ProducerDecl;
+  if (opts.signal?.aborted) throw abortReason(opts.signal);
+  const raw = await client.openStream(targetOf(protocol, method), paramsBatch(method, decl.params, params), {
+    hasHeader: decl.header !== null,
+    ...(opts.metadata ? { extra: opts.metadata } : {}),
+  });
+  return new ProducerStream(raw, decodeHeader(decl.header, raw.header), (b) => decodeRows(decl.output, b), opts.signal);
+}
+
+export async function openExchange(
+  client: CallChannel,
+  protocol: ProtocolDecl,
+  method: string,
+  params: Readonly<Record<string, unknown>> = {},
+  opts: StreamOptions = {},
+): Promise<ExchangeSession<unknown, unknown, unknown>> {
+  const decl = declOf(protocol, method, "exchange") as ExchangeDecl;
+  if (opts.signal?.aborted) throw abortReason(opts.signal);
+  const raw = await client.openStream(targetOf(protocol, method), paramsBatch(method, decl.params, params), {
+    hasHeader: decl.header !== null,
+    ...(opts.metadata ? { extra: opts.metadata } : {}),
+  });
+  const inputSchema = methodSchemas(decl).input!;
+  return new ExchangeSession(
+    raw,
+    decodeHeader(decl.header, raw.header),
+    (rows, metadata) => batchFromRows(decl.input, rows as RowOf<FieldSpecs>[], metadata, inputSchema),
+    (b) => decodeRows(decl.output, b),
+    opts.signal,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy
+
+/** The typed caller for one declaration. */
+export type ClientMethod<D> =
+  D extends UnaryDecl<infer P, infer _R>
+    ? (...args: ParamsArgs<P, CallOptions>) => Promise<ResultOf<D>>
+    : D extends ProducerDecl<infer P, infer O, infer H, infer _S>
+      ? (...args: ParamsArgs<P, StreamOptions>) => Promise<ProducerStream<OutRow<O>, HeaderOf<H>>>
+      : D extends ExchangeDecl<infer P, infer I, infer O, infer H, infer _S>
+        ? (...args: ParamsArgs<P, StreamOptions>) => Promise<ExchangeSession<RowOf<I>, OutRow<O>, HeaderOf<H>>>
+        : never;
+
+/** A typed client for a protocol: one method per declaration. */
+export type ProtocolClient<P extends ProtocolDecl> = {
+  readonly [K in keyof P["methods"]]: ClientMethod<P["methods"][K]>;
+};
+
+/** Makes a typed client for `protocol` over `client`'s connection. */
+export function proxy<P extends ProtocolDecl>(client: CallChannel, protocol: P): ProtocolClient<P> {
+  const out: Record<string, unknown> = {};
+  for (const [name, decl] of Object.entries(protocol.methods)) {
+    if (decl.kind === "unary") {
+      out[name] = (params?: Readonly<Record<string, unknown>>, opts?: CallOptions) =>
+        callUnary(client, protocol, name, params, opts);
+    } else if (decl.kind === "producer") {
+      out[name] = (params?: Readonly<Record<string, unknown>>, opts?: StreamOptions) =>
+        openProducer(client, protocol, name, params, opts);
+    } else {
+      out[name] = (params?: Readonly<Record<string, unknown>>, opts?: StreamOptions) =>
+        openExchange(client, protocol, name, params, opts);
+    }
+  }
+  return Object.freeze(out) as ProtocolClient<P>;
+}

@@ -1,0 +1,128 @@
+/**
+ * Client side of a pipe: `pipeConnect` speaks over any readable/writable pair, and
+ * `connectSubprocess` spawns a worker and speaks over its stdin/stdout (its stderr is passed
+ * through or ignored). A worker that exits makes every pending read fail with `transport_error`.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import type { Readable, Writable } from "node:stream";
+import { type ClientOptions, RpcClient } from "../../client/client.js";
+import type { ClientTransport } from "../../client/transport.js";
+import { frameworkError } from "../../errors.js";
+import { writableSink } from "./sink.js";
+
+/** A client transport over a readable (server → client) and a writable (client → server). */
+export function pipeTransport(readable: Readable, writable: Writable, name = "pipe"): ClientTransport {
+  const sink = writableSink(writable);
+  readable.on("error", () => {});
+  return {
+    name,
+    input: readable as AsyncIterable<Uint8Array>,
+    write: sink.write,
+    close: async () => {
+      if (!writable.destroyed && !writable.writableEnded) {
+        await sink.flush();
+        writable.end();
+      }
+      readable.destroy();
+    },
+  };
+}
+
+/** A client over any duplex pipe (e.g. a worker's stdout and stdin). */
+export function pipeConnect(readable: Readable, writable: Writable, opts: ClientOptions = {}): RpcClient {
+  return new RpcClient(pipeTransport(readable, writable), opts);
+}
+
+export interface SubprocessOptions extends ClientOptions {
+  /** The worker's stderr: `"inherit"` (default) or `"ignore"`. */
+  readonly stderr?: "inherit" | "ignore";
+  /** Environment and working directory for the worker. */
+  readonly env?: NodeJS.ProcessEnv;
+  readonly cwd?: string;
+  /** How long spawning may take before failing, in ms. Default: 10 000. */
+  readonly spawnTimeoutMs?: number;
+  /**
+   * After `close()` ends the worker's stdin, how long to wait for it to exit before killing it
+   * (SIGTERM, then SIGKILL after the same delay again), in ms. Default: 5 000.
+   */
+  readonly exitTimeoutMs?: number;
+  /**
+   * After the worker exits, how long its stdout may stay open (held by a grandchild) before the
+   * client gives up on it, in ms. Default: 1 000.
+   */
+  readonly exitGraceMs?: number;
+}
+
+/** A client on a spawned worker; `process` is the child; `close()` ends stdin and reaps it. */
+export interface SubprocessClient extends RpcClient {
+  readonly process: ChildProcess;
+}
+
+/**
+ * Spawns `cmd args` and connects to it over its pipes. Rejects with `transport_error` if the
+ * worker cannot be spawned in time.
+ */
+export async function connectSubprocess(
+  cmd: string,
+  args: readonly string[] = [],
+  opts: SubprocessOptions = {},
+): Promise<SubprocessClient> {
+  const child = spawn(cmd, [...args], {
+    stdio: ["pipe", "pipe", opts.stderr ?? "inherit"],
+    ...(opts.env ? { env: opts.env } : {}),
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+  });
+  const spawnTimeout = opts.spawnTimeoutMs ?? 10_000;
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(frameworkError("transport_error", `worker '${cmd}' did not start within ${spawnTimeout} ms`));
+    }, spawnTimeout);
+    child.once("spawn", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.once("error", (err) => {
+      clearTimeout(timer);
+      reject(frameworkError("transport_error", `cannot start worker '${cmd}': ${err.message}`, { cause: err }));
+    });
+  });
+  const stdout = child.stdout!;
+  const stdin = child.stdin!;
+  stdin.on("error", () => {});
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once("exit", () => resolve());
+  });
+  let closing = false;
+  void exited.then(() => {
+    // A worker that is gone cannot answer; if a grandchild keeps stdout open, stop waiting.
+    const grace = setTimeout(() => {
+      if (!stdout.destroyed) stdout.destroy(new Error(`worker exited (code ${child.exitCode ?? child.signalCode})`));
+    }, opts.exitGraceMs ?? 1_000);
+    grace.unref();
+  });
+  const base = pipeTransport(stdout, stdin, "subprocess");
+  const exitTimeout = opts.exitTimeoutMs ?? 5_000;
+  const transport: ClientTransport = {
+    name: "subprocess",
+    input: base.input,
+    write: base.write,
+    close: async () => {
+      if (closing) return exited;
+      closing = true;
+      if (!stdin.destroyed && !stdin.writableEnded) stdin.end();
+      const wait = (ms: number) =>
+        Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+      if (!(await wait(exitTimeout))) {
+        child.kill("SIGTERM");
+        if (!(await wait(exitTimeout))) child.kill("SIGKILL");
+      }
+      await exited;
+      stdout.destroy();
+    },
+  };
+  const client = new RpcClient(transport, opts) as SubprocessClient;
+  Object.defineProperty(client, "process", { value: child, enumerable: true });
+  return client;
+}

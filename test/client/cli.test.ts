@@ -1,0 +1,150 @@
+/**
+ * The `quiver` CLI against the Python reference conformance worker: `describe` lists its methods,
+ * and `call` returns the right values for unary, producer and exchange methods.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { test } from "node:test";
+import { referenceWorker, type SocketWorker, socketPath, spawnSocketWorker } from "./helpers.js";
+
+const CLI = join(new URL("../..", import.meta.url).pathname, "src/bin/quiver.ts");
+
+interface Run {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs the CLI with a hard timeout; `input` is written to its stdin (which is then closed). */
+function quiver(args: readonly string[], input = "", timeoutMs = 20_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString("utf8");
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      stderr += c.toString("utf8");
+    });
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`quiver ${args.join(" ")} did not finish within ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(input);
+  });
+}
+
+const lines = (s: string): unknown[] =>
+  s
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as unknown);
+
+function workerCmd(): string {
+  const [cmd, args] = referenceWorker("--pipe", "--describe");
+  return [cmd, ...args].map((a) => (/[\s"']/.test(a) ? `'${a.replace(/'/g, "'\\''")}'` : a)).join(" ");
+}
+
+test("quiver describe --cmd <reference worker> lists its methods (JSON and table)", async () => {
+  const r = await quiver(["--cmd", workerCmd(), "describe"]);
+  assert.equal(r.code, 0, r.stderr);
+  const [d] = lines(r.stdout) as [Record<string, unknown>];
+  assert.equal(d.protocol_name, "ConformanceService");
+  assert.equal(d.protocol_version, "2.0.0");
+  assert.equal(d.describe_version, "5");
+  const methods = d.methods as Record<string, Record<string, unknown>>;
+  assert.equal(Object.keys(methods).length, 90);
+  assert.deepEqual(methods.add_floats, {
+    method_type: "unary",
+    has_return: true,
+    params_schema: "a: double not null\nb: double not null",
+    result_schema: "result: double not null",
+  });
+  assert.equal(methods.produce_n!.method_type, "stream");
+
+  const table = await quiver(["--cmd", workerCmd(), "--format", "table", "describe"]);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /^RPC Service: ConformanceService$/m);
+  assert.match(table.stdout, /^ {2}echo_string\(unary\)$/m);
+  assert.match(table.stdout, /^ {4}params: value: string not null$/m);
+});
+
+test("quiver call: unary methods with k=v and --json params, table output, void", async () => {
+  const add = await quiver(["--cmd", workerCmd(), "call", "add_floats", "a=1", "b=2.5"]);
+  assert.equal(add.code, 0, add.stderr);
+  assert.deepEqual(lines(add.stdout), [{ result: 3.5 }]);
+
+  const list = await quiver(["--cmd", workerCmd(), "call", "echo_list", "--json", '{"values": ["x", "y"]}']);
+  assert.deepEqual(lines(list.stdout), [{ result: ["x", "y"] }]);
+
+  const dict = await quiver(["--cmd", workerCmd(), "call", "echo_dict", 'mapping={"a": 1, "b": 2}']);
+  assert.deepEqual(lines(dict.stdout), [{ result: { a: 1, b: 2 } }]);
+
+  const int = await quiver(["--cmd", workerCmd(), "--format", "table", "call", "echo_int", "value=42"]);
+  assert.equal(int.stdout, "result\n------\n42\n");
+
+  const v = await quiver(["--cmd", workerCmd(), "call", "void_noop"]);
+  assert.deepEqual(lines(v.stdout), [null]);
+});
+
+test("quiver call: producers print every row (and the header)", async () => {
+  const r = await quiver(["--cmd", workerCmd(), "call", "produce_n", "count=3"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(lines(r.stdout), [
+    { index: 0, value: 0 },
+    { index: 1, value: 10 },
+    { index: 2, value: 20 },
+  ]);
+  const h = await quiver(["--cmd", workerCmd(), "call", "produce_with_header", "count=2"]);
+  assert.deepEqual(lines(h.stdout), [
+    { __header__: { total_expected: 2, description: "producing 2 batches" } },
+    { index: 0, value: 0 },
+    { index: 1, value: 10 },
+  ]);
+});
+
+test("quiver call: an exchange reads its input rows as JSON lines from stdin", async () => {
+  const r = await quiver(
+    ["--cmd", workerCmd(), "call", "exchange_scale", "factor=2"],
+    '{"value": 1.5}\n\n{"value": 4}\n',
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(lines(r.stdout), [{ value: 3 }, { value: 8 }]);
+  const acc = await quiver(["--cmd", workerCmd(), "call", "exchange_accumulate"], '{"value": 1}\n{"value": 2.5}\n');
+  assert.deepEqual(lines(acc.stdout), [
+    { running_sum: 1, exchange_count: 1 },
+    { running_sum: 3.5, exchange_count: 2 },
+  ]);
+});
+
+test("quiver call: server errors go to stderr as JSON with exit code 1; usage errors exit 2", async () => {
+  const r = await quiver(["--cmd", workerCmd(), "call", "raise_value_error", "message=boom"]);
+  assert.equal(r.code, 1);
+  const err = (lines(r.stderr).at(-1) as { error: Record<string, unknown> }).error;
+  assert.equal(err.type, "ValueError");
+  assert.equal(err.message, "boom");
+  const unknown = await quiver(["--cmd", workerCmd(), "call", "no_such_method"]);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /Unknown method 'no_such_method'/);
+  const usage = await quiver(["describe"]);
+  assert.equal(usage.code, 2);
+});
+
+test("quiver over --unix against the reference worker", async () => {
+  const path = socketPath("cli.sock");
+  const [cmd, args] = referenceWorker("--unix", path, "--describe");
+  const worker: SocketWorker = await spawnSocketWorker(cmd, args);
+  try {
+    const r = await quiver(["--unix", path, "call", "echo_string", "value=hi there"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(lines(r.stdout), [{ result: "hi there" }]);
+  } finally {
+    await worker.stop();
+  }
+});

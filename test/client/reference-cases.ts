@@ -1,0 +1,416 @@
+/**
+ * Interop cases: our client against the reference's conformance worker (ConformanceService),
+ * driven by our port of its declaration. The same cases run over every session transport.
+ */
+import assert from "node:assert/strict";
+import { Field, Float64, Int64, makeData, Schema } from "apache-arrow";
+import type { RpcClient } from "../../src/client/client.js";
+import { type ProtocolClient, paramsBatch } from "../../src/client/typed.js";
+import { buildRichHeader, ConformanceService } from "../../src/conformance/service.js";
+import { RpcError } from "../../src/errors.js";
+import { batchFromData } from "../../src/wire/batches.js";
+import type { LogRecord } from "../../src/wire/messages.js";
+
+export interface CaseContext {
+  readonly client: RpcClient;
+  readonly svc: ProtocolClient<typeof ConformanceService>;
+  /** Log records received since the case started. */
+  readonly logs: LogRecord[];
+}
+
+export interface InteropCase {
+  readonly name: string;
+  run(ctx: CaseContext): Promise<void>;
+}
+
+const te = new TextEncoder();
+
+/** The reference's rich header for `seed`, its float32 field rounded as float32 travels. */
+function richHeader(seed: bigint) {
+  const h = buildRichHeader(seed);
+  return { ...h, annotated_float32: Math.fround(h.annotated_float32) };
+}
+
+async function rejectsWith(p: Promise<unknown>, type: string, message: RegExp | string, kind?: string): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof RpcError, `expected RpcError, got ${String(e)}`);
+    assert.equal(e.type, type);
+    if (typeof message === "string") assert.equal(e.message, message);
+    else assert.match(e.message, message);
+    if (kind !== undefined) assert.equal(e.kind, kind);
+    return true;
+  });
+}
+
+const echo = <V>(name: string, call: (svc: CaseContext["svc"]) => Promise<V>, want: V): InteropCase => ({
+  name: `unary ${name}`,
+  async run({ svc }) {
+    assert.deepEqual(await call(svc), want);
+  },
+});
+
+export const CASES: readonly InteropCase[] = [
+  echo("echo_string (unicode)", (s) => s.echo_string({ value: "héllo ✓ 𝄞" }), "héllo ✓ 𝄞"),
+  echo("echo_string (empty)", (s) => s.echo_string({ value: "" }), ""),
+  echo("echo_bytes", (s) => s.echo_bytes({ data: new Uint8Array([0, 1, 254, 255]) }), new Uint8Array([0, 1, 254, 255])),
+  echo("echo_int (int64 extremes)", (s) => s.echo_int({ value: -(2n ** 63n) }), -(2n ** 63n)),
+  echo("echo_float", (s) => s.echo_float({ value: -0.1 }), -0.1),
+  echo("echo_bool", (s) => s.echo_bool({ value: true }), true),
+  echo("void_noop", (s) => s.void_noop(), undefined),
+  echo("void_with_param", (s) => s.void_with_param({ value: 7n }), undefined),
+  echo("echo_enum", (s) => s.echo_enum({ status: "ACTIVE" }), "ACTIVE"),
+  echo("echo_list", (s) => s.echo_list({ values: ["a", "b", "c"] }), ["a", "b", "c"]),
+  echo(
+    "echo_dict (map, order kept)",
+    (s) =>
+      s.echo_dict({
+        mapping: new Map([
+          ["z", 1n],
+          ["a", 2n],
+        ]),
+      }),
+    new Map([
+      ["z", 1n],
+      ["a", 2n],
+    ]),
+  ),
+  echo("echo_nested_list", (s) => s.echo_nested_list({ matrix: [[1n, 2n], [], [3n]] }), [[1n, 2n], [], [3n]]),
+  echo("echo_optional_string (null)", (s) => s.echo_optional_string({ value: null }), null),
+  echo("echo_optional_string (value)", (s) => s.echo_optional_string({ value: "x" }), "x"),
+  echo("echo_optional_int (null)", (s) => s.echo_optional_int({ value: null }), null),
+  echo("echo_annotated_optional_int", (s) => s.echo_annotated_optional_int({ value: -5 }), -5),
+  echo("echo_int32", (s) => s.echo_int32({ value: -2147483648 }), -2147483648),
+  echo("echo_float32", (s) => s.echo_float32({ value: 1.5 }), 1.5),
+  echo("echo_int8", (s) => s.echo_int8({ value: -128 }), -128),
+  echo("echo_int16", (s) => s.echo_int16({ value: 32767 }), 32767),
+  echo("echo_uint8", (s) => s.echo_uint8({ value: 255 }), 255),
+  echo("echo_uint16", (s) => s.echo_uint16({ value: 65535 }), 65535),
+  echo("echo_uint32", (s) => s.echo_uint32({ value: 4294967295 }), 4294967295),
+  echo("echo_uint64", (s) => s.echo_uint64({ value: 2n ** 64n - 1n }), 2n ** 64n - 1n),
+  echo("echo_date", (s) => s.echo_date({ value: 19000 }), 19000),
+  echo("echo_timestamp", (s) => s.echo_timestamp({ value: 1_700_000_000_123_456n }), 1_700_000_000_123_456n),
+  echo("echo_timestamp_utc", (s) => s.echo_timestamp_utc({ value: -1n }), -1n),
+  echo("echo_time", (s) => s.echo_time({ value: 86_399_999_999n }), 86_399_999_999n),
+  echo("echo_duration", (s) => s.echo_duration({ value: -42n }), -42n),
+  echo("echo_decimal", (s) => s.echo_decimal({ value: 12345678901234567890n }), 12345678901234567890n),
+  echo("echo_large_string", (s) => s.echo_large_string({ value: "large" }), "large"),
+  echo("echo_large_binary", (s) => s.echo_large_binary({ value: te.encode("lb") }), te.encode("lb")),
+  echo("echo_fixed_binary", (s) => s.echo_fixed_binary({ value: te.encode("12345678") }), te.encode("12345678")),
+  echo("echo_status_list", (s) => s.echo_status_list({ statuses: ["PENDING", "CLOSED", "PENDING"] }), [
+    "PENDING",
+    "CLOSED",
+    "PENDING",
+  ]),
+  echo("echo_dict_encoded_string", (s) => s.echo_dict_encoded_string({ value: "dict" }), "dict"),
+  echo("add_floats", (s) => s.add_floats({ a: 1.25, b: 2 }), 3.25),
+  echo(
+    "concatenate (default filled client-side)",
+    (s) => s.concatenate({ prefix: "a", suffix: "b" } as { prefix: string; suffix: string; separator: string }),
+    "a-b",
+  ),
+  echo("concatenate (explicit)", (s) => s.concatenate({ prefix: "a", suffix: "b", separator: "+" }), "a+b"),
+  echo(
+    "with_defaults (defaults filled client-side)",
+    (s) => s.with_defaults({ required: 3n } as { required: bigint; optional_str: string; optional_int: bigint }),
+    "required=3, optional_str=default, optional_int=42",
+  ),
+  {
+    name: "errors: ValueError / RuntimeError / TypeError keep type and message",
+    async run({ svc }) {
+      await rejectsWith(svc.raise_value_error({ message: "bad" }), "ValueError", "bad");
+      await rejectsWith(svc.raise_runtime_error({ message: "rt" }), "RuntimeError", "rt");
+      await rejectsWith(svc.raise_type_error({ message: "ty" }), "TypeError", "ty");
+      assert.equal(await svc.echo_string({ value: "after errors" }), "after errors");
+    },
+  },
+  {
+    name: "errors: unknown method and protocol version mismatch carry their error_kind",
+    async run({ client }) {
+      const none = paramsBatch("m", {}, {});
+      await assert.rejects(
+        client.unaryBatch({ protocol: "ConformanceService", protocolVersion: "2.0.0", method: "no_such" }, none),
+        (e: unknown) => e instanceof RpcError && e.kind === "method_not_implemented",
+      );
+      await assert.rejects(
+        client.unaryBatch({ protocol: "ConformanceService", protocolVersion: "1.0.0", method: "void_noop" }, none),
+        (e: unknown) => e instanceof RpcError && e.kind === "protocol_version_mismatch",
+      );
+      await assert.rejects(
+        client.unaryBatch({ protocol: "no.Such.v1", method: "void_noop" }, none),
+        (e: unknown) => e instanceof RpcError && e.kind === "protocol_not_supported",
+      );
+    },
+  },
+  {
+    name: "logs: unary logs reach onLog in order, with levels and extras",
+    async run({ svc, logs }) {
+      assert.equal(await svc.echo_with_multi_logs({ value: "v" }), "v");
+      assert.deepEqual(
+        logs.map((l) => [l.level, l.message]),
+        [
+          ["DEBUG", "debug: v"],
+          ["INFO", "info: v"],
+          ["WARN", "warn: v"],
+        ],
+      );
+      logs.length = 0;
+      await svc.echo_with_all_log_levels({ value: "w" });
+      assert.deepEqual(
+        logs.map((l) => l.level),
+        ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"],
+      );
+      logs.length = 0;
+      await svc.echo_with_log_extras({ value: "x" });
+      assert.equal(logs[0]!.extra.source, "conformance");
+      assert.equal(logs[0]!.extra.detail, "x");
+    },
+  },
+  {
+    name: "producer produce_n",
+    async run({ svc }) {
+      const rows = await (await svc.produce_n({ count: 3n })).toArray();
+      assert.deepEqual(rows, [
+        { index: 0n, value: 0n },
+        { index: 1n, value: 10n },
+        { index: 2n, value: 20n },
+      ]);
+    },
+  },
+  {
+    name: "producer produce_empty and produce_single",
+    async run({ svc }) {
+      assert.deepEqual(await (await svc.produce_empty()).toArray(), []);
+      assert.deepEqual(await (await svc.produce_single()).toArray(), [{ index: 0n, value: 0n }]);
+    },
+  },
+  {
+    name: "producer produce_large_batches (many rows per batch)",
+    async run({ svc }) {
+      let rows = 0;
+      let batches = 0;
+      for await (const b of (await svc.produce_large_batches({ rows_per_batch: 5000n, batch_count: 3n })).batches()) {
+        batches++;
+        rows += b.numRows;
+      }
+      assert.equal(batches, 3);
+      assert.equal(rows, 15000);
+    },
+  },
+  {
+    name: "producer produce_with_logs (logs interleaved with data)",
+    async run({ svc, logs }) {
+      const rows = await (await svc.produce_with_logs({ count: 2n })).toArray();
+      assert.equal(rows.length, 2);
+      assert.ok(logs.length >= 2, `expected logs, got ${logs.length}`);
+    },
+  },
+  {
+    name: "producer produce_error_mid_stream (rows, then RpcError)",
+    async run({ svc }) {
+      const seen: bigint[] = [];
+      await rejectsWith(
+        (async () => {
+          for await (const r of await svc.produce_error_mid_stream({ emit_before_error: 2n })) seen.push(r.index!);
+        })(),
+        "RuntimeError",
+        /intentional error after 2 batches/,
+      );
+      assert.deepEqual(seen, [0n, 1n]);
+      assert.equal(await svc.echo_int({ value: 1n }), 1n);
+    },
+  },
+  {
+    name: "producer produce_with_header (typed header)",
+    async run({ svc }) {
+      const s = await svc.produce_with_header({ count: 2n });
+      assert.deepEqual(s.header, { total_expected: 2n, description: "producing 2 batches" });
+      assert.equal((await s.toArray()).length, 2);
+    },
+  },
+  {
+    name: "producer produce_with_header_and_logs",
+    async run({ svc, logs }) {
+      const s = await svc.produce_with_header_and_logs({ count: 2n });
+      assert.equal(s.header.total_expected, 2n);
+      assert.equal((await s.toArray()).length, 2);
+      assert.ok(logs.length >= 1);
+    },
+  },
+  {
+    name: "producer produce_with_rich_header (every header type)",
+    async run({ svc }) {
+      const s = await svc.produce_with_rich_header({ seed: 7n, count: 1n });
+      await s.close();
+      assert.deepEqual(s.header, richHeader(7n));
+    },
+  },
+  {
+    name: "producer produce_dynamic_schema (dynamic output rows)",
+    async run({ svc }) {
+      const s = await svc.produce_dynamic_schema({ seed: 3n, count: 2n, include_strings: true, include_floats: true });
+      const rows = await s.toArray();
+      assert.deepEqual(s.header, richHeader(3n));
+      assert.equal(rows.length, 2);
+      assert.ok("index" in rows[0]!);
+    },
+  },
+  {
+    name: "producer produce_error_on_init (RpcError on the first read; connection reusable)",
+    async run({ svc }) {
+      await rejectsWith(
+        (async () => (await svc.produce_error_on_init()).toArray())(),
+        "RuntimeError",
+        /intentional init error/,
+      );
+      assert.equal(await svc.echo_string({ value: "still in sync" }), "still in sync");
+    },
+  },
+  {
+    name: "exchange exchange_scale (lockstep)",
+    async run({ svc }) {
+      const s = await svc.exchange_scale({ factor: 2 });
+      assert.deepEqual(await s.exchange([{ value: 1.5 }, { value: null }]), [{ value: 3 }, { value: null }]);
+      assert.deepEqual(await s.exchange([{ value: -4 }]), [{ value: -8 }]);
+      await s.close();
+    },
+  },
+  {
+    name: "exchange exchange_accumulate (state across turns)",
+    async run({ svc }) {
+      const s = await svc.exchange_accumulate();
+      assert.deepEqual(await s.exchange([{ value: 1 }, { value: 2 }]), [{ running_sum: 3, exchange_count: 1n }]);
+      assert.deepEqual(await s.exchange([{ value: 10 }]), [{ running_sum: 13, exchange_count: 2n }]);
+      await s.close();
+    },
+  },
+  {
+    name: "exchange exchange_with_logs",
+    async run({ svc, logs }) {
+      const s = await svc.exchange_with_logs();
+      await s.exchange([{ value: 1 }]);
+      await s.close();
+      assert.ok(logs.length >= 1);
+    },
+  },
+  {
+    name: "exchange exchange_error_on_nth (error ends the session, connection reusable)",
+    async run({ svc }) {
+      const s = await svc.exchange_error_on_nth({ fail_on: 2n });
+      assert.deepEqual(await s.exchange([{ value: 1 }]), [{ value: 1 }]);
+      await assert.rejects(s.exchange([{ value: 2 }]), (e: unknown) => e instanceof RpcError && e.type !== "");
+      await assert.rejects(s.exchange([{ value: 3 }]), /closed or cancelled/);
+      assert.equal(await svc.echo_string({ value: "ok" }), "ok");
+    },
+  },
+  {
+    name: "exchange exchange_input_metadata (custom metadata on input batches)",
+    async run({ svc }) {
+      const s = await svc.exchange_input_metadata();
+      try {
+        const [row] = await s.exchange([{ value: 1 }], new Map([["vgi.conformance.input", "hello"]]));
+        assert.equal(row!.seen, "hello");
+      } finally {
+        await s.close();
+      }
+    },
+  },
+  {
+    name: "exchange exchange_zero_columns",
+    async run({ svc }) {
+      const s = await svc.exchange_zero_columns();
+      const out = await s.exchangeBatch(batchFromData(new Schema([]), [], 0));
+      assert.equal(out.schema.fields.length, 0);
+      await s.close();
+    },
+  },
+  {
+    name: "exchange exchange_with_header",
+    async run({ svc }) {
+      const s = await svc.exchange_with_header({ factor: 3 });
+      assert.equal(s.header.total_expected, 0n);
+      assert.deepEqual(await s.exchange([{ value: 2 }]), [{ value: 6 }]);
+      await s.close();
+    },
+  },
+  {
+    name: "exchange exchange_with_rich_header",
+    async run({ svc }) {
+      const s = await svc.exchange_with_rich_header({ seed: 5n, factor: 2 });
+      try {
+        assert.deepEqual(s.header, richHeader(5n));
+        assert.deepEqual(await s.exchange([{ value: 2 }]), [{ value: 4 }]);
+      } finally {
+        await s.close();
+      }
+    },
+  },
+  {
+    name: "exchange exchange_cast_compatible (int64 input cast by the server)",
+    async run({ svc }) {
+      const s = await svc.exchange_cast_compatible();
+      const schema = new Schema([new Field("value", new Int64(), true)]);
+      const data = makeData({ type: new Int64(), length: 2, nullCount: 0, data: new BigInt64Array([2n, 5n]) });
+      const out = await s.exchangeBatch(batchFromData(schema, [data], 2));
+      assert.ok(out.schema.fields[0]!.type instanceof Float64 || String(out.schema.fields[0]!.type) === "Float64");
+      await s.close();
+    },
+  },
+  {
+    name: "exchange exchange_error_on_init (connection reusable)",
+    async run({ svc }) {
+      await rejectsWith(
+        (async () => (await svc.exchange_error_on_init()).exchange([{ value: 1 }]))(),
+        "RuntimeError",
+        /intentional exchange init error/,
+      );
+      assert.equal(await svc.echo_string({ value: "still in sync" }), "still in sync");
+    },
+  },
+  {
+    name: "cancel: producer (break) and exchange (cancel()) fire on_cancel; the connection stays usable",
+    async run({ svc }) {
+      await svc.reset_cancel_probe();
+      for await (const r of await svc.cancellable_producer()) if (r.index === 1n) break;
+      const afterProducer = await svc.cancel_probe_counters();
+      assert.equal(afterProducer[2], 1n, `on_cancel after producer: ${afterProducer}`);
+      const ex = await svc.cancellable_exchange();
+      await ex.exchange([{ value: 1 }]);
+      await ex.cancel();
+      const after = await svc.cancel_probe_counters();
+      assert.equal(after[2], 2n, `on_cancel after exchange: ${after}`);
+    },
+  },
+  {
+    name: "cancel: AbortSignal cancels a producer mid-iteration",
+    async run({ svc }) {
+      await svc.reset_cancel_probe();
+      const ac = new AbortController();
+      const seen: bigint[] = [];
+      await assert.rejects(
+        (async () => {
+          for await (const r of await svc.cancellable_producer({}, { signal: ac.signal })) {
+            seen.push(r.index!);
+            if (seen.length === 3) ac.abort(new Error("enough"));
+          }
+        })(),
+        /enough/,
+      );
+      assert.equal(seen.length, 3);
+      assert.equal((await svc.cancel_probe_counters())[2], 1n);
+    },
+  },
+  {
+    name: "describe via vgi_rpc.Reflection.v1",
+    async run({ client }) {
+      const d = await client.describe();
+      assert.equal(d.protocolName, "ConformanceService");
+      assert.equal(d.protocolVersion, ConformanceService.version);
+      assert.equal(d.methods.size, Object.keys(ConformanceService.methods).length);
+      assert.deepEqual(
+        d.methods.get("add_floats")!.paramsSchema.fields.map((f) => f.name),
+        ["a", "b"],
+      );
+      assert.equal(d.methods.get("produce_with_header")!.hasHeader, true);
+    },
+  },
+];
