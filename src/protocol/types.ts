@@ -75,7 +75,7 @@ export interface TypeSpec<V = unknown> {
   /** The same type with an explicit top-level nullability. */
   withNullable(nullable: boolean): TypeSpec<V | null>;
   /** A parameter default: callers may omit the parameter and the handler receives `value`. */
-  default(value: V): TypeSpec<V>;
+  default(value: V): TypeSpec<V> & { readonly hasDefault: true };
 }
 
 /** The JS value a spec decodes to. */
@@ -107,7 +107,7 @@ function makeSpec<V>(
       return makeSpec<V | null>(arrowType, codec, n, hasDefault, defaultValue);
     },
     default(value: V) {
-      return makeSpec<V>(arrowType, codec, nullable, true, value);
+      return makeSpec<V>(arrowType, codec, nullable, true, value) as TypeSpec<V> & { readonly hasDefault: true };
     },
   };
 }

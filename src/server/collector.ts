@@ -68,7 +68,13 @@ export class TurnCollector<O extends OutputSpec> implements OutputCollector<O> {
   emitBatch(batch: RecordBatch, metadata?: ReadonlyMap<string, string>): void {
     if (this.dataIndex >= 0) throw new Error("Only one data batch may be emitted per call");
     let out = batch;
-    if (!sameType(batch.schema, this.schema)) out = this.project(batch);
+    if (batch.schema !== this.schema) {
+      // Re-wrapped on the output schema even when equal in type, so that dictionary ids match
+      // the schema message already written for this stream.
+      out = sameType(batch.schema, this.schema)
+        ? batchFromData(this.schema, batch.data.children, batch.numRows, batch.metadata)
+        : this.project(batch);
+    }
     if (metadata !== undefined && metadata.size > 0) out = withMetadata(out, new Map([...out.metadata, ...metadata]));
     this.dataIndex = this.batches.length;
     this.batches.push(out);

@@ -11,6 +11,7 @@ import {
   Message,
   RecordBatch as RecordBatchHeader,
 } from "apache-arrow/ipc/metadata/message";
+import { compareTypes } from "apache-arrow/visitor/typecomparator";
 import { VectorAssembler } from "apache-arrow/visitor/vectorassembler";
 import { VectorLoader } from "apache-arrow/visitor/vectorloader";
 import { frameworkError } from "../errors.js";
@@ -100,6 +101,13 @@ export class IpcStreamEncoder {
 
   /** A record batch message (custom metadata from `batch.metadata`), after any dictionary it needs. */
   batch(batch: RecordBatch): Uint8Array[] {
+    // Bytes of another schema would decode as garbage on the other side: refuse them here.
+    if (batch.schema !== this.schema && !sameLayout(batch.schema, this.schema)) {
+      throw frameworkError(
+        "protocol_error",
+        `batch schema (${batch.schema.fields.map((f) => `${f.name}: ${f.type}`).join(", ")}) does not match the stream's (${this.schema.fields.map((f) => `${f.name}: ${f.type}`).join(", ")})`,
+      );
+    }
     const out = this.begin();
     for (const [id, dictionary] of batch.dictionaries) {
       const chunk = dictionary?.data[0];
@@ -126,6 +134,12 @@ export class IpcStreamEncoder {
   end(): Uint8Array[] {
     return [...this.begin(), EOS];
   }
+}
+
+/** Same field count and, field by field, the same Arrow type (names and metadata may differ). */
+function sameLayout(a: Schema, b: Schema): boolean {
+  if (a.fields.length !== b.fields.length) return false;
+  return a.fields.every((f, i) => compareTypes(f.type, b.fields[i]!.type));
 }
 
 /** Encodes a whole stream of `batches` on `schema`. */
