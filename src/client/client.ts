@@ -13,6 +13,7 @@
  * (HTTP) would implement the batch layer's `CallTarget`-level operations (`unaryBatch`,
  * `openStream`) itself; the typed layer only depends on those two.
  */
+import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { RecordBatch, Schema } from "apache-arrow";
 import { compareFields } from "apache-arrow/visitor/typecomparator";
 import { frameworkError, RpcError } from "../errors.js";
@@ -27,6 +28,8 @@ import {
   PROTOCOL_VERSION_KEY,
   REQUEST_VERSION,
   REQUEST_VERSION_KEY,
+  TRACEPARENT_KEY,
+  TRACESTATE_KEY,
 } from "../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../wire/messages.js";
 import { describeProtocol, listProtocols, type ProtocolListing, type ServiceDescription } from "./describe.js";
@@ -60,9 +63,43 @@ export interface ClientOptions {
   readonly maxMessageBytes?: number;
 }
 
-/** The metadata of a request batch, exactly the keys the reference client writes. */
+/**
+ * Runs `fn` inside a CLIENT span `vgi_rpc/<method>` (a no-op unless an OpenTelemetry SDK is
+ * registered), so that the trace context `requestMetadata` injects is the call's own.
+ */
+export async function traced<T>(target: CallTarget, fn: () => Promise<T>): Promise<T> {
+  const tracer = trace.getTracer("quiver-rpc");
+  return tracer.startActiveSpan(
+    `vgi_rpc/${target.method}`,
+    {
+      kind: SpanKind.CLIENT,
+      attributes: { "rpc.system": "vgi_rpc", "rpc.service": target.protocol, "rpc.method": target.method },
+    },
+    async (span) => {
+      try {
+        return await fn();
+      } catch (err) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+        throw err;
+      } finally {
+        span.end();
+      }
+    },
+  );
+}
+
+/**
+ * The metadata of a request batch, exactly the keys the reference client writes, plus the
+ * active W3C trace context (`traceparent`/`tracestate`) so a trace crosses client and server.
+ */
 export function requestMetadata(target: CallTarget, extra?: RequestMetadata): Map<string, string> {
   const md = new Map<string, string>(extra ?? []);
+  if (!md.has(TRACEPARENT_KEY)) {
+    const carrier: Record<string, string> = {};
+    propagation.inject(context.active(), carrier);
+    if (carrier.traceparent) md.set(TRACEPARENT_KEY, carrier.traceparent);
+    if (carrier.tracestate) md.set(TRACESTATE_KEY, carrier.tracestate);
+  }
   md.set(METHOD_KEY, target.method);
   md.set(REQUEST_VERSION_KEY, REQUEST_VERSION);
   md.set(PROTOCOL_KEY, target.protocol);
@@ -393,7 +430,11 @@ export class RpcClient implements CallChannel {
   }
 
   /** Unary call at the batch level: sends `params` (one row) and returns the result batch. */
-  async unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
+  unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
+    return traced(target, () => this.unaryUntraced(target, params, extra));
+  }
+
+  private async unaryUntraced(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
     const release = await this.acquire();
     try {
       if (this.broken) throw this.broken;
@@ -418,7 +459,15 @@ export class RpcClient implements CallChannel {
    * Opens a stream call at the batch level. When `hasHeader`, the header stream is read first
    * (an init error surfaces here). The returned stream holds the connection until it ends.
    */
-  async openStream(
+  openStream(
+    target: CallTarget,
+    params: RecordBatch,
+    opts: { readonly hasHeader: boolean; readonly extra?: RequestMetadata },
+  ): Promise<RawStream> {
+    return traced(target, () => this.openUntraced(target, params, opts));
+  }
+
+  private async openUntraced(
     target: CallTarget,
     params: RecordBatch,
     opts: { readonly hasHeader: boolean; readonly extra?: RequestMetadata },

@@ -10,10 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, test } from "node:test";
-import { context, trace } from "@opentelemetry/api";
+import { context, propagation, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 import { pino } from "pino";
+import { proxy } from "../../src/client/typed.js";
 import { ValueError } from "../../src/errors.js";
 import { EMPTY_SCHEMA, emptyBatch } from "../../src/protocol/batch.js";
 import { defineProtocol, producer, unary } from "../../src/protocol/methods.js";
@@ -22,6 +23,7 @@ import { createAccessLog } from "../../src/server/access-log.js";
 import { bind, createServer, type ServerOptions } from "../../src/server/server.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";
 import { MessageFramer } from "../../src/wire/framer.js";
+import { memoryClient } from "../client/helpers.js";
 import { readStream, requestBytes, streamBytes } from "../helpers/raw-peer.js";
 
 const PYTHON = process.env.VGI_PYTHON ?? join(process.cwd(), ".venv-conformance/bin/python");
@@ -155,7 +157,6 @@ test("each call is a server span parented on the request's traceparent, with sta
   const tracer = trace.getTracer("test-client");
   const client = tracer.startSpan("client call");
   const carrier: Record<string, string> = {};
-  const { propagation } = await import("@opentelemetry/api");
   propagation.inject(trace.setSpan(context.active(), client), carrier);
   assert.match(carrier.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
 
@@ -187,4 +188,27 @@ test("each call is a server span parented on the request's traceparent, with sta
   const rec = JSON.parse(readFileSync(path, "utf8").split("\n")[0]!) as Record<string, unknown>;
   assert.equal(rec.trace_id, client.spanContext().traceId);
   assert.equal(rec.span_id, server.spanContext().spanId);
+});
+
+test("our client's CLIENT span is the parent of the server span: one trace across both", async () => {
+  exporter.reset();
+  const server = createServer({
+    protocols: [
+      bind(P, {
+        hello: ({ name }) => `hi ${name}`,
+        fail: () => "",
+        two: { init: () => ({ state: { n: 0n } }), produce: (_s, out) => out.finish() },
+      }),
+    ],
+  });
+  const { client } = memoryClient(server);
+  const api = proxy(client, P);
+  assert.equal(await api.hello({ name: "di" }), "hi di");
+  await client.close();
+  const spans = exporter.getFinishedSpans();
+  const clientSpan = spans.find((s) => s.name === "vgi_rpc/hello" && s.kind === 2 /* CLIENT */);
+  const serverSpan = spans.find((s) => s.name === "vgi_rpc/hello" && s.kind === 1 /* SERVER */);
+  assert.ok(clientSpan && serverSpan, "both spans recorded");
+  assert.equal(serverSpan.spanContext().traceId, clientSpan.spanContext().traceId);
+  assert.equal(serverSpan.parentSpanContext?.spanId, clientSpan.spanContext().spanId);
 });
