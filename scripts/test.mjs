@@ -146,7 +146,7 @@ function conformance(label, targetArgs) {
 
 // The pipe run also checks the worker's access log with the suite's own validator.
 const accessLog = join(mkdtempSync(join(tmpdir(), "quiver-")), "access.jsonl");
-let ok = conformance("pipe", ["--cmd", `${worker.join(" ")} --access-log ${accessLog}`, "--access-log", accessLog]);
+let ok = conformance("pipe", ["--cmd", `${worker.join(" ")} --access-log ${accessLog} --access-log-debug`, "--access-log", accessLog]);
 const sock = join(mkdtempSync(join(tmpdir(), "quiver-")), "conformance.sock");
 for (const [label, args, prefix, flag] of [
   ["unix", ["--unix", sock], "UNIX:", "--unix"],

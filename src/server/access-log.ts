@@ -127,7 +127,10 @@ export function createAccessLog(opts: AccessLogOptions): AccessLog {
       rec.dropped_records = droppedSinceLast;
       droppedSinceLast = 0;
     }
-    stream.write(`${JSON.stringify(rec)}\n`);
+    // A record the destination then fails to take (open or write error) is counted as dropped.
+    stream.write(`${JSON.stringify(rec)}\n`, (err) => {
+      if (err) drop();
+    });
   };
 
   return {

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, renameSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -211,4 +211,36 @@ test("our client's CLIENT span is the parent of the server span: one trace acros
   assert.ok(clientSpan && serverSpan, "both spans recorded");
   assert.equal(serverSpan.spanContext().traceId, clientSpan.spanContext().traceId);
   assert.equal(serverSpan.parentSpanContext?.spanId, clientSpan.spanContext().spanId);
+});
+
+test("a failing log destination drops records without failing calls, and reopen() follows rotation", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "quiver-al-"));
+  const broken = createAccessLog({ path: join(dir, "missing-dir", "access.jsonl"), retryAfterMs: 60_000 });
+  const { pipe, served, framer } = serve({ onCallEnd: broken.observer });
+  for (let i = 0; i < 3; i++) {
+    await pipe.client.write(req("hello", { name: t.utf8() }, { name: ["x"] }));
+    const out = await readStream(framer);
+    assert.equal(out!.batches.at(-1)!.getChildAt(0)!.get(0), "hi x", "the call is unaffected");
+  }
+  pipe.client.close();
+  await served;
+  await new Promise((r) => setTimeout(r, 50));
+  assert.ok(broken.dropped >= 2, `dropped ${broken.dropped}`);
+  await broken.close();
+
+  const path = join(dir, "access.jsonl");
+  const log = createAccessLog({ path });
+  const second = serve({ onCallEnd: log.observer });
+  await second.pipe.client.write(req("hello", { name: t.utf8() }, { name: ["a"] }));
+  await readStream(second.framer);
+  for (let i = 0; i < 100 && !existsSync(path); i++) await new Promise((r) => setTimeout(r, 10));
+  renameSync(path, `${path}.1`); // rotation
+  log.reopen();
+  await second.pipe.client.write(req("hello", { name: t.utf8() }, { name: ["b"] }));
+  await readStream(second.framer);
+  second.pipe.client.close();
+  await second.served;
+  await log.close();
+  assert.equal(readFileSync(`${path}.1`, "utf8").trim().split("\n").length, 1);
+  assert.equal(readFileSync(path, "utf8").trim().split("\n").length, 1);
 });
