@@ -68,6 +68,11 @@ export interface CallEnv {
    * setting a cookie throws `cookie_not_allowed`.
    */
   readonly cookieJar?: CookieJar;
+  /**
+   * W3C trace context the transport received outside the request batch (HTTP headers); the
+   * batch's own `traceparent`/`tracestate` metadata takes precedence.
+   */
+  readonly traceContext?: Readonly<Record<string, string>>;
 }
 
 /** Collects `Set-Cookie` requests for the transport to apply after dispatch. */
@@ -173,7 +178,7 @@ export class Call {
 
   /** Starts the server span once the method is known, parented on the request's trace context. */
   startSpan(): void {
-    const carrier: Record<string, string> = {};
+    const carrier: Record<string, string> = { ...this.env.traceContext };
     const tp = this.requestMetadata.get(TRACEPARENT_KEY);
     const ts = this.requestMetadata.get(TRACESTATE_KEY);
     if (tp !== undefined) carrier.traceparent = tp;

@@ -21,8 +21,10 @@ import { defineProtocol, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { createAccessLog } from "../../src/server/access-log.js";
 import { bind, createServer, type ServerOptions } from "../../src/server/server.js";
+import { listenHttp } from "../../src/transports/http/server.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";
 import { MessageFramer } from "../../src/wire/framer.js";
+import { concatBytes } from "../../src/wire/ipc.js";
 import { memoryClient } from "../client/helpers.js";
 import { readStream, requestBytes, streamBytes } from "../helpers/raw-peer.js";
 
@@ -243,4 +245,34 @@ test("a failing log destination drops records without failing calls, and reopen(
   await log.close();
   assert.equal(readFileSync(`${path}.1`, "utf8").trim().split("\n").length, 1);
   assert.equal(readFileSync(path, "utf8").trim().split("\n").length, 1);
+});
+
+test("over HTTP the server span is parented on the traceparent header", async () => {
+  exporter.reset();
+  const server = createServer({
+    protocols: [
+      bind(P, {
+        hello: ({ name }) => `hi ${name}`,
+        fail: () => "",
+        two: { init: () => ({ state: { n: 0n } }), produce: (_s, out) => out.finish() },
+      }),
+    ],
+  });
+  const http = await listenHttp(server, { port: 0 });
+  try {
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const parentId = "00f067aa0ba902b7";
+    const res = await fetch(`${http.url}/test.Obs.v1/hello`, {
+      method: "POST",
+      headers: { "content-type": "application/vnd.apache.arrow.stream", traceparent: `00-${traceId}-${parentId}-01` },
+      body: concatBytes(req("hello", { name: t.utf8() }, { name: ["ed"] })) as Uint8Array<ArrayBuffer>,
+    });
+    assert.equal(res.status, 200);
+    await res.arrayBuffer();
+    const span = exporter.getFinishedSpans().find((s) => s.name === "vgi_rpc/hello")!;
+    assert.equal(span.spanContext().traceId, traceId);
+    assert.equal(span.parentSpanContext?.spanId, parentId);
+  } finally {
+    await http.close();
+  }
 });

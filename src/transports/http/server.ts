@@ -368,7 +368,12 @@ class HttpTransport {
     if (req.remoteAddr) transportMetadata.remote_addr = req.remoteAddr;
     const ua = req.headers.get("user-agent");
     if (ua) transportMetadata.user_agent = ua;
-    const env: CallEnv = { server: this.server, transport: "http", transportMetadata, auth, cookies };
+    const traceContext: Record<string, string> = {};
+    for (const h of ["traceparent", "tracestate"]) {
+      const v = req.headers.get(h);
+      if (v) traceContext[h] = v;
+    }
+    const env: CallEnv = { server: this.server, transport: "http", transportMetadata, auth, cookies, traceContext };
 
     if (kind === "reserved") {
       if (method !== TRANSPORT_OPTIONS_METHOD) {
