@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The demo data service behind `npm start`: a small protocol with one method of each kind,
- * served on a Unix socket and on TCP (127.0.0.1) until HTTP and WebSocket land; `--stdio` serves
- * one caller over stdin/stdout instead.
+ * served over HTTP (127.0.0.1, port 8765 or `--port`), a Unix socket and TCP; `--stdio` serves one
+ * caller over stdin/stdout instead.
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +11,7 @@ import { ValueError } from "../errors.js";
 import { defineProtocol, exchange, producer, unary } from "../protocol/methods.js";
 import { t } from "../protocol/types.js";
 import { bind, createServer } from "../server/server.js";
+import { listenHttp } from "../transports/http/server.js";
 import { listenSocket } from "../transports/socket/server.js";
 import { serveStdio } from "../transports/stdio/server.js";
 import { consoleToStderr, startTelemetry } from "./telemetry.js";
@@ -92,24 +93,29 @@ async function main(): Promise<void> {
   }
   const path = values.unix ?? join(tmpdir(), "quiver-demo.sock");
   const unix = await listenSocket(server, { path });
-  const tcp = await listenSocket(server, { host: "127.0.0.1", port: Number(values.port ?? 0) });
+  const http = await listenHttp(server, { host: "127.0.0.1", port: Number(values.port ?? 8765) });
+  const tcp = await listenSocket(server, { host: "127.0.0.1", port: 0 });
   const tcpAddr = tcp.address as { host: string; port: number };
   process.stdout.write(
     [
       `quiver demo service (${Demo.name}) — server id ${server.serverId}`,
+      `  http:        ${http.url}   (health: ${http.url}/health)`,
       `  unix socket: ${path}`,
       `  tcp:         ${tcpAddr.host}:${tcpAddr.port}`,
       "",
-      "Call it with the reference CLI from the test environment (created by `npm test`):",
-      `  .venv-conformance/bin/vgi-rpc --unix ${path} describe`,
-      `  .venv-conformance/bin/vgi-rpc --unix ${path} call add a=1 b=2`,
-      `  .venv-conformance/bin/vgi-rpc --unix ${path} call range start=0 stop=5 batch_size=2`,
-      "HTTP and WebSocket are not served yet. Ctrl-C stops the service.",
+      "Call it with the quiver CLI:",
+      `  node dist/bin/quiver.js --unix ${path} describe`,
+      `  node dist/bin/quiver.js --unix ${path} call add a=1 b=2`,
+      `  node dist/bin/quiver.js --tcp ${tcpAddr.host}:${tcpAddr.port} call range start=0 stop=5 batch_size=2`,
+      "or with the reference CLI from the test environment (created by `npm test`):",
+      `  .venv-conformance/bin/vgi-rpc --url ${http.url} describe`,
+      `  .venv-conformance/bin/vgi-rpc --url ${http.url} call greet name=ada greeting=hello`,
+      "Ctrl-C stops the service.",
       "",
     ].join("\n"),
   );
   const stop = async () => {
-    await Promise.all([unix.close(), tcp.close()]);
+    await Promise.all([http.close(), unix.close(), tcp.close()]);
     await stopTelemetry();
     process.exit(0);
   };
