@@ -8,39 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ValueError } from "../errors.js";
-import { defineProtocol, exchange, producer, unary } from "../protocol/methods.js";
-import { t } from "../protocol/types.js";
 import { bind, createServer } from "../server/server.js";
 import { listenHttp } from "../transports/http/server.js";
 import { listenSocket } from "../transports/socket/server.js";
 import { serveStdio } from "../transports/stdio/server.js";
+import { Demo } from "./demo-protocol.js";
 import { consoleToStderr, startTelemetry } from "./telemetry.js";
-
-/** The demo protocol: arithmetic, a range producer and a running-mean exchange. */
-export const Demo = defineProtocol(
-  "quiver.Demo.v1",
-  { version: "1.0.0" },
-  {
-    add: unary({ a: t.float64(), b: t.float64() }, t.float64()),
-    greet: unary({ name: t.utf8(), greeting: t.utf8().default("hello") }, t.utf8()),
-    range: producer(
-      { start: t.int64(), stop: t.int64(), batch_size: t.int64().default(1000n) },
-      {
-        output: { n: t.int64(), square: t.int64() },
-        header: { total: t.int64() },
-        state: { next: t.int64(), stop: t.int64(), batch_size: t.int64() },
-      },
-    ),
-    running_mean: exchange(
-      {},
-      {
-        input: { x: t.float64() },
-        output: { mean: t.float64(), count: t.int64() },
-        state: { sum: t.float64(), count: t.int64() },
-      },
-    ),
-  },
-);
 
 const server = createServer({
   protocols: [
