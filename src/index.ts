@@ -27,6 +27,7 @@ export {
 export {
   batchFromColumns,
   batchFromRows,
+  columnFromBatch,
   EMPTY_SCHEMA,
   emptyBatch,
   rowsFromBatch,

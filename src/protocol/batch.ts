@@ -46,6 +46,21 @@ export function batchFromColumns<F extends FieldSpecs>(
   return batchFromData(schema, children, Math.max(length, 0), metadata);
 }
 
+/** Reads one column of `batch` through its spec. */
+export function columnFromBatch<F extends FieldSpecs, K extends keyof F & string>(
+  fields: F,
+  batch: RecordBatch,
+  name: K,
+): RowOf<F>[K][] {
+  const spec = fields[name];
+  const index = batch.schema.fields.findIndex((f) => f.name === name);
+  if (spec === undefined || index < 0) throw new TypeError(`batch has no column '${name}'`);
+  const data = batch.data.children[index]!;
+  const out: unknown[] = new Array(batch.numRows);
+  for (let i = 0; i < batch.numRows; i++) out[i] = data.getValid(i) ? spec.codec.get(data, i) : null;
+  return out as RowOf<F>[K][];
+}
+
 /** Reads every row of `batch` through the specs, matching columns by name. */
 export function rowsFromBatch<F extends FieldSpecs>(fields: F, batch: RecordBatch): RowOf<F>[] {
   const readers = Object.entries(fields).map(([name, spec]) => {

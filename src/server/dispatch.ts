@@ -20,7 +20,7 @@ import {
 import type { DataType, RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
 import { frameworkError, RpcError } from "../errors.js";
-import { batchFromRows, rowsFromBatch } from "../protocol/batch.js";
+import { batchFromRows, columnFromBatch, rowsFromBatch } from "../protocol/batch.js";
 import type { AuthContext, CallContext, CookieOptions, LogExtra, LogLevel } from "../protocol/context.js";
 import type { InputBatch, MethodDecl, OutputSpec } from "../protocol/methods.js";
 import type { FieldSpecs, RowOf } from "../protocol/types.js";
@@ -573,7 +573,7 @@ function inputView(
     numRows: batch.numRows,
     metadata,
     rows: () => rowsFromBatch(fields, batch),
-    column: (name: string) => rowsFromBatch(fields, batch).map((r) => r[name]) as never[],
+    column: (name: string) => columnFromBatch(fields, batch, name) as never[],
   };
 }
 
