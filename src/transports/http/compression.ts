@@ -7,6 +7,7 @@
 import * as zlib from "node:zlib";
 import { Zstd } from "@hpcc-js/wasm-zstd";
 import { Decompress } from "fzstd";
+import { concatBytes } from "../../wire/ipc.js";
 
 /** A content coding vgi-rpc speaks. */
 export type Encoding = "zstd" | "gzip";
@@ -110,13 +111,7 @@ function unzstdCapped(data: Uint8Array, limit: number | null): Uint8Array {
   });
   d.push(data, true);
   if (!ended && total === 0) throw new Error("zstd frame is incomplete");
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /** Decodes a request body; `limit` caps the decoded size (null: uncapped). */

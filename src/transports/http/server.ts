@@ -21,7 +21,6 @@ import type { RecordBatch, Schema } from "apache-arrow";
 import { type Authenticator, type AuthRequest, authReasonOf, type PeerCertificate } from "../../auth/types.js";
 import { frameworkError, RpcError } from "../../errors.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
-import { validateProtocolName } from "../../protocol/methods.js";
 import {
   type Admission,
   type Answer,
@@ -36,6 +35,7 @@ import {
 } from "../../server/dispatch.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
 import { EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
+import { concatBytes } from "../../wire/ipc.js";
 import {
   CALL_STATE_KEY,
   CANCEL_KEY,
@@ -497,43 +497,12 @@ class HttpTransport {
         ),
       );
     }
+    // Routing errors (bad name, unhosted protocol, no such method) are the dispatch core's, as 404s.
     try {
-      validateProtocolName(protocol, true);
+      return this.server.resolve(protocol, method);
     } catch (err) {
-      throw new HttpRpcError(
-        404,
-        frameworkError("protocol_not_supported", `Not a protocol name: ${(err as Error).message}`),
-      );
+      throw new HttpRpcError(404, RpcError.from(err));
     }
-    const hosted = this.server.protocols.get(protocol);
-    if (hosted === undefined) {
-      const names = [...this.server.protocols.keys()]
-        .sort()
-        .map((n) => `'${n}'`)
-        .join(", ");
-      throw new HttpRpcError(
-        404,
-        frameworkError(
-          "protocol_not_supported",
-          `This server does not host protocol '${protocol}'. Hosted: [${names}].`,
-        ),
-      );
-    }
-    const resolved = hosted.methods.get(method);
-    if (resolved === undefined) {
-      const names = [...hosted.methods.keys()]
-        .sort()
-        .map((n) => `'${n}'`)
-        .join(", ");
-      throw new HttpRpcError(
-        404,
-        frameworkError(
-          "method_not_implemented",
-          `Protocol '${protocol}' has no method '${method}'. Available: [${names}].`,
-        ),
-      );
-    }
-    return resolved;
   }
 
   /** Decodes the request stream's first batch (400 when the body is not a readable request). */
@@ -726,7 +695,7 @@ class HttpTransport {
       out.push(tokens);
     }
     parts.push(encodeIpcBody(stream.outputSchema, out));
-    const res = this.capped(call, failed ? 500 : 200, concat(parts), budget, EMPTY_SCHEMA);
+    const res = this.capped(call, failed ? 500 : 200, concatBytes(parts), budget, EMPTY_SCHEMA);
     call.end(cancelled);
     return res;
   }
@@ -848,19 +817,6 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let total = 0;
-  for (const p of parts) total += p.byteLength;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Adapters
 
@@ -906,7 +862,7 @@ async function readCapped(
     if (limit !== null && total > limit) throw new BodyTooLarge(total);
     chunks.push(r.value);
   }
-  return concat(chunks.length === 0 ? [new Uint8Array(0)] : chunks);
+  return concatBytes(chunks);
 }
 
 /** A `node:http` request listener that also offers the fetch-style form as `.fetch`. */
