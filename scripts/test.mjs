@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The whole test suite: typecheck, lint, build, unit/contract tests, then the pinned Python
-// reference's conformance runner against our worker over a pipe, a Unix socket, TCP and HTTP. The
-// Python environment is created on first use in .venv-conformance/ (git-ignored) and reused
-// after. Nothing is skipped silently: a missing interpreter or an unreachable package index
+// reference's conformance runner against our worker over a pipe, a Unix socket, TCP, WebSocket
+// (through the pipe-to-WebSocket bridge) and HTTP. The Python environment is created on first use
+// in .venv-conformance/ (git-ignored) and reused after. Nothing is skipped silently: a missing interpreter or an unreachable package index
 // fails the run with instructions.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -146,7 +146,12 @@ function conformance(label, targetArgs) {
 
 // The pipe run also checks the worker's access log with the suite's own validator.
 const accessLog = join(mkdtempSync(join(tmpdir(), "quiver-")), "access.jsonl");
-let ok = conformance("pipe", ["--cmd", `${worker.join(" ")} --access-log ${accessLog} --access-log-debug`, "--access-log", accessLog]);
+let ok = conformance("pipe", [
+  "--cmd",
+  `${worker.join(" ")} --access-log ${accessLog} --access-log-debug`,
+  "--access-log",
+  accessLog,
+]);
 const sock = join(mkdtempSync(join(tmpdir(), "quiver-")), "conformance.sock");
 for (const [label, args, prefix, flag] of [
   ["unix", ["--unix", sock], "UNIX:", "--unix"],
@@ -154,6 +159,17 @@ for (const [label, args, prefix, flag] of [
 ]) {
   const { child, address } = await startWorker(args, prefix);
   ok = conformance(label, [flag, address]) && ok;
+  child.kill("SIGTERM");
+}
+// WebSocket: the full suite through `quiver bridge` (the pipe protocol on the runner's side, our
+// WebSocket client and server in between), including the over-2-GiB echo.
+{
+  const { child, address } = await startWorker(["--ws"], "WS:");
+  ok =
+    conformance("ws-bridge", [
+      "--cmd",
+      `${process.execPath} ${join(root, "dist/bin/quiver.js")} bridge --ws ${address}`,
+    ]) && ok;
   child.kill("SIGTERM");
 }
 // HTTP: the full suite at the root prefix (access log validated too), then the suite's

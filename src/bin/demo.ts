@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The demo data service behind `npm start`: a small protocol with one method of each kind,
- * served over HTTP (127.0.0.1, port 8765 or `--port`), a Unix socket and TCP; `--stdio` serves one
- * caller over stdin/stdout instead.
+ * served over HTTP (127.0.0.1, port 8765 or `--port`), WebSocket (`/ws` on the HTTP port), a Unix
+ * socket and TCP; `--stdio` serves one caller over stdin/stdout instead.
  */
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ import { bind, createServer } from "../server/server.js";
 import { listenHttp } from "../transports/http/server.js";
 import { listenSocket } from "../transports/socket/server.js";
 import { serveStdio } from "../transports/stdio/server.js";
+import { attachWebSocket } from "../transports/ws/server.js";
 import { Demo } from "./demo-protocol.js";
 import { consoleToStderr, startTelemetry } from "./telemetry.js";
 
@@ -67,12 +68,15 @@ async function main(): Promise<void> {
   const path = values.unix ?? join(tmpdir(), "quiver-demo.sock");
   const unix = await listenSocket(server, { path });
   const http = await listenHttp(server, { host: "127.0.0.1", port: Number(values.port ?? 8765) });
+  const ws = attachWebSocket(http.server, server, { path: "/ws" });
+  const wsUrl = `ws://127.0.0.1:${http.port}${ws.path}`;
   const tcp = await listenSocket(server, { host: "127.0.0.1", port: 0 });
   const tcpAddr = tcp.address as { host: string; port: number };
   process.stdout.write(
     [
       `quiver demo service (${Demo.name}) — server id ${server.serverId}`,
       `  http:        ${http.url}   (health: ${http.url}/health)`,
+      `  websocket:   ${wsUrl}`,
       `  unix socket: ${path}`,
       `  tcp:         ${tcpAddr.host}:${tcpAddr.port}`,
       "",
@@ -80,6 +84,7 @@ async function main(): Promise<void> {
       `  node dist/bin/quiver.js --unix ${path} describe`,
       `  node dist/bin/quiver.js --unix ${path} call add a=1 b=2`,
       `  node dist/bin/quiver.js --tcp ${tcpAddr.host}:${tcpAddr.port} call range start=0 stop=5 batch_size=2`,
+      `  node dist/bin/quiver.js --cmd "node dist/bin/quiver.js bridge --ws ${wsUrl}" call add a=1 b=2`,
       "or with the reference CLI from the test environment (created by `npm test`):",
       `  .venv-conformance/bin/vgi-rpc --url ${http.url} describe`,
       `  .venv-conformance/bin/vgi-rpc --url ${http.url} call greet name=ada greeting=hello`,
@@ -88,6 +93,7 @@ async function main(): Promise<void> {
     ].join("\n"),
   );
   const stop = async () => {
+    await ws.close();
     await Promise.all([http.close(), unix.close(), tcp.close()]);
     await stopTelemetry();
     process.exit(0);

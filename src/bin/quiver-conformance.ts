@@ -14,6 +14,8 @@
  *     [--no-compression]               advertise and produce no response coding
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
+ *   quiver-conformance --ws            serve WebSocket at /ws and HTTP (root prefix) on one port,
+ *     [--host H] [--port P]            print WS:<url> (e.g. WS:ws://127.0.0.1:41234/ws)
  *   --access-log PATH                  append JSONL access-log records to PATH
  *   --access-log-debug                 accepted for compatibility (payloads are never logged)
  */
@@ -23,9 +25,10 @@ import { createSecondaryImplementation, SecondaryProtocol } from "../conformance
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
 import { createAccessLog } from "../server/access-log.js";
 import { bind, createServer } from "../server/server.js";
-import { listenHttp } from "../transports/http/server.js";
+import { createHttpHandler, listenHttp } from "../transports/http/server.js";
 import { listenSocket } from "../transports/socket/server.js";
 import { serveStdio } from "../transports/stdio/server.js";
+import { listenWebSocket } from "../transports/ws/server.js";
 import { consoleToStderr, startTelemetry } from "./telemetry.js";
 
 function fail(message: string): never {
@@ -46,6 +49,7 @@ async function main(): Promise<void> {
         port: { type: "string" },
         unix: { type: "string" },
         tcp: { type: "string" },
+        ws: { type: "boolean" },
         "access-log": { type: "string" },
         "access-log-debug": { type: "boolean" },
         "max-response-bytes": { type: "string" },
@@ -68,7 +72,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT] [--access-log PATH] [--access-log-debug]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug]\n",
     );
     return;
   }
@@ -147,6 +151,17 @@ async function main(): Promise<void> {
       compressResponses: values["no-compression"] !== true,
     });
     process.stdout.write(`PORT:${listener.port}\n`);
+    return;
+  }
+  if (values.ws === true) {
+    const port = Number(typeof values.port === "string" ? values.port : 0);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--port wants 0-65535, got '${String(values.port)}'`);
+    const listener = await listenWebSocket(server, {
+      host: typeof values.host === "string" ? values.host : "127.0.0.1",
+      port,
+      onRequest: createHttpHandler(server, { prefix: "" }),
+    });
+    process.stdout.write(`WS:${listener.url}\n`);
     return;
   }
   if (typeof values.unix === "string") {

@@ -20,6 +20,7 @@ import { connectTcp, connectUnix } from "../transports/socket/client.js";
 import { connectSubprocess } from "../transports/stdio/client.js";
 
 const USAGE = `usage: quiver (--cmd "<worker command>" | --unix PATH | --tcp HOST:PORT) [options] COMMAND
+       quiver bridge --ws URL        relay the pipe protocol on stdin/stdout to a WebSocket server
 
 commands:
   describe                       list the methods of the service's protocol
@@ -414,6 +415,7 @@ function emitError(e: RpcError): void {
 }
 
 async function main(argv: readonly string[]): Promise<number> {
+  if (argv[0] === "bridge") return (await import("../transports/ws/bridge.js")).bridgeMain(argv.slice(1));
   let cfg: Config;
   try {
     cfg = parseArgs(argv);

@@ -1,5 +1,14 @@
 export * from "../../auth/index.js";
 export {
+  connectHttp,
+  DEFAULT_HTTP_TIMEOUT_MS,
+  DEFAULT_MAX_RESPONSE_BYTES,
+  HttpClient,
+  type HttpClientOptions,
+  HttpError,
+  HttpStream,
+} from "./client.js";
+export {
   ARROW_CONTENT_TYPE,
   createHttpHandler,
   DEFAULT_MAX_REQUEST_BYTES,

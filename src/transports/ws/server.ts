@@ -1,0 +1,409 @@
+/**
+ * The WebSocket transport, server side (on the `ws` package). Each WebSocket is one session: the
+ * same lockstep byte stream a pipe carries, as binary messages whose concatenation is the
+ * stream, served call after call until the peer closes it.
+ *
+ * It attaches to a `node:http` server through `upgrade` handling (so one port serves HTTP and
+ * WebSocket: `attachWebSocket(listener.server, rpc)` next to `listenHttp`), or owns a port
+ * (`listenWebSocket`). The upgrade request is authenticated with the same `authenticate` option
+ * as HTTP: a refused upgrade is answered 401 (with `VGI-Auth-Reason`) and no socket is opened.
+ * `ctx.transportMetadata` carries `remote_addr` and `user_agent` from the upgrade; cookies are
+ * refused (`cookie_not_allowed`) as on every session transport.
+ *
+ * Limits: one inbound message is at most `maxPayload` bytes (larger: close 1009); reading pauses
+ * while more than `readHighWaterMark` received bytes wait unread, and writes wait while more than
+ * `writeHighWaterMark` bytes are queued, so a slow peer never makes the server buffer without
+ * bound. Keep-alive pings drop a peer that stops answering. Close codes: see `CloseCode`.
+ */
+import {
+  createServer as createNodeServer,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  STATUS_CODES,
+} from "node:http";
+import type { Duplex } from "node:stream";
+import type { TLSSocket } from "node:tls";
+import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import { type Authenticator, type AuthRequest, authReasonOf, type PeerCertificate } from "../../auth/types.js";
+import { frameworkError, type RpcError } from "../../errors.js";
+import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
+import type { Connection } from "../../server/connection.js";
+import type { RpcServer } from "../../server/server.js";
+import { ByteQueue, CloseCode, closeError, messagesOf } from "./shared.js";
+
+/** Default `path`. */
+export const DEFAULT_WS_PATH = "/ws";
+/** Default `maxPayload`: 64 MiB (quiver's client sends messages of at most 1 MiB). */
+export const DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024;
+
+/** Options of `attachWebSocket` / `listenWebSocket`. */
+export interface WebSocketServerOptions {
+  /** URL path accepting upgrades (query string ignored); other paths are left to other `upgrade` listeners, or answered 404. Default: `/ws`. */
+  readonly path?: string;
+  /** Resolves each upgrade request's caller; throwing answers 401 and opens no socket. Default: every caller anonymous. */
+  readonly authenticate?: Authenticator;
+  /** Largest single inbound WebSocket message, in bytes; a larger one closes the connection with 1009. Default: 64 MiB. */
+  readonly maxPayload?: number;
+  /** Largest WebSocket message the server sends, in bytes (the byte stream is split). Default: 1 MiB. */
+  readonly maxSendBytes?: number;
+  /** Queued outbound bytes (`bufferedAmount`) above which writes wait for the peer. Default: 4 MiB. */
+  readonly writeHighWaterMark?: number;
+  /** Received-but-unread bytes above which the server stops reading the socket. Default: 4 MiB. */
+  readonly readHighWaterMark?: number;
+  /** Interval between keep-alive pings, in ms (0: no pings). Default: 30 000. */
+  readonly pingIntervalMs?: number;
+  /** How long a ping may go unanswered before the connection is dropped, in ms. Default: 10 000. */
+  readonly pongTimeoutMs?: number;
+  /** Most concurrent connections; further upgrades are answered 503. Default: 1024. */
+  readonly maxConnections?: number;
+  /** How long `close()` waits for peers to answer the 1001 close before dropping them, in ms. Default: 2 000. */
+  readonly closeTimeoutMs?: number;
+}
+
+/** A WebSocket endpoint serving one `RpcServer`. */
+export interface WebSocketEndpoint {
+  /** The path upgrades are accepted on. */
+  readonly path: string;
+  /** Open connections. */
+  readonly connections: number;
+  /**
+   * Handles one `upgrade` event; false when the path is not this endpoint's (the caller decides
+   * what to answer). `attachWebSocket` calls it for you.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
+  /** Stops accepting, lets calls in progress finish, then closes every connection with 1001. */
+  close(): Promise<void>;
+}
+
+/** A WebSocket endpoint on its own port (HTTP requests go to `onRequest`, if given). */
+export interface WebSocketListener extends WebSocketEndpoint {
+  readonly server: Server;
+  readonly host: string;
+  readonly port: number;
+  /** The URL a client connects to, e.g. `ws://127.0.0.1:8080/ws`. */
+  readonly url: string;
+}
+
+const utf8 = new TextEncoder();
+
+function peerCertificateOf(req: IncomingMessage): PeerCertificate | null {
+  const socket = req.socket as TLSSocket;
+  if (typeof socket.getPeerCertificate !== "function" || !socket.authorized) return null;
+  const cert = socket.getPeerCertificate();
+  if (!cert || Object.keys(cert).length === 0) return null;
+  const subject = Object.entries(cert.subject ?? {})
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("+") : String(v)}`)
+    .join(",");
+  return {
+    fingerprint256: (cert.fingerprint256 ?? "").replace(/:/g, "").toLowerCase(),
+    subject,
+    subjectAltName: cert.subjectaltname ?? "",
+  };
+}
+
+function headersOf(req: IncomingMessage): Headers {
+  const headers = new Headers();
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
+  return headers;
+}
+
+/** Answers an upgrade with a plain HTTP response and closes the socket (no WebSocket opened). */
+function refuse(socket: Duplex, status: number, headers: [string, string][], body: unknown): void {
+  if (socket.destroyed) return;
+  const bytes = utf8.encode(JSON.stringify(body));
+  const lines = [
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`,
+    "Connection: close",
+    "Content-Type: application/json",
+    `Content-Length: ${bytes.byteLength}`,
+    ...headers.map(([k, v]) => `${k}: ${v}`),
+  ];
+  socket.end(Buffer.concat([Buffer.from(`${lines.join("\r\n")}\r\n\r\n`, "latin1"), bytes]));
+  socket.once("finish", () => socket.destroy());
+}
+
+function toBytes(data: RawData): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  return data;
+}
+
+/** Creates a WebSocket endpoint for `server`; feed it `upgrade` events (or use `attachWebSocket`). */
+export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServerOptions = {}): WebSocketEndpoint {
+  const path = opts.path ?? DEFAULT_WS_PATH;
+  const maxSend = opts.maxSendBytes ?? 1024 * 1024;
+  const writeHwm = opts.writeHighWaterMark ?? 4 * 1024 * 1024;
+  const readHwm = opts.readHighWaterMark ?? 4 * 1024 * 1024;
+  const pingInterval = opts.pingIntervalMs ?? 30_000;
+  const pongTimeout = opts.pongTimeoutMs ?? 10_000;
+  const maxConnections = opts.maxConnections ?? 1024;
+  const closeTimeout = opts.closeTimeoutMs ?? 2_000;
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+  const open = new Set<WebSocket>();
+  let pendingUpgrades = 0;
+  let accepting = true;
+
+  type Verdict = { readonly auth: AuthContext } | { readonly reason: string; readonly detail: string };
+  const authenticate = async (req: IncomingMessage, reqPath: string): Promise<Verdict> => {
+    if (opts.authenticate === undefined) return { auth: ANONYMOUS };
+    const request: AuthRequest = {
+      method: (req.method ?? "GET").toUpperCase(),
+      path: reqPath,
+      headers: headersOf(req),
+      remoteAddr: req.socket.remoteAddress ?? "",
+      peerCertificate: peerCertificateOf(req),
+    };
+    try {
+      return { auth: await opts.authenticate(request) };
+    } catch (err) {
+      const reason = authReasonOf(err);
+      server.logger.warn({ remote_addr: request.remoteAddr, auth_reason: reason, transport: "ws" }, "Auth failure");
+      return { reason, detail: `authentication rejected: ${(err as Error)?.message ?? String(err)}` };
+    }
+  };
+
+  const serve = (ws: WebSocket, req: IncomingMessage, auth: AuthContext): void => {
+    open.add(ws);
+    ws.binaryType = "nodebuffer";
+    const input = new ByteQueue(
+      readHwm,
+      () => ws.pause(),
+      () => ws.resume(),
+    );
+    let inputEnded = false;
+    let closed: RpcError | null = null;
+    const closeWaiters = new Set<(err: RpcError) => void>();
+    const gone = (): RpcError => closed ?? frameworkError("transport_error", "peer went away");
+
+    ws.on("message", (data, isBinary) => {
+      if (!isBinary) {
+        ws.close(CloseCode.unsupportedData, "binary messages only");
+        return;
+      }
+      input.push(toBytes(data));
+    });
+    ws.on("error", (err) => {
+      server.logger.debug({ err, transport: "ws" }, "WebSocket error");
+    });
+    ws.on("close", (code, reason) => {
+      open.delete(ws);
+      clearInterval(pinger);
+      clearTimeout(pongTimer);
+      inputEnded = true;
+      closed = closeError(code, reason.toString()) ?? frameworkError("transport_error", "peer closed the connection");
+      input.end(closeError(code, reason.toString()));
+      for (const w of closeWaiters) w(closed);
+      closeWaiters.clear();
+    });
+
+    let pongTimer: NodeJS.Timeout | undefined;
+    const pinger =
+      pingInterval > 0
+        ? setInterval(() => {
+            if (pongTimer !== undefined) return;
+            pongTimer = setTimeout(() => ws.terminate(), pongTimeout);
+            pongTimer.unref();
+            ws.ping();
+          }, pingInterval)
+        : undefined;
+    pinger?.unref();
+    ws.on("pong", () => {
+      clearTimeout(pongTimer);
+      pongTimer = undefined;
+    });
+
+    const send = (m: Uint8Array): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const onClose = (err: RpcError) => reject(err);
+        closeWaiters.add(onClose);
+        ws.send(m, { binary: true }, (err) => {
+          closeWaiters.delete(onClose);
+          if (err)
+            reject(closed ?? frameworkError("transport_error", `peer went away: ${err.message}`, { cause: err }));
+          else resolve();
+        });
+      });
+
+    const write = async (chunks: readonly Uint8Array[]): Promise<void> => {
+      if (ws.readyState !== ws.OPEN) throw gone();
+      let last: Promise<void> | null = null;
+      for (const m of messagesOf(chunks, maxSend)) {
+        if (ws.readyState !== ws.OPEN) throw gone();
+        last = send(m);
+        last.catch(() => {});
+        if (ws.bufferedAmount > writeHwm) await last;
+      }
+      if (last !== null && ws.bufferedAmount > writeHwm) await last;
+    };
+
+    const meta: Record<string, string> = {};
+    if (req.socket.remoteAddress) meta.remote_addr = req.socket.remoteAddress;
+    const ua = req.headers["user-agent"];
+    if (ua) meta.user_agent = ua;
+    const conn: Connection = { input, write, transport: "ws", transportMetadata: meta, auth };
+    server.serveConnection(conn).then(
+      () => {
+        if (inputEnded) ws.close(CloseCode.normal);
+        else if (server.draining) ws.close(CloseCode.goingAway, "server shutting down");
+        else ws.close(CloseCode.policyViolation, "the byte stream is not vgi-rpc");
+      },
+      (err: unknown) => {
+        if (inputEnded) return;
+        server.logger.error({ err, transport: "ws" }, "WebSocket session failed");
+        ws.close(CloseCode.internalError, "internal error");
+      },
+    );
+  };
+
+  const endpoint: WebSocketEndpoint = {
+    path,
+    get connections() {
+      return open.size;
+    },
+    handleUpgrade(req, socket, head) {
+      const url = req.url ?? "/";
+      const q = url.indexOf("?");
+      const reqPath = q < 0 ? url : url.slice(0, q);
+      if (reqPath !== path) return false;
+      socket.on("error", () => {});
+      if (!accepting) {
+        refuse(socket, 503, [], { error: "unavailable", detail: "server shutting down" });
+        return true;
+      }
+      if (open.size + pendingUpgrades >= maxConnections) {
+        refuse(socket, 503, [["Retry-After", "1"]], { error: "unavailable", detail: "too many connections" });
+        return true;
+      }
+      pendingUpgrades++;
+      void authenticate(req, reqPath).then((verdict) => {
+        pendingUpgrades--;
+        if (socket.destroyed) return;
+        if ("auth" in verdict) {
+          const { auth } = verdict;
+          wss.handleUpgrade(req, socket, head, (ws) => serve(ws, req, auth));
+          return;
+        }
+        refuse(
+          socket,
+          401,
+          [
+            ["VGI-Auth-Reason", verdict.reason],
+            ["Cache-Control", "no-store"],
+            ["WWW-Authenticate", "Bearer"],
+          ],
+          { error: "unauthorized", reason: verdict.reason, detail: verdict.detail },
+        );
+      });
+      return true;
+    },
+    async close() {
+      accepting = false;
+      await server.drain();
+      const all = [...open];
+      await Promise.all(
+        all.map(
+          (ws) =>
+            new Promise<void>((resolve) => {
+              if (ws.readyState === ws.CLOSED) return resolve();
+              const timer = setTimeout(() => ws.terminate(), closeTimeout);
+              ws.once("close", () => {
+                clearTimeout(timer);
+                resolve();
+              });
+              ws.close(CloseCode.goingAway, "server shutting down");
+            }),
+        ),
+      );
+      wss.close();
+    },
+  };
+  return endpoint;
+}
+
+/**
+ * Serves WebSocket upgrades on `path` of an existing `node:http` (or `https`) server, beside
+ * whatever it serves over HTTP. Upgrades on other paths are answered 404 unless another
+ * `upgrade` listener is registered. `close()` detaches and closes the WebSocket connections only.
+ */
+export function attachWebSocket(http: Server, server: RpcServer, opts: WebSocketServerOptions = {}): WebSocketEndpoint {
+  const endpoint = createWebSocketEndpoint(server, opts);
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (endpoint.handleUpgrade(req, socket, head)) return;
+    if (http.listenerCount("upgrade") === 1) {
+      socket.on("error", () => {});
+      refuse(socket, 404, [], { error: "not found", detail: `WebSocket endpoint is ${endpoint.path}` });
+    }
+  };
+  http.on("upgrade", onUpgrade);
+  return {
+    path: endpoint.path,
+    get connections() {
+      return endpoint.connections;
+    },
+    handleUpgrade: endpoint.handleUpgrade,
+    async close() {
+      http.off("upgrade", onUpgrade);
+      await endpoint.close();
+    },
+  };
+}
+
+/** Options of `listenWebSocket`. */
+export interface WebSocketListenOptions extends WebSocketServerOptions {
+  /** Host to bind. Default: 127.0.0.1. */
+  readonly host?: string;
+  /** Port; 0 picks a free one. Default: 0. */
+  readonly port?: number;
+  /** Plain HTTP requests on the same port (e.g. `createHttpHandler(rpc)`). Default: 426 Upgrade Required. */
+  readonly onRequest?: RequestListener;
+}
+
+/** Serves `server` over WebSocket on its own port (and HTTP too, when `onRequest` is given). */
+export async function listenWebSocket(
+  server: RpcServer,
+  opts: WebSocketListenOptions = {},
+): Promise<WebSocketListener> {
+  const http = createNodeServer(
+    opts.onRequest ??
+      ((_req, res) => {
+        res.writeHead(426, { Upgrade: "websocket", "Content-Type": "text/plain" });
+        res.end(`This is a vgi-rpc WebSocket endpoint: connect to ${opts.path ?? DEFAULT_WS_PATH} with a WebSocket.\n`);
+      }),
+  );
+  http.keepAliveTimeout = 30_000;
+  const endpoint = attachWebSocket(http, server, opts);
+  const host = opts.host ?? "127.0.0.1";
+  await new Promise<void>((resolve, reject) => {
+    http.once("error", reject);
+    http.listen(opts.port ?? 0, host, () => {
+      http.off("error", reject);
+      resolve();
+    });
+  });
+  const addr = http.address();
+  const port = typeof addr === "object" && addr !== null ? addr.port : (opts.port ?? 0);
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+  return {
+    server: http,
+    host,
+    port,
+    url: `ws://${urlHost}:${port}${endpoint.path}`,
+    path: endpoint.path,
+    get connections() {
+      return endpoint.connections;
+    },
+    handleUpgrade: endpoint.handleUpgrade,
+    async close() {
+      const closed = new Promise<void>((resolve) => http.close(() => resolve()));
+      await endpoint.close();
+      http.closeIdleConnections();
+      await closed;
+    },
+  };
+}
