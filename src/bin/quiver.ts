@@ -16,10 +16,11 @@ import type { RpcClient } from "../client/client.js";
 import type { MethodDescription, ServiceDescription } from "../client/describe.js";
 import { batchFromJsonRows, jsonReady, plainRows, schemaText } from "../client/values.js";
 import { RpcError } from "../errors.js";
+import { connectHttp, type HttpClient } from "../transports/http/client.js";
 import { connectTcp, connectUnix } from "../transports/socket/client.js";
 import { connectSubprocess } from "../transports/stdio/client.js";
 
-const USAGE = `usage: quiver (--cmd "<worker command>" | --unix PATH | --tcp HOST:PORT) [options] COMMAND
+const USAGE = `usage: quiver (--cmd "<worker command>" | --unix PATH | --tcp HOST:PORT | --url URL) [options] COMMAND
        quiver bridge --ws URL        relay the pipe protocol on stdin/stdout to a WebSocket server
 
 commands:
@@ -28,6 +29,7 @@ commands:
                                  an exchange reads its input rows as JSON lines from stdin
 
 options:
+  --prefix PATH                  URL path prefix with --url (default: none)
   --protocol NAME                protocol to address (default: the first non-vgi_rpc. one listed)
   --format auto|json|table       output format (default: auto: JSON lines, pretty on a terminal)
   --json '{...}'                 call parameters as one JSON object
@@ -41,6 +43,8 @@ interface Config {
   cmd?: string;
   unix?: string;
   tcp?: string;
+  url?: string;
+  prefix?: string;
   protocol?: string;
   format: "auto" | "json" | "table";
   json?: string;
@@ -68,6 +72,12 @@ function parseArgs(argv: readonly string[]): Config {
       case "--cmd":
       case "-c":
         cfg.cmd = value();
+        break;
+      case "--url":
+        cfg.url = value();
+        break;
+      case "--prefix":
+        cfg.prefix = value();
         break;
       case "--unix":
         cfg.unix = value();
@@ -110,9 +120,9 @@ function parseArgs(argv: readonly string[]): Config {
         cfg.positional.push(a);
     }
   }
-  const transports = [cfg.cmd, cfg.unix, cfg.tcp].filter((x) => x !== undefined).length;
-  if (transports === 0) throw new UsageError("Either --cmd, --unix or --tcp is required");
-  if (transports > 1) throw new UsageError("--cmd, --unix and --tcp are mutually exclusive");
+  const transports = [cfg.cmd, cfg.unix, cfg.tcp, cfg.url].filter((x) => x !== undefined).length;
+  if (transports === 0) throw new UsageError("Either --cmd, --unix, --tcp or --url is required");
+  if (transports > 1) throw new UsageError("--cmd, --unix, --tcp and --url are mutually exclusive");
   return cfg;
 }
 
@@ -150,7 +160,10 @@ export function shellSplit(s: string): string[] {
   return out;
 }
 
-async function connect(cfg: Config): Promise<RpcClient> {
+/** A connected client of any transport: the CLI needs only describe, unary, streams and close. */
+type AnyClient = RpcClient | HttpClient;
+
+async function connect(cfg: Config): Promise<AnyClient> {
   const opts = {
     timeoutMs: cfg.timeoutMs,
     ...(cfg.verbose
@@ -163,6 +176,7 @@ async function connect(cfg: Config): Promise<RpcClient> {
     return connectSubprocess(cmd, args, opts);
   }
   if (cfg.unix !== undefined) return connectUnix(cfg.unix, opts);
+  if (cfg.url !== undefined) return connectHttp(cfg.url, { ...opts, ...(cfg.prefix ? { prefix: cfg.prefix } : {}) });
   const m = /^(.*):(\d+)$/.exec(cfg.tcp!);
   if (!m) throw new UsageError("--tcp takes HOST:PORT");
   return connectTcp(m[1] || "127.0.0.1", Number(m[2]), opts);
@@ -337,13 +351,13 @@ function inferSchema(rows: readonly Record<string, unknown>[]): Schema {
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-async function describeCmd(cfg: Config, client: RpcClient): Promise<void> {
+async function describeCmd(cfg: Config, client: AnyClient): Promise<void> {
   const d = await client.describe(cfg.protocol);
   if (cfg.format === "table" || pretty(cfg)) process.stdout.write(`${describeText(d)}\n`);
   else printJson(cfg, describeJson(d));
 }
 
-async function callCmd(cfg: Config, client: RpcClient, method: string, args: readonly string[]): Promise<void> {
+async function callCmd(cfg: Config, client: AnyClient, method: string, args: readonly string[]): Promise<void> {
   const d = await client.describe(cfg.protocol);
   const md: MethodDescription | undefined = d.methods.get(method);
   if (md === undefined) {
@@ -428,7 +442,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`Error: expected a command (describe, call)\n\n${USAGE}`);
     return 2;
   }
-  let client: RpcClient | null = null;
+  let client: AnyClient | null = null;
   try {
     client = await connect(cfg);
     if (command === "describe") await describeCmd(cfg, client);

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { test } from "node:test";
-import { referenceWorker, type SocketWorker, socketPath, spawnSocketWorker } from "./helpers.js";
+import { ourWorker, referenceWorker, type SocketWorker, socketPath, spawnSocketWorker } from "./helpers.js";
 
 const CLI = join(new URL("../..", import.meta.url).pathname, "src/bin/quiver.ts");
 
@@ -146,5 +146,35 @@ test("quiver over --unix against the reference worker", async () => {
     assert.deepEqual(lines(r.stdout), [{ result: "hi there" }]);
   } finally {
     await worker.stop();
+  }
+});
+
+test("quiver over --url against our HTTP worker: unary, producer and describe", async () => {
+  const [cmd, args] = ourWorker("--http");
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+  const kill = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  try {
+    let out = "";
+    for await (const chunk of child.stdout) {
+      out += String(chunk);
+      if (/PORT:\d+/.test(out)) break;
+    }
+    const url = `http://127.0.0.1:${/PORT:(\d+)/.exec(out)![1]}`;
+    const unaryRun = await quiver(["--url", url, "call", "echo_int", "value=42"]);
+    assert.equal(unaryRun.code, 0, unaryRun.stderr);
+    assert.deepEqual(lines(unaryRun.stdout), [{ result: 42 }]);
+    const produced = await quiver(["--url", url, "call", "produce_n", "count=3"]);
+    assert.equal(produced.code, 0, produced.stderr);
+    assert.deepEqual(lines(produced.stdout), [
+      { index: 0, value: 0 },
+      { index: 1, value: 10 },
+      { index: 2, value: 20 },
+    ]);
+    const described = await quiver(["--url", url, "describe"]);
+    assert.equal(described.code, 0, described.stderr);
+    assert.match(described.stdout, /"protocol_name":"ConformanceService"/);
+  } finally {
+    clearTimeout(kill);
+    child.kill("SIGTERM");
   }
 });
