@@ -81,6 +81,7 @@ async function main(): Promise<void> {
       `  tcp:         ${tcpAddr.host}:${tcpAddr.port}`,
       "",
       "Call it with the quiver CLI:",
+      `  node dist/bin/quiver.js --url ${http.url} call add a=1 b=2`,
       `  node dist/bin/quiver.js --unix ${path} describe`,
       `  node dist/bin/quiver.js --unix ${path} call add a=1 b=2`,
       `  node dist/bin/quiver.js --tcp ${tcpAddr.host}:${tcpAddr.port} call range start=0 stop=5 batch_size=2`,
