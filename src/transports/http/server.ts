@@ -13,11 +13,12 @@
  * requests 400; unknown routes 404; oversized bodies 413; wrong content type or coding 415;
  * refused credentials 401. Calls run through the transport-agnostic dispatch core.
  */
+
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer as createNodeServer, type Server } from "node:http";
-import type { TLSSocket } from "node:tls";
 import type { RecordBatch, Schema } from "apache-arrow";
+import { headersOf, peerCertificateOf } from "../../auth/node.js";
 import { type Authenticator, type AuthRequest, authReasonOf, type PeerCertificate } from "../../auth/types.js";
 import { frameworkError, RpcError } from "../../errors.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
@@ -820,27 +821,6 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 // ---------------------------------------------------------------------------------------------
 // Adapters
 
-function peerCertificateOf(req: IncomingMessage): PeerCertificate | null {
-  const socket = req.socket as TLSSocket;
-  if (typeof socket.getPeerCertificate !== "function" || !socket.authorized) return null;
-  const cert = socket.getPeerCertificate();
-  if (!cert || Object.keys(cert).length === 0) return null;
-  const subject = Object.entries(cert.subject ?? {})
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("+") : String(v)}`)
-    .join(",");
-  return {
-    fingerprint256: (cert.fingerprint256 ?? "").replace(/:/g, "").toLowerCase(),
-    subject,
-    subjectAltName: cert.subjectaltname ?? "",
-  };
-}
-
-function nodeHeaders(req: IncomingMessage): Headers {
-  const headers = new Headers();
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-  return headers;
-}
-
 /**
  * Reads a whole body, refusing it past `limit`. The iterator is pulled by hand and never
  * `return()`ed on refusal: ending a `for await` early would destroy the request (and with it the
@@ -893,7 +873,7 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
     const core: CoreRequest = {
       method: (req.method ?? "GET").toUpperCase(),
       path: q < 0 ? url : url.slice(0, q),
-      headers: nodeHeaders(req),
+      headers: headersOf(req),
       remoteAddr: req.socket.remoteAddress ?? "",
       peerCertificate: peerCertificateOf(req),
       readBody: (limit) => {

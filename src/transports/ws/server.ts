@@ -15,6 +15,7 @@
  * `writeHighWaterMark` bytes are queued, so a slow peer never makes the server buffer without
  * bound. Keep-alive pings drop a peer that stops answering. Close codes: see `CloseCode`.
  */
+
 import {
   createServer as createNodeServer,
   type IncomingMessage,
@@ -23,9 +24,9 @@ import {
   STATUS_CODES,
 } from "node:http";
 import type { Duplex } from "node:stream";
-import type { TLSSocket } from "node:tls";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
-import { type Authenticator, type AuthRequest, authReasonOf, type PeerCertificate } from "../../auth/types.js";
+import { headersOf, peerCertificateOf } from "../../auth/node.js";
+import { type Authenticator, type AuthRequest, authReasonOf } from "../../auth/types.js";
 import { frameworkError, type RpcError } from "../../errors.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
@@ -86,27 +87,6 @@ export interface WebSocketListener extends WebSocketEndpoint {
 }
 
 const utf8 = new TextEncoder();
-
-function peerCertificateOf(req: IncomingMessage): PeerCertificate | null {
-  const socket = req.socket as TLSSocket;
-  if (typeof socket.getPeerCertificate !== "function" || !socket.authorized) return null;
-  const cert = socket.getPeerCertificate();
-  if (!cert || Object.keys(cert).length === 0) return null;
-  const subject = Object.entries(cert.subject ?? {})
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join("+") : String(v)}`)
-    .join(",");
-  return {
-    fingerprint256: (cert.fingerprint256 ?? "").replace(/:/g, "").toLowerCase(),
-    subject,
-    subjectAltName: cert.subjectaltname ?? "",
-  };
-}
-
-function headersOf(req: IncomingMessage): Headers {
-  const headers = new Headers();
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.append(req.rawHeaders[i]!, req.rawHeaders[i + 1]!);
-  return headers;
-}
 
 /** Answers an upgrade with a plain HTTP response and closes the socket (no WebSocket opened). */
 function refuse(socket: Duplex, status: number, headers: [string, string][], body: unknown): void {
