@@ -196,6 +196,7 @@ export class HttpClient implements CallChannel {
   private readonly timeoutMs: number;
   private readonly maxResponseBytes: number | null;
   private readonly closer = new AbortController();
+  private readonly inFlight = new Set<AbortController>();
   private closed = false;
 
   constructor(baseUrl: string | URL, opts: HttpClientOptions = {}) {
@@ -221,19 +222,21 @@ export class HttpClient implements CallChannel {
     return `${this.url}/${target.protocol}/${target.method}${suffix}`;
   }
 
-  /** The signal of one request (client close, timeout); `release` detaches it from the client. */
+  /**
+   * The signal of one request (client close, timeout); `release` forgets it. Requests in flight
+   * are tracked in a set rather than as listeners on one shared signal, so any number may run.
+   */
   private signal(): { readonly signal: AbortSignal; release(): void } {
     const both = new AbortController();
-    const onClose = () => both.abort(this.closer.signal.reason);
-    if (this.closer.signal.aborted) onClose();
-    else this.closer.signal.addEventListener("abort", onClose, { once: true });
+    if (this.closer.signal.aborted) both.abort(this.closer.signal.reason);
+    else this.inFlight.add(both);
     if (this.timeoutMs > 0) {
       const timeout = AbortSignal.timeout(this.timeoutMs);
       timeout.addEventListener("abort", () => both.abort(timeout.reason), { once: true });
     }
     return {
       signal: both.signal,
-      release: () => this.closer.signal.removeEventListener("abort", onClose),
+      release: () => this.inFlight.delete(both),
     };
   }
 
@@ -450,6 +453,8 @@ export class HttpClient implements CallChannel {
     if (!this.closed) {
       this.closed = true;
       this.closer.abort(frameworkError("transport_error", "the client is closed"));
+      for (const request of this.inFlight) request.abort(this.closer.signal.reason);
+      this.inFlight.clear();
     }
     return Promise.resolve();
   }
