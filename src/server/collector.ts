@@ -6,7 +6,8 @@ import type { OutputCollector, OutputSpec, OutRow } from "../protocol/methods.js
 import type { FieldSpecs } from "../protocol/types.js";
 import { batchFromData, emptyBatch, withMetadata } from "../wire/batches.js";
 import { logMetadata, type Origin } from "../wire/messages.js";
-import { typeToken } from "./type-tokens.js";
+import { typeText } from "./type-tokens.js";
+import { sameFields } from "./validate.js";
 
 /** Log batches waiting for the response stream to open (unary calls and stream inits). */
 export class LogBuffer {
@@ -23,22 +24,6 @@ export class LogBuffer {
     const out = this.pending.map((md) => emptyBatch(schema, md));
     this.pending.length = 0;
     return out;
-  }
-}
-
-function sameType(a: Schema, b: Schema): boolean {
-  if (a.fields.length !== b.fields.length) return false;
-  return a.fields.every((f, i) => {
-    const g = b.fields[i]!;
-    return f.name === g.name && f.nullable === g.nullable && safeToken(f.type) === safeToken(g.type);
-  });
-}
-
-function safeToken(type: Schema["fields"][number]["type"]): string {
-  try {
-    return typeToken(type);
-  } catch {
-    return String(type);
   }
 }
 
@@ -71,7 +56,7 @@ export class TurnCollector<O extends OutputSpec> implements OutputCollector<O> {
     if (batch.schema !== this.schema) {
       // Re-wrapped on the output schema even when equal in type, so that dictionary ids match
       // the schema message already written for this stream.
-      out = sameType(batch.schema, this.schema)
+      out = sameFields(batch.schema, this.schema)
         ? batchFromData(this.schema, batch.data.children, batch.numRows, batch.metadata)
         : this.project(batch);
     }
@@ -117,7 +102,7 @@ export class TurnCollector<O extends OutputSpec> implements OutputCollector<O> {
         );
       }
       const got = batch.schema.fields[i]!;
-      if (safeToken(got.type) !== safeToken(want.type)) {
+      if (typeText(got.type) !== typeText(want.type)) {
         throw new TypeError(
           `emitted column '${want.name}' is ${String(got.type)}, output_schema declares ${String(want.type)}`,
         );

@@ -17,7 +17,7 @@ import {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
-import type { DataType, RecordBatch, Schema } from "apache-arrow";
+import type { RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
 import { frameworkError, RpcError } from "../errors.js";
 import { batchFromRows, columnFromBatch, rowsFromBatch } from "../protocol/batch.js";
@@ -43,16 +43,8 @@ import { errorBatch, isCancelBatch, type Origin } from "../wire/messages.js";
 import { LogBuffer, TurnCollector } from "./collector.js";
 import type { ResolvedMethod, RpcServer } from "./server.js";
 import { type CallStatistics, newStatistics, recordInput, recordOutput } from "./stats.js";
-import { typeToken } from "./type-tokens.js";
+import { typeText } from "./type-tokens.js";
 import { checkParamsContract, coerceInput } from "./validate.js";
-
-function typeName(type: DataType): string {
-  try {
-    return typeToken(type);
-  } catch {
-    return String(type);
-  }
-}
 
 /** What a transport knows about the caller of one call. */
 export interface CallEnv {
@@ -172,7 +164,7 @@ export class Call {
   /** Records the request's metadata and shape, and starts the call's span. */
   received(request: RecordBatch): void {
     this.requestMetadata = request.metadata;
-    this.requestFields = request.schema.fields.map((f) => ({ name: f.name, type: typeName(f.type) }));
+    this.requestFields = request.schema.fields.map((f) => ({ name: f.name, type: typeText(f.type) }));
     this.requestRows = request.numRows;
   }
 

@@ -228,3 +228,12 @@ export function fieldToken(field: Field): FieldToken {
 export function schemaTokens(schema: Schema): FieldToken[] {
   return schema.fields.map(fieldToken);
 }
+
+/** A type's token, or its arrow-js text for a type with no token (for messages and comparisons). */
+export function typeText(type: DataType): string {
+  try {
+    return typeToken(type);
+  } catch {
+    return String(type);
+  }
+}

@@ -6,14 +6,15 @@
 import { type Data, type DataType, makeBuilder, type RecordBatch, type Schema, Type } from "apache-arrow";
 import { instance as getVisitor } from "apache-arrow/visitor/get";
 import { batchFromData } from "../wire/batches.js";
-import { typeToken } from "./type-tokens.js";
+import { typeText } from "./type-tokens.js";
 
-function tokenOrString(type: DataType): string {
-  try {
-    return typeToken(type);
-  } catch {
-    return `unsupported:${String(type)}`;
-  }
+/** Same field names, order, top-level nullability and types (metadata ignored). */
+export function sameFields(a: Schema, b: Schema): boolean {
+  if (a.fields.length !== b.fields.length) return false;
+  return a.fields.every((f, i) => {
+    const g = b.fields[i]!;
+    return f.name === g.name && f.nullable === g.nullable && typeText(f.type) === typeText(g.type);
+  });
 }
 
 /** Throws a TypeError (as the reference does) when `actual` does not match the declared params. */
@@ -28,8 +29,8 @@ export function checkParamsContract(method: string, actual: Schema, declared: Sc
     if (got.name !== want.name) {
       throw new TypeError(`${method}() parameter schema field ${i} expected name '${want.name}', got '${got.name}'`);
     }
-    const wantType = tokenOrString(want.type);
-    const gotType = tokenOrString(got.type);
+    const wantType = typeText(want.type);
+    const gotType = typeText(got.type);
     if (wantType !== gotType) {
       throw new TypeError(
         `${method}() parameter '${got.name}' expected Arrow type ${wantType} but the request batch carried ${gotType}`,
@@ -44,7 +45,7 @@ export function checkParamsContract(method: string, actual: Schema, declared: Sc
 }
 
 function describeSchema(schema: Schema): string {
-  return schema.fields.map((f) => `${f.name}: ${tokenOrString(f.type)}${f.nullable ? "" : " not null"}`).join(", ");
+  return schema.fields.map((f) => `${f.name}: ${typeText(f.type)}${f.nullable ? "" : " not null"}`).join(", ");
 }
 
 const NUMERIC = new Set<Type>([Type.Int, Type.Float]);
@@ -74,22 +75,14 @@ export function coerceInput(batch: RecordBatch, target: Schema): RecordBatch {
   const mismatch = () =>
     new TypeError(`Input schema mismatch: expected ${describeSchema(target)}, got ${describeSchema(batch.schema)}`);
   const src = batch.schema.fields;
-  if (
-    src.length === target.fields.length &&
-    src.every((f, i) => {
-      const t = target.fields[i]!;
-      return f.name === t.name && f.nullable === t.nullable && tokenOrString(f.type) === tokenOrString(t.type);
-    })
-  ) {
-    return batch;
-  }
+  if (sameFields(batch.schema, target)) return batch;
   const names = new Set(src.map((f) => f.name));
   if (names.size !== target.fields.length || !target.fields.every((f) => names.has(f.name))) throw mismatch();
   const children = target.fields.map((want) => {
     const index = src.findIndex((f) => f.name === want.name);
     const got = src[index]!;
     const data = batch.data.children[index]!;
-    if (tokenOrString(got.type) === tokenOrString(want.type)) return data;
+    if (typeText(got.type) === typeText(want.type)) return data;
     if (!NUMERIC.has(got.type.typeId) || !NUMERIC.has(want.type.typeId)) throw mismatch();
     return castColumn(data, want.type);
   });
