@@ -1,0 +1,206 @@
+/**
+ * A real browser calls quiver: headless Chromium (Debian's `chromium`, driven by `playwright-core`)
+ * loads a page whose script, bundled for the browser by esbuild from the browser entry
+ * (`quiver-rpc/ws/client`), calls the server over WebSocket and writes the results into the page.
+ *
+ * Chromium is required, never skipped: without it this test fails with how to install it
+ * (`.ci/run` installs it on a fresh machine). `QUIVER_CHROMIUM` overrides its path.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { ServerResponse } from "node:http";
+import { builtinModules } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join, relative, resolve } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { build, type Plugin } from "esbuild";
+import { type BrowserContext, chromium } from "playwright-core";
+import { RpcError } from "../../src/errors.js";
+import { bind, createServer } from "../../src/server/server.js";
+import { listenWebSocket } from "../../src/transports/ws/server.js";
+import { Calc } from "./protocol.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+/** Where the screenshot of the finished page goes (git-ignored). */
+const screenshotPath = join(root, ".browser-test", "ws-browser.png");
+
+/** Flags for Chromium on a machine with no network but loopback: no background connections. */
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** The Chromium binary to drive, or an error saying how to get one. */
+function chromiumPath(): string {
+  const override = process.env.QUIVER_CHROMIUM;
+  if (override !== undefined && override !== "") {
+    if (!existsSync(override)) throw new Error(`QUIVER_CHROMIUM=${override} does not exist`);
+    return override;
+  }
+  const path = "/usr/bin/chromium";
+  if (!existsSync(path)) {
+    throw new Error(
+      `Chromium is required by the browser test and ${path} is missing. Install it ` +
+        "(`sudo apt-get install -y chromium`; `.ci/run` does this) or set QUIVER_CHROMIUM=/path/to/chromium.",
+    );
+  }
+  return path;
+}
+
+/** Fails the bundle on any Node built-in: the browser entry must not reach one. */
+const noNodeModules: Plugin = {
+  name: "no-node-modules",
+  setup(b) {
+    const names = builtinModules
+      .filter((m) => !m.startsWith("node:"))
+      .map((m) => m.replace(/[/\\^$.*+?()[\]{}|]/g, "\\$&"));
+    const filter = new RegExp(`^(?:node:.*|(?:${names.join("|")})(?:/.*)?)$`);
+    b.onResolve({ filter }, (args) => ({
+      errors: [
+        {
+          text: `the browser bundle reaches the Node module '${args.path}' (imported by ${relative(root, args.importer)})`,
+        },
+      ],
+    }));
+  },
+};
+
+/** Bundles a script (`page.ts` by default) and what it imports for the browser, in memory. */
+async function bundleForBrowser(source?: string): Promise<string> {
+  const out = await build({
+    ...(source === undefined
+      ? { entryPoints: [join(here, "page.ts")] }
+      : { stdin: { contents: source, resolveDir: here, sourcefile: "inline.ts", loader: "ts" } }),
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    write: false,
+    logLevel: "silent",
+    plugins: [noNodeModules],
+  });
+  const js = out.outputFiles[0];
+  assert.ok(js !== undefined, "esbuild produced no output");
+  return js.text;
+}
+
+test("the browser bundle fails on any Node built-in module it reaches", async () => {
+  for (const name of ["node:fs", "fs", "stream/web"]) {
+    await assert.rejects(
+      bundleForBrowser(`import * as m from "${name}";\nconsole.log(m);\n`),
+      new RegExp(`reaches the Node module '${name}' \\(imported by test/browser/inline\\.ts\\)`),
+    );
+  }
+});
+
+function serveText(res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, { "content-type": `${type}; charset=utf-8`, "cache-control": "no-store" });
+  res.end(body);
+}
+
+test("a page in headless Chromium calls a quiver service over WebSocket with the browser client", {
+  timeout: 90_000,
+}, async () => {
+  const executablePath = chromiumPath();
+  const pageJs = await bundleForBrowser();
+  const html = readFileSync(join(here, "index.html"), "utf8");
+
+  const rpc = createServer({
+    protocols: [
+      bind(Calc, {
+        add: ({ a, b }) => a + b,
+        divide: ({ a, b }) => {
+          if (b === 0) {
+            throw new RpcError("cannot divide by zero", {
+              type: "ZeroDivisionError",
+              code: "INVALID_ARGUMENT",
+              kind: "division_by_zero",
+            });
+          }
+          return a / b;
+        },
+        whoami: (_p, ctx) => `${ctx.transport} ${ctx.transportMetadata.user_agent ?? "(no user agent)"}`,
+        squares: {
+          init: ({ n, batch_size }) => ({ header: { total: n }, state: { next: 0n, n, batch_size } }),
+          produce: (s, out) => {
+            if (s.next >= s.n) return out.finish();
+            const rows: { i: bigint; square: bigint }[] = [];
+            for (; s.next < s.n && BigInt(rows.length) < s.batch_size; s.next++) {
+              rows.push({ i: s.next, square: s.next * s.next });
+            }
+            out.emit(rows);
+          },
+        },
+        running_sum: {
+          init: () => ({ state: { sum: 0, count: 0n } }),
+          process: (s, input, out) => {
+            for (const x of input.column("x")) {
+              s.sum += x;
+              s.count++;
+            }
+            out.emit([{ sum: s.sum, count: s.count }]);
+          },
+        },
+      }),
+    ],
+  });
+  const listener = await listenWebSocket(rpc, {
+    host: "127.0.0.1",
+    port: 0,
+    path: "/ws",
+    onRequest: (req, res) => {
+      const path = new URL(req.url ?? "/", "http://x").pathname;
+      if (path === "/") serveText(res, 200, "text/html", html);
+      else if (path === "/page.js") serveText(res, 200, "text/javascript", pageJs);
+      else serveText(res, 404, "text/plain", "not found");
+    },
+  });
+  const profile = mkdtempSync(join(tmpdir(), "quiver-chromium-"));
+  let context: BrowserContext | undefined;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: 30_000,
+    });
+    const page = context.pages()[0] ?? (await context.newPage());
+    const problems: string[] = [];
+    page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
+    page.on("console", (msg) => {
+      if (msg.type() === "error") problems.push(`console: ${msg.text()}`);
+    });
+
+    await page.goto(`http://127.0.0.1:${listener.port}/`, { timeout: 15_000 });
+    await page.waitForFunction(() => document.getElementById("status")?.textContent !== "running", null, {
+      timeout: 30_000,
+    });
+    const text = async (id: string): Promise<string> => (await page.textContent(`#${id}`, { timeout: 1000 })) ?? "";
+    mkdirSync(dirname(screenshotPath), { recursive: true });
+    await page.screenshot({ path: screenshotPath, fullPage: true });
+
+    assert.equal(await text("status"), "done", problems.join("\n"));
+    assert.equal(await text("add"), "5");
+    // 0² + 1² + … + 999² = 999·1000·1999/6
+    assert.equal(await text("squares"), "total 1000, 1000 rows, sum 332833500");
+    assert.equal(await text("running"), "3/2 6/3 21/6");
+    assert.equal(
+      await text("error"),
+      "RpcError ZeroDivisionError INVALID_ARGUMENT division_by_zero: cannot divide by zero",
+    );
+    assert.match(await text("whoami"), /^ws Mozilla\/5\.0 .*HeadlessChrome\//);
+    assert.deepEqual(problems, []);
+  } finally {
+    await context?.close();
+    await listener.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+});
