@@ -16,6 +16,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { build, type Plugin } from "esbuild";
 import { type BrowserContext, chromium } from "playwright-core";
+import { AuthFailure, authenticated } from "../../src/auth/types.js";
 import { RpcError } from "../../src/errors.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { listenWebSocket } from "../../src/transports/ws/server.js";
@@ -127,7 +128,8 @@ test("a page in headless Chromium calls a quiver service over WebSocket with the
           }
           return a / b;
         },
-        whoami: (_p, ctx) => `${ctx.transport} ${ctx.transportMetadata.user_agent ?? "(no user agent)"}`,
+        whoami: (_p, ctx) =>
+          `${ctx.transport} ${ctx.auth.principal} ${ctx.transportMetadata.user_agent ?? "(no user agent)"}`,
         squares: {
           init: ({ n, batch_size }) => ({ header: { total: n }, state: { next: 0n, n, batch_size } }),
           produce: (s, out) => {
@@ -156,10 +158,18 @@ test("a page in headless Chromium calls a quiver service over WebSocket with the
     host: "127.0.0.1",
     port: 0,
     path: "/ws",
+    // A browser cannot set upgrade headers; it sends the page's cookie with the upgrade.
+    authenticate: (req) => {
+      const session = /(?:^|;\s*)quiver_session=([^;]+)/.exec(req.headers.get("cookie") ?? "")?.[1];
+      if (session === undefined) throw new AuthFailure("missing_credential", "no quiver_session cookie");
+      return authenticated("cookie", session);
+    },
     onRequest: (req, res) => {
       const path = new URL(req.url ?? "/", "http://x").pathname;
-      if (path === "/") serveText(res, 200, "text/html", html);
-      else if (path === "/page.js") serveText(res, 200, "text/javascript", pageJs);
+      if (path === "/") {
+        res.setHeader("set-cookie", "quiver_session=page-visitor; Path=/; SameSite=Strict; HttpOnly");
+        serveText(res, 200, "text/html", html);
+      } else if (path === "/page.js") serveText(res, 200, "text/javascript", pageJs);
       else serveText(res, 404, "text/plain", "not found");
     },
   });
@@ -196,7 +206,7 @@ test("a page in headless Chromium calls a quiver service over WebSocket with the
       await text("error"),
       "RpcError ZeroDivisionError INVALID_ARGUMENT division_by_zero: cannot divide by zero",
     );
-    assert.match(await text("whoami"), /^ws Mozilla\/5\.0 .*HeadlessChrome\//);
+    assert.match(await text("whoami"), /^ws page-visitor Mozilla\/5\.0 .*HeadlessChrome\//);
     assert.deepEqual(problems, []);
   } finally {
     await context?.close();

@@ -6,7 +6,7 @@
  * otherwise (Node 20), loaded by dynamic import so a browser bundle never sees a `node:` module.
  * With `ws`, reading pauses while more than `readHighWaterMark` bytes wait unread and request
  * headers can be set (`headers`, for auth); the browser's `WebSocket` can do neither (a browser
- * authenticates with cookies or a token in the URL, which the server's `authenticate` reads).
+ * authenticates with a cookie, sent with the upgrade, which the server's `authenticate` reads).
  * Writes wait while more than `writeHighWaterMark` bytes are queued (`bufferedAmount`).
  */
 import { type ClientOptions, RpcClient } from "../../client/client.js";
