@@ -10,7 +10,8 @@
  * Bodies are Arrow IPC streams (`application/vnd.apache.arrow.stream`). Streams are continued
  * statelessly from two sealed tokens (see tokens.ts), so any instance sharing `tokenKey` can serve
  * any turn. Method errors answer 200 with `X-VGI-RPC-Error: true` and an error batch; malformed
- * requests 400; unknown routes 404; oversized bodies 413; wrong content type or coding 415;
+ * requests 400; unknown routes 404; other methods than POST on RPC routes 405 (GET on an unhosted
+ * protocol's method 404, as the reference); oversized bodies 413; wrong content type or coding 415;
  * refused credentials 401. Calls run through the transport-agnostic dispatch core.
  */
 
@@ -342,7 +343,6 @@ class HttpTransport {
       kind = "reserved";
       protocol = "";
       method = segments[0]!;
-      if (!(method.startsWith("__") && method.endsWith("__"))) return this.notFound();
     } else if (segments.length === 2) {
       kind = "unary";
       [protocol, method] = segments as [string, string];
@@ -354,9 +354,14 @@ class HttpTransport {
     if (method === "") return this.notFound();
     if (req.method === "OPTIONS") return this.allow("POST, OPTIONS");
     if (req.method !== "POST") {
-      if (kind !== "reserved" && !this.server.protocols.has(protocol)) return this.notFound();
-      return this.methodNotAllowed("POST");
+      // As the reference's router answers: GET on {protocol}/{method} is 404 unless the protocol is
+      // hosted (405 then); any other method there, and any non-POST on a one-segment, /init or
+      // /exchange path, is 405 whatever the names.
+      if (kind !== "unary") return this.methodNotAllowed("POST, OPTIONS");
+      if (req.method !== "GET") return this.methodNotAllowed("GET, POST, OPTIONS");
+      return this.server.protocols.has(protocol) ? this.methodNotAllowed("POST") : this.notFound();
     }
+    if (kind === "reserved" && !(method.startsWith("__") && method.endsWith("__"))) return this.notFound();
 
     const auth = await this.authenticate(req);
     const body = await this.readBody(req);
