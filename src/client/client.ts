@@ -18,7 +18,6 @@ import type { RecordBatch, Schema } from "apache-arrow";
 import { compareFields } from "apache-arrow/visitor/typecomparator";
 import { frameworkError, RpcError } from "../errors.js";
 import type { ProtocolDecl } from "../protocol/methods.js";
-import { batchBytes } from "../server/stats.js";
 import { resolvePointer, type SegmentAccess, segmentMetadata, toPointer } from "../transports/shm/pointer.js";
 import { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 import { type FrameResult, MessageFramer } from "../wire/framer.js";
@@ -186,7 +185,7 @@ class StreamReader {
       if (kind === "shm_pointer") {
         try {
           // Resolving frees the region: the reader owns what it consumed.
-          return await resolvePointer(b, this.client.sharedMemory);
+          return resolvePointer(b, this.client.sharedMemory);
         } catch (err) {
           await this.drain();
           throw err;
@@ -389,7 +388,7 @@ export class RpcClient implements CallChannel {
   /** @internal A data batch as it goes on the wire: a pointer when it belongs in the segment. */
   outgoing(batch: RecordBatch): RecordBatch {
     const seg = this.segment;
-    return seg === null || batch.numRows === 0 ? batch : toPointer(batch, seg, batchBytes(batch));
+    return seg === null || batch.numRows === 0 ? batch : toPointer(batch, seg);
   }
 
   /** @internal The request batch, advertising the segment (and moved into it when large). */

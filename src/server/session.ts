@@ -15,7 +15,6 @@ import { SHM_OFFSET_KEY, SHM_SEGMENT_NAME_KEY, SHM_SEGMENT_SIZE_KEY } from "../w
 import type { AttachedSegment, Connection, SharedMemoryAccess } from "./connection.js";
 import { type Answer, admit, Call, type CallEnv, openStream, runTurn, runUnary } from "./dispatch.js";
 import type { RpcServer } from "./server.js";
-import { batchBytes } from "./stats.js";
 
 /** An error that leaves the byte stream unframed: answer it, then end the session. */
 class FramingLost extends Error {
@@ -145,7 +144,7 @@ class SegmentCache {
 /** Data batches with rows go through the segment when one serves this call and they are large. */
 function routed(batches: readonly RecordBatch[], segment: SegmentAccess | null): readonly RecordBatch[] {
   if (segment === null) return batches;
-  return batches.map((b) => (b.numRows > 0 ? toPointer(b, segment, batchBytes(b)) : b));
+  return batches.map((b) => (b.numRows > 0 ? toPointer(b, segment) : b));
 }
 
 /** Writes one IPC stream at a time to the connection. */
@@ -208,7 +207,7 @@ async function serveCalls(
       const md = request.metadata;
       try {
         await segments.refresh(md);
-        if (isPointerBatch(request)) request = await resolvePointer(request, segments.segment);
+        if (isPointerBatch(request)) request = resolvePointer(request, segments.segment);
       } catch (err) {
         const answer = call.errorAnswer(EMPTY_SCHEMA, err);
         call.end();
@@ -278,7 +277,7 @@ async function serveCall(
     if (isPointerBatch(batch)) {
       try {
         // Resolving frees the region: the reader owns what it consumed.
-        batch = await resolvePointer(batch, shm.input);
+        batch = resolvePointer(batch, shm.input);
       } catch (err) {
         const answer = call.errorAnswer(stream.outputSchema, err);
         await conn.write(answer.batches.flatMap((b) => enc.batch(b)));

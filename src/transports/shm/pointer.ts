@@ -1,20 +1,15 @@
 /**
  * Pointer batches: how a batch that lives in a shared-memory segment travels on the pipe. The
- * writer serializes the batch into an allocation and sends a zero-row batch of the same schema
- * carrying `vgi_rpc.shm_offset` / `vgi_rpc.shm_length`; the reader copies the region out,
- * decodes it and frees the allocation (the reader owns the free, as in the reference).
- *
- * The region holds what the reference writes: a whole IPC stream (schema, batch, EOS) for
- * schemas without dictionaries; for dictionary schemas only the dictionary and record batch
- * messages, the reader supplying the schema message and EOS itself.
+ * writer encodes the batch into an allocation (the layout is the codec's, the reference's) and
+ * sends a zero-row batch of the same schema carrying `vgi_rpc.shm_offset` / `vgi_rpc.shm_length`
+ * plus the batch's own metadata; the reader copies the region out, frees the allocation (the
+ * reader owns the free, as in the reference) and decodes its copy.
  *
  * This module only needs the `SegmentAccess` shape, so it never loads the native mapping.
  */
-import { DataType, RecordBatch, type Schema } from "apache-arrow";
+import { RecordBatch } from "apache-arrow";
 import { frameworkError, RpcError } from "../../errors.js";
 import { emptyBatch } from "../../wire/batches.js";
-import { MessageFramer } from "../../wire/framer.js";
-import { concatBytes, EOS, encodeSchemaMessage, IpcStreamDecoder, IpcStreamEncoder } from "../../wire/ipc.js";
 import {
   LOG_LEVEL_KEY,
   SHM_LENGTH_KEY,
@@ -23,6 +18,7 @@ import {
   SHM_SEGMENT_SIZE_KEY,
   SHM_SOURCE_KEY,
 } from "../../wire/keys.js";
+import { batchByteSize, decodeFromShm, encodeForShm, SHM_MIN_BATCH_BYTES } from "./codec.js";
 
 /** What the pointer layer needs of a segment (`ShmSegment` has this shape). */
 export interface SegmentAccess {
@@ -36,22 +32,6 @@ export interface SegmentAccess {
   free(offset: number): void;
 }
 
-function readThreshold(): number {
-  const raw = process.env.VGI_RPC_SHM_MIN_BATCH_BYTES;
-  if (raw) {
-    const n = Number.parseInt(raw, 10);
-    if (Number.isSafeInteger(n)) return n;
-  }
-  return process.platform === "win32" ? 1024 * 1024 : 128 * 1024;
-}
-
-/**
- * Smallest batch (logical buffer bytes) sent through the segment; smaller ones are cheaper on the
- * pipe. 128 KiB (1 MiB on Windows), overridable with `VGI_RPC_SHM_MIN_BATCH_BYTES`, as the
- * reference resolves it.
- */
-export const SHM_THRESHOLD_BYTES: number = readThreshold();
-
 /** The metadata keys a request carries so a worker can attach the client's segment. */
 export function segmentMetadata(segment: SegmentAccess): [string, string][] {
   return [
@@ -60,47 +40,37 @@ export function segmentMetadata(segment: SegmentAccess): [string, string][] {
   ];
 }
 
-function hasDictionaries(schema: Schema): boolean {
-  return schema.fields.some((f) => DataType.isDictionary(f.type));
-}
-
 /** True for a zero-row batch carrying an shm offset and no log level (the reference's test). */
 export function isPointerBatch(batch: RecordBatch): boolean {
   return batch.numRows === 0 && batch.metadata.has(SHM_OFFSET_KEY) && !batch.metadata.has(LOG_LEVEL_KEY);
 }
 
 /**
- * Moves `batch` into the segment when it has rows, its logical size reaches `threshold`, and an
- * allocation fits; returns the pointer batch to send instead, or `batch` itself. Application
- * metadata on the batch rides on the pointer. `bytes` is the batch's logical size when known.
+ * Moves `batch` into the segment when it has rows, its buffers reach `threshold` bytes
+ * (`SHM_MIN_BATCH_BYTES`: 128 KiB, or `VGI_RPC_SHM_MIN_BATCH_BYTES`) and an allocation fits;
+ * returns the pointer batch to send instead, or `batch` itself (the pipe carries it, as the
+ * reference falls back when the segment is full).
  */
 export function toPointer(
   batch: RecordBatch,
   segment: SegmentAccess,
-  bytes: number,
-  threshold: number = SHM_THRESHOLD_BYTES,
+  threshold: number = SHM_MIN_BATCH_BYTES,
 ): RecordBatch {
-  if (batch.numRows === 0 || bytes < threshold) return batch;
-  const enc = new IpcStreamEncoder(batch.schema);
-  const dict = hasDictionaries(batch.schema);
-  let chunks: Uint8Array[];
-  if (dict) {
-    enc.begin(); // the reader supplies the schema message
-    chunks = enc.batch(batch);
-  } else chunks = [...enc.batch(batch), ...enc.end()];
-  let length = 0;
-  for (const c of chunks) length += c.byteLength;
-  const offset = segment.allocate(length);
-  if (offset === null) return batch; // full: the pipe carries it, as the reference falls back
+  if (batch.numRows === 0 || batchByteSize(batch) < threshold) return batch;
+  const payload = encodeForShm(batch);
+  if (payload === null) return batch; // a dictionary layout the region cannot carry
+  // Rounded up to 8 so the next allocation stays aligned; the pointer carries the exact length.
+  const offset = segment.allocate(Math.ceil(payload.byteLength / 8) * 8);
+  if (offset === null) return batch;
   try {
-    segment.write(offset, chunks);
+    segment.write(offset, payload.chunks);
   } catch (err) {
     segment.free(offset);
     throw err;
   }
   const md = new Map(batch.metadata);
   md.set(SHM_OFFSET_KEY, String(offset));
-  md.set(SHM_LENGTH_KEY, String(length));
+  md.set(SHM_LENGTH_KEY, String(payload.byteLength));
   return emptyBatch(batch.schema, md);
 }
 
@@ -113,17 +83,13 @@ function parseDecimal(md: ReadonlyMap<string, string>, key: string): number {
   return n;
 }
 
-async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield bytes;
-}
-
 /**
- * Resolves a pointer batch against `segment`: copies the region out, frees it, decodes the batch
- * it holds. With no segment the pointer cannot be followed: a `protocol_error`, never a silent
- * empty batch. A pointer outside the segment or to no live allocation is a `protocol_error`
- * whose cause is the segment's `ShmError`; the allocation is freed whenever it was valid.
+ * Resolves a pointer batch against `segment`: copies the region out, frees it, decodes the copy.
+ * With no segment the pointer cannot be followed: a `protocol_error`, never a silent empty
+ * batch. A pointer outside the segment or to no live allocation is a `protocol_error` whose
+ * cause is the segment's `ShmError`.
  */
-export async function resolvePointer(batch: RecordBatch, segment: SegmentAccess | null): Promise<RecordBatch> {
+export function resolvePointer(batch: RecordBatch, segment: SegmentAccess | null): RecordBatch {
   if (segment === null) {
     throw frameworkError(
       "protocol_error",
@@ -146,22 +112,7 @@ export async function resolvePointer(batch: RecordBatch, segment: SegmentAccess 
       { cause: err },
     );
   }
-  const bytes = hasDictionaries(batch.schema) ? concatBytes([encodeSchemaMessage(batch.schema), region, EOS]) : region;
-  const framer = new MessageFramer(once(bytes));
-  const decoder = new IpcStreamDecoder();
-  let out: RecordBatch | null = null;
-  for (;;) {
-    const f = await framer.next();
-    if (f === "eos" || f === "end") break;
-    const r = decoder.accept(f);
-    if (r !== null && "numRows" in r) {
-      out = r;
-      break;
-    }
-  }
-  if (out === null) {
-    throw frameworkError("protocol_error", `shared-memory region at offset ${offset} holds no record batch`);
-  }
+  const out = decodeFromShm(region, batch.schema);
   const resolved = new Map(md);
   resolved.delete(SHM_OFFSET_KEY);
   resolved.delete(SHM_LENGTH_KEY);
