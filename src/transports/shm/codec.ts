@@ -6,10 +6,16 @@
  *   batch message; the reader supplies the schema (from the pointer batch) and the EOS.
  * The batch's own custom metadata stays out of the region: it rides on the pointer batch.
  *
+ * Dictionary ids: the reader rebuilds the schema message from the pointer batch's schema, and
+ * pyarrow numbers dictionaries 0, 1, ... in field order when it serializes a schema, whatever ids
+ * the pipe's stream used. So the dictionary messages in a region carry those canonical ids, and
+ * decoding assumes them. (arrow-js draws ids from a process-wide counter, hence the renumbering.)
+ * A schema with a dictionary nested below the top level on this path is not placed in shm.
+ *
  * Decoding is synchronous and bounded by the region: a frame that runs past it is a
  * `protocol_error`, never a read beyond the allocation.
  */
-import { type Data, DataType, RecordBatch, type Schema } from "apache-arrow";
+import { type Data, DataType, Dictionary, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
 import { MessageHeader } from "apache-arrow/fb/message-header";
 import { frameworkError } from "../../errors.js";
 import { decodeMessage, encodeSchemaMessage, type Frame, IpcStreamDecoder, IpcStreamEncoder } from "../../wire/ipc.js";
@@ -42,6 +48,50 @@ export function hasTopLevelDictionary(schema: Schema): boolean {
   return schema.fields.some((f) => DataType.isDictionary(f.type));
 }
 
+function containsDictionary(type: DataType): boolean {
+  if (DataType.isDictionary(type)) return true;
+  return (type.children ?? []).some((f) => containsDictionary(f.type));
+}
+
+/**
+ * `schema` with its top-level dictionary fields numbered 0..n-1 in field order (the same object
+ * when they already are), or `null` when a dictionary sits below the top level.
+ */
+export function canonicalDictionarySchema(schema: Schema): Schema | null {
+  let next = 0;
+  let changed = false;
+  const fields = [];
+  for (const f of schema.fields) {
+    const type = f.type;
+    if (!DataType.isDictionary(type)) {
+      if (containsDictionary(type)) return null;
+      fields.push(f);
+      continue;
+    }
+    if (containsDictionary(type.dictionary)) return null;
+    const id = next++;
+    if (type.id === id) {
+      fields.push(f);
+      continue;
+    }
+    changed = true;
+    fields.push(f.clone({ type: new Dictionary(type.dictionary, type.indices, id, type.isOrdered) }));
+  }
+  return changed ? new Schema(fields, schema.metadata, undefined, schema.metadataVersion) : schema;
+}
+
+/** `batch`'s columns re-typed to `schema` (same layout, other dictionary ids), without metadata. */
+function retype(batch: RecordBatch, schema: Schema): RecordBatch {
+  const children = batch.data.children.map((c, i) => {
+    const type = schema.fields[i]!.type;
+    return c.type === type ? c : c.clone(type);
+  });
+  return new RecordBatch(
+    schema,
+    makeData({ type: new Struct(schema.fields), length: batch.numRows, nullCount: 0, children }),
+  );
+}
+
 function dataBytes(data: Data, seen: Set<Data>): number {
   if (seen.has(data)) return 0;
   seen.add(data);
@@ -68,16 +118,33 @@ export interface ShmPayload {
   readonly byteLength: number;
 }
 
-/** Encodes `batch` as the reference stores it in an allocation (see the module comment). */
+/**
+ * Whether a region can carry batches of `schema`: always, except a schema with a top-level
+ * dictionary and another dictionary nested below the top level, whose ids this module does not
+ * renumber (such batches travel on the pipe).
+ */
+export function shmCanCarry(schema: Schema): boolean {
+  return !hasTopLevelDictionary(schema) || canonicalDictionarySchema(schema) !== null;
+}
+
+/**
+ * Encodes `batch` as the reference stores it in an allocation (see the module comment). Throws a
+ * `RangeError` when `shmCanCarry(batch.schema)` is false.
+ */
 export function encodeForShm(batch: RecordBatch): ShmPayload {
-  // Without metadata: the pointer batch carries the application's metadata, not the region.
-  const bare = batch.metadata.size > 0 ? new RecordBatch(batch.schema, batch.data) : batch;
-  const enc = new IpcStreamEncoder(batch.schema);
   let chunks: Uint8Array[];
   if (hasTopLevelDictionary(batch.schema)) {
+    const schema = canonicalDictionarySchema(batch.schema);
+    if (schema === null) {
+      throw new RangeError("a schema with top-level and nested dictionaries cannot be placed in shared memory");
+    }
+    const enc = new IpcStreamEncoder(schema);
     enc.begin(); // the reader supplies the schema message
-    chunks = enc.batch(bare);
+    chunks = enc.batch(retype(batch, schema));
   } else {
+    // Without metadata: the pointer batch carries the application's metadata, not the region.
+    const bare = batch.metadata.size > 0 ? new RecordBatch(batch.schema, batch.data) : batch;
+    const enc = new IpcStreamEncoder(batch.schema);
     chunks = [...enc.batch(bare), ...enc.end()];
   }
   let byteLength = 0;
@@ -126,25 +193,27 @@ function* framesOf(region: Uint8Array): Generator<Frame> {
 
 /**
  * Decodes the batch in an allocation's bytes. `schema` is the pointer batch's: it is needed for
- * dictionary schemas, whose regions carry no schema message. The batch's buffers are views of
- * `region` (zero-copy); copy `region` first if it will be freed before the batch is done with.
+ * dictionary schemas, whose regions carry no schema message (the batch then comes back typed by
+ * `schema` itself). The batch's buffers are views of `region` (zero-copy) where aligned; copy
+ * `region` first if it will be freed before the batch is done with.
  */
 export function decodeFromShm(region: Uint8Array, schema: Schema): RecordBatch {
   const decoder = new IpcStreamDecoder();
   const frames = framesOf(region);
   const first = frames.next();
   if (first.done) throw frameworkError("protocol_error", "shared-memory region holds no IPC message");
+  let canonical: Schema | null = null;
   if (first.value.message.headerType !== MessageHeader.Schema) {
-    if (!hasTopLevelDictionary(schema)) {
+    canonical = hasTopLevelDictionary(schema) ? canonicalDictionarySchema(schema) : null;
+    if (canonical === null) {
       throw frameworkError("protocol_error", "shared-memory region does not start with a schema message");
     }
-    const schemaBytes = encodeSchemaMessage(schema);
-    const [schemaFrame] = [...framesOf(schemaBytes)];
+    const [schemaFrame] = [...framesOf(encodeSchemaMessage(canonical))];
     decoder.accept(schemaFrame!);
   }
   for (let f: IteratorResult<Frame> = first; !f.done; f = frames.next()) {
     const out = decoder.accept(f.value);
-    if (out instanceof RecordBatch) return out;
+    if (out instanceof RecordBatch) return canonical === null ? out : retype(out, schema);
   }
   throw frameworkError("protocol_error", "shared-memory region holds no record batch");
 }
@@ -158,7 +227,8 @@ export interface WriteToShmOptions {
 /**
  * The reference's `maybe_write_to_shm` without the pointer batch: writes `batch` into a fresh
  * allocation and returns where (the pointer's offset and length), or `null` when the batch should
- * travel on the pipe instead — no rows, under the threshold, or no room in the segment.
+ * travel on the pipe instead — no rows, under the threshold, a layout the region cannot carry
+ * (see `encodeForShm`), or no room in the segment.
  * The allocation is rounded up to 8 bytes so the next one stays aligned; `length` is exact.
  */
 export function writeBatchToShm(
@@ -167,6 +237,7 @@ export function writeBatchToShm(
   opts: WriteToShmOptions = {},
 ): { offset: number; length: number } | null {
   if (batch.numRows === 0 || batchByteSize(batch) < (opts.minBatchBytes ?? SHM_MIN_BATCH_BYTES)) return null;
+  if (!shmCanCarry(batch.schema)) return null;
   const payload = encodeForShm(batch);
   const offset = segment.allocate(Math.ceil(payload.byteLength / 8) * 8);
   if (offset === null) return null;

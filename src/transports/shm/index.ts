@@ -5,6 +5,7 @@
  */
 export {
   batchByteSize,
+  canonicalDictionarySchema,
   decodeFromShm,
   encodeForShm,
   hasTopLevelDictionary,
@@ -14,6 +15,7 @@ export {
   SHM_MIN_BATCH_BYTES,
   SHM_MIN_BATCH_BYTES_ENV,
   type ShmPayload,
+  shmCanCarry,
   type WriteToShmOptions,
   writeBatchToShm,
 } from "./codec.js";

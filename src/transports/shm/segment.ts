@@ -53,8 +53,8 @@ export const VERSION = 1;
 export const FIXED_HEADER_SIZE = 24;
 /** One allocation table entry (`<QQ`). */
 export const ALLOC_ENTRY_SIZE = 16;
-/** Allocations the header can hold at once: (65536 - 24) / 16. */
-export const MAX_ALLOCS = (HEADER_SIZE - FIXED_HEADER_SIZE) / ALLOC_ENTRY_SIZE;
+/** Allocations the header can hold at once: floor((65536 - 24) / 16) = 4094. */
+export const MAX_ALLOCS = Math.floor((HEADER_SIZE - FIXED_HEADER_SIZE) / ALLOC_ENTRY_SIZE);
 /**
  * Largest segment, in bytes: what one ArrayBuffer can span on this Node (4 GiB on Node 20).
  * Both backings keep to it so a segment works the same whichever is in use.
