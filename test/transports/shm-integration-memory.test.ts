@@ -122,6 +122,41 @@ test("exchange inputs and outputs above the threshold go through the segment; sm
   }
 });
 
+test("producer outputs above the threshold come through the segment, and draining a closed stream frees them", async () => {
+  const r = rig();
+  try {
+    // 16 bytes a row: 16 384 rows make a 256 KiB batch.
+    const rows: { index: bigint | null }[] = [];
+    const stream = await r.client.stream(ConformanceService, "produce_large_batches", {
+      rows_per_batch: 16_384n,
+      batch_count: 3n,
+    });
+    for await (const row of stream) rows.push(row);
+    assert.equal(rows.length, 3 * 16_384);
+    assert.equal(rows.at(-1)!.index, 3n * 16_384n - 1n);
+    assert.equal(r.access!.attached[0]!.allocations, 3);
+    assert.equal(r.segment!.allocs.length, 0, "the client freed every output region");
+    assert.ok(r.bytes.toClient < 16 * 1024);
+  } finally {
+    await r.close();
+  }
+});
+
+test("a segment that cannot allocate leaves the batch on the pipe", async () => {
+  const r = rig();
+  try {
+    r.segment!.allocate = () => {
+      throw new Error("table corrupt");
+    };
+    const data = new Uint8Array(MiB).fill(9);
+    const out = await proxy(r.client, ConformanceService).echo_bytes({ data });
+    assert.equal(out.byteLength, MiB);
+    assert.ok(r.bytes.toServer > MiB, "the request travelled on the pipe");
+  } finally {
+    await r.close();
+  }
+});
+
 test("a resolved batch carries the segment's name as vgi_rpc.shm_source and no pointer keys", async () => {
   const r = rig();
   try {

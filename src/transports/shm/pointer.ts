@@ -48,8 +48,8 @@ export function isPointerBatch(batch: RecordBatch): boolean {
 /**
  * Moves `batch` into the segment when it has rows, its buffers reach `threshold` bytes
  * (`SHM_MIN_BATCH_BYTES`: 128 KiB, or `VGI_RPC_SHM_MIN_BATCH_BYTES`) and an allocation fits;
- * returns the pointer batch to send instead, or `batch` itself (the pipe carries it, as the
- * reference falls back when the segment is full).
+ * returns the pointer batch to send instead, or `batch` itself: the pipe carries it when the
+ * segment is full (as the reference falls back) or fails to allocate or write.
  */
 export function toPointer(
   batch: RecordBatch,
@@ -59,14 +59,24 @@ export function toPointer(
   if (batch.numRows === 0 || batchByteSize(batch) < threshold) return batch;
   const payload = encodeForShm(batch);
   if (payload === null) return batch; // a dictionary layout the region cannot carry
-  // Rounded up to 8 so the next allocation stays aligned; the pointer carries the exact length.
-  const offset = segment.allocate(Math.ceil(payload.byteLength / 8) * 8);
+  let offset: number | null;
+  try {
+    // Rounded up to 8 so the next allocation stays aligned; the pointer carries the exact length.
+    offset = segment.allocate(Math.ceil(payload.byteLength / 8) * 8);
+  } catch {
+    // A segment that cannot allocate (closed, or a table the peer corrupted): the pipe still works.
+    return batch;
+  }
   if (offset === null) return batch;
   try {
     segment.write(offset, payload.chunks);
-  } catch (err) {
-    segment.free(offset);
-    throw err;
+  } catch {
+    try {
+      segment.free(offset);
+    } catch {
+      // The table is already unusable; the batch goes on the pipe either way.
+    }
+    return batch;
   }
   const md = new Map(batch.metadata);
   md.set(SHM_OFFSET_KEY, String(offset));

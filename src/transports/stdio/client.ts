@@ -69,7 +69,7 @@ export interface SubprocessClient extends RpcClient {
   readonly process: ChildProcess;
 }
 
-/** Creates the segment `opts.shm` asks for, or null (with the reason) when segments are unavailable. */
+/** Creates the segment `opts.shm` asks for, or null when this process cannot map segments. */
 async function offerSegment(size: number): Promise<OwnedSegment | null> {
   const support = await sharedMemorySupport();
   if (!support.available) return null;
