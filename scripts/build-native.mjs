@@ -40,7 +40,8 @@ function nodeGyp() {
   }
   const prefix = dirname(dirname(process.execPath));
   candidates.push(join(prefix, "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"));
-  const found = candidates.find((p) => existsSync(p));
+  // Run with this Node, so only the JavaScript entry point will do (not a shell wrapper).
+  const found = candidates.find((p) => p.endsWith(".js") && existsSync(p));
   return found ? { path: found } : { reason: `npm's node-gyp not found (looked at ${candidates.join(", ")})` };
 }
 
