@@ -602,7 +602,8 @@ export class ShmSegment {
   /**
    * `length` bytes at `offset`, which must lie inside one allocation. With the `mmap` backing this
    * is a view of the shared pages: valid after `close()`, but its contents change when the region
-   * is freed and reused, so decode (or copy) before freeing.
+   * is freed and reused, so decode (or copy) before freeing. Every call checks the file's length
+   * first, but a view kept afterwards faults (SIGBUS) if the peer then truncates the file.
    */
   read(offset: number, length: number): Uint8Array {
     this.owning(offset, length, "read");
