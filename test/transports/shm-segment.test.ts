@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readSync, statSync, truncateSync, writeSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { after, describe, test } from "node:test";
-import { Dictionary, Int32, RecordBatch, Utf8, vectorFromArray } from "apache-arrow";
+import { Dictionary, Field, Int32, List, RecordBatch, Schema, Utf8, vectorFromArray } from "apache-arrow";
 import {
   decodeFromShm,
   encodeForShm,
@@ -16,6 +16,7 @@ import {
   ShmError,
   type ShmErrorKind,
   ShmSegment,
+  shmCanCarry,
   shmSupport,
   writeBatchToShm,
 } from "../../src/transports/shm/index.js";
@@ -560,3 +561,31 @@ for (const backing of backings) {
     });
   });
 }
+
+test("QUIVER_SHM_BACKING=file forces the fallback, says why, and refuses an explicit mmap request", {
+  skip: support.available ? false : `no shared memory here: ${support.reason}`,
+}, () => {
+  const before = process.env.QUIVER_SHM_BACKING;
+  process.env.QUIVER_SHM_BACKING = "file";
+  try {
+    assert.equal(shmSupport().backing, "file");
+    assert.match(shmSupport().reason ?? "", /QUIVER_SHM_BACKING=file/);
+    const s = ShmSegment.create(SIZE);
+    created.push(s);
+    assert.equal(s.backing, "file");
+    assert.match(s.backingReason ?? "", /QUIVER_SHM_BACKING=file/);
+    assert.throws(() => ShmSegment.create(SIZE, { backing: "mmap" }), isShm("io"));
+  } finally {
+    if (before === undefined) delete process.env.QUIVER_SHM_BACKING;
+    else process.env.QUIVER_SHM_BACKING = before;
+  }
+});
+
+test("a schema with a top-level and a nested dictionary stays off the segment; other layouts can go", () => {
+  const dict = () => new Dictionary(new Utf8(), new Int32());
+  const nested = new Field("b", new List(new Field("item", dict())));
+  assert.equal(shmCanCarry(new Schema([new Field("a", dict()), nested])), false);
+  assert.equal(shmCanCarry(new Schema([nested])), true); // no top-level dictionary: a whole stream
+  assert.equal(shmCanCarry(new Schema([new Field("a", dict()), new Field("c", dict())])), true);
+  assert.equal(shmCanCarry(plainBatch(1).schema), true);
+});
