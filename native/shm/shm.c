@@ -70,6 +70,10 @@ static napi_value Map(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "map(path: string, size: number, create: boolean)");
     return NULL;
   }
+  if (!(want >= 0 && want <= 9007199254740991.0)) { /* also rejects NaN */
+    napi_throw_range_error(env, NULL, "map: size must be a non-negative safe integer");
+    return NULL;
+  }
   char *path = get_path(env, argv[0]);
   if (path == NULL) {
     napi_throw_type_error(env, NULL, "map: path must be a non-empty string");
@@ -96,7 +100,7 @@ static napi_value Map(napi_env env, napi_callback_info info) {
   } else if ((addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
     failed = "mmap";
   }
-  err = errno;
+  err = failed != NULL ? errno : 0;
   napi_value buffer;
   if (failed == NULL &&
       napi_create_external_arraybuffer(env, addr, len, unmap, (void *)(uintptr_t)len, &buffer) != napi_ok) {
