@@ -3,6 +3,7 @@
  * ("<rows> <last int64>") once it holds the decoded batch.
  *
  *   shm-peer.ts pipe                          IPC streams back to back on stdin
+ *   shm-peer.ts raw <bytes>                   plain bytes; one line per <bytes> received
  *   shm-peer.ts shm <name> <size> <backing>   lines "<offset> <length>" naming regions of the
  *                                             segment; each is decoded (zero-copy with mmap)
  *                                             and freed, as a worker resolves a pointer batch
@@ -41,6 +42,17 @@ async function pipe(): Promise<void> {
   }
 }
 
+async function raw(each: number): Promise<void> {
+  let got = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Uint8Array>) {
+    got += chunk.byteLength;
+    while (got >= each) {
+      got -= each;
+      process.stdout.write(`${each}\n`);
+    }
+  }
+}
+
 async function shm(name: string, size: number, backing: "mmap" | "file"): Promise<void> {
   const segment = ShmSegment.attach(name, size, { backing });
   for await (const line of createInterface({ input: process.stdin })) {
@@ -55,9 +67,10 @@ async function shm(name: string, size: number, backing: "mmap" | "file"): Promis
 
 const [mode, name, size, backing] = process.argv.slice(2);
 if (mode === "pipe") await pipe();
+else if (mode === "raw" && name) await raw(Number(name));
 else if (mode === "shm" && name && size && (backing === "mmap" || backing === "file")) {
   await shm(name, Number(size), backing);
 } else {
-  process.stderr.write("usage: shm-peer.ts pipe | shm <name> <size> <mmap|file>\n");
+  process.stderr.write("usage: shm-peer.ts pipe | raw <bytes> | shm <name> <size> <mmap|file>\n");
   process.exit(2);
 }
