@@ -286,17 +286,15 @@ function openBacking(
   create: boolean,
   backing: "mmap" | "file" | undefined,
 ): { backing: Backing; fileSize: number; reason?: string } {
-  let kind = backing;
   let reason: string | undefined;
   let addon: NativeShm | undefined;
-  if (kind === undefined || kind === "mmap") {
+  if (backing === "file") {
+    reason = "file backing requested by the caller";
+  } else {
     const chosen = defaultBacking();
     if (chosen.backing === "mmap") addon = chosen.addon;
-    else if (kind === "mmap") throw new ShmError("io", `mmap backing requested but unavailable: ${chosen.reason}`);
+    else if (backing === "mmap") throw new ShmError("io", `mmap backing requested but unavailable: ${chosen.reason}`);
     else reason = chosen.reason;
-    kind = chosen.backing;
-  } else {
-    reason = "file backing requested by the caller";
   }
   const what = `${create ? "create" : "attach"} ${path}`;
   if (addon !== undefined) {
