@@ -84,9 +84,10 @@ describe("our client ↔ our worker through a shared-memory segment", { skip }, 
     up.stream.pipe(child.stdin);
     const fromWorker = new PassThrough();
     down.stream.pipe(fromWorker);
-    client = pipeConnect(fromWorker, up.stream, { timeoutMs: 60_000 });
+    // An existing segment, given to pipeConnect: used from the first call, without asking.
+    client = pipeConnect(fromWorker, up.stream, { timeoutMs: 60_000, shm: segment });
+    assert.equal(client.sharedMemory, segment);
     assert.equal(await workerTakesSharedMemory(client), true, "our pipe worker offers shared memory");
-    client.useSharedMemory(segment);
   });
 
   after(async () => {
