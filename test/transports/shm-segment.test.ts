@@ -20,6 +20,7 @@ import {
   shmSupport,
   writeBatchToShm,
 } from "../../src/transports/shm/index.js";
+import type { SegmentModule } from "../../src/transports/shm/negotiate.js";
 import { PYTHON } from "../helpers/reference.js";
 
 const SIZE = 4 * 1024 * 1024;
@@ -588,4 +589,11 @@ test("a schema with a top-level and a nested dictionary stays off the segment; o
   assert.equal(shmCanCarry(new Schema([nested])), true); // no top-level dictionary: a whole stream
   assert.equal(shmCanCarry(new Schema([new Field("a", dict()), new Field("c", dict())])), true);
   assert.equal(shmCanCarry(plainBatch(1).schema), true);
+});
+
+test("the segment module has the shape the negotiation layer imports dynamically", async () => {
+  // negotiate.ts loads ./segment.js through a variable specifier, which the compiler cannot follow:
+  // this assignment is the type check, the call the runtime one.
+  const loaded: SegmentModule = await import("../../src/transports/shm/segment.js");
+  assert.equal(typeof loaded.shmSupport().available, "boolean");
 });
