@@ -17,7 +17,13 @@ import { workerTakesSharedMemory } from "../../src/transports/shm/negotiate.js";
 import { emptyBatch } from "../../src/wire/batches.js";
 import { MessageFramer } from "../../src/wire/framer.js";
 import { encodeStream } from "../../src/wire/ipc.js";
-import { SHM_LENGTH_KEY, SHM_OFFSET_KEY, SHM_SOURCE_KEY } from "../../src/wire/keys.js";
+import {
+  SHM_LENGTH_KEY,
+  SHM_OFFSET_KEY,
+  SHM_SEGMENT_NAME_KEY,
+  SHM_SEGMENT_SIZE_KEY,
+  SHM_SOURCE_KEY,
+} from "../../src/wire/keys.js";
 import { FakeSegment, fakeAccess } from "./shm-fake.js";
 
 const MiB = 1024 * 1024;
@@ -229,6 +235,33 @@ for (const [what, md] of [
         return true;
       });
       assert.equal(await proxy(r.client, ConformanceService).echo_int({ value: 3n }), 3n);
+    } finally {
+      await r.close();
+    }
+  });
+}
+
+for (const [what, name, pattern] of [
+  ["a name that is a path", "../../etc/passwd", /not a segment name/],
+  ["a segment that does not exist", "quiver-fake-missing", /cannot attach shared-memory segment/],
+] as const) {
+  test(`a request advertising ${what} is refused with a typed error, and the connection stays usable`, async () => {
+    const r = rig({ clientSegment: false });
+    try {
+      const target = targetOf(ConformanceService, "echo_int");
+      const params = paramsBatch("echo_int", ConformanceService.methods.echo_int.params, { value: 1n });
+      const md = new Map([
+        [SHM_SEGMENT_NAME_KEY, name],
+        [SHM_SEGMENT_SIZE_KEY, String(4 * MiB)],
+      ]);
+      await assert.rejects(r.client.unaryBatch(target, params, md), (err: unknown) => {
+        assert.ok(err instanceof RpcError);
+        assert.equal(err.kind, "protocol_error");
+        assert.match(err.message, pattern);
+        return true;
+      });
+      assert.equal(r.access!.attached.length, 0);
+      assert.equal(await proxy(r.client, ConformanceService).echo_int({ value: 5n }), 5n);
     } finally {
       await r.close();
     }
