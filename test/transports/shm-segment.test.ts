@@ -364,6 +364,38 @@ for (const backing of backings) {
       );
     });
 
+    test("random corruption of the header only ever yields ShmErrors (300 deterministic mutations)", () => {
+      const s = make();
+      let seed = 0x5eed;
+      const rand = (n: number): number => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
+      for (let round = 0; round < 300; round++) {
+        s.reset();
+        const offs = [s.allocate(100)!, s.allocate(200)!, s.allocate(300)!];
+        // Flip 1-4 bytes among the fixed fields and the three entries.
+        for (let k = 0, n = 1 + rand(4); k < n; k++) poke(s.path, rand(24 + 3 * 16), new Uint8Array([rand(256)]));
+        for (const op of [
+          () => ShmSegment.attach(s.name, SIZE, { backing }).close(),
+          () => s.read(offs[rand(3)]!, 1 + rand(400)),
+          () => s.write(offs[rand(3)]!, [new Uint8Array(1 + rand(400))]),
+          () => s.free(offs[rand(3)]!),
+          () => s.allocate(1 + rand(SIZE)),
+        ]) {
+          try {
+            op();
+          } catch (err) {
+            assert.ok(err instanceof ShmError, `round ${round}: ${String(err)}`);
+          }
+        }
+        // Put a valid header back for the next round.
+        poke(s.path, 0, new TextEncoder().encode("VGIS"));
+        poke(s.path, 4, u32(1));
+        poke(s.path, 8, entries([[SIZE - HEADER_SIZE, 0]]).subarray(0, 8));
+      }
+    });
+
     test("batches round-trip through the region codec, plain and dictionary-encoded", () => {
       const s = make(16 * 1024 * 1024);
       const plain = plainBatch(50_000);
