@@ -11,11 +11,14 @@ import { PassThrough, Transform } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { Field, Float64, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
 import type { RpcClient } from "../../src/client/client.js";
-import { proxy } from "../../src/client/typed.js";
+import { paramsBatch, proxy, targetOf } from "../../src/client/typed.js";
 import { ConformanceService } from "../../src/conformance/service.js";
+import { RpcError } from "../../src/errors.js";
 import { workerTakesSharedMemory } from "../../src/transports/shm/negotiate.js";
 import { ShmSegment, shmSupport } from "../../src/transports/shm/segment.js";
 import { connectSubprocess, pipeConnect } from "../../src/transports/stdio/client.js";
+import { emptyBatch } from "../../src/wire/batches.js";
+import { SHM_LENGTH_KEY, SHM_OFFSET_KEY } from "../../src/wire/keys.js";
 import { ourWorker, within } from "../client/helpers.js";
 
 const MiB = 1024 * 1024;
@@ -120,6 +123,33 @@ describe("our client ↔ our worker through a shared-memory segment", { skip }, 
     await session.close();
     assert.deepEqual(segment.allocations(), []);
   });
+
+  for (const [what, offset, length, kind] of [
+    ["past the end of the segment", 159 * MiB, 4 * MiB, /out_of_bounds|outside|past/],
+    ["at no allocation", 65536 + 4096, 1024, /no allocation/],
+  ] as const) {
+    test(`a pointer ${what} reaching the worker fails that call with protocol_error; the connection stays usable`, async () => {
+      const stream = await client.openStream(
+        targetOf(ConformanceService, "exchange_scale"),
+        paramsBatch("exchange_scale", ConformanceService.methods.exchange_scale.params, { factor: 1 }),
+        { hasHeader: false },
+      );
+      const pointer = emptyBatch(
+        floats(1).schema,
+        new Map([
+          [SHM_OFFSET_KEY, String(offset)],
+          [SHM_LENGTH_KEY, String(length)],
+        ]),
+      );
+      await assert.rejects(stream.send(pointer), (err: unknown) => {
+        assert.ok(err instanceof RpcError);
+        assert.equal(err.kind, "protocol_error");
+        assert.match(err.message, kind);
+        return true;
+      });
+      assert.equal(await proxy(client, ConformanceService).echo_string({ value: "after" }), "after");
+    });
+  }
 
   test("small calls stay on the pipe while the segment is in use", async () => {
     const a0 = allocations;
