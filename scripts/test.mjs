@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The whole test suite: typecheck, lint, build, unit/contract tests, then the pinned Python
-// reference's conformance runner against our worker over a pipe, a Unix socket, TCP, WebSocket
+// reference's conformance runner against our worker over a pipe (plain, and with a shared-memory
+// segment), a Unix socket, TCP, WebSocket
 // (through the pipe-to-WebSocket bridge) and HTTP. The Python environment is created on first use
 // in .venv-conformance/ (git-ignored) and reused after. Nothing is skipped silently: a missing interpreter or an unreachable package index
 // fails the run with instructions.
@@ -152,6 +153,9 @@ let ok = conformance("pipe", [
   "--access-log",
   accessLog,
 ]);
+// The same suite with the runner's client offering a 4 MiB shared-memory segment: every request
+// advertises it, our worker attaches it and answers large batches through it.
+ok = conformance("pipe-shm", ["--cmd", worker.join(" "), "--shm", "4194304"]) && ok;
 const sock = join(mkdtempSync(join(tmpdir(), "quiver-")), "conformance.sock");
 for (const [label, args, prefix, flag] of [
   ["unix", ["--unix", sock], "UNIX:", "--unix"],

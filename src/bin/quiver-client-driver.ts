@@ -6,8 +6,9 @@
  * side encodes requests and decodes answers with the reference's own code; everything between —
  * transport I/O, framing, stream lockstep, log and error envelopes — is done by quiver's client.
  *
- * One process binds one connection (`connect`); transports: `stdio` (target: the worker's argv),
- * `unix` (a socket path), `tcp` (`host:port`). HTTP and shared memory are refused.
+ * One process binds one connection (`connect`); transports: `stdio` and `shm` (target: the worker's
+ * argv; `shm` adds a segment of `shm_size` bytes), `unix` (a socket path), `tcp` (`host:port`).
+ * HTTP is refused.
  */
 import { createInterface } from "node:readline";
 import type { RecordBatch, Schema } from "apache-arrow";
@@ -88,9 +89,14 @@ async function handle(req: Json): Promise<Json> {
       protocol = String(req.protocol ?? "");
       const transport = String(req.transport);
       const opts = { onLog, timeoutMs: 60_000 };
-      if (transport === "stdio" || transport === "pipe") {
+      if (transport === "stdio" || transport === "pipe" || transport === "shm") {
         const argv = (Array.isArray(req.target) ? req.target : [req.target]).map(String);
-        client = await connectSubprocess(argv[0]!, argv.slice(1), { ...opts, stderr: "inherit" });
+        // shm: the pipe plus a segment of `shm_size` bytes, negotiated with the worker.
+        const shm = transport === "shm" ? { shm: { size: Number(req.shm_size ?? 4 * 1024 * 1024) } } : {};
+        client = await connectSubprocess(argv[0]!, argv.slice(1), { ...opts, ...shm, stderr: "inherit" });
+        if (transport === "shm" && client.sharedMemory === null) {
+          return { ok: false, error: { error_message: "the worker declined the shared-memory segment" } };
+        }
       } else if (transport === "unix") {
         client = await connectUnix(String(req.target), opts);
       } else if (transport === "tcp") {

@@ -18,6 +18,7 @@
  *     [--host H] [--port P]            print WS:<url> (e.g. WS:ws://127.0.0.1:41234/ws)
  *   --access-log PATH                  append JSONL access-log records to PATH
  *   --access-log-debug                 accepted for compatibility (payloads are never logged)
+ *   --no-shm                           (pipe) decline the shared-memory side channel
  */
 import { parseArgs } from "node:util";
 import { type Authenticator, AuthFailure, type AuthReason } from "../auth/types.js";
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
         auth: { type: "string" },
         "no-compression": { type: "boolean" },
         describe: { type: "boolean" },
+        "no-shm": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -72,7 +74,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm]\n",
     );
     return;
   }
@@ -180,7 +182,7 @@ async function main(): Promise<void> {
     process.stdout.write(`TCP:${addr.host}:${addr.port}\n`);
     return;
   }
-  await serveStdio(server);
+  await serveStdio(server, { sharedMemory: values["no-shm"] !== true });
   await shutdown(0);
 }
 

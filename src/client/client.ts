@@ -18,6 +18,7 @@ import type { RecordBatch, Schema } from "apache-arrow";
 import { compareFields } from "apache-arrow/visitor/typecomparator";
 import { frameworkError, RpcError } from "../errors.js";
 import type { ProtocolDecl } from "../protocol/methods.js";
+import { resolvePointer, type SegmentAccess, segmentMetadata, toPointer } from "../transports/shm/pointer.js";
 import { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 import { type FrameResult, MessageFramer } from "../wire/framer.js";
 import { encodeStream, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
@@ -61,6 +62,13 @@ export interface ClientOptions {
   readonly timeoutMs?: number;
   /** Largest IPC message accepted from the server, in bytes. Default: 4 GiB. */
   readonly maxMessageBytes?: number;
+  /**
+   * A shared-memory segment the server can attach (pipes to a worker on this machine): requests
+   * advertise it, batches of 128 KiB and more travel through it as pointer batches, and the
+   * server may answer through it. Used as given, without asking the worker first; the caller
+   * owns the segment (`connectSubprocess({ shm })` negotiates and owns one for you). Default: none.
+   */
+  readonly shm?: SegmentAccess;
 }
 
 /**
@@ -174,11 +182,20 @@ class StreamReader {
         await this.drain();
         throw err;
       }
-      if (kind === "external_pointer" || kind === "shm_pointer") {
+      if (kind === "shm_pointer") {
+        try {
+          // Resolving frees the region: the reader owns what it consumed.
+          return resolvePointer(b, this.client.sharedMemory);
+        } catch (err) {
+          await this.drain();
+          throw err;
+        }
+      }
+      if (kind === "external_pointer") {
         await this.drain();
         throw frameworkError(
           "protocol_error",
-          `the server sent a ${kind === "shm_pointer" ? "shared-memory" : "external-location"} pointer batch, which this client does not resolve`,
+          "the server sent an external-location pointer batch, which this client does not resolve",
         );
       }
       return b;
@@ -249,7 +266,7 @@ export class RawStream implements StreamChannel {
             "an input batch's schema differs from the schema of the stream's first input batch (one IPC stream carries one schema)",
           );
         }
-        await this.client.writeChunks(this.encoder.batch(batch));
+        await this.client.writeChunks(this.encoder.batch(this.client.outgoing(batch)));
         this.reader ??= new StreamReader(this.client);
         const out = await this.reader.nextData(this.onLog);
         if (out === null) {
@@ -334,6 +351,7 @@ export class RpcClient implements CallChannel {
   /** Rejects once the connection fails or closes, so queued calls do not wait forever. */
   private readonly dead: Promise<never>;
   private kill!: (err: RpcError) => void;
+  private segment: SegmentAccess | null;
   readonly onLog: ((record: LogRecord) => void) | undefined;
 
   constructor(
@@ -341,6 +359,7 @@ export class RpcClient implements CallChannel {
     opts: ClientOptions = {},
   ) {
     this.onLog = opts.onLog;
+    this.segment = opts.shm ?? null;
     this.dead = new Promise<never>((_, reject) => {
       this.kill = reject;
     });
@@ -351,6 +370,34 @@ export class RpcClient implements CallChannel {
       transport.input[Symbol.asyncIterator](),
       opts.maxMessageBytes === undefined ? {} : { maxMessageBytes: opts.maxMessageBytes },
     );
+  }
+
+  /** The shared-memory segment calls use, or null when batches travel on the byte stream only. */
+  get sharedMemory(): SegmentAccess | null {
+    return this.segment;
+  }
+
+  /**
+   * Starts (or, with null, stops) using a shared-memory segment for the calls that follow. The
+   * caller owns the segment and must keep it mapped while the client uses it.
+   */
+  useSharedMemory(segment: SegmentAccess | null): void {
+    this.segment = segment;
+  }
+
+  /** @internal A data batch as it goes on the wire: a pointer when it belongs in the segment. */
+  outgoing(batch: RecordBatch): RecordBatch {
+    const seg = this.segment;
+    return seg === null || batch.numRows === 0 ? batch : toPointer(batch, seg);
+  }
+
+  /** @internal The request batch, advertising the segment (and moved into it when large). */
+  request(params: RecordBatch, target: CallTarget, extra?: RequestMetadata): RecordBatch {
+    const seg = this.segment;
+    if (seg === null) return requestBatch(params, target, extra);
+    const md = new Map(extra ?? []);
+    for (const [k, v] of segmentMetadata(seg)) md.set(k, v);
+    return this.outgoing(requestBatch(params, target, md));
   }
 
   /** True after a transport failure: every later call fails with that `transport_error`. */
@@ -438,7 +485,7 @@ export class RpcClient implements CallChannel {
     const release = await this.acquire();
     try {
       if (this.broken) throw this.broken;
-      await this.writeChunks(encodeStream(params.schema, [requestBatch(params, target, extra)]));
+      await this.writeChunks(encodeStream(params.schema, [this.request(params, target, extra)]));
       const reader = new StreamReader(this);
       const batch = await reader.nextData(this.onLog);
       if (batch === null) {
@@ -475,7 +522,7 @@ export class RpcClient implements CallChannel {
     const release = await this.acquire();
     try {
       if (this.broken) throw this.broken;
-      await this.writeChunks(encodeStream(params.schema, [requestBatch(params, target, opts.extra)]));
+      await this.writeChunks(encodeStream(params.schema, [this.request(params, target, opts.extra)]));
       let header: RecordBatch | null = null;
       if (opts.hasHeader) {
         const reader = new StreamReader(this);

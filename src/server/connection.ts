@@ -3,6 +3,24 @@
  * duplex byte stream plus what the transport knows about its peer.
  */
 import type { AuthContext } from "../protocol/context.js";
+import type { SegmentAccess } from "../transports/shm/pointer.js";
+
+/** A segment a worker attached on a client's behalf; closing it unmaps, never unlinks. */
+export interface AttachedSegment extends SegmentAccess {
+  close(): void;
+}
+
+/**
+ * The shared-memory side channel, offered by transports whose peer shares this machine's kernel
+ * (pipes). Without it a connection answers `__transport_options__` with `shm=false` and treats
+ * any pointer batch as an error.
+ */
+export interface SharedMemoryAccess {
+  /** Whether segments can be attached here (answers `__transport_options__`). */
+  readonly available: boolean;
+  /** Attaches the client's segment named in request metadata (header validated). */
+  attach(name: string, size: number): Promise<AttachedSegment>;
+}
 
 export interface Connection {
   /** Bytes from the peer, in arbitrary pieces; ends when the peer closes its side. */
@@ -18,4 +36,6 @@ export interface Connection {
   readonly transportMetadata?: Readonly<Record<string, string>>;
   /** The connection's identity, resolved once at accept; anonymous when absent. */
   readonly auth?: AuthContext;
+  /** The shared-memory side channel; absent on transports that cannot offer it. */
+  readonly sharedMemory?: SharedMemoryAccess;
 }

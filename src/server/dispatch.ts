@@ -38,6 +38,7 @@ import {
   TRACEPARENT_KEY,
   TRACESTATE_KEY,
   TRANSPORT_OPTIONS_METHOD,
+  TRANSPORT_SHM_KEY,
 } from "../wire/keys.js";
 import { errorBatch, isCancelBatch, type Origin } from "../wire/messages.js";
 import { LogBuffer, TurnCollector } from "./collector.js";
@@ -65,6 +66,8 @@ export interface CallEnv {
    * batch's own `traceparent`/`tracestate` metadata takes precedence.
    */
   readonly traceContext?: Readonly<Record<string, string>>;
+  /** Whether this connection takes the shared-memory side channel. Default: false. */
+  readonly sharedMemory?: boolean;
 }
 
 /** Collects `Set-Cookie` requests for the transport to apply after dispatch. */
@@ -400,7 +403,7 @@ export function admit(call: Call, request: RecordBatch | null): Admission {
   }
   if (methodName === TRANSPORT_OPTIONS_METHOD) {
     const caps = new Map([
-      ["vgi_rpc.transport.shm", "false"],
+      [TRANSPORT_SHM_KEY, call.env.sharedMemory === true ? "true" : "false"],
       [REQUEST_VERSION_KEY, REQUEST_VERSION],
       [SERVER_ID_KEY, server.serverId],
     ]);

@@ -7,10 +7,12 @@
 import type { RecordBatch, Schema } from "apache-arrow";
 import { frameworkError, RpcError } from "../errors.js";
 import { ANONYMOUS } from "../protocol/context.js";
+import { isPointerBatch, resolvePointer, type SegmentAccess, toPointer } from "../transports/shm/pointer.js";
 import { EMPTY_SCHEMA } from "../wire/batches.js";
 import { MessageFramer } from "../wire/framer.js";
 import { EOS, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
-import type { Connection } from "./connection.js";
+import { SHM_OFFSET_KEY, SHM_SEGMENT_NAME_KEY, SHM_SEGMENT_SIZE_KEY } from "../wire/keys.js";
+import type { AttachedSegment, Connection, SharedMemoryAccess } from "./connection.js";
 import { type Answer, admit, Call, type CallEnv, openStream, runTurn, runUnary } from "./dispatch.js";
 import type { RpcServer } from "./server.js";
 
@@ -85,11 +87,71 @@ class StreamReader {
   }
 }
 
+/**
+ * Segment names a worker agrees to attach: one path component of portable characters (what POSIX
+ * `shm_open` and every reference client produce), so a request cannot name a file elsewhere.
+ */
+const SEGMENT_NAME = /^\/?(?!\.{1,2}$)[A-Za-z0-9._-]{1,250}$/;
+
+/**
+ * The segment a client advertised on this connection, attached on first sight and kept for the
+ * connection's life (the reference's per-connection cache): later requests may carry only
+ * offsets.
+ */
+class SegmentCache {
+  private name: string | null = null;
+  segment: AttachedSegment | null = null;
+
+  constructor(private readonly access: SharedMemoryAccess | undefined) {}
+
+  /** Attaches the segment `md` names when it first appears or changes. */
+  async refresh(md: ReadonlyMap<string, string>): Promise<void> {
+    const name = md.get(SHM_SEGMENT_NAME_KEY);
+    if (name === undefined || name === this.name) return;
+    const rawSize = md.get(SHM_SEGMENT_SIZE_KEY);
+    // As the reference: a segment advertised without a usable size is ignored.
+    if (rawSize === undefined || !/^\d+$/.test(rawSize) || !Number.isSafeInteger(Number(rawSize))) return;
+    if (this.access === undefined || !this.access.available) return;
+    if (!SEGMENT_NAME.test(name)) {
+      throw frameworkError("protocol_error", `refusing to attach shared-memory segment '${name}': not a segment name`);
+    }
+    let attached: AttachedSegment;
+    try {
+      attached = await this.access.attach(name, Number(rawSize));
+    } catch (err) {
+      throw frameworkError(
+        "protocol_error",
+        `cannot attach shared-memory segment '${name}': ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    this.close();
+    this.segment = attached;
+    this.name = name;
+  }
+
+  close(): void {
+    try {
+      this.segment?.close();
+    } catch {
+      // Unmapping a segment we are done with cannot fail in a way worth reporting.
+    }
+    this.segment = null;
+    this.name = null;
+  }
+}
+
+/** Data batches with rows go through the segment when one serves this call and they are large. */
+function routed(batches: readonly RecordBatch[], segment: SegmentAccess | null): readonly RecordBatch[] {
+  if (segment === null) return batches;
+  return batches.map((b) => (b.numRows > 0 ? toPointer(b, segment) : b));
+}
+
 /** Writes one IPC stream at a time to the connection. */
-async function writeAnswer(conn: Connection, answer: Answer): Promise<void> {
+async function writeAnswer(conn: Connection, answer: Answer, segment: SegmentAccess | null = null): Promise<void> {
   const enc = new IpcStreamEncoder(answer.schema);
   const chunks = enc.begin();
-  for (const b of answer.batches) chunks.push(...enc.batch(b));
+  for (const b of routed(answer.batches, segment)) chunks.push(...enc.batch(b));
   chunks.push(EOS);
   await conn.write(chunks);
 }
@@ -102,7 +164,23 @@ export async function serveSession(server: RpcServer, conn: Connection): Promise
     transport: conn.transport,
     transportMetadata: conn.transportMetadata ?? {},
     auth: conn.auth ?? ANONYMOUS,
+    sharedMemory: conn.sharedMemory?.available === true,
   };
+  const segments = new SegmentCache(conn.sharedMemory);
+  try {
+    await serveCalls(server, conn, framer, env, segments);
+  } finally {
+    segments.close();
+  }
+}
+
+async function serveCalls(
+  server: RpcServer,
+  conn: Connection,
+  framer: MessageFramer,
+  env: CallEnv,
+  segments: SegmentCache,
+): Promise<void> {
   for (;;) {
     if (server.draining) return;
     const call = new Call(env);
@@ -122,8 +200,24 @@ export async function serveSession(server: RpcServer, conn: Connection): Promise
       if (lost) return;
       continue;
     }
+    // The shared-memory side channel: attach what the request advertises, follow a request that
+    // arrived as a pointer, and answer through the segment only when this request used it.
+    let segment: SegmentAccess | null = null;
+    if (request !== null) {
+      const md = request.metadata;
+      try {
+        await segments.refresh(md);
+        if (isPointerBatch(request)) request = resolvePointer(request, segments.segment);
+      } catch (err) {
+        const answer = call.errorAnswer(EMPTY_SCHEMA, err);
+        call.end();
+        await writeAnswer(conn, answer).catch(() => {});
+        continue;
+      }
+      if (md.has(SHM_OFFSET_KEY) || md.has(SHM_SEGMENT_NAME_KEY)) segment = segments.segment;
+    }
     try {
-      await server.track(serveCall(conn, framer, call, request));
+      await server.track(serveCall(conn, framer, call, request, { input: segments.segment, output: segment }));
     } catch (err) {
       call.failed(err instanceof FramingLost ? err.error : err);
       call.end();
@@ -141,6 +235,7 @@ async function serveCall(
   framer: MessageFramer,
   call: Call,
   request: RecordBatch | null,
+  shm: { readonly input: SegmentAccess | null; readonly output: SegmentAccess | null },
 ): Promise<void> {
   const admission = admit(call, request);
   if (admission.kind === "answer") {
@@ -150,7 +245,7 @@ async function serveCall(
   if (admission.kind === "unary") {
     const answer = await runUnary(call, admission.method, admission.params);
     call.end();
-    return writeAnswer(conn, answer);
+    return writeAnswer(conn, answer, shm.output);
   }
   const opening = await openStream(call, admission.method, admission.params);
   if (!opening.ok) {
@@ -174,14 +269,24 @@ async function serveCall(
   let inputDone = false;
   let cancelled = false;
   for (;;) {
-    const batch = await input.next();
+    let batch = await input.next();
     if (batch === null) {
       inputDone = true;
       break;
     }
+    if (isPointerBatch(batch)) {
+      try {
+        // Resolving frees the region: the reader owns what it consumed.
+        batch = resolvePointer(batch, shm.input);
+      } catch (err) {
+        const answer = call.errorAnswer(stream.outputSchema, err);
+        await conn.write(answer.batches.flatMap((b) => enc.batch(b)));
+        break;
+      }
+    }
     const turn = await runTurn(call, stream, batch);
     cancelled = turn.cancelled;
-    if (turn.batches.length > 0) await conn.write(turn.batches.flatMap((b) => enc.batch(b)));
+    if (turn.batches.length > 0) await conn.write(routed(turn.batches, shm.output).flatMap((b) => enc.batch(b)));
     if (turn.done) break;
   }
   await conn.write([EOS]);

@@ -21,6 +21,10 @@ export const SHM_OFFSET_KEY = "vgi_rpc.shm_offset";
 export const SHM_LENGTH_KEY = "vgi_rpc.shm_length";
 export const SHM_SEGMENT_NAME_KEY = "vgi_rpc.shm_segment_name";
 export const SHM_SEGMENT_SIZE_KEY = "vgi_rpc.shm_segment_size";
+/** On a batch resolved from a segment: the segment's name. */
+export const SHM_SOURCE_KEY = "vgi_rpc.shm_source";
+/** `__transport_options__` capability: whether the worker takes the shared-memory side channel. */
+export const TRANSPORT_SHM_KEY = "vgi_rpc.transport.shm";
 export const LOCATION_KEY = "vgi_rpc.location";
 export const STREAM_STATE_KEY = "vgi_rpc.stream_state#b64";
 export const CALL_STATE_KEY = "vgi_rpc.call_state#b64";

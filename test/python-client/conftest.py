@@ -75,6 +75,9 @@ def quiver_ref_tcp() -> Iterator[str]:
 def _target(request: pytest.FixtureRequest, transport: str) -> tuple[str, object]:
     if transport == "stdio":
         return "stdio", [*_WORKER, "--pipe"]
+    if transport == "shm":
+        # A fresh worker per connection, as stdio, with a segment the client offers beside the pipe.
+        return "shm", [*_WORKER, "--pipe"]
     if transport == "unix":
         return "unix", request.getfixturevalue("quiver_ref_unix")
     if transport == "tcp":

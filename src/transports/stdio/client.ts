@@ -8,6 +8,7 @@ import type { Readable, Writable } from "node:stream";
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError } from "../../errors.js";
+import { createSegment, type OwnedSegment, sharedMemorySupport, workerTakesSharedMemory } from "../shm/negotiate.js";
 import { writableSink } from "./sink.js";
 
 /** A client transport over a readable (server → client) and a writable (client → server). */
@@ -28,12 +29,22 @@ export function pipeTransport(readable: Readable, writable: Writable, name = "pi
   };
 }
 
-/** A client over any duplex pipe (e.g. a worker's stdout and stdin). */
+/**
+ * A client over any duplex pipe (e.g. a worker's stdout and stdin). With `shm`, that segment is
+ * used from the first call, without asking the worker; the caller keeps owning it.
+ */
 export function pipeConnect(readable: Readable, writable: Writable, opts: ClientOptions = {}): RpcClient {
   return new RpcClient(pipeTransport(readable, writable), opts);
 }
 
-export interface SubprocessOptions extends ClientOptions {
+export interface SubprocessOptions extends Omit<ClientOptions, "shm"> {
+  /**
+   * Offer the worker a shared-memory segment of `size` total bytes (64 KiB header included):
+   * the client creates it, asks the worker with `__transport_options__` before the first call,
+   * uses it only if the worker says yes, and unlinks it on `close()`. Without shared-memory
+   * support here, or with a worker that declines, calls use the pipe alone. Default: none.
+   */
+  readonly shm?: { readonly size: number };
   /** The worker's stderr: `"inherit"` (default) or `"ignore"`. */
   readonly stderr?: "inherit" | "ignore";
   /** Environment and working directory for the worker. */
@@ -56,6 +67,13 @@ export interface SubprocessOptions extends ClientOptions {
 /** A client on a spawned worker; `process` is the child; `close()` ends stdin and reaps it. */
 export interface SubprocessClient extends RpcClient {
   readonly process: ChildProcess;
+}
+
+/** Creates the segment `opts.shm` asks for, or null when this process cannot map segments. */
+async function offerSegment(size: number): Promise<OwnedSegment | null> {
+  const support = await sharedMemorySupport();
+  if (!support.available) return null;
+  return createSegment(size);
 }
 
 /**
@@ -104,6 +122,17 @@ export async function connectSubprocess(
   });
   const base = pipeTransport(stdout, stdin, "subprocess");
   const exitTimeout = opts.exitTimeoutMs ?? 5_000;
+  let segment: OwnedSegment | null = null;
+  const dropSegment = () => {
+    const s = segment;
+    segment = null;
+    if (s === null) return;
+    try {
+      s.close();
+    } finally {
+      s.unlink();
+    }
+  };
   const transport: ClientTransport = {
     name: "subprocess",
     input: base.input,
@@ -120,9 +149,22 @@ export async function connectSubprocess(
       }
       await exited;
       stdout.destroy();
+      dropSegment();
     },
   };
-  const client = new RpcClient(transport, opts) as SubprocessClient;
+  const { shm, ...clientOpts } = opts;
+  const client = new RpcClient(transport, clientOpts) as SubprocessClient;
   Object.defineProperty(client, "process", { value: child, enumerable: true });
+  if (shm !== undefined) {
+    try {
+      segment = await offerSegment(shm.size);
+      if (segment !== null && (await workerTakesSharedMemory(client))) client.useSharedMemory(segment);
+      else dropSegment();
+    } catch (err) {
+      dropSegment();
+      await client.close().catch(() => {});
+      throw err;
+    }
+  }
   return client;
 }

@@ -1,3 +1,4 @@
+export { workerTakesSharedMemory } from "../shm/negotiate.js";
 export {
   connectSubprocess,
   pipeConnect,

@@ -3,8 +3,9 @@
  * else a worker prints must go to stderr.
  */
 import type { Readable, Writable } from "node:stream";
-import type { Connection } from "../../server/connection.js";
+import type { Connection, SharedMemoryAccess } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
+import { pipeSharedMemory } from "../shm/negotiate.js";
 import { writableSink } from "./sink.js";
 
 export interface StdioServeOptions {
@@ -12,6 +13,11 @@ export interface StdioServeOptions {
   readonly input?: Readable;
   /** Byte sink. Default: `process.stdout`. */
   readonly output?: Writable;
+  /**
+   * The shared-memory side channel: `true` offers it when this process can map segments (the
+   * reason is logged once when it cannot), `false` refuses it, or supply your own. Default: true.
+   */
+  readonly sharedMemory?: boolean | SharedMemoryAccess;
 }
 
 /**
@@ -22,10 +28,13 @@ export async function serveStdio(server: RpcServer, opts: StdioServeOptions = {}
   const input = opts.input ?? process.stdin;
   const output = opts.output ?? process.stdout;
   const sink = writableSink(output);
+  const shm = opts.sharedMemory ?? true;
+  const sharedMemory = shm === false ? undefined : shm === true ? await pipeSharedMemory(server.logger) : shm;
   const conn: Connection = {
     input: input as AsyncIterable<Uint8Array>,
     write: sink.write,
     transport: "pipe",
+    ...(sharedMemory ? { sharedMemory } : {}),
   };
   try {
     await server.serveConnection(conn);

@@ -1,0 +1,40 @@
+/**
+ * `quiver-rpc/shm`: the shared-memory segment vgi-rpc peers use beside a pipe for large batches,
+ * and the codec for what goes into an allocation. Loading this subpath loads the native addon
+ * (when built); nothing else in the package does.
+ */
+export {
+  batchByteSize,
+  canonicalDictionarySchema,
+  decodeFromShm,
+  encodeForShm,
+  hasTopLevelDictionary,
+  type ReadFromShmOptions,
+  readBatchFromShm,
+  resolveShmMinBatchBytes,
+  SHM_MIN_BATCH_BYTES,
+  SHM_MIN_BATCH_BYTES_ENV,
+  type ShmPayload,
+  shmCanCarry,
+  type WriteToShmOptions,
+  writeBatchToShm,
+} from "./codec.js";
+export {
+  ALLOC_ENTRY_SIZE,
+  BACKING_ENV,
+  FIXED_HEADER_SIZE,
+  HEADER_SIZE,
+  MAGIC,
+  MAX_ALLOCS,
+  MAX_SEGMENT_SIZE,
+  SHM_DIR,
+  type ShmAllocation,
+  type ShmAttachOptions,
+  type ShmCreateOptions,
+  ShmError,
+  type ShmErrorKind,
+  ShmSegment,
+  type ShmSupport,
+  shmSupport,
+  VERSION,
+} from "./segment.js";

@@ -1,0 +1,159 @@
+/**
+ * Shared memory across implementations: the reference's Python client with a segment against our
+ * worker, and our client with a segment against the reference's worker. Each side asserts that
+ * the large batches went through the segment: the pipe carried only pointer batches, and the
+ * regions were allocated and freed by the sides the reference's ownership rules name.
+ */
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { PassThrough, Transform } from "node:stream";
+import { describe, test } from "node:test";
+import { Field, Float64, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
+import { proxy } from "../../src/client/typed.js";
+import { ConformanceService } from "../../src/conformance/service.js";
+import { workerTakesSharedMemory } from "../../src/transports/shm/negotiate.js";
+import { ShmSegment, shmSupport } from "../../src/transports/shm/segment.js";
+import { connectSubprocess, pipeConnect } from "../../src/transports/stdio/client.js";
+import { ourWorker, python, referenceWorker, within } from "../client/helpers.js";
+
+const MiB = 1024 * 1024;
+const ROOT = new URL("../..", import.meta.url).pathname;
+const support = shmSupport();
+const skip = support.available ? false : `shared memory unavailable: ${support.reason ?? "unknown"}`;
+
+function counter(): { stream: Transform; bytes: () => number } {
+  let n = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      n += chunk.byteLength;
+      done(null, chunk);
+    },
+  });
+  return { stream, bytes: () => n };
+}
+
+function pattern(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = (i * 131 + 7) & 0xff;
+  return out;
+}
+
+function floats(n: number): RecordBatch {
+  const values = new Float64Array(n);
+  for (let i = 0; i < n; i++) values[i] = i + 0.5;
+  const field = new Field("value", new Float64(), true);
+  const child = makeData({ type: new Float64(), length: n, nullCount: 0, data: values });
+  return new RecordBatch(
+    new Schema([field]),
+    makeData({ type: new Struct([field]), length: n, nullCount: 0, children: [child] }),
+  );
+}
+
+interface PythonReport {
+  readonly segment: string;
+  readonly unary: { identical: boolean; pipe_in: number; client_allocated: number; client_freed: number };
+  readonly exchange: {
+    correct: boolean;
+    pipe_in: number;
+    pipe_out: number;
+    client_allocated: number;
+    client_freed: number;
+  };
+  readonly echo_after: string;
+  readonly live_allocations: number;
+}
+
+describe("the reference's Python client with a segment → our worker", { skip }, () => {
+  test("a 64 MiB result and an 8 MiB exchange come back through the segment, freed by their readers", () => {
+    const [cmd, args] = ourWorker();
+    const r = spawnSync(python(), [join(ROOT, "test/interop/shm_python_client.py"), JSON.stringify([cmd, ...args])], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 120_000,
+      maxBuffer: 16 * MiB,
+    });
+    assert.equal(r.status, 0, `python client failed: ${r.stderr}`);
+    const report = JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "") as PythonReport;
+    // Unary: the Python client advertises the segment; our worker answers through it.
+    assert.equal(report.unary.identical, true);
+    assert.ok(report.unary.pipe_in < 4096, `pipe carried ${report.unary.pipe_in} bytes of response`);
+    assert.equal(report.unary.client_freed, 1, "the Python client freed the region holding the result");
+    // Exchange: the Python client's input goes into the segment (our worker frees it); our
+    // output comes back through it (the Python client frees it).
+    assert.equal(report.exchange.correct, true);
+    assert.equal(report.exchange.client_allocated, 1);
+    assert.equal(report.exchange.client_freed, 1);
+    assert.ok(report.exchange.pipe_out < 4096 && report.exchange.pipe_in < 4096);
+    assert.equal(report.echo_after, "still usable");
+    assert.equal(report.live_allocations, 0, "every region was freed");
+    assert.equal(existsSync(join("/dev/shm", report.segment)), false);
+  });
+});
+
+describe("our client with a segment → the reference's Python worker", { skip }, () => {
+  test("the worker says yes to __transport_options__, and 64 MiB crosses each way as pointer batches", async () => {
+    const segment = ShmSegment.create(192 * MiB);
+    let allocations = 0;
+    const allocate = segment.allocate.bind(segment);
+    segment.allocate = (length: number) => {
+      allocations++;
+      return allocate(length);
+    };
+    const [cmd, args] = referenceWorker("--pipe", "--describe");
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "ignore"] });
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    const up = counter();
+    const down = counter();
+    child.stdout.pipe(down.stream);
+    up.stream.pipe(child.stdin);
+    const fromWorker = new PassThrough();
+    down.stream.pipe(fromWorker);
+    const client = pipeConnect(fromWorker, up.stream, { timeoutMs: 60_000 });
+    try {
+      assert.equal(await workerTakesSharedMemory(client), true);
+      client.useSharedMemory(segment);
+      const data = pattern(64 * MiB);
+      const [u0, d0] = [up.bytes(), down.bytes()];
+      const out = await within(proxy(client, ConformanceService).echo_bytes({ data }), 90_000, "echo_bytes");
+      assert.equal(Buffer.compare(Buffer.from(out), Buffer.from(data)), 0, "byte-identical echo");
+      assert.ok(up.bytes() - u0 < 4096, `request side of the pipe carried ${up.bytes() - u0} bytes`);
+      assert.ok(down.bytes() - d0 < 4096, `response side of the pipe carried ${down.bytes() - d0} bytes`);
+      assert.equal(allocations, 1, "our request went into the segment");
+      assert.deepEqual(segment.allocations(), [], "the worker freed our request, we freed its result");
+
+      const session = await client.exchange(ConformanceService, "exchange_scale", { factor: 3 });
+      const [u1, d1] = [up.bytes(), down.bytes()];
+      const rows = await within(session.exchange(floats(MiB)), 60_000, "exchange");
+      assert.equal(rows.length, MiB);
+      assert.equal(rows[777]!.value, (777 + 0.5) * 3);
+      assert.ok(up.bytes() - u1 < 4096 && down.bytes() - d1 < 4096, "only pointer batches on the pipe");
+      await session.close();
+      assert.equal(allocations, 2);
+      assert.deepEqual(segment.allocations(), []);
+      assert.equal(await proxy(client, ConformanceService).echo_string({ value: "ok" }), "ok");
+    } finally {
+      await client.close();
+      clearTimeout(timer);
+      child.kill("SIGTERM");
+      segment.close();
+      segment.unlink();
+    }
+  });
+
+  test("connectSubprocess({ shm }) negotiates with the reference worker and unlinks its segment on close", async () => {
+    const [cmd, args] = referenceWorker("--pipe", "--describe");
+    const client = await connectSubprocess(cmd, args, { shm: { size: 32 * MiB }, timeoutMs: 60_000, stderr: "ignore" });
+    const seg = client.sharedMemory;
+    try {
+      assert.ok(seg !== null);
+      const data = pattern(4 * MiB);
+      const out = await proxy(client, ConformanceService).echo_bytes({ data });
+      assert.equal(Buffer.compare(Buffer.from(out), Buffer.from(data)), 0);
+    } finally {
+      await client.close();
+    }
+    assert.equal(existsSync(join("/dev/shm", seg.name)), false);
+  });
+});
