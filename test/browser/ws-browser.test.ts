@@ -190,9 +190,14 @@ test("a page in headless Chromium calls a quiver service over WebSocket with the
     });
 
     await page.goto(`http://127.0.0.1:${listener.port}/`, { timeout: 15_000 });
-    await page.waitForFunction(() => document.getElementById("status")?.textContent !== "running", null, {
-      timeout: 30_000,
-    });
+    await page
+      .waitForFunction(() => document.getElementById("status")?.textContent !== "running", null, {
+        timeout: 30_000,
+      })
+      .catch((err: unknown) => {
+        // A page that never finishes usually threw at load: say what it reported.
+        throw new Error(`the page did not finish: ${String(err)}\n${problems.join("\n")}`);
+      });
     const text = async (id: string): Promise<string> => (await page.textContent(`#${id}`, { timeout: 1000 })) ?? "";
     mkdirSync(dirname(screenshotPath), { recursive: true });
     await page.screenshot({ path: screenshotPath, fullPage: true });

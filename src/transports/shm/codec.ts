@@ -24,13 +24,18 @@ import type { ShmSegment } from "./segment.js";
 /** The environment variable overriding the size threshold (as the reference reads it). */
 export const SHM_MIN_BATCH_BYTES_ENV = "VGI_RPC_SHM_MIN_BATCH_BYTES";
 
+/** Node's `process`, or undefined where there is none (a browser bundling the client). */
+function nodeProcess(): { env: Record<string, string | undefined>; platform: string } | undefined {
+  return (globalThis as { process?: { env: Record<string, string | undefined>; platform: string } }).process;
+}
+
 /**
  * The smallest batch worth a segment round trip: `VGI_RPC_SHM_MIN_BATCH_BYTES` when it parses as an
  * integer, else 128 KiB (1 MiB on Windows, where mapping costs more) — the reference's rule.
  */
 export function resolveShmMinBatchBytes(
-  env: Readonly<Record<string, string | undefined>> = process.env,
-  platform: string = process.platform,
+  env: Readonly<Record<string, string | undefined>> = nodeProcess()?.env ?? {},
+  platform: string = nodeProcess()?.platform ?? "browser",
 ): number {
   const raw = env[SHM_MIN_BATCH_BYTES_ENV];
   if (raw !== undefined && /^\s*[+-]?\d+\s*$/.test(raw)) {
