@@ -3,6 +3,7 @@
  * else a worker prints must go to stderr.
  */
 import type { Readable, Writable } from "node:stream";
+import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
 import { writableSink } from "./sink.js";
@@ -12,6 +13,8 @@ export interface StdioServeOptions {
   readonly input?: Readable;
   /** Byte sink. Default: `process.stdout`. */
   readonly output?: Writable;
+  /** Who the process on the other end of the pipe is (every call runs as it). Default: anonymous. */
+  readonly auth?: AuthContext;
 }
 
 /**
@@ -26,6 +29,7 @@ export async function serveStdio(server: RpcServer, opts: StdioServeOptions = {}
     input: input as AsyncIterable<Uint8Array>,
     write: sink.write,
     transport: "pipe",
+    ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
   };
   try {
     await server.serveConnection(conn);
