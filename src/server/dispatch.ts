@@ -370,7 +370,15 @@ export interface Answer {
 
 /** What admitting a request led to. */
 export type Admission =
-  | { readonly kind: "answer"; readonly answer: Answer }
+  | {
+      readonly kind: "answer";
+      readonly answer: Answer;
+      /**
+       * A refused stream call: the client still sends its input stream (as after a failed init),
+       * so a session transport consumes it before the next request.
+       */
+      readonly drainInput?: boolean;
+    }
   | { readonly kind: "unary"; readonly method: ResolvedMethod; readonly params: Record<string, unknown> }
   | { readonly kind: "stream"; readonly method: ResolvedMethod; readonly params: Record<string, unknown> };
 
@@ -468,7 +476,9 @@ export function admit(call: Call, request: RecordBatch | null): Admission {
   // Authorization precedes everything about the request's content: a refused caller learns
   // nothing from parameter or version errors, and no parameter is decoded for it.
   const refusal = securityRefusal(method.name, method.decl.security ?? null, call.env.auth);
-  if (refusal !== null) return answer(errSchema, refusal);
+  if (refusal !== null) {
+    return { kind: "answer", answer: call.errorAnswer(errSchema, refusal), drainInput: method.decl.kind !== "unary" };
+  }
   try {
     server.gateVersion(method, md.get(PROTOCOL_VERSION_KEY));
     checkParamsContract(method.name, request.schema, method.schemas.params);
