@@ -139,7 +139,7 @@ export function unary<
   const P extends FieldSpecs,
   R extends TypeSpec<unknown> | null,
   const J extends InjectSpec = Record<never, never>,
->(params: P, result: R, opts?: MethodOptions<J>): UnaryDecl<P, R, J> {
+>(params: P, result: R, opts?: MethodOptions<J>): UnaryDecl<P, R, NoInfer<J>> {
   return { kind: "unary", params, result, ...declBase(opts) };
 }
 
@@ -153,7 +153,7 @@ export function producer<
 >(
   params: P,
   opts: { readonly output: O; readonly header?: H; readonly state?: S } & MethodOptions<J>,
-): ProducerDecl<P, O, NoInfer<H>, NoInfer<S>, J> {
+): ProducerDecl<P, O, NoInfer<H>, NoInfer<S>, NoInfer<J>> {
   return {
     ...declBase(opts),
     kind: "producer",
@@ -175,7 +175,7 @@ export function exchange<
 >(
   params: P,
   opts: { readonly input: I; readonly output: O; readonly header?: H; readonly state?: S } & MethodOptions<J>,
-): ExchangeDecl<P, I, O, NoInfer<H>, NoInfer<S>, J> {
+): ExchangeDecl<P, I, O, NoInfer<H>, NoInfer<S>, NoInfer<J>> {
   return {
     ...declBase(opts),
     kind: "exchange",
