@@ -156,7 +156,7 @@ export class Call {
   requestMetadata: ReadonlyMap<string, string> = new Map();
   requestFields: CallRecord["requestFields"] = null;
   requestRows = 0;
-  private error_: RpcError | null = null;
+  private failure: RpcError | null = null;
   private ended = false;
   private span: Span | null = null;
   /** The OpenTelemetry context handlers run in (the call's span active). */
@@ -173,7 +173,7 @@ export class Call {
 
   /** The error the call failed with, if it failed. */
   get error(): RpcError | null {
-    return this.error_;
+    return this.failure;
   }
 
   /** Records output batches as they are written. */
@@ -183,7 +183,7 @@ export class Call {
 
   /** Marks the call failed (the first error wins). */
   failed(err: unknown): void {
-    this.error_ ??= RpcError.from(err);
+    this.failure ??= RpcError.from(err);
   }
 
   /** Records the request's metadata and shape, and starts the call's span. */
@@ -249,7 +249,7 @@ export class Call {
     const server = this.env.server;
     const primary = [...server.protocols.values()][0]!;
     const owner = this.method?.protocol ?? primary;
-    const e = this.error_;
+    const e = this.failure;
     const spanContext = this.span?.spanContext();
     const traced = spanContext !== undefined && isSpanContextValid(spanContext);
     if (this.span !== null) {
