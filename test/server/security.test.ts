@@ -140,6 +140,7 @@ const IDENTITY: Record<Who, AuthContext> = {
 };
 
 let headers: Record<Who, Record<string, string>>;
+let signToken: (sub: string, scope: string) => Promise<string>;
 let httpAuth: Authenticator;
 
 before(async () => {
@@ -153,6 +154,7 @@ before(async () => {
       .setSubject(sub)
       .setExpirationTime("5m")
       .sign(privateKey);
+  signToken = token;
   headers = {
     writer: { Authorization: `Bearer ${await token("alice", "issues.read issues.write")}` },
     reader: { Authorization: `Bearer ${await token("bob", "issues.read")}` },
@@ -392,6 +394,57 @@ for (const [transport, start] of Object.entries(harnesses)) {
     });
   });
 }
+
+describe("connection-level and continuation checks", () => {
+  test("a socket authenticate that throws closes the connection before any call is served", async () => {
+    const server = makeServer();
+    const listener = await listenSocket(server, {
+      port: 0,
+      authenticate: () => {
+        throw new Error("unknown peer");
+      },
+    });
+    try {
+      assert.ok("port" in listener.address);
+      const client = await connectTcp(listener.address.host, listener.address.port);
+      await refused(proxy(client, Issues).ping(), "transport_error");
+      await client.close();
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test("HTTP checks the requirement again on each stream continuation", async () => {
+    const server = makeServer();
+    const listener = await listenHttp(server, { authenticate: httpAuth });
+    try {
+      // Same principal, so the stream's tokens still open; the second credential lost the scope.
+      const weaker = `Bearer ${await signToken("alice", "issues.read")}`;
+      let turns = 0;
+      const client = connectHttp(listener.url, {
+        headers: headers.writer,
+        fetch: (input, init) => {
+          const path = new URL(String(input)).pathname;
+          if (path.endsWith("/annotate/exchange") && ++turns === 2) {
+            const h = new Headers(init?.headers);
+            h.set("Authorization", weaker);
+            return fetch(input, { ...init, headers: h });
+          }
+          return fetch(input, init);
+        },
+      });
+      const before = records.length;
+      const s = await proxy(client, Issues).annotate({});
+      assert.deepEqual(await s.exchange([{ note: "a" }]), [{ note: "a!" }]);
+      const e = await refused(s.exchange([{ note: "b" }]), "permission_denied");
+      assert.match(e.message, /lacks scope \[issues\.write\]/);
+      const last = records.slice(before).at(-1)!;
+      assert.deepEqual([last.method, last.errorKind, last.transport], ["annotate", "permission_denied", "http"]);
+    } finally {
+      await listener.close();
+    }
+  });
+});
 
 describe("refusals in the access log and spans", () => {
   test("every transport logged and traced its refusals with their error kinds", async () => {
