@@ -45,6 +45,12 @@ export function parseErrorCode(value: unknown): ErrorCode {
  * - `message_too_large`: a message exceeded a configured size limit.
  * - `server_draining`: the server is shutting down and refuses new calls.
  * - `cookie_not_allowed`: a cookie was set outside a unary HTTP call.
+ * - `unauthenticated`: the method has security requirements and the caller is anonymous (HTTP 401).
+ * - `permission_denied`: the caller is authenticated but satisfies none of the method's security
+ *   requirements (wrong scheme or missing scope), or lacks a role or capability a handler
+ *   requires (HTTP 403).
+ * - `idempotency_key_required`: a method called `ctx.requireIdempotencyKey()` and the client sent
+ *   no `Idempotency-Key`.
  */
 export type FrameworkErrorKind =
   | "method_not_implemented"
@@ -56,7 +62,10 @@ export type FrameworkErrorKind =
   | "transport_error"
   | "message_too_large"
   | "server_draining"
-  | "cookie_not_allowed";
+  | "cookie_not_allowed"
+  | "unauthenticated"
+  | "permission_denied"
+  | "idempotency_key_required";
 
 /** A structured error detail (`vgi_rpc.error_details` entry); `@type` names its schema. */
 export type ErrorDetail = Readonly<Record<string, unknown>> & { readonly "@type": string };
@@ -133,6 +142,9 @@ export function frameworkError(
     message_too_large: ["MessageTooLargeError", "RESOURCE_EXHAUSTED"],
     server_draining: ["ServerDrainingError", "UNAVAILABLE"],
     cookie_not_allowed: ["CookieNotAllowedError", "FAILED_PRECONDITION"],
+    unauthenticated: ["AuthenticationError", "UNAUTHENTICATED"],
+    permission_denied: ["PermissionError", "PERMISSION_DENIED"],
+    idempotency_key_required: ["IdempotencyKeyRequiredError", "INVALID_ARGUMENT"],
   };
   const [type, code] = defaults[kind];
   return new RpcError(message, { type: opts.type ?? type, code: opts.code ?? code, kind, ...opts });

@@ -1,6 +1,17 @@
 /** quiver: vgi-rpc for Node.js. Transports are subpath exports (`quiver-rpc/stdio`, `quiver-rpc/socket`). */
 
 export {
+  anonymous,
+  authenticated,
+  authenticatedUser,
+  type GrantOptions,
+  hasCapability,
+  optionalUser,
+  requireCapability,
+  requireRole,
+  withGrants,
+} from "./auth/types.js";
+export {
   type CallChannel,
   type CallOptions,
   type ClientOptions,
@@ -33,26 +44,40 @@ export {
   rowsFromBatch,
   schemaOf,
 } from "./protocol/batch.js";
-export { ANONYMOUS, type AuthContext, type CallContext, type LogExtra, type LogLevel } from "./protocol/context.js";
 export {
+  ANONYMOUS,
+  type AuthContext,
+  type CallContext,
+  type Injected,
+  type LogExtra,
+  type LogLevel,
+} from "./protocol/context.js";
+export {
+  type ContextOf,
   defineProtocol,
   type ExchangeDecl,
   type ExchangeHandler,
   exchange,
   type HandlerOf,
   type Implementation,
+  type InjectedOf,
+  type InjectSpec,
   type InputBatch,
   type MethodDecl,
+  type MethodOptions,
   type OutputCollector,
   type ProducerDecl,
   type ProducerHandler,
   type ProtocolDecl,
   producer,
+  type Resolver,
+  type SecurityRequirement,
   type StreamInit,
   type UnaryDecl,
   unary,
 } from "./protocol/methods.js";
 export { type FieldSpecs, type RowOf, type TypeSpec, t, type ValueOf } from "./protocol/types.js";
 export type { Connection } from "./server/connection.js";
+export type { SecurityScheme, SecuritySchemes } from "./server/security.js";
 export { type Binding, bind, createServer, type RpcServer, type ServerOptions } from "./server/server.js";
 export type { CallStatistics } from "./server/stats.js";

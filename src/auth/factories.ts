@@ -1,7 +1,8 @@
 /**
- * Ready-made authenticators: bearer tokens (custom validation or pre-shared), JWT against a JWKS
- * (`jose`), mutual TLS (certificate fingerprint or subject) and Envoy's
- * `x-forwarded-client-cert`, and a chain that tries several in order.
+ * Ready-made authenticators: bearer tokens (custom validation or pre-shared), API keys in a
+ * header, JWT against a JWKS (`jose`), mutual TLS (certificate fingerprint or subject) and Envoy's
+ * `x-forwarded-client-cert`, and a chain that tries several in order. Each names the security
+ * scheme it produced in `AuthContext.scheme`, which methods' `security` requirements refer to.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import {
@@ -31,6 +32,35 @@ export function bearerToken(request: AuthRequest): string {
   const m = /^Bearer[ \t]+(\S+)\s*$/i.exec(header);
   if (!m) throw new AuthFailure("invalid_credential", "Authorization header is not a Bearer token");
   return m[1]!;
+}
+
+/** Where a claim lives: a top-level name, a dot path (`realm_access.roles`), or explicit segments. */
+export type ClaimPath = string | readonly string[];
+
+/**
+ * The claim at `path`. A string is first looked up as a whole (OIDC custom claims are often URLs
+ * with dots), then as a dot path; an array names the segments exactly.
+ */
+export function claimAt(claims: Readonly<Record<string, unknown>>, path: ClaimPath): unknown {
+  if (typeof path === "string" && Object.hasOwn(claims, path)) return claims[path];
+  const segments = typeof path === "string" ? path.split(".") : path;
+  let at: unknown = claims;
+  for (const seg of segments) {
+    if (at === null || typeof at !== "object" || Array.isArray(at) || !Object.hasOwn(at, seg)) return undefined;
+    at = (at as Record<string, unknown>)[seg];
+  }
+  return at;
+}
+
+/**
+ * The strings a claim holds: an array's string items, or a space-separated string split (the
+ * OAuth `scope` form). Anything else: none.
+ */
+export function claimStrings(claims: Readonly<Record<string, unknown>>, path: ClaimPath): string[] {
+  const v = claimAt(claims, path);
+  if (typeof v === "string") return v.split(/\s+/).filter((x) => x !== "");
+  if (Array.isArray(v)) return v.filter((x): x is string => typeof x === "string");
+  return [];
 }
 
 /** Bearer tokens checked by `validate` (which throws to refuse, or returns the caller). */
@@ -67,6 +97,47 @@ export function bearerAuthenticateStatic(options: {
   };
 }
 
+/** Options of `apiKeyAuthenticate`. */
+export interface ApiKeyAuthenticateOptions {
+  /**
+   * Accepted keys, each mapped to its caller: a principal name (authenticated with the scheme as
+   * domain and no grants) or a full `AuthContext` (roles, capabilities, scopes).
+   */
+  readonly keys: ReadonlyMap<string, AuthContext | string> | Readonly<Record<string, AuthContext | string>>;
+  /** The header carrying the key. Default: `X-API-Key`. */
+  readonly header?: string;
+  /** `AuthContext.scheme` (and domain) of callers identified by a principal name. Default: `apikey`. */
+  readonly scheme?: string;
+}
+
+/**
+ * API keys in a request header (for services and workers that hold a key rather than a user
+ * token). Keys are compared in constant time over SHA-256 digests, as static bearer tokens are.
+ */
+export function apiKeyAuthenticate(options: ApiKeyAuthenticateOptions): Authenticator {
+  const header = options.header ?? "X-API-Key";
+  const scheme = options.scheme ?? "apikey";
+  const entries = (options.keys instanceof Map ? [...options.keys.entries()] : Object.entries(options.keys)) as [
+    string,
+    AuthContext | string,
+  ][];
+  const table = entries.map(([key, who]) => ({
+    hash: digest(key),
+    ctx: typeof who === "string" ? authenticated(scheme, who, {}, { scheme }) : who,
+  }));
+  return (request) => {
+    const presented = request.headers.get(header);
+    if (!presented) throw new AuthFailure("missing_credential", `Missing ${header} header`);
+    const hash = digest(presented.trim());
+    let found: AuthContext | null = null;
+    for (const entry of table) {
+      if (timingSafeEqual(entry.hash, hash) && found === null) found = entry.ctx;
+    }
+    if (found === null) throw new AuthFailure("invalid_credential", "Unknown API key");
+    return found;
+  };
+}
+
 /** Options of `jwtAuthenticate`. */
 export interface JwtAuthenticateOptions {
   /** Accepted `iss` value(s). */
@@ -85,6 +156,14 @@ export interface JwtAuthenticateOptions {
   readonly principalClaim?: string;
   /** `AuthContext.domain`. Default: `jwt`. */
   readonly domain?: string;
+  /** `AuthContext.scheme`, what methods' `security` requirements name. Default: the domain. */
+  readonly scheme?: string;
+  /** Where the granted scopes are (space-separated string or array). Default: `scope`, else `scp`. */
+  readonly scopesClaim?: ClaimPath;
+  /** Where the caller's roles are (e.g. `realm_access.roles` for Keycloak). Default: `roles`. */
+  readonly rolesClaim?: ClaimPath;
+  /** Where the caller's capabilities are (e.g. `permissions` for Auth0). Default: `capabilities`. */
+  readonly capabilitiesClaim?: ClaimPath;
   /** Clock skew tolerated on `exp`/`nbf`, in seconds. Default: 0. */
   readonly clockToleranceSeconds?: number;
   /** Minimum time between JWKS refetches for unknown keys, in ms. Default: 30000 (jose's). */
@@ -129,7 +208,17 @@ export function jwtAuthenticate(options: JwtAuthenticateOptions): Authenticator 
     if (typeof principal !== "string" || principal === "") {
       throw new AuthFailure("invalid_credential", `JWT has no string '${principalClaim}' claim`);
     }
-    return authenticated(domain, principal, payload);
+    const scopes = options.scopesClaim
+      ? claimStrings(payload, options.scopesClaim)
+      : claimAt(payload, "scope") !== undefined
+        ? claimStrings(payload, "scope")
+        : claimStrings(payload, "scp");
+    return authenticated(domain, principal, payload, {
+      scheme: options.scheme ?? domain,
+      scopes,
+      roles: claimStrings(payload, options.rolesClaim ?? "roles"),
+      capabilities: claimStrings(payload, options.capabilitiesClaim ?? "capabilities"),
+    });
   };
 }
 

@@ -3,7 +3,7 @@
  * returns, and the failure it throws. An authenticator that throws makes the transport answer
  * 401 with a reason code; one that returns fills `ctx.auth` for the handler.
  */
-import { RpcError } from "../errors.js";
+import { frameworkError, RpcError } from "../errors.js";
 import { ANONYMOUS, type AuthContext, type CallContext } from "../protocol/context.js";
 
 export type { AuthContext } from "../protocol/context.js";
@@ -64,21 +64,103 @@ export function anonymous(): AuthContext {
   return ANONYMOUS;
 }
 
+/** What an authenticated caller holds besides its identity (see `AuthContext`). */
+export interface GrantOptions {
+  /** The security scheme that produced the identity. Default: the domain. */
+  readonly scheme?: string;
+  /** Scopes the credential grants. Default: none. */
+  readonly scopes?: readonly string[];
+  /** Roles the caller holds. Default: none. */
+  readonly roles?: readonly string[];
+  /** Capabilities the caller holds. Default: none. */
+  readonly capabilities?: readonly string[];
+}
+
+const list = (values: readonly string[] | undefined): readonly string[] => Object.freeze([...new Set(values ?? [])]);
+
 /** An authenticated caller. */
 export function authenticated(
   domain: string,
   principal: string,
   claims: Readonly<Record<string, unknown>> = {},
+  grants: GrantOptions = {},
 ): AuthContext {
-  return Object.freeze({ domain, authenticated: true, principal, claims: Object.freeze({ ...claims }) });
+  return Object.freeze({
+    domain,
+    scheme: grants.scheme ?? domain,
+    authenticated: true,
+    principal,
+    claims: Object.freeze({ ...claims }),
+    scopes: list(grants.scopes),
+    roles: list(grants.roles),
+    capabilities: list(grants.capabilities),
+  });
+}
+
+/** The same caller with more (or different) grants: for authenticators that enrich a result. */
+export function withGrants(auth: AuthContext, grants: GrantOptions): AuthContext {
+  return Object.freeze({
+    ...auth,
+    scheme: grants.scheme ?? auth.scheme,
+    scopes: grants.scopes ? list(grants.scopes) : auth.scopes,
+    roles: grants.roles ? list(grants.roles) : auth.roles,
+    capabilities: grants.capabilities ? list(grants.capabilities) : auth.capabilities,
+  });
+}
+
+const authOf = (ctx: CallContext | AuthContext): AuthContext => ("auth" in ctx ? ctx.auth : ctx);
+
+/** The caller when authenticated, else null (for methods that serve anonymous callers differently). */
+export function optionalUser(ctx: CallContext | AuthContext): AuthContext | null {
+  const auth = authOf(ctx);
+  return auth.authenticated ? auth : null;
+}
+
+/** The authenticated caller; throws an `RpcError` of kind `unauthenticated` for an anonymous one. */
+export function authenticatedUser(ctx: CallContext | AuthContext): AuthContext {
+  const auth = authOf(ctx);
+  if (!auth.authenticated) {
+    throw frameworkError("unauthenticated", "Authentication required: this method does not accept anonymous callers.");
+  }
+  return auth;
+}
+
+/** Whether the caller holds `capability` (false for anonymous callers). */
+export function hasCapability(ctx: CallContext | AuthContext, capability: string): boolean {
+  const auth = authOf(ctx);
+  return auth.authenticated && auth.capabilities.includes(capability);
 }
 
 /**
- * Throws a `PermissionError` (code `PERMISSION_DENIED`) unless the caller is authenticated; call it
- * first thing in a handler that needs a caller. Accepts the handler's context or its `auth`.
+ * Returns the caller if it holds `capability`; throws `unauthenticated` for an anonymous caller
+ * and `permission_denied` for one without it.
+ */
+export function requireCapability(ctx: CallContext | AuthContext, capability: string): AuthContext {
+  const auth = authenticatedUser(ctx);
+  if (!auth.capabilities.includes(capability)) {
+    throw frameworkError("permission_denied", `Permission denied: capability '${capability}' is required.`);
+  }
+  return auth;
+}
+
+/**
+ * Returns the caller if it holds `role`; throws `unauthenticated` for an anonymous caller and
+ * `permission_denied` for one without it.
+ */
+export function requireRole(ctx: CallContext | AuthContext, role: string): AuthContext {
+  const auth = authenticatedUser(ctx);
+  if (!auth.roles.includes(role))
+    throw frameworkError("permission_denied", `Permission denied: role '${role}' is required.`);
+  return auth;
+}
+
+/**
+ * Throws a `PermissionError` (code `PERMISSION_DENIED`, no kind) unless the caller is
+ * authenticated, as the reference's `require_authenticated` does. Accepts the handler's context or
+ * its `auth`. Prefer `authenticatedUser`, which throws the `unauthenticated` kind.
  */
 export function requireAuthenticated(ctx: CallContext | AuthContext): AuthContext {
-  const auth = "auth" in ctx ? ctx.auth : ctx;
+  const auth = authOf(ctx);
   if (!auth.authenticated) {
     throw new RpcError("Authentication required: this method does not accept anonymous callers.", {
       type: "PermissionError",

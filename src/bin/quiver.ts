@@ -232,6 +232,10 @@ function describeText(d: ServiceDescription): string {
     lines.push(`  ${m.name}(${m.methodType})`);
     if (m.paramsSchema.fields.length > 0) lines.push(`    params: ${schemaText(m.paramsSchema).replace(/\n/g, "\n")}`);
     if (m.hasReturn) lines.push(`    returns: ${schemaText(m.resultSchema)}`);
+    if (m.security !== null) {
+      const any = Object.entries(m.security).map(([s, scopes]) => (scopes.length ? `${s} [${scopes.join(", ")}]` : s));
+      lines.push(`    security: ${any.join(" | ")}`);
+    }
     lines.push("");
   }
   return lines.join("\n");
@@ -251,6 +255,7 @@ function describeJson(d: ServiceDescription): Record<string, unknown> {
             stream_kind: m.isExchange === null ? "unknown" : m.isExchange ? "exchange" : "producer",
           }
         : {}),
+      ...(m.security !== null ? { security: m.security } : {}),
     };
   }
   return {
@@ -261,6 +266,7 @@ function describeJson(d: ServiceDescription): Record<string, unknown> {
     protocol_hash: d.protocolHash,
     protocol_version: d.protocolVersion,
     methods,
+    ...(Object.keys(d.securitySchemes).length > 0 ? { security_schemes: d.securitySchemes } : {}),
   };
 }
 

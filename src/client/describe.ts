@@ -46,7 +46,15 @@ export interface MethodDescription {
   readonly headerSchema: Schema | null;
   /** For streams: true (exchange), false (producer), null (unknown). Null for unary. */
   readonly isExchange: boolean | null;
+  /**
+   * Who may call it: scheme name → required scopes, any one entry sufficing (quiver's `security`
+   * extension column); null for an open method or a server that does not report it.
+   */
+  readonly security: Readonly<Record<string, readonly string[]>> | null;
 }
+
+/** A security scheme as a server describes it (`type`, `description`, and scheme-specific fields). */
+export type DescribedSecurityScheme = Readonly<Record<string, unknown>> & { readonly type: string };
 
 export interface ServiceDescription {
   readonly protocolName: string;
@@ -57,6 +65,40 @@ export interface ServiceDescription {
   readonly describeVersion: string;
   /** By method name, sorted. */
   readonly methods: ReadonlyMap<string, MethodDescription>;
+  /** The security schemes the methods' requirements name; empty when none are reported. */
+  readonly securitySchemes: Readonly<Record<string, DescribedSecurityScheme>>;
+}
+
+/** Parses a JSON-object extension column; a missing, empty or malformed one reads as null. */
+function jsonObject(value: unknown): Record<string, unknown> | null {
+  if (typeof value !== "string" || value === "") return null;
+  try {
+    const v: unknown = JSON.parse(value);
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}
+
+function securityOf(value: unknown): Readonly<Record<string, readonly string[]>> | null {
+  const o = jsonObject(value);
+  if (o === null) return null;
+  const out: Record<string, readonly string[]> = {};
+  for (const [scheme, scopes] of Object.entries(o)) {
+    out[scheme] = Array.isArray(scopes) ? scopes.filter((x): x is string => typeof x === "string") : [];
+  }
+  return out;
+}
+
+function schemesOf(value: unknown): Readonly<Record<string, DescribedSecurityScheme>> {
+  const o = jsonObject(value) ?? {};
+  const out: Record<string, DescribedSecurityScheme> = {};
+  for (const [name, scheme] of Object.entries(o)) {
+    if (scheme !== null && typeof scheme === "object" && typeof (scheme as { type?: unknown }).type === "string") {
+      out[name] = scheme as DescribedSecurityScheme;
+    }
+  }
+  return out;
 }
 
 const DESCRIBE_PARAMS = new Schema([new Field("protocol", new Utf8(), false)]);
@@ -165,6 +207,7 @@ export async function describeProtocol(client: CallChannel, protocol?: string): 
       hasHeader,
       headerSchema: hasHeader ? await schemaFromIpc(m.header_schema_ipc as Uint8Array) : null,
       isExchange: kind === "exchange" ? true : kind === "producer" ? false : null,
+      security: securityOf(m.security),
     });
   }
   described.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -177,5 +220,6 @@ export async function describeProtocol(client: CallChannel, protocol?: string): 
     requestVersion: listing.requestVersion,
     describeVersion: DESCRIBE_VERSION,
     methods,
+    securitySchemes: schemesOf(row.security_schemes),
   };
 }

@@ -10,6 +10,7 @@ export {
 } from "./client.js";
 export {
   DESCRIBE_VERSION,
+  type DescribedSecurityScheme,
   describeProtocol,
   type HostedProtocolInfo,
   listProtocols,

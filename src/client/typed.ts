@@ -70,6 +70,22 @@ export type MethodsOfKind<P extends ProtocolDecl, Kind extends MethodDecl["kind"
 export interface CallOptions {
   /** Extra request metadata (application keys; framework keys always win). */
   readonly metadata?: RequestMetadata;
+  /**
+   * An idempotency key for a mutating call, sent as the `idempotency-key` request metadata key
+   * (the server's `ctx.idempotencyKey`). Default: none.
+   */
+  readonly idempotencyKey?: string;
+  /** A request id to correlate logs with (`vgi_rpc.request_id`; the server's `ctx.requestId`). Default: the server mints one. */
+  readonly requestId?: string;
+}
+
+/** The request metadata a call's options ask for, or undefined when they ask for none. */
+function extraMetadata(opts: CallOptions): RequestMetadata | undefined {
+  if (opts.idempotencyKey === undefined && opts.requestId === undefined) return opts.metadata;
+  const md = new Map(opts.metadata ?? []);
+  if (opts.idempotencyKey !== undefined) md.set("idempotency-key", opts.idempotencyKey);
+  if (opts.requestId !== undefined) md.set("vgi_rpc.request_id", opts.requestId);
+  return md;
 }
 
 export interface StreamOptions extends CallOptions {
@@ -140,7 +156,7 @@ export async function callUnary(
 ): Promise<unknown> {
   const decl = declOf(protocol, method, "unary");
   const request = paramsBatch(method, decl.params, params);
-  const batch = await client.unaryBatch(targetOf(protocol, method), request, opts.metadata);
+  const batch = await client.unaryBatch(targetOf(protocol, method), request, extraMetadata(opts));
   if (decl.result === null) return undefined;
   if (batch.numRows < 1) {
     throw new RpcError(`${method}() returned a result batch with no rows`, {
@@ -297,9 +313,10 @@ export async function openProducer(
 ): Promise<ProducerStream<unknown, unknown>> {
   const decl = declOf(protocol, method, "producer") as ProducerDecl;
   if (opts.signal?.aborted) throw abortReason(opts.signal);
+  const extra = extraMetadata(opts);
   const raw = await client.openStream(targetOf(protocol, method), paramsBatch(method, decl.params, params), {
     hasHeader: decl.header !== null,
-    ...(opts.metadata ? { extra: opts.metadata } : {}),
+    ...(extra ? { extra } : {}),
   });
   return new ProducerStream(raw, decodeHeader(decl.header, raw.header), (b) => decodeRows(decl.output, b), opts.signal);
 }
@@ -313,9 +330,10 @@ export async function openExchange(
 ): Promise<ExchangeSession<unknown, unknown, unknown>> {
   const decl = declOf(protocol, method, "exchange") as ExchangeDecl;
   if (opts.signal?.aborted) throw abortReason(opts.signal);
+  const extra = extraMetadata(opts);
   const raw = await client.openStream(targetOf(protocol, method), paramsBatch(method, decl.params, params), {
     hasHeader: decl.header !== null,
-    ...(opts.metadata ? { extra: opts.metadata } : {}),
+    ...(extra ? { extra } : {}),
   });
   const inputSchema = methodSchemas(decl).input!;
   return new ExchangeSession(

@@ -11,23 +11,43 @@ export type LogLevel = "ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE";
 /** Every level a log batch may carry, including the error batch's `EXCEPTION`. */
 export type WireLogLevel = LogLevel | "EXCEPTION";
 
-/** Who is calling. Pipes and sockets without auth are anonymous. */
+/**
+ * Who is calling. Pipes and sockets without auth are anonymous. Build one with `authenticated()`
+ * (from `quiver-rpc/auth`) rather than as a literal, so new fields get their defaults.
+ */
 export interface AuthContext {
-  /** Authentication scheme or realm (`""` when anonymous). */
+  /** Authentication realm (`""` when anonymous); written to logs as `auth_domain`. */
   readonly domain: string;
+  /**
+   * The security scheme that produced this identity (`jwt`, `apikey`, `bearer`, `mtls`, or what a
+   * custom authenticator names); methods' `security` requirements name schemes. `""` when anonymous.
+   */
+  readonly scheme: string;
   readonly authenticated: boolean;
   /** The caller's identity (`""` when anonymous). */
   readonly principal: string;
   /** Verified claims (e.g. JWT claims); empty when anonymous. */
   readonly claims: Readonly<Record<string, unknown>>;
+  /** OAuth scopes the credential grants (JWT `scope`/`scp` by default); what `security` requirements check. */
+  readonly scopes: readonly string[];
+  /** Roles the caller holds (from a claim path or a custom authenticator). */
+  readonly roles: readonly string[];
+  /** Fine-grained capabilities the caller holds (from a claim path or a custom authenticator). */
+  readonly capabilities: readonly string[];
 }
+
+const NONE: readonly string[] = Object.freeze([]);
 
 /** The anonymous caller. */
 export const ANONYMOUS: AuthContext = Object.freeze({
   domain: "",
+  scheme: "",
   authenticated: false,
   principal: "",
   claims: Object.freeze({}),
+  scopes: NONE,
+  roles: NONE,
+  capabilities: NONE,
 });
 
 /** Extra JSON-serializable fields attached to a client log message. */
@@ -51,11 +71,32 @@ export interface CookieOptions {
   readonly partitioned?: boolean;
 }
 
-/** Per-call context handed to every handler. */
-export interface CallContext {
+/** Values a method declared with `inject`, resolved before its handler runs. */
+export type Injected = Readonly<Record<string, unknown>>;
+
+/**
+ * Per-call context handed to every handler. `I` is what the method's `inject` resolved (empty when
+ * it declares none), so reading an undeclared injected value does not compile.
+ */
+export interface CallContext<I extends object = Record<never, never>> {
   readonly auth: AuthContext;
-  /** 16 hex chars, minted per call (or taken from the transport). */
+  /**
+   * The call's id: the client's (`vgi_rpc.request_id` request metadata, or the `X-Request-ID`
+   * HTTP header) when it sent a well-formed one, else 16 hex chars minted per call. Always set.
+   */
   readonly requestId: string;
+  /**
+   * The client's idempotency key: the `Idempotency-Key` HTTP header, or the `idempotency_key`
+   * request metadata key; `null` when the client sent none.
+   */
+  readonly idempotencyKey: string | null;
+  /**
+   * Returns the idempotency key, or throws an `RpcError` of kind `idempotency_key_required`
+   * (code `INVALID_ARGUMENT`) when the client sent none: call it first in mutating methods.
+   */
+  requireIdempotencyKey(): string;
+  /** What the method's `inject` resolvers returned, by name (stream `init` and unary handlers). */
+  readonly injected: Readonly<I>;
   /** 12 hex chars, fixed for the server's life. */
   readonly serverId: string;
   /** The protocol that owns the method being served. */

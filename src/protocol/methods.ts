@@ -18,10 +18,79 @@ import type { FieldSpecs, RowOf, TypeSpec, ValueOf } from "./types.js";
 /** Output or header fields, or `"dynamic"` when the handler chooses the schema at init. */
 export type OutputSpec = FieldSpecs | "dynamic";
 
+/**
+ * Who may call a method: security scheme name → the scopes a credential of that scheme must all
+ * carry. Any one entry satisfied admits the call (`{ apikey: [], jwt: ["issues.write"] }`: an API
+ * key, or a JWT with `issues.write`). Scheme names refer to the server's `securitySchemes` and
+ * match `AuthContext.scheme`.
+ */
+export type SecurityRequirement = Readonly<Record<string, readonly string[]>>;
+
+/** A value derived from the call's context, resolved once before the handler runs. */
+export type Resolver = (ctx: CallContext) => unknown;
+
+/** Named resolvers a method declares with `inject`. */
+export type InjectSpec = Readonly<Record<string, Resolver>>;
+
+/** What `inject` resolvers produce, as the handler reads them from `ctx.injected`. */
+export type InjectedOf<J extends InjectSpec> = { readonly [K in keyof J]: Awaited<ReturnType<J[K]>> };
+
+/** The handler's context for a method declaring `J`. */
+export type ContextOf<J extends InjectSpec> = CallContext<InjectedOf<J>>;
+
+/** Options every method declaration accepts. */
+export interface MethodOptions<J extends InjectSpec = Record<never, never>> {
+  /**
+   * Security requirements, checked by dispatch before parameters are decoded and before the
+   * handler runs, on every transport. Default: none (the method is open to anyone).
+   */
+  readonly security?: SecurityRequirement;
+  /**
+   * Values derived from the context (`{ user: loadUser }`), each a sync or async function of it,
+   * resolved once per call after the security check and handed to the handler as `ctx.injected`
+   * (a unary handler, or a stream's `init`). A resolver that throws fails the call with its error
+   * and the handler never runs. Default: none.
+   */
+  readonly inject?: J;
+}
+
+/** What every declaration carries besides its shape. */
+interface DeclBase<J extends InjectSpec> {
+  /** Security requirements, or null for an open method. */
+  readonly security: SecurityRequirement | null;
+  readonly inject: J;
+}
+
+function declBase<J extends InjectSpec>(opts: MethodOptions<J> | undefined): DeclBase<J> {
+  const security = opts?.security;
+  if (security !== undefined) {
+    if (Object.keys(security).length === 0) {
+      throw new TypeError("security: {} admits nobody; omit `security` for an open method");
+    }
+    for (const [scheme, scopes] of Object.entries(security)) {
+      if (!Array.isArray(scopes) || scopes.some((s) => typeof s !== "string")) {
+        throw new TypeError(`security requirement '${scheme}' must list scopes as strings`);
+      }
+    }
+  }
+  const inject = (opts?.inject ?? {}) as J;
+  for (const [name, resolver] of Object.entries(inject)) {
+    if (typeof resolver !== "function") throw new TypeError(`inject '${name}' must be a function of the context`);
+  }
+  return {
+    security:
+      security === undefined
+        ? null
+        : Object.freeze(Object.fromEntries(Object.entries(security).map(([k, v]) => [k, Object.freeze([...v])]))),
+    inject,
+  };
+}
+
 export interface UnaryDecl<
   P extends FieldSpecs = FieldSpecs,
   R extends TypeSpec<unknown> | null = TypeSpec<unknown> | null,
-> {
+  J extends InjectSpec = InjectSpec,
+> extends DeclBase<J> {
   readonly kind: "unary";
   readonly params: P;
   /** The result spec, or `null` for a void method. */
@@ -33,7 +102,8 @@ export interface ProducerDecl<
   O extends OutputSpec = OutputSpec,
   H extends FieldSpecs | null = FieldSpecs | null,
   S extends FieldSpecs = FieldSpecs,
-> {
+  J extends InjectSpec = InjectSpec,
+> extends DeclBase<J> {
   readonly kind: "producer";
   readonly params: P;
   readonly output: O;
@@ -51,7 +121,8 @@ export interface ExchangeDecl<
   O extends OutputSpec = OutputSpec,
   H extends FieldSpecs | null = FieldSpecs | null,
   S extends FieldSpecs = FieldSpecs,
-> {
+  J extends InjectSpec = InjectSpec,
+> extends DeclBase<J> {
   readonly kind: "exchange";
   readonly params: P;
   readonly input: I;
@@ -64,11 +135,12 @@ export interface ExchangeDecl<
 export type MethodDecl = UnaryDecl | ProducerDecl | ExchangeDecl;
 
 /** A unary method; `result: null` declares a void method. */
-export function unary<const P extends FieldSpecs, R extends TypeSpec<unknown> | null>(
-  params: P,
-  result: R,
-): UnaryDecl<P, R> {
-  return { kind: "unary", params, result };
+export function unary<
+  const P extends FieldSpecs,
+  R extends TypeSpec<unknown> | null,
+  const J extends InjectSpec = Record<never, never>,
+>(params: P, result: R, opts?: MethodOptions<J>): UnaryDecl<P, R, NoInfer<J>> {
+  return { kind: "unary", params, result, ...declBase(opts) };
 }
 
 /** A producer stream: the server emits batches until it calls `finish()`. */
@@ -77,11 +149,13 @@ export function producer<
   const O extends OutputSpec,
   const H extends FieldSpecs | null = null,
   const S extends FieldSpecs = Record<never, never>,
+  const J extends InjectSpec = Record<never, never>,
 >(
   params: P,
-  opts: { readonly output: O; readonly header?: H; readonly state?: S },
-): ProducerDecl<P, O, NoInfer<H>, NoInfer<S>> {
+  opts: { readonly output: O; readonly header?: H; readonly state?: S } & MethodOptions<J>,
+): ProducerDecl<P, O, NoInfer<H>, NoInfer<S>, NoInfer<J>> {
   return {
+    ...declBase(opts),
     kind: "producer",
     params,
     output: opts.output,
@@ -97,11 +171,13 @@ export function exchange<
   const O extends OutputSpec,
   const H extends FieldSpecs | null = null,
   const S extends FieldSpecs = Record<never, never>,
+  const J extends InjectSpec = Record<never, never>,
 >(
   params: P,
-  opts: { readonly input: I; readonly output: O; readonly header?: H; readonly state?: S },
-): ExchangeDecl<P, I, O, NoInfer<H>, NoInfer<S>> {
+  opts: { readonly input: I; readonly output: O; readonly header?: H; readonly state?: S } & MethodOptions<J>,
+): ExchangeDecl<P, I, O, NoInfer<H>, NoInfer<S>, NoInfer<J>> {
   return {
+    ...declBase(opts),
     kind: "exchange",
     params,
     input: opts.input,
@@ -205,9 +281,13 @@ export interface ProducerHandler<
   O extends OutputSpec,
   H extends FieldSpecs | null,
   S extends FieldSpecs,
+  J extends InjectSpec = Record<never, never>,
 > {
-  /** Starts the stream: validates parameters, builds the first state. Errors here end the call. */
-  init(params: ParamsOf<P>, ctx: CallContext): Awaitable<StreamInit<O, H, S>>;
+  /**
+   * Starts the stream: validates parameters, builds the first state. Errors here end the call.
+   * Injected values are read here (`ctx.injected`); keep what later turns need in the state.
+   */
+  init(params: ParamsOf<P>, ctx: ContextOf<J>): Awaitable<StreamInit<O, H, S>>;
   /** One turn: emit one batch, or call `out.finish()` (optionally after emitting). */
   produce(state: RowOf<S>, out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
   /** Called once if the client cancels; errors it throws are logged and swallowed. */
@@ -221,8 +301,9 @@ export interface ExchangeHandler<
   O extends OutputSpec,
   H extends FieldSpecs | null,
   S extends FieldSpecs,
+  J extends InjectSpec = Record<never, never>,
 > {
-  init(params: ParamsOf<P>, ctx: CallContext): Awaitable<StreamInit<O, H, S>>;
+  init(params: ParamsOf<P>, ctx: ContextOf<J>): Awaitable<StreamInit<O, H, S>>;
   /** One turn: answer `input` with exactly one emitted batch. */
   process(state: RowOf<S>, input: InputBatch<I>, out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
   onCancel?(state: RowOf<S>, ctx: CallContext): void;
@@ -230,12 +311,12 @@ export interface ExchangeHandler<
 
 /** The handler type for one declaration. */
 export type HandlerOf<D> =
-  D extends UnaryDecl<infer P, infer R>
-    ? (params: ParamsOf<P>, ctx: CallContext) => R extends TypeSpec<infer V> ? Awaitable<V> : Awaitable<void>
-    : D extends ProducerDecl<infer P, infer O, infer H, infer S>
-      ? ProducerHandler<P, O, H, S>
-      : D extends ExchangeDecl<infer P, infer I, infer O, infer H, infer S>
-        ? ExchangeHandler<P, I, O, H, S>
+  D extends UnaryDecl<infer P, infer R, infer J>
+    ? (params: ParamsOf<P>, ctx: ContextOf<J>) => R extends TypeSpec<infer V> ? Awaitable<V> : Awaitable<void>
+    : D extends ProducerDecl<infer P, infer O, infer H, infer S, infer J>
+      ? ProducerHandler<P, O, H, S, J>
+      : D extends ExchangeDecl<infer P, infer I, infer O, infer H, infer S, infer J>
+        ? ExchangeHandler<P, I, O, H, S, J>
         : never;
 
 /** Handlers for every method of a protocol. */

@@ -21,7 +21,7 @@ import type { RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
 import { frameworkError, RpcError } from "../errors.js";
 import { batchFromRows, columnFromBatch, rowsFromBatch } from "../protocol/batch.js";
-import type { AuthContext, CallContext, CookieOptions, LogExtra, LogLevel } from "../protocol/context.js";
+import type { AuthContext, CallContext, CookieOptions, Injected, LogExtra, LogLevel } from "../protocol/context.js";
 import type { InputBatch, MethodDecl, OutputSpec } from "../protocol/methods.js";
 import type { FieldSpecs, RowOf } from "../protocol/types.js";
 import { EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
@@ -31,6 +31,7 @@ import {
   METHOD_KEY,
   PROTOCOL_KEY,
   PROTOCOL_VERSION_KEY,
+  REQUEST_ID_KEY,
   REQUEST_VERSION,
   REQUEST_VERSION_KEY,
   SERVER_ID_KEY,
@@ -42,6 +43,7 @@ import {
 } from "../wire/keys.js";
 import { errorBatch, isCancelBatch, type Origin } from "../wire/messages.js";
 import { LogBuffer, TurnCollector } from "./collector.js";
+import { resolveInjected, securityRefusal } from "./security.js";
 import type { ResolvedMethod, RpcServer } from "./server.js";
 import { type CallStatistics, newStatistics, recordInput, recordOutput } from "./stats.js";
 import { typeText } from "./type-tokens.js";
@@ -68,7 +70,22 @@ export interface CallEnv {
   readonly traceContext?: Readonly<Record<string, string>>;
   /** Whether this connection takes the shared-memory side channel. Default: false. */
   readonly sharedMemory?: boolean;
+  /** An idempotency key the transport received outside the request batch (HTTP `Idempotency-Key`). */
+  readonly idempotencyKey?: string;
 }
+
+/** The request-metadata key a client puts its idempotency key under (the HTTP header's name). */
+export const IDEMPOTENCY_KEY_METADATA = "idempotency-key";
+
+/** Client-chosen request ids and idempotency keys: printable, bounded, safe in logs and headers. */
+const CLIENT_ID = /^[\x21-\x7e]{1,255}$/;
+
+/** A client-supplied id if it is well formed, else undefined. */
+export function clientId(value: string | null | undefined): string | undefined {
+  return value !== null && value !== undefined && CLIENT_ID.test(value) ? value : undefined;
+}
+
+const NOTHING_INJECTED: Injected = Object.freeze({});
 
 /** Collects `Set-Cookie` requests for the transport to apply after dispatch. */
 export interface CookieJar {
@@ -130,7 +147,9 @@ function hex(bytes: number): string {
 
 /** One call's bookkeeping, from request to the end of its last turn. */
 export class Call {
-  readonly origin: Origin;
+  /** Server and request id stamped on log and error batches; the request id may come from the client. */
+  origin: Origin;
+  private readonly fixedRequestId: boolean;
   readonly stats: CallStatistics = newStatistics();
   readonly startedAt = new Date();
   private readonly t0 = performance.now();
@@ -140,7 +159,7 @@ export class Call {
   requestMetadata: ReadonlyMap<string, string> = new Map();
   requestFields: CallRecord["requestFields"] = null;
   requestRows = 0;
-  private error: RpcError | null = null;
+  private failure: RpcError | null = null;
   private ended = false;
   private span: Span | null = null;
   /** The OpenTelemetry context handlers run in (the call's span active). */
@@ -152,6 +171,12 @@ export class Call {
     requestId?: string,
   ) {
     this.origin = { serverId: env.server.serverId, requestId: requestId ?? hex(8) };
+    this.fixedRequestId = requestId !== undefined;
+  }
+
+  /** The error the call failed with, if it failed. */
+  get error(): RpcError | null {
+    return this.failure;
   }
 
   /** Records output batches as they are written. */
@@ -161,12 +186,16 @@ export class Call {
 
   /** Marks the call failed (the first error wins). */
   failed(err: unknown): void {
-    this.error ??= RpcError.from(err);
+    this.failure ??= RpcError.from(err);
   }
 
   /** Records the request's metadata and shape, and starts the call's span. */
   received(request: RecordBatch): void {
     this.requestMetadata = request.metadata;
+    // A client-chosen request id correlates its logs with ours, unless the transport fixed one
+    // (HTTP's X-Request-ID, already echoed in the response headers).
+    const fromClient = this.fixedRequestId ? undefined : clientId(request.metadata.get(REQUEST_ID_KEY));
+    if (fromClient !== undefined) this.origin = { serverId: this.origin.serverId, requestId: fromClient };
     this.requestFields = request.schema.fields.map((f) => ({ name: f.name, type: typeText(f.type) }));
     this.requestRows = request.numRows;
   }
@@ -223,7 +252,7 @@ export class Call {
     const server = this.env.server;
     const primary = [...server.protocols.values()][0]!;
     const owner = this.method?.protocol ?? primary;
-    const e = this.error;
+    const e = this.failure;
     const spanContext = this.span?.spanContext();
     const traced = spanContext !== undefined && isSpanContextValid(spanContext);
     if (this.span !== null) {
@@ -278,11 +307,17 @@ export class Call {
     server.notify(record);
   }
 
+  /** The client's idempotency key: the transport's (HTTP header) first, then request metadata. */
+  get idempotencyKey(): string | null {
+    return clientId(this.env.idempotencyKey) ?? clientId(this.requestMetadata.get(IDEMPOTENCY_KEY_METADATA)) ?? null;
+  }
+
   /** A `CallContext` whose client logs go to `clientLog`. */
   context(
     method: ResolvedMethod,
     clientLog: (level: LogLevel, message: string, extra?: LogExtra) => void,
-  ): CallContext {
+    injected: Injected = NOTHING_INJECTED,
+  ): CallContext<Injected> {
     const callLogger = () => this.logger;
     const jar = method.decl.kind === "unary" ? this.env.cookieJar : undefined;
     const refuse = (): never => {
@@ -292,7 +327,17 @@ export class Call {
         `cookies can only be set by a unary call served over HTTP; '${method.name}' is ${where} on the '${this.env.transport}' transport`,
       );
     };
+    const idempotencyKey = this.idempotencyKey;
     return {
+      idempotencyKey,
+      requireIdempotencyKey: () => {
+        if (idempotencyKey !== null) return idempotencyKey;
+        throw frameworkError(
+          "idempotency_key_required",
+          `'${method.name}' requires an idempotency key: send the 'Idempotency-Key' HTTP header or the '${IDEMPOTENCY_KEY_METADATA}' request metadata key.`,
+        );
+      },
+      injected,
       cookies: this.env.cookies ?? NO_COOKIES,
       setCookie: (name, value, options = {}) => (jar ? jar.set(name, value, options) : refuse()),
       deleteCookie: (name, options = {}) => (jar ? jar.delete(name, options) : refuse()),
@@ -328,7 +373,15 @@ export interface Answer {
 
 /** What admitting a request led to. */
 export type Admission =
-  | { readonly kind: "answer"; readonly answer: Answer }
+  | {
+      readonly kind: "answer";
+      readonly answer: Answer;
+      /**
+       * A refused stream call: the client still sends its input stream (as after a failed init),
+       * so a session transport consumes it before the next request.
+       */
+      readonly drainInput?: boolean;
+    }
   | { readonly kind: "unary"; readonly method: ResolvedMethod; readonly params: Record<string, unknown> }
   | { readonly kind: "stream"; readonly method: ResolvedMethod; readonly params: Record<string, unknown> };
 
@@ -423,6 +476,12 @@ export function admit(call: Call, request: RecordBatch | null): Admission {
   call.method = method;
   call.startSpan();
   const errSchema = method.decl.kind === "unary" ? method.schemas.result : EMPTY_SCHEMA;
+  // Authorization precedes everything about the request's content: a refused caller learns
+  // nothing from parameter or version errors, and no parameter is decoded for it.
+  const refusal = securityRefusal(method.name, method.decl.security ?? null, call.env.auth);
+  if (refusal !== null) {
+    return { kind: "answer", answer: call.errorAnswer(errSchema, refusal), drainInput: method.decl.kind !== "unary" };
+  }
   try {
     server.gateVersion(method, md.get(PROTOCOL_VERSION_KEY));
     checkParamsContract(method.name, request.schema, method.schemas.params);
@@ -433,16 +492,33 @@ export function admit(call: Call, request: RecordBatch | null): Admission {
   }
 }
 
+/**
+ * The context a unary handler or a stream's init receives: the method's injected values resolved
+ * (in the call's span) against a context without them.
+ */
+async function handlerContext(
+  call: Call,
+  method: ResolvedMethod,
+  clientLog: (level: LogLevel, message: string, extra?: LogExtra) => void,
+): Promise<CallContext<Injected>> {
+  const inject = method.decl.inject ?? {};
+  const base = call.context(method, clientLog);
+  if (Object.keys(inject).length === 0) return base;
+  const injected = await context.with(call.otelContext, () => resolveInjected(inject, base));
+  return call.context(method, clientLog, injected);
+}
+
 /** Runs a unary call: buffered client logs, then the result or the error, on the result schema. */
 export async function runUnary(call: Call, method: ResolvedMethod, params: Record<string, unknown>): Promise<Answer> {
   const decl = method.decl;
   if (decl.kind !== "unary") throw new Error("runUnary needs a unary method");
   const schema = method.schemas.result;
   const logs = new LogBuffer(call.origin);
-  const ctx = call.context(method, (level, message, extra) => logs.add(level, message, extra));
+  const clientLog = (level: LogLevel, message: string, extra?: LogExtra) => logs.add(level, message, extra);
   let result: RecordBatch;
   try {
-    const handler = method.handler as (p: Record<string, unknown>, c: CallContext) => unknown;
+    const ctx = await handlerContext(call, method, clientLog);
+    const handler = method.handler as (p: Record<string, unknown>, c: CallContext<Injected>) => unknown;
     const value = await context.with(call.otelContext, () => handler(params, ctx));
     if (decl.result === null) result = emptyBatch(EMPTY_SCHEMA);
     else {
@@ -462,7 +538,7 @@ export async function runUnary(call: Call, method: ResolvedMethod, params: Recor
 
 /** A stream handler with its types erased (`bind` checked its shape). */
 interface ErasedStreamHandler {
-  init(params: Record<string, unknown>, ctx: CallContext): unknown;
+  init(params: Record<string, unknown>, ctx: CallContext<Injected>): unknown;
   produce?(state: Record<string, unknown>, out: TurnCollector<OutputSpec>, ctx: CallContext): unknown;
   process?(
     state: Record<string, unknown>,
@@ -511,8 +587,8 @@ export async function openStream(
   if (decl.kind === "unary") throw new Error("openStream needs a stream method");
   call.streamId ||= hex(16);
   const logs = new LogBuffer(call.origin);
-  const ctx = call.context(method, (level, message, extra) => logs.add(level, message, extra));
   try {
+    const ctx = await handlerContext(call, method, (level, message, extra) => logs.add(level, message, extra));
     const handler = method.handler as ErasedStreamHandler;
     const init = ((await context.with(call.otelContext, () => handler.init(params, ctx))) ?? {}) as ErasedInit;
     if (typeof init !== "object")

@@ -24,8 +24,10 @@ import {
   Utf8,
   vectorFromArray,
 } from "apache-arrow";
+import type { SecurityRequirement } from "../protocol/methods.js";
 import { encodeSchemaMessage } from "../wire/ipc.js";
 import { compareCodePoints, computeProtocolHash, type MethodShape } from "./protocol-hash.js";
+import type { SecurityScheme } from "./security.js";
 
 /** The reflection protocol's wire name (its major version is in the name). */
 export const REFLECTION_PROTOCOL = "vgi_rpc.Reflection.v1";
@@ -37,6 +39,8 @@ export const REQUEST_VERSION = "1";
 export interface DescribedMethod extends MethodShape {
   /** `""` for unary methods; for streams `"producer"`, `"exchange"`, or `"unknown"`. */
   readonly streamKind: "" | "unknown" | "producer" | "exchange";
+  /** Security requirements; null or absent for an open method. */
+  readonly security?: SecurityRequirement | null;
 }
 
 /** A hosted protocol as reflection describes it. */
@@ -46,6 +50,8 @@ export interface DescribedProtocol {
   readonly version: string;
   readonly hash: string;
   readonly methods: readonly DescribedMethod[];
+  /** The server's security schemes; those the methods name are described. */
+  readonly securitySchemes?: Readonly<Record<string, SecurityScheme>>;
 }
 
 const utf8 = (name: string): Field => new Field(name, new Utf8(), false);
@@ -70,6 +76,18 @@ const METHOD_INFO_TYPE = new Struct([
   utf8("deprecation_message"),
 ]);
 
+/**
+ * Security extension columns, present only when a protocol has secured methods (so an open
+ * protocol's description stays byte-for-byte the reference's). The reference's decoder reads
+ * columns by name and ignores unknown ones, so these travel to it harmlessly.
+ * - `MethodInfo.security`: JSON object scheme → required scopes; `""` for an open method.
+ * - `ServiceDescription.security_schemes`: JSON object name → scheme description.
+ */
+export const SECURITY_COLUMN = "security";
+export const SECURITY_SCHEMES_COLUMN = "security_schemes";
+
+const SECURED_METHOD_INFO_TYPE = new Struct([...METHOD_INFO_TYPE.children, utf8(SECURITY_COLUMN)]);
+
 /** `ProtocolSummary.ARROW_SCHEMA` as a struct type. */
 const PROTOCOL_SUMMARY_TYPE = new Struct([
   utf8("protocol"),
@@ -89,6 +107,13 @@ export const SERVICE_DESCRIPTION_SCHEMA: Schema = new Schema([
   utf8("deprecation_message"),
   FEATURES(),
   listOf("methods", METHOD_INFO_TYPE),
+]);
+
+/** `SERVICE_DESCRIPTION_SCHEMA` with the security extension columns. */
+export const SECURED_SERVICE_DESCRIPTION_SCHEMA: Schema = new Schema([
+  ...SERVICE_DESCRIPTION_SCHEMA.fields.slice(0, -1),
+  listOf("methods", SECURED_METHOD_INFO_TYPE),
+  utf8(SECURITY_SCHEMES_COLUMN),
 ]);
 
 /** The reference's `ProtocolList.ARROW_SCHEMA`. */
@@ -152,7 +177,7 @@ function oneRowStream(schema: Schema, row: Readonly<Record<string, unknown>>): U
  */
 export function encodeServiceDescription(p: DescribedProtocol): Uint8Array {
   const methods = [...p.methods].sort((a, b) => compareCodePoints(a.name, b.name));
-  return oneRowStream(SERVICE_DESCRIPTION_SCHEMA, {
+  const row = {
     protocol: p.name,
     protocol_version: p.version,
     protocol_hash: p.hash,
@@ -160,6 +185,19 @@ export function encodeServiceDescription(p: DescribedProtocol): Uint8Array {
     deprecation_message: "",
     features: [],
     methods: methods.map(methodRow),
+  };
+  const secured = methods.filter((m) => m.security);
+  if (secured.length === 0) return oneRowStream(SERVICE_DESCRIPTION_SCHEMA, row);
+  const named = new Set(secured.flatMap((m) => Object.keys(m.security ?? {})));
+  const schemes = Object.fromEntries(
+    Object.entries(p.securitySchemes ?? {})
+      .filter(([name]) => named.has(name))
+      .sort(([a], [b]) => compareCodePoints(a, b)),
+  );
+  return oneRowStream(SECURED_SERVICE_DESCRIPTION_SCHEMA, {
+    ...row,
+    methods: methods.map((m) => ({ ...methodRow(m), security: m.security ? JSON.stringify(m.security) : "" })),
+    security_schemes: JSON.stringify(schemes),
   });
 }
 

@@ -25,6 +25,7 @@ import {
   encodeServiceDescription,
   REFLECTION_PROTOCOL,
 } from "./reflection.js";
+import { checkSchemeNames, type SecuritySchemes } from "./security.js";
 import { serveSession } from "./session.js";
 
 /** A protocol paired with its implementation. */
@@ -100,6 +101,12 @@ export interface ServerOptions {
   readonly onCallEnd?: CallObserver;
   /** The logger handlers' `ctx.logger` is a child of. Default: a silent pino logger. */
   readonly logger?: Logger;
+  /**
+   * The security schemes methods' `security` requirements may name (`{ jwt: { type: "jwt", ... } }`),
+   * matched against `AuthContext.scheme`; reported by `describe`. A method naming a scheme not
+   * declared here makes `createServer` throw. Default: none.
+   */
+  readonly securitySchemes?: SecuritySchemes;
 }
 
 export interface RpcServer {
@@ -113,6 +120,8 @@ export interface RpcServer {
   readonly protocols: ReadonlyMap<string, HostedProtocol>;
   /** True once `drain()` was called: new calls are refused with `server_draining`. */
   readonly draining: boolean;
+  /** The declared security schemes (see `ServerOptions.securitySchemes`). */
+  readonly securitySchemes: SecuritySchemes;
   /** Serves call after call on one connection until the peer closes it. */
   serveConnection(conn: Connection): Promise<void>;
   /** Refuses new calls and resolves when every call in progress has ended. */
@@ -145,6 +154,7 @@ function shapeOf(name: string, decl: MethodDecl, schemas: MethodSchemas): Descri
     resultSchema: schemas.hasReturn ? schemas.result : null,
     headerSchema: schemas.header,
     streamKind: decl.kind === "unary" ? "" : decl.kind,
+    security: decl.security,
   };
 }
 
@@ -180,8 +190,12 @@ export function createServer(opts: ServerOptions): RpcServer {
   const serverId = opts.serverId ?? randomBytes(6).toString("hex");
   const serverVersion = opts.serverVersion ?? QUIVER_VERSION;
   const protocols = new Map<string, HostedProtocol>();
+  const securitySchemes: SecuritySchemes = Object.freeze({ ...opts.securitySchemes });
   for (const b of opts.protocols) {
     validateProtocolName(b.protocol.name, b.versionExempt ?? false);
+    for (const [name, decl] of Object.entries(b.protocol.methods)) {
+      checkSchemeNames(b.protocol.name, name, decl.security ?? null, securitySchemes);
+    }
     if (protocols.has(b.protocol.name)) throw new TypeError(`protocol '${b.protocol.name}' is hosted twice`);
     protocols.set(b.protocol.name, host(b));
   }
@@ -192,6 +206,7 @@ export function createServer(opts: ServerOptions): RpcServer {
         version: p.version,
         hash: p.hash,
         methods: [...p.methods.values()].map((m) => shapeOf(m.name, m.decl, m.schemas)),
+        securitySchemes,
       }));
     const cache = new Map<string, Uint8Array>();
     const reflectionDecl: ProtocolDecl = {
@@ -238,6 +253,7 @@ export function createServer(opts: ServerOptions): RpcServer {
     maxMessageBytes: opts.maxMessageBytes ?? 4 * 1024 * 1024 * 1024,
     logger: opts.logger ?? pino({ level: "silent" }),
     protocols,
+    securitySchemes,
     get draining() {
       return draining;
     },

@@ -240,7 +240,12 @@ async function serveCall(
   const admission = admit(call, request);
   if (admission.kind === "answer") {
     call.end();
-    return writeAnswer(conn, admission.answer);
+    await writeAnswer(conn, admission.answer);
+    if (admission.drainInput) {
+      const input = new StreamReader(framer);
+      if ((await input.open()) !== null) await input.drain();
+    }
+    return;
   }
   if (admission.kind === "unary") {
     const answer = await runUnary(call, admission.method, admission.params);

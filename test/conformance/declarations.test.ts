@@ -240,6 +240,9 @@ function fakeContext(logs: LogRecord[] = []): CallContext {
   return {
     auth: ANONYMOUS,
     requestId: "0123456789abcdef",
+    idempotencyKey: null,
+    requireIdempotencyKey: () => assert.fail("conformance handlers need no idempotency key"),
+    injected: {},
     serverId: "0123456789ab",
     protocol: "ConformanceService",
     method: "test",

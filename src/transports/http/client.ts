@@ -15,7 +15,7 @@
  * Every request is independent (the server keeps no stream state), so a stream needs no
  * connection and `close()` sends nothing. Errors: a method error is an EXCEPTION batch, rethrown
  * as `RpcError` with the server's type, message, code and kind; an HTTP failure whose body is
- * not Arrow becomes an `HttpError` (401 `UNAUTHENTICATED` with the `VGI-Auth-Reason`; 413
+ * not Arrow becomes an `HttpError` (401 `UNAUTHENTICATED`, kind `unauthenticated`, with the `VGI-Auth-Reason`; 413
  * `message_too_large`; network failures and 5xx from intermediaries `transport_error`).
  */
 import { context, propagation } from "@opentelemetry/api";
@@ -143,7 +143,7 @@ function statusError(status: number, headers: Headers, body: Uint8Array, url: st
       status,
       type: "AuthenticationError",
       code: "UNAUTHENTICATED",
-      kind: "",
+      kind: "unauthenticated",
       authReason: reason,
     });
   }

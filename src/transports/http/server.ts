@@ -35,6 +35,7 @@ import {
   runTurn,
   runUnary,
 } from "../../server/dispatch.js";
+import { securityRefusal } from "../../server/security.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
 import { EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
 import { concatBytes } from "../../wire/ipc.js";
@@ -379,7 +380,16 @@ class HttpTransport {
       const v = req.headers.get(h);
       if (v) traceContext[h] = v;
     }
-    const env: CallEnv = { server: this.server, transport: "http", transportMetadata, auth, cookies, traceContext };
+    const idempotencyKey = req.headers.get("idempotency-key") ?? undefined;
+    const env: CallEnv = {
+      server: this.server,
+      transport: "http",
+      transportMetadata,
+      auth,
+      cookies,
+      traceContext,
+      ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+    };
 
     if (kind === "reserved") {
       if (method !== TRANSPORT_OPTIONS_METHOD) {
@@ -564,10 +574,40 @@ class HttpTransport {
     const admission = admit(call, request);
     if (admission.kind === "answer") {
       call.end();
+      const refused = this.refusal(call);
+      if (refused !== null) return { done: refused };
       const failed = isErrorAnswer(admission.answer.batches);
       return { done: this.arrow(failed ? 400 : 200, admission.answer.schema, admission.answer.batches) };
     }
     return { admission };
+  }
+
+  /**
+   * A call the method's security requirements refused, as HTTP says it: an anonymous caller gets
+   * the standard 401 envelope (what the reference's clients parse for any 401); an identified one
+   * a 403 carrying the error stream. Null for any other outcome.
+   */
+  private refusal(call: Call): CoreResponse | null {
+    const e = call.error;
+    if (e?.kind === "unauthenticated") {
+      const res = jsonResponse(401, {
+        error: "unauthorized",
+        reason: "missing_credential",
+        detail: e.message,
+        error_kind: e.kind,
+      });
+      res.headers.push(
+        [AUTH_REASON_HEADER, "missing_credential"],
+        ["Cache-Control", "no-store"],
+        ["WWW-Authenticate", "Bearer"],
+      );
+      return res;
+    }
+    if (e?.kind === "permission_denied") {
+      const batch = errorBatch(EMPTY_SCHEMA, e, call.origin, this.server.includeTracebacks);
+      return this.arrow(403, EMPTY_SCHEMA, [batch]);
+    }
+    return null;
   }
 
   /** Applies the response cap to a successful body, replacing it with a `ResponseTooLargeError`. */
@@ -757,6 +797,13 @@ class HttpTransport {
     call.streamId = callData.streamId;
     call.received(input);
     call.startSpan();
+    // Each continuation is authenticated afresh: a credential that lost its scope mid-stream stops here.
+    const refusal = securityRefusal(resolved.name, resolved.decl.security ?? null, env.auth);
+    if (refusal !== null) {
+      call.failed(refusal);
+      call.end();
+      return this.refusal(call)!;
+    }
     const stream: OpenStream = {
       method: resolved,
       state: cursor.state,

@@ -2,6 +2,7 @@
  * An in-memory duplex byte pipe: two ends, each with an input iterable and a writer. For tests
  * and for embedding a server in the same process as its caller.
  */
+import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 
 /** One direction: chunks written at one end come out of the other end's iterator. */
@@ -61,7 +62,8 @@ export interface MemoryPipe {
   readonly client: MemoryEnd;
 }
 
-export function memoryPipe(transport = "memory"): MemoryPipe {
+/** A connected pair; calls on it run as `auth` (default: anonymous). */
+export function memoryPipe(transport = "memory", auth?: AuthContext): MemoryPipe {
   const toServer = new ByteQueue();
   const toClient = new ByteQueue();
   const end = (inbound: ByteQueue, outbound: ByteQueue): MemoryEnd => ({
@@ -72,5 +74,8 @@ export function memoryPipe(transport = "memory"): MemoryPipe {
     },
     close: () => outbound.close(),
   });
-  return { server: { ...end(toServer, toClient), transport }, client: end(toClient, toServer) };
+  return {
+    server: { ...end(toServer, toClient), transport, ...(auth !== undefined ? { auth } : {}) },
+    client: end(toClient, toServer),
+  };
 }

@@ -1,2 +1,2 @@
 export { connectTcp, connectUnix, type SocketClientOptions, socketTransport } from "./client.js";
-export { listenSocket, type SocketServeOptions, type SocketServer } from "./server.js";
+export { listenSocket, type SocketPeer, type SocketServeOptions, type SocketServer } from "./server.js";

@@ -1,9 +1,11 @@
 /**
  * Unix-domain and TCP socket servers: each accepted connection is one session, served call after
- * call until the peer closes it. No auth or TLS here (as in the reference).
+ * call until the peer closes it. No credentials travel on the wire (as in the reference); an
+ * optional `authenticate` names each connection's caller from what the socket knows.
  */
 import { existsSync, unlinkSync } from "node:fs";
 import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from "node:net";
+import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
 import { writableSink } from "../stdio/sink.js";
@@ -17,6 +19,21 @@ export interface SocketServeOptions {
   readonly path?: string;
   /** Most concurrent connections; extra ones are closed at once. Default: 1024. */
   readonly maxConnections?: number;
+  /**
+   * Names the caller of each accepted connection (every call on it runs as that caller); throw to
+   * refuse the connection, which is closed unserved. Default: every connection anonymous.
+   */
+  readonly authenticate?: (peer: SocketPeer) => AuthContext | Promise<AuthContext>;
+}
+
+/** What a socket server knows about a connecting peer. */
+export interface SocketPeer {
+  /** `unix` or `tcp`. */
+  readonly transport: string;
+  /** `host:port` of a TCP peer; `""` for a Unix socket. */
+  readonly remoteAddr: string;
+  /** The Unix socket path, or `""` for TCP. */
+  readonly path: string;
 }
 
 export interface SocketServer {
@@ -26,16 +43,31 @@ export interface SocketServer {
   close(): Promise<void>;
 }
 
-function serveSocket(server: RpcServer, socket: Socket, transport: string): void {
+async function serveSocket(server: RpcServer, socket: Socket, transport: string, opts: SocketServeOptions) {
   socket.setNoDelay?.(true);
   const sink = writableSink(socket);
   const meta: Record<string, string> = {};
   if (socket.remoteAddress) meta.remote_addr = `${socket.remoteAddress}:${socket.remotePort ?? ""}`;
-  const conn: Connection = { input: socket, write: sink.write, transport, transportMetadata: meta };
-  server
-    .serveConnection(conn)
-    .catch(() => {})
-    .finally(() => socket.end());
+  let auth: AuthContext | undefined;
+  if (opts.authenticate !== undefined) {
+    const peer: SocketPeer = { transport, remoteAddr: meta.remote_addr ?? "", path: opts.path ?? "" };
+    try {
+      auth = await opts.authenticate(peer);
+    } catch (err) {
+      server.logger.warn({ transport, remote_addr: peer.remoteAddr, err }, "Connection refused by authenticate");
+      socket.destroy();
+      return;
+    }
+  }
+  const conn: Connection = {
+    input: socket,
+    write: sink.write,
+    transport,
+    transportMetadata: meta,
+    ...(auth !== undefined ? { auth } : {}),
+  };
+  await server.serveConnection(conn).catch(() => {});
+  socket.end();
 }
 
 /** Listens on TCP or a Unix socket and serves every connection with `server`. */
@@ -46,7 +78,7 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
-    serveSocket(server, socket, transport);
+    void serveSocket(server, socket, transport, opts);
   });
   net.maxConnections = opts.maxConnections ?? 1024;
   if (opts.path !== undefined && existsSync(opts.path)) unlinkSync(opts.path);

@@ -3,6 +3,7 @@
  * else a worker prints must go to stderr.
  */
 import type { Readable, Writable } from "node:stream";
+import type { AuthContext } from "../../protocol/context.js";
 import type { Connection, SharedMemoryAccess } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
 import { pipeSharedMemory } from "../shm/negotiate.js";
@@ -18,6 +19,8 @@ export interface StdioServeOptions {
    * reason is logged once when it cannot), `false` refuses it, or supply your own. Default: true.
    */
   readonly sharedMemory?: boolean | SharedMemoryAccess;
+  /** Who the process on the other end of the pipe is (every call runs as it). Default: anonymous. */
+  readonly auth?: AuthContext;
 }
 
 /**
@@ -35,6 +38,7 @@ export async function serveStdio(server: RpcServer, opts: StdioServeOptions = {}
     write: sink.write,
     transport: "pipe",
     ...(sharedMemory ? { sharedMemory } : {}),
+    ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
   };
   try {
     await server.serveConnection(conn);
