@@ -18,8 +18,8 @@ import {
   float,
   httpConnect,
   int,
-  pipeConnect,
   Protocol,
+  pipeConnect,
   type RpcClient,
   str,
   VgiRpcServer,
@@ -99,7 +99,9 @@ async function servePeerHttp(): Promise<void> {
         }),
       );
       res.statusCode = response.status;
-      response.headers.forEach((value, key) => res.setHeader(key, value));
+      response.headers.forEach((value, key) => {
+        res.setHeader(key, value);
+      });
       res.end(Buffer.from(await response.arrayBuffer()));
     })().catch((err: unknown) => {
       res.statusCode = 500;
