@@ -2,7 +2,7 @@
  * `npm run bench`: throughput and latency figures, each next to a baseline or peer measured in the
  * same run (absolute times drift 1.5-2x between runs on shared machines; ratios do not).
  *
- *   node --import tsx bench/run.ts [--full] [--json FILE]
+ *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,unary,streams,shm,peers]
  *
  * Figures, per transport (stdio pipe, Unix socket, TCP, HTTP, WebSocket; shared memory when
  * bench/shm.ts exists). Every server but the in-process one runs in a child, bounded by
@@ -60,7 +60,12 @@ import { npmPeerFigures } from "./peers/npm.js";
 import { writeChart } from "./report.js";
 import { benchBatch, benchServer } from "./service.js";
 
-const { values: args } = parseArgs({ options: { full: { type: "boolean" }, json: { type: "string" } } });
+const { values: args } = parseArgs({
+  options: { full: { type: "boolean" }, json: { type: "string" }, only: { type: "string" } },
+});
+/** `--only hook,unary,streams,shm,peers`: run only these sections (peers reuse nothing when alone). */
+const ONLY = args.only === undefined ? null : new Set(args.only.split(","));
+const runs = (section: string) => ONLY === null || ONLY.has(section);
 const FULL = args.full ?? false;
 /** Every child process is killed after this long, whatever happens (the run stays bounded). */
 const CHILD_TIMEOUT_MS = (FULL ? 600 : 240) * 1000;
@@ -389,6 +394,57 @@ async function pythonHttpServer(): Promise<{ url: string; stop(): Promise<void> 
   };
 }
 
+type Ours = Partial<Record<"pipe" | "http", { unary: UnaryRates; streams: StreamRates }>>;
+
+/** quiver's figures for the peer comparisons, measured here when their sections did not run. */
+async function oursFor(where: "pipe" | "http", ours: Ours): Promise<{ unary: UnaryRates; streams: StreamRates }> {
+  const have = ours[where];
+  if (have && have.streams.size > 0) return have;
+  const measure = async (channel: Channel) => {
+    try {
+      return {
+        unary: have?.unary ?? (await quiverUnary(async () => channel, SECS, 1, false, true)),
+        streams: await quiverStreams(channel, SIZES, STREAM_SECS),
+      };
+    } finally {
+      await channel.close();
+    }
+  };
+  if (where === "pipe") return measure(await pipeChannel());
+  return (await withServer("quiver-http", async (ready) => measure(await quiverChannel("http", ready)))).result;
+}
+
+async function peerFigures(ours: Ours): Promise<void> {
+  const mine = { pipe: await oursFor("pipe", ours), http: await oursFor("http", ours) };
+  if (existsSync(PYTHON)) {
+    const peer = "Python vgi-rpc 0.52.2";
+    try {
+      const py = await pythonFigures(["pipe", String(SECS), SIZES.join(",")]);
+      reportPeer(peer, "pipe", py, py.streams, mine.pipe);
+      const server = await pythonHttpServer();
+      try {
+        const pyHttp = await pythonFigures(["http", server.url, String(SECS), SIZES.join(",")]);
+        reportPeer(peer, "http", pyHttp, pyHttp.streams, mine.http);
+      } finally {
+        await server.stop();
+      }
+    } catch (err) {
+      process.stdout.write(`Python reference: failed (${(err as Error).message}), its figures are missing\n`);
+    }
+  } else {
+    process.stdout.write(`Python reference: ${PYTHON} not found (npm test creates it), skipped\n`);
+  }
+  const npmPeer = "npm @query-farm/vgi-rpc 0.25.4";
+  for (const where of ["pipe", "http"] as const) {
+    try {
+      const f = await npmPeerFigures(where, SECS, SIZES, (op, s) => timed(op, s), CHILD_TIMEOUT_MS);
+      reportPeer(npmPeer, where, f, f.streams, mine[where]);
+    } catch (err) {
+      process.stdout.write(`npm peer over ${where}: failed (${(err as Error).message}), its figures are missing\n`);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared memory (bench/shm.ts, written with the shm transport): included when present
 
@@ -489,127 +545,116 @@ async function main(): Promise<void> {
   process.stdout.write(`quiver bench — node ${header.node}, ${header.cpu}, ${header.date}\n\n`);
 
   // In process: what the access log and spans cost per call.
-  const plain = await inProcessUnary(false, SECS);
-  const exporter = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-  trace.setGlobalTracerProvider(provider);
-  const observed = await inProcessUnary(true, SECS);
-  trace.disable();
-  report({
-    figure: "unary no-op calls/s, access log + spans on",
-    transport: "memory",
-    value: observed,
-    unit: "calls/s",
-    limit: "same call, no observers",
-    ratio: observed / plain,
-  });
+  if (runs("hook")) {
+    const plain = await inProcessUnary(false, SECS);
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    trace.setGlobalTracerProvider(provider);
+    const observed = await inProcessUnary(true, SECS);
+    trace.disable();
+    report({
+      figure: "unary no-op calls/s, access log + spans on",
+      transport: "memory",
+      value: observed,
+      unit: "calls/s",
+      limit: "same call, no observers",
+      ratio: observed / plain,
+    });
+  }
+
+  // quiver's own figures over a pipe and HTTP, for the peer comparisons (measured when skipped).
+  const ours: Partial<Record<"pipe" | "http", { unary: UnaryRates; streams: StreamRates }>> = {};
 
   // Unary calls: the raw echoes first, then quiver over each transport.
-  const rawPipe = await rawPipePingPong(SECS);
-  const pipe = await pipeChannel();
-  const pipeUnary = await quiverUnary(async () => pipe, SECS, 1, true, true).catch(async (err: unknown) => {
-    await pipe.close();
-    throw err;
-  });
-  reportUnary("pipe", pipeUnary, rawPipe, "raw 100 B ping-pong");
+  if (runs("unary")) {
+    const rawPipe = await rawPipePingPong(SECS);
+    const pipe = await pipeChannel();
+    let pipeUnary: UnaryRates;
+    try {
+      pipeUnary = await quiverUnary(async () => pipe, SECS);
+    } finally {
+      await pipe.close();
+    }
+    reportUnary("pipe", pipeUnary, rawPipe, "raw 100 B ping-pong");
+    ours.pipe = { unary: pipeUnary, streams: new Map() };
 
-  const raw = await withServer("raw", async (ready) => ({
-    tcp: await rawSocketPingPong(ready.tcp!, SECS),
-    unix: await rawSocketPingPong(ready.unix!, SECS),
-    http1: await rawHttpPosts(ready.http!, SECS, 1),
-    http16: await rawHttpPosts(ready.http!, SECS, 16),
-    ws1: await rawWsPingPong(ready.ws!, SECS),
-    ws16: await rawWsPingPong(ready.ws!, SECS, 16),
-  }));
-  const q = await withServer("quiver", async (ready) => {
-    const open = (t: NetTransport) => () => quiverChannel(t, ready);
-    return {
-      tcp: await quiverUnary(open("tcp"), SECS),
-      unix: await quiverUnary(open("unix"), SECS),
-      http1: await quiverUnary(open("http"), SECS, 1, true),
-      http16: await quiverUnary(open("http"), SECS, 16, true),
-      ws1: await quiverUnary(open("ws"), SECS),
-      ws16: await quiverUnary(open("ws"), SECS, 16),
-    };
-  });
-  const r = raw.result;
-  reportUnary("tcp", q.result.tcp, r.tcp, "raw 100 B ping-pong");
-  reportUnary("unix", q.result.unix, r.unix, "raw 100 B ping-pong");
-  reportUnary("http", q.result.http1, r.http1, "node:http tiny POST c=1", ", c=1");
-  reportUnary("http", q.result.http16, r.http16, "node:http tiny POST c=16", ", c=16");
-  reportUnary("ws", q.result.ws1, r.ws1, "raw ws 100 B ping-pong", ", c=1");
-  reportUnary("ws", q.result.ws16, r.ws16, "raw ws 100 B ping-pong c=16", ", c=16");
+    const raw = await withServer("raw", async (ready) => ({
+      tcp: await rawSocketPingPong(ready.tcp!, SECS),
+      unix: await rawSocketPingPong(ready.unix!, SECS),
+      http1: await rawHttpPosts(ready.http!, SECS, 1),
+      http16: await rawHttpPosts(ready.http!, SECS, 16),
+      ws1: await rawWsPingPong(ready.ws!, SECS),
+      ws16: await rawWsPingPong(ready.ws!, SECS, 16),
+    }));
+    const q = await withServer("quiver", async (ready) => {
+      const open = (t: NetTransport) => () => quiverChannel(t, ready);
+      return {
+        tcp: await quiverUnary(open("tcp"), SECS),
+        unix: await quiverUnary(open("unix"), SECS),
+        http1: await quiverUnary(open("http"), SECS, 1, true),
+        http16: await quiverUnary(open("http"), SECS, 16, true),
+        ws1: await quiverUnary(open("ws"), SECS),
+        ws16: await quiverUnary(open("ws"), SECS, 16),
+      };
+    });
+    const r = raw.result;
+    reportUnary("tcp", q.result.tcp, r.tcp, "raw 100 B ping-pong");
+    reportUnary("unix", q.result.unix, r.unix, "raw 100 B ping-pong");
+    reportUnary("http", q.result.http1, r.http1, "node:http tiny POST c=1", ", c=1");
+    reportUnary("http", q.result.http16, r.http16, "node:http tiny POST c=16", ", c=16");
+    reportUnary("ws", q.result.ws1, r.ws1, "raw ws 100 B ping-pong", ", c=1");
+    reportUnary("ws", q.result.ws16, r.ws16, "raw ws 100 B ping-pong c=16", ", c=16");
+    ours.http = { unary: q.result.http1, streams: new Map() };
+  }
 
   // Streams: raw one-way bandwidth per transport, then quiver's producer and exchange on a fresh
   // server per transport (so each peak RSS is that transport's).
-  const rawPipeBw = await rawPipeDownload(RAW_BYTES);
-  const pipeStreams = await quiverStreams(pipe, SIZES, STREAM_SECS);
-  const pipeRss = peakRss(pipe.pid);
-  await pipe.close();
-  reportStreams("pipe", pipeStreams, rawPipeBw.rate, "raw pipe bandwidth");
-  reportRss("pipe", pipeRss, rawPipeBw.rss);
+  if (runs("streams")) {
+    const rawPipeBw = await rawPipeDownload(RAW_BYTES);
+    const pipe = await pipeChannel();
+    let pipeStreams: StreamRates;
+    let pipeRss: number | null;
+    try {
+      pipeStreams = await quiverStreams(pipe, SIZES, STREAM_SECS);
+      pipeRss = peakRss(pipe.pid);
+    } finally {
+      await pipe.close();
+    }
+    reportStreams("pipe", pipeStreams, rawPipeBw.rate, "raw pipe bandwidth");
+    reportRss("pipe", pipeRss, rawPipeBw.rss);
+    if (ours.pipe) ours.pipe = { ...ours.pipe, streams: pipeStreams };
 
-  const rawBw = await withServer("raw-source", async (ready) => ({
-    tcp: await rawSocketDownload(ready.tcp!, RAW_BYTES),
-    unix: await rawSocketDownload(ready.unix!, RAW_BYTES),
-    http: await rawHttpDownload(ready.http!, RAW_BYTES),
-    ws: await rawWsDownload(ready.ws!, RAW_BYTES),
-  }));
-  const streams: Partial<Record<NetTransport, StreamRates>> = {};
-  for (const t of ["unix", "tcp", "http", "ws"] as const) {
-    const s = await withServer(`quiver-${t}`, async (ready) => {
-      const channel = await quiverChannel(t, ready);
-      try {
-        return await quiverStreams(channel, SIZES, STREAM_SECS);
-      } finally {
-        await channel.close();
-      }
-    });
-    streams[t] = s.result;
-    const limit =
-      t === "ws"
-        ? "raw ws download bandwidth (1 MiB messages)"
-        : t === "http"
-          ? "raw node:http GET bandwidth"
-          : `raw ${t} download bandwidth`;
-    reportStreams(t, s.result, rawBw.result[t], limit);
-    reportRss(t, s.rss, rawBw.rss);
+    const rawBw = await withServer("raw-source", async (ready) => ({
+      tcp: await rawSocketDownload(ready.tcp!, RAW_BYTES),
+      unix: await rawSocketDownload(ready.unix!, RAW_BYTES),
+      http: await rawHttpDownload(ready.http!, RAW_BYTES),
+      ws: await rawWsDownload(ready.ws!, RAW_BYTES),
+    }));
+    for (const t of ["unix", "tcp", "http", "ws"] as const) {
+      const s = await withServer(`quiver-${t}`, async (ready) => {
+        const channel = await quiverChannel(t, ready);
+        try {
+          return await quiverStreams(channel, SIZES, STREAM_SECS);
+        } finally {
+          await channel.close();
+        }
+      });
+      if (t === "http" && ours.http) ours.http = { ...ours.http, streams: s.result };
+      const limit =
+        t === "ws"
+          ? "raw ws download bandwidth (1 MiB messages)"
+          : t === "http"
+            ? "raw node:http GET bandwidth"
+            : `raw ${t} download bandwidth`;
+      reportStreams(t, s.result, rawBw.result[t], limit);
+      reportRss(t, s.rss, rawBw.rss);
+    }
   }
 
-  await shmFigures();
+  if (runs("shm")) await shmFigures();
 
   // Peers on the same calls: the Python reference, then the npm peer, over a pipe and HTTP.
-  const ours = {
-    pipe: { unary: pipeUnary, streams: pipeStreams },
-    http: { unary: q.result.http1, streams: streams.http! },
-  };
-  if (existsSync(PYTHON)) {
-    const peer = "Python vgi-rpc 0.52.2";
-    try {
-      const py = await pythonFigures(["pipe", String(SECS), SIZES.join(",")]);
-      reportPeer(peer, "pipe", py, py.streams, ours.pipe);
-      const server = await pythonHttpServer();
-      try {
-        const pyHttp = await pythonFigures(["http", server.url, String(SECS), SIZES.join(",")]);
-        reportPeer(peer, "http", pyHttp, pyHttp.streams, ours.http);
-      } finally {
-        await server.stop();
-      }
-    } catch (err) {
-      process.stdout.write(`Python reference: failed (${(err as Error).message}), its figures are missing\n`);
-    }
-  } else {
-    process.stdout.write(`Python reference: ${PYTHON} not found (npm test creates it), skipped\n`);
-  }
-  const npmPeer = "npm @query-farm/vgi-rpc 0.25.4";
-  for (const where of ["pipe", "http"] as const) {
-    try {
-      const f = await npmPeerFigures(where, SECS, SIZES, (op, s) => timed(op, s), CHILD_TIMEOUT_MS);
-      reportPeer(npmPeer, where, f, f.streams, ours[where]);
-    } catch (err) {
-      process.stdout.write(`npm peer over ${where}: failed (${(err as Error).message}), its figures are missing\n`);
-    }
-  }
+  if (runs("peers")) await peerFigures(ours);
 
   const seconds = (performance.now() - started) / 1000;
   writeReport(header, seconds);
