@@ -19,6 +19,7 @@ const bench = proxy(client, Bench);
 const end = performance.now() + seconds * 1000;
 let n = 0;
 const t0 = performance.now();
+const c0 = process.cpuUsage();
 if (what === "unary" || what === "three") {
   while (performance.now() < end) {
     for (let k = 0; k < 100; k++) {
@@ -39,6 +40,9 @@ if (what === "unary" || what === "three") {
   while (performance.now() < end) n += (await s.exchangeBatch(batch)).numRows;
   await s.close();
 }
-process.stdout.write(`${what}: ${(n / ((performance.now() - t0) / 1000)).toFixed(0)} /s\n`);
+const cpu = process.cpuUsage(c0);
+process.stdout.write(
+  `${what}: ${(n / ((performance.now() - t0) / 1000)).toFixed(0)} /s wall, ${((cpu.user + cpu.system) / n).toFixed(2)} us CPU each\n`,
+);
 await client.close();
 await served;

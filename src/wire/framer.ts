@@ -4,7 +4,9 @@
  * several IPC streams can follow each other on one connection.
  */
 import { frameworkError } from "../errors.js";
-import { decodeMessage, type Frame } from "./ipc.js";
+import { MessageHeader } from "apache-arrow/fb/message-header";
+import type { Message } from "apache-arrow/ipc/metadata/message";
+import { decodeMessage, decodeSchema, type Frame } from "./ipc.js";
 
 /** Limits applied while framing. */
 export interface FramerOptions {
@@ -15,6 +17,15 @@ export interface FramerOptions {
    * the bytes are not Arrow. Default: 16 MiB.
    */
   readonly maxMetadataBytes?: number;
+}
+
+/** A schema message's schema (cached by its bytes), malformed ones mapped to a protocol error. */
+function decodeSchemaOrThrow(message: Message, metadata: Uint8Array) {
+  try {
+    return decodeSchema(message, metadata);
+  } catch (err) {
+    throw frameworkError("protocol_error", `malformed Arrow IPC message: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** What the next read found. */
@@ -178,7 +189,12 @@ export class MessageFramer {
       throw frameworkError("protocol_error", "byte stream ended inside an IPC message header");
     }
     this.take(prefix);
-    const message = decodeMessage(this.take(length));
+    const metadata = this.take(length);
+    const message = decodeMessage(metadata);
+    if (message.headerType === MessageHeader.Schema) {
+      const schema = decodeSchemaOrThrow(message, metadata);
+      if (message.bodyLength === 0) return { message, body: new Uint8Array(0), wireBytes: prefix + length, schema };
+    }
     const bodyLength = message.bodyLength;
     if (!Number.isSafeInteger(bodyLength) || bodyLength < 0) {
       throw frameworkError("protocol_error", `invalid IPC body length ${bodyLength}`);

@@ -173,6 +173,8 @@ export interface Frame {
   readonly body: Uint8Array;
   /** Bytes this frame occupied on the wire (prefix, metadata, padding and body). */
   readonly wireBytes: number;
+  /** A schema message's schema, decoded once per distinct message (see `decodeSchema`). */
+  readonly schema?: Schema;
 }
 
 /** Decodes a message's flatbuffer, mapping flatbuffer failures to a protocol error. */
@@ -184,6 +186,32 @@ export function decodeMessage(flatbuffer: Uint8Array): Message {
       cause: err,
     });
   }
+}
+
+/** Decoded schemas by their message bytes: calls repeat the same few schemas, and decoding one
+ * (fields, types, metadata maps) costs more than the rest of a small call's framing. */
+const decodedSchemas = new Map<string, Schema>();
+const MAX_DECODED_SCHEMAS = 256;
+/** Schema messages larger than this are decoded every time (rare, and the key would be large). */
+const MAX_CACHED_SCHEMA_BYTES = 16 * 1024;
+
+/**
+ * The schema of a schema message whose flatbuffer is `flatbuffer`. Equal messages share one
+ * Schema object, which callers treat as immutable (as arrow-js does).
+ */
+export function decodeSchema(message: Message, flatbuffer: Uint8Array): Schema {
+  if (flatbuffer.byteLength > MAX_CACHED_SCHEMA_BYTES) return message.header() as Schema;
+  let key = "";
+  for (let at = 0; at < flatbuffer.byteLength; at += 4096) {
+    key += String.fromCharCode.apply(null, flatbuffer.subarray(at, at + 4096) as unknown as number[]);
+  }
+  let schema = decodedSchemas.get(key);
+  if (schema === undefined) {
+    schema = message.header() as Schema;
+    if (decodedSchemas.size >= MAX_DECODED_SCHEMAS) decodedSchemas.clear();
+    decodedSchemas.set(key, schema);
+  }
+  return schema;
 }
 
 /**
@@ -207,7 +235,7 @@ export class IpcStreamDecoder {
     if (message.headerType === MessageHeader.Schema) {
       if (this.schemaValue !== null)
         throw frameworkError("protocol_error", "a second schema message in one IPC stream");
-      this.schemaValue = message.header() as Schema;
+      this.schemaValue = frame.schema ?? (message.header() as Schema);
       return this.schemaValue;
     }
     const schema = this.schemaValue;
