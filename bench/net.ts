@@ -36,11 +36,15 @@ export interface ChildServer {
   stop(): Promise<number | null>;
 }
 
-/** Spawns `bench/servers.ts KIND`; it exits by itself after `timeoutSeconds` whatever happens. */
-export async function spawnServer(kind: string, timeoutSeconds: number): Promise<ChildServer> {
+/** Spawns `bench/servers.ts KIND` (with `nodeArgs` for node, e.g. `--cpu-prof`); it exits by itself after `timeoutSeconds` whatever happens. */
+export async function spawnServer(
+  kind: string,
+  timeoutSeconds: number,
+  nodeArgs: readonly string[] = [],
+): Promise<ChildServer> {
   const child: ChildProcessByStdio<Writable, Readable, null> = spawn(
     process.execPath,
-    ["--import", "tsx", SERVERS, kind, String(timeoutSeconds)],
+    [...nodeArgs, "--import", "tsx", SERVERS, kind, String(timeoutSeconds)],
     { stdio: ["pipe", "pipe", "inherit"] },
   );
   child.stdin.on("error", () => {});

@@ -10,6 +10,34 @@ import { memoryPipe } from "../src/transports/memory/index.js";
 import { Bench, benchBatch, benchServer } from "./service.js";
 
 const what = process.argv[2] ?? "unary";
+/** `tcp-producer1m`: the server in a child (bench/servers.ts), so the profile is the client's alone. */
+if (what === "tcp-producer1m" || what === "pipe-producer1m") {
+  const { quiverChannel, spawnServer } = await import("./net.js");
+  const { connectSubprocess } = await import("../src/transports/stdio/client.js");
+  const child = what.startsWith("tcp")
+    ? await spawnServer("quiver-tcp", 120, process.env.PROFILE_SERVER ? ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"] : [])
+    : null;
+  const channel = child
+    ? await quiverChannel("tcp", child.ready)
+    : await connectSubprocess(process.execPath, ["--import", "tsx", new URL("./worker.ts", import.meta.url).pathname]);
+  const b = proxy(channel, Bench);
+  const stop = performance.now() + Number(process.argv[3] ?? "3") * 1000;
+  let rows = 0;
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  while (performance.now() < stop) {
+    const s = await b.rows({ batches: 5n, rows: 1_000_000n });
+    for await (const x of s.batches()) rows += x.numRows;
+  }
+  const cpu = process.cpuUsage(c0);
+  const secs = (performance.now() - t0) / 1000;
+  process.stdout.write(
+    `${what}: ${(rows / secs).toFixed(0)} rows/s wall, client CPU ${(((cpu.user + cpu.system) / 1e6 / secs) * 100).toFixed(0)}%\n`,
+  );
+  await channel.close();
+  await child?.stop();
+  process.exit(0);
+}
 const seconds = Number(process.argv[3] ?? "3");
 const server = benchServer({});
 const pipe = memoryPipe();

@@ -8,9 +8,17 @@ export { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 
 import { type FieldSpecs, fieldOf, type RowOf } from "./types.js";
 
-/** The Arrow schema for a record of specs, in declaration order. */
+/** Schemas by spec record: declared specs are long-lived, and callers treat schemas as immutable. */
+const schemas = new WeakMap<FieldSpecs, Schema>();
+
+/** The Arrow schema for a record of specs, in declaration order (one object per spec record). */
 export function schemaOf(fields: FieldSpecs): Schema {
-  return new Schema(Object.entries(fields).map(([name, spec]) => fieldOf(name, spec)));
+  let schema = schemas.get(fields);
+  if (schema === undefined) {
+    schema = new Schema(Object.entries(fields).map(([name, spec]) => fieldOf(name, spec)));
+    schemas.set(fields, schema);
+  }
+  return schema;
 }
 
 /** Builds one batch from rows, column by column through each spec's codec. */

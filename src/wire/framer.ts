@@ -3,9 +3,9 @@
  * from any `AsyncIterator<Uint8Array>` and never reads a byte past the message it returns, so
  * several IPC streams can follow each other on one connection.
  */
-import { frameworkError } from "../errors.js";
 import { MessageHeader } from "apache-arrow/fb/message-header";
 import type { Message } from "apache-arrow/ipc/metadata/message";
+import { frameworkError } from "../errors.js";
 import { decodeMessage, decodeSchema, type Frame } from "./ipc.js";
 
 /** Limits applied while framing. */

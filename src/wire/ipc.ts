@@ -3,7 +3,7 @@
  * decoding message frames back into schemas and record batches. Several IPC streams travel back
  * to back on one connection, so decoding is message by message and stops exactly at each EOS.
  */
-import { type Data, makeData, RecordBatch, type Schema, Struct, Vector } from "apache-arrow";
+import { type Data, makeData, type RecordBatch, type Schema, Struct, Vector } from "apache-arrow";
 import { MessageHeader } from "apache-arrow/fb/message-header";
 import {
   BufferRegion,
@@ -15,6 +15,7 @@ import { compareTypes } from "apache-arrow/visitor/typecomparator";
 import { VectorAssembler } from "apache-arrow/visitor/vectorassembler";
 import { VectorLoader } from "apache-arrow/visitor/vectorloader";
 import { frameworkError } from "../errors.js";
+import { recordBatch } from "./batches.js";
 
 /** End-of-stream marker: continuation token then a zero length. */
 export const EOS: Uint8Array = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
@@ -252,7 +253,7 @@ export class IpcStreamDecoder {
         schema.fields.map((f) => f.type),
       );
       const data = makeData({ type: new Struct(schema.fields), length: header.length, nullCount: 0, children });
-      return new RecordBatch(schema, data, message.metadata);
+      return recordBatch(schema, data, message.metadata);
     }
     if (message.headerType === MessageHeader.DictionaryBatch) {
       const header = message.header() as DictionaryBatch;
