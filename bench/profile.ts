@@ -32,7 +32,7 @@ if (what === "tcp-producer1m" || what === "pipe-producer1m") {
   const cpu = process.cpuUsage(c0);
   const secs = (performance.now() - t0) / 1000;
   process.stdout.write(
-    `${what}: ${(rows / secs).toFixed(0)} rows/s wall, client CPU ${(((cpu.user + cpu.system) / 1e6 / secs) * 100).toFixed(0)}%\n`,
+    `${what}: ${(rows / secs).toFixed(0)} rows/s wall, client CPU ${(((cpu.user + cpu.system) / 1e6 / secs) * 100).toFixed(0)}%, ${((cpu.user + cpu.system) / 1000 / (rows / 1e6)).toFixed(2)} ms CPU per 1M-row batch\n`,
   );
   await channel.close();
   await child?.stop();

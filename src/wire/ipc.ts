@@ -110,6 +110,10 @@ export class IpcStreamEncoder {
       );
     }
     const out = this.begin();
+    if (batch.schema.fields.length === 0 && batch.metadata.size === 0) {
+      out.push(columnlessBatchMessage(batch.numRows));
+      return out;
+    }
     for (const [id, dictionary] of batch.dictionaries) {
       const chunk = dictionary?.data[0];
       if (chunk === undefined || this.written.get(id) === chunk) continue;
@@ -135,6 +139,23 @@ export class IpcStreamEncoder {
   end(): Uint8Array[] {
     return [...this.begin(), EOS];
   }
+}
+
+/** Encoded record-batch messages with no columns and no metadata, by row count (bounded). */
+const columnless = new Map<number, Uint8Array>();
+
+/**
+ * The message of a batch with no columns and no custom metadata: it depends on the row count
+ * alone, and such batches (void results, producer ticks) are written on every call or turn.
+ */
+function columnlessBatchMessage(numRows: number): Uint8Array {
+  let bytes = columnless.get(numRows);
+  if (bytes === undefined) {
+    const header = new RecordBatchHeader(numRows, [], [], null, []);
+    bytes = concatBytes(frameFlatbuffer(Message.encode(Message.from(header, 0))));
+    if (columnless.size < 64) columnless.set(numRows, bytes);
+  }
+  return bytes;
 }
 
 /** Same field count and, field by field, the same Arrow type (names and metadata may differ). */
