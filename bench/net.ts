@@ -196,10 +196,20 @@ export async function rawSocketPingPong(where: TcpAddress | UnixAddress, seconds
   return r;
 }
 
-/** `node:http` tiny POSTs (100-byte body and answer) with a keep-alive agent, `concurrency` in flight. */
-export async function rawHttpPosts(url: string, seconds: number, concurrency: number): Promise<Rate> {
+/**
+ * `node:http` POSTs with a keep-alive agent, `concurrency` in flight: by default tiny ones (100-byte
+ * body and answer, to the raw server), or `body` to `path` as an Arrow stream (a pre-encoded quiver
+ * request, so the figure is the server's cost behind the same client as the baseline's).
+ */
+export async function rawHttpPosts(
+  url: string,
+  seconds: number,
+  concurrency: number,
+  request: { readonly path: string; readonly body: Uint8Array } = { path: "/", body: PING },
+): Promise<Rate> {
   const agent = new HttpAgent({ keepAlive: true, maxSockets: concurrency });
   const u = new URL(url);
+  const contentType = request.body === PING ? "application/octet-stream" : "application/vnd.apache.arrow.stream";
   const post = () =>
     new Promise<void>((resolve, reject) => {
       const req = httpRequest(
@@ -207,17 +217,18 @@ export async function rawHttpPosts(url: string, seconds: number, concurrency: nu
           agent,
           host: u.hostname,
           port: u.port,
-          path: "/",
+          path: request.path,
           method: "POST",
-          headers: { "Content-Type": "application/octet-stream", "Content-Length": PING.length },
+          headers: { "Content-Type": contentType, "Content-Length": request.body.byteLength },
         },
         (res) => {
+          if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode} from ${request.path}`));
           res.on("data", () => {});
           res.on("end", () => resolve());
         },
       );
       req.on("error", reject);
-      req.end(PING);
+      req.end(request.body);
     });
   const r = await timed(post, seconds, concurrency);
   agent.destroy();

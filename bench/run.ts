@@ -58,7 +58,7 @@ import {
 } from "./net.js";
 import { npmPeerFigures } from "./peers/npm.js";
 import { writeChart } from "./report.js";
-import { benchBatch, benchServer } from "./service.js";
+import { benchBatch, benchServer, Row } from "./service.js";
 
 const { values: args } = parseArgs({
   options: { full: { type: "boolean" }, json: { type: "string" }, only: { type: "string" } },
@@ -97,6 +97,7 @@ function report(f: Figure): void {
 // In process: the cost of the per-call hook
 
 const NOOP = concatBytes(requestBytes("noop", {}, {}, {}, "bench.Bench.v1", null));
+const THREE = concatBytes(requestBytes("three", Row, { i: [7n], f: [0.5], s: ["row-7"] }, {}, "bench.Bench.v1", null));
 
 /** Sequential no-op calls over an in-process pipe; returns calls/s. */
 async function inProcessUnary(observed: boolean, seconds: number): Promise<number> {
@@ -595,6 +596,11 @@ async function main(): Promise<void> {
         http16: await quiverUnary(open("http"), SECS, 16, true),
         ws1: await quiverUnary(open("ws"), SECS),
         ws16: await quiverUnary(open("ws"), SECS, 16),
+        // The server behind the baseline's own client (node:http, pre-encoded requests).
+        http16Server: {
+          noop: await rawHttpPosts(ready.http!, SECS, 16, { path: "/bench.Bench.v1/noop", body: NOOP }),
+          three: await rawHttpPosts(ready.http!, SECS, 16, { path: "/bench.Bench.v1/three", body: THREE }),
+        },
       };
     });
     const r = raw.result;
@@ -602,6 +608,7 @@ async function main(): Promise<void> {
     reportUnary("unix", q.result.unix, r.unix, "raw 100 B ping-pong");
     reportUnary("http", q.result.http1, r.http1, "node:http tiny POST c=1", ", c=1");
     reportUnary("http", q.result.http16, r.http16, "node:http tiny POST c=16", ", c=16");
+    reportUnary("http", q.result.http16Server, r.http16, "node:http tiny POST c=16", ", c=16, node:http client");
     reportUnary("ws", q.result.ws1, r.ws1, "raw ws 100 B ping-pong", ", c=1");
     reportUnary("ws", q.result.ws16, r.ws16, "raw ws 100 B ping-pong c=16", ", c=16");
     ours.http = { unary: q.result.http1, streams: new Map() };
