@@ -9,12 +9,12 @@ import { connect, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { WebSocket } from "ws";
 import { RpcClient } from "../src/client/client.js";
-import type { ClientTransport } from "../src/client/transport.js";
+import type { CallChannel } from "../src/client/transport.js";
 import { proxy } from "../src/client/typed.js";
 import { connectHttp } from "../src/transports/http/client.js";
-import { connectTcp, connectUnix, socketTransport } from "../src/transports/socket/client.js";
+import { connectTcp, connectUnix } from "../src/transports/socket/client.js";
 import { connectWebSocket } from "../src/transports/ws/client.js";
-import { Bench } from "./service.js";
+import { Bench, benchBatch } from "./service.js";
 
 const SERVERS = new URL("./servers.ts", import.meta.url).pathname;
 
@@ -36,11 +36,15 @@ export interface ChildServer {
   stop(): Promise<number | null>;
 }
 
-/** Spawns `bench/servers.ts KIND`; it exits by itself after `timeoutSeconds` whatever happens. */
-export async function spawnServer(kind: string, timeoutSeconds: number): Promise<ChildServer> {
+/** Spawns `bench/servers.ts KIND` (with `nodeArgs` for node, e.g. `--cpu-prof`); it exits by itself after `timeoutSeconds` whatever happens. */
+export async function spawnServer(
+  kind: string,
+  timeoutSeconds: number,
+  nodeArgs: readonly string[] = [],
+): Promise<ChildServer> {
   const child: ChildProcessByStdio<Writable, Readable, null> = spawn(
     process.execPath,
-    ["--import", "tsx", SERVERS, kind, String(timeoutSeconds)],
+    [...nodeArgs, "--import", "tsx", SERVERS, kind, String(timeoutSeconds)],
     { stdio: ["pipe", "pipe", "inherit"] },
   );
   child.stdin.on("error", () => {});
@@ -116,28 +120,29 @@ function percentile(sorted: Float64Array, q: number): number {
 
 /**
  * Runs `op` in `concurrency` sequential loops for `seconds` after a short warm-up; each loop
- * awaits its call before starting the next. Returns calls/s and per-call latency percentiles.
+ * awaits its call before starting the next (`op` gets its loop's index, 0-based). Returns calls/s
+ * and per-call latency percentiles.
  */
 export async function timed(
-  op: () => Promise<unknown>,
+  op: (loop: number) => Promise<unknown>,
   seconds: number,
   concurrency = 1,
   warmupSeconds = 0.3,
 ): Promise<Rate> {
   const warmEnd = performance.now() + warmupSeconds * 1000;
   await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < warmEnd) await op();
+    Array.from({ length: concurrency }, async (_, loop) => {
+      while (performance.now() < warmEnd) await op(loop);
     }),
   );
   const lat: number[] = [];
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
   await Promise.all(
-    Array.from({ length: concurrency }, async () => {
+    Array.from({ length: concurrency }, async (_, loop) => {
       while (performance.now() < end) {
         const s = performance.now();
-        await op();
+        await op(loop);
         lat.push(performance.now() - s);
       }
     }),
@@ -191,10 +196,20 @@ export async function rawSocketPingPong(where: TcpAddress | UnixAddress, seconds
   return r;
 }
 
-/** `node:http` tiny POSTs (100-byte body and answer) with a keep-alive agent, `concurrency` in flight. */
-export async function rawHttpPosts(url: string, seconds: number, concurrency: number): Promise<Rate> {
+/**
+ * `node:http` POSTs with a keep-alive agent, `concurrency` in flight: by default tiny ones (100-byte
+ * body and answer, to the raw server), or `body` to `path` as an Arrow stream (a pre-encoded quiver
+ * request, so the figure is the server's cost behind the same client as the baseline's).
+ */
+export async function rawHttpPosts(
+  url: string,
+  seconds: number,
+  concurrency: number,
+  request: { readonly path: string; readonly body: Uint8Array } = { path: "/", body: PING },
+): Promise<Rate> {
   const agent = new HttpAgent({ keepAlive: true, maxSockets: concurrency });
   const u = new URL(url);
+  const contentType = request.body === PING ? "application/octet-stream" : "application/vnd.apache.arrow.stream";
   const post = () =>
     new Promise<void>((resolve, reject) => {
       const req = httpRequest(
@@ -202,17 +217,18 @@ export async function rawHttpPosts(url: string, seconds: number, concurrency: nu
           agent,
           host: u.hostname,
           port: u.port,
-          path: "/",
+          path: request.path,
           method: "POST",
-          headers: { "Content-Type": "application/octet-stream", "Content-Length": PING.length },
+          headers: { "Content-Type": contentType, "Content-Length": request.body.byteLength },
         },
         (res) => {
+          if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode} from ${request.path}`));
           res.on("data", () => {});
           res.on("end", () => resolve());
         },
       );
       req.on("error", reject);
-      req.end(PING);
+      req.end(request.body);
     });
   const r = await timed(post, seconds, concurrency);
   agent.destroy();
@@ -228,29 +244,41 @@ function openWs(url: string): Promise<WebSocket> {
   });
 }
 
-/** Raw `ws` 100-byte message ping-pong with the child's echo. */
-export async function rawWsPingPong(url: string, seconds: number): Promise<Rate> {
-  const ws = await openWs(url);
-  let wake: (() => void) | null = null;
-  ws.on("message", () => {
-    const w = wake;
-    wake = null;
-    w?.();
-  });
-  const r = await timed(
-    () =>
+/** Raw `ws` 100-byte message ping-pong with the child's echo, one connection per loop in flight. */
+export async function rawWsPingPong(url: string, seconds: number, concurrency = 1): Promise<Rate> {
+  const sockets = await Promise.all(Array.from({ length: concurrency }, () => openWs(url)));
+  const pingers = sockets.map((ws) => {
+    let wake: (() => void) | null = null;
+    ws.on("message", () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    });
+    return () =>
       new Promise<void>((resolve) => {
         wake = resolve;
         ws.send(PING, { binary: true });
-      }),
-    seconds,
-  );
-  ws.terminate();
+      });
+  });
+  const r = await timed((loop) => pingers[loop]!(), seconds, concurrency);
+  for (const ws of sockets) ws.terminate();
   return r;
 }
 
-/** Raw download bandwidth from the child's TCP byte source; bytes/s. */
-export async function rawTcpDownload(where: TcpAddress, totalBytes: number, repeats = 3): Promise<number> {
+/** Best of `repeats` timed downloads of `totalBytes` after a warm-up one; bytes/s. */
+async function bestDownload(download: (bytes: number) => Promise<number>, totalBytes: number, repeats: number) {
+  await download(WARMUP_BYTES); // as the stream figures, which warm up first
+  let rate = 0;
+  for (let k = 0; k < repeats; k++) rate = Math.max(rate, await download(totalBytes));
+  return rate;
+}
+
+/** Raw download bandwidth from the child's TCP or Unix-socket byte source; bytes/s. */
+export async function rawSocketDownload(
+  where: TcpAddress | UnixAddress,
+  totalBytes: number,
+  repeats = 3,
+): Promise<number> {
   const socket = await connected(where);
   const download = async (bytes: number): Promise<number> => {
     const ask = Buffer.alloc(8);
@@ -269,11 +297,11 @@ export async function rawTcpDownload(where: TcpAddress, totalBytes: number, repe
     });
     return bytes / ((performance.now() - t0) / 1000);
   };
-  await download(WARMUP_BYTES); // as the producer figure, which warms up with one batch first
-  let rate = 0;
-  for (let k = 0; k < repeats; k++) rate = Math.max(rate, await download(totalBytes));
-  socket.destroy();
-  return rate;
+  try {
+    return await bestDownload(download, totalBytes, repeats);
+  } finally {
+    socket.destroy();
+  }
 }
 
 /** Raw download bandwidth from the child's `ws` byte source (1 MiB messages); bytes/s. */
@@ -296,96 +324,127 @@ export async function rawWsDownload(url: string, totalBytes: number, repeats = 3
     });
     return bytes / ((performance.now() - t0) / 1000);
   };
-  await download(WARMUP_BYTES);
-  let rate = 0;
-  for (let k = 0; k < repeats; k++) rate = Math.max(rate, await download(totalBytes));
-  ws.terminate();
-  return rate;
+  try {
+    return await bestDownload(download, totalBytes, repeats);
+  } finally {
+    ws.terminate();
+  }
+}
+
+/** Raw `node:http` download bandwidth: GET bodies of the asked size (1 MiB writes); bytes/s. */
+export async function rawHttpDownload(url: string, totalBytes: number, repeats = 3): Promise<number> {
+  const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+  const u = new URL(url);
+  const download = (bytes: number) =>
+    new Promise<number>((resolve, reject) => {
+      const t0 = performance.now();
+      const req = httpRequest({ agent, host: u.hostname, port: u.port, path: `/bytes/${bytes}` }, (res) => {
+        let got = 0;
+        res.on("data", (d: Buffer) => {
+          got += d.length;
+        });
+        res.on("end", () => {
+          if (got !== bytes) reject(new Error(`raw HTTP download got ${got} of ${bytes} bytes`));
+          else resolve(bytes / ((performance.now() - t0) / 1000));
+        });
+      });
+      req.on("error", reject);
+      req.end();
+    });
+  try {
+    return await bestDownload(download, totalBytes, repeats);
+  } finally {
+    agent.destroy();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // quiver
 
-/** Sequential (or `concurrency` in flight) no-op calls through the typed proxy. */
-export async function quiverUnary(
-  transport: "tcp" | "unix" | "http" | "ws",
-  ready: Ready,
-  seconds: number,
-  concurrency = 1,
-): Promise<Rate> {
-  let channel: RpcClient | ReturnType<typeof connectHttp>;
-  if (transport === "tcp") channel = await connectTcp(ready.tcp!.host, ready.tcp!.port);
-  else if (transport === "unix") channel = await connectUnix(ready.unix!.path);
-  else if (transport === "http") channel = connectHttp(ready.http!);
-  else channel = new RpcClient(await connectWebSocket(ready.ws!, { implementation: "ws" }));
-  const bench = proxy(channel, Bench);
-  try {
-    return await timed(() => bench.noop(), seconds, concurrency);
-  } finally {
-    await channel.close();
-  }
+export type NetTransport = "tcp" | "unix" | "http" | "ws";
+
+/** A client: calls, and a close that ends its connection. */
+export type Channel = CallChannel & { close(): Promise<void> };
+
+/** A quiver client of the child server over `transport`. */
+export async function quiverChannel(transport: NetTransport, ready: Ready): Promise<Channel> {
+  if (transport === "tcp") return connectTcp(ready.tcp!.host, ready.tcp!.port);
+  if (transport === "unix") return connectUnix(ready.unix!.path);
+  if (transport === "http") return connectHttp(ready.http!);
+  return new RpcClient(await connectWebSocket(ready.ws!, { implementation: "ws" }));
 }
 
-/** Counts the bytes a client transport receives. */
-function counting(t: ClientTransport, counter: { bytes: number }): ClientTransport {
-  const input: AsyncIterable<Uint8Array> = {
-    [Symbol.asyncIterator]() {
-      const it = t.input[Symbol.asyncIterator]();
-      return {
-        async next() {
-          const r = await it.next();
-          if (r.done !== true) counter.bytes += r.value.byteLength;
-          return r;
-        },
-        async return(value?: unknown) {
-          return (await it.return?.(value)) ?? { done: true, value: undefined };
-        },
-      };
-    },
-  };
-  return { name: t.name ?? "counted", input, write: (c) => t.write(c), close: () => t.close() };
-}
-
-export interface Throughput {
-  readonly bytesPerSec: number;
-  readonly rowsPerSec: number;
+export interface UnaryRates {
+  readonly noop: Rate;
+  readonly three: Rate;
 }
 
 /**
- * Producer of `batches` batches of `rows` rows, read batch by batch (no per-row decoding); the
- * best of `repeats` streams (the raw baselines are the best of as many downloads).
+ * Sequential no-op and 3-field calls through the typed proxy, `concurrency` in flight: over HTTP
+ * on one client (its agent pools connections), elsewhere one connection per call in flight (a
+ * session connection runs one call at a time). `keepOpen` leaves the channels open.
  */
-export async function quiverProducer(
-  transport: "tcp" | "ws",
-  ready: Ready,
-  batches: number,
-  rows: number,
-  repeats = 3,
-): Promise<Throughput> {
-  const counter = { bytes: 0 };
-  let inner: ClientTransport;
-  if (transport === "tcp") inner = socketTransport(await connected(ready.tcp!), "tcp");
-  else inner = await connectWebSocket(ready.ws!, { implementation: "ws" });
-  const client = new RpcClient(counting(inner, counter));
-  const bench = proxy(client, Bench);
-  const run = async (n: number) => {
-    const stream = await bench.rows({ batches: BigInt(n), rows: BigInt(rows) });
-    let got = 0;
-    for await (const b of stream.batches()) got += b.numRows;
-    return got;
-  };
+export async function quiverUnary(
+  open: () => Promise<Channel>,
+  seconds: number,
+  concurrency = 1,
+  shared = false,
+  keepOpen = false,
+): Promise<UnaryRates> {
+  const channels: Channel[] = [];
+  for (let k = 0; k < (shared ? 1 : concurrency); k++) channels.push(await open());
+  const proxies = channels.map((c) => proxy(c, Bench));
+  const at = (loop: number) => proxies[shared ? 0 : loop]!;
   try {
-    await run(1); // warm up: the server builds its batch once
-    let best: Throughput = { bytesPerSec: 0, rowsPerSec: 0 };
-    for (let k = 0; k < repeats; k++) {
-      counter.bytes = 0;
-      const t0 = performance.now();
-      const got = await run(batches);
-      const secs = (performance.now() - t0) / 1000;
-      if (counter.bytes / secs > best.bytesPerSec) best = { bytesPerSec: counter.bytes / secs, rowsPerSec: got / secs };
-    }
-    return best;
+    const noop = await timed((loop) => at(loop).noop(), seconds, concurrency);
+    const three = await timed((loop) => at(loop).three({ i: 7n, f: 0.5, s: "row-7" }), seconds, concurrency);
+    return { noop, three };
   } finally {
-    await client.close();
+    if (!keepOpen) for (const c of channels) await c.close();
   }
+}
+
+/** Rows per second of each stream figure, keyed `producer N` and `exchange N` (N rows a batch). */
+export type StreamRates = Map<string, number>;
+
+/**
+ * Producer and exchange throughput at each batch size, reading batch by batch (no per-row
+ * decoding). Producer: streams of growing length (until one takes 50 ms) for `seconds`; exchange:
+ * one stream echoing the same prebuilt batch for `seconds`. Each figure warms up first.
+ */
+export async function quiverStreams(
+  channel: CallChannel,
+  sizes: readonly number[],
+  seconds: number,
+): Promise<StreamRates> {
+  const bench = proxy(channel, Bench);
+  const out: StreamRates = new Map();
+  for (const n of sizes) {
+    const drain = async (batches: number) => {
+      const stream = await bench.rows({ batches: BigInt(batches), rows: BigInt(n) });
+      let got = 0;
+      for await (const b of stream.batches()) got += b.numRows;
+      return got;
+    };
+    await drain(1);
+    let k = 1;
+    let got = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < seconds * 1000) {
+      const s0 = performance.now();
+      got += await drain(k);
+      if (performance.now() - s0 < 50) k *= 2;
+    }
+    out.set(`producer ${n}`, got / ((performance.now() - t0) / 1000));
+
+    const batch = benchBatch(n);
+    const session = await bench.echo({});
+    await session.exchangeBatch(batch);
+    let echoed = 0;
+    const e0 = performance.now();
+    while (performance.now() - e0 < seconds * 1000) echoed += (await session.exchangeBatch(batch)).numRows;
+    out.set(`exchange ${n}`, echoed / ((performance.now() - e0) / 1000));
+    await session.close();
+  }
+  return out;
 }

@@ -1,59 +1,83 @@
 /**
- * `npm run bench`: throughput and latency figures, each next to a baseline measured in the same
- * run (absolute times drift 1.5-2x between runs on shared machines; ratios do not).
+ * `npm run bench`: throughput and latency figures, each next to a baseline or peer measured in the
+ * same run (absolute times drift 1.5-2x between runs on shared machines; ratios do not).
  *
- *   node --import tsx bench/run.ts [--full] [--json FILE]
+ *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,unary,streams,shm,peers]
  *
- * Figures (each server but the in-process one runs in a child, bounded by CHILD_TIMEOUT_MS):
- * - unary no-op calls/s in process, with the per-call hook feeding an access log and OTel spans,
- *   as a ratio to the same server with no observers (the cost of accounting and tracing);
- * - unary no-op calls/s and p50/p99 latency over the stdio pipe, TCP, a Unix socket and
- *   WebSocket, each against raw 100-byte ping-pong over the same transport (node:net echo, ws
- *   echo), and over HTTP at 1 and 16 calls in flight against `node:http` tiny POSTs with a
- *   keep-alive agent at the same concurrency (bench/net.ts, bench/servers.ts);
- * - producer throughput (rows/s, GB/s) for 1 M-row batches (int64, float64, utf8) over stdio, TCP
- *   and WebSocket, against raw bytes through the same transport, with the server child's peak
- *   RSS against the raw byte source's.
+ * Figures, per transport (stdio pipe, Unix socket, TCP, HTTP, WebSocket; shared memory when
+ * bench/shm.ts exists). Every server but the in-process one runs in a child, bounded by
+ * CHILD_TIMEOUT_MS, so client and server each have a core as in the raw baselines:
+ * - unary calls/s and p50/p99 latency for a no-op call and a 3-field call (int64, float64, utf8
+ *   in, the string back), against raw 100-byte ping-pong over the same transport (node:net echo,
+ *   ws echo, the echo child on stdio) and `node:http` tiny POSTs with a keep-alive agent; HTTP and
+ *   WebSocket at 1 and 16 calls in flight (16 WebSocket connections, one HTTP client's pool);
+ * - producer and exchange throughput (rows/s, GB/s) with batches of 1, 10 k and 1 M rows of the
+ *   same three columns, against raw one-way bandwidth over the same transport, and the server's
+ *   peak RSS against the raw byte source's;
+ * - the cost of the per-call hook (access log and OTel spans) in process;
+ * - the Python reference (vgi-rpc 0.52.2, its server and client) and the npm peer
+ *   (`@query-farm/vgi-rpc` 0.25.4, its server and client) on the same calls over a pipe and
+ *   HTTP, printed as quiver / peer (bench/peers/).
  *
- * Every run writes bench/results/report.md (a markdown table, Node version, CPU, date);
- * `--json FILE` also writes the figures as `{figure, transport, value, unit, limit, ratio}`.
+ * Every run writes bench/results/report.md (a markdown table, Node version, CPU, date) and
+ * bench/results/chart.svg (every ratio on a log axis); `--json FILE` also writes the figures as
+ * `[{figure, transport, value, unit, limit, ratio}]`.
  */
 import { spawn } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { trace } from "@opentelemetry/api";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { EMPTY_SCHEMA, emptyBatch } from "../src/protocol/batch.js";
-import { t } from "../src/protocol/types.js";
 import { createAccessLog } from "../src/server/access-log.js";
 import { memoryPipe } from "../src/transports/memory/index.js";
+import { connectSubprocess } from "../src/transports/stdio/client.js";
 import { MessageFramer } from "../src/wire/framer.js";
-import { concatBytes, encodeStream, IpcStreamDecoder } from "../src/wire/ipc.js";
+import { concatBytes, IpcStreamEncoder } from "../src/wire/ipc.js";
 import { requestBytes } from "../test/helpers/raw-peer.js";
 import {
-  quiverProducer,
+  type Channel,
+  type NetTransport,
+  quiverChannel,
+  quiverStreams,
   quiverUnary,
   type Rate,
   type Ready,
+  rawHttpDownload,
   rawHttpPosts,
+  rawSocketDownload,
   rawSocketPingPong,
-  rawTcpDownload,
   rawWsDownload,
   rawWsPingPong,
+  type StreamRates,
   spawnServer,
-  type Throughput,
   timed,
+  type UnaryRates,
 } from "./net.js";
-import { benchServer } from "./service.js";
+import { npmPeerFigures } from "./peers/npm.js";
+import { writeChart } from "./report.js";
+import { benchBatch, benchServer, Row } from "./service.js";
+import { runShmBench } from "./shm.js";
 
-const { values: args } = parseArgs({ options: { full: { type: "boolean" }, json: { type: "string" } } });
+const { values: args } = parseArgs({
+  options: { full: { type: "boolean" }, json: { type: "string" }, only: { type: "string" } },
+});
+/** `--only hook,unary,streams,shm,peers`: run only these sections (peers reuse nothing when alone). */
+const ONLY = args.only === undefined ? null : new Set(args.only.split(","));
+const runs = (section: string) => ONLY === null || ONLY.has(section);
 const FULL = args.full ?? false;
 /** Every child process is killed after this long, whatever happens (the run stays bounded). */
 const CHILD_TIMEOUT_MS = (FULL ? 600 : 240) * 1000;
+/** Seconds per unary figure, and per stream figure (each batch size, producer and exchange). */
+const SECS = FULL ? 5 : 1.2;
+const STREAM_SECS = FULL ? 2 : 0.5;
+/** Rows per batch of the stream figures. */
+const SIZES = [1, 10_000, 1_000_000] as const;
+/** Bytes per timed raw download (best of three after a warm-up). */
+const RAW_BYTES = FULL ? 1 << 30 : 256 << 20;
 
-interface Figure {
+export interface Figure {
   readonly figure: string;
   readonly transport: string;
   readonly value: number;
@@ -65,11 +89,15 @@ const figures: Figure[] = [];
 function report(f: Figure): void {
   figures.push(f);
   process.stdout.write(
-    `${f.figure.padEnd(44)} ${f.transport.padEnd(7)} ${f.value.toFixed(f.value < 10 ? 3 : 0).padStart(12)} ${f.unit.padEnd(8)} ratio ${f.ratio.toFixed(2)} vs ${f.limit}\n`,
+    `${f.figure.padEnd(52)} ${f.transport.padEnd(7)} ${f.value.toFixed(f.value < 10 ? 3 : 0).padStart(12)} ${f.unit.padEnd(8)} ratio ${f.ratio.toFixed(3)} vs ${f.limit}\n`,
   );
 }
 
+// ---------------------------------------------------------------------------------------------
+// In process: the cost of the per-call hook
+
 const NOOP = concatBytes(requestBytes("noop", {}, {}, {}, "bench.Bench.v1", null));
+const THREE = concatBytes(requestBytes("three", Row, { i: [7n], f: [0.5], s: ["row-7"] }, {}, "bench.Bench.v1", null));
 
 /** Sequential no-op calls over an in-process pipe; returns calls/s. */
 async function inProcessUnary(observed: boolean, seconds: number): Promise<number> {
@@ -101,19 +129,32 @@ async function inProcessUnary(observed: boolean, seconds: number): Promise<numbe
   return rate;
 }
 
-function spawnWorker(file: string, extra: string[] = []) {
-  return spawn(process.execPath, ["--import", "tsx", file, ...extra], {
+// ---------------------------------------------------------------------------------------------
+// The stdio pipe
+
+/** Peak resident set size of a live child (Linux `VmHWM`), in bytes; null elsewhere. */
+function peakRss(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+function nodeChild(script: string) {
+  const child = spawn(process.execPath, ["-e", script], {
     stdio: ["pipe", "pipe", "inherit"],
     timeout: CHILD_TIMEOUT_MS,
   });
+  child.stdin.on("error", () => {});
+  return child;
 }
 
 /** Raw 100-byte ping-pong with an echo child over Node-spawned stdio. */
-async function rawPingPong(seconds: number): Promise<Rate> {
-  const child = spawn(process.execPath, ["-e", "process.stdin.on('data', (d) => process.stdout.write(d))"], {
-    stdio: ["pipe", "pipe", "inherit"],
-    timeout: CHILD_TIMEOUT_MS,
-  });
+async function rawPipePingPong(seconds: number): Promise<Rate> {
+  const child = nodeChild("process.stdin.on('data', (d) => process.stdout.write(d))");
   const msg = Buffer.alloc(100, 7);
   const it = child.stdout[Symbol.asyncIterator]();
   const r = await timed(async () => {
@@ -125,138 +166,157 @@ async function rawPingPong(seconds: number): Promise<Rate> {
   return r;
 }
 
+/**
+ * Raw download bandwidth from a child writing to its stdout (as a worker answers), best of three
+ * after a warm-up; bytes/s, and the child's peak RSS.
+ */
+async function rawPipeDownload(totalBytes: number): Promise<{ rate: number; rss: number | null }> {
+  const child = nodeChild(
+    `const c=Buffer.alloc(1<<20,1);let a=Buffer.alloc(0);process.stdin.on('data',(d)=>{a=Buffer.concat([a,d]);while(a.length>=8){let n=Number(a.readBigUInt64LE(0));a=a.subarray(8);const pump=()=>{while(n>0){const k=Math.min(n,c.length);n-=k;if(!process.stdout.write(k===c.length?c:c.subarray(0,k))){process.stdout.once('drain',pump);return}}};pump()}})`,
+  );
+  const download = async (bytes: number) => {
+    const ask = Buffer.alloc(8);
+    ask.writeBigUInt64LE(BigInt(bytes));
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      let got = 0;
+      const onData = (d: Buffer) => {
+        got += d.length;
+        if (got < bytes) return;
+        child.stdout.off("data", onData);
+        resolve();
+      };
+      child.stdout.on("data", onData);
+      child.stdin.write(ask);
+    });
+    return bytes / ((performance.now() - t0) / 1000);
+  };
+  await download(64 << 20);
+  let rate = 0;
+  for (let k = 0; k < 3; k++) rate = Math.max(rate, await download(totalBytes));
+  const rss = peakRss(child.pid);
+  child.kill();
+  return { rate, rss };
+}
+
 const WORKER = new URL("./worker.ts", import.meta.url).pathname;
 
-/** Sequential no-op calls to a stdio worker. */
-async function stdioUnary(seconds: number): Promise<Rate> {
-  const child = spawnWorker(WORKER);
-  const framer = new MessageFramer(child.stdout[Symbol.asyncIterator]());
-  const r = await timed(async () => {
-    child.stdin.write(NOOP);
-    for (;;) if ((await framer.next()) === "eos") break;
-  }, seconds);
-  child.kill();
-  return r;
+/** A quiver client on a fresh stdio worker. */
+async function pipeChannel(): Promise<Channel & { readonly pid: number | undefined }> {
+  const client = await connectSubprocess(process.execPath, ["--import", "tsx", WORKER], {
+    spawnTimeoutMs: 30_000,
+  });
+  const timer = setTimeout(() => client.process.kill("SIGKILL"), CHILD_TIMEOUT_MS);
+  client.process.once("exit", () => clearTimeout(timer));
+  return Object.assign(client, { pid: client.process.pid });
 }
 
-/** Producer of `batches` batches of `rows` rows over a stdio worker; returns bytes/s and rows/s. */
-async function stdioProducer(batches: number, rows: number): Promise<{ bytesPerSec: number; rowsPerSec: number }> {
-  const child = spawnWorker(WORKER);
-  const framer = new MessageFramer(child.stdout[Symbol.asyncIterator]());
-  const run = async (n: number) => {
-    child.stdin.write(
-      concatBytes(
-        requestBytes(
-          "rows",
-          { batches: t.int64(), rows: t.int64() },
-          { batches: [BigInt(n)], rows: [BigInt(rows)] },
-          {},
-          "bench.Bench.v1",
-          null,
-        ),
-      ),
-    );
-    const tick = emptyBatch(EMPTY_SCHEMA);
-    child.stdin.write(
-      concatBytes(
-        encodeStream(
-          EMPTY_SCHEMA,
-          Array.from({ length: n + 1 }, () => tick),
-        ),
-      ),
-    );
-    const decoder = new IpcStreamDecoder();
-    let bytes = 0;
-    let got = 0;
-    for (;;) {
-      const f = await framer.next();
-      if (f === "eos" || f === "end") break;
-      bytes += f.wireBytes;
-      const b = decoder.accept(f);
-      if (b !== null && "numRows" in b) got += b.numRows;
-    }
-    return { bytes, got };
-  };
-  await run(1); // warm up: builds the batch once
-  const t0 = performance.now();
-  const { bytes, got } = await run(batches);
-  const secs = (performance.now() - t0) / 1000;
-  child.kill();
-  return { bytesPerSec: bytes / secs, rowsPerSec: got / secs };
-}
-
-/** Raw bytes through Node-spawned stdio into a draining child; bytes/s. */
-async function rawPipeBandwidth(totalBytes: number): Promise<number> {
-  const child = spawn(
-    process.execPath,
-    ["-e", `let n=0;process.stdin.on('data',(d)=>{n+=d.length;if(n>=${totalBytes})process.stdout.write('x')})`],
-    { stdio: ["pipe", "pipe", "inherit"], timeout: CHILD_TIMEOUT_MS },
-  );
-  const chunk = Buffer.alloc(1 << 20, 1);
-  const t0 = performance.now();
-  for (let sent = 0; sent < totalBytes; sent += chunk.length) {
-    if (!child.stdin.write(chunk)) await new Promise((r) => child.stdin.once("drain", r));
-  }
-  await new Promise((r) => child.stdout.once("data", r));
-  const secs = (performance.now() - t0) / 1000;
-  child.kill();
-  return totalBytes / secs;
-}
+// ---------------------------------------------------------------------------------------------
+// Reporting helpers
 
 /** Latency figures of a unary run, next to the same percentiles of its baseline (lower is better). */
 function reportLatency(figure: string, transport: string, r: Rate, base: Rate, limit: string): void {
-  report({
-    figure: `${figure} p50`,
-    transport,
-    value: r.p50,
-    unit: "us",
-    limit: `${limit} p50`,
-    ratio: r.p50 / base.p50,
-  });
-  report({
-    figure: `${figure} p99`,
-    transport,
-    value: r.p99,
-    unit: "us",
-    limit: `${limit} p99`,
-    ratio: r.p99 / base.p99,
-  });
+  for (const q of ["p50", "p99"] as const) {
+    report({
+      figure: `${figure} ${q}`,
+      transport,
+      value: r[q],
+      unit: "us",
+      limit: `${limit} ${q}`,
+      ratio: r[q] / base[q],
+    });
+  }
 }
 
-function reportUnary(figure: string, transport: string, r: Rate, base: Rate, limit: string): void {
-  report({ figure, transport, value: r.rate, unit: "calls/s", limit, ratio: r.rate / base.rate });
-  reportLatency(figure.replace(/ calls\/s.*$/, ""), transport, r, base, limit);
+/** Both unary calls of one transport against one raw baseline. */
+function reportUnary(transport: string, q: UnaryRates, base: Rate, limit: string, suffix = ""): void {
+  for (const [call, r] of [
+    ["no-op", q.noop],
+    ["3-field", q.three],
+  ] as const) {
+    const figure = `unary ${call} calls/s${suffix}`;
+    report({ figure, transport, value: r.rate, unit: "calls/s", limit, ratio: r.rate / base.rate });
+    reportLatency(`unary ${call} latency${suffix}`, transport, r, base, limit);
+  }
 }
 
-function reportProducer(transport: string, prod: Throughput, rawBw: number, limit: string): void {
-  report({
-    figure: "producer 1M-row batches, GB/s",
-    transport,
-    value: prod.bytesPerSec / 1e9,
-    unit: "GB/s",
-    limit,
-    ratio: prod.bytesPerSec / rawBw,
-  });
-  report({
-    figure: "producer 1M-row batches, rows/s",
-    transport,
-    value: prod.rowsPerSec,
-    unit: "rows/s",
-    limit,
-    ratio: prod.bytesPerSec / rawBw,
-  });
+/** Encoded bytes of one bench batch of `n` rows (IPC record-batch message, no schema). */
+const batchBytes = new Map<number, number>();
+function bytesPerBatch(n: number): number {
+  let b = batchBytes.get(n);
+  if (b === undefined) {
+    const batch = benchBatch(n);
+    const enc = new IpcStreamEncoder(batch.schema);
+    enc.begin();
+    b = concatBytes(enc.batch(batch)).byteLength;
+    batchBytes.set(n, b);
+  }
+  return b;
+}
+
+const sizeName = (n: number) =>
+  n === 1 ? "1-row" : n === 10_000 ? "10k-row" : n === 1_000_000 ? "1M-row" : `${n}-row`;
+
+/** rows/s and GB/s of every stream figure of one transport against its raw one-way bandwidth. */
+function reportStreams(transport: string, rates: StreamRates, rawBw: number, limit: string): void {
+  for (const kind of ["producer", "exchange"] as const) {
+    for (const n of SIZES) {
+      const rows = rates.get(`${kind} ${n}`);
+      if (rows === undefined) continue;
+      const bytes = (rows / n) * bytesPerBatch(n);
+      const what = `${kind} ${sizeName(n)} batches`;
+      report({ figure: `${what}, GB/s`, transport, value: bytes / 1e9, unit: "GB/s", limit, ratio: bytes / rawBw });
+      report({ figure: `${what}, rows/s`, transport, value: rows, unit: "rows/s", limit, ratio: bytes / rawBw });
+    }
+  }
 }
 
 function reportRss(transport: string, rss: number | null, rawRss: number | null): void {
   if (rss === null || rawRss === null) return;
   report({
-    figure: "producer server peak RSS",
+    figure: "stream server peak RSS",
     transport,
     value: rss / 2 ** 20,
     unit: "MiB",
     limit: "raw byte-source server peak RSS",
     ratio: rss / rawRss,
   });
+}
+
+/** A peer's own figures, each as quiver / peer on the same call and transport. */
+function reportPeer(
+  peer: string,
+  transport: string,
+  unary: { noop: { rate: number }; three: { rate: number } },
+  streams: ReadonlyMap<string, number>,
+  ours: { unary: UnaryRates; streams: StreamRates },
+): void {
+  for (const [call, theirs, mine] of [
+    ["no-op", unary.noop, ours.unary.noop],
+    ["3-field", unary.three, ours.unary.three],
+  ] as const) {
+    report({
+      figure: `unary ${call} calls/s`,
+      transport,
+      value: mine.rate,
+      unit: "calls/s",
+      limit: `${peer} (${theirs.rate.toFixed(0)} calls/s)`,
+      ratio: mine.rate / theirs.rate,
+    });
+  }
+  for (const [key, theirs] of streams) {
+    const mine = ours.streams.get(key);
+    if (mine === undefined) continue;
+    const [kind, n] = key.split(" ");
+    report({
+      figure: `${kind} ${sizeName(Number(n))} batches, rows/s`,
+      transport,
+      value: mine,
+      unit: "rows/s",
+      limit: `${peer} (${theirs.toPrecision(3)} rows/s)`,
+      ratio: mine / theirs,
+    });
+  }
 }
 
 /** Runs `fn` with a child server, stopping the child whatever happens; returns the result and its peak RSS. */
@@ -275,6 +335,128 @@ async function withServer<T>(
   return { result, rss: await child.stop() };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Peers
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const PYTHON = join(ROOT, ".venv-conformance/bin/python");
+const PY_BENCH = new URL("./peers/reference.py", import.meta.url).pathname;
+
+interface PythonFigures {
+  readonly noop: Rate;
+  readonly three: Rate;
+  readonly streams: Map<string, number>;
+}
+
+/** Runs the reference's client (and server) from bench/peers/reference.py; null if not installed. */
+async function pythonFigures(args: readonly string[]): Promise<PythonFigures> {
+  const child = spawn(PYTHON, [PY_BENCH, "client", ...args], {
+    stdio: ["ignore", "pipe", "inherit"],
+    timeout: CHILD_TIMEOUT_MS,
+  });
+  let out = "";
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (d: string) => {
+    out += d;
+  });
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  if (code !== 0) throw new Error(`Python reference bench client exited with ${code}`);
+  const parsed = JSON.parse(out) as Record<string, Rate | number>;
+  const streams = new Map<string, number>();
+  for (const [k, v] of Object.entries(parsed)) if (typeof v === "number") streams.set(k, v);
+  return { noop: parsed.noop as Rate, three: parsed.three as Rate, streams };
+}
+
+/** The reference's HTTP server (waitress) in a child; resolves to its URL and a stopper. */
+async function pythonHttpServer(): Promise<{ url: string; stop(): Promise<void> }> {
+  const child = spawn(PYTHON, ["-W", "ignore", PY_BENCH, "serve-http"], {
+    stdio: ["ignore", "pipe", "inherit"],
+    timeout: CHILD_TIMEOUT_MS,
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let out = "";
+  const port = await new Promise<string>((resolve, reject) => {
+    child.stdout.setEncoding("utf8");
+    child.stdout.on("data", (d: string) => {
+      out += d;
+      const m = /PORT:(\d+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    void exited.then(() => reject(new Error("Python reference HTTP server exited before PORT")));
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+type Ours = Partial<Record<"pipe" | "http", { unary: UnaryRates; streams: StreamRates }>>;
+
+/** quiver's figures for the peer comparisons, measured here when their sections did not run. */
+async function oursFor(where: "pipe" | "http", ours: Ours): Promise<{ unary: UnaryRates; streams: StreamRates }> {
+  const have = ours[where];
+  if (have && have.streams.size > 0) return have;
+  const measure = async (channel: Channel) => {
+    try {
+      return {
+        unary: have?.unary ?? (await quiverUnary(async () => channel, SECS, 1, false, true)),
+        streams: await quiverStreams(channel, SIZES, STREAM_SECS),
+      };
+    } finally {
+      await channel.close();
+    }
+  };
+  if (where === "pipe") return measure(await pipeChannel());
+  return (await withServer("quiver-http", async (ready) => measure(await quiverChannel("http", ready)))).result;
+}
+
+async function peerFigures(ours: Ours): Promise<void> {
+  const mine = { pipe: await oursFor("pipe", ours), http: await oursFor("http", ours) };
+  if (existsSync(PYTHON)) {
+    const peer = "Python vgi-rpc 0.52.2";
+    try {
+      const py = await pythonFigures(["pipe", String(SECS), SIZES.join(",")]);
+      reportPeer(peer, "pipe", py, py.streams, mine.pipe);
+      const server = await pythonHttpServer();
+      try {
+        const pyHttp = await pythonFigures(["http", server.url, String(SECS), SIZES.join(",")]);
+        reportPeer(peer, "http", pyHttp, pyHttp.streams, mine.http);
+      } finally {
+        await server.stop();
+      }
+    } catch (err) {
+      process.stdout.write(`Python reference: failed (${(err as Error).message}), its figures are missing\n`);
+    }
+  } else {
+    process.stdout.write(`Python reference: ${PYTHON} not found (npm test creates it), skipped\n`);
+  }
+  const npmPeer = "npm @query-farm/vgi-rpc 0.25.4";
+  for (const where of ["pipe", "http"] as const) {
+    try {
+      const f = await npmPeerFigures(where, SECS, SIZES, (op, s) => timed(op, s), CHILD_TIMEOUT_MS);
+      reportPeer(npmPeer, where, f, f.streams, mine[where]);
+    } catch (err) {
+      process.stdout.write(`npm peer over ${where}: failed (${(err as Error).message}), its figures are missing\n`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared memory: a 64 MiB batch handed to a child through the segment vs the pipe (bench/shm.ts)
+
+async function shmFigures(): Promise<void> {
+  const got = await runShmBench({ iterations: FULL ? 20 : 5, childTimeoutMs: CHILD_TIMEOUT_MS });
+  for (const f of got) report(f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
 /** A markdown table with padded columns (as Biome formats it, so the report passes `biome check`). */
 function markdownTable(head: readonly string[], right: readonly boolean[], rows: readonly string[][]): string[] {
   const widths = head.map((h, c) => Math.max(3, h.length, ...rows.map((r) => r[c]!.length)));
@@ -286,7 +468,14 @@ function markdownTable(head: readonly string[], right: readonly boolean[], rows:
 
 const RESULTS = new URL("./results/", import.meta.url).pathname;
 
-function writeReport(header: { node: string; cpu: string; date: string; mode: string }): void {
+interface Header {
+  readonly node: string;
+  readonly cpu: string;
+  readonly date: string;
+  readonly mode: string;
+}
+
+function writeReport(header: Header, seconds: number): void {
   const fmt = (v: number) =>
     Number.isFinite(v) ? (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(3)) : "n/a";
   const lines = [
@@ -295,26 +484,34 @@ function writeReport(header: { node: string; cpu: string; date: string; mode: st
     `- Node: ${header.node}`,
     `- CPU: ${header.cpu}`,
     `- Date: ${header.date}`,
-    `- Mode: ${header.mode}`,
+    `- Mode: ${header.mode} (${seconds.toFixed(0)} s)`,
     "",
     "`ratio` is value / limit, both measured in this run. For rates and bandwidths higher is better;",
     "for latencies (`us`) and RSS lower is better, so there a ratio above 1 is the overhead over the baseline.",
+    "Rows whose limit names a peer are quiver / peer on the same call and transport (each side its own",
+    "server and client); the peer's own figure is in the limit column. GB/s counts the IPC bytes of the",
+    "record-batch messages; exchange moves them both ways but counts one way. Chart: [chart.svg](chart.svg).",
     "",
     ...markdownTable(
       ["figure", "transport", "value", "unit", "limit", "ratio"],
       [false, false, true, false, false, true],
-      figures.map((f) => [f.figure, f.transport, fmt(f.value), f.unit, f.limit, f.ratio.toFixed(2)]),
+      figures.map((f) => [f.figure, f.transport, fmt(f.value), f.unit, f.limit, f.ratio.toFixed(3)]),
     ),
     "",
   ];
   mkdirSync(RESULTS, { recursive: true });
   writeFileSync(join(RESULTS, "report.md"), lines.join("\n"));
+  writeFileSync(
+    join(RESULTS, "chart.svg"),
+    writeChart(figures, `quiver bench — ${header.node}, ${header.cpu}, ${header.date}`),
+  );
 }
+
+// ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   const started = performance.now();
-  const secs = FULL ? 5 : 1.5;
-  const header = {
+  const header: Header = {
     node: process.version,
     cpu: `${cpus()[0]?.model ?? "unknown"} x${cpus().length}`,
     date: new Date().toISOString(),
@@ -322,71 +519,132 @@ async function main(): Promise<void> {
   };
   process.stdout.write(`quiver bench — node ${header.node}, ${header.cpu}, ${header.date}\n\n`);
 
-  const plain = await inProcessUnary(false, secs);
-  const exporter = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-  trace.setGlobalTracerProvider(provider);
-  const observed = await inProcessUnary(true, secs);
-  trace.disable();
-  report({
-    figure: "unary no-op calls/s, access log + spans on",
-    transport: "memory",
-    value: observed,
-    unit: "calls/s",
-    limit: "same call, no observers",
-    ratio: observed / plain,
-  });
+  // In process: what the access log and spans cost per call.
+  if (runs("hook")) {
+    const plain = await inProcessUnary(false, SECS);
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    trace.setGlobalTracerProvider(provider);
+    const observed = await inProcessUnary(true, SECS);
+    trace.disable();
+    report({
+      figure: "unary no-op calls/s, access log + spans on",
+      transport: "memory",
+      value: observed,
+      unit: "calls/s",
+      limit: "same call, no observers",
+      ratio: observed / plain,
+    });
+  }
 
-  // Unary no-op: stdio pipe, then the network transports against the raw echo child.
-  const rawPipe = await rawPingPong(secs);
-  const pipeUnary = await stdioUnary(secs);
-  reportUnary("unary no-op calls/s", "pipe", pipeUnary, rawPipe, "raw 100 B ping-pong");
+  // quiver's own figures over a pipe and HTTP, for the peer comparisons (measured when skipped).
+  const ours: Partial<Record<"pipe" | "http", { unary: UnaryRates; streams: StreamRates }>> = {};
 
-  const raw = await withServer("raw", async (ready) => ({
-    tcp: await rawSocketPingPong(ready.tcp!, secs),
-    unix: await rawSocketPingPong(ready.unix!, secs),
-    http1: await rawHttpPosts(ready.http!, secs, 1),
-    http16: await rawHttpPosts(ready.http!, secs, 16),
-    ws: await rawWsPingPong(ready.ws!, secs),
-  }));
-  const q = await withServer("quiver", async (ready) => ({
-    tcp: await quiverUnary("tcp", ready, secs),
-    unix: await quiverUnary("unix", ready, secs),
-    http1: await quiverUnary("http", ready, secs, 1),
-    http16: await quiverUnary("http", ready, secs, 16),
-    ws: await quiverUnary("ws", ready, secs),
-  }));
-  reportUnary("unary no-op calls/s", "tcp", q.result.tcp, raw.result.tcp, "raw 100 B ping-pong");
-  reportUnary("unary no-op calls/s", "unix", q.result.unix, raw.result.unix, "raw 100 B ping-pong");
-  reportUnary("unary no-op calls/s, c=1", "http", q.result.http1, raw.result.http1, "node:http tiny POST c=1");
-  reportUnary("unary no-op calls/s, c=16", "http", q.result.http16, raw.result.http16, "node:http tiny POST c=16");
-  reportUnary("unary no-op calls/s", "ws", q.result.ws, raw.result.ws, "raw ws 100 B ping-pong");
+  // Unary calls: the raw echoes first, then quiver over each transport.
+  if (runs("unary")) {
+    const rawPipe = await rawPipePingPong(SECS);
+    const pipe = await pipeChannel();
+    let pipeUnary: UnaryRates;
+    try {
+      pipeUnary = await quiverUnary(async () => pipe, SECS);
+    } finally {
+      await pipe.close();
+    }
+    reportUnary("pipe", pipeUnary, rawPipe, "raw 100 B ping-pong");
+    ours.pipe = { unary: pipeUnary, streams: new Map() };
 
-  // Producer: 1 M-row batches (int64, float64, utf8), against raw bytes over the same transport.
-  const rows = 1_000_000;
-  const batches = FULL ? 20 : 5;
-  const rawBytes = FULL ? 2 << 30 : 512 << 20;
-  const prod = await stdioProducer(batches, rows);
-  const rawBw = await rawPipeBandwidth(rawBytes);
-  reportProducer("pipe", prod, rawBw, "raw pipe bandwidth");
+    const raw = await withServer("raw", async (ready) => ({
+      tcp: await rawSocketPingPong(ready.tcp!, SECS),
+      unix: await rawSocketPingPong(ready.unix!, SECS),
+      http1: await rawHttpPosts(ready.http!, SECS, 1),
+      http16: await rawHttpPosts(ready.http!, SECS, 16),
+      ws1: await rawWsPingPong(ready.ws!, SECS),
+      ws16: await rawWsPingPong(ready.ws!, SECS, 16),
+    }));
+    const q = await withServer("quiver", async (ready) => {
+      const open = (t: NetTransport) => () => quiverChannel(t, ready);
+      return {
+        tcp: await quiverUnary(open("tcp"), SECS),
+        unix: await quiverUnary(open("unix"), SECS),
+        http1: await quiverUnary(open("http"), SECS, 1, true),
+        http16: await quiverUnary(open("http"), SECS, 16, true),
+        ws1: await quiverUnary(open("ws"), SECS),
+        ws16: await quiverUnary(open("ws"), SECS, 16),
+        // The server behind the baseline's own client (node:http, pre-encoded requests).
+        http16Server: {
+          noop: await rawHttpPosts(ready.http!, SECS, 16, { path: "/bench.Bench.v1/noop", body: NOOP }),
+          three: await rawHttpPosts(ready.http!, SECS, 16, { path: "/bench.Bench.v1/three", body: THREE }),
+        },
+      };
+    });
+    const r = raw.result;
+    reportUnary("tcp", q.result.tcp, r.tcp, "raw 100 B ping-pong");
+    reportUnary("unix", q.result.unix, r.unix, "raw 100 B ping-pong");
+    reportUnary("http", q.result.http1, r.http1, "node:http tiny POST c=1", ", c=1");
+    reportUnary("http", q.result.http16, r.http16, "node:http tiny POST c=16", ", c=16");
+    reportUnary("http", q.result.http16Server, r.http16, "node:http tiny POST c=16", ", c=16, node:http client");
+    reportUnary("ws", q.result.ws1, r.ws1, "raw ws 100 B ping-pong", ", c=1");
+    reportUnary("ws", q.result.ws16, r.ws16, "raw ws 100 B ping-pong c=16", ", c=16");
+    ours.http = { unary: q.result.http1, streams: new Map() };
+  }
 
-  const rawTcp = await withServer("raw-tcp-source", (ready) => rawTcpDownload(ready.tcp!, rawBytes));
-  const qTcp = await withServer("quiver-tcp", (ready) => quiverProducer("tcp", ready, batches, rows));
-  reportProducer("tcp", qTcp.result, rawTcp.result, "raw TCP download bandwidth");
-  reportRss("tcp", qTcp.rss, rawTcp.rss);
+  // Streams: raw one-way bandwidth per transport, then quiver's producer and exchange on a fresh
+  // server per transport (so each peak RSS is that transport's).
+  if (runs("streams")) {
+    const rawPipeBw = await rawPipeDownload(RAW_BYTES);
+    const pipe = await pipeChannel();
+    let pipeStreams: StreamRates;
+    let pipeRss: number | null;
+    try {
+      pipeStreams = await quiverStreams(pipe, SIZES, STREAM_SECS);
+      pipeRss = peakRss(pipe.pid);
+    } finally {
+      await pipe.close();
+    }
+    reportStreams("pipe", pipeStreams, rawPipeBw.rate, "raw pipe bandwidth");
+    reportRss("pipe", pipeRss, rawPipeBw.rss);
+    if (ours.pipe) ours.pipe = { ...ours.pipe, streams: pipeStreams };
 
-  const rawWs = await withServer("raw-ws-source", (ready) => rawWsDownload(ready.ws!, rawBytes));
-  const qWs = await withServer("quiver-ws", (ready) => quiverProducer("ws", ready, batches, rows));
-  reportProducer("ws", qWs.result, rawWs.result, "raw ws download bandwidth (1 MiB messages)");
-  reportRss("ws", qWs.rss, rawWs.rss);
+    const rawBw = await withServer("raw-source", async (ready) => ({
+      tcp: await rawSocketDownload(ready.tcp!, RAW_BYTES),
+      unix: await rawSocketDownload(ready.unix!, RAW_BYTES),
+      http: await rawHttpDownload(ready.http!, RAW_BYTES),
+      ws: await rawWsDownload(ready.ws!, RAW_BYTES),
+    }));
+    for (const t of ["unix", "tcp", "http", "ws"] as const) {
+      const s = await withServer(`quiver-${t}`, async (ready) => {
+        const channel = await quiverChannel(t, ready);
+        try {
+          return await quiverStreams(channel, SIZES, STREAM_SECS);
+        } finally {
+          await channel.close();
+        }
+      });
+      if (t === "http" && ours.http) ours.http = { ...ours.http, streams: s.result };
+      const limit =
+        t === "ws"
+          ? "raw ws download bandwidth (1 MiB messages)"
+          : t === "http"
+            ? "raw node:http GET bandwidth"
+            : `raw ${t} download bandwidth`;
+      reportStreams(t, s.result, rawBw.result[t], limit);
+      reportRss(t, s.rss, rawBw.rss);
+    }
+  }
 
-  writeReport(header);
+  if (runs("shm")) await shmFigures();
+
+  // Peers on the same calls: the Python reference, then the npm peer, over a pipe and HTTP.
+  if (runs("peers")) await peerFigures(ours);
+
+  const seconds = (performance.now() - started) / 1000;
+  writeReport(header, seconds);
   if (args.json) {
-    mkdirSync(join(args.json, ".."), { recursive: true });
+    mkdirSync(dirname(args.json), { recursive: true });
     writeFileSync(args.json, `${JSON.stringify(figures, null, 2)}\n`);
   }
   process.stdout.write(
-    `\n${figures.length} figures in ${((performance.now() - started) / 1000).toFixed(0)} s; report: ${join(RESULTS, "report.md")}\n`,
+    `\n${figures.length} figures in ${seconds.toFixed(0)} s; report: ${join(RESULTS, "report.md")}\n`,
   );
 }
 

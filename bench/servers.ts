@@ -7,11 +7,13 @@
  *
  * KIND is one of:
  * - `quiver`: the bench service over TCP, a Unix socket, HTTP and WebSocket at once (unary figures);
- * - `quiver-tcp`, `quiver-ws`: the bench service on one transport (producer figures, with peak RSS);
+ * - `quiver-tcp`, `quiver-unix`, `quiver-http`, `quiver-ws`: the bench service on one transport
+ *   (stream figures, each with its own peak RSS);
  * - `raw`: the baselines with no Arrow and no RPC: a `node:net` echo on TCP and on a Unix socket,
  *   a `node:http` server answering tiny POSTs, a `ws` echo;
- * - `raw-tcp-source`, `raw-ws-source`: send as many bytes as the client asks for (8-byte
- *   little-endian count), in 1 MiB writes / messages, as fast as the transport takes them.
+ * - `raw-source`: byte sources on TCP, a Unix socket, `node:http` and `ws`: each sends as many
+ *   bytes as the client asks for (8-byte little-endian count; `GET /bytes/N` over HTTP), in 1 MiB
+ *   writes / messages, as fast as the transport takes them.
  */
 import { existsSync, unlinkSync } from "node:fs";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
@@ -119,30 +121,71 @@ function closeWss(wss: WebSocketServer): Promise<void> {
 
 const CHUNK = Buffer.alloc(1 << 20, 1);
 
-async function rawTcpSource(): Promise<void> {
-  const { server, sockets } = trackedNet((s) => {
-    let asked = Buffer.alloc(0);
-    s.on("data", (d: Buffer) => {
-      asked = Buffer.concat([asked, d]);
-      if (asked.length < 8) return;
-      let left = Number(asked.readBigUInt64LE(0));
-      asked = asked.subarray(8);
-      const pump = () => {
-        while (left > 0) {
-          const n = Math.min(left, CHUNK.length);
-          left -= n;
-          if (!s.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
-            s.once("drain", pump);
-            return;
-          }
+/** Sends as many bytes as each 8-byte little-endian request asks for, in 1 MiB writes. */
+function byteSource(s: Socket): void {
+  let asked = Buffer.alloc(0);
+  s.on("data", (d: Buffer) => {
+    asked = Buffer.concat([asked, d]);
+    if (asked.length < 8) return;
+    let left = Number(asked.readBigUInt64LE(0));
+    asked = asked.subarray(8);
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, CHUNK.length);
+        left -= n;
+        if (!s.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
+          s.once("drain", pump);
+          return;
         }
-      };
-      pump();
-    });
+      }
+    };
+    pump();
   });
-  await listenNet(server, { port: 0, host: "127.0.0.1" });
-  ready.tcp = { host: "127.0.0.1", port: portOf(server) };
-  closers.push(() => closeNet(server, sockets));
+}
+
+async function rawSocketSources(): Promise<void> {
+  for (const where of ["tcp", "unix"] as const) {
+    const { server, sockets } = trackedNet(byteSource);
+    if (where === "tcp") {
+      await listenNet(server, { port: 0, host: "127.0.0.1" });
+      ready.tcp = { host: "127.0.0.1", port: portOf(server) };
+    } else {
+      const path = unixPath("source");
+      await listenNet(server, { path });
+      ready.unix = { path };
+    }
+    closers.push(() => closeNet(server, sockets));
+  }
+}
+
+/** `GET /bytes/N` answers N bytes in 1 MiB writes (Content-Length set), as fast as the socket takes them. */
+async function rawHttpSource(): Promise<void> {
+  const http = createHttpServer((req, res) => {
+    let left = Number(/^\/bytes\/(\d+)$/.exec(req.url ?? "")?.[1] ?? "0");
+    res.writeHead(200, { "Content-Type": "application/octet-stream", "Content-Length": left });
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, CHUNK.length);
+        left -= n;
+        if (!res.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
+          res.once("drain", pump);
+          return;
+        }
+      }
+      res.end();
+    };
+    pump();
+  });
+  http.keepAliveTimeout = 30_000;
+  await listenNet(http, { port: 0, host: "127.0.0.1" });
+  ready.http = `http://127.0.0.1:${portOf(http)}`;
+  closers.push(
+    () =>
+      new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      }),
+  );
 }
 
 async function rawWsSource(): Promise<void> {
@@ -206,18 +249,17 @@ switch (kind) {
     await quiver(new Set(["tcp", "unix", "http", "ws"]));
     break;
   case "quiver-tcp":
-    await quiver(new Set(["tcp"]));
-    break;
+  case "quiver-unix":
+  case "quiver-http":
   case "quiver-ws":
-    await quiver(new Set(["ws"]));
+    await quiver(new Set([kind.slice("quiver-".length)]));
     break;
   case "raw":
     await rawEcho();
     break;
-  case "raw-tcp-source":
-    await rawTcpSource();
-    break;
-  case "raw-ws-source":
+  case "raw-source":
+    await rawSocketSources();
+    await rawHttpSource();
     await rawWsSource();
     break;
   default:

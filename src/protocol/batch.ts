@@ -1,16 +1,59 @@
 /**
  * Building and reading record batches from specs: rows ↔ Arrow, schemas from field specs.
  */
-import { type RecordBatch, Schema } from "apache-arrow";
+import { type Data, DataType, makeData, Precision, type RecordBatch, Schema } from "apache-arrow";
 import { batchFromData } from "../wire/batches.js";
 
 export { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 
 import { type FieldSpecs, fieldOf, type RowOf } from "./types.js";
 
-/** The Arrow schema for a record of specs, in declaration order. */
+/** Schemas by spec record: declared specs are long-lived, and callers treat schemas as immutable. */
+const schemas = new WeakMap<FieldSpecs, Schema>();
+
+/** The Arrow schema for a record of specs, in declaration order (one object per spec record). */
 export function schemaOf(fields: FieldSpecs): Schema {
-  return new Schema(Object.entries(fields).map(([name, spec]) => fieldOf(name, spec)));
+  let schema = schemas.get(fields);
+  if (schema === undefined) {
+    schema = new Schema(Object.entries(fields).map(([name, spec]) => fieldOf(name, spec)));
+    schemas.set(fields, schema);
+  }
+  return schema;
+}
+
+/**
+ * int64 and float64 columns with no nulls, written straight into their typed array: the same
+ * data and wire bytes as the codec's arrow-js builder, which costs more than the rest of a small
+ * call's batch (a builder, a validity tracker and buffer growth per column). Null when the values
+ * are not all of the exact JS type (the codec then handles them, nulls and errors included).
+ */
+function directColumn(type: DataType | undefined, values: readonly unknown[]): Data | null {
+  if (type === undefined) return null;
+  if (DataType.isInt(type) && type.bitWidth === 64 && type.isSigned) {
+    const out = new BigInt64Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (typeof v !== "bigint") return null;
+      out[i] = v;
+    }
+    return makeData({ type, length: values.length, nullCount: 0, data: out });
+  }
+  if (DataType.isFloat(type) && type.precision === Precision.DOUBLE) {
+    const out = new Float64Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (typeof v !== "number") return null;
+      out[i] = v;
+    }
+    return makeData({ type, length: values.length, nullCount: 0, data: out });
+  }
+  return null;
+}
+
+/** The Arrow type `schema` declares for column `index` when it is the spec named `name`. */
+function declaredType(schema: Schema, index: number, name: string): DataType | undefined {
+  const field = schema.fields[index];
+  return field !== undefined && field.name === name ? field.type : undefined;
 }
 
 /** Builds one batch from rows, column by column through each spec's codec. */
@@ -20,9 +63,10 @@ export function batchFromRows<F extends FieldSpecs>(
   metadata?: ReadonlyMap<string, string>,
   schema: Schema = schemaOf(fields),
 ): RecordBatch {
-  const children = Object.entries(fields).map(([name, spec]) =>
-    spec.codec.build(rows.map((r) => (r as Record<string, unknown>)[name])),
-  );
+  const children = Object.entries(fields).map(([name, spec], index) => {
+    const values = rows.map((r) => (r as Record<string, unknown>)[name]);
+    return directColumn(declaredType(schema, index, name), values) ?? spec.codec.build(values);
+  });
   return batchFromData(schema, children, rows.length, metadata);
 }
 
@@ -34,14 +78,14 @@ export function batchFromColumns<F extends FieldSpecs>(
   schema: Schema = schemaOf(fields),
 ): RecordBatch {
   let length = -1;
-  const children = Object.entries(fields).map(([name, spec]) => {
+  const children = Object.entries(fields).map(([name, spec], index) => {
     const values = (columns as Record<string, readonly unknown[]>)[name];
     if (values === undefined) throw new TypeError(`column '${name}' is missing`);
     if (length === -1) length = values.length;
     else if (values.length !== length) {
       throw new TypeError(`column '${name}' has ${values.length} values, expected ${length}`);
     }
-    return spec.codec.build(values);
+    return directColumn(declaredType(schema, index, name), values) ?? spec.codec.build(values);
   });
   return batchFromData(schema, children, Math.max(length, 0), metadata);
 }

@@ -8,6 +8,24 @@ function emptyData(type: DataType): Data {
   return makeBuilder({ type }).finish().flush();
 }
 
+/**
+ * `new RecordBatch(schema, data, metadata)` without the constructor's per-call rebuilding when
+ * every column already has the batch's length: arrow-js then copies the schema (`schema.assign`)
+ * and re-makes the struct data, to the same content, on every batch. The batch keeps `schema`
+ * itself, so it stays identical to the declared schema it was built or decoded on. Columns of
+ * another length go through the constructor (which pads them with nulls).
+ */
+export function recordBatch(schema: Schema, data: Data<Struct>, metadata?: Map<string, string>): RecordBatch {
+  const children = data.children;
+  let same = children.length === schema.fields.length;
+  for (let i = 0; same && i < children.length; i++) same = children[i]!.length === data.length;
+  if (!same) return new RecordBatch(schema, data, metadata);
+  // The constructor's own fields, in its order (schema, data, _metadata), so the shape matches.
+  const batch = Object.create(RecordBatch.prototype) as RecordBatch;
+  Object.assign(batch, { schema, data, _metadata: metadata ?? new Map<string, string>() });
+  return batch;
+}
+
 /** Assembles a batch from column data; `metadata` becomes the batch's IPC custom metadata. */
 export function batchFromData(
   schema: Schema,
@@ -16,7 +34,7 @@ export function batchFromData(
   metadata?: ReadonlyMap<string, string>,
 ): RecordBatch {
   const data = makeData({ type: new Struct(schema.fields), length, nullCount: 0, children: [...children] });
-  return new RecordBatch(schema, data, metadata ? new Map(metadata) : undefined);
+  return recordBatch(schema, data, metadata ? new Map(metadata) : undefined);
 }
 
 /** A zero-row batch of `schema` (log, error, pointer, tick and cancel batches). */
@@ -31,5 +49,5 @@ export function emptyBatch(schema: Schema, metadata?: ReadonlyMap<string, string
 
 /** The same batch carrying different custom metadata (no data is copied). */
 export function withMetadata(batch: RecordBatch, metadata: ReadonlyMap<string, string>): RecordBatch {
-  return new RecordBatch(batch.schema, batch.data, new Map(metadata));
+  return recordBatch(batch.schema, batch.data, new Map(metadata));
 }

@@ -3,8 +3,10 @@
  * from any `AsyncIterator<Uint8Array>` and never reads a byte past the message it returns, so
  * several IPC streams can follow each other on one connection.
  */
+import { MessageHeader } from "apache-arrow/fb/message-header";
+import type { Message } from "apache-arrow/ipc/metadata/message";
 import { frameworkError } from "../errors.js";
-import { decodeMessage, type Frame } from "./ipc.js";
+import { decodeMessage, decodeSchema, type Frame } from "./ipc.js";
 
 /** Limits applied while framing. */
 export interface FramerOptions {
@@ -17,10 +19,33 @@ export interface FramerOptions {
   readonly maxMetadataBytes?: number;
 }
 
+/** A schema message's schema (cached by its bytes), malformed ones mapped to a protocol error. */
+function decodeSchemaOrThrow(message: Message, metadata: Uint8Array) {
+  try {
+    return decodeSchema(message, metadata);
+  } catch (err) {
+    throw frameworkError("protocol_error", `malformed Arrow IPC message: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** What the next read found. */
 export type FrameResult = Frame | "eos" | "end";
 
 const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024 * 1024;
+
+/** Node's Buffer when present (the wire layer also runs in browsers). */
+const NodeBuffer = (globalThis as { Buffer?: { allocUnsafeSlow(n: number): Uint8Array } }).Buffer;
+
+/**
+ * `n` bytes the caller overwrites entirely, starting at offset 0 of their own ArrayBuffer (so
+ * 8-byte aligned). Under Node they are not zero-filled first: zeroing a large message's buffer
+ * would touch every page once more before the copy does.
+ */
+function uninitialised(n: number): Uint8Array {
+  if (NodeBuffer === undefined) return new Uint8Array(n);
+  const b = NodeBuffer.allocUnsafeSlow(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}
 
 export class MessageFramer {
   private chunks: Uint8Array[] = [];
@@ -73,16 +98,19 @@ export class MessageFramer {
       this.buffered -= n;
       return out;
     }
-    const out = new Uint8Array(n);
+    const out = uninitialised(n);
     let at = 0;
+    let used = 0;
     while (at < n) {
-      const c = this.chunks[0]!;
+      const c = this.chunks[used]!;
       const k = Math.min(c.byteLength, n - at);
-      out.set(c.subarray(0, k), at);
+      out.set(k === c.byteLength ? c : c.subarray(0, k), at);
       at += k;
-      if (k === c.byteLength) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
+      if (k === c.byteLength) used++;
+      else this.chunks[used] = c.subarray(k);
     }
+    // One splice, not a shift per chunk: a large message spans hundreds of 64 KiB reads.
+    if (used > 0) this.chunks.splice(0, used);
     this.buffered -= n;
     return out;
   }
@@ -107,22 +135,30 @@ export class MessageFramer {
     }
   }
 
+  /** The little-endian int32 at `offset` of the buffered bytes (no allocation when it sits in one chunk). */
   private peekInt32(offset: number): number {
-    const b = new Uint8Array(4);
-    let at = 0;
     let skip = offset;
     for (const c of this.chunks) {
       if (skip >= c.byteLength) {
         skip -= c.byteLength;
         continue;
       }
-      const k = Math.min(c.byteLength - skip, 4 - at);
-      b.set(c.subarray(skip, skip + k), at);
-      at += k;
+      if (c.byteLength - skip >= 4) return c[skip]! | (c[skip + 1]! << 8) | (c[skip + 2]! << 16) | (c[skip + 3]! << 24);
+      break;
+    }
+    let v = 0;
+    let at = 0;
+    skip = offset;
+    for (const c of this.chunks) {
+      if (skip >= c.byteLength) {
+        skip -= c.byteLength;
+        continue;
+      }
+      for (let k = skip; k < c.byteLength && at < 4; k++, at++) v |= c[k]! << (8 * at);
       skip = 0;
       if (at === 4) break;
     }
-    return new DataView(b.buffer).getInt32(0, true);
+    return v;
   }
 
   /**
@@ -153,7 +189,12 @@ export class MessageFramer {
       throw frameworkError("protocol_error", "byte stream ended inside an IPC message header");
     }
     this.take(prefix);
-    const message = decodeMessage(this.take(length));
+    const metadata = this.take(length);
+    const message = decodeMessage(metadata);
+    if (message.headerType === MessageHeader.Schema) {
+      const schema = decodeSchemaOrThrow(message, metadata);
+      if (message.bodyLength === 0) return { message, body: new Uint8Array(0), wireBytes: prefix + length, schema };
+    }
     const bodyLength = message.bodyLength;
     if (!Number.isSafeInteger(bodyLength) || bodyLength < 0) {
       throw frameworkError("protocol_error", `invalid IPC body length ${bodyLength}`);

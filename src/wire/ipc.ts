@@ -3,7 +3,7 @@
  * decoding message frames back into schemas and record batches. Several IPC streams travel back
  * to back on one connection, so decoding is message by message and stops exactly at each EOS.
  */
-import { type Data, makeData, RecordBatch, type Schema, Struct, Vector } from "apache-arrow";
+import { type Data, makeData, type RecordBatch, type Schema, Struct, Vector } from "apache-arrow";
 import { MessageHeader } from "apache-arrow/fb/message-header";
 import {
   BufferRegion,
@@ -15,6 +15,7 @@ import { compareTypes } from "apache-arrow/visitor/typecomparator";
 import { VectorAssembler } from "apache-arrow/visitor/vectorassembler";
 import { VectorLoader } from "apache-arrow/visitor/vectorloader";
 import { frameworkError } from "../errors.js";
+import { recordBatch } from "./batches.js";
 
 /** End-of-stream marker: continuation token then a zero length. */
 export const EOS: Uint8Array = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
@@ -109,6 +110,10 @@ export class IpcStreamEncoder {
       );
     }
     const out = this.begin();
+    if (batch.schema.fields.length === 0 && batch.metadata.size === 0) {
+      out.push(columnlessBatchMessage(batch.numRows));
+      return out;
+    }
     for (const [id, dictionary] of batch.dictionaries) {
       const chunk = dictionary?.data[0];
       if (chunk === undefined || this.written.get(id) === chunk) continue;
@@ -134,6 +139,23 @@ export class IpcStreamEncoder {
   end(): Uint8Array[] {
     return [...this.begin(), EOS];
   }
+}
+
+/** Encoded record-batch messages with no columns and no metadata, by row count (bounded). */
+const columnless = new Map<number, Uint8Array>();
+
+/**
+ * The message of a batch with no columns and no custom metadata: it depends on the row count
+ * alone, and such batches (void results, producer ticks) are written on every call or turn.
+ */
+function columnlessBatchMessage(numRows: number): Uint8Array {
+  let bytes = columnless.get(numRows);
+  if (bytes === undefined) {
+    const header = new RecordBatchHeader(numRows, [], [], null, []);
+    bytes = concatBytes(frameFlatbuffer(Message.encode(Message.from(header, 0))));
+    if (columnless.size < 64) columnless.set(numRows, bytes);
+  }
+  return bytes;
 }
 
 /** Same field count and, field by field, the same Arrow type (names and metadata may differ). */
@@ -173,6 +195,8 @@ export interface Frame {
   readonly body: Uint8Array;
   /** Bytes this frame occupied on the wire (prefix, metadata, padding and body). */
   readonly wireBytes: number;
+  /** A schema message's schema, decoded once per distinct message (see `decodeSchema`). */
+  readonly schema?: Schema;
 }
 
 /** Decodes a message's flatbuffer, mapping flatbuffer failures to a protocol error. */
@@ -184,6 +208,32 @@ export function decodeMessage(flatbuffer: Uint8Array): Message {
       cause: err,
     });
   }
+}
+
+/** Decoded schemas by their message bytes: calls repeat the same few schemas, and decoding one
+ * (fields, types, metadata maps) costs more than the rest of a small call's framing. */
+const decodedSchemas = new Map<string, Schema>();
+const MAX_DECODED_SCHEMAS = 256;
+/** Schema messages larger than this are decoded every time (rare, and the key would be large). */
+const MAX_CACHED_SCHEMA_BYTES = 16 * 1024;
+
+/**
+ * The schema of a schema message whose flatbuffer is `flatbuffer`. Equal messages share one
+ * Schema object, which callers treat as immutable (as arrow-js does).
+ */
+export function decodeSchema(message: Message, flatbuffer: Uint8Array): Schema {
+  if (flatbuffer.byteLength > MAX_CACHED_SCHEMA_BYTES) return message.header() as Schema;
+  let key = "";
+  for (let at = 0; at < flatbuffer.byteLength; at += 4096) {
+    key += String.fromCharCode.apply(null, flatbuffer.subarray(at, at + 4096) as unknown as number[]);
+  }
+  let schema = decodedSchemas.get(key);
+  if (schema === undefined) {
+    schema = message.header() as Schema;
+    if (decodedSchemas.size >= MAX_DECODED_SCHEMAS) decodedSchemas.clear();
+    decodedSchemas.set(key, schema);
+  }
+  return schema;
 }
 
 /**
@@ -207,7 +257,7 @@ export class IpcStreamDecoder {
     if (message.headerType === MessageHeader.Schema) {
       if (this.schemaValue !== null)
         throw frameworkError("protocol_error", "a second schema message in one IPC stream");
-      this.schemaValue = message.header() as Schema;
+      this.schemaValue = frame.schema ?? (message.header() as Schema);
       return this.schemaValue;
     }
     const schema = this.schemaValue;
@@ -224,7 +274,7 @@ export class IpcStreamDecoder {
         schema.fields.map((f) => f.type),
       );
       const data = makeData({ type: new Struct(schema.fields), length: header.length, nullCount: 0, children });
-      return new RecordBatch(schema, data, message.metadata);
+      return recordBatch(schema, data, message.metadata);
     }
     if (message.headerType === MessageHeader.DictionaryBatch) {
       const header = message.header() as DictionaryBatch;
