@@ -31,6 +31,26 @@ function decodeSchemaOrThrow(message: Message, metadata: Uint8Array) {
 /** What the next read found. */
 export type FrameResult = Frame | "eos" | "end";
 
+/**
+ * A byte source that can also put the next bytes where the caller wants them. The framer hands
+ * it a large message body's final buffer, so the bytes land there once (a socket reads straight
+ * into it) instead of arriving in pieces that are then copied together.
+ */
+export interface DirectByteSource extends AsyncIterator<Uint8Array> {
+  /**
+   * Fills `target` with the bytes that follow everything `next()` has returned. Resolves to
+   * `target.byteLength`, or to fewer bytes when the stream ends first; rejects as `next()` would.
+   */
+  readInto(target: Uint8Array): Promise<number>;
+}
+
+/** Bodies with at least this many bytes still to come are read with `readInto` when the source has it. */
+const DIRECT_READ_MIN = 64 * 1024;
+
+function isDirect(source: AsyncIterator<Uint8Array>): source is DirectByteSource {
+  return typeof (source as Partial<DirectByteSource>).readInto === "function";
+}
+
 const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024 * 1024;
 
 /** Node's Buffer when present (the wire layer also runs in browsers). */
@@ -112,6 +132,46 @@ export class MessageFramer {
     // One splice, not a shift per chunk: a large message spans hundreds of 64 KiB reads.
     if (used > 0) this.chunks.splice(0, used);
     this.buffered -= n;
+    return out;
+  }
+
+  /**
+   * A body of `n` bytes of which fewer are buffered: into its final buffer, the buffered bytes
+   * first, then the rest as it arrives (straight from the source when it can), so no piece waits
+   * in the queue for a copy at the end and the buffer is written while each piece is hot.
+   */
+  private async assemble(n: number): Promise<Uint8Array> {
+    const out = uninitialised(n);
+    let at = 0;
+    for (const c of this.chunks) {
+      out.set(c, at);
+      at += c.byteLength;
+    }
+    this.chunks = [];
+    this.buffered = 0;
+    const ended = () => frameworkError("protocol_error", "byte stream ended inside an IPC message body");
+    if (n - at >= DIRECT_READ_MIN && isDirect(this.source)) {
+      if ((await this.source.readInto(out.subarray(at))) < n - at) {
+        this.done = true;
+        throw ended();
+      }
+      return out;
+    }
+    while (at < n) {
+      const r = this.done ? null : await this.source.next();
+      if (r === null || r.done) {
+        this.done = true;
+        throw ended();
+      }
+      const c = r.value;
+      const k = Math.min(c.byteLength, n - at);
+      out.set(k === c.byteLength ? c : c.subarray(0, k), at);
+      at += k;
+      if (k < c.byteLength) {
+        this.chunks.push(c.subarray(k));
+        this.buffered = c.byteLength - k;
+      }
+    }
     return out;
   }
 
@@ -207,10 +267,10 @@ export class MessageFramer {
         `IPC message of ${bodyLength + length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`,
       );
     }
-    if (!(await this.fill(bodyLength))) {
-      throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
-    }
-    let body = bodyLength === 0 ? new Uint8Array(0) : this.take(bodyLength);
+    let body: Uint8Array;
+    if (bodyLength === 0) body = new Uint8Array(0);
+    else if (this.buffered >= bodyLength) body = this.take(bodyLength);
+    else body = await this.assemble(bodyLength);
     // Arrow buffers are read through typed arrays, which need 8-byte aligned views.
     // (Node Buffers' own slice() is a view, so copy through Uint8Array.)
     if (body.byteOffset % 8 !== 0) body = Uint8Array.prototype.slice.call(body);

@@ -4,20 +4,24 @@ import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError } from "../../errors.js";
 import { writableSink } from "../stdio/sink.js";
+import { type SocketSource, socketSource } from "../stdio/source.js";
 
 export interface SocketClientOptions extends ClientOptions {
   /** How long connecting may take, in ms. Default: 10 000. */
   readonly connectTimeoutMs?: number;
 }
 
-/** A client transport over a connected socket. */
-export function socketTransport(socket: Socket, name: string): ClientTransport {
+/**
+ * A client transport over a connected socket. `source`: the socket's reader when it was created
+ * with `onread: source.onread` (see `socketSource`); by default its `data` events are read.
+ */
+export function socketTransport(socket: Socket, name: string, source?: SocketSource): ClientTransport {
   socket.setNoDelay?.(true);
   socket.on("error", () => {});
   const sink = writableSink(socket);
   return {
     name,
-    input: socket as AsyncIterable<Uint8Array>,
+    input: (source ?? socketSource()).attach(socket),
     write: sink.write,
     close: async () => {
       if (socket.destroyed) return;
@@ -35,8 +39,9 @@ async function open(
 ): Promise<RpcClient> {
   const where = "path" in options ? options.path : `${options.host}:${options.port}`;
   const timeout = opts.connectTimeoutMs ?? 10_000;
+  const source = socketSource();
   const socket = await new Promise<Socket>((resolve, reject) => {
-    const s = connect(options);
+    const s = connect({ ...options, onread: source.onread });
     const timer = setTimeout(() => {
       s.destroy();
       reject(frameworkError("transport_error", `cannot connect to ${name} ${where}: timed out after ${timeout} ms`));
@@ -50,7 +55,7 @@ async function open(
       reject(frameworkError("transport_error", `cannot connect to ${name} ${where}: ${err.message}`, { cause: err }));
     });
   });
-  return new RpcClient(socketTransport(socket, name), opts);
+  return new RpcClient(socketTransport(socket, name, source), opts);
 }
 
 /** Connects to a server on a Unix-domain socket. */

@@ -4,20 +4,33 @@
  * through or ignored). A worker that exits makes every pending read fail with `transport_error`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect, createServer as createNetServer, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError } from "../../errors.js";
 import { createSegment, type OwnedSegment, sharedMemorySupport, workerTakesSharedMemory } from "../shm/negotiate.js";
 import { writableSink } from "./sink.js";
+import { type SocketSource, socketSource } from "./source.js";
 
-/** A client transport over a readable (server → client) and a writable (client → server). */
-export function pipeTransport(readable: Readable, writable: Writable, name = "pipe"): ClientTransport {
+/**
+ * A client transport over a readable (server → client) and a writable (client → server).
+ * `source`: the readable's reader when it is a socket created with `onread: source.onread`.
+ */
+export function pipeTransport(
+  readable: Readable,
+  writable: Writable,
+  name = "pipe",
+  source?: SocketSource,
+): ClientTransport {
   const sink = writableSink(writable);
   readable.on("error", () => {});
   return {
     name,
-    input: readable as AsyncIterable<Uint8Array>,
+    input: source ? source.attach(readable as Socket) : (readable as AsyncIterable<Uint8Array>),
     write: sink.write,
     close: async () => {
       if (!writable.destroyed && !writable.writableEnded) {
@@ -77,6 +90,43 @@ async function offerSegment(size: number): Promise<OwnedSegment | null> {
 }
 
 /**
+ * A connected pair of Unix stream sockets: `ours`, read through `source`, and `theirs`, to be
+ * the worker's stdout. libuv gives a worker's stdout a socket pair too; making it here lets our
+ * end be created with `onread`, so the worker's batches land straight in their message buffers
+ * (see `socketSource`). Null where that cannot be done (Windows, no usable temp directory): the
+ * caller then lets `spawn` make the pipe.
+ */
+async function outputPair(source: SocketSource): Promise<{ ours: Socket; theirs: Socket } | null> {
+  if (process.platform === "win32") return null;
+  let dir: string;
+  try {
+    dir = mkdtempSync(join(tmpdir(), "quiver-"));
+  } catch {
+    return null;
+  }
+  const server = createNetServer({ pauseOnConnect: true });
+  try {
+    const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
+    const path = join(dir, "stdout.sock");
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, resolve);
+    });
+    const ours = connect({ path, onread: source.onread });
+    await new Promise<void>((resolve, reject) => {
+      ours.once("connect", resolve);
+      ours.once("error", reject);
+    });
+    return { ours, theirs: await accepted };
+  } catch {
+    return null;
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
  * Spawns `cmd args` and connects to it over its pipes. Rejects with `transport_error` if the
  * worker cannot be spawned in time.
  */
@@ -85,16 +135,31 @@ export async function connectSubprocess(
   args: readonly string[] = [],
   opts: SubprocessOptions = {},
 ): Promise<SubprocessClient> {
-  const child = spawn(cmd, [...args], {
-    stdio: ["pipe", "pipe", opts.stderr ?? "inherit"],
-    ...(opts.env ? { env: opts.env } : {}),
-    ...(opts.cwd ? { cwd: opts.cwd } : {}),
-  });
+  const source = socketSource();
+  const pair = await outputPair(source);
+  let child: ChildProcess;
+  try {
+    child = spawn(cmd, [...args], {
+      stdio: ["pipe", pair?.theirs ?? "pipe", opts.stderr ?? "inherit"],
+      ...(opts.env ? { env: opts.env } : {}),
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
+    });
+  } catch (err) {
+    pair?.ours.destroy();
+    throw err;
+  } finally {
+    // The worker holds its own copy of its stdout now (spawn duplicates it synchronously).
+    pair?.theirs.destroy();
+  }
   const spawnTimeout = opts.spawnTimeoutMs ?? 10_000;
   await new Promise<void>((resolve, reject) => {
+    const fail = (err: Error) => {
+      pair?.ours.destroy();
+      reject(err);
+    };
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(frameworkError("transport_error", `worker '${cmd}' did not start within ${spawnTimeout} ms`));
+      fail(frameworkError("transport_error", `worker '${cmd}' did not start within ${spawnTimeout} ms`));
     }, spawnTimeout);
     child.once("spawn", () => {
       clearTimeout(timer);
@@ -102,10 +167,10 @@ export async function connectSubprocess(
     });
     child.once("error", (err) => {
       clearTimeout(timer);
-      reject(frameworkError("transport_error", `cannot start worker '${cmd}': ${err.message}`, { cause: err }));
+      fail(frameworkError("transport_error", `cannot start worker '${cmd}': ${err.message}`, { cause: err }));
     });
   });
-  const stdout = child.stdout!;
+  const stdout: Readable = pair?.ours ?? child.stdout!;
   const stdin = child.stdin!;
   stdin.on("error", () => {});
   const exited = new Promise<void>((resolve) => {
@@ -120,7 +185,7 @@ export async function connectSubprocess(
     }, opts.exitGraceMs ?? 1_000);
     grace.unref();
   });
-  const base = pipeTransport(stdout, stdin, "subprocess");
+  const base = pipeTransport(stdout, stdin, "subprocess", pair ? source : undefined);
   const exitTimeout = opts.exitTimeoutMs ?? 5_000;
   let segment: OwnedSegment | null = null;
   const dropSegment = () => {
