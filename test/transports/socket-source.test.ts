@@ -1,0 +1,129 @@
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
+import { test } from "node:test";
+import { batchFromColumns, schemaOf } from "../../src/protocol/batch.js";
+import { t } from "../../src/protocol/types.js";
+import { type SocketSource, socketSource } from "../../src/transports/stdio/source.js";
+import { MessageFramer } from "../../src/wire/framer.js";
+import { concatBytes, encodeStream, IpcStreamDecoder } from "../../src/wire/ipc.js";
+
+/** A TCP server that runs `serve` on its one connection, and a client socket read through a source. */
+async function pair(
+  serve: (s: Socket) => void,
+  opts: { readonly onread?: boolean; readonly highWaterMark?: number } = {},
+): Promise<{ source: SocketSource; socket: Socket; server: Server }> {
+  const server = createServer(serve);
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const source = socketSource(opts.highWaterMark === undefined ? {} : { highWaterMark: opts.highWaterMark });
+  const { port } = server.address() as AddressInfo;
+  const socket = connect({ port, host: "127.0.0.1", ...(opts.onread === false ? {} : { onread: source.onread }) });
+  await once(socket, "connect");
+  source.attach(socket);
+  return { source, socket, server };
+}
+
+/** `n` bytes whose value at stream position k is k mod 251. */
+function pattern(n: number, from = 0): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let k = 0; k < n; k++) out[k] = (from + k) % 251;
+  return out;
+}
+
+async function readAll(source: SocketSource): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const c of source) parts.push(Uint8Array.prototype.slice.call(c));
+  return concatBytes(parts);
+}
+
+for (const onread of [true, false]) {
+  const how = onread ? "with onread" : "from data events";
+
+  test(`socketSource ${how}: a stream larger than its high-water mark arrives whole and in order`, async () => {
+    const bytes = pattern(3 * 1024 * 1024 + 13);
+    const { source, server } = await pair(
+      (s) => {
+        for (let at = 0; at < bytes.byteLength; at += 1000) s.write(bytes.subarray(at, at + 1000));
+        s.end();
+      },
+      { onread, highWaterMark: 64 * 1024 },
+    );
+    // A slow reader: the socket must pause and resume rather than queue everything.
+    const parts: Uint8Array[] = [];
+    for await (const c of source) {
+      parts.push(Uint8Array.prototype.slice.call(c));
+      if (parts.length % 16 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    assert.deepEqual(concatBytes(parts), bytes);
+    server.close();
+  });
+
+  test(`socketSource ${how}: readInto fills its target and leaves what follows for next()`, async () => {
+    const bytes = pattern(5 * 1024 * 1024);
+    const { source, server } = await pair((s) => s.end(bytes), { onread });
+    const first = await source.next();
+    assert.equal(first.done, false);
+    const head = Uint8Array.prototype.slice.call(first.value as Uint8Array);
+    const target = new Uint8Array(2 * 1024 * 1024);
+    assert.equal(await source.readInto(target), target.byteLength);
+    assert.deepEqual(target, pattern(target.byteLength, head.byteLength));
+    const rest = await readAll(source);
+    assert.deepEqual(concatBytes([head, target, rest]), bytes);
+    server.close();
+  });
+
+  test(`socketSource ${how}: a stream ending inside readInto resolves to the bytes it had`, async () => {
+    const { source, server } = await pair((s) => s.end(pattern(100_000)), { onread });
+    const target = new Uint8Array(1024 * 1024);
+    assert.equal(await source.readInto(target), 100_000);
+    assert.deepEqual(target.subarray(0, 100_000), pattern(100_000));
+    assert.equal((await source.next()).done, true);
+    server.close();
+  });
+}
+
+test("socketSource: a destroyed socket fails a pending readInto and later reads", async () => {
+  const { source, socket, server } = await pair((s) => s.write(pattern(1000)));
+  const pending = source.readInto(new Uint8Array(1024 * 1024));
+  setTimeout(() => socket.destroy(new Error("gone")), 20);
+  await assert.rejects(pending, /gone/);
+  await assert.rejects(async () => {
+    for (;;) if ((await source.next()).done) break;
+  }, /gone/);
+  server.close();
+});
+
+test("socketSource: batches framed from it decode with their bodies 8-byte aligned, large ones read in place", async () => {
+  const Row = { i: t.int64(), s: t.utf8() };
+  const batch = (n: number) =>
+    batchFromColumns(Row, {
+      i: Array.from({ length: n }, (_, k) => BigInt(k)),
+      s: Array.from({ length: n }, (_, k) => `v${k}`),
+    });
+  const sizes = [1, 3, 70_000, 2, 300_000, 5];
+  const bytes = concatBytes(sizes.flatMap((n) => encodeStream(schemaOf(Row), [batch(n)])));
+  const { source, server } = await pair((s) => {
+    // Odd write sizes, so reads and messages never line up.
+    for (let at = 0; at < bytes.byteLength; at += 40_961) s.write(bytes.subarray(at, at + 40_961));
+    s.end();
+  });
+  const framer = new MessageFramer(source);
+  for (const n of sizes) {
+    const decoder = new IpcStreamDecoder();
+    for (;;) {
+      const f = await framer.next();
+      assert.notEqual(f, "end");
+      if (f === "eos") break;
+      assert.equal(f.body.byteOffset % 8, 0);
+      const r = decoder.accept(f);
+      if (r !== null && "numRows" in r) {
+        assert.equal(r.numRows, n);
+        assert.equal(r.getChildAt(0)?.get(n - 1), BigInt(n - 1));
+        assert.equal(r.getChildAt(1)?.get(n - 1), `v${n - 1}`);
+      }
+    }
+  }
+  assert.equal(await framer.next(), "end");
+  server.close();
+});
