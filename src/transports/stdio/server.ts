@@ -13,7 +13,10 @@ import { writableSink } from "./sink.js";
 import { socketSource } from "./source.js";
 
 export interface StdioServeOptions {
-  /** Byte source. Default: `process.stdin`. */
+  /**
+   * Byte source. Default: standard input (read through a socket on fd 0 when it is a pipe or a
+   * socket, else `process.stdin`).
+   */
   readonly input?: Readable;
   /** Byte sink. Default: `process.stdout`. */
   readonly output?: Writable;
