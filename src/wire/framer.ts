@@ -136,11 +136,10 @@ export class MessageFramer {
   }
 
   /**
-   * A body of `n` bytes of which fewer are buffered: into its final buffer, the buffered bytes
-   * first, then the rest as it arrives (straight from the source when it can), so no piece waits
-   * in the queue for a copy at the end and the buffer is written while each piece is hot.
+   * A body of `n` bytes of which fewer are buffered, from a source that can fill it in place: the
+   * buffered bytes are copied into its final buffer and the source reads the rest straight there.
    */
-  private async assemble(n: number): Promise<Uint8Array> {
+  private async readDirect(n: number): Promise<Uint8Array> {
     const out = uninitialised(n);
     let at = 0;
     for (const c of this.chunks) {
@@ -149,28 +148,9 @@ export class MessageFramer {
     }
     this.chunks = [];
     this.buffered = 0;
-    const ended = () => frameworkError("protocol_error", "byte stream ended inside an IPC message body");
-    if (n - at >= DIRECT_READ_MIN && isDirect(this.source)) {
-      if ((await this.source.readInto(out.subarray(at))) < n - at) {
-        this.done = true;
-        throw ended();
-      }
-      return out;
-    }
-    while (at < n) {
-      const r = this.done ? null : await this.source.next();
-      if (r === null || r.done) {
-        this.done = true;
-        throw ended();
-      }
-      const c = r.value;
-      const k = Math.min(c.byteLength, n - at);
-      out.set(k === c.byteLength ? c : c.subarray(0, k), at);
-      at += k;
-      if (k < c.byteLength) {
-        this.chunks.push(c.subarray(k));
-        this.buffered = c.byteLength - k;
-      }
+    if ((await (this.source as DirectByteSource).readInto(out.subarray(at))) < n - at) {
+      this.done = true;
+      throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
     }
     return out;
   }
@@ -269,8 +249,16 @@ export class MessageFramer {
     }
     let body: Uint8Array;
     if (bodyLength === 0) body = new Uint8Array(0);
-    else if (this.buffered >= bodyLength) body = this.take(bodyLength);
-    else body = await this.assemble(bodyLength);
+    else if (bodyLength - this.buffered >= DIRECT_READ_MIN && isDirect(this.source)) {
+      body = await this.readDirect(bodyLength);
+    } else {
+      // Pieces are queued and copied together once the body is complete: measured faster than
+      // copying each 64 KiB piece as it arrives (a TCP server reading 30 MB exchange batches).
+      if (!(await this.fill(bodyLength))) {
+        throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
+      }
+      body = this.take(bodyLength);
+    }
     // Arrow buffers are read through typed arrays, which need 8-byte aligned views.
     // (Node Buffers' own slice() is a view, so copy through Uint8Array.)
     if (body.byteOffset % 8 !== 0) body = Uint8Array.prototype.slice.call(body);
