@@ -21,7 +21,7 @@ export function socketTransport(socket: Socket, name: string, source?: SocketSou
   const sink = writableSink(socket);
   return {
     name,
-    input: (source ?? socketSource()).attach(socket),
+    input: source ? source.attach(socket) : (socket as AsyncIterable<Uint8Array>),
     write: sink.write,
     close: async () => {
       if (socket.destroyed) return;

@@ -8,8 +8,9 @@
  * per-read buffers cost two copies and 460 short-lived allocations that the kernel has to
  * fault in and zero again and again.
  *
- * Without `onread` (a socket someone else created), `attach` reads its `data` events instead;
- * `readInto` then copies each piece into the target as it arrives.
+ * Should a socket not honour `onread`, `attach` also reads its `data` events (Node's own 64 KiB
+ * pieces); `readInto` then copies each piece into the target as it arrives. Transports hand
+ * sockets they did not create to the framer as they are (see `MessageFramer`).
  */
 import type { Socket } from "node:net";
 import { frameworkError } from "../../errors.js";
