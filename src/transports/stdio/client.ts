@@ -105,6 +105,7 @@ async function outputPair(source: SocketSource): Promise<{ ours: Socket; theirs:
     return null;
   }
   const server = createNetServer({ pauseOnConnect: true });
+  let ours: Socket | null = null;
   try {
     const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
     const path = join(dir, "stdout.sock");
@@ -112,13 +113,15 @@ async function outputPair(source: SocketSource): Promise<{ ours: Socket; theirs:
       server.once("error", reject);
       server.listen(path, resolve);
     });
-    const ours = connect({ path, onread: source.onread });
+    const socket = connect({ path, onread: source.onread });
+    ours = socket;
     await new Promise<void>((resolve, reject) => {
-      ours.once("connect", resolve);
-      ours.once("error", reject);
+      socket.once("connect", resolve);
+      socket.once("error", reject);
     });
-    return { ours, theirs: await accepted };
+    return { ours: socket, theirs: await accepted };
   } catch {
+    ours?.destroy();
     return null;
   } finally {
     server.close();
