@@ -77,7 +77,11 @@ export interface SubprocessOptions extends Omit<ClientOptions, "shm"> {
   readonly exitGraceMs?: number;
 }
 
-/** A client on a spawned worker; `process` is the child; `close()` ends stdin and reaps it. */
+/**
+ * A client on a spawned worker; `process` is the child; `close()` ends stdin and reaps it. The
+ * child's stdout is the client's own socket, so `process.stdout` is null (unless the socket pair
+ * could not be made and `spawn` made the pipe).
+ */
 export interface SubprocessClient extends RpcClient {
   readonly process: ChildProcess;
 }
