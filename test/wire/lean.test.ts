@@ -81,7 +81,7 @@ function value(kind: string, r: () => number): unknown {
 
 function randomBatch(r: () => number): RecordBatch {
   const kinds = Object.keys(SPECS);
-  const fields: FieldSpecs = {};
+  const fields: Record<string, FieldSpecs[string]> = {};
   const ncols = Math.floor(r() * 5);
   const names: string[] = [];
   for (let c = 0; c < ncols; c++) {
