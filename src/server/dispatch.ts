@@ -10,6 +10,7 @@ import {
   type Context,
   context,
   isSpanContextValid,
+  ProxyTracerProvider,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -145,6 +146,30 @@ function hex(bytes: number): string {
   return POOL.toString("hex", poolAt - bytes, poolAt);
 }
 
+/** Request shapes by schema: calls repeat a few schemas, and the type text is built per field. */
+const shapes = new WeakMap<Schema, NonNullable<CallRecord["requestFields"]>>();
+
+function requestShape(schema: Schema): NonNullable<CallRecord["requestFields"]> {
+  let shape = shapes.get(schema);
+  if (shape === undefined) {
+    shape = Object.freeze(schema.fields.map((f) => Object.freeze({ name: f.name, type: typeText(f.type) })));
+    shapes.set(schema, shape);
+  }
+  return shape;
+}
+
+/** True while no tracer provider is registered (the global one is the API's empty proxy). */
+function noTracer(): boolean {
+  const provider = trace.getTracerProvider();
+  return provider instanceof ProxyTracerProvider && provider.getDelegateTracer("quiver-rpc") === undefined;
+}
+
+function isEmpty(record: Readonly<Record<string, string>> | undefined): boolean {
+  if (record === undefined) return true;
+  for (const _ in record) return false;
+  return true;
+}
+
 /** One call's bookkeeping, from request to the end of its last turn. */
 export class Call {
   /** Server and request id stamped on log and error batches; the request id may come from the client. */
@@ -157,7 +182,7 @@ export class Call {
   methodName = "";
   streamId = "";
   requestMetadata: ReadonlyMap<string, string> = new Map();
-  requestFields: CallRecord["requestFields"] = null;
+  private requestSchema: Schema | null = null;
   requestRows = 0;
   private failure: RpcError | null = null;
   private ended = false;
@@ -196,15 +221,23 @@ export class Call {
     // (HTTP's X-Request-ID, already echoed in the response headers).
     const fromClient = this.fixedRequestId ? undefined : clientId(request.metadata.get(REQUEST_ID_KEY));
     if (fromClient !== undefined) this.origin = { serverId: this.origin.serverId, requestId: fromClient };
-    this.requestFields = request.schema.fields.map((f) => ({ name: f.name, type: typeText(f.type) }));
+    this.requestSchema = request.schema;
     this.requestRows = request.numRows;
+  }
+
+  /** The request batch's shape for the call record (computed once per schema). */
+  get requestFields(): CallRecord["requestFields"] {
+    return this.requestSchema === null ? null : requestShape(this.requestSchema);
   }
 
   /** Starts the server span once the method is known, parented on the request's trace context. */
   startSpan(): void {
-    const carrier: Record<string, string> = { ...this.env.traceContext };
     const tp = this.requestMetadata.get(TRACEPARENT_KEY);
     const ts = this.requestMetadata.get(TRACESTATE_KEY);
+    // With no tracer provider and no incoming trace context the span would be an invalid
+    // non-recording one that nothing sees: skip making it (and its attributes) on every call.
+    if (tp === undefined && ts === undefined && noTracer() && isEmpty(this.env.traceContext)) return;
+    const carrier: Record<string, string> = { ...this.env.traceContext };
     if (tp !== undefined) carrier.traceparent = tp;
     if (ts !== undefined) carrier.tracestate = ts;
     const parent = propagation.extract(ROOT_CONTEXT, carrier);
@@ -250,8 +283,8 @@ export class Call {
     if (this.ended) return;
     this.ended = true;
     const server = this.env.server;
-    const primary = [...server.protocols.values()][0]!;
-    const owner = this.method?.protocol ?? primary;
+    if (this.span === null && !server.observed) return;
+    const owner = this.method?.protocol ?? server.protocols.values().next().value!;
     const e = this.failure;
     const spanContext = this.span?.spanContext();
     const traced = spanContext !== undefined && isSpanContextValid(spanContext);
