@@ -170,6 +170,11 @@ function isEmpty(record: Readonly<Record<string, string>> | undefined): boolean 
   return true;
 }
 
+/** A fresh 16-hex-digit request id (from the same pool as the calls' own ids). */
+export function newRequestId(): string {
+  return hex(8);
+}
+
 /** One call's bookkeeping, from request to the end of its last turn. */
 export class Call {
   /** Server and request id stamped on log and error batches; the request id may come from the client. */

@@ -251,13 +251,21 @@ export class HttpClient implements CallChannel {
     const both = new AbortController();
     if (this.closer.signal.aborted) both.abort(this.closer.signal.reason);
     else this.inFlight.add(both);
-    if (this.timeoutMs > 0) {
-      const timeout = AbortSignal.timeout(this.timeoutMs);
-      timeout.addEventListener("abort", () => both.abort(timeout.reason), { once: true });
-    }
+    // A plain timer, cleared on release: AbortSignal.timeout costs a weak timer and a
+    // finalization record per request. The reason is the same TimeoutError DOMException.
+    const timer =
+      this.timeoutMs > 0
+        ? setTimeout(
+            () => both.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")),
+            this.timeoutMs,
+          )
+        : undefined;
     return {
       signal: both.signal,
-      release: () => this.inFlight.delete(both),
+      release: () => {
+        if (timer !== undefined) clearTimeout(timer);
+        this.inFlight.delete(both);
+      },
     };
   }
 

@@ -121,7 +121,8 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
       else agents.http ??= new mods.http.Agent({ keepAlive: true });
       const agent = secure ? agents.https : agents.http;
       const request = (secure ? mods.https : mods.http).request;
-      const req = request(url, {
+      const req = request({
+        ...target(url),
         method: "POST",
         agent,
         headers: { ...headers, "content-length": String(body.byteLength) },
@@ -168,6 +169,24 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
       agents.https?.destroy();
     },
   };
+}
+
+/** Request targets by URL: a client posts to a few routes, and parsing a URL per call adds up. */
+const targets = new Map<string, { hostname: string; port: string; path: string }>();
+
+function target(url: string): { hostname: string; port: string; path: string } {
+  let t = targets.get(url);
+  if (t === undefined) {
+    const u = new URL(url);
+    // As fetch does: credentials belong in headers, not in the URL.
+    if (u.username !== "" || u.password !== "") throw new TypeError(`the URL ${url} includes credentials`);
+    // IPv6 literals arrive bracketed; node:http wants the bare address.
+    const hostname = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+    t = { hostname, port: u.port, path: `${u.pathname}${u.search}` };
+    if (targets.size >= 1024) targets.clear();
+    targets.set(url, t);
+  }
+  return t;
 }
 
 /** A plain Uint8Array view of a Node Buffer (whose `slice` differs from Uint8Array's). */

@@ -30,6 +30,7 @@ import {
   Call,
   type CallEnv,
   type CookieJar,
+  newRequestId,
   type OpenStream,
   openStream,
   runTurn,
@@ -254,7 +255,7 @@ class HttpTransport {
 
   /** Serves one request; never throws. */
   async handle(req: CoreRequest): Promise<CoreResponse> {
-    const requestId = req.headers.get(REQUEST_ID_HEADER) || randomBytes(8).toString("hex");
+    const requestId = req.headers.get(REQUEST_ID_HEADER) || newRequestId();
     let res: CoreResponse;
     let encoding: { encoding: Encoding | null; custom: boolean } = { encoding: null, custom: false };
     try {
