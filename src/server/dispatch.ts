@@ -95,6 +95,7 @@ export interface CookieJar {
 }
 
 const NO_COOKIES: ReadonlyMap<string, string> = new Map();
+const NO_METADATA: ReadonlyMap<string, string> = new Map();
 
 /** How a call ended, as the per-call hook sees it. */
 export interface CallRecord {
@@ -181,12 +182,13 @@ export class Call {
   origin: Origin;
   private readonly fixedRequestId: boolean;
   readonly stats: CallStatistics = newStatistics();
-  readonly startedAt = new Date();
+  /** Wall-clock start in ms (the Date is made only for a call record). */
+  private readonly startedMs = Date.now();
   private readonly t0 = performance.now();
   method: ResolvedMethod | null = null;
   methodName = "";
   streamId = "";
-  requestMetadata: ReadonlyMap<string, string> = new Map();
+  requestMetadata: ReadonlyMap<string, string> = NO_METADATA;
   private requestSchema: Schema | null = null;
   requestRows = 0;
   private failure: RpcError | null = null;
@@ -202,6 +204,11 @@ export class Call {
   ) {
     this.origin = { serverId: env.server.serverId, requestId: requestId ?? hex(8) };
     this.fixedRequestId = requestId !== undefined;
+  }
+
+  /** When the call started. */
+  get startedAt(): Date {
+    return new Date(this.startedMs);
   }
 
   /** The error the call failed with, if it failed. */

@@ -217,6 +217,8 @@ export interface Frame {
 export function decodeMessage(flatbuffer: Uint8Array): Message {
   const lean = decodeRecordBatchLean(flatbuffer);
   if (lean !== null) return lean;
+  const known = knownSchemaMessage(flatbuffer);
+  if (known !== null) return known.message;
   try {
     return Message.decode(flatbuffer);
   } catch (err) {
@@ -226,29 +228,60 @@ export function decodeMessage(flatbuffer: Uint8Array): Message {
   }
 }
 
-/** Decoded schemas by their message bytes: calls repeat the same few schemas, and decoding one
- * (fields, types, metadata maps) costs more than the rest of a small call's framing. */
-const decodedSchemas = new Map<string, Schema>();
+/** A schema message seen before: its bytes, its decoded message and schema. */
+interface KnownSchema {
+  readonly bytes: Uint8Array;
+  readonly message: Message;
+  readonly schema: Schema;
+}
+
+/**
+ * Decoded schema messages by byte length, then compared byte for byte: calls repeat the same few
+ * schemas, and decoding one (fields, types, metadata maps) costs more than the rest of a small
+ * call's framing. Equal messages share one Message and one Schema, which callers treat as
+ * immutable (as arrow-js does).
+ */
+const knownSchemas = new Map<number, KnownSchema[]>();
+let knownCount = 0;
 const MAX_DECODED_SCHEMAS = 256;
-/** Schema messages larger than this are decoded every time (rare, and the key would be large). */
+/** Schema messages larger than this are decoded every time (rare, and comparing them costs more). */
 const MAX_CACHED_SCHEMA_BYTES = 16 * 1024;
+/** Schemas of the messages in the cache (a message decoded elsewhere is not in it). */
+const schemaOfKnown = new WeakMap<Message, Schema>();
+
+function knownSchemaMessage(flatbuffer: Uint8Array): KnownSchema | null {
+  const n = flatbuffer.byteLength;
+  const candidates = n <= MAX_CACHED_SCHEMA_BYTES ? knownSchemas.get(n) : undefined;
+  if (candidates === undefined) return null;
+  outer: for (const known of candidates) {
+    const bytes = known.bytes;
+    for (let i = 0; i < n; i++) if (bytes[i] !== flatbuffer[i]) continue outer;
+    return known;
+  }
+  return null;
+}
 
 /**
  * The schema of a schema message whose flatbuffer is `flatbuffer`. Equal messages share one
  * Schema object, which callers treat as immutable (as arrow-js does).
  */
 export function decodeSchema(message: Message, flatbuffer: Uint8Array): Schema {
-  if (flatbuffer.byteLength > MAX_CACHED_SCHEMA_BYTES) return message.header() as Schema;
-  let key = "";
-  for (let at = 0; at < flatbuffer.byteLength; at += 4096) {
-    key += String.fromCharCode.apply(null, flatbuffer.subarray(at, at + 4096) as unknown as number[]);
+  const cached = schemaOfKnown.get(message);
+  if (cached !== undefined) return cached;
+  const schema = message.header() as Schema;
+  const n = flatbuffer.byteLength;
+  if (n > MAX_CACHED_SCHEMA_BYTES) return schema;
+  if (knownCount >= MAX_DECODED_SCHEMAS) {
+    knownSchemas.clear();
+    knownCount = 0;
   }
-  let schema = decodedSchemas.get(key);
-  if (schema === undefined) {
-    schema = message.header() as Schema;
-    if (decodedSchemas.size >= MAX_DECODED_SCHEMAS) decodedSchemas.clear();
-    decodedSchemas.set(key, schema);
-  }
+  // A copy: the caller's bytes are a view of a reused read buffer.
+  const known: KnownSchema = { bytes: new Uint8Array(flatbuffer), message, schema };
+  const list = knownSchemas.get(n);
+  if (list === undefined) knownSchemas.set(n, [known]);
+  else list.push(known);
+  knownCount++;
+  schemaOfKnown.set(message, schema);
   return schema;
 }
 
