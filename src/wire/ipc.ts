@@ -275,8 +275,11 @@ export function decodeSchema(message: Message, flatbuffer: Uint8Array): Schema {
     knownSchemas.clear();
     knownCount = 0;
   }
-  // A copy: the caller's bytes are a view of a reused read buffer.
-  const known: KnownSchema = { bytes: new Uint8Array(flatbuffer), message, schema };
+  // Copies: the caller's bytes are a view of a reused read buffer, which the decoded message's
+  // lazy header would read again; the cached message answers with the schema itself.
+  const shared = new Message(message.bodyLength, message.version, message.headerType, schema, message.metadata);
+  const known: KnownSchema = { bytes: new Uint8Array(flatbuffer), message: shared, schema };
+  schemaOfKnown.set(shared, schema);
   const list = knownSchemas.get(n);
   if (list === undefined) knownSchemas.set(n, [known]);
   else list.push(known);

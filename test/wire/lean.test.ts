@@ -222,3 +222,27 @@ test("a lean message's arrow-js header matches the general decoder's", () => {
   assert.equal(lean.bodyLength, 56);
   assert.deepEqual([...lean.metadata], [["k", "v"]]);
 });
+
+test("a schema message seen before decodes to the same Schema, whose cached message does not re-read the wire bytes", async () => {
+  const fields = { i: t.int64(), s: t.utf8().optional() };
+  const batch = batchFromColumns(fields, { i: [1n], s: ["x"] });
+  const wire = concatBytes(encodeStream(batch.schema, [batch]));
+  const first = new Uint8Array(wire);
+  const a = new MessageFramer(once(first));
+  const fa = await a.next();
+  assert.ok(typeof fa === "object" && fa.schema !== undefined);
+  // The reader's buffer is reused for other bytes after the message was decoded.
+  first.fill(0);
+  const b = new MessageFramer(once(new Uint8Array(wire)));
+  const fb = await b.next();
+  assert.ok(typeof fb === "object" && fb.schema !== undefined);
+  assert.equal(fb.schema, fa.schema);
+  assert.equal(fb.message.header(), fa.schema);
+  assert.deepEqual(
+    fa.schema.fields.map((f) => [f.name, String(f.type), f.nullable]),
+    [
+      ["i", "Int64", false],
+      ["s", "Utf8", true],
+    ],
+  );
+});
