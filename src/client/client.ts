@@ -13,13 +13,13 @@
  * (HTTP) would implement the batch layer's `CallTarget`-level operations (`unaryBatch`,
  * `openStream`) itself; the typed layer only depends on those two.
  */
-import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { context, ProxyTracerProvider, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { RecordBatch, Schema } from "apache-arrow";
 import { compareFields } from "apache-arrow/visitor/typecomparator";
 import { frameworkError, RpcError } from "../errors.js";
 import type { ProtocolDecl } from "../protocol/methods.js";
 import { resolvePointer, type SegmentAccess, segmentMetadata, toPointer } from "../transports/shm/pointer.js";
-import { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
+import { EMPTY_SCHEMA, emptyBatch, recordBatch } from "../wire/batches.js";
 import { type FrameResult, MessageFramer } from "../wire/framer.js";
 import { encodeStream, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
 import {
@@ -76,6 +76,10 @@ export interface ClientOptions {
  * registered), so that the trace context `requestMetadata` injects is the call's own.
  */
 export async function traced<T>(target: CallTarget, fn: () => Promise<T>): Promise<T> {
+  // No tracer provider: the span would be non-recording and carry the active context's span
+  // context unchanged, so the call (and the trace context it injects) is the same without it.
+  const provider = trace.getTracerProvider();
+  if (provider instanceof ProxyTracerProvider && provider.getDelegateTracer("quiver-rpc") === undefined) return fn();
   const tracer = trace.getTracer("quiver-rpc");
   return tracer.startActiveSpan(
     `vgi_rpc/${target.method}`,
@@ -118,7 +122,8 @@ export function requestMetadata(target: CallTarget, extra?: RequestMetadata): Ma
 
 /** The request batch: one row of parameters (zero rows and no columns for a parameterless call). */
 export function requestBatch(params: RecordBatch, target: CallTarget, extra?: RequestMetadata): RecordBatch {
-  return batchFromData(params.schema, params.data.children, params.numRows, requestMetadata(target, extra));
+  // The parameters' own struct data (one row, or none), with the request's fresh metadata map.
+  return recordBatch(params.schema, params.data, requestMetadata(target, extra));
 }
 
 /** One IPC stream being read off the connection. */
@@ -422,14 +427,24 @@ export class RpcClient implements CallChannel {
 
   private withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
     if (this.timeoutMs === 0) return p;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
+    // One promise and one timer per wait (a race, a timeout promise and a finally cost more on
+    // every frame of every call).
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
         () => reject(frameworkError("transport_error", `no ${what} from the server within ${this.timeoutMs} ms`)),
         this.timeoutMs,
       );
+      p.then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
     });
-    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** @internal Reads one frame (bounded by the timeout). */

@@ -1,7 +1,7 @@
 /**
  * Building and reading record batches from specs: rows ↔ Arrow, schemas from field specs.
  */
-import { type Data, DataType, makeData, Precision, type RecordBatch, Schema } from "apache-arrow";
+import { Data, DataType, Precision, type RecordBatch, Schema } from "apache-arrow";
 import { batchFromData } from "../wire/batches.js";
 
 export { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
@@ -22,7 +22,8 @@ export function schemaOf(fields: FieldSpecs): Schema {
 }
 
 /**
- * int64 and float64 columns with no nulls, written straight into their typed array: the same
+ * int64 and float64 columns with no nulls, written straight into their typed array (and Data,
+ * as makeData would build it for these types, without its visitor): the same
  * data and wire bytes as the codec's arrow-js builder, which costs more than the rest of a small
  * call's batch (a builder, a validity tracker and buffer growth per column). Null when the values
  * are not all of the exact JS type (the codec then handles them, nulls and errors included).
@@ -36,7 +37,7 @@ function directColumn(type: DataType | undefined, values: readonly unknown[]): D
       if (typeof v !== "bigint") return null;
       out[i] = v;
     }
-    return makeData({ type, length: values.length, nullCount: 0, data: out });
+    return new Data(type, 0, values.length, 0, [undefined, out, new Uint8Array(0)]);
   }
   if (DataType.isFloat(type) && type.precision === Precision.DOUBLE) {
     const out = new Float64Array(values.length);
@@ -45,7 +46,7 @@ function directColumn(type: DataType | undefined, values: readonly unknown[]): D
       if (typeof v !== "number") return null;
       out[i] = v;
     }
-    return makeData({ type, length: values.length, nullCount: 0, data: out });
+    return new Data(type, 0, values.length, 0, [undefined, out, new Uint8Array(0)]);
   }
   return null;
 }

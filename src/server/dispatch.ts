@@ -10,6 +10,7 @@ import {
   type Context,
   context,
   isSpanContextValid,
+  ProxyTracerProvider,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -94,6 +95,7 @@ export interface CookieJar {
 }
 
 const NO_COOKIES: ReadonlyMap<string, string> = new Map();
+const NO_METADATA: ReadonlyMap<string, string> = new Map();
 
 /** How a call ended, as the per-call hook sees it. */
 export interface CallRecord {
@@ -145,19 +147,49 @@ function hex(bytes: number): string {
   return POOL.toString("hex", poolAt - bytes, poolAt);
 }
 
+/** Request shapes by schema: calls repeat a few schemas, and the type text is built per field. */
+const shapes = new WeakMap<Schema, NonNullable<CallRecord["requestFields"]>>();
+
+function requestShape(schema: Schema): NonNullable<CallRecord["requestFields"]> {
+  let shape = shapes.get(schema);
+  if (shape === undefined) {
+    shape = Object.freeze(schema.fields.map((f) => Object.freeze({ name: f.name, type: typeText(f.type) })));
+    shapes.set(schema, shape);
+  }
+  return shape;
+}
+
+/** True while no tracer provider is registered (the global one is the API's empty proxy). */
+function noTracer(): boolean {
+  const provider = trace.getTracerProvider();
+  return provider instanceof ProxyTracerProvider && provider.getDelegateTracer("quiver-rpc") === undefined;
+}
+
+function isEmpty(record: Readonly<Record<string, string>> | undefined): boolean {
+  if (record === undefined) return true;
+  for (const _ in record) return false;
+  return true;
+}
+
+/** A fresh 16-hex-digit request id (from the same pool as the calls' own ids). */
+export function newRequestId(): string {
+  return hex(8);
+}
+
 /** One call's bookkeeping, from request to the end of its last turn. */
 export class Call {
   /** Server and request id stamped on log and error batches; the request id may come from the client. */
   origin: Origin;
   private readonly fixedRequestId: boolean;
   readonly stats: CallStatistics = newStatistics();
-  readonly startedAt = new Date();
+  /** Wall-clock start in ms (the Date is made only for a call record). */
+  private readonly startedMs = Date.now();
   private readonly t0 = performance.now();
   method: ResolvedMethod | null = null;
   methodName = "";
   streamId = "";
-  requestMetadata: ReadonlyMap<string, string> = new Map();
-  requestFields: CallRecord["requestFields"] = null;
+  requestMetadata: ReadonlyMap<string, string> = NO_METADATA;
+  private requestSchema: Schema | null = null;
   requestRows = 0;
   private failure: RpcError | null = null;
   private ended = false;
@@ -172,6 +204,11 @@ export class Call {
   ) {
     this.origin = { serverId: env.server.serverId, requestId: requestId ?? hex(8) };
     this.fixedRequestId = requestId !== undefined;
+  }
+
+  /** When the call started. */
+  get startedAt(): Date {
+    return new Date(this.startedMs);
   }
 
   /** The error the call failed with, if it failed. */
@@ -196,15 +233,23 @@ export class Call {
     // (HTTP's X-Request-ID, already echoed in the response headers).
     const fromClient = this.fixedRequestId ? undefined : clientId(request.metadata.get(REQUEST_ID_KEY));
     if (fromClient !== undefined) this.origin = { serverId: this.origin.serverId, requestId: fromClient };
-    this.requestFields = request.schema.fields.map((f) => ({ name: f.name, type: typeText(f.type) }));
+    this.requestSchema = request.schema;
     this.requestRows = request.numRows;
+  }
+
+  /** The request batch's shape for the call record (computed once per schema). */
+  get requestFields(): CallRecord["requestFields"] {
+    return this.requestSchema === null ? null : requestShape(this.requestSchema);
   }
 
   /** Starts the server span once the method is known, parented on the request's trace context. */
   startSpan(): void {
-    const carrier: Record<string, string> = { ...this.env.traceContext };
     const tp = this.requestMetadata.get(TRACEPARENT_KEY);
     const ts = this.requestMetadata.get(TRACESTATE_KEY);
+    // With no tracer provider and no incoming trace context the span would be an invalid
+    // non-recording one that nothing sees: skip making it (and its attributes) on every call.
+    if (tp === undefined && ts === undefined && noTracer() && isEmpty(this.env.traceContext)) return;
+    const carrier: Record<string, string> = { ...this.env.traceContext };
     if (tp !== undefined) carrier.traceparent = tp;
     if (ts !== undefined) carrier.tracestate = ts;
     const parent = propagation.extract(ROOT_CONTEXT, carrier);
@@ -250,8 +295,8 @@ export class Call {
     if (this.ended) return;
     this.ended = true;
     const server = this.env.server;
-    const primary = [...server.protocols.values()][0]!;
-    const owner = this.method?.protocol ?? primary;
+    if (this.span === null && !server.observed) return;
+    const owner = this.method?.protocol ?? server.protocols.values().next().value!;
     const e = this.failure;
     const spanContext = this.span?.spanContext();
     const traced = spanContext !== undefined && isSpanContextValid(spanContext);

@@ -136,6 +136,8 @@ export interface RpcServer {
   observe(observer: CallObserver): () => void;
   /** Feeds a finished call's record to every observer. */
   notify(record: CallRecord): void;
+  /** True while at least one observer is registered (calls skip building records otherwise). */
+  readonly observed: boolean;
 }
 
 const VERSION_RE = /^(\d+)\.(\d+)\.(\d+)$/;
@@ -262,6 +264,9 @@ export function createServer(opts: ServerOptions): RpcServer {
       draining = true;
       while (active.size > 0) await Promise.allSettled([...active]);
     },
+    get observed() {
+      return observers.size > 0;
+    },
     observe(observer) {
       observers.add(observer);
       return () => observers.delete(observer);
@@ -294,29 +299,32 @@ export function createServer(opts: ServerOptions): RpcServer {
           `This server does not implement the reserved method '${method}'.`,
         );
       }
-      const hostedNames = `[${[...protocols.keys()]
-        .sort()
-        .map((n) => `'${n}'`)
-        .join(", ")}]`;
+      // Hosted names passed the grammar at registration: only an unknown name needs checking,
+      // and the hosted list is spelled out only for an error.
+      const hostedNames = () =>
+        `[${[...protocols.keys()]
+          .sort()
+          .map((n) => `'${n}'`)
+          .join(", ")}]`;
       if (!protocolName) {
         throw frameworkError(
           "protocol_not_specified",
-          `Request carries no 'vgi_rpc.protocol' routing key. Every request must name the protocol it addresses. This server hosts: ${hostedNames}.`,
-        );
-      }
-      try {
-        validateProtocolName(protocolName, true);
-      } catch (err) {
-        throw frameworkError(
-          "protocol_not_supported",
-          `'vgi_rpc.protocol' is not a protocol name: ${(err as Error).message}`,
+          `Request carries no 'vgi_rpc.protocol' routing key. Every request must name the protocol it addresses. This server hosts: ${hostedNames()}.`,
         );
       }
       const p = protocols.get(protocolName);
       if (p === undefined) {
+        try {
+          validateProtocolName(protocolName, true);
+        } catch (err) {
+          throw frameworkError(
+            "protocol_not_supported",
+            `'vgi_rpc.protocol' is not a protocol name: ${(err as Error).message}`,
+          );
+        }
         throw frameworkError(
           "protocol_not_supported",
-          `This server does not host protocol '${protocolName}'. Hosted: ${hostedNames}.`,
+          `This server does not host protocol '${protocolName}'. Hosted: ${hostedNames()}.`,
         );
       }
       const m = p.methods.get(method);

@@ -1,5 +1,5 @@
 /** Assembling record batches from column data; zero-row batches for framework messages. */
-import { type Data, type DataType, type Field, makeBuilder, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
+import { Data, type DataType, type Field, makeBuilder, RecordBatch, Schema, Struct } from "apache-arrow";
 
 /** The schema with no fields: parameterless requests, void results, producer ticks. */
 export const EMPTY_SCHEMA: Schema = new Schema([]);
@@ -33,8 +33,22 @@ export function batchFromData(
   length: number,
   metadata?: ReadonlyMap<string, string>,
 ): RecordBatch {
-  const data = makeData({ type: new Struct(schema.fields), length, nullCount: 0, children: [...children] });
+  // What makeData builds for a struct with no validity, without its visitor dispatch.
+  const data = new Data(structOf(schema), 0, length, 0, [undefined, undefined, new Uint8Array(0)], [...children]);
   return recordBatch(schema, data, metadata ? new Map(metadata) : undefined);
+}
+
+/** The struct type of a schema's batches, made once per schema (types are immutable). */
+const structs = new WeakMap<Schema, Struct>();
+
+/** The struct type of `schema`'s batches (one object per schema). */
+export function structOf(schema: Schema): Struct {
+  let struct = structs.get(schema);
+  if (struct === undefined) {
+    struct = new Struct(schema.fields);
+    structs.set(schema, struct);
+  }
+  return struct;
 }
 
 /** A zero-row batch of `schema` (log, error, pointer, tick and cancel batches). */

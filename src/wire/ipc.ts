@@ -16,6 +16,7 @@ import { VectorAssembler } from "apache-arrow/visitor/vectorassembler";
 import { VectorLoader } from "apache-arrow/visitor/vectorloader";
 import { frameworkError } from "../errors.js";
 import { recordBatch } from "./batches.js";
+import { decodeRecordBatchLean, encodeRecordBatchLean, LeanMessage, loadLean } from "./lean.js";
 
 /** End-of-stream marker: continuation token then a zero length. */
 export const EOS: Uint8Array = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
@@ -114,24 +115,18 @@ export class IpcStreamEncoder {
       out.push(columnlessBatchMessage(batch.numRows));
       return out;
     }
+    const lean = encodeRecordBatchLean(batch);
+    if (lean !== null) {
+      for (const chunk of lean) out.push(chunk);
+      return out;
+    }
     for (const [id, dictionary] of batch.dictionaries) {
       const chunk = dictionary?.data[0];
       if (chunk === undefined || this.written.get(id) === chunk) continue;
       out.push(...encodeDictionary(id, chunk, false));
       this.written.set(id, chunk);
     }
-    const assembler = VectorAssembler.assemble(batch);
-    const { regions, bodyLength } = layout(assembler);
-    const header = new RecordBatchHeader(
-      batch.numRows,
-      assembler.nodes,
-      regions,
-      null,
-      assembler.variadicBufferCounts,
-      batch.metadata.size > 0 ? batch.metadata : undefined,
-    );
-    const message = Message.from(header, bodyLength);
-    out.push(...frameFlatbuffer(Message.encode(message)), ...assembleBody(assembler));
+    out.push(...encodeRecordBatchGeneral(batch));
     return out;
   }
 
@@ -139,6 +134,25 @@ export class IpcStreamEncoder {
   end(): Uint8Array[] {
     return [...this.begin(), EOS];
   }
+}
+
+/**
+ * A record-batch message and its body through arrow-js's assembler and flatbuffer builder: any
+ * shape. (The stream encoder takes the lean path first; tests hold the two byte-identical.)
+ */
+export function encodeRecordBatchGeneral(batch: RecordBatch): Uint8Array[] {
+  const assembler = VectorAssembler.assemble(batch);
+  const { regions, bodyLength } = layout(assembler);
+  const header = new RecordBatchHeader(
+    batch.numRows,
+    assembler.nodes,
+    regions,
+    null,
+    assembler.variadicBufferCounts,
+    batch.metadata.size > 0 ? batch.metadata : undefined,
+  );
+  const message = Message.from(header, bodyLength);
+  return [...frameFlatbuffer(Message.encode(message)), ...assembleBody(assembler)];
 }
 
 /** Encoded record-batch messages with no columns and no metadata, by row count (bounded). */
@@ -201,6 +215,10 @@ export interface Frame {
 
 /** Decodes a message's flatbuffer, mapping flatbuffer failures to a protocol error. */
 export function decodeMessage(flatbuffer: Uint8Array): Message {
+  const lean = decodeRecordBatchLean(flatbuffer);
+  if (lean !== null) return lean;
+  const known = knownSchemaMessage(flatbuffer);
+  if (known !== null) return known.message;
   try {
     return Message.decode(flatbuffer);
   } catch (err) {
@@ -210,29 +228,63 @@ export function decodeMessage(flatbuffer: Uint8Array): Message {
   }
 }
 
-/** Decoded schemas by their message bytes: calls repeat the same few schemas, and decoding one
- * (fields, types, metadata maps) costs more than the rest of a small call's framing. */
-const decodedSchemas = new Map<string, Schema>();
+/** A schema message seen before: its bytes, its decoded message and schema. */
+interface KnownSchema {
+  readonly bytes: Uint8Array;
+  readonly message: Message;
+  readonly schema: Schema;
+}
+
+/**
+ * Decoded schema messages by byte length, then compared byte for byte: calls repeat the same few
+ * schemas, and decoding one (fields, types, metadata maps) costs more than the rest of a small
+ * call's framing. Equal messages share one Message and one Schema, which callers treat as
+ * immutable (as arrow-js does).
+ */
+const knownSchemas = new Map<number, KnownSchema[]>();
+let knownCount = 0;
 const MAX_DECODED_SCHEMAS = 256;
-/** Schema messages larger than this are decoded every time (rare, and the key would be large). */
+/** Schema messages larger than this are decoded every time (rare, and comparing them costs more). */
 const MAX_CACHED_SCHEMA_BYTES = 16 * 1024;
+/** Schemas of the messages in the cache (a message decoded elsewhere is not in it). */
+const schemaOfKnown = new WeakMap<Message, Schema>();
+
+function knownSchemaMessage(flatbuffer: Uint8Array): KnownSchema | null {
+  const n = flatbuffer.byteLength;
+  const candidates = n <= MAX_CACHED_SCHEMA_BYTES ? knownSchemas.get(n) : undefined;
+  if (candidates === undefined) return null;
+  outer: for (const known of candidates) {
+    const bytes = known.bytes;
+    for (let i = 0; i < n; i++) if (bytes[i] !== flatbuffer[i]) continue outer;
+    return known;
+  }
+  return null;
+}
 
 /**
  * The schema of a schema message whose flatbuffer is `flatbuffer`. Equal messages share one
  * Schema object, which callers treat as immutable (as arrow-js does).
  */
 export function decodeSchema(message: Message, flatbuffer: Uint8Array): Schema {
-  if (flatbuffer.byteLength > MAX_CACHED_SCHEMA_BYTES) return message.header() as Schema;
-  let key = "";
-  for (let at = 0; at < flatbuffer.byteLength; at += 4096) {
-    key += String.fromCharCode.apply(null, flatbuffer.subarray(at, at + 4096) as unknown as number[]);
+  const cached = schemaOfKnown.get(message);
+  if (cached !== undefined) return cached;
+  const schema = message.header() as Schema;
+  const n = flatbuffer.byteLength;
+  if (n > MAX_CACHED_SCHEMA_BYTES) return schema;
+  if (knownCount >= MAX_DECODED_SCHEMAS) {
+    knownSchemas.clear();
+    knownCount = 0;
   }
-  let schema = decodedSchemas.get(key);
-  if (schema === undefined) {
-    schema = message.header() as Schema;
-    if (decodedSchemas.size >= MAX_DECODED_SCHEMAS) decodedSchemas.clear();
-    decodedSchemas.set(key, schema);
-  }
+  // Copies: the caller's bytes are a view of a reused read buffer, which the decoded message's
+  // lazy header would read again; the cached message answers with the schema itself.
+  const shared = new Message(message.bodyLength, message.version, message.headerType, schema, message.metadata);
+  const known: KnownSchema = { bytes: new Uint8Array(flatbuffer), message: shared, schema };
+  schemaOfKnown.set(shared, schema);
+  const list = knownSchemas.get(n);
+  if (list === undefined) knownSchemas.set(n, [known]);
+  else list.push(known);
+  knownCount++;
+  schemaOfKnown.set(message, schema);
   return schema;
 }
 
@@ -262,6 +314,17 @@ export class IpcStreamDecoder {
     }
     const schema = this.schemaValue;
     if (schema === null) throw frameworkError("protocol_error", "IPC stream does not start with a schema message");
+    if (message instanceof LeanMessage) {
+      let data: Data<Struct> | null;
+      try {
+        data = loadLean(schema, message, body);
+      } catch (err) {
+        throw frameworkError("protocol_error", `malformed Arrow record batch: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      if (data !== null) return recordBatch(schema, data, message.metadata);
+    }
     if (message.headerType === MessageHeader.RecordBatch) {
       const header = message.header() as RecordBatchHeader;
       if (header.compression != null) {

@@ -7,6 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { createServer as createHttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import type { RpcClient } from "../../src/client/client.js";
 import { describeProtocol, listProtocols } from "../../src/client/describe.js";
@@ -325,6 +327,78 @@ describe("HTTP client → our server in process", () => {
       assert.equal(e.kind, "message_too_large");
     });
     assert.equal(await proxy(c, Proto).add({ a: 1, b: 1 }), 2);
+  });
+
+  test("without a fetch option, Node sends through node:http: custom headers and budget, no Accept-Encoding", async () => {
+    const seen: Record<string, string | string[] | undefined>[] = [];
+    const echo = createHttpServer((req, res) => {
+      seen.push(req.headers);
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(401, { "Content-Type": "application/json" });
+        res.end(JSON.stringify({ reason: "unauthorized", detail: "seen" }));
+      });
+    });
+    await new Promise<void>((resolve) => echo.listen(0, "127.0.0.1", resolve));
+    const { port } = echo.address() as AddressInfo;
+    try {
+      const c = connectHttp(`http://127.0.0.1:${port}`, { headers: { "X-Custom": "yes" }, maxResponseBytes: 65536 });
+      await rejectsRpc(proxy(c, Proto).add({ a: 1, b: 1 }), (e) => {
+        assert.ok(e instanceof HttpError);
+        assert.equal(e.status, 401);
+        assert.equal(e.message, "seen");
+      });
+      await c.close();
+      assert.equal(seen.length, 1);
+      assert.equal(seen[0]!["x-custom"], "yes");
+      assert.equal(seen[0]!["vgi-accept-max-response-bytes"], "65536");
+      assert.equal(seen[0]!["content-type"], "application/vnd.apache.arrow.stream");
+      assert.equal(seen[0]!["accept-encoding"], undefined);
+    } finally {
+      echo.closeAllConnections();
+      await new Promise((resolve) => echo.close(resolve));
+    }
+  });
+
+  test("over node:http, a stalled answer times out, close aborts a call in flight, and the budget holds", async () => {
+    const stall = createHttpServer((req, res) => {
+      req.resume();
+      if (req.url?.startsWith("/big")) {
+        res.writeHead(200, { "Content-Type": "application/vnd.apache.arrow.stream" });
+        res.end(Buffer.alloc(70_000, 1));
+      }
+      // Anything else never answers.
+    });
+    await new Promise<void>((resolve) => stall.listen(0, "127.0.0.1", resolve));
+    const { port } = stall.address() as AddressInfo;
+    try {
+      const slow = connectHttp(`http://127.0.0.1:${port}`, { timeoutMs: 100 });
+      await rejectsRpc(proxy(slow, Proto).add({ a: 1, b: 1 }), (e) => {
+        assert.equal(e.kind, "transport_error");
+        assert.equal(e.code, "DEADLINE_EXCEEDED");
+      });
+      const closing = connectHttp(`http://127.0.0.1:${port}`);
+      const pending = proxy(closing, Proto).add({ a: 1, b: 1 });
+      setTimeout(() => void closing.close(), 50);
+      await rejectsRpc(pending, (e) => {
+        assert.equal(e.kind, "transport_error");
+        assert.equal(e.message, "the client is closed");
+      });
+      const capped = connectHttp(`http://127.0.0.1:${port}`, {
+        prefix: "/big",
+        maxResponseBytes: 65536,
+        timeoutMs: 5000,
+      });
+      await rejectsRpc(capped.unaryBatch({ protocol: "", method: "" }, paramsBatch("x", {}, {})), (e) => {
+        assert.equal(e.type, "ResponseTooLargeError");
+        assert.equal(e.kind, "message_too_large");
+      });
+      await slow.close();
+      await capped.close();
+    } finally {
+      stall.closeAllConnections();
+      await new Promise((resolve) => stall.close(resolve));
+    }
   });
 
   test("a closed client refuses calls", async () => {

@@ -30,6 +30,7 @@ import {
   Call,
   type CallEnv,
   type CookieJar,
+  newRequestId,
   type OpenStream,
   openStream,
   runTurn,
@@ -254,7 +255,7 @@ class HttpTransport {
 
   /** Serves one request; never throws. */
   async handle(req: CoreRequest): Promise<CoreResponse> {
-    const requestId = req.headers.get(REQUEST_ID_HEADER) || randomBytes(8).toString("hex");
+    const requestId = req.headers.get(REQUEST_ID_HEADER) || newRequestId();
     let res: CoreResponse;
     let encoding: { encoding: Encoding | null; custom: boolean } = { encoding: null, custom: false };
     try {
@@ -897,6 +898,53 @@ async function readCapped(
   return concatBytes(chunks);
 }
 
+/**
+ * `readCapped` for a `node:http` request, on its events: an async iterator per request (and a
+ * promise per chunk) costs more than a small call's body. Same limits and errors; a refused body
+ * is left paused and unread, as the iterator left it.
+ */
+function readNodeBody(req: IncomingMessage, declared: number | null, limit: number | null): Promise<Uint8Array> {
+  if (limit !== null && declared !== null && declared > limit) return Promise.reject(new BodyTooLarge(declared));
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    const done = () => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("error", onError);
+      req.off("close", onClose);
+    };
+    const onData = (chunk: Uint8Array) => {
+      total += chunk.byteLength;
+      if (limit !== null && total > limit) {
+        done();
+        req.pause();
+        reject(new BodyTooLarge(total));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      done();
+      resolve(concatBytes(chunks));
+    };
+    const onError = (err: unknown) => {
+      done();
+      reject(err);
+    };
+    const onClose = () => {
+      // Closed before its end: the connection went away mid-body.
+      if (req.complete) return;
+      done();
+      reject(new Error("the request body ended prematurely"));
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("close", onClose);
+  });
+}
+
 /** A `node:http` request listener that also offers the fetch-style form as `.fetch`. */
 export interface HttpHandler {
   (req: IncomingMessage, res: ServerResponse): void;
@@ -930,7 +978,7 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
       peerCertificate: peerCertificateOf(req),
       readBody: (limit) => {
         consumed = true;
-        return readCapped(req, declared === undefined ? null : Number(declared), limit);
+        return readNodeBody(req, declared === undefined ? null : Number(declared), limit);
       },
     };
     run(core)
