@@ -254,4 +254,30 @@ step("vgi-rpc pytest conformance suite (http)");
   totals.skipped += skipped;
   if (r.status !== 0 || passed === 0) ok = false;
 }
+// The same pytest suite with our CLIENT on the other end: the reference's ClientDriver drives
+// src/bin/quiver-client-driver against the reference's own worker, over stdio, unix, tcp and stdio
+// with a shared-memory segment.
+step("vgi-rpc pytest conformance suite through quiver's client (stdio, unix, tcp, shm)");
+{
+  const r = run(
+    process.execPath,
+    [join(root, "scripts/run-client-conformance.mjs"), "--transport", "stdio,unix,tcp,shm"],
+    { capture: true, maxBuffer: 64 * 1024 * 1024 },
+  );
+  const out = r.stdout ?? "";
+  process.stdout.write(out.split("\n").slice(-12).join("\n"));
+  let counted = 0;
+  for (const m of out.matchAll(
+    /^client conformance \((stdio|unix|tcp|shm)\): (\d+) passed, (\d+) failed, (\d+) skipped$/gm,
+  )) {
+    totals.passed += Number(m[2]);
+    totals.failed += Number(m[3]);
+    totals.skipped += Number(m[4]);
+    counted++;
+  }
+  if (r.status !== 0 || counted !== 4) {
+    process.stderr.write(`\nclient conformance failed (exit ${r.status}, ${counted} of 4 transports reported).\n`);
+    ok = false;
+  }
+}
 finish(ok);
