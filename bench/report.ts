@@ -3,7 +3,8 @@
  * peer it is measured against). Plain SVG written by hand, no dependencies.
  */
 
-export interface ChartFigure {
+/** One bench figure: `ratio` is value / limit, both measured in the same run. */
+export interface Figure {
   readonly figure: string;
   readonly transport: string;
   readonly value: number;
@@ -25,9 +26,9 @@ function esc(s: string): string {
 }
 
 /** Lower is better for latencies and memory; there the bar shows the overhead over the baseline. */
-const lowerIsBetter = (f: ChartFigure) => f.unit === "us" || f.unit === "MiB";
+const lowerIsBetter = (f: Figure) => f.unit === "us" || f.unit === "MiB";
 /** Ratios against a peer (the limit names the peer), rather than a raw baseline. */
-const againstPeer = (f: ChartFigure) => /vgi-rpc/.test(f.limit);
+const againstPeer = (f: Figure) => /vgi-rpc/.test(f.limit);
 
 const x = (ratio: number) => {
   const l = Math.min(LOG_MAX, Math.max(LOG_MIN, Math.log10(Math.max(ratio, 10 ** LOG_MIN))));
@@ -35,7 +36,7 @@ const x = (ratio: number) => {
 };
 
 /** Renders every figure's ratio as an SVG document. */
-export function writeChart(figures: readonly ChartFigure[], title: string): string {
+export function writeChart(figures: readonly Figure[], title: string): string {
   const height = TOP + figures.length * ROW + 40;
   const width = LABEL_W + PLOT_W + RIGHT_W;
   const out: string[] = [

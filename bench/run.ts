@@ -56,7 +56,7 @@ import {
   type UnaryRates,
 } from "./net.js";
 import { npmPeerFigures } from "./peers/npm.js";
-import { writeChart } from "./report.js";
+import { type Figure, writeChart } from "./report.js";
 import { benchBatch, benchServer, Row } from "./service.js";
 import { runShmBench } from "./shm.js";
 
@@ -77,14 +77,6 @@ const SIZES = [1, 10_000, 1_000_000] as const;
 /** Bytes per timed raw download (best of three after a warm-up). */
 const RAW_BYTES = FULL ? 1 << 30 : 256 << 20;
 
-export interface Figure {
-  readonly figure: string;
-  readonly transport: string;
-  readonly value: number;
-  readonly unit: string;
-  readonly limit: string;
-  readonly ratio: number;
-}
 const figures: Figure[] = [];
 function report(f: Figure): void {
   figures.push(f);

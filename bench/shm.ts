@@ -22,16 +22,7 @@ import { parseArgs } from "node:util";
 import { Field, Float64, Int64, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
 import { HEADER_SIZE, ShmSegment, shmSupport, writeBatchToShm } from "../src/transports/shm/index.js";
 import { encodeStream } from "../src/wire/ipc.js";
-
-/** One figure, in bench/run.ts's shape. */
-export interface ShmFigure {
-  readonly figure: string;
-  readonly transport: string;
-  readonly value: number;
-  readonly unit: string;
-  readonly limit: string;
-  readonly ratio: number;
-}
+import type { Figure } from "./report.js";
 
 /** Options for `runShmBench`. */
 export interface ShmBenchOptions {
@@ -207,7 +198,7 @@ function memcpy(bytes: number, iterations: number): number {
  * Runs the hand-off figures. Needs /dev/shm; the `shm` figure uses the mmap backing when the addon
  * is built and says `shm-file` (with the reason in `limit`) when it is not.
  */
-export async function runShmBench(opts: ShmBenchOptions = {}): Promise<ShmFigure[]> {
+export async function runShmBench(opts: ShmBenchOptions = {}): Promise<Figure[]> {
   const iterations = opts.iterations ?? 10;
   const timeoutMs = opts.childTimeoutMs ?? 120_000;
   const batch = makeBatch(opts.batchBytes ?? 64 * 1024 * 1024);
@@ -220,7 +211,7 @@ export async function runShmBench(opts: ShmBenchOptions = {}): Promise<ShmFigure
   const pipeMs = await viaPipe(batch, iterations, timeoutMs, expected);
   const rawMs = await viaRawPipe(bytes, iterations, timeoutMs);
   const shmMs = await viaShm(batch, support.backing, iterations, timeoutMs, expected);
-  const figures: ShmFigure[] = [
+  const figures: Figure[] = [
     {
       figure: `memcpy ${bytes >> 20} MiB into a reused buffer`,
       transport: "memcpy",

@@ -8,48 +8,20 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { PassThrough, Transform } from "node:stream";
+import { PassThrough } from "node:stream";
 import { describe, test } from "node:test";
-import { Field, Float64, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
 import { proxy } from "../../src/client/typed.js";
 import { ConformanceService } from "../../src/conformance/service.js";
 import { workerTakesSharedMemory } from "../../src/transports/shm/negotiate.js";
 import { ShmSegment, shmSupport } from "../../src/transports/shm/segment.js";
 import { connectSubprocess, pipeConnect } from "../../src/transports/stdio/client.js";
 import { ourWorker, python, referenceWorker, within } from "../client/helpers.js";
+import { counter, floats, pattern } from "../helpers/shm.js";
 
 const MiB = 1024 * 1024;
 const ROOT = new URL("../..", import.meta.url).pathname;
 const support = shmSupport();
 const skip = support.available ? false : `shared memory unavailable: ${support.reason ?? "unknown"}`;
-
-function counter(): { stream: Transform; bytes: () => number } {
-  let n = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      n += chunk.byteLength;
-      done(null, chunk);
-    },
-  });
-  return { stream, bytes: () => n };
-}
-
-function pattern(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (i * 131 + 7) & 0xff;
-  return out;
-}
-
-function floats(n: number): RecordBatch {
-  const values = new Float64Array(n);
-  for (let i = 0; i < n; i++) values[i] = i + 0.5;
-  const field = new Field("value", new Float64(), true);
-  const child = makeData({ type: new Float64(), length: n, nullCount: 0, data: values });
-  return new RecordBatch(
-    new Schema([field]),
-    makeData({ type: new Struct([field]), length: n, nullCount: 0, children: [child] }),
-  );
-}
 
 interface PythonReport {
   readonly segment: string;

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Field, Float64, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
+import { Field, Float64, Schema } from "apache-arrow";
 import { RpcClient } from "../../src/client/client.js";
 import { paramsBatch, proxy, targetOf } from "../../src/client/typed.js";
 import { ConformanceService, createConformanceImplementation } from "../../src/conformance/service.js";
@@ -24,6 +24,7 @@ import {
   SHM_SEGMENT_SIZE_KEY,
   SHM_SOURCE_KEY,
 } from "../../src/wire/keys.js";
+import { floats } from "../helpers/shm.js";
 import { FakeSegment, fakeAccess } from "./shm-fake.js";
 
 const MiB = 1024 * 1024;
@@ -78,15 +79,6 @@ function rig(opts: { clientSegment?: boolean; serverAccess?: boolean; size?: num
       segment?.unlink();
     },
   };
-}
-
-function floats(n: number, scale = 1): RecordBatch {
-  const values = new Float64Array(n);
-  for (let i = 0; i < n; i++) values[i] = i * scale + 0.5;
-  const field = new Field("value", new Float64(), true);
-  const child = makeData({ type: new Float64(), length: n, nullCount: 0, data: values });
-  const schema = new Schema([field]);
-  return new RecordBatch(schema, makeData({ type: new Struct([field]), length: n, nullCount: 0, children: [child] }));
 }
 
 test("a large unary argument and result travel through the segment as pointer batches, and every region is freed", async () => {

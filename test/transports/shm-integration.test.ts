@@ -7,9 +7,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { PassThrough, Transform } from "node:stream";
+import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
-import { Field, Float64, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
 import type { RpcClient } from "../../src/client/client.js";
 import { paramsBatch, proxy, targetOf } from "../../src/client/typed.js";
 import { ConformanceService } from "../../src/conformance/service.js";
@@ -20,46 +19,11 @@ import { connectSubprocess, pipeConnect } from "../../src/transports/stdio/clien
 import { emptyBatch } from "../../src/wire/batches.js";
 import { SHM_LENGTH_KEY, SHM_OFFSET_KEY } from "../../src/wire/keys.js";
 import { ourWorker, within } from "../client/helpers.js";
+import { counter, floats, pattern } from "../helpers/shm.js";
 
 const MiB = 1024 * 1024;
 const support = shmSupport();
 const skip = support.available ? false : `shared memory unavailable: ${support.reason ?? "unknown"}`;
-
-function pattern(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i += 4) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = x & 0xff;
-    out[i + 1] = (x >>> 8) & 0xff;
-    out[i + 2] = (x >>> 16) & 0xff;
-    out[i + 3] = x >>> 24;
-  }
-  return out;
-}
-
-function floats(n: number): RecordBatch {
-  const values = new Float64Array(n);
-  for (let i = 0; i < n; i++) values[i] = i + 0.25;
-  const field = new Field("value", new Float64(), true);
-  const child = makeData({ type: new Float64(), length: n, nullCount: 0, data: values });
-  return new RecordBatch(
-    new Schema([field]),
-    makeData({ type: new Struct([field]), length: n, nullCount: 0, children: [child] }),
-  );
-}
-
-/** A pass-through that counts what crosses it. */
-function counter(): { stream: Transform; bytes: () => number } {
-  let n = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      n += chunk.byteLength;
-      done(null, chunk);
-    },
-  });
-  return { stream, bytes: () => n };
-}
 
 describe("our client ↔ our worker through a shared-memory segment", { skip }, () => {
   let segment: ShmSegment;
@@ -118,7 +82,7 @@ describe("our client ↔ our worker through a shared-memory segment", { skip }, 
     const [u0, d0] = [up.bytes(), down.bytes()];
     const rows = await within(session.exchange(floats(MiB)), 60_000, "exchange");
     assert.equal(rows.length, MiB);
-    assert.equal(rows[12345]!.value, (12345 + 0.25) * 2);
+    assert.equal(rows[12345]!.value, (12345 + 0.5) * 2);
     assert.ok(up.bytes() - u0 < 4096 && down.bytes() - d0 < 4096, "only pointer batches on the pipe");
     await session.close();
     assert.deepEqual(segment.allocations(), []);
