@@ -18,7 +18,6 @@ import type { RecordBatch, Schema } from "apache-arrow";
 import { compareFields } from "apache-arrow/visitor/typecomparator";
 import { frameworkError, RpcError } from "../errors.js";
 import type { ProtocolDecl } from "../protocol/methods.js";
-import { resolvePointer, type SegmentAccess, segmentMetadata, toPointer } from "../transports/shm/pointer.js";
 import { EMPTY_SCHEMA, emptyBatch, recordBatch } from "../wire/batches.js";
 import { type FrameResult, MessageFramer } from "../wire/framer.js";
 import { encodeStream, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
@@ -33,6 +32,7 @@ import {
   TRACESTATE_KEY,
 } from "../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../wire/messages.js";
+import { resolvePointer, type SegmentAccess, segmentMetadata, toPointer } from "../wire/shm-pointer.js";
 import { describeProtocol, listProtocols, type ProtocolListing, type ServiceDescription } from "./describe.js";
 import type { CallChannel, CallTarget, ClientTransport, RequestMetadata, StreamChannel } from "./transport.js";
 

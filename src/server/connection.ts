@@ -3,7 +3,7 @@
  * duplex byte stream plus what the transport knows about its peer.
  */
 import type { AuthContext } from "../protocol/context.js";
-import type { SegmentAccess } from "../transports/shm/pointer.js";
+import type { SegmentAccess } from "../wire/shm-pointer.js";
 
 /** A segment a worker attached on a client's behalf; closing it unmaps, never unlinks. */
 export interface AttachedSegment extends SegmentAccess {

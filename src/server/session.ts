@@ -7,11 +7,11 @@
 import type { RecordBatch, Schema } from "apache-arrow";
 import { frameworkError, RpcError } from "../errors.js";
 import { ANONYMOUS } from "../protocol/context.js";
-import { isPointerBatch, resolvePointer, type SegmentAccess, toPointer } from "../transports/shm/pointer.js";
 import { EMPTY_SCHEMA } from "../wire/batches.js";
 import { MessageFramer } from "../wire/framer.js";
 import { EOS, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
 import { SHM_OFFSET_KEY, SHM_SEGMENT_NAME_KEY, SHM_SEGMENT_SIZE_KEY } from "../wire/keys.js";
+import { isPointerBatch, resolvePointer, type SegmentAccess, toPointer } from "../wire/shm-pointer.js";
 import type { AttachedSegment, Connection, SharedMemoryAccess } from "./connection.js";
 import { type Answer, admit, Call, type CallEnv, openStream, runTurn, runUnary } from "./dispatch.js";
 import type { RpcServer } from "./server.js";

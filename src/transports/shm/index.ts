@@ -18,7 +18,7 @@ export {
   shmCanCarry,
   type WriteToShmOptions,
   writeBatchToShm,
-} from "./codec.js";
+} from "../../wire/shm-codec.js";
 export {
   ALLOC_ENTRY_SIZE,
   BACKING_ENV,

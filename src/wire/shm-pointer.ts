@@ -8,8 +8,8 @@
  * This module only needs the `SegmentAccess` shape, so it never loads the native mapping.
  */
 import { RecordBatch } from "apache-arrow";
-import { frameworkError, RpcError } from "../../errors.js";
-import { emptyBatch } from "../../wire/batches.js";
+import { frameworkError, RpcError } from "../errors.js";
+import { emptyBatch } from "./batches.js";
 import {
   LOG_LEVEL_KEY,
   SHM_LENGTH_KEY,
@@ -17,20 +17,10 @@ import {
   SHM_SEGMENT_NAME_KEY,
   SHM_SEGMENT_SIZE_KEY,
   SHM_SOURCE_KEY,
-} from "../../wire/keys.js";
-import { batchByteSize, decodeFromShm, encodeForShm, SHM_MIN_BATCH_BYTES } from "./codec.js";
+} from "./keys.js";
+import { batchByteSize, decodeFromShm, encodeForShm, type SegmentAccess, SHM_MIN_BATCH_BYTES } from "./shm-codec.js";
 
-/** What the pointer layer needs of a segment (`ShmSegment` has this shape). */
-export interface SegmentAccess {
-  readonly name: string;
-  /** Total bytes, header included (what `vgi_rpc.shm_segment_size` advertises). */
-  readonly size: number;
-  /** An offset as pointer batches carry it, or null when no gap is large enough. */
-  allocate(length: number): number | null;
-  write(offset: number, chunks: readonly Uint8Array[]): void;
-  read(offset: number, length: number): Uint8Array;
-  free(offset: number): void;
-}
+export type { SegmentAccess };
 
 /** The metadata keys a request carries so a worker can attach the client's segment. */
 export function segmentMetadata(segment: SegmentAccess): [string, string][] {

@@ -17,9 +17,23 @@
  */
 import { type Data, DataType, Dictionary, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
 import { MessageHeader } from "apache-arrow/fb/message-header";
-import { frameworkError } from "../../errors.js";
-import { decodeMessage, encodeSchemaMessage, type Frame, IpcStreamDecoder, IpcStreamEncoder } from "../../wire/ipc.js";
-import type { ShmSegment } from "./segment.js";
+import { frameworkError } from "../errors.js";
+import { decodeMessage, encodeSchemaMessage, type Frame, IpcStreamDecoder, IpcStreamEncoder } from "./ipc.js";
+
+/**
+ * What encoding into and reading from a segment needs of it (`ShmSegment` in
+ * `quiver-rpc/shm` has this shape; this module never maps anything itself).
+ */
+export interface SegmentAccess {
+  readonly name: string;
+  /** Total bytes, header included (what `vgi_rpc.shm_segment_size` advertises). */
+  readonly size: number;
+  /** An offset as pointer batches carry it, or null when no gap is large enough. */
+  allocate(length: number): number | null;
+  write(offset: number, chunks: readonly Uint8Array[]): void;
+  read(offset: number, length: number): Uint8Array;
+  free(offset: number): void;
+}
 
 /** The environment variable overriding the size threshold (as the reference reads it). */
 export const SHM_MIN_BATCH_BYTES_ENV = "VGI_RPC_SHM_MIN_BATCH_BYTES";
@@ -237,7 +251,7 @@ export interface WriteToShmOptions {
  * The allocation is rounded up to 8 bytes so the next one stays aligned; `length` is exact.
  */
 export function writeBatchToShm(
-  segment: ShmSegment,
+  segment: SegmentAccess,
   batch: RecordBatch,
   opts: WriteToShmOptions = {},
 ): { offset: number; length: number } | null {
@@ -266,7 +280,7 @@ export interface ReadFromShmOptions {
  * batch then lives in the allocation, which must not be freed while the batch is in use.
  */
 export function readBatchFromShm(
-  segment: ShmSegment,
+  segment: SegmentAccess,
   offset: number,
   length: number,
   schema: Schema,
