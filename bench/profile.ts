@@ -10,7 +10,10 @@ import { memoryPipe } from "../src/transports/memory/index.js";
 import { Bench, benchBatch, benchServer } from "./service.js";
 
 const what = process.argv[2] ?? "unary";
-/** `tcp-producer1m`: the server in a child (bench/servers.ts), so the profile is the client's alone. */
+/**
+ * `tcp-producer1m`/`pipe-producer1m`: the server in a child (bench/servers.ts, bench/worker.ts), so
+ * the profile is the client's alone. `BORROW=1` reads with `borrowBatches`.
+ */
 if (what === "tcp-producer1m" || what === "pipe-producer1m") {
   const { quiverChannel, spawnServer } = await import("./net.js");
   const { connectSubprocess } = await import("../src/transports/stdio/client.js");
@@ -26,7 +29,7 @@ if (what === "tcp-producer1m" || what === "pipe-producer1m") {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   while (performance.now() < stop) {
-    const s = await b.rows({ batches: 5n, rows: 1_000_000n });
+    const s = await b.rows({ batches: 5n, rows: 1_000_000n }, process.env.BORROW ? { borrowBatches: true } : {});
     for await (const x of s.batches()) rows += x.numRows;
   }
   const cpu = process.cpuUsage(c0);

@@ -24,7 +24,9 @@
  * `[{figure, transport, value, unit, limit, ratio}]`.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { once } from "node:events";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer as createNetServer, type Socket } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -159,27 +161,71 @@ async function rawPipePingPong(seconds: number): Promise<Rate> {
 }
 
 /**
- * Raw download bandwidth from a child writing to its stdout (as a worker answers), best of three
- * after a warm-up; bytes/s, and the child's peak RSS.
+ * A Unix socket pair: `ours` read with `onread` into one reused buffer (calling `onBytes`), and
+ * `theirs` to hand to a child as its stdout. As quiver's subprocess client does (and as libuv
+ * would make the child's stdout a socket pair anyway).
+ */
+async function readerPair(onBytes: (n: number) => void): Promise<{ ours: Socket; theirs: Socket }> {
+  const dir = mkdtempSync(join(tmpdir(), "quiver-bench-"));
+  const server = createNetServer({ pauseOnConnect: true });
+  try {
+    const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
+    const path = join(dir, "stdout.sock");
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const ours = connect({
+      path,
+      onread: {
+        buffer: Buffer.allocUnsafe(1 << 20),
+        callback: (n: number) => {
+          onBytes(n);
+          return true;
+        },
+      },
+    });
+    await once(ours, "connect");
+    return { ours, theirs: await accepted };
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Raw download bandwidth from a child writing to its stdout (as a worker answers), read with
+ * `onread` into one reused buffer (no allocation: the most a Node reader gets from the pipe),
+ * best of three after a warm-up; bytes/s, and the child's peak RSS.
  */
 async function rawPipeDownload(totalBytes: number): Promise<{ rate: number; rss: number | null }> {
-  const child = nodeChild(
-    `const c=Buffer.alloc(1<<20,1);let a=Buffer.alloc(0);process.stdin.on('data',(d)=>{a=Buffer.concat([a,d]);while(a.length>=8){let n=Number(a.readBigUInt64LE(0));a=a.subarray(8);const pump=()=>{while(n>0){const k=Math.min(n,c.length);n-=k;if(!process.stdout.write(k===c.length?c:c.subarray(0,k))){process.stdout.once('drain',pump);return}}};pump()}})`,
+  let want = 0;
+  let got = 0;
+  let done: (() => void) | null = null;
+  const pair = await readerPair((n) => {
+    got += n;
+    if (got >= want && done !== null) {
+      const d = done;
+      done = null;
+      d();
+    }
+  });
+  const child = spawn(
+    process.execPath,
+    [
+      "-e",
+      `const c=Buffer.alloc(1<<20,1);let a=Buffer.alloc(0);process.stdin.on('data',(d)=>{a=Buffer.concat([a,d]);while(a.length>=8){let n=Number(a.readBigUInt64LE(0));a=a.subarray(8);const pump=()=>{while(n>0){const k=Math.min(n,c.length);n-=k;if(!process.stdout.write(k===c.length?c:c.subarray(0,k))){process.stdout.once('drain',pump);return}}};pump()}})`,
+    ],
+    { stdio: ["pipe", pair.theirs, "inherit"], timeout: CHILD_TIMEOUT_MS },
   );
+  pair.theirs.destroy();
+  child.stdin!.on("error", () => {});
   const download = async (bytes: number) => {
     const ask = Buffer.alloc(8);
     ask.writeBigUInt64LE(BigInt(bytes));
+    want = bytes;
+    got = 0;
     const t0 = performance.now();
     await new Promise<void>((resolve) => {
-      let got = 0;
-      const onData = (d: Buffer) => {
-        got += d.length;
-        if (got < bytes) return;
-        child.stdout.off("data", onData);
-        resolve();
-      };
-      child.stdout.on("data", onData);
-      child.stdin.write(ask);
+      done = resolve;
+      child.stdin!.write(ask);
     });
     return bytes / ((performance.now() - t0) / 1000);
   };
@@ -188,6 +234,7 @@ async function rawPipeDownload(totalBytes: number): Promise<{ rate: number; rss:
   for (let k = 0; k < 3; k++) rate = Math.max(rate, await download(totalBytes));
   const rss = peakRss(child.pid);
   child.kill();
+  pair.ours.destroy();
   return { rate, rss };
 }
 
@@ -251,12 +298,13 @@ const sizeName = (n: number) =>
 
 /** rows/s and GB/s of every stream figure of one transport against its raw one-way bandwidth. */
 function reportStreams(transport: string, rates: StreamRates, rawBw: number, limit: string): void {
-  for (const kind of ["producer", "exchange"] as const) {
+  for (const kind of ["producer", "producer borrowed", "exchange", "exchange borrowed"] as const) {
     for (const n of SIZES) {
       const rows = rates.get(`${kind} ${n}`);
       if (rows === undefined) continue;
       const bytes = (rows / n) * bytesPerBatch(n);
-      const what = `${kind} ${sizeName(n)} batches`;
+      const [call, borrowed] = kind.split(" ");
+      const what = `${call} ${sizeName(n)} batches${borrowed ? " (borrowed)" : ""}`;
       report({ figure: `${what}, GB/s`, transport, value: bytes / 1e9, unit: "GB/s", limit, ratio: bytes / rawBw });
       report({ figure: `${what}, rows/s`, transport, value: rows, unit: "rows/s", limit, ratio: bytes / rawBw });
     }

@@ -81,3 +81,10 @@ export type { Connection } from "./server/connection.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";
 export { type Binding, bind, createServer, type RpcServer, type ServerOptions } from "./server/server.js";
 export type { CallStatistics } from "./server/stats.js";
+export {
+  type BufferPoolOptions,
+  type BufferPoolStats,
+  bufferPoolStats,
+  configureBufferPool,
+  trimBufferPool,
+} from "./transports/buffer-pool.js";

@@ -1,6 +1,7 @@
 /*
- * quiver shared-memory addon: maps a file (a /dev/shm segment or any path) read-write and
- * MAP_SHARED, and hands the mapping to JavaScript as an external ArrayBuffer.
+ * quiver native addon. This file: shared memory. It maps a file (a /dev/shm segment or any path)
+ * read-write and MAP_SHARED, and hands the mapping to JavaScript as an external ArrayBuffer.
+ * pool.c adds the large-buffer pool (`exports.pool`).
  *
  * Lifetime rule: the mapping belongs to the ArrayBuffer. It is unmapped only by the buffer's
  * finalizer, which V8 runs once no view of it is reachable, so a view can never point at an
@@ -20,6 +21,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "pool.h"
 
 /* Throws an Error carrying `errno` (a number) and `syscall`; JavaScript maps the number to a code. */
 static napi_value throw_errno(napi_env env, int err, const char *syscall) {
@@ -148,6 +151,7 @@ static napi_value Init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "map", fn);
   napi_create_function(env, "unlink", NAPI_AUTO_LENGTH, Unlink, NULL, &fn);
   napi_set_named_property(env, exports, "unlink", fn);
+  pool_init(env, exports);
   return exports;
 }
 

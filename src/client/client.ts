@@ -34,7 +34,14 @@ import {
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../wire/messages.js";
 import { resolvePointer, type SegmentAccess, segmentMetadata, toPointer } from "../wire/shm-pointer.js";
 import { describeProtocol, listProtocols, type ProtocolListing, type ServiceDescription } from "./describe.js";
-import type { CallChannel, CallTarget, ClientTransport, RequestMetadata, StreamChannel } from "./transport.js";
+import type {
+  CallChannel,
+  CallTarget,
+  ClientTransport,
+  RequestMetadata,
+  StreamChannel,
+  StreamOpenOptions,
+} from "./transport.js";
 
 export type { CallTarget, RequestMetadata } from "./transport.js";
 
@@ -141,10 +148,10 @@ class StreamReader {
     return this.ended;
   }
 
-  /** The next batch of this stream, or null at its EOS. */
-  async next(): Promise<RecordBatch | null> {
+  /** The next batch of this stream, or null at its EOS; `borrow` as in `MessageFramer.next`. */
+  async next(borrow = false): Promise<RecordBatch | null> {
     while (!this.ended) {
-      const f = await this.client.readFrame();
+      const f = await this.client.readFrame(borrow);
       if (f === "eos") {
         this.ended = true;
         return null;
@@ -167,9 +174,9 @@ class StreamReader {
    * The next data batch: log batches go to `onLog`, an EXCEPTION batch is thrown as `RpcError`
    * (after the stream is drained to its EOS, so the connection stays in sync).
    */
-  async nextData(onLog: ((r: LogRecord) => void) | undefined): Promise<RecordBatch | null> {
+  async nextData(onLog: ((r: LogRecord) => void) | undefined, borrow = false): Promise<RecordBatch | null> {
     for (;;) {
-      const b = await this.next();
+      const b = await this.next(borrow);
       if (b === null) return null;
       const kind = classifyBatch(b);
       if (kind === "log") {
@@ -232,6 +239,8 @@ export class RawStream implements StreamChannel {
     readonly header: RecordBatch | null,
     private readonly release: Release,
     private readonly onLog: ((r: LogRecord) => void) | undefined,
+    /** Answers may be read into a reused buffer: each is valid until the next `send`/`tick`. */
+    private readonly borrow = false,
   ) {}
 
   /** True once the stream has ended (server finished, or closed/cancelled by the client). */
@@ -273,7 +282,7 @@ export class RawStream implements StreamChannel {
         }
         await this.client.writeChunks(this.encoder.batch(this.client.outgoing(batch)));
         this.reader ??= new StreamReader(this.client);
-        const out = await this.reader.nextData(this.onLog);
+        const out = await this.reader.nextData(this.onLog, this.borrow);
         if (out === null) {
           // Server finished: complete our input stream so the next request starts clean.
           await this.client.writeChunks(this.encoder.end());
@@ -447,11 +456,11 @@ export class RpcClient implements CallChannel {
     });
   }
 
-  /** @internal Reads one frame (bounded by the timeout). */
-  async readFrame(): Promise<FrameResult> {
+  /** @internal Reads one frame (bounded by the timeout); `borrow` as in `MessageFramer.next`. */
+  async readFrame(borrow = false): Promise<FrameResult> {
     if (this.broken) throw this.broken;
     try {
-      return await this.withTimeout(this.framer.next(), "response");
+      return await this.withTimeout(this.framer.next(borrow), "response");
     } catch (err) {
       throw this.fail(RpcError.from(err).kind === "" ? wrapTransport(err) : RpcError.from(err));
     }
@@ -521,19 +530,11 @@ export class RpcClient implements CallChannel {
    * Opens a stream call at the batch level. When `hasHeader`, the header stream is read first
    * (an init error surfaces here). The returned stream holds the connection until it ends.
    */
-  openStream(
-    target: CallTarget,
-    params: RecordBatch,
-    opts: { readonly hasHeader: boolean; readonly extra?: RequestMetadata },
-  ): Promise<RawStream> {
+  openStream(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<RawStream> {
     return traced(target, () => this.openUntraced(target, params, opts));
   }
 
-  private async openUntraced(
-    target: CallTarget,
-    params: RecordBatch,
-    opts: { readonly hasHeader: boolean; readonly extra?: RequestMetadata },
-  ): Promise<RawStream> {
+  private async openUntraced(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<RawStream> {
     const release = await this.acquire();
     try {
       if (this.broken) throw this.broken;
@@ -557,7 +558,7 @@ export class RpcClient implements CallChannel {
         }
         await reader.drain();
       }
-      return new RawStream(this, header, release, this.onLog);
+      return new RawStream(this, header, release, this.onLog, opts.borrow ?? false);
     } catch (err) {
       release();
       throw err;

@@ -21,7 +21,7 @@ export {
   reflectionNotHosted,
   type ServiceDescription,
 } from "./describe.js";
-export type { CallChannel, ClientTransport, StreamChannel } from "./transport.js";
+export type { CallChannel, ClientTransport, StreamChannel, StreamOpenOptions } from "./transport.js";
 export {
   type CallOptions,
   type ClientMethod,

@@ -49,14 +49,22 @@ export interface StreamChannel {
   cancel(): Promise<void>;
 }
 
+/** How a stream call is opened. */
+export interface StreamOpenOptions {
+  /** Read the header stream first (the method declares a header). */
+  readonly hasHeader: boolean;
+  readonly extra?: RequestMetadata;
+  /**
+   * The caller lets answer batches be read into a buffer the client reuses, so each is valid only
+   * until the stream's next `send`/`tick`. A permission, not a promise: a channel may ignore it.
+   */
+  readonly borrow?: boolean;
+}
+
 /** Calls at the batch level: what the typed layer and `describe` run on. */
 export interface CallChannel {
   /** A unary call: `params` is the one-row parameter batch; resolves to the result batch. */
   unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch>;
   /** Opens a stream call (reading the header first when `hasHeader`). */
-  openStream(
-    target: CallTarget,
-    params: RecordBatch,
-    opts: { readonly hasHeader: boolean; readonly extra?: RequestMetadata },
-  ): Promise<StreamChannel>;
+  openStream(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<StreamChannel>;
 }

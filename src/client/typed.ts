@@ -91,6 +91,15 @@ function extraMetadata(opts: CallOptions): RequestMetadata | undefined {
 export interface StreamOptions extends CallOptions {
   /** Aborting cancels the stream with the protocol's cancel batch. */
   readonly signal?: AbortSignal;
+  /**
+   * Lets the client read large answer batches into one reused buffer instead of memory of their
+   * own (pipe, Unix and TCP clients do; HTTP and WebSocket answers are owned anyway). Each batch
+   * from `batches()` or `exchangeBatch`, and everything viewing its buffers (column data, binary
+   * values), is then valid only until the next batch is asked for: copy what you keep. Rows from
+   * the row iterators and `exchange` are decoded first, except binary values, which are views.
+   * Saves a page-faulted allocation and the garbage collection it triggers per large batch.
+   */
+  readonly borrowBatches?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -317,6 +326,7 @@ export async function openProducer(
   const raw = await client.openStream(targetOf(protocol, method), paramsBatch(method, decl.params, params), {
     hasHeader: decl.header !== null,
     ...(extra ? { extra } : {}),
+    ...(opts.borrowBatches ? { borrow: true } : {}),
   });
   return new ProducerStream(raw, decodeHeader(decl.header, raw.header), (b) => decodeRows(decl.output, b), opts.signal);
 }
@@ -334,6 +344,7 @@ export async function openExchange(
   const raw = await client.openStream(targetOf(protocol, method), paramsBatch(method, decl.params, params), {
     hasHeader: decl.header !== null,
     ...(extra ? { extra } : {}),
+    ...(opts.borrowBatches ? { borrow: true } : {}),
   });
   const inputSchema = methodSchemas(decl).input!;
   return new ExchangeSession(

@@ -42,6 +42,11 @@ export interface DirectByteSource extends AsyncIterator<Uint8Array> {
    * `target.byteLength`, or to fewer bytes when the stream ends first; rejects as `next()` would.
    */
   readInto(target: Uint8Array): Promise<number>;
+  /**
+   * Where large bodies should live: `n` bytes, contents undefined, at offset 0 of their own
+   * ArrayBuffer. A Node source hands out pooled memory here (see transports/buffer-pool.ts).
+   */
+  allocate?(n: number): Uint8Array;
 }
 
 /** Bodies with at least this many bytes still to come are read with `readInto` when the source has it. */
@@ -67,8 +72,13 @@ function uninitialised(n: number): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, n);
 }
 
+/** Borrowed bodies are read into one buffer, grown in steps of this many bytes. */
+const BORROW_STEP = 1024 * 1024;
+
 export class MessageFramer {
   private chunks: Uint8Array[] = [];
+  /** The buffer borrowed record-batch bodies are read into (see `next`). */
+  private scratch: Uint8Array | null = null;
   private buffered = 0;
   private done = false;
   private readonly maxMessageBytes: number;
@@ -139,8 +149,9 @@ export class MessageFramer {
    * A body of `n` bytes of which fewer are buffered, from a source that can fill it in place: the
    * buffered bytes are copied into its final buffer and the source reads the rest straight there.
    */
-  private async readDirect(n: number): Promise<Uint8Array> {
-    const out = uninitialised(n);
+  private async readDirect(n: number, borrow: boolean): Promise<Uint8Array> {
+    const source = this.source as DirectByteSource;
+    const out = borrow ? this.borrowed(n) : (source.allocate?.(n) ?? uninitialised(n));
     let at = 0;
     for (const c of this.chunks) {
       out.set(c, at);
@@ -148,11 +159,19 @@ export class MessageFramer {
     }
     this.chunks = [];
     this.buffered = 0;
-    if ((await (this.source as DirectByteSource).readInto(out.subarray(at))) < n - at) {
+    if ((await source.readInto(out.subarray(at))) < n - at) {
       this.done = true;
       throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
     }
     return out;
+  }
+
+  /** The first `n` bytes of the reused body buffer (grown, never shrunk, while the framer lives). */
+  private borrowed(n: number): Uint8Array {
+    if (this.scratch === null || this.scratch.byteLength < n) {
+      this.scratch = uninitialised(Math.ceil(n / BORROW_STEP) * BORROW_STEP);
+    }
+    return this.scratch.subarray(0, n);
   }
 
   private async skip(n: number): Promise<void> {
@@ -204,8 +223,13 @@ export class MessageFramer {
   /**
    * Reads the next message. `"eos"` is an end-of-stream marker; `"end"` means the source ended
    * cleanly between messages. A source ending inside a message is a `protocol_error`.
+   *
+   * With `borrow`, a large record-batch body read from a `DirectByteSource` goes into a buffer this
+   * framer reuses for the next borrowed body, instead of memory of its own: whatever is decoded
+   * from it is valid only until the next `next(true)`. Dictionary batches, schemas and small
+   * bodies are never borrowed.
    */
-  async next(): Promise<FrameResult> {
+  async next(borrow = false): Promise<FrameResult> {
     if (!(await this.fill(4))) {
       if (this.buffered === 0) return "end";
       throw frameworkError("protocol_error", "byte stream ended inside an IPC message prefix");
@@ -250,7 +274,7 @@ export class MessageFramer {
     let body: Uint8Array;
     if (bodyLength === 0) body = new Uint8Array(0);
     else if (bodyLength - this.buffered >= DIRECT_READ_MIN && isDirect(this.source)) {
-      body = await this.readDirect(bodyLength);
+      body = await this.readDirect(bodyLength, borrow && message.headerType === MessageHeader.RecordBatch);
     } else {
       // Pieces are queued and copied together once the body is complete: measured faster than
       // copying each 64 KiB piece as it arrives (a TCP server reading 30 MB exchange batches).

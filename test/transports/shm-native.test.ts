@@ -82,7 +82,12 @@ test("the install script builds from the packaged files alone, and records a fai
   assert.equal(pkg.scripts.install, "node scripts/build-native.mjs");
   const dir = mkdtempSync(join(tmpdir(), "quiver-native-"));
   try {
-    for (const f of ["native/shm/shm.c", "native/shm/binding.gyp", "scripts/build-native.mjs"]) {
+    // Every source binding.gyp compiles, the header they share, the gyp file and the script.
+    const gyp = JSON.parse(readFileSync(join(root, "native/shm/binding.gyp"), "utf8")) as {
+      targets: Array<{ sources: string[] }>;
+    };
+    const sources = gyp.targets.flatMap((t) => t.sources).map((s) => `native/shm/${s}`);
+    for (const f of [...sources, "native/shm/pool.h", "native/shm/binding.gyp", "scripts/build-native.mjs"]) {
       assert.ok(pkg.files.includes(f), `package.json files lacks ${f}`);
       mkdirSync(join(dir, dirname(f)), { recursive: true });
       cpSync(join(root, f), join(dir, f));

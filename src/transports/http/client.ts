@@ -27,7 +27,13 @@ import {
   type ProtocolListing,
   type ServiceDescription,
 } from "../../client/describe.js";
-import type { CallChannel, CallTarget, RequestMetadata, StreamChannel } from "../../client/transport.js";
+import type {
+  CallChannel,
+  CallTarget,
+  RequestMetadata,
+  StreamChannel,
+  StreamOpenOptions,
+} from "../../client/transport.js";
 import { type ErrorCode, frameworkError, RpcError } from "../../errors.js";
 import { batchFromData, EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
 import { MessageFramer } from "../../wire/framer.js";
@@ -410,12 +416,11 @@ export class HttpClient implements CallChannel {
     });
   }
 
-  /** Opens a stream call with `/init` (the header, when declared, and a producer's first batch arrive here). */
-  openStream(
-    target: CallTarget,
-    params: RecordBatch,
-    opts: { readonly hasHeader: boolean; readonly extra?: RequestMetadata },
-  ): Promise<HttpStream> {
+  /**
+   * Opens a stream call with `/init` (the header, when declared, and a producer's first batch arrive
+   * here). Every answer has a body of its own, so `opts.borrow` changes nothing.
+   */
+  openStream(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<HttpStream> {
     return traced(target, async () => {
       const body = concatBytes(encodeStream(params.schema, [requestBatch(params, target, opts.extra)]));
       const res = await this.post(this.routeUrl(target, "/init"), body);

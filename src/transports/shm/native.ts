@@ -25,6 +25,17 @@ export interface NativeShm {
   unlink(path: string): void;
 }
 
+/** The large-buffer pool's surface (see native/shm/pool.c). */
+export interface NativePool {
+  /** An ArrayBuffer of exactly `size` bytes, contents undefined, its pages kept for reuse once collected. */
+  alloc(size: number): ArrayBuffer;
+  /** The most idle bytes kept; a freed mapping beyond it is unmapped. */
+  configure(limitBytes: number): void;
+  /** Unmaps every idle mapping; returns the bytes released. */
+  trim(): number;
+  stats(): { idleBytes: number; idleMappings: number; limit: number; hits: number; misses: number };
+}
+
 /** An error thrown by the addon: the errno number and the failing system call. */
 export interface NativeError extends Error {
   readonly errno: number;
@@ -38,9 +49,11 @@ const STATUS_URL = new URL("../../../native/shm/build-status.json", import.meta.
 /** The environment variable that forces the file-I/O backing (`QUIVER_SHM_BACKING=file`). */
 export const BACKING_ENV = "QUIVER_SHM_BACKING";
 
-let loaded: { addon: NativeShm } | { reason: string } | undefined;
+type Addon = NativeShm & { readonly pool?: NativePool };
 
-function isNativeShm(value: unknown): value is NativeShm {
+let loaded: { addon: Addon } | { reason: string } | undefined;
+
+function isNativeShm(value: unknown): value is Addon {
   const v = value as Partial<Record<keyof NativeShm, unknown>> | null;
   return typeof v === "object" && v !== null && typeof v.map === "function" && typeof v.unlink === "function";
 }
@@ -59,9 +72,20 @@ function missingReason(): string {
   return `native addon not built (${path} missing; run \`node scripts/build-native.mjs\`)`;
 }
 
-/** The addon, or why it cannot be used. Honours `QUIVER_SHM_BACKING=file`. */
+/** The addon for shared memory, or why it cannot be used. Honours `QUIVER_SHM_BACKING=file`. */
 export function loadNative(): { addon: NativeShm } | { reason: string } {
   if (process.env[BACKING_ENV] === "file") return { reason: `file backing forced by ${BACKING_ENV}=file` };
+  return loadAddon();
+}
+
+/** The large-buffer pool of the same addon, or why it cannot be used (the shm backing switch does not apply). */
+export function loadPool(): { pool: NativePool } | { reason: string } {
+  const r = loadAddon();
+  if ("reason" in r) return r;
+  return r.addon.pool === undefined ? { reason: "native addon has no pool (rebuild it)" } : { pool: r.addon.pool };
+}
+
+function loadAddon(): { addon: Addon } | { reason: string } {
   if (loaded !== undefined) return loaded;
   if (process.platform === "win32") {
     loaded = { reason: "the addon is POSIX-only" };

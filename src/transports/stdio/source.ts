@@ -4,9 +4,10 @@
  * A socket created with `onread: source.onread` reads into buffers this source chooses instead of
  * a fresh 64 KiB buffer per read: small reads go into a reused slab (handed out as views), and
  * while the framer waits for a large message body (`readInto`), the kernel reads straight into
- * that body's final buffer. A 30 MB batch then costs one kernel copy and no garbage, where
- * per-read buffers cost two copies and 460 short-lived allocations that the kernel has to
- * fault in and zero again and again.
+ * that body's final buffer, which `allocate` takes from the large-body pool (buffer-pool.ts). A
+ * 30 MB batch then costs one kernel copy into pages already faulted in, where per-read buffers
+ * cost two copies and 460 short-lived allocations that the kernel has to fault in and zero again
+ * and again.
  *
  * Should a socket not honour `onread`, `attach` also reads its `data` events (Node's own 64 KiB
  * pieces); `readInto` then copies each piece into the target as it arrives. Transports hand
@@ -15,6 +16,7 @@
 import type { Socket } from "node:net";
 import { frameworkError } from "../../errors.js";
 import type { DirectByteSource } from "../../wire/framer.js";
+import { bodyBuffer } from "../buffer-pool.js";
 
 /** Options of `socketSource`. */
 export interface SocketSourceOptions {
@@ -202,6 +204,8 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
         resumeIfDrained();
       });
     },
+
+    allocate: bodyBuffer,
 
     [Symbol.asyncIterator]() {
       return source;
