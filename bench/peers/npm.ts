@@ -143,22 +143,31 @@ async function figures(client: RpcClient, seconds: number, sizes: readonly numbe
     };
     await drain(1);
     let k = 1;
-    let got = 0;
-    const t0 = performance.now();
-    while (performance.now() - t0 < streamSecs * 1000) {
-      const s0 = performance.now();
-      got += await drain(k);
-      if (performance.now() - s0 < 50) k *= 2;
+    let best = 0;
+    // Best of three windows, as quiver's own stream figures (bench/net.ts).
+    for (let w = 0; w < 3; w++) {
+      let got = 0;
+      const t0 = performance.now();
+      while (performance.now() - t0 < streamSecs * 1000) {
+        const s0 = performance.now();
+        got += await drain(k);
+        if (performance.now() - s0 < 50) k *= 2;
+      }
+      best = Math.max(best, got / ((performance.now() - t0) / 1000));
     }
-    streams.set(`producer ${n}`, got / ((performance.now() - t0) / 1000));
+    streams.set(`producer ${n}`, best);
 
     const batch = batchOf(n);
     const session = await client.stream("echo", {});
     await session.exchange(batch);
-    let echoed = 0;
-    const e0 = performance.now();
-    while (performance.now() - e0 < streamSecs * 1000) echoed += (await session.exchange(batch)).length;
-    streams.set(`exchange ${n}`, echoed / ((performance.now() - e0) / 1000));
+    best = 0;
+    for (let w = 0; w < 3; w++) {
+      let echoed = 0;
+      const e0 = performance.now();
+      while (performance.now() - e0 < streamSecs * 1000) echoed += (await session.exchange(batch)).length;
+      best = Math.max(best, echoed / ((performance.now() - e0) / 1000));
+    }
+    streams.set(`exchange ${n}`, best);
     session.close();
   }
   return { noop, three, streams };
