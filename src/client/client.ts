@@ -262,6 +262,7 @@ export class RawStream implements StreamChannel {
   private end(state: "finished" | "closed"): void {
     if (this.state !== "open") return;
     this.state = state;
+    if (this.borrow) this.client.releaseBorrowed();
     this.release();
   }
 
@@ -464,6 +465,11 @@ export class RpcClient implements CallChannel {
     } catch (err) {
       throw this.fail(RpcError.from(err).kind === "" ? wrapTransport(err) : RpcError.from(err));
     }
+  }
+
+  /** @internal A borrowing stream ended: its reused answer buffer is not kept for later calls. */
+  releaseBorrowed(): void {
+    this.framer.releaseBorrowed();
   }
 
   /** @internal Writes chunks (bounded by the timeout). */

@@ -166,7 +166,12 @@ export class MessageFramer {
     return out;
   }
 
-  /** The first `n` bytes of the reused body buffer (grown, never shrunk, while the framer lives). */
+  /** Drops the reused body buffer (a borrowing stream ended): the memory goes once no batch views it. */
+  releaseBorrowed(): void {
+    this.scratch = null;
+  }
+
+  /** The first `n` bytes of the reused body buffer (grown, never shrunk, until `releaseBorrowed`). */
   private borrowed(n: number): Uint8Array {
     if (this.scratch === null || this.scratch.byteLength < n) {
       this.scratch = uninitialised(Math.ceil(n / BORROW_STEP) * BORROW_STEP);

@@ -83,6 +83,10 @@ test("a borrowing producer reuses one buffer and every batch is right while curr
     }
     assert.deepEqual(sums, [1, 2, 3, 4].map(expected));
     assert.equal(new Set(seen).size, 1, "every borrowed batch is read into the same buffer");
+    // The buffer is not kept once the stream ends: the next borrowing stream reads into a new one.
+    const next = [];
+    for await (const batch of (await b.count({ n: 1n }, { borrowBatches: true })).batches()) next.push(bufferOf(batch));
+    assert.notEqual(next[0], seen[0]);
 
     // Without the option each batch owns its memory, and all stay right after the stream.
     const owned: RecordBatch[] = [];
