@@ -5,7 +5,7 @@
  */
 import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
-import { connect, type Socket } from "node:net";
+import { connect, type OnReadOpts, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { WebSocket } from "ws";
 import { RpcClient } from "../src/client/client.js";
@@ -266,7 +266,11 @@ export async function rawWsPingPong(url: string, seconds: number, concurrency = 
 }
 
 /** Best of `repeats` timed downloads of `totalBytes` after a warm-up one; bytes/s. */
-async function bestDownload(download: (bytes: number) => Promise<number>, totalBytes: number, repeats: number) {
+export async function bestDownload(
+  download: (bytes: number) => Promise<number>,
+  totalBytes: number,
+  repeats = 3,
+): Promise<number> {
   await download(WARMUP_BYTES); // as the stream figures, which warm up first
   let rate = 0;
   for (let k = 0; k < repeats; k++) rate = Math.max(rate, await download(totalBytes));
@@ -274,51 +278,61 @@ async function bestDownload(download: (bytes: number) => Promise<number>, totalB
 }
 
 /**
- * Raw download bandwidth from the child's TCP or Unix-socket byte source; bytes/s. The client
- * reads with `onread` into one reused 1 MiB buffer: one kernel copy and no allocation, the most
- * a Node reader can get out of the socket.
+ * The reading half of a raw download: `onread` (for the socket's options) counts bytes read into
+ * one reused 1 MiB buffer (one kernel copy, no allocation: the most a Node reader gets out of a
+ * socket), and `download(bytes)` asks the byte source for them through `ask` (an 8-byte
+ * little-endian count) and resolves to bytes/s once all have arrived.
  */
+export function countingReader(ask: (request: Buffer) => void): {
+  readonly onread: OnReadOpts;
+  download(bytes: number): Promise<number>;
+} {
+  let want = 0;
+  let got = 0;
+  let done: (() => void) | null = null;
+  return {
+    onread: {
+      buffer: Buffer.allocUnsafe(1 << 20),
+      callback: (n: number) => {
+        got += n;
+        if (got >= want && done !== null) {
+          const d = done;
+          done = null;
+          d();
+        }
+        return true;
+      },
+    },
+    async download(bytes) {
+      const request = Buffer.alloc(8);
+      request.writeBigUInt64LE(BigInt(bytes));
+      want = bytes;
+      got = 0;
+      const t0 = performance.now();
+      await new Promise<void>((resolve) => {
+        done = resolve;
+        ask(request);
+      });
+      return bytes / ((performance.now() - t0) / 1000);
+    },
+  };
+}
+
+/** Raw download bandwidth from the child's TCP or Unix-socket byte source (see `countingReader`); bytes/s. */
 export async function rawSocketDownload(
   where: TcpAddress | UnixAddress,
   totalBytes: number,
   repeats = 3,
 ): Promise<number> {
-  let want = 0;
-  let got = 0;
-  let done: (() => void) | null = null;
-  const socket = await new Promise<Socket>((resolve, reject) => {
-    const s = connect({
-      ...where,
-      onread: {
-        buffer: Buffer.allocUnsafe(1 << 20),
-        callback: (n: number) => {
-          got += n;
-          if (got >= want && done !== null) {
-            const d = done;
-            done = null;
-            d();
-          }
-          return true;
-        },
-      },
-    });
+  let socket: Socket | null = null;
+  const reader = countingReader((request) => socket!.write(request));
+  socket = await new Promise<Socket>((resolve, reject) => {
+    const s = connect({ ...where, onread: reader.onread });
     s.once("connect", () => resolve(s));
     s.once("error", reject);
   });
-  const download = async (bytes: number): Promise<number> => {
-    const ask = Buffer.alloc(8);
-    ask.writeBigUInt64LE(BigInt(bytes));
-    want = bytes;
-    got = 0;
-    const t0 = performance.now();
-    await new Promise<void>((resolve) => {
-      done = resolve;
-      socket.write(ask);
-    });
-    return bytes / ((performance.now() - t0) / 1000);
-  };
   try {
-    return await bestDownload(download, totalBytes, repeats);
+    return await bestDownload(reader.download, totalBytes, repeats);
   } finally {
     socket.destroy();
   }

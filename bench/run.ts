@@ -24,9 +24,7 @@
  * `[{figure, transport, value, unit, limit, ratio}]`.
  */
 import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { connect, createServer as createNetServer, type Socket } from "node:net";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -34,12 +32,14 @@ import { trace } from "@opentelemetry/api";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { createAccessLog } from "../src/server/access-log.js";
 import { memoryPipe } from "../src/transports/memory/index.js";
-import { connectSubprocess } from "../src/transports/stdio/client.js";
+import { connectSubprocess, outputPair } from "../src/transports/stdio/client.js";
 import { MessageFramer } from "../src/wire/framer.js";
 import { concatBytes, IpcStreamEncoder } from "../src/wire/ipc.js";
 import { requestBytes } from "../test/helpers/raw-peer.js";
 import {
+  bestDownload,
   type Channel,
+  countingReader,
   type NetTransport,
   quiverChannel,
   quiverStreams,
@@ -161,53 +161,16 @@ async function rawPipePingPong(seconds: number): Promise<Rate> {
 }
 
 /**
- * A Unix socket pair: `ours` read with `onread` into one reused buffer (calling `onBytes`), and
- * `theirs` to hand to a child as its stdout. As quiver's subprocess client does (and as libuv
- * would make the child's stdout a socket pair anyway).
- */
-async function readerPair(onBytes: (n: number) => void): Promise<{ ours: Socket; theirs: Socket }> {
-  const dir = mkdtempSync(join(tmpdir(), "quiver-bench-"));
-  const server = createNetServer({ pauseOnConnect: true });
-  try {
-    const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
-    const path = join(dir, "stdout.sock");
-    await new Promise<void>((resolve) => server.listen(path, resolve));
-    const ours = connect({
-      path,
-      onread: {
-        buffer: Buffer.allocUnsafe(1 << 20),
-        callback: (n: number) => {
-          onBytes(n);
-          return true;
-        },
-      },
-    });
-    await once(ours, "connect");
-    return { ours, theirs: await accepted };
-  } finally {
-    server.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/**
- * Raw download bandwidth from a child writing to its stdout (as a worker answers), read with
- * `onread` into one reused buffer (no allocation: the most a Node reader gets from the pipe),
- * best of three after a warm-up; bytes/s, and the child's peak RSS.
+ * Raw download bandwidth from a child writing to its stdout (as a worker answers), read as the
+ * raw socket downloads are (`countingReader`) through the socket pair quiver's subprocess client
+ * gives its worker; bytes/s, and the child's peak RSS.
  */
 async function rawPipeDownload(totalBytes: number): Promise<{ rate: number; rss: number | null }> {
-  let want = 0;
-  let got = 0;
-  let done: (() => void) | null = null;
-  const pair = await readerPair((n) => {
-    got += n;
-    if (got >= want && done !== null) {
-      const d = done;
-      done = null;
-      d();
-    }
-  });
-  const child = spawn(
+  let child: ReturnType<typeof spawn> | null = null;
+  const reader = countingReader((request) => child!.stdin!.write(request));
+  const pair = await outputPair(reader.onread);
+  if (pair === null) throw new Error("could not make a Unix socket pair for the raw pipe download");
+  child = spawn(
     process.execPath,
     [
       "-e",
@@ -217,25 +180,13 @@ async function rawPipeDownload(totalBytes: number): Promise<{ rate: number; rss:
   );
   pair.theirs.destroy();
   child.stdin!.on("error", () => {});
-  const download = async (bytes: number) => {
-    const ask = Buffer.alloc(8);
-    ask.writeBigUInt64LE(BigInt(bytes));
-    want = bytes;
-    got = 0;
-    const t0 = performance.now();
-    await new Promise<void>((resolve) => {
-      done = resolve;
-      child.stdin!.write(ask);
-    });
-    return bytes / ((performance.now() - t0) / 1000);
-  };
-  await download(64 << 20);
-  let rate = 0;
-  for (let k = 0; k < 3; k++) rate = Math.max(rate, await download(totalBytes));
-  const rss = peakRss(child.pid);
-  child.kill();
-  pair.ours.destroy();
-  return { rate, rss };
+  try {
+    const rate = await bestDownload(reader.download, totalBytes);
+    return { rate, rss: peakRss(child.pid) };
+  } finally {
+    child.kill();
+    pair.ours.destroy();
+  }
 }
 
 const WORKER = new URL("./worker.ts", import.meta.url).pathname;

@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer as createNetServer, type Socket } from "node:net";
+import { connect, createServer as createNetServer, type OnReadOpts, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
@@ -94,13 +94,13 @@ async function offerSegment(size: number): Promise<OwnedSegment | null> {
 }
 
 /**
- * A connected pair of Unix stream sockets: `ours`, read through `source`, and `theirs`, to be
+ * A connected pair of Unix stream sockets: `ours`, created with `onread`, and `theirs`, to be
  * the worker's stdout. libuv gives a worker's stdout a socket pair too; making it here lets our
  * end be created with `onread`, so the worker's batches land straight in their message buffers
  * (see `socketSource`). Null where that cannot be done (Windows, no usable temp directory): the
- * caller then lets `spawn` make the pipe.
+ * caller then lets `spawn` make the pipe. (The bench's raw pipe baseline reads through one too.)
  */
-async function outputPair(source: SocketSource): Promise<{ ours: Socket; theirs: Socket } | null> {
+export async function outputPair(onread: OnReadOpts): Promise<{ ours: Socket; theirs: Socket } | null> {
   if (process.platform === "win32") return null;
   let dir: string;
   try {
@@ -117,7 +117,7 @@ async function outputPair(source: SocketSource): Promise<{ ours: Socket; theirs:
       server.once("error", reject);
       server.listen(path, resolve);
     });
-    const socket = connect({ path, onread: source.onread });
+    const socket = connect({ path, onread });
     ours = socket;
     await new Promise<void>((resolve, reject) => {
       socket.once("connect", resolve);
@@ -143,7 +143,7 @@ export async function connectSubprocess(
   opts: SubprocessOptions = {},
 ): Promise<SubprocessClient> {
   const source = socketSource();
-  const pair = await outputPair(source);
+  const pair = await outputPair(source.onread);
   let child: ChildProcess;
   try {
     child = spawn(cmd, [...args], {
