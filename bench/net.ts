@@ -14,9 +14,8 @@ import { proxy } from "../src/client/typed.js";
 import { connectHttp } from "../src/transports/http/client.js";
 import { connectTcp, connectUnix } from "../src/transports/socket/client.js";
 import { connectWebSocket } from "../src/transports/ws/client.js";
+import { benchScript } from "./paths.js";
 import { Bench, benchBatch } from "./service.js";
-
-const SERVERS = new URL("./servers.ts", import.meta.url).pathname;
 
 // ---------------------------------------------------------------------------------------------
 // Child servers
@@ -44,7 +43,7 @@ export async function spawnServer(
 ): Promise<ChildServer> {
   const child: ChildProcessByStdio<Writable, Readable, null> = spawn(
     process.execPath,
-    [...nodeArgs, "--import", "tsx", SERVERS, kind, String(timeoutSeconds)],
+    [...nodeArgs, ...benchScript("servers"), kind, String(timeoutSeconds)],
     { stdio: ["pipe", "pipe", "inherit"] },
   );
   child.stdin.on("error", () => {});

@@ -7,6 +7,7 @@
 import { RpcClient } from "../src/client/client.js";
 import { proxy } from "../src/client/typed.js";
 import { memoryPipe } from "../src/transports/memory/index.js";
+import { benchScript } from "./paths.js";
 import { Bench, benchBatch, benchServer } from "./service.js";
 
 const what = process.argv[2] ?? "unary";
@@ -22,7 +23,7 @@ if (what === "tcp-producer1m" || what === "pipe-producer1m") {
     : null;
   const channel = child
     ? await quiverChannel("tcp", child.ready)
-    : await connectSubprocess(process.execPath, ["--import", "tsx", new URL("./worker.ts", import.meta.url).pathname]);
+    : await connectSubprocess(process.execPath, benchScript("worker"));
   const b = proxy(channel, Bench);
   const stop = performance.now() + Number(process.argv[3] ?? "3") * 1000;
   let rows = 0;

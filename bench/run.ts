@@ -57,6 +57,7 @@ import {
   timed,
   type UnaryRates,
 } from "./net.js";
+import { BENCH_DIR, benchScript, ROOT_DIR } from "./paths.js";
 import { npmPeerFigures } from "./peers/npm.js";
 import { type Figure, writeChart } from "./report.js";
 import { benchBatch, benchServer, Row } from "./service.js";
@@ -189,11 +190,9 @@ async function rawPipeDownload(totalBytes: number): Promise<{ rate: number; rss:
   }
 }
 
-const WORKER = new URL("./worker.ts", import.meta.url).pathname;
-
 /** A quiver client on a fresh stdio worker. */
 async function pipeChannel(): Promise<Channel & { readonly pid: number | undefined }> {
-  const client = await connectSubprocess(process.execPath, ["--import", "tsx", WORKER], {
+  const client = await connectSubprocess(process.execPath, benchScript("worker"), {
     spawnTimeoutMs: 30_000,
   });
   const timer = setTimeout(() => client.process.kill("SIGKILL"), CHILD_TIMEOUT_MS);
@@ -329,9 +328,8 @@ async function withServer<T>(
 // ---------------------------------------------------------------------------------------------
 // Peers
 
-const ROOT = new URL("../", import.meta.url).pathname;
-const PYTHON = join(ROOT, ".venv-conformance/bin/python");
-const PY_BENCH = new URL("./peers/reference.py", import.meta.url).pathname;
+const PYTHON = join(ROOT_DIR, ".venv-conformance/bin/python");
+const PY_BENCH = join(BENCH_DIR, "peers/reference.py");
 
 interface PythonFigures {
   readonly noop: Rate;
@@ -457,7 +455,7 @@ function markdownTable(head: readonly string[], right: readonly boolean[], rows:
   return [line(head), rule, ...rows.map(line)];
 }
 
-const RESULTS = new URL("./results/", import.meta.url).pathname;
+const RESULTS = join(BENCH_DIR, "results");
 
 interface Header {
   readonly node: string;

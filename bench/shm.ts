@@ -22,6 +22,7 @@ import { parseArgs } from "node:util";
 import { Field, Float64, Int64, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
 import { HEADER_SIZE, ShmSegment, shmSupport, writeBatchToShm } from "../src/transports/shm/index.js";
 import { encodeStream } from "../src/wire/ipc.js";
+import { benchScript } from "./paths.js";
 import type { Figure } from "./report.js";
 
 /** Options for `runShmBench`. */
@@ -39,7 +40,6 @@ export interface ShmBenchOptions {
 /** The bench batch's schema (bench/shm-peer.ts decodes with it). */
 export const BENCH_SCHEMA = new Schema([new Field("id", new Int64(), false), new Field("x", new Float64(), false)]);
 
-const PEER = new URL("./shm-peer.ts", import.meta.url).pathname;
 const WARMUP = 2;
 const FIGURE = "64 MiB Arrow batch hand-off to a child";
 
@@ -70,7 +70,7 @@ function median(xs: number[]): number {
 function startPeer(args: string[], timeoutMs: number) {
   const child: ChildProcessByStdio<Writable, Readable, null> = spawn(
     process.execPath,
-    ["--import", "tsx", PEER, ...args],
+    [...benchScript("shm-peer"), ...args],
     { stdio: ["pipe", "pipe", "inherit"], timeout: timeoutMs },
   );
   child.stdin.on("error", () => {});

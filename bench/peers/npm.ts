@@ -24,6 +24,7 @@ import {
   str,
   VgiRpcServer,
 } from "@query-farm/vgi-rpc";
+import { benchScript } from "../paths.js";
 
 /** Row k is (k, k / 2, "row-k"), as in bench/service.ts. */
 function peerBatch(n: number): RecordBatch {
@@ -181,7 +182,7 @@ export async function npmPeerFigures(
   timed: Timer,
   timeoutMs: number,
 ): Promise<PeerFigures> {
-  const child = spawn(process.execPath, ["--import", "tsx", SELF, where === "pipe" ? "serve" : "serve-http"], {
+  const child = spawn(process.execPath, [...benchScript("peers/npm"), where === "pipe" ? "serve" : "serve-http"], {
     stdio: ["pipe", "pipe", "inherit"],
     timeout: timeoutMs,
   });

@@ -93,7 +93,7 @@ export interface StreamOptions extends CallOptions {
   readonly signal?: AbortSignal;
   /**
    * Lets the client read large answer batches into one reused buffer instead of memory of their
-   * own (pipe, Unix and TCP clients do; HTTP and WebSocket answers are owned anyway). Each batch
+   * own (pipe, Unix, TCP and WebSocket clients do; HTTP answers are owned anyway). Each batch
    * from `batches()` or `exchangeBatch`, and everything viewing its buffers (column data, binary
    * values), is then valid only until the next batch is asked for: copy what you keep. Rows from
    * the row iterators and `exchange` are decoded first, except binary values, which are views.

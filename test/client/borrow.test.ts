@@ -1,6 +1,6 @@
 /**
  * Borrowed answer batches (`StreamOptions.borrowBatches`): large bodies go into one buffer the
- * client reuses, every batch is correct while it is current, and nothing else is borrowed
+ * client reuses (over a Unix socket and over WebSocket), every batch is correct while it is current, and nothing else is borrowed
  * (dictionary batches, small bodies, streams that did not ask).
  */
 import assert from "node:assert/strict";
@@ -14,6 +14,8 @@ import { t } from "../../src/protocol/types.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { connectUnix } from "../../src/transports/socket/client.js";
 import { listenSocket } from "../../src/transports/socket/server.js";
+import { connectWebSocketClient } from "../../src/transports/ws/client.js";
+import { listenWebSocket } from "../../src/transports/ws/server.js";
 import { type DirectByteSource, MessageFramer } from "../../src/wire/framer.js";
 import { concatBytes, encodeStream, type Frame, IpcStreamDecoder } from "../../src/wire/ipc.js";
 import { socketPath } from "./helpers.js";
@@ -45,7 +47,7 @@ function sum(b: RecordBatch): number {
 const expected = (k: number) => k * 1e6 * ROWS + (ROWS * (ROWS - 1)) / 2;
 const bufferOf = (b: RecordBatch) => (b.getChild("v")!.data[0]!.values as Float64Array).buffer;
 
-async function serve() {
+async function serve(over: "unix" | "ws" = "unix") {
   const server = createServer({
     protocols: [
       bind(Big, {
@@ -61,6 +63,15 @@ async function serve() {
       }),
     ],
   });
+  if (over === "ws") {
+    const listener = await listenWebSocket(server);
+    const client = await connectWebSocketClient(listener.url, { timeoutMs: 30_000 });
+    const close = async () => {
+      await client.close();
+      await listener.close();
+    };
+    return { client, close };
+  }
   const path = socketPath("borrow");
   const listening = await listenSocket(server, { path });
   const client = await connectUnix(path, { timeoutMs: 30_000 });
@@ -71,42 +82,45 @@ async function serve() {
   return { client, close };
 }
 
-test("a borrowing producer reuses one buffer and every batch is right while current", async () => {
-  const { client, close } = await serve();
-  try {
-    const b = proxy(client, Big);
-    const seen: ArrayBufferLike[] = [];
-    const sums: number[] = [];
-    for await (const batch of (await b.count({ n: 4n }, { borrowBatches: true })).batches()) {
-      sums.push(sum(batch));
-      seen.push(bufferOf(batch));
-    }
-    assert.deepEqual(sums, [1, 2, 3, 4].map(expected));
-    assert.equal(new Set(seen).size, 1, "every borrowed batch is read into the same buffer");
-    // The buffer is not kept once the stream ends: the next borrowing stream reads into a new one.
-    const next = [];
-    for await (const batch of (await b.count({ n: 1n }, { borrowBatches: true })).batches()) next.push(bufferOf(batch));
-    assert.notEqual(next[0], seen[0]);
+for (const over of ["unix", "ws"] as const) {
+  test(`a borrowing producer (${over}) reuses one buffer and every batch is right while current`, async () => {
+    const { client, close } = await serve(over);
+    try {
+      const b = proxy(client, Big);
+      const seen: ArrayBufferLike[] = [];
+      const sums: number[] = [];
+      for await (const batch of (await b.count({ n: 4n }, { borrowBatches: true })).batches()) {
+        sums.push(sum(batch));
+        seen.push(bufferOf(batch));
+      }
+      assert.deepEqual(sums, [1, 2, 3, 4].map(expected));
+      assert.equal(new Set(seen).size, 1, "every borrowed batch is read into the same buffer");
+      // The buffer is not kept once the stream ends: the next borrowing stream reads into a new one.
+      const next = [];
+      for await (const batch of (await b.count({ n: 1n }, { borrowBatches: true })).batches())
+        next.push(bufferOf(batch));
+      assert.notEqual(next[0], seen[0]);
 
-    // Without the option each batch owns its memory, and all stay right after the stream.
-    const owned: RecordBatch[] = [];
-    for await (const batch of (await b.count({ n: 3n })).batches()) owned.push(batch);
-    assert.equal(new Set(owned.map(bufferOf)).size, 3);
-    assert.deepEqual(owned.map(sum), [1, 2, 3].map(expected));
+      // Without the option each batch owns its memory, and all stay right after the stream.
+      const owned: RecordBatch[] = [];
+      for await (const batch of (await b.count({ n: 3n })).batches()) owned.push(batch);
+      assert.equal(new Set(owned.map(bufferOf)).size, 3);
+      assert.deepEqual(owned.map(sum), [1, 2, 3].map(expected));
 
-    // Rows are decoded before the next batch is read, so row iteration stays right.
-    let rows = 0;
-    let total = 0;
-    for await (const r of await b.count({ n: 2n }, { borrowBatches: true })) {
-      rows++;
-      total += r.v;
+      // Rows are decoded before the next batch is read, so row iteration stays right.
+      let rows = 0;
+      let total = 0;
+      for await (const r of await b.count({ n: 2n }, { borrowBatches: true })) {
+        rows++;
+        total += r.v;
+      }
+      assert.equal(rows, 2 * ROWS);
+      assert.equal(total, expected(1) + expected(2));
+    } finally {
+      await close();
     }
-    assert.equal(rows, 2 * ROWS);
-    assert.equal(total, expected(1) + expected(2));
-  } finally {
-    await close();
-  }
-});
+  });
+}
 
 test("a borrowing exchange echoes every batch right, each answer in the reused buffer", async () => {
   const { client, close } = await serve();

@@ -31,6 +31,7 @@ import { frameworkError, type RpcError } from "../../errors.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
+import { bodyBuffer } from "../buffer-pool.js";
 import { ByteQueue, CloseCode, closeError, messagesOf } from "./shared.js";
 
 /** Default `path`. */
@@ -155,6 +156,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
       readHwm,
       () => ws.pause(),
       () => ws.resume(),
+      bodyBuffer,
     );
     let inputEnded = false;
     let closed: RpcError | null = null;
