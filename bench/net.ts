@@ -448,6 +448,44 @@ export const BORROW_MIN_ROWS = 10_000;
 /** Timed windows per stream figure; the best counts, as for the raw downloads. */
 const STREAM_WINDOWS = 3;
 
+/** Best of `STREAM_WINDOWS` timed windows of `window()`, a rate. */
+async function bestWindow(window: () => Promise<number>): Promise<number> {
+  let rate = 0;
+  for (let w = 0; w < STREAM_WINDOWS; w++) rate = Math.max(rate, await window());
+  return rate;
+}
+
+/**
+ * Rows/s of a producer after a one-batch warm-up: `drain(k)` runs a stream of k batches and
+ * returns its rows, k doubling until one stream takes 50 ms; best of `STREAM_WINDOWS` windows of
+ * `seconds`. Used for quiver and the npm peer alike.
+ */
+export async function producerRate(drain: (batches: number) => Promise<number>, seconds: number): Promise<number> {
+  await drain(1);
+  let k = 1;
+  return bestWindow(async () => {
+    let got = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < seconds * 1000) {
+      const s0 = performance.now();
+      got += await drain(k);
+      if (performance.now() - s0 < 50) k *= 2;
+    }
+    return got / ((performance.now() - t0) / 1000);
+  });
+}
+
+/** Rows/s of an exchange after one warm-up turn: `turn()` echoes a batch and returns its rows; best of windows. */
+export async function exchangeRate(turn: () => Promise<number>, seconds: number): Promise<number> {
+  await turn();
+  return bestWindow(async () => {
+    let echoed = 0;
+    const e0 = performance.now();
+    while (performance.now() - e0 < seconds * 1000) echoed += await turn();
+    return echoed / ((performance.now() - e0) / 1000);
+  });
+}
+
 /**
  * Producer and exchange throughput at each batch size, reading batch by batch (no per-row
  * decoding), best of `STREAM_WINDOWS` windows of `seconds` after a warm-up, as the raw downloads
@@ -461,11 +499,6 @@ export async function quiverStreams(
 ): Promise<StreamRates> {
   const bench = proxy(channel, Bench);
   const out: StreamRates = new Map();
-  const best = async (window: () => Promise<number>) => {
-    let rate = 0;
-    for (let w = 0; w < STREAM_WINDOWS; w++) rate = Math.max(rate, await window());
-    return rate;
-  };
   for (const n of sizes) {
     for (const borrow of n >= BORROW_MIN_ROWS ? [false, true] : [false]) {
       const opts = borrow ? { borrowBatches: true } : {};
@@ -476,33 +509,13 @@ export async function quiverStreams(
         for await (const b of stream.batches()) got += b.numRows;
         return got;
       };
-      await drain(1);
-      let k = 1;
-      out.set(
-        `producer${tag} ${n}`,
-        await best(async () => {
-          let got = 0;
-          const t0 = performance.now();
-          while (performance.now() - t0 < seconds * 1000) {
-            const s0 = performance.now();
-            got += await drain(k);
-            if (performance.now() - s0 < 50) k *= 2;
-          }
-          return got / ((performance.now() - t0) / 1000);
-        }),
-      );
+      out.set(`producer${tag} ${n}`, await producerRate(drain, seconds));
 
       const batch = benchBatch(n);
       const session = await bench.echo({}, opts);
-      await session.exchangeBatch(batch);
       out.set(
         `exchange${tag} ${n}`,
-        await best(async () => {
-          let echoed = 0;
-          const e0 = performance.now();
-          while (performance.now() - e0 < seconds * 1000) echoed += (await session.exchangeBatch(batch)).numRows;
-          return echoed / ((performance.now() - e0) / 1000);
-        }),
+        await exchangeRate(async () => (await session.exchangeBatch(batch)).numRows, seconds),
       );
       await session.close();
     }

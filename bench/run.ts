@@ -427,7 +427,7 @@ async function peerFigures(ours: Ours): Promise<void> {
   const npmPeer = "npm @query-farm/vgi-rpc 0.25.4";
   for (const where of ["pipe", "http"] as const) {
     try {
-      const f = await npmPeerFigures(where, SECS, SIZES, (op, s) => timed(op, s), CHILD_TIMEOUT_MS);
+      const f = await npmPeerFigures(where, SECS, SIZES, CHILD_TIMEOUT_MS);
       reportPeer(npmPeer, where, f, f.streams, mine[where]);
     } catch (err) {
       process.stdout.write(`npm peer over ${where}: failed (${(err as Error).message}), its figures are missing\n`);

@@ -24,6 +24,7 @@ import {
   str,
   VgiRpcServer,
 } from "@query-farm/vgi-rpc";
+import { exchangeRate, producerRate, timed } from "../net.js";
 import { benchScript } from "../paths.js";
 
 /** Row k is (k, k / 2, "row-k"), as in bench/service.ts. */
@@ -128,9 +129,7 @@ export interface PeerFigures {
   readonly streams: ReadonlyMap<string, number>;
 }
 
-type Timer = (op: () => Promise<unknown>, seconds: number) => Promise<{ rate: number; p50: number; p99: number }>;
-
-async function figures(client: RpcClient, seconds: number, sizes: readonly number[], timed: Timer) {
+async function figures(client: RpcClient, seconds: number, sizes: readonly number[]) {
   const noop = await timed(() => client.call("noop"), seconds);
   const three = await timed(() => client.call("three", { i: 7n, f: 0.5, s: "row-7" }), seconds);
   const streams = new Map<string, number>();
@@ -142,33 +141,11 @@ async function figures(client: RpcClient, seconds: number, sizes: readonly numbe
       for await (const rows of s) got += rows.length;
       return got;
     };
-    await drain(1);
-    let k = 1;
-    let best = 0;
-    // Best of three windows, as quiver's own stream figures (bench/net.ts).
-    for (let w = 0; w < 3; w++) {
-      let got = 0;
-      const t0 = performance.now();
-      while (performance.now() - t0 < streamSecs * 1000) {
-        const s0 = performance.now();
-        got += await drain(k);
-        if (performance.now() - s0 < 50) k *= 2;
-      }
-      best = Math.max(best, got / ((performance.now() - t0) / 1000));
-    }
-    streams.set(`producer ${n}`, best);
+    streams.set(`producer ${n}`, await producerRate(drain, streamSecs));
 
     const batch = batchOf(n);
     const session = await client.stream("echo", {});
-    await session.exchange(batch);
-    best = 0;
-    for (let w = 0; w < 3; w++) {
-      let echoed = 0;
-      const e0 = performance.now();
-      while (performance.now() - e0 < streamSecs * 1000) echoed += (await session.exchange(batch)).length;
-      best = Math.max(best, echoed / ((performance.now() - e0) / 1000));
-    }
-    streams.set(`exchange ${n}`, best);
+    streams.set(`exchange ${n}`, await exchangeRate(async () => (await session.exchange(batch)).length, streamSecs));
     session.close();
   }
   return { noop, three, streams };
@@ -179,7 +156,6 @@ export async function npmPeerFigures(
   where: "pipe" | "http",
   seconds: number,
   sizes: readonly number[],
-  timed: Timer,
   timeoutMs: number,
 ): Promise<PeerFigures> {
   const child = spawn(process.execPath, [...benchScript("peers/npm"), where === "pipe" ? "serve" : "serve-http"], {
@@ -221,7 +197,7 @@ export async function npmPeerFigures(
     client = httpConnect(url);
   }
   try {
-    return await figures(client, seconds, sizes, timed);
+    return await figures(client, seconds, sizes);
   } finally {
     client.close();
     child.stdin.end();
