@@ -17,6 +17,11 @@ export interface FramerOptions {
    * the bytes are not Arrow. Default: 16 MiB.
    */
   readonly maxMetadataBytes?: number;
+  /**
+   * Where borrowed bodies go (see `next`). Framers reading one stream's answers in turn (an HTTP
+   * stream's responses) share one, so each body reuses the last one's memory. Default: the framer's own.
+   */
+  readonly borrowBuffer?: BorrowBuffer;
 }
 
 /** A schema message's schema (cached by its bytes), malformed ones mapped to a protocol error. */
@@ -75,10 +80,28 @@ function uninitialised(n: number): Uint8Array {
 /** Borrowed bodies are read into one buffer, grown in steps of this many bytes. */
 const BORROW_STEP = 1024 * 1024;
 
+/** The one buffer borrowed record-batch bodies are read into, each over the last. */
+export class BorrowBuffer {
+  private buffer: Uint8Array | null = null;
+
+  /** The first `n` bytes of the buffer (grown, never shrunk, until `release`). */
+  take(n: number): Uint8Array {
+    if (this.buffer === null || this.buffer.byteLength < n) {
+      this.buffer = uninitialised(Math.ceil(n / BORROW_STEP) * BORROW_STEP);
+    }
+    return this.buffer.subarray(0, n);
+  }
+
+  /** Drops the buffer (the borrowing stream ended): the memory goes once no batch views it. */
+  release(): void {
+    this.buffer = null;
+  }
+}
+
 export class MessageFramer {
   private chunks: Uint8Array[] = [];
   /** The buffer borrowed record-batch bodies are read into (see `next`). */
-  private scratch: Uint8Array | null = null;
+  private readonly scratch: BorrowBuffer;
   private buffered = 0;
   private done = false;
   private readonly maxMessageBytes: number;
@@ -90,6 +113,7 @@ export class MessageFramer {
   ) {
     this.maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE;
     this.maxMetadataBytes = opts.maxMetadataBytes ?? 16 * 1024 * 1024;
+    this.scratch = opts.borrowBuffer ?? new BorrowBuffer();
   }
 
   /** Bytes received but not yet framed. */
@@ -151,7 +175,7 @@ export class MessageFramer {
    */
   private async readDirect(n: number, borrow: boolean): Promise<Uint8Array> {
     const source = this.source as DirectByteSource;
-    const out = borrow ? this.borrowed(n) : (source.allocate?.(n) ?? uninitialised(n));
+    const out = borrow ? this.scratch.take(n) : (source.allocate?.(n) ?? uninitialised(n));
     let at = 0;
     for (const c of this.chunks) {
       out.set(c, at);
@@ -168,15 +192,7 @@ export class MessageFramer {
 
   /** Drops the reused body buffer (a borrowing stream ended): the memory goes once no batch views it. */
   releaseBorrowed(): void {
-    this.scratch = null;
-  }
-
-  /** The first `n` bytes of the reused body buffer (grown, never shrunk, until `releaseBorrowed`). */
-  private borrowed(n: number): Uint8Array {
-    if (this.scratch === null || this.scratch.byteLength < n) {
-      this.scratch = uninitialised(Math.ceil(n / BORROW_STEP) * BORROW_STEP);
-    }
-    return this.scratch.subarray(0, n);
+    this.scratch.release();
   }
 
   private async skip(n: number): Promise<void> {
@@ -277,9 +293,11 @@ export class MessageFramer {
       );
     }
     let body: Uint8Array;
+    let borrowed = false;
     if (bodyLength === 0) body = new Uint8Array(0);
     else if (bodyLength - this.buffered >= DIRECT_READ_MIN && isDirect(this.source)) {
-      body = await this.readDirect(bodyLength, borrow && message.headerType === MessageHeader.RecordBatch);
+      borrowed = borrow && message.headerType === MessageHeader.RecordBatch;
+      body = await this.readDirect(bodyLength, borrowed);
     } else {
       // Pieces are queued and copied together once the body is complete: measured faster than
       // copying each 64 KiB piece as it arrives (a TCP server reading 30 MB exchange batches).
@@ -291,6 +309,7 @@ export class MessageFramer {
     // Arrow buffers are read through typed arrays, which need 8-byte aligned views.
     // (Node Buffers' own slice() is a view, so copy through Uint8Array.)
     if (body.byteOffset % 8 !== 0) body = Uint8Array.prototype.slice.call(body);
-    return { message, body, wireBytes: prefix + length + bodyLength };
+    const wireBytes = prefix + length + bodyLength;
+    return borrowed ? { message, body, wireBytes, borrowed } : { message, body, wireBytes };
   }
 }

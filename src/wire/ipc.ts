@@ -187,10 +187,54 @@ export function encodeStream(schema: Schema, batches: readonly RecordBatch[]): U
   return out;
 }
 
-/** Joins chunks into one buffer. */
-export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
+/** The bytes in `chunks` altogether. */
+export function totalBytes(chunks: readonly Uint8Array[]): number {
   let total = 0;
   for (const c of chunks) total += c.byteLength;
+  return total;
+}
+
+/** Largest single write handed to the OS, well under INT_MAX. */
+export const MAX_WRITE_BYTES = 1 << 30;
+
+/** Chunks smaller than this are joined with their small neighbours before writing. */
+const COALESCE_BELOW = 64 * 1024;
+
+/**
+ * `chunks` as the writes to hand a byte stream: every run of consecutive chunks under 64 KiB joined
+ * into one (a lone one kept as is), larger chunks passed through as the views they are and split
+ * below `MAX_WRITE_BYTES`. So an encoded batch's many small pieces cost one write while its large
+ * column buffers are never copied. `join` joins a run (Node writers pass `Buffer.concat`, whose
+ * small allocations come from a pool).
+ */
+export function outgoingPieces(
+  chunks: readonly Uint8Array[],
+  join: (run: readonly Uint8Array[]) => Uint8Array = concatBytes,
+): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let from = 0;
+  const flush = (to: number) => {
+    if (to - from === 1) out.push(chunks[from]!);
+    else if (to > from) out.push(join(chunks.slice(from, to)));
+  };
+  for (let i = 0; i < chunks.length; i++) {
+    const c = chunks[i]!;
+    if (c.byteLength < COALESCE_BELOW) continue;
+    flush(i);
+    for (let at = 0; at < c.byteLength; at += MAX_WRITE_BYTES) {
+      out.push(
+        at === 0 && c.byteLength <= MAX_WRITE_BYTES ? c : c.subarray(at, Math.min(c.byteLength, at + MAX_WRITE_BYTES)),
+      );
+    }
+    from = i + 1;
+  }
+  flush(chunks.length);
+  return out;
+}
+
+/** Joins chunks into one buffer. */
+export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
+  const total = totalBytes(chunks);
   const out = new Uint8Array(total);
   let at = 0;
   for (const c of chunks) {
@@ -211,6 +255,8 @@ export interface Frame {
   readonly wireBytes: number;
   /** A schema message's schema, decoded once per distinct message (see `decodeSchema`). */
   readonly schema?: Schema;
+  /** True when the body was read into the framer's borrow buffer (`MessageFramer.next(true)`). */
+  readonly borrowed?: true;
 }
 
 /** Decodes a message's flatbuffer, mapping flatbuffer failures to a protocol error. */

@@ -15,6 +15,7 @@ import { describeProtocol, listProtocols } from "../../src/client/describe.js";
 import { paramsBatch, proxy } from "../../src/client/typed.js";
 import { ConformanceService } from "../../src/conformance/service.js";
 import { RpcError, ValueError } from "../../src/errors.js";
+import { batchFromColumns, schemaOf } from "../../src/protocol/batch.js";
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { bind, createServer } from "../../src/server/server.js";
@@ -27,6 +28,7 @@ import {
   type HttpListener,
   listenHttp,
 } from "../../src/transports/http/index.js";
+import { concatBytes, encodeStream } from "../../src/wire/ipc.js";
 import type { LogRecord } from "../../src/wire/messages.js";
 import { ourWorker, referenceWorker, within } from "../client/helpers.js";
 import { CASES, type CaseContext } from "../client/reference-cases.js";
@@ -398,6 +400,56 @@ describe("HTTP client → our server in process", () => {
     } finally {
       stall.closeAllConnections();
       await new Promise((resolve) => stall.close(resolve));
+    }
+  });
+
+  test("an answer read as it arrives: cut off mid-body is a transport error, stalled mid-body a timeout, bytes that are not Arrow a protocol error, and the client goes on", async () => {
+    // A 1 MiB answer, replayed whole, or cut a quarter into its body.
+    const v = Array.from({ length: 131_072 }, (_, i) => i);
+    const good = concatBytes(encodeStream(schemaOf({ v: t.float64() }), [batchFromColumns({ v: t.float64() }, { v })]));
+    const partial = good.subarray(0, good.byteLength - 3 * 256 * 1024);
+    let mode = "cut";
+    const server = createHttpServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { "Content-Type": "application/vnd.apache.arrow.stream" });
+      if (mode === "cut") {
+        res.write(partial);
+        setTimeout(() => res.socket?.destroy(), 20);
+      } else if (mode === "stall") res.write(partial);
+      else if (mode === "garbage") res.end("<html>this is not arrow</html>");
+      else res.end(good);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    const c = connectHttp(`http://127.0.0.1:${port}`, { timeoutMs: 5000 });
+    const call = () => c.unaryBatch({ protocol: P, method: "add" }, paramsBatch("add", {}, {}));
+    try {
+      await rejectsRpc(call(), (e) => {
+        assert.equal(e.kind, "transport_error");
+        assert.equal(e.code, "UNAVAILABLE");
+      });
+      mode = "stall";
+      const impatient = connectHttp(`http://127.0.0.1:${port}`, { timeoutMs: 200 });
+      await rejectsRpc(impatient.unaryBatch({ protocol: P, method: "add" }, paramsBatch("add", {}, {})), (e) => {
+        assert.equal(e.kind, "transport_error");
+        assert.equal(e.code, "DEADLINE_EXCEEDED");
+      });
+      await impatient.close();
+      mode = "garbage";
+      await rejectsRpc(call(), (e) => {
+        assert.equal(e.kind, "protocol_error");
+        assert.match(e.message, /not a valid Arrow IPC stream \(first 200 bytes: "<html>this is not arrow<\/html>"\)/);
+      });
+      mode = "good";
+      const out = await call();
+      assert.deepEqual(
+        out.getChild("v")!.toArray(),
+        Float64Array.from({ length: 131_072 }, (_, i) => i),
+      );
+    } finally {
+      await c.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 

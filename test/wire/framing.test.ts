@@ -5,7 +5,7 @@ import { Field, Int64, type RecordBatch, Schema, Utf8 } from "apache-arrow";
 import { batchFromColumns, schemaOf } from "../../src/protocol/batch.js";
 import { t } from "../../src/protocol/types.js";
 import { MessageFramer } from "../../src/wire/framer.js";
-import { concatBytes, EOS, encodeStream, IpcStreamDecoder } from "../../src/wire/ipc.js";
+import { concatBytes, EOS, encodeStream, IpcStreamDecoder, outgoingPieces } from "../../src/wire/ipc.js";
 import { classifyBatch, errorFromMetadata, readLogRecord } from "../../src/wire/messages.js";
 
 const fixture = (name: string) => new Uint8Array(readFileSync(new URL(`../fixtures/wire/${name}`, import.meta.url)));
@@ -145,4 +145,24 @@ test("a message over the size limit is refused after its body is skipped", async
   const [next] = await readStreams(framer);
   assert.equal(next!.batches[0]!.getChildAt(0)!.get(0), "ok");
   assert.equal(EOS.byteLength, 8);
+});
+
+test("outgoing pieces join runs of small chunks and pass large ones through as the same views", () => {
+  const small = (n: number, v: number) => new Uint8Array(n).fill(v);
+  const large = new Uint8Array(200_000).fill(9);
+  const chunks = [small(3, 1), small(5, 2), large, small(7, 3), large.subarray(10, 100_000), small(1, 4)];
+  const out = outgoingPieces(chunks);
+  assert.equal(out.length, 5);
+  assert.deepEqual([...out[0]!], [1, 1, 1, 2, 2, 2, 2, 2]);
+  assert.equal(out[1], large); // not copied
+  assert.equal(out[2], chunks[3]); // a lone small chunk is kept as is
+  assert.equal(out[3], chunks[4]);
+  assert.deepEqual(concatBytes(out), concatBytes(chunks));
+  assert.deepEqual(outgoingPieces([]), []);
+  const joined: number[] = [];
+  outgoingPieces([small(1, 1), small(1, 2)], (run) => {
+    joined.push(run.length);
+    return concatBytes(run);
+  });
+  assert.deepEqual(joined, [2]);
 });

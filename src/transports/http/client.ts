@@ -36,11 +36,11 @@ import type {
 } from "../../client/transport.js";
 import { type ErrorCode, frameworkError, RpcError } from "../../errors.js";
 import { batchFromData, EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
-import { MessageFramer } from "../../wire/framer.js";
-import { concatBytes, encodeStream, IpcStreamDecoder } from "../../wire/ipc.js";
+import { BorrowBuffer, MessageFramer } from "../../wire/framer.js";
+import { encodeStream, IpcStreamDecoder } from "../../wire/ipc.js";
 import { CALL_STATE_KEY, CANCEL_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../../wire/messages.js";
-import { fetchPost, nodePost, type Post } from "./post.js";
+import { fetchPost, nodePost, type Post, type PostAnswer, readAll } from "./post.js";
 
 const ARROW = "application/vnd.apache.arrow.stream";
 const ACCEPT_MAX_RESPONSE_BYTES = "VGI-Accept-Max-Response-Bytes";
@@ -100,18 +100,19 @@ interface BodyStream {
   readonly batches: RecordBatch[];
 }
 
-async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield bytes;
-}
-
-/** Decodes every IPC stream in a body, in order (a stream may end without EOS at the body's end). */
-async function decodeStreams(bytes: Uint8Array): Promise<BodyStream[]> {
-  const framer = new MessageFramer(once(bytes));
+/**
+ * Decodes every IPC stream in a body as it arrives, in order (a stream may end without EOS at the
+ * body's end). With `borrow`, the first large record-batch body is read into that buffer (one
+ * per answer: a second would overwrite it).
+ */
+async function decodeStreams(body: AsyncIterator<Uint8Array>, borrow: BorrowBuffer | null): Promise<BodyStream[]> {
+  const framer = new MessageFramer(body, borrow === null ? {} : { borrowBuffer: borrow });
+  let borrowing = borrow !== null;
   const out: BodyStream[] = [];
   let decoder: IpcStreamDecoder | null = null;
   let current: RecordBatch[] = [];
   for (;;) {
-    const frame = await framer.next();
+    const frame = await framer.next(borrowing);
     if (frame === "end") break;
     if (frame === "eos") {
       if (decoder !== null) out.push({ batches: current });
@@ -119,6 +120,7 @@ async function decodeStreams(bytes: Uint8Array): Promise<BodyStream[]> {
       current = [];
       continue;
     }
+    if (frame.borrowed) borrowing = false;
     decoder ??= new IpcStreamDecoder();
     const r = decoder.accept(frame);
     if (r !== null && "numRows" in r) current.push(r);
@@ -321,8 +323,15 @@ export class HttpClient implements CallChannel {
     return this.baseHeaders;
   }
 
-  /** POSTs one Arrow request and decodes the answer's IPC streams; HTTP failures throw. */
-  private async post(url: string, body: Uint8Array): Promise<RpcResponse> {
+  /**
+   * POSTs one Arrow request and decodes the answer's IPC streams as they arrive (`borrow`: as
+   * `decodeStreams`); HTTP failures throw.
+   */
+  private async post(
+    url: string,
+    body: readonly Uint8Array[],
+    borrow: BorrowBuffer | null = null,
+  ): Promise<RpcResponse> {
     if (this.closed) throw frameworkError("transport_error", "the client is closed");
     let headers = this.base();
     const carrier: Record<string, string> = {};
@@ -331,29 +340,40 @@ export class HttpClient implements CallChannel {
       const name = k.toLowerCase();
       if (!Object.hasOwn(headers, name)) headers = { ...headers, [name]: v };
     }
+    // The timeout and `close()` cover the whole answer, its body included.
     const { signal, release } = this.signal();
-    let answer: Awaited<ReturnType<Post>>;
     try {
-      answer = await this.send(url, headers, body, signal, this.maxResponseBytes);
+      const answer = await this.send(url, headers, body, signal, this.maxResponseBytes);
+      const status = answer.status;
+      const contentType = (answer.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+      if (status === 401 || contentType !== ARROW) throw statusError(status, answer, await readAll(answer), url);
+      return { status, streams: await this.decode(answer, borrow) };
     } catch (err) {
       if (err instanceof RpcError) throw err;
       throw this.networkError(err, url, signal);
     } finally {
       release();
     }
-    const { status, body: bytes } = answer;
-    const contentType = (answer.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
-    if (status === 401 || contentType !== ARROW) throw statusError(status, answer, bytes, url);
-    let streams: BodyStream[];
+  }
+
+  /** An Arrow answer's streams; bytes that are not Arrow fail as `HttpError`, the body's own failure as itself. */
+  private async decode(answer: PostAnswer, borrow: BorrowBuffer | null): Promise<BodyStream[]> {
     try {
-      streams = await decodeStreams(bytes);
+      return await decodeStreams(answer.body, borrow);
     } catch (err) {
+      if (err === answer.failure()) throw err;
+      // The rest is read (and so counted against the budget) as the reference does before it
+      // decodes: a body past the budget is refused as such, whatever its bytes.
+      try {
+        while (!(await answer.body.next()).done) {}
+      } catch (rest) {
+        if (rest instanceof RpcError) throw rest;
+      }
       throw new HttpError(
-        `HTTP ${status}: response is not a valid Arrow IPC stream (first 200 bytes: ${JSON.stringify(preview(bytes))})`,
-        { status, type: "HttpError", code: "INTERNAL", kind: "protocol_error", cause: err },
+        `HTTP ${answer.status}: response is not a valid Arrow IPC stream (first 200 bytes: ${JSON.stringify(preview(answer.head()))})`,
+        { status: answer.status, type: "HttpError", code: "INTERNAL", kind: "protocol_error", cause: err },
       );
     }
-    return { status, streams };
   }
 
   /** Sends a log batch to `onLog` (a throwing callback is ignored). */
@@ -391,15 +411,15 @@ export class HttpClient implements CallChannel {
     return frameworkError("protocol_error", `HTTP ${status}: ${what}`, { type: "ProtocolError" });
   }
 
-  /** @internal POSTs a stream turn to `/exchange`. */
-  exchangeRequest(target: CallTarget, batch: RecordBatch): Promise<RpcResponse> {
-    return this.post(this.routeUrl(target, "/exchange"), concatBytes(encodeStream(batch.schema, [batch])));
+  /** @internal POSTs a stream turn to `/exchange` (`borrow`: where the answer's data batch may be read). */
+  exchangeRequest(target: CallTarget, batch: RecordBatch, borrow: BorrowBuffer | null = null): Promise<RpcResponse> {
+    return this.post(this.routeUrl(target, "/exchange"), encodeStream(batch.schema, [batch]), borrow);
   }
 
   /** Unary call at the batch level: sends `params` (one row) and returns the result batch. */
   unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
     return traced(target, async () => {
-      const body = concatBytes(encodeStream(params.schema, [requestBatch(params, target, extra)]));
+      const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
       const res = await this.post(this.routeUrl(target), body);
       const batches = this.scan(res.streams[0]);
       const result = batches[0];
@@ -418,11 +438,12 @@ export class HttpClient implements CallChannel {
 
   /**
    * Opens a stream call with `/init` (the header, when declared, and a producer's first batch arrive
-   * here). Every answer has a body of its own, so `opts.borrow` changes nothing.
+   * here). With `opts.borrow`, each later turn's data batch is read into one buffer the stream
+   * reuses (the /init answer's batches are always the caller's own).
    */
   openStream(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<HttpStream> {
     return traced(target, async () => {
-      const body = concatBytes(encodeStream(params.schema, [requestBatch(params, target, opts.extra)]));
+      const body = encodeStream(params.schema, [requestBatch(params, target, opts.extra)]);
       const res = await this.post(this.routeUrl(target, "/init"), body);
       let index = 0;
       let header: RecordBatch | null = null;
@@ -453,7 +474,7 @@ export class HttpClient implements CallChannel {
       }
       if (res.status !== 200)
         throw HttpClient.unexpected(res.status, `${target.method}/init answered without an error batch`);
-      return new HttpStream(this, target, header, pending, cursor, callToken);
+      return new HttpStream(this, target, header, pending, cursor, callToken, opts.borrow ? new BorrowBuffer() : null);
     });
   }
 
@@ -502,6 +523,8 @@ export class HttpStream implements StreamChannel {
     /** The current cursor token; null once the server has finished the stream. */
     private cursor: string | null,
     private readonly callToken: string | null,
+    /** Where each turn's data batch is read when the caller borrows batches; released when the stream ends. */
+    private readonly borrow: BorrowBuffer | null = null,
   ) {}
 
   /** True once the stream has ended (finished by the server, or closed/cancelled). */
@@ -512,6 +535,12 @@ export class HttpStream implements StreamChannel {
   /** True when the server finished the stream (producer end) rather than the client closing it. */
   get finished(): boolean {
     return this.state === "finished";
+  }
+
+  /** Ends the stream; a borrowed batch's buffer is not kept past it. */
+  private end(state: "finished" | "closed"): void {
+    this.state = state;
+    this.borrow?.release();
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -547,11 +576,11 @@ export class HttpStream implements StreamChannel {
       }
       const cursor = this.cursor;
       if (cursor === null) {
-        this.state = "finished";
+        this.end("finished");
         return null;
       }
       try {
-        const res = await this.client.exchangeRequest(this.target, this.tokens(batch, cursor));
+        const res = await this.client.exchangeRequest(this.target, this.tokens(batch, cursor), this.borrow);
         const out = this.client.scan(res.streams[0]);
         if (res.status !== 200) {
           throw HttpClient.unexpected(res.status, `${this.target.method}/exchange answered without an error batch`);
@@ -560,7 +589,7 @@ export class HttpStream implements StreamChannel {
         if (first === undefined) {
           // The producer finished without a last batch.
           this.cursor = null;
-          this.state = "finished";
+          this.end("finished");
           return null;
         }
         const own = first.metadata.get(STREAM_STATE_KEY);
@@ -574,7 +603,7 @@ export class HttpStream implements StreamChannel {
         }
         return stripTokens(first);
       } catch (err) {
-        this.state = "closed";
+        this.end("closed");
         this.pending.length = 0;
         throw err;
       }
@@ -589,7 +618,7 @@ export class HttpStream implements StreamChannel {
   /** Ends the stream client-side. Stateless HTTP has nothing to release, so nothing is sent. */
   close(): Promise<void> {
     return this.serial(async () => {
-      if (this.state === "open") this.state = "closed";
+      if (this.state === "open") this.end("closed");
       this.pending.length = 0;
     });
   }
@@ -601,7 +630,7 @@ export class HttpStream implements StreamChannel {
   cancel(): Promise<void> {
     return this.serial(async () => {
       if (this.state !== "open") return;
-      this.state = "closed";
+      this.end("closed");
       this.pending.length = 0;
       const cursor = this.cursor;
       if (cursor === null) return;

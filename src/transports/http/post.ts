@@ -11,24 +11,69 @@
 import type * as Http from "node:http";
 import type * as Https from "node:https";
 import { RpcError } from "../../errors.js";
-import { concatBytes } from "../../wire/ipc.js";
+import { concatBytes, outgoingPieces, totalBytes } from "../../wire/ipc.js";
+import { ByteQueue } from "../byte-queue.js";
 
-/** One answered POST: status, a header lookup and the whole body. */
+/** Unread response bytes past which the socket is paused (a large body fills in place meanwhile). */
+const BODY_HIGH_WATER_MARK = 4 * 1024 * 1024;
+
+/** How many leading bytes of a body `PostAnswer.head` keeps. */
+const HEAD_BYTES = 200;
+
+/** One POST's answer: status and headers once they arrive, then the body as it arrives. */
 export interface PostAnswer {
   readonly status: number;
   /** A response header by lower-case name, or null (repeated headers joined with `, `). */
   header(name: string): string | null;
-  readonly body: Uint8Array;
+  /**
+   * The body as it arrives; under Node a `DirectByteSource`, so a large message body is filled in
+   * place from the socket's chunks. It fails as the request does (network failure, abort, a body
+   * past `maxBytes`). Read it to its end: the connection is reused once it is.
+   */
+  readonly body: AsyncIterator<Uint8Array>;
+  /** The error the body failed with, if it did (to tell it from a failure to decode the bytes). */
+  failure(): unknown;
+  /** Up to the first 200 bytes of the body received so far (for error messages). */
+  head(): Uint8Array;
 }
 
-/** Sends a POST; rejects on network failure, abort, or a body past `maxBytes` (an `RpcError`). */
+/** Sends a POST of `body`'s pieces in order; resolves once the answer's status and headers are in, rejects on network failure or abort. */
 export type Post = (
   url: string,
   headers: Readonly<Record<string, string>>,
-  body: Uint8Array,
+  body: readonly Uint8Array[],
   signal: AbortSignal,
   maxBytes: number | null,
 ) => Promise<PostAnswer>;
+
+/** Reads an answer's whole body (an error page, a short answer). */
+export async function readAll(answer: PostAnswer): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for (;;) {
+    const r = await answer.body.next();
+    if (r.done) return chunks.length === 1 ? chunks[0]! : concatBytes(chunks);
+    chunks.push(r.value);
+  }
+}
+
+/**
+ * The body length an answer declares, when that is its decoded length (no content coding), else 0:
+ * a body past the budget is refused before it is read.
+ */
+function declaredLength(contentLength: string | null, contentEncoding: string | null): number {
+  if (contentLength === null || (contentEncoding !== null && contentEncoding !== "identity")) return 0;
+  const n = Number(contentLength);
+  return Number.isSafeInteger(n) ? n : 0;
+}
+
+/** Keeps the first `HEAD_BYTES` of a body as chunks arrive. */
+class Head {
+  bytes: Uint8Array = new Uint8Array(0);
+  see(chunk: Uint8Array): void {
+    if (this.bytes.byteLength >= HEAD_BYTES) return;
+    this.bytes = concatBytes([this.bytes, chunk.subarray(0, HEAD_BYTES - this.bytes.byteLength)]);
+  }
+}
 
 /** The error for a body past the client's `maxResponseBytes` (decoded bytes, as the reference counts). */
 export function tooLarge(total: number, max: number): RpcError {
@@ -45,25 +90,42 @@ export function fetchPost(fetchImpl: typeof fetch): Post {
     const res = await fetchImpl(url, {
       method: "POST",
       headers: new Headers(headers),
-      body: body as Uint8Array<ArrayBuffer>,
+      body: (body.length === 1 ? body[0]! : concatBytes(body)) as Uint8Array<ArrayBuffer>,
       signal,
     });
-    const chunks: Uint8Array[] = [];
-    if (res.body !== null) {
-      const reader = res.body.getReader();
-      let total = 0;
-      for (;;) {
+    const declared = declaredLength(res.headers.get("content-length"), res.headers.get("content-encoding"));
+    if (maxBytes !== null && declared > maxBytes) {
+      await res.body?.cancel().catch(() => {});
+      throw tooLarge(declared, maxBytes);
+    }
+    const reader = res.body?.getReader() ?? null;
+    const head = new Head();
+    let failed: unknown = null;
+    let total = 0;
+    const next = async (): Promise<IteratorResult<Uint8Array>> => {
+      if (reader === null) return { done: true, value: undefined };
+      try {
         const r = await reader.read();
-        if (r.done) break;
+        if (r.done) return { done: true, value: undefined };
         total += r.value.byteLength;
         if (maxBytes !== null && total > maxBytes) {
           await reader.cancel().catch(() => {});
           throw tooLarge(total, maxBytes);
         }
-        chunks.push(r.value);
+        head.see(r.value);
+        return { done: false, value: r.value };
+      } catch (err) {
+        failed ??= err;
+        throw err;
       }
-    }
-    return { status: res.status, header: (name) => res.headers.get(name), body: concatBytes(chunks) };
+    };
+    return {
+      status: res.status,
+      header: (name) => res.headers.get(name),
+      body: { next },
+      failure: () => failed,
+      head: () => head.bytes,
+    };
   };
 }
 
@@ -102,19 +164,25 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
   const agents: { http?: Http.Agent; https?: Https.Agent } = {};
   const post: Post = (url, headers, body, signal, maxBytes) =>
     new Promise<PostAnswer>((resolve, reject) => {
-      // The signal (client close, timeout) is handled here, so the rejection is the same
-      // AbortError whether it lands before the response or during its body.
+      // The signal (client close, timeout) is handled here, so the failure is the same AbortError
+      // whether it lands before the response (a rejection) or during its body (the body fails).
       let res: Http.IncomingMessage | null = null;
+      let queue: ByteQueue | null = null;
+      let failed: unknown = null;
+      const fail = (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        if (queue === null) reject(err);
+        else if (failed === null) {
+          failed = err;
+          queue.end(err instanceof Error ? err : new Error(String(err)));
+        }
+      };
       const onAbort = () => {
         const err = new Error("This operation was aborted", { cause: signal.reason });
         err.name = "AbortError";
         req.destroy();
         res?.destroy();
-        reject(err);
-      };
-      const fail = (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(err);
+        fail(err);
       };
       const secure = url.startsWith("https:");
       if (secure) agents.https ??= new mods.https.Agent({ keepAlive: true });
@@ -125,7 +193,7 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
         ...target(url),
         method: "POST",
         agent,
-        headers: { ...headers, "content-length": String(body.byteLength) },
+        headers: { ...headers, "content-length": String(totalBytes(body)) },
       });
       if (signal.aborted) {
         onAbort();
@@ -135,7 +203,20 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
       req.on("error", fail);
       req.on("response", (response: Http.IncomingMessage) => {
         res = response;
-        const chunks: Uint8Array[] = [];
+        const raw = response.headers;
+        const declared = declaredLength(raw["content-length"] ?? null, raw["content-encoding"] ?? null);
+        if (maxBytes !== null && declared > maxBytes) {
+          response.destroy();
+          fail(tooLarge(declared, maxBytes));
+          return;
+        }
+        const q = new ByteQueue(
+          BODY_HIGH_WATER_MARK,
+          () => response.pause(),
+          () => response.resume(),
+        );
+        queue = q;
+        const head = new Head();
         let total = 0;
         response.on("data", (chunk: Uint8Array) => {
           total += chunk.byteLength;
@@ -144,23 +225,37 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
             fail(tooLarge(total, maxBytes));
             return;
           }
-          chunks.push(chunk);
+          const bytes = plain(chunk);
+          head.see(bytes);
+          q.push(bytes);
         });
         response.on("error", fail);
+        response.on("close", () => {
+          if (!response.complete) fail(new Error("the connection closed before the response body ended"));
+        });
         response.on("end", () => {
           signal.removeEventListener("abort", onAbort);
-          const raw = response.headers;
-          resolve({
-            status: response.statusCode ?? 0,
-            header: (name) => {
-              const v = raw[name.toLowerCase()];
-              return v === undefined ? null : Array.isArray(v) ? v.join(", ") : v;
-            },
-            body: chunks.length === 1 ? plain(chunks[0]!) : concatBytes(chunks),
-          });
+          q.end(null);
+        });
+        resolve({
+          status: response.statusCode ?? 0,
+          header: (name) => {
+            const v = raw[name.toLowerCase()];
+            return v === undefined ? null : Array.isArray(v) ? v.join(", ") : v;
+          },
+          body: q[Symbol.asyncIterator](),
+          failure: () => failed,
+          head: () => head.bytes,
         });
       });
-      req.end(body);
+      // Pieces as one corked write: small ones joined, a large batch's column buffers as views.
+      const pieces = body.length > 1 ? outgoingPieces(body) : body;
+      if (pieces.length <= 1) req.end(pieces[0]);
+      else {
+        req.cork();
+        for (const p of pieces) req.write(p);
+        req.end(); // uncorks fully
+      }
     });
   return {
     post,

@@ -39,7 +39,7 @@ import {
 import { securityRefusal } from "../../server/security.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
 import { EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
-import { concatBytes } from "../../wire/ipc.js";
+import { concatBytes, outgoingPieces, totalBytes } from "../../wire/ipc.js";
 import {
   CALL_STATE_KEY,
   CANCEL_KEY,
@@ -50,6 +50,7 @@ import {
 } from "../../wire/keys.js";
 import { classifyBatch, errorBatch } from "../../wire/messages.js";
 import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
+import { joinBuffers } from "../stdio/sink.js";
 import {
   DECODABLE_ENCODINGS,
   DecompressionLimitExceeded,
@@ -61,7 +62,7 @@ import {
   producibleEncodings,
 } from "./compression.js";
 import { formatSetCookie, parseCookieHeader } from "./cookies.js";
-import { decodeIpcBody, encodeIpcBody } from "./ipc-body.js";
+import { decodeIpcBody, encodeIpcPieces } from "./ipc-body.js";
 import { openCallToken, openCursorToken, sealCallToken, sealCursorToken, type TokenKeyring } from "./tokens.js";
 
 /** The Arrow IPC stream media type every RPC body uses. */
@@ -120,7 +121,8 @@ interface CoreRequest {
 interface CoreResponse {
   status: number;
   readonly headers: [string, string][];
-  body: Uint8Array;
+  /** The body's pieces, in order (an Arrow answer's large column buffers go out as the views they are). */
+  body: readonly Uint8Array[];
   contentType: string;
 }
 
@@ -155,7 +157,7 @@ class HttpJsonError extends Error {
 const utf8 = new TextEncoder();
 
 function jsonResponse(status: number, value: unknown): CoreResponse {
-  return { status, headers: [], body: utf8.encode(JSON.stringify(value)), contentType: "application/json" };
+  return { status, headers: [], body: [utf8.encode(JSON.stringify(value))], contentType: "application/json" };
 }
 
 function typeError(message: string): RpcError {
@@ -273,13 +275,14 @@ class HttpTransport {
     if (req.method === "OPTIONS") {
       res.headers.push(["Cache-Control", `public, max-age=${this.options.capabilitiesMaxAgeSeconds ?? 300}`]);
     }
-    if (encoding.encoding !== null && res.contentType === ARROW_CONTENT_TYPE && res.body.byteLength > 0) {
-      const encoded = await encodeBody(encoding.encoding, res.body, {
+    if (encoding.encoding !== null && res.contentType === ARROW_CONTENT_TYPE && totalBytes(res.body) > 0) {
+      const whole = res.body.length === 1 ? res.body[0]! : concatBytes(res.body);
+      const encoded = await encodeBody(encoding.encoding, whole, {
         gzip: this.options.gzipLevel ?? 6,
         zstd: this.options.zstdLevel ?? 1,
       });
       if (encoded !== null) {
-        res.body = encoded;
+        res.body = [encoded];
         res.headers.push([encoding.custom ? "X-VGI-Content-Encoding" : "Content-Encoding", encoding.encoding]);
       }
     }
@@ -305,10 +308,10 @@ class HttpTransport {
   }
 
   private arrow(status: number, schema: Schema, batches: readonly RecordBatch[]): CoreResponse {
-    return this.arrowBytes(status, encodeIpcBody(schema, batches));
+    return this.arrowBytes(status, encodeIpcPieces(schema, batches));
   }
 
-  private arrowBytes(status: number, body: Uint8Array): CoreResponse {
+  private arrowBytes(status: number, body: readonly Uint8Array[]): CoreResponse {
     const headers: [string, string][] = [];
     if (status === 500) {
       headers.push([RPC_ERROR_HEADER, "true"]);
@@ -318,7 +321,7 @@ class HttpTransport {
   }
 
   private notFound(): CoreResponse {
-    return { status: 404, headers: [], body: NOT_FOUND_HTML(this.prefix), contentType: "text/html; charset=utf-8" };
+    return { status: 404, headers: [], body: [NOT_FOUND_HTML(this.prefix)], contentType: "text/html; charset=utf-8" };
   }
 
   private async route(req: CoreRequest, requestId: string): Promise<CoreResponse> {
@@ -331,7 +334,7 @@ class HttpTransport {
         return {
           status: 200,
           headers: req.method === "HEAD" ? [["Content-Length", String(this.healthBody.byteLength)]] : [],
-          body: req.method === "HEAD" ? new Uint8Array(0) : this.healthBody,
+          body: req.method === "HEAD" ? [] : [this.healthBody],
           contentType: "application/json",
         };
       }
@@ -419,7 +422,7 @@ class HttpTransport {
   }
 
   private allow(methods: string): CoreResponse {
-    return { status: 200, headers: [["Allow", methods]], body: new Uint8Array(0), contentType: "" };
+    return { status: 200, headers: [["Allow", methods]], body: [], contentType: "" };
   }
 
   private methodNotAllowed(methods: string): CoreResponse {
@@ -612,9 +615,16 @@ class HttpTransport {
   }
 
   /** Applies the response cap to a successful body, replacing it with a `ResponseTooLargeError`. */
-  private capped(call: Call, status: number, body: Uint8Array, limit: number | null, schema: Schema): CoreResponse {
-    if (status === 200 && limit !== null && body.byteLength > limit) {
-      const answer = call.errorAnswer(schema, tooLarge(limit, body.byteLength, call.methodName));
+  private capped(
+    call: Call,
+    status: number,
+    body: readonly Uint8Array[],
+    limit: number | null,
+    schema: Schema,
+  ): CoreResponse {
+    const size = totalBytes(body);
+    if (status === 200 && limit !== null && size > limit) {
+      const answer = call.errorAnswer(schema, tooLarge(limit, size, call.methodName));
       return this.arrow(500, answer.schema, answer.batches);
     }
     return this.arrowBytes(status, body);
@@ -649,7 +659,7 @@ class HttpTransport {
     const res = this.capped(
       call,
       failed ? 500 : 200,
-      encodeIpcBody(answer.schema, answer.batches),
+      encodeIpcPieces(answer.schema, answer.batches),
       budget,
       answer.schema,
     );
@@ -681,7 +691,7 @@ class HttpTransport {
     }
     const { stream } = opening;
     const parts: Uint8Array[] = [];
-    if (opening.header !== null) parts.push(encodeIpcBody(opening.header.schema, opening.header.batches));
+    if (opening.header !== null) parts.push(...encodeIpcPieces(opening.header.schema, opening.header.batches));
     const callId = randomBytes(16);
     let callToken: string;
     let cursor: string;
@@ -741,8 +751,8 @@ class HttpTransport {
       call.wrote([tokens]);
       out.push(tokens);
     }
-    parts.push(encodeIpcBody(stream.outputSchema, out));
-    const res = this.capped(call, failed ? 500 : 200, concatBytes(parts), budget, EMPTY_SCHEMA);
+    parts.push(...encodeIpcPieces(stream.outputSchema, out));
+    const res = this.capped(call, failed ? 500 : 200, parts, budget, EMPTY_SCHEMA);
     call.end(cancelled);
     return res;
   }
@@ -851,7 +861,13 @@ class HttpTransport {
         }
       }
     }
-    const res = this.capped(call, failed ? 500 : 200, encodeIpcBody(stream.outputSchema, batches), limit, EMPTY_SCHEMA);
+    const res = this.capped(
+      call,
+      failed ? 500 : 200,
+      encodeIpcPieces(stream.outputSchema, batches),
+      limit,
+      EMPTY_SCHEMA,
+    );
     call.end(false);
     return res;
   }
@@ -945,6 +961,23 @@ function readNodeBody(req: IncomingMessage, declared: number | null, limit: numb
   });
 }
 
+/**
+ * Writes a body and ends the response. An Arrow answer's pieces go out as one corked write (small
+ * pieces joined, column buffers as views): joining a large answer into one buffer first cost a
+ * copy of every byte, and as much memory again while it was written.
+ */
+function writeBody(res: ServerResponse, body: readonly Uint8Array[]): void {
+  const pieces = body.length > 1 ? outgoingPieces(body, joinBuffers) : body;
+  if (pieces.length <= 1) {
+    res.end(pieces[0]);
+    return;
+  }
+  res.cork();
+  for (const p of pieces) res.write(p);
+  // end() uncorks fully.
+  res.end();
+}
+
 /** A `node:http` request listener that also offers the fetch-style form as `.fetch`. */
 export interface HttpHandler {
   (req: IncomingMessage, res: ServerResponse): void;
@@ -990,13 +1023,14 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
         const headers: [string, string][] = [...out.headers];
         if (out.contentType) headers.push(["Content-Type", out.contentType]);
         if (!out.headers.some(([k]) => k.toLowerCase() === "content-length")) {
-          headers.push(["Content-Length", String(out.body.byteLength)]);
+          headers.push(["Content-Length", String(totalBytes(out.body))]);
         }
         // A body left unread (refused before or while reading it) cannot be skipped safely.
         const hasBody = (declared !== undefined && declared !== "0") || req.headers["transfer-encoding"] !== undefined;
         if (hasBody && !req.complete) headers.push(["Connection", "close"]);
         res.writeHead(out.status, headers.flat());
-        res.end(core.method === "HEAD" ? undefined : out.body);
+        if (core.method === "HEAD") res.end();
+        else writeBody(res, out.body);
         if (!consumed && !req.complete) req.resume();
       });
   };
@@ -1032,7 +1066,7 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
     for (const [k, v] of out.headers) headers.append(k, v);
     if (out.contentType) headers.set("Content-Type", out.contentType);
     const bodyless = request.method === "HEAD" || out.status === 204 || out.status === 304;
-    return new Response(bodyless ? null : new Blob([out.body as Uint8Array<ArrayBuffer>]), {
+    return new Response(bodyless ? null : new Blob(out.body as Uint8Array<ArrayBuffer>[]), {
       status: out.status,
       headers,
     });

@@ -1,9 +1,9 @@
 /** Writing byte chunks to a Node writable with backpressure and bounded write sizes. */
 import type { Writable } from "node:stream";
 import { frameworkError } from "../../errors.js";
+import { MAX_WRITE_BYTES, outgoingPieces } from "../../wire/ipc.js";
 
-/** Largest single write handed to the OS, well under INT_MAX. */
-export const MAX_WRITE_BYTES = 1 << 30;
+export { MAX_WRITE_BYTES };
 
 export interface Sink {
   /** Writes chunks in order; resolves once the stream accepts more; rejects if the peer is gone. */
@@ -14,8 +14,8 @@ export interface Sink {
   readonly broken: boolean;
 }
 
-/** Small chunks are coalesced into one write; large ones go as views, split below INT_MAX. */
-const COALESCE_BELOW = 64 * 1024;
+/** Joins a run of small chunks in memory from Node's buffer pool. */
+export const joinBuffers = (run: readonly Uint8Array[]): Uint8Array => Buffer.concat(run);
 
 export function writableSink(stream: Writable): Sink {
   let broken: Error | null = null;
@@ -43,28 +43,7 @@ export function writableSink(stream: Writable): Sink {
 
   const write = async (chunks: readonly Uint8Array[]): Promise<void> => {
     if (broken || stream.destroyed) throw gone();
-    const pieces: Uint8Array[] = [];
-    let small: Uint8Array[] = [];
-    let smallBytes = 0;
-    const flushSmall = () => {
-      if (small.length === 0) return;
-      if (small.length === 1) pieces.push(small[0]!);
-      else pieces.push(Buffer.concat(small, smallBytes));
-      small = [];
-      smallBytes = 0;
-    };
-    for (const c of chunks) {
-      if (c.byteLength < COALESCE_BELOW) {
-        small.push(c);
-        smallBytes += c.byteLength;
-        continue;
-      }
-      flushSmall();
-      for (let at = 0; at < c.byteLength; at += MAX_WRITE_BYTES) {
-        pieces.push(c.subarray(at, Math.min(c.byteLength, at + MAX_WRITE_BYTES)));
-      }
-    }
-    flushSmall();
+    const pieces = outgoingPieces(chunks, joinBuffers);
     let needDrain = false;
     for (const p of pieces) {
       if (!stream.write(p)) needDrain = true;

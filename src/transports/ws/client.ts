@@ -12,7 +12,8 @@
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError, RpcError } from "../../errors.js";
-import { ByteQueue, CloseCode, closeError, messagesOf } from "./shared.js";
+import { ByteQueue } from "../byte-queue.js";
+import { CloseCode, closeError, messagesOf } from "./shared.js";
 
 /** Options of `connectWebSocket`. */
 export interface WebSocketClientOptions {

@@ -32,7 +32,8 @@ import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
 import { bodyBuffer } from "../buffer-pool.js";
-import { ByteQueue, CloseCode, closeError, messagesOf } from "./shared.js";
+import { ByteQueue } from "../byte-queue.js";
+import { CloseCode, closeError, messagesOf } from "./shared.js";
 
 /** Default `path`. */
 export const DEFAULT_WS_PATH = "/ws";

@@ -1,11 +1,11 @@
 /**
- * The WebSocket inbound queue as a framer source: bodies filled in place from arriving messages,
+ * The inbound byte queue (WebSocket messages, HTTP response chunks) as a framer source: bodies filled in place from arriving chunks,
  * the high-water mark, and ends inside a body.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { RpcError } from "../../src/errors.js";
-import { ByteQueue } from "../../src/transports/ws/shared.js";
+import { ByteQueue } from "../../src/transports/byte-queue.js";
 import type { DirectByteSource } from "../../src/wire/framer.js";
 import { MessageFramer } from "../../src/wire/framer.js";
 import { expectFramedStreams, framedStreams } from "../helpers/framed.js";
