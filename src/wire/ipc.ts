@@ -232,10 +232,10 @@ export function outgoingPieces(
   return out;
 }
 
-/** Joins chunks into one buffer. */
-export function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
+/** Joins chunks into one buffer (from `allocate` when given: `n` bytes the join overwrites). */
+export function concatBytes(chunks: readonly Uint8Array[], allocate?: (n: number) => Uint8Array): Uint8Array {
   const total = totalBytes(chunks);
-  const out = new Uint8Array(total);
+  const out = allocate === undefined ? new Uint8Array(total) : allocate(total);
   let at = 0;
   for (const c of chunks) {
     out.set(c, at);

@@ -50,6 +50,7 @@ import {
 } from "../../wire/keys.js";
 import { classifyBatch, errorBatch } from "../../wire/messages.js";
 import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
+import { bodyBuffer, POOLED_MIN_BYTES } from "../buffer-pool.js";
 import { joinBuffers } from "../stdio/sink.js";
 import {
   DECODABLE_ENCODINGS,
@@ -942,7 +943,8 @@ function readNodeBody(req: IncomingMessage, declared: number | null, limit: numb
     };
     const onEnd = () => {
       done();
-      resolve(concatBytes(chunks));
+      // A large body is joined into pooled memory: its batch's buffers are views of it.
+      resolve(concatBytes(chunks, total >= POOLED_MIN_BYTES ? bodyBuffer : undefined));
     };
     const onError = (err: unknown) => {
       done();
