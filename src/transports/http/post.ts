@@ -173,8 +173,9 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
         signal.removeEventListener("abort", onAbort);
         if (queue === null) reject(err);
         else if (failed === null) {
-          failed = err;
-          queue.end(err instanceof Error ? err : new Error(String(err)));
+          const e = err instanceof Error ? err : new Error(String(err));
+          failed = e;
+          queue.end(e);
         }
       };
       const onAbort = () => {
