@@ -201,34 +201,40 @@ export const MAX_WRITE_BYTES = 1 << 30;
 const COALESCE_BELOW = 64 * 1024;
 
 /**
- * `chunks` as the writes to hand a byte stream: every run of consecutive chunks under 64 KiB joined
- * into one (a lone one kept as is), larger chunks passed through as the views they are and split
- * below `MAX_WRITE_BYTES`. So an encoded batch's many small pieces cost one write while its large
- * column buffers are never copied. `join` joins a run (Node writers pass `Buffer.concat`, whose
- * small allocations come from a pool).
+ * `chunks` as the writes (or messages) to hand a byte stream, none over `max` bytes: every run of
+ * consecutive chunks under 64 KiB joined into one (a lone one kept as is), larger chunks passed
+ * through as the views they are and split at `max`; empty chunks dropped. So an encoded batch's many
+ * small pieces cost one write while its large column buffers are never copied. `join` joins a run
+ * (Node writers pass `Buffer.concat`, whose small allocations come from a pool).
  */
 export function outgoingPieces(
   chunks: readonly Uint8Array[],
   join: (run: readonly Uint8Array[]) => Uint8Array = concatBytes,
+  max: number = MAX_WRITE_BYTES,
 ): Uint8Array[] {
   const out: Uint8Array[] = [];
-  let from = 0;
-  const flush = (to: number) => {
-    if (to - from === 1) out.push(chunks[from]!);
-    else if (to > from) out.push(join(chunks.slice(from, to)));
+  const mergeBelow = Math.min(max, COALESCE_BELOW);
+  let run: Uint8Array[] = [];
+  let runBytes = 0;
+  const flush = () => {
+    if (run.length === 1) out.push(run[0]!);
+    else if (run.length > 1) out.push(join(run));
+    run = [];
+    runBytes = 0;
   };
-  for (let i = 0; i < chunks.length; i++) {
-    const c = chunks[i]!;
-    if (c.byteLength < COALESCE_BELOW) continue;
-    flush(i);
-    for (let at = 0; at < c.byteLength; at += MAX_WRITE_BYTES) {
-      out.push(
-        at === 0 && c.byteLength <= MAX_WRITE_BYTES ? c : c.subarray(at, Math.min(c.byteLength, at + MAX_WRITE_BYTES)),
-      );
+  for (const c of chunks) {
+    if (c.byteLength === 0) continue;
+    if (c.byteLength < mergeBelow) {
+      if (runBytes + c.byteLength > max) flush();
+      run.push(c);
+      runBytes += c.byteLength;
+      continue;
     }
-    from = i + 1;
+    flush();
+    if (c.byteLength <= max) out.push(c);
+    else for (let at = 0; at < c.byteLength; at += max) out.push(c.subarray(at, Math.min(c.byteLength, at + max)));
   }
-  flush(chunks.length);
+  flush();
   return out;
 }
 

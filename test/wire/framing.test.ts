@@ -165,4 +165,16 @@ test("outgoing pieces join runs of small chunks and pass large ones through as t
     return concatBytes(run);
   });
   assert.deepEqual(joined, [2]);
+  // With a cap (a WebSocket's message size): runs stop before it, large chunks are cut at it,
+  // empty chunks are dropped.
+  const capped = outgoingPieces(
+    [small(4, 1), new Uint8Array(0), small(4, 2), small(4, 3), small(25, 5)],
+    concatBytes,
+    10,
+  );
+  assert.deepEqual(
+    capped.map((c) => c.byteLength),
+    [8, 4, 10, 10, 5],
+  );
+  assert.deepEqual(concatBytes(capped), concatBytes([small(4, 1), small(4, 2), small(4, 3), small(25, 5)]));
 });

@@ -45,8 +45,3 @@ export async function decodeIpcBody(bytes: Uint8Array, maxMessageBytes?: number)
 export function encodeIpcBody(schema: Schema, batches: readonly RecordBatch[]): Uint8Array {
   return concatBytes(encodeStream(schema, batches));
 }
-
-/** Encodes one IPC stream as its pieces: column buffers stay views of the batches' own memory. */
-export function encodeIpcPieces(schema: Schema, batches: readonly RecordBatch[]): Uint8Array[] {
-  return encodeStream(schema, batches);
-}

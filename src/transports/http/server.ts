@@ -39,7 +39,7 @@ import {
 import { securityRefusal } from "../../server/security.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
 import { EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
-import { concatBytes, outgoingPieces, totalBytes } from "../../wire/ipc.js";
+import { concatBytes, encodeStream, outgoingPieces, totalBytes } from "../../wire/ipc.js";
 import {
   CALL_STATE_KEY,
   CANCEL_KEY,
@@ -63,7 +63,7 @@ import {
   producibleEncodings,
 } from "./compression.js";
 import { formatSetCookie, parseCookieHeader } from "./cookies.js";
-import { decodeIpcBody, encodeIpcPieces } from "./ipc-body.js";
+import { decodeIpcBody } from "./ipc-body.js";
 import { openCallToken, openCursorToken, sealCallToken, sealCursorToken, type TokenKeyring } from "./tokens.js";
 
 /** The Arrow IPC stream media type every RPC body uses. */
@@ -309,7 +309,7 @@ class HttpTransport {
   }
 
   private arrow(status: number, schema: Schema, batches: readonly RecordBatch[]): CoreResponse {
-    return this.arrowBytes(status, encodeIpcPieces(schema, batches));
+    return this.arrowBytes(status, encodeStream(schema, batches));
   }
 
   private arrowBytes(status: number, body: readonly Uint8Array[]): CoreResponse {
@@ -660,7 +660,7 @@ class HttpTransport {
     const res = this.capped(
       call,
       failed ? 500 : 200,
-      encodeIpcPieces(answer.schema, answer.batches),
+      encodeStream(answer.schema, answer.batches),
       budget,
       answer.schema,
     );
@@ -692,7 +692,7 @@ class HttpTransport {
     }
     const { stream } = opening;
     const parts: Uint8Array[] = [];
-    if (opening.header !== null) parts.push(...encodeIpcPieces(opening.header.schema, opening.header.batches));
+    if (opening.header !== null) parts.push(...encodeStream(opening.header.schema, opening.header.batches));
     const callId = randomBytes(16);
     let callToken: string;
     let cursor: string;
@@ -752,7 +752,7 @@ class HttpTransport {
       call.wrote([tokens]);
       out.push(tokens);
     }
-    parts.push(...encodeIpcPieces(stream.outputSchema, out));
+    parts.push(...encodeStream(stream.outputSchema, out));
     const res = this.capped(call, failed ? 500 : 200, parts, budget, EMPTY_SCHEMA);
     call.end(cancelled);
     return res;
@@ -862,13 +862,7 @@ class HttpTransport {
         }
       }
     }
-    const res = this.capped(
-      call,
-      failed ? 500 : 200,
-      encodeIpcPieces(stream.outputSchema, batches),
-      limit,
-      EMPTY_SCHEMA,
-    );
+    const res = this.capped(call, failed ? 500 : 200, encodeStream(stream.outputSchema, batches), limit, EMPTY_SCHEMA);
     call.end(false);
     return res;
   }

@@ -12,8 +12,9 @@
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError, RpcError } from "../../errors.js";
+import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
 import { ByteQueue } from "../byte-queue.js";
-import { CloseCode, closeError, messagesOf } from "./shared.js";
+import { CloseCode, closeError } from "./shared.js";
 
 /** Options of `connectWebSocket`. */
 export interface WebSocketClientOptions {
@@ -244,7 +245,7 @@ export async function connectWebSocket(url: string, opts: WebSocketClientOptions
     name: "ws",
     input,
     async write(chunks) {
-      for (const m of messagesOf(chunks, maxSend)) {
+      for (const m of outgoingPieces(chunks, concatBytes, maxSend)) {
         if (socket.readyState !== OPEN) throw closedError ?? frameworkError("transport_error", "WebSocket is closed");
         socket.send(m);
         if (socket.bufferedAmount > writeHwm) await drained(writeHwm);

@@ -31,9 +31,10 @@ import { frameworkError, type RpcError } from "../../errors.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
+import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
 import { bodyBuffer } from "../buffer-pool.js";
 import { ByteQueue } from "../byte-queue.js";
-import { CloseCode, closeError, messagesOf } from "./shared.js";
+import { CloseCode, closeError } from "./shared.js";
 
 /** Default `path`. */
 export const DEFAULT_WS_PATH = "/ws";
@@ -216,7 +217,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     const write = async (chunks: readonly Uint8Array[]): Promise<void> => {
       if (ws.readyState !== ws.OPEN) throw gone();
       let last: Promise<void> | null = null;
-      for (const m of messagesOf(chunks, maxSend)) {
+      for (const m of outgoingPieces(chunks, concatBytes, maxSend)) {
         if (ws.readyState !== ws.OPEN) throw gone();
         last = send(m);
         last.catch(() => {});

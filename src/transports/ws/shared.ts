@@ -1,7 +1,7 @@
 /**
  * What the WebSocket server and client share, free of `node:` imports so the browser client can
- * use it: close codes and their meaning, the one function mapping a close to an error kind, the
- * and splitting outbound bytes into messages (the inbound byte queue is `../byte-queue.ts`).
+ * use it: close codes and their meaning and the one function mapping a close to an error kind (the
+ * inbound byte queue is `../byte-queue.ts`; outbound bytes are cut into messages by `outgoingPieces`).
  *
  * A WebSocket carries exactly the byte stream a pipe carries: binary messages whose concatenation
  * is the stream. Message boundaries mean nothing, so either side may split or merge freely.
@@ -53,43 +53,4 @@ export function closeError(code: number, reason: string): RpcError | null {
   const [name, errCode] = named[code] ?? ["closed", "UNAVAILABLE"];
   const err = frameworkError("transport_error", `WebSocket closed with ${code} (${name})${why}`);
   return new RpcError(err.message, { type: err.type, code: errCode, kind: err.kind, details: detail });
-}
-
-/**
- * Regroups chunks into messages of at most `max` bytes: small chunks are merged into one copy,
- * large ones sent as views.
- */
-export function* messagesOf(chunks: readonly Uint8Array[], max: number): Generator<Uint8Array> {
-  let small: Uint8Array[] = [];
-  let smallBytes = 0;
-  const merge = (): Uint8Array => {
-    const one = small.length === 1 ? small[0]! : new Uint8Array(smallBytes);
-    if (small.length > 1) {
-      let at = 0;
-      for (const s of small) {
-        one.set(s, at);
-        at += s.byteLength;
-      }
-    }
-    small = [];
-    smallBytes = 0;
-    return one;
-  };
-  const mergeBelow = Math.min(max, 64 * 1024);
-  for (const c of chunks) {
-    if (c.byteLength === 0) continue;
-    if (c.byteLength < mergeBelow && smallBytes + c.byteLength <= max) {
-      small.push(c);
-      smallBytes += c.byteLength;
-      continue;
-    }
-    if (smallBytes > 0) yield merge();
-    if (c.byteLength < mergeBelow) {
-      small.push(c);
-      smallBytes = c.byteLength;
-      continue;
-    }
-    for (let at = 0; at < c.byteLength; at += max) yield c.subarray(at, Math.min(c.byteLength, at + max));
-  }
-  if (smallBytes > 0) yield merge();
 }
