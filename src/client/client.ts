@@ -42,6 +42,7 @@ import type {
   StreamChannel,
   StreamOpenOptions,
 } from "./transport.js";
+import { Watchdog } from "./watchdog.js";
 
 export type { CallTarget, RequestMetadata } from "./transport.js";
 
@@ -151,7 +152,7 @@ class StreamReader {
   /** The next batch of this stream, or null at its EOS; `borrow` as in `MessageFramer.next`. */
   async next(borrow = false): Promise<RecordBatch | null> {
     while (!this.ended) {
-      const f = await this.client.readFrame(borrow);
+      const f = this.client.pollFrame() ?? (await this.client.readFrame(borrow));
       if (f === "eos") {
         this.ended = true;
         return null;
@@ -360,6 +361,8 @@ export class RawStream implements StreamChannel {
 export class RpcClient implements CallChannel {
   private readonly framer: MessageFramer;
   private readonly timeoutMs: number;
+  /** Bounds each wait for the server by `timeoutMs` (null: no timeout). */
+  private readonly watchdog: Watchdog | null;
   private queue: Promise<void> = Promise.resolve();
   private broken: RpcError | null = null;
   private closed = false;
@@ -381,6 +384,7 @@ export class RpcClient implements CallChannel {
     this.dead.catch(() => {});
     const t = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.timeoutMs = t > 0 && Number.isFinite(t) ? t : 0;
+    this.watchdog = this.timeoutMs > 0 ? new Watchdog(this.timeoutMs) : null;
     this.framer = new MessageFramer(
       transport.input[Symbol.asyncIterator](),
       opts.maxMessageBytes === undefined ? {} : { maxMessageBytes: opts.maxMessageBytes },
@@ -428,6 +432,7 @@ export class RpcClient implements CallChannel {
           ? err
           : frameworkError("transport_error", `connection lost: ${err.message}`, { cause: err });
       this.kill(this.broken);
+      this.watchdog?.close();
       void Promise.resolve()
         .then(() => this.transport.close())
         .catch(() => {});
@@ -436,21 +441,19 @@ export class RpcClient implements CallChannel {
   }
 
   private withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
-    if (this.timeoutMs === 0) return p;
-    // One promise and one timer per wait (a race, a timeout promise and a finally cost more on
-    // every frame of every call).
+    const watchdog = this.watchdog;
+    if (watchdog === null) return p;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(frameworkError("transport_error", `no ${what} from the server within ${this.timeoutMs} ms`)),
-        this.timeoutMs,
+      const wait = watchdog.start(() =>
+        reject(frameworkError("transport_error", `no ${what} from the server within ${this.timeoutMs} ms`)),
       );
       p.then(
         (value) => {
-          clearTimeout(timer);
+          watchdog.stop(wait);
           resolve(value);
         },
         (err: unknown) => {
-          clearTimeout(timer);
+          watchdog.stop(wait);
           reject(err);
         },
       );
@@ -463,8 +466,23 @@ export class RpcClient implements CallChannel {
     try {
       return await this.withTimeout(this.framer.next(borrow), "response");
     } catch (err) {
-      throw this.fail(RpcError.from(err).kind === "" ? wrapTransport(err) : RpcError.from(err));
+      throw this.readFailed(err);
     }
+  }
+
+  /** @internal The next frame when it is buffered already (see `MessageFramer.poll`), else null: call `readFrame`. */
+  pollFrame(): Exclude<FrameResult, "end"> | null {
+    if (this.broken) throw this.broken;
+    try {
+      return this.framer.poll();
+    } catch (err) {
+      throw this.readFailed(err);
+    }
+  }
+
+  /** A failed read breaks the connection (its framing is lost): the error, as a transport error unless typed. */
+  private readFailed(err: unknown): RpcError {
+    return this.fail(RpcError.from(err).kind === "" ? wrapTransport(err) : RpcError.from(err));
   }
 
   /** @internal A borrowing stream ended: its reused answer buffer is not kept for later calls. */
@@ -617,6 +635,7 @@ export class RpcClient implements CallChannel {
     this.closed = true;
     if (this.broken === null) this.broken = frameworkError("transport_error", "the client is closed");
     this.kill(this.broken);
+    this.watchdog?.close();
     await this.transport.close();
   }
 }

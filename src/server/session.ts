@@ -65,7 +65,7 @@ class StreamReader {
   private async nextMessage(first: boolean): Promise<RecordBatch | "eos" | "end" | null> {
     let frame: Awaited<ReturnType<MessageFramer["next"]>>;
     try {
-      frame = await this.framer.next();
+      frame = this.framer.poll() ?? (await this.framer.next());
     } catch (err) {
       const e = RpcError.from(err);
       if (e.kind === "message_too_large") throw e; // body skipped: still framed

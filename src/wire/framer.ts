@@ -5,6 +5,7 @@
  */
 import { MessageHeader } from "apache-arrow/fb/message-header";
 import type { Message } from "apache-arrow/ipc/metadata/message";
+import type { Schema } from "apache-arrow/schema";
 import { frameworkError } from "../errors.js";
 import { decodeMessage, decodeSchema, type Frame } from "./ipc.js";
 
@@ -98,8 +99,19 @@ export class BorrowBuffer {
   }
 }
 
+/** A message's prefix and decoded header, its body still to read. */
+interface Header {
+  readonly message: Message;
+  /** 4, or 8 with the continuation marker. */
+  readonly prefix: number;
+  readonly metadataLength: number;
+  readonly schema: Schema | undefined;
+}
+
 export class MessageFramer {
   private chunks: Uint8Array[] = [];
+  /** A header `poll` consumed whose body it left to `next`. */
+  private parked: Header | null = null;
   /** The buffer borrowed record-batch bodies are read into (see `next`). */
   private readonly scratch: BorrowBuffer;
   private buffered = 0;
@@ -123,7 +135,7 @@ export class MessageFramer {
 
   /** True once the source has ended and every byte has been framed. */
   get exhausted(): boolean {
-    return this.done && this.buffered === 0;
+    return this.done && this.buffered === 0 && this.parked === null;
   }
 
   private async fill(n: number): Promise<boolean> {
@@ -242,24 +254,16 @@ export class MessageFramer {
   }
 
   /**
-   * Reads the next message. `"eos"` is an end-of-stream marker; `"end"` means the source ended
-   * cleanly between messages. A source ending inside a message is a `protocol_error`.
-   *
-   * With `borrow`, a large record-batch body read from a `DirectByteSource` goes into a buffer this
-   * framer reuses for the next borrowed body, instead of memory of its own: whatever is decoded
-   * from it is valid only until the next `next(true)`. Dictionary batches, schemas and small
-   * bodies are never borrowed.
+   * The next message's prefix and header when they are buffered: `"eos"` for an end-of-stream
+   * marker (consumed), the decoded header (consumed, its body not yet), or null when more bytes
+   * are needed first (nothing consumed). Throws on a length that cannot be Arrow.
    */
-  async next(borrow = false): Promise<FrameResult> {
-    if (!(await this.fill(4))) {
-      if (this.buffered === 0) return "end";
-      throw frameworkError("protocol_error", "byte stream ended inside an IPC message prefix");
-    }
+  private header(): Header | "eos" | null {
+    if (this.buffered < 4) return null;
     let prefix = 4;
     let length = this.peekInt32(0);
     if (length === -1) {
-      if (!(await this.fill(8)))
-        throw frameworkError("protocol_error", "byte stream ended inside an IPC message prefix");
+      if (this.buffered < 8) return null;
       prefix = 8;
       length = this.peekInt32(4);
     }
@@ -270,46 +274,110 @@ export class MessageFramer {
     if (length < 0 || length > Math.min(this.maxMessageBytes, this.maxMetadataBytes)) {
       throw frameworkError("protocol_error", `invalid IPC message length ${length}: not an Arrow IPC stream`);
     }
-    if (!(await this.fill(prefix + length))) {
-      throw frameworkError("protocol_error", "byte stream ended inside an IPC message header");
-    }
+    if (this.buffered < prefix + length) return null;
     this.take(prefix);
     const metadata = this.take(length);
     const message = decodeMessage(metadata);
-    if (message.headerType === MessageHeader.Schema) {
-      const schema = decodeSchemaOrThrow(message, metadata);
-      if (message.bodyLength === 0) return { message, body: new Uint8Array(0), wireBytes: prefix + length, schema };
-    }
+    const schema = message.headerType === MessageHeader.Schema ? decodeSchemaOrThrow(message, metadata) : undefined;
     const bodyLength = message.bodyLength;
     if (!Number.isSafeInteger(bodyLength) || bodyLength < 0) {
       throw frameworkError("protocol_error", `invalid IPC body length ${bodyLength}`);
     }
-    if (bodyLength + length > this.maxMessageBytes) {
+    return { message, prefix, metadataLength: length, schema };
+  }
+
+  /** True while the next message's prefix is not yet buffered whole. */
+  private inPrefix(): boolean {
+    return this.buffered < 4 || (this.buffered < 8 && this.peekInt32(0) === -1);
+  }
+
+  /** Buffered bytes the next message's prefix and header need (at least the prefix, when that is not complete). */
+  private headerNeed(): number {
+    if (this.buffered < 4) return 4;
+    const continued = this.peekInt32(0) === -1;
+    if (!continued) return 4 + Math.max(0, this.peekInt32(0));
+    return this.buffered < 8 ? 8 : 8 + Math.max(0, this.peekInt32(4));
+  }
+
+  /** The frame of `h` with its body. */
+  private frame(h: Header, body: Uint8Array, borrowed: boolean): Frame {
+    // Arrow buffers are read through typed arrays, which need 8-byte aligned views.
+    // (Node Buffers' own slice() is a view, so copy through Uint8Array.)
+    const aligned = body.byteOffset % 8 === 0 ? body : Uint8Array.prototype.slice.call(body);
+    const wireBytes = h.prefix + h.metadataLength + h.message.bodyLength;
+    if (h.schema !== undefined) return { message: h.message, body: aligned, wireBytes, schema: h.schema };
+    return borrowed
+      ? { message: h.message, body: aligned, wireBytes, borrowed }
+      : { message: h.message, body: aligned, wireBytes };
+  }
+
+  /**
+   * The next message when it is already buffered whole, without waiting: what `next(borrow)`
+   * would resolve to, or null when it must be called (more bytes are needed, or the body is read
+   * another way). Throws as `next` would reject. A small message usually arrives whole, so a
+   * reader polls first and saves the promises and microtask turns of an async read.
+   */
+  poll(): Frame | "eos" | null {
+    if (this.parked !== null) return null;
+    const h = this.header();
+    if (h === null || h === "eos") return h;
+    const bodyLength = h.message.bodyLength;
+    if (bodyLength === 0) return this.frame(h, new Uint8Array(0), false);
+    if (bodyLength > this.buffered || bodyLength + h.metadataLength > this.maxMessageBytes) {
+      this.parked = h; // `next` reads the body (or skips it and fails)
+      return null;
+    }
+    // (A body already buffered is never borrowed, from `next` either: it is a view of what arrived.)
+    return this.frame(h, this.take(bodyLength), false);
+  }
+
+  /**
+   * Reads the next message. `"eos"` is an end-of-stream marker; `"end"` means the source ended
+   * cleanly between messages. A source ending inside a message is a `protocol_error`.
+   *
+   * With `borrow`, a large record-batch body read from a `DirectByteSource` goes into a buffer this
+   * framer reuses for the next borrowed body, instead of memory of its own: whatever is decoded
+   * from it is valid only until the next `next(true)`. Dictionary batches, schemas and small
+   * bodies are never borrowed.
+   */
+  async next(borrow = false): Promise<FrameResult> {
+    let h = this.parked;
+    this.parked = null;
+    while (h === null) {
+      const got = this.header();
+      if (got === "eos") return got;
+      if (got !== null) {
+        h = got;
+        break;
+      }
+      // Wait for the bytes the header needs next: the prefix, then all of it.
+      const prefixOnly = this.inPrefix();
+      if (!(await this.fill(this.headerNeed()))) {
+        if (this.buffered === 0) return "end";
+        const where = prefixOnly ? "prefix" : "header";
+        throw frameworkError("protocol_error", `byte stream ended inside an IPC message ${where}`);
+      }
+    }
+    const { message } = h;
+    const bodyLength = message.bodyLength;
+    if (bodyLength + h.metadataLength > this.maxMessageBytes) {
       // Consume the body so the connection stays framed; the caller answers with an error.
       await this.skip(bodyLength);
       throw frameworkError(
         "message_too_large",
-        `IPC message of ${bodyLength + length} bytes exceeds the limit of ${this.maxMessageBytes} bytes`,
+        `IPC message of ${bodyLength + h.metadataLength} bytes exceeds the limit of ${this.maxMessageBytes} bytes`,
       );
     }
-    let body: Uint8Array;
-    let borrowed = false;
-    if (bodyLength === 0) body = new Uint8Array(0);
-    else if (bodyLength - this.buffered >= DIRECT_READ_MIN && isDirect(this.source)) {
-      borrowed = borrow && message.headerType === MessageHeader.RecordBatch;
-      body = await this.readDirect(bodyLength, borrowed);
-    } else {
-      // Pieces are queued and copied together once the body is complete: measured faster than
-      // copying each 64 KiB piece as it arrives (a TCP server reading 30 MB exchange batches).
-      if (!(await this.fill(bodyLength))) {
-        throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
-      }
-      body = this.take(bodyLength);
+    if (bodyLength === 0) return this.frame(h, new Uint8Array(0), false);
+    if (bodyLength - this.buffered >= DIRECT_READ_MIN && isDirect(this.source)) {
+      const borrowed = borrow && message.headerType === MessageHeader.RecordBatch;
+      return this.frame(h, await this.readDirect(bodyLength, borrowed), borrowed);
     }
-    // Arrow buffers are read through typed arrays, which need 8-byte aligned views.
-    // (Node Buffers' own slice() is a view, so copy through Uint8Array.)
-    if (body.byteOffset % 8 !== 0) body = Uint8Array.prototype.slice.call(body);
-    const wireBytes = prefix + length + bodyLength;
-    return borrowed ? { message, body, wireBytes, borrowed } : { message, body, wireBytes };
+    // Pieces are queued and copied together once the body is complete: measured faster than
+    // copying each 64 KiB piece as it arrives (a TCP server reading 30 MB exchange batches).
+    if (this.buffered < bodyLength && !(await this.fill(bodyLength))) {
+      throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
+    }
+    return this.frame(h, this.take(bodyLength), false);
   }
 }

@@ -19,13 +19,16 @@ interface DecodedStream {
   batches: RecordBatch[];
 }
 
-/** Reads every IPC stream from the source, using one decoder per stream. */
-async function readStreams(framer: MessageFramer): Promise<DecodedStream[]> {
+/**
+ * Reads every IPC stream from the source, using one decoder per stream; with `polling`, as the
+ * client and server read: `poll()` first, `next()` only when it returns null.
+ */
+async function readStreams(framer: MessageFramer, polling = false): Promise<DecodedStream[]> {
   const out: DecodedStream[] = [];
   let decoder = new IpcStreamDecoder();
   let batches: RecordBatch[] = [];
   for (;;) {
-    const f = await framer.next();
+    const f = (polling ? framer.poll() : null) ?? (await framer.next());
     if (f === "end") return out;
     if (f === "eos") {
       out.push({ schema: decoder.schema!, batches });
@@ -38,11 +41,11 @@ async function readStreams(framer: MessageFramer): Promise<DecodedStream[]> {
   }
 }
 
-test("two requests back to back are framed as two streams, whatever the piece size", async () => {
+test("two requests back to back are framed as two streams, whatever the piece size, polled or not", async () => {
   const bytes = fixture("two-requests.bin");
-  for (const size of [1, 3, 7, 64, 4096]) {
-    const streams = await readStreams(new MessageFramer(pieces(bytes, size)));
-    assert.equal(streams.length, 2, `piece size ${size}`);
+  for (const [size, polling] of [1, 3, 7, 64, 4096].flatMap((n) => [[n, false] as const, [n, true] as const])) {
+    const streams = await readStreams(new MessageFramer(pieces(bytes, size)), polling);
+    assert.equal(streams.length, 2, `piece size ${size}, polling ${polling}`);
     const [echo, noop] = streams;
     assert.deepEqual(
       echo!.schema.fields.map((f) => [f.name, String(f.type), f.nullable]),
@@ -66,6 +69,75 @@ test("the framer stops at EOS and leaves the next stream's bytes unread", async 
   let f = await framer.next();
   while (f !== "eos") f = await framer.next();
   assert.equal(framer.pending, 3);
+});
+
+test("poll frames what is buffered without reading, and leaves a body still to come to next", async () => {
+  const schema = new Schema([new Field("s", new Utf8(), false), new Field("n", new Int64(), false)]);
+  const fields = { s: t.utf8(), n: t.int64() };
+  const batch = batchFromColumns(fields, { s: ["x".repeat(1000)], n: [7n] });
+  const bytes = concatBytes(encodeStream(schema, [batch]));
+  let pulls = 0;
+  async function* counted(size: number): AsyncGenerator<Uint8Array> {
+    for await (const p of pieces(bytes, size)) {
+      pulls++;
+      yield p;
+    }
+  }
+  // Everything arrives in one piece: after the schema, the batch and the EOS are polled.
+  const whole = new MessageFramer(counted(bytes.byteLength));
+  assert.equal(whole.poll(), null); // nothing read yet, and poll never reads
+  assert.equal(pulls, 0);
+  const first = await whole.next();
+  assert.ok(first !== "eos" && first !== "end" && first.schema !== undefined);
+  const second = whole.poll();
+  assert.ok(second !== null && second !== "eos");
+  const polled = new IpcStreamDecoder();
+  polled.accept(first);
+  const row = polled.accept(second);
+  assert.ok(row !== null && "numRows" in row);
+  assert.equal(row.getChildAt(1)!.get(0), 7n);
+  assert.equal(whole.poll(), "eos");
+  assert.equal(whole.poll(), null);
+  assert.equal(await whole.next(), "end");
+  assert.equal(pulls, 1);
+  // The batch's header arrives before its body: poll takes the header and next reads the body.
+  const schemaBytes = concatBytes(encodeStream(schema, [])).byteLength - EOS.byteLength;
+  const split = new MessageFramer(counted(schemaBytes + 300));
+  pulls = 0;
+  await split.next(); // the schema, and the batch's first bytes
+  assert.equal(split.poll(), null);
+  assert.equal(split.poll(), null); // the parked header stays parked
+  assert.ok(!split.exhausted);
+  const frame = await split.next();
+  assert.ok(frame !== "eos" && frame !== "end");
+  const decoder = new IpcStreamDecoder();
+  decoder.accept(first);
+  const got = decoder.accept(frame);
+  assert.ok(got !== null && "numRows" in got);
+  assert.equal(got.getChildAt(0)!.get(0), "x".repeat(1000));
+  assert.equal(got.getChildAt(1)!.get(0), 7n);
+  assert.equal(await split.next(), "eos");
+});
+
+test("poll refuses what next refuses: a length that is not Arrow, a message over the limit", async () => {
+  const garbage = new TextEncoder().encode("this is not arrow at all");
+  const bad = new MessageFramer(pieces(garbage, garbage.byteLength));
+  await assert.rejects(bad.next(), (e: Error & { kind?: string }) => e.kind === "protocol_error");
+  const again = new MessageFramer(pieces(concatBytes([EOS, garbage]), 100));
+  assert.equal(await again.next(), "eos");
+  assert.throws(
+    () => again.poll(),
+    (e: Error & { kind?: string }) => e.kind === "protocol_error",
+  );
+  const schema = new Schema([new Field("s", new Utf8(), false)]);
+  const big = batchFromColumns({ s: t.utf8() }, { s: ["x".repeat(10_000)] });
+  const bytes = concatBytes([...encodeStream(schema, [big]), ...encodeStream(schema, [])]);
+  const limited = new MessageFramer(pieces(bytes, bytes.byteLength), { maxMessageBytes: 4096 });
+  assert.notEqual(await limited.next(), "eos"); // the schema; the rest is buffered
+  assert.equal(limited.poll(), null); // over the limit: left to next, which skips the body
+  await assert.rejects(limited.next(), (e: Error & { kind?: string }) => e.kind === "message_too_large");
+  assert.equal(limited.poll(), "eos");
+  assert.notEqual(limited.poll(), null); // the next stream's schema, framed as usual
 });
 
 test("a reference log batch and result classify as log then data", async () => {
