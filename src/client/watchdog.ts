@@ -4,12 +4,14 @@
  * the earliest one left. A timer per wait costs a timer object and two timer-list updates each
  * time, and a unary call waits four times (the write, three frames).
  *
- * The timer is left running when a wait ends (stopping and restarting it is what costs), so it
- * outlives the last wait by up to `ms`, unless `close` is called: from then on it is stopped as
- * soon as no wait runs, so a closed client does not keep the process alive. Works wherever
+ * The timer is left pending when the last wait ends, but unreferenced (under Node, a counter
+ * update), so an idle client does not keep the process alive; `close` stops it. Works wherever
  * `setTimeout` does (the client layer also runs in browsers).
  */
 type Timer = ReturnType<typeof setTimeout>;
+
+/** Node's timer handle can stop keeping the event loop alive; in browsers a timer is a number. */
+type MaybeNodeTimer = { ref?(): unknown; unref?(): unknown };
 
 interface Wait {
   readonly deadline: number;
@@ -30,12 +32,15 @@ export class Watchdog {
     const id = ++this.next;
     this.waits.set(id, { deadline: performance.now() + this.ms, expire });
     if (this.timer === null) this.arm(this.ms);
+    else if (this.waits.size === 1) (this.timer as MaybeNodeTimer).ref?.();
     return id;
   }
 
   /** Ends a wait that completed in time (nothing when it has expired already). */
   stop(id: number): void {
-    if (this.waits.delete(id) && this.closed && this.waits.size === 0) this.disarm();
+    if (!this.waits.delete(id) || this.waits.size > 0) return;
+    if (this.closed) this.disarm();
+    else if (this.timer !== null) (this.timer as MaybeNodeTimer).unref?.();
   }
 
   /** The connection is closing: the timer stops once no wait runs (waits still running stay bounded). */

@@ -57,17 +57,31 @@ test("overlapping waits expire on their own deadlines, and a late stop of an exp
   dog.close();
 });
 
-test("a closed watchdog does not keep the process alive once its waits have ended", async () => {
-  // The timer outlives a wait by design (restarting it per wait is what costs); `close` must stop
-  // it, or a client closed after its last call would hold the process for the whole timeout.
+test("a watchdog keeps the process alive while a wait runs, and not once none does, closed or not", async () => {
+  // The timer outlives a wait by design (restarting it per wait is what costs); were it still
+  // referenced, a client idle after its last call would hold the process for the whole timeout.
   const module = fileURLToPath(new URL("../../src/client/watchdog.ts", import.meta.url));
+  for (const close of [true, false]) {
+    const script = `
+      const { Watchdog } = await import(${JSON.stringify(module)});
+      const dog = new Watchdog(600000);
+      for (let k = 0; k < 3; k++) dog.stop(dog.start(() => console.log("expired")));
+      ${close ? "dog.close();" : ""}
+      console.log("done");
+    `;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", script],
+      { timeout: 60_000 },
+    );
+    assert.equal(stdout.trim(), "done", `close: ${close}`);
+  }
+  // A wait still running does keep it alive, until the wait expires (after an idle spell too).
   const script = `
     const { Watchdog } = await import(${JSON.stringify(module)});
-    const dog = new Watchdog(600000);
-    const w = dog.start(() => { console.log("expired"); });
-    dog.stop(w);
-    dog.close();
-    console.log("done");
+    const dog = new Watchdog(200);
+    dog.stop(dog.start(() => console.log("not this one")));
+    dog.start(() => console.log("expired"));
   `;
   const { stdout } = await promisify(execFile)(
     process.execPath,
@@ -76,5 +90,5 @@ test("a closed watchdog does not keep the process alive once its waits have ende
       timeout: 60_000,
     },
   );
-  assert.equal(stdout.trim(), "done");
+  assert.equal(stdout.trim(), "expired");
 });
