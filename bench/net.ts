@@ -4,6 +4,7 @@
  * each have a core, as in the raw baselines.
  */
 import { type ChildProcessByStdio, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { connect, type OnReadOpts, type Socket } from "node:net";
 import type { Readable, Writable } from "node:stream";
@@ -19,6 +20,17 @@ import { Bench, benchBatch } from "./service.js";
 
 // ---------------------------------------------------------------------------------------------
 // Child servers
+
+/** Peak resident set size of a live child (Linux `VmHWM`), in bytes; null elsewhere. */
+export function peakRss(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
 
 export type TcpAddress = { readonly host: string; readonly port: number };
 export type UnixAddress = { readonly path: string };
@@ -443,6 +455,9 @@ export async function quiverUnary(
  */
 export type StreamRates = Map<string, number>;
 
+/** Rows per batch of the stream figures. */
+export const STREAM_SIZES = [1, 10_000, 1_000_000] as const;
+
 /** Stream figures this large are also measured with borrowed answer batches (`borrowBatches`). */
 export const BORROW_MIN_ROWS = 10_000;
 /** Timed windows per stream figure; the best counts, as for the raw downloads. */
@@ -521,4 +536,37 @@ export async function quiverStreams(
     }
   }
   return out;
+}
+
+/**
+ * `quiverStreams` over `transport` at `STREAM_SIZES`, run by a fresh client process
+ * (bench/stream-client.ts) so that every transport's figures start from an empty heap; for the pipe
+ * that process also spawns the worker, whose peak RSS comes back as `rss`. Killed after `timeoutMs`.
+ */
+export async function streamsInChild(
+  transport: "pipe" | NetTransport,
+  ready: Ready,
+  seconds: number,
+  timeoutMs: number,
+): Promise<{ rates: StreamRates; rss: number | null }> {
+  const child = spawn(
+    process.execPath,
+    [...benchScript("stream-client"), transport, JSON.stringify(ready), String(seconds)],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+      timeout: timeoutMs,
+    },
+  );
+  let out = "";
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (d: string) => {
+    out += d;
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (c) => resolve(c));
+  });
+  if (code !== 0) throw new Error(`the ${transport} stream client exited with ${code}`);
+  const parsed = JSON.parse(out.trim().split("\n").pop() ?? "") as { rates: [string, number][]; rss: number | null };
+  return { rates: new Map(parsed.rates), rss: parsed.rss };
 }

@@ -24,7 +24,7 @@
  * `[{figure, transport, value, unit, limit, ratio}]`.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -41,6 +41,7 @@ import {
   type Channel,
   countingReader,
   type NetTransport,
+  peakRss,
   quiverChannel,
   quiverStreams,
   quiverUnary,
@@ -52,8 +53,10 @@ import {
   rawSocketPingPong,
   rawWsDownload,
   rawWsPingPong,
+  STREAM_SIZES,
   type StreamRates,
   spawnServer,
+  streamsInChild,
   timed,
   type UnaryRates,
 } from "./net.js";
@@ -75,8 +78,7 @@ const CHILD_TIMEOUT_MS = (FULL ? 600 : 240) * 1000;
 /** Seconds per unary figure, and per stream figure (each batch size, producer and exchange). */
 const SECS = FULL ? 5 : 1.2;
 const STREAM_SECS = FULL ? 2 : 0.5;
-/** Rows per batch of the stream figures. */
-const SIZES = [1, 10_000, 1_000_000] as const;
+const SIZES = STREAM_SIZES;
 /** Bytes per timed raw download (best of three after a warm-up). */
 const RAW_BYTES = FULL ? 1 << 30 : 256 << 20;
 
@@ -126,17 +128,6 @@ async function inProcessUnary(observed: boolean, seconds: number): Promise<numbe
 
 // ---------------------------------------------------------------------------------------------
 // The stdio pipe
-
-/** Peak resident set size of a live child (Linux `VmHWM`), in bytes; null elsewhere. */
-function peakRss(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
-}
 
 function nodeChild(script: string) {
   const child = spawn(process.execPath, ["-e", script], {
@@ -577,47 +568,38 @@ async function main(): Promise<void> {
     ours.http = { unary: q.result.http1, streams: new Map() };
   }
 
-  // Streams: raw one-way bandwidth per transport, then quiver's producer and exchange on a fresh
-  // server per transport (so each peak RSS is that transport's).
+  // Streams, transport by transport: the raw one-way bandwidth, then quiver's producer and exchange
+  // on a fresh server (so each peak RSS is that transport's), read by a fresh client process (so
+  // each starts from an empty heap, as the raw reader does), then the raw bandwidth once more: the
+  // limit is the better of the two, measured around the figures it bounds.
   if (runs("streams")) {
-    const rawPipeBw = await rawPipeDownload(RAW_BYTES);
-    const pipe = await pipeChannel();
-    let pipeStreams: StreamRates;
-    let pipeRss: number | null;
-    try {
-      pipeStreams = await quiverStreams(pipe, SIZES, STREAM_SECS);
-      pipeRss = peakRss(pipe.pid);
-    } finally {
-      await pipe.close();
-    }
-    reportStreams("pipe", pipeStreams, rawPipeBw.rate, "raw pipe bandwidth");
-    reportRss("pipe", pipeRss, rawPipeBw.rss);
-    if (ours.pipe) ours.pipe = { ...ours.pipe, streams: pipeStreams };
+    const pipeRawBefore = await rawPipeDownload(RAW_BYTES);
+    const pipe = await streamsInChild("pipe", {}, STREAM_SECS, CHILD_TIMEOUT_MS);
+    const pipeRawAfter = await rawPipeDownload(RAW_BYTES);
+    const pipeRaw = Math.max(pipeRawBefore.rate, pipeRawAfter.rate);
+    reportStreams("pipe", pipe.rates, pipeRaw, "raw pipe bandwidth");
+    reportRss("pipe", pipe.rss, pipeRawBefore.rss);
+    if (ours.pipe) ours.pipe = { ...ours.pipe, streams: pipe.rates };
 
-    const rawBw = await withServer("raw-source", async (ready) => ({
-      tcp: await rawSocketDownload(ready.tcp!, RAW_BYTES),
-      unix: await rawSocketDownload(ready.unix!, RAW_BYTES),
-      http: await rawHttpDownload(ready.http!, RAW_BYTES),
-      ws: await rawWsDownload(ready.ws!, RAW_BYTES),
-    }));
     for (const t of ["unix", "tcp", "http", "ws"] as const) {
-      const s = await withServer(`quiver-${t}`, async (ready) => {
-        const channel = await quiverChannel(t, ready);
-        try {
-          return await quiverStreams(channel, SIZES, STREAM_SECS);
-        } finally {
-          await channel.close();
-        }
-      });
-      if (t === "http" && ours.http) ours.http = { ...ours.http, streams: s.result };
+      const rawDownload = (ready: Ready) =>
+        t === "http"
+          ? rawHttpDownload(ready.http!, RAW_BYTES)
+          : t === "ws"
+            ? rawWsDownload(ready.ws!, RAW_BYTES)
+            : rawSocketDownload(t === "tcp" ? ready.tcp! : ready.unix!, RAW_BYTES);
+      const before = await withServer("raw-source", rawDownload);
+      const s = await withServer(`quiver-${t}`, (ready) => streamsInChild(t, ready, STREAM_SECS, CHILD_TIMEOUT_MS));
+      const after = await withServer("raw-source", rawDownload);
+      if (t === "http" && ours.http) ours.http = { ...ours.http, streams: s.result.rates };
       const limit =
         t === "ws"
           ? "raw ws download bandwidth (1 MiB messages)"
           : t === "http"
             ? "raw node:http GET bandwidth"
             : `raw ${t} download bandwidth`;
-      reportStreams(t, s.result, rawBw.result[t], limit);
-      reportRss(t, s.rss, rawBw.rss);
+      reportStreams(t, s.result.rates, Math.max(before.result, after.result), limit);
+      reportRss(t, s.rss, before.rss);
     }
   }
 
