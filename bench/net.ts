@@ -538,6 +538,27 @@ export async function quiverStreams(
   return out;
 }
 
+/** Runs `command` (stderr shown, killed after `timeoutMs`) and resolves to its stdout; rejects unless it exits 0. */
+export async function childOutput(
+  command: string,
+  args: readonly string[],
+  timeoutMs: number,
+  what: string,
+): Promise<string> {
+  const child = spawn(command, args, { stdio: ["ignore", "pipe", "inherit"], timeout: timeoutMs });
+  let out = "";
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (d: string) => {
+    out += d;
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (c) => resolve(c));
+  });
+  if (code !== 0) throw new Error(`${what} exited with ${code}`);
+  return out;
+}
+
 /**
  * `quiverStreams` over `transport` at `STREAM_SIZES`, run by a fresh client process
  * (bench/stream-client.ts) so that every transport's figures start from an empty heap; for the pipe
@@ -549,24 +570,12 @@ export async function streamsInChild(
   seconds: number,
   timeoutMs: number,
 ): Promise<{ rates: StreamRates; rss: number | null }> {
-  const child = spawn(
+  const out = await childOutput(
     process.execPath,
     [...benchScript("stream-client"), transport, JSON.stringify(ready), String(seconds)],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-      timeout: timeoutMs,
-    },
+    timeoutMs,
+    `the ${transport} stream client`,
   );
-  let out = "";
-  child.stdout.setEncoding("utf8");
-  child.stdout.on("data", (d: string) => {
-    out += d;
-  });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (c) => resolve(c));
-  });
-  if (code !== 0) throw new Error(`the ${transport} stream client exited with ${code}`);
   const parsed = JSON.parse(out.trim().split("\n").pop() ?? "") as { rates: [string, number][]; rss: number | null };
   return { rates: new Map(parsed.rates), rss: parsed.rss };
 }

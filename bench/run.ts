@@ -39,6 +39,7 @@ import { requestBytes } from "../test/helpers/raw-peer.js";
 import {
   bestDownload,
   type Channel,
+  childOutput,
   countingReader,
   type NetTransport,
   peakRss,
@@ -330,17 +331,12 @@ interface PythonFigures {
 
 /** Runs the reference's client (and server) from bench/peers/reference.py; null if not installed. */
 async function pythonFigures(args: readonly string[]): Promise<PythonFigures> {
-  const child = spawn(PYTHON, [PY_BENCH, "client", ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
-    timeout: CHILD_TIMEOUT_MS,
-  });
-  let out = "";
-  child.stdout.setEncoding("utf8");
-  child.stdout.on("data", (d: string) => {
-    out += d;
-  });
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-  if (code !== 0) throw new Error(`Python reference bench client exited with ${code}`);
+  const out = await childOutput(
+    PYTHON,
+    [PY_BENCH, "client", ...args],
+    CHILD_TIMEOUT_MS,
+    "Python reference bench client",
+  );
   const parsed = JSON.parse(out) as Record<string, Rate | number>;
   const streams = new Map<string, number>();
   for (const [k, v] of Object.entries(parsed)) if (typeof v === "number") streams.set(k, v);
