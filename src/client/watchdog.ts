@@ -2,7 +2,8 @@
  * Bounds a connection's waits with one timer. Each wait records its deadline; the timer, armed
  * when a wait starts and none is pending, expires the waits past their deadline and re-arms for
  * the earliest one left. A timer per wait costs a timer object and two timer-list updates each
- * time, and a unary call waits four times (the write, three frames).
+ * time, and every call waits at least twice (its request's write, its answer's first frame; the
+ * frames that arrived with it are polled, not waited for), a stream twice per batch.
  *
  * The timer is left pending when the last wait ends, but unreferenced (under Node, a counter
  * update), so an idle client does not keep the process alive; `close` stops it. Works wherever
