@@ -44,7 +44,6 @@ import {
   type NetTransport,
   peakRss,
   quiverChannel,
-  quiverStreams,
   quiverUnary,
   type Rate,
   type Ready,
@@ -373,22 +372,31 @@ async function pythonHttpServer(): Promise<{ url: string; stop(): Promise<void> 
 
 type Ours = Partial<Record<"pipe" | "http", { unary: UnaryRates; streams: StreamRates }>>;
 
-/** quiver's figures for the peer comparisons, measured here when their sections did not run. */
+/**
+ * quiver's figures for the peer comparisons, measured here when their sections did not run (the
+ * streams by a fresh client process, as in the streams section).
+ */
 async function oursFor(where: "pipe" | "http", ours: Ours): Promise<{ unary: UnaryRates; streams: StreamRates }> {
   const have = ours[where];
   if (have && have.streams.size > 0) return have;
-  const measure = async (channel: Channel) => {
+  const unaryVia = async (open: () => Promise<Channel>) => {
+    if (have?.unary) return have.unary;
+    const channel = await open();
     try {
-      return {
-        unary: have?.unary ?? (await quiverUnary(async () => channel, SECS, 1, false, true)),
-        streams: await quiverStreams(channel, SIZES, STREAM_SECS),
-      };
+      return await quiverUnary(async () => channel, SECS, 1, false, true);
     } finally {
       await channel.close();
     }
   };
-  if (where === "pipe") return measure(await pipeChannel());
-  return (await withServer("quiver-http", async (ready) => measure(await quiverChannel("http", ready)))).result;
+  if (where === "pipe") {
+    const unary = await unaryVia(pipeChannel);
+    return { unary, streams: (await streamsInChild("pipe", {}, STREAM_SECS, CHILD_TIMEOUT_MS)).rates };
+  }
+  const measured = await withServer("quiver-http", async (ready) => ({
+    unary: await unaryVia(() => quiverChannel("http", ready)),
+    streams: (await streamsInChild("http", ready, STREAM_SECS, CHILD_TIMEOUT_MS)).rates,
+  }));
+  return measured.result;
 }
 
 async function peerFigures(ours: Ours): Promise<void> {
