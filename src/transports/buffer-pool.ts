@@ -15,6 +15,12 @@
  */
 import { loadPool, type NativePool } from "./shm/native.js";
 
+/**
+ * Joins a run of small outgoing chunks (see `outgoingPieces`) into memory from Node's small-buffer
+ * pool, for the Node writers (pipes and sockets, the HTTP server).
+ */
+export const joinBuffers = (run: readonly Uint8Array[]): Uint8Array => Buffer.concat(run);
+
 /** Bodies of at least this many bytes come from the pool. Smaller ones are cheap to allocate. */
 export const POOLED_MIN_BYTES = 1024 * 1024;
 /** The environment variable that sets `maxIdleBytes` at start-up. */

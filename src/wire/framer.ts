@@ -255,15 +255,16 @@ export class MessageFramer {
 
   /**
    * The next message's prefix and header when they are buffered: `"eos"` for an end-of-stream
-   * marker (consumed), the decoded header (consumed, its body not yet), or null when more bytes
-   * are needed first (nothing consumed). Throws on a length that cannot be Arrow.
+   * marker (consumed), the decoded header (consumed, its body not yet), or else how many buffered
+   * bytes reading it needs first (the prefix, then all of the header; nothing consumed). Throws on
+   * a length that cannot be Arrow.
    */
-  private header(): Header | "eos" | null {
-    if (this.buffered < 4) return null;
+  private header(): Header | "eos" | number {
+    if (this.buffered < 4) return 4;
     let prefix = 4;
     let length = this.peekInt32(0);
     if (length === -1) {
-      if (this.buffered < 8) return null;
+      if (this.buffered < 8) return 8;
       prefix = 8;
       length = this.peekInt32(4);
     }
@@ -274,7 +275,7 @@ export class MessageFramer {
     if (length < 0 || length > Math.min(this.maxMessageBytes, this.maxMetadataBytes)) {
       throw frameworkError("protocol_error", `invalid IPC message length ${length}: not an Arrow IPC stream`);
     }
-    if (this.buffered < prefix + length) return null;
+    if (this.buffered < prefix + length) return prefix + length;
     this.take(prefix);
     const metadata = this.take(length);
     const message = decodeMessage(metadata);
@@ -286,17 +287,14 @@ export class MessageFramer {
     return { message, prefix, metadataLength: length, schema };
   }
 
-  /** True while the next message's prefix is not yet buffered whole. */
+  /** True while the next message's prefix is not buffered whole (for the error when the bytes end). */
   private inPrefix(): boolean {
     return this.buffered < 4 || (this.buffered < 8 && this.peekInt32(0) === -1);
   }
 
-  /** Buffered bytes the next message's prefix and header need (at least the prefix, when that is not complete). */
-  private headerNeed(): number {
-    if (this.buffered < 4) return 4;
-    const continued = this.peekInt32(0) === -1;
-    if (!continued) return 4 + Math.max(0, this.peekInt32(0));
-    return this.buffered < 8 ? 8 : 8 + Math.max(0, this.peekInt32(4));
+  /** True when `h`'s message is over `maxMessageBytes`: its body is skipped and the read fails. */
+  private oversized(h: Header): boolean {
+    return h.message.bodyLength + h.metadataLength > this.maxMessageBytes;
   }
 
   /** The frame of `h` with its body. */
@@ -320,10 +318,11 @@ export class MessageFramer {
   poll(): Frame | "eos" | null {
     if (this.parked !== null) return null;
     const h = this.header();
-    if (h === null || h === "eos") return h;
+    if (typeof h === "number") return null;
+    if (h === "eos") return h;
     const bodyLength = h.message.bodyLength;
     if (bodyLength === 0) return this.frame(h, new Uint8Array(0), false);
-    if (bodyLength > this.buffered || bodyLength + h.metadataLength > this.maxMessageBytes) {
+    if (bodyLength > this.buffered || this.oversized(h)) {
       this.parked = h; // `next` reads the body (or skips it and fails)
       return null;
     }
@@ -346,21 +345,19 @@ export class MessageFramer {
     while (h === null) {
       const got = this.header();
       if (got === "eos") return got;
-      if (got !== null) {
+      if (typeof got !== "number") {
         h = got;
         break;
       }
-      // Wait for the bytes the header needs next: the prefix, then all of it.
-      const prefixOnly = this.inPrefix();
-      if (!(await this.fill(this.headerNeed()))) {
+      if (!(await this.fill(got))) {
         if (this.buffered === 0) return "end";
-        const where = prefixOnly ? "prefix" : "header";
+        const where = this.inPrefix() ? "prefix" : "header";
         throw frameworkError("protocol_error", `byte stream ended inside an IPC message ${where}`);
       }
     }
     const { message } = h;
     const bodyLength = message.bodyLength;
-    if (bodyLength + h.metadataLength > this.maxMessageBytes) {
+    if (this.oversized(h)) {
       // Consume the body so the connection stays framed; the caller answers with an error.
       await this.skip(bodyLength);
       throw frameworkError(

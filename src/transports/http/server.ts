@@ -50,8 +50,7 @@ import {
 } from "../../wire/keys.js";
 import { classifyBatch, errorBatch } from "../../wire/messages.js";
 import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
-import { bodyBuffer, POOLED_MIN_BYTES } from "../buffer-pool.js";
-import { joinBuffers } from "../stdio/sink.js";
+import { bodyBuffer, joinBuffers, POOLED_MIN_BYTES } from "../buffer-pool.js";
 import {
   DECODABLE_ENCODINGS,
   DecompressionLimitExceeded,

@@ -2,6 +2,7 @@
 import type { Writable } from "node:stream";
 import { frameworkError } from "../../errors.js";
 import { MAX_WRITE_BYTES, outgoingPieces } from "../../wire/ipc.js";
+import { joinBuffers } from "../buffer-pool.js";
 
 export { MAX_WRITE_BYTES };
 
@@ -13,9 +14,6 @@ export interface Sink {
   /** True after the peer went away (EPIPE, ECONNRESET, destroyed). */
   readonly broken: boolean;
 }
-
-/** Joins a run of small chunks in memory from Node's buffer pool. */
-export const joinBuffers = (run: readonly Uint8Array[]): Uint8Array => Buffer.concat(run);
 
 export function writableSink(stream: Writable): Sink {
   let broken: Error | null = null;
