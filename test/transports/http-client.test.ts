@@ -297,6 +297,52 @@ describe("HTTP client → our server in process", () => {
     });
   });
 
+  test("requests in flight together each have their own deadline, and close aborts those left", async () => {
+    // Each request is held back by the next of `delays` (Infinity: never sent on).
+    const delays: number[] = [];
+    const holding = (timeoutMs: number) =>
+      connectHttp(http.url, {
+        prefix: "/vgi",
+        timeoutMs,
+        fetch: (input, init) =>
+          new Promise<Response>((resolve, reject) => {
+            const ms = delays.shift() ?? 0;
+            const timer = Number.isFinite(ms) ? setTimeout(() => resolve(fetch(input, init)), ms) : undefined;
+            init?.signal?.addEventListener("abort", () => {
+              clearTimeout(timer);
+              reject(init.signal?.reason);
+            });
+          }),
+      });
+    const held = holding(400);
+    const svc = proxy(held, Proto);
+    delays.push(250, Number.POSITIVE_INFINITY, 250);
+    const first = svc.add({ a: 1, b: 2 });
+    const stalled = svc.add({ a: 0, b: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Answered 450 ms after the first request started: past the first's deadline, within its own.
+    const second = svc.add({ a: 2, b: 3 });
+    assert.equal(await first, 3);
+    await rejectsRpc(stalled, (e) => assert.equal(e.code, "DEADLINE_EXCEEDED"));
+    assert.equal(await second, 5);
+    // Requests that each finish in time go on however long they run back to back.
+    delays.push(150, 150, 150, 150);
+    for (let i = 0; i < 4; i++) assert.equal(await svc.add({ a: i, b: 1 }), i + 1);
+    await held.close();
+    // Without a timeout, only close ends requests that never get an answer.
+    const unbounded = holding(0);
+    delays.push(Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY);
+    const left = [proxy(unbounded, Proto).add({ a: 1, b: 1 }), proxy(unbounded, Proto).add({ a: 2, b: 2 })];
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await unbounded.close();
+    for (const p of left) {
+      await rejectsRpc(within(p, 5_000, "a request in flight at close"), (e) => {
+        assert.equal(e.code, "UNAVAILABLE");
+        assert.equal(e.message, "the client is closed");
+      });
+    }
+  });
+
   test("gzip responses are decoded by fetch; custom headers and the response budget are sent", async () => {
     const seen: { encoding: string | null; budget: string | null; custom: string | null }[] = [];
     const c = connectHttp(http.url, {

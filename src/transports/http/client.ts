@@ -34,13 +34,14 @@ import type {
   StreamChannel,
   StreamOpenOptions,
 } from "../../client/transport.js";
+import { Watchdog } from "../../client/watchdog.js";
 import { type ErrorCode, frameworkError, RpcError } from "../../errors.js";
 import { batchFromData, EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
 import { BorrowBuffer, MessageFramer } from "../../wire/framer.js";
 import { encodeStream, IpcStreamDecoder } from "../../wire/ipc.js";
 import { CALL_STATE_KEY, CANCEL_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../../wire/messages.js";
-import { fetchPost, nodePost, type Post, type PostAnswer, readAll } from "./post.js";
+import { type Cancellation, fetchPost, nodePost, type Post, type PostAnswer, readAll } from "./post.js";
 
 const ARROW = "application/vnd.apache.arrow.stream";
 const ACCEPT_MAX_RESPONSE_BYTES = "VGI-Accept-Max-Response-Bytes";
@@ -60,7 +61,7 @@ export interface HttpClientOptions {
   readonly headers?: Readonly<Record<string, string>>;
   /** Receives every non-error log record the server sends for a call. Default: logs are dropped. */
   readonly onLog?: (record: LogRecord) => void;
-  /** Bound on each HTTP request (`AbortSignal.timeout`); `0` or `Infinity` disables it. Default: 120 000. */
+  /** Bound on each HTTP request, its answer's body included; `0` or `Infinity` disables it. Default: 120 000. */
   readonly timeoutMs?: number;
   /**
    * The `fetch` to use (a polyfill, an instrumented or a test fetch). Default: `globalThis.fetch`,
@@ -204,6 +205,28 @@ interface RpcResponse {
   readonly streams: BodyStream[];
 }
 
+/** One request in flight, as its POST sees it: given up when the client closes or its time runs out. */
+class PendingRequest implements Cancellation {
+  aborted = false;
+  reason: unknown = undefined;
+  /** The watchdog wait bounding it (0: none). */
+  wait = 0;
+  private listener: (() => void) | null = null;
+
+  onAbort(fn: (() => void) | null): void {
+    this.listener = fn;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const listener = this.listener;
+    this.listener = null;
+    listener?.();
+  }
+}
+
 /** A vgi-rpc client over HTTP. Implements `CallChannel`, so `proxy(client, Protocol)` works on it. */
 export class HttpClient implements CallChannel {
   /** Base URL plus prefix, without a trailing slash. */
@@ -216,8 +239,9 @@ export class HttpClient implements CallChannel {
   private readonly headers: Readonly<Record<string, string>>;
   private readonly timeoutMs: number;
   private readonly maxResponseBytes: number | null;
-  private readonly closer = new AbortController();
-  private readonly inFlight = new Set<AbortController>();
+  private readonly inFlight = new Set<PendingRequest>();
+  /** Bounds every request in flight (`timeoutMs`), or null when requests are unbounded. */
+  private readonly watchdog: Watchdog | null;
   private closed = false;
 
   constructor(baseUrl: string | URL, opts: HttpClientOptions = {}) {
@@ -239,6 +263,7 @@ export class HttpClient implements CallChannel {
     this.headers = opts.headers ?? {};
     const t = opts.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS;
     this.timeoutMs = t > 0 && Number.isFinite(t) ? t : 0;
+    this.watchdog = this.timeoutMs > 0 ? new Watchdog(this.timeoutMs) : null;
     const cap = opts.maxResponseBytes === undefined ? DEFAULT_MAX_RESPONSE_BYTES : opts.maxResponseBytes;
     if (cap !== null && !(Number.isSafeInteger(cap) && cap >= MIN_RESPONSE_BYTES)) {
       throw new TypeError(`maxResponseBytes must be an integer from ${MIN_RESPONSE_BYTES} through 2^53-1, or null`);
@@ -252,32 +277,31 @@ export class HttpClient implements CallChannel {
   }
 
   /**
-   * The signal of one request (client close, timeout); `release` forgets it. Requests in flight
-   * are tracked in a set rather than as listeners on one shared signal, so any number may run.
+   * Starts tracking one request (client close, timeout); `release` forgets it. Requests in flight
+   * are kept in a set and timed by one watchdog, so any number may run, each without an
+   * `AbortController` or a timer of its own.
    */
-  private signal(): { readonly signal: AbortSignal; release(): void } {
-    const both = new AbortController();
-    if (this.closer.signal.aborted) both.abort(this.closer.signal.reason);
-    else this.inFlight.add(both);
-    // A plain timer, cleared on release: AbortSignal.timeout costs a weak timer and a
-    // finalization record per request. The reason is the same TimeoutError DOMException.
-    const timer =
-      this.timeoutMs > 0
-        ? setTimeout(
-            () => both.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")),
-            this.timeoutMs,
-          )
-        : undefined;
-    return {
-      signal: both.signal,
-      release: () => {
-        if (timer !== undefined) clearTimeout(timer);
-        this.inFlight.delete(both);
-      },
-    };
+  private track(): PendingRequest {
+    const request = new PendingRequest();
+    if (this.closed) {
+      request.abort(frameworkError("transport_error", "the client is closed"));
+      return request;
+    }
+    this.inFlight.add(request);
+    if (this.watchdog !== null) {
+      request.wait = this.watchdog.start(() =>
+        request.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")),
+      );
+    }
+    return request;
   }
 
-  private networkError(err: unknown, url: string, signal: AbortSignal): HttpError {
+  private release(request: PendingRequest): void {
+    if (request.wait !== 0) this.watchdog?.stop(request.wait);
+    this.inFlight.delete(request);
+  }
+
+  private networkError(err: unknown, url: string, request: PendingRequest): HttpError {
     if (this.closed) {
       return new HttpError("the client is closed", {
         status: 0,
@@ -287,8 +311,8 @@ export class HttpClient implements CallChannel {
         cause: err,
       });
     }
-    const reason: unknown = signal.reason;
-    if (signal.aborted && reason instanceof Error && reason.name === "TimeoutError") {
+    const reason: unknown = request.reason;
+    if (request.aborted && reason instanceof Error && reason.name === "TimeoutError") {
       return new HttpError(`no response from ${url} within ${this.timeoutMs} ms`, {
         status: 0,
         type: "TransportError",
@@ -341,18 +365,18 @@ export class HttpClient implements CallChannel {
       if (!Object.hasOwn(headers, name)) headers = { ...headers, [name]: v };
     }
     // The timeout and `close()` cover the whole answer, its body included.
-    const { signal, release } = this.signal();
+    const request = this.track();
     try {
-      const answer = await this.send(url, headers, body, signal, this.maxResponseBytes);
+      const answer = await this.send(url, headers, body, request, this.maxResponseBytes);
       const status = answer.status;
       const contentType = (answer.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
       if (status === 401 || contentType !== ARROW) throw statusError(status, answer, await readAll(answer), url);
       return { status, streams: await this.decode(answer, borrow) };
     } catch (err) {
       if (err instanceof RpcError) throw err;
-      throw this.networkError(err, url, signal);
+      throw this.networkError(err, url, request);
     } finally {
-      release();
+      this.release(request);
     }
   }
 
@@ -492,9 +516,10 @@ export class HttpClient implements CallChannel {
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
-      this.closer.abort(frameworkError("transport_error", "the client is closed"));
-      for (const request of this.inFlight) request.abort(this.closer.signal.reason);
+      const reason = frameworkError("transport_error", "the client is closed");
+      for (const request of this.inFlight) request.abort(reason);
       this.inFlight.clear();
+      this.watchdog?.close();
       this.destroyAgents();
     }
     return Promise.resolve();

@@ -37,14 +37,35 @@ export interface PostAnswer {
   head(): Uint8Array;
 }
 
+/**
+ * How a POST learns that its request was given up (the client closed, or the request timed out).
+ * Lighter than an `AbortSignal`, which costs an `AbortController`, an event target and listener
+ * bookkeeping per request: the client makes one of these per request and the `node:http` path
+ * watches it directly (the `fetch` path links an `AbortController` to it).
+ */
+export interface Cancellation {
+  readonly aborted: boolean;
+  /** Why the request was given up (the `cause` of the resulting `AbortError`). */
+  readonly reason: unknown;
+  /** Sets the one function run when the request is given up (`null`: none); not run when already aborted. */
+  onAbort(fn: (() => void) | null): void;
+}
+
 /** Sends a POST of `body`'s pieces in order; resolves once the answer's status and headers are in, rejects on network failure or abort. */
 export type Post = (
   url: string,
   headers: Readonly<Record<string, string>>,
   body: readonly Uint8Array[],
-  signal: AbortSignal,
+  cancel: Cancellation,
   maxBytes: number | null,
 ) => Promise<PostAnswer>;
+
+/** The error a given-up request fails with, as `fetch` names it. */
+function abortError(cancel: Cancellation): Error {
+  const err = new Error("This operation was aborted", { cause: cancel.reason });
+  err.name = "AbortError";
+  return err;
+}
 
 /** Reads an answer's whole body (an error page, a short answer). */
 export async function readAll(answer: PostAnswer): Promise<Uint8Array> {
@@ -86,7 +107,11 @@ export function tooLarge(total: number, max: number): RpcError {
 
 /** A `Post` over a `fetch` implementation (headers go as a `Headers`, as they always did). */
 export function fetchPost(fetchImpl: typeof fetch): Post {
-  return async (url, headers, body, signal, maxBytes) => {
+  return async (url, headers, body, cancel, maxBytes) => {
+    const controller = new AbortController();
+    if (cancel.aborted) controller.abort(abortError(cancel));
+    else cancel.onAbort(() => controller.abort(abortError(cancel)));
+    const signal = controller.signal;
     const res = await fetchImpl(url, {
       method: "POST",
       headers: new Headers(headers),
@@ -162,15 +187,15 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
   const mods = nodeModules();
   if (mods === null) return null;
   const agents: { http?: Http.Agent; https?: Https.Agent } = {};
-  const post: Post = (url, headers, body, signal, maxBytes) =>
+  const post: Post = (url, headers, body, cancel, maxBytes) =>
     new Promise<PostAnswer>((resolve, reject) => {
-      // The signal (client close, timeout) is handled here, so the failure is the same AbortError
+      // Cancellation (client close, timeout) is handled here, so the failure is the same AbortError
       // whether it lands before the response (a rejection) or during its body (the body fails).
       let res: Http.IncomingMessage | null = null;
       let queue: ByteQueue | null = null;
       let failed: unknown = null;
       const fail = (err: unknown) => {
-        signal.removeEventListener("abort", onAbort);
+        cancel.onAbort(null);
         if (queue === null) reject(err);
         else if (failed === null) {
           const e = err instanceof Error ? err : new Error(String(err));
@@ -179,11 +204,9 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
         }
       };
       const onAbort = () => {
-        const err = new Error("This operation was aborted", { cause: signal.reason });
-        err.name = "AbortError";
         req.destroy();
         res?.destroy();
-        fail(err);
+        fail(abortError(cancel));
       };
       const secure = url.startsWith("https:");
       if (secure) agents.https ??= new mods.https.Agent({ keepAlive: true });
@@ -196,11 +219,11 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
         agent,
         headers: { ...headers, "content-length": String(totalBytes(body)) },
       });
-      if (signal.aborted) {
+      if (cancel.aborted) {
         onAbort();
         return;
       }
-      signal.addEventListener("abort", onAbort, { once: true });
+      cancel.onAbort(onAbort);
       req.on("error", fail);
       req.on("response", (response: Http.IncomingMessage) => {
         res = response;
@@ -235,7 +258,7 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
           if (!response.complete) fail(new Error("the connection closed before the response body ended"));
         });
         response.on("end", () => {
-          signal.removeEventListener("abort", onAbort);
+          cancel.onAbort(null);
           q.end(null);
         });
         resolve({
