@@ -363,12 +363,12 @@ export class RpcClient implements CallChannel {
   private readonly timeoutMs: number;
   /** Bounds each wait for the server by `timeoutMs` (null: no timeout). */
   private readonly watchdog: Watchdog | null;
-  private queue: Promise<void> = Promise.resolve();
+  /** A call (or an open stream) holds the connection. */
+  private busy = false;
+  /** Calls queued for the connection, in order. */
+  private readonly waiting: Array<{ grant(release: Release): void; refuse(err: RpcError): void }> = [];
   private broken: RpcError | null = null;
   private closed = false;
-  /** Rejects once the connection fails or closes, so queued calls do not wait forever. */
-  private readonly dead: Promise<never>;
-  private kill!: (err: RpcError) => void;
   private segment: SegmentAccess | null;
   readonly onLog: ((record: LogRecord) => void) | undefined;
 
@@ -378,10 +378,6 @@ export class RpcClient implements CallChannel {
   ) {
     this.onLog = opts.onLog;
     this.segment = opts.shm ?? null;
-    this.dead = new Promise<never>((_, reject) => {
-      this.kill = reject;
-    });
-    this.dead.catch(() => {});
     const t = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.timeoutMs = t > 0 && Number.isFinite(t) ? t : 0;
     this.watchdog = this.timeoutMs > 0 ? new Watchdog(this.timeoutMs) : null;
@@ -431,7 +427,7 @@ export class RpcClient implements CallChannel {
         err.kind === "transport_error"
           ? err
           : frameworkError("transport_error", `connection lost: ${err.message}`, { cause: err });
-      this.kill(this.broken);
+      this.refuseWaiting(this.broken);
       this.watchdog?.close();
       void Promise.resolve()
         .then(() => this.transport.close())
@@ -500,28 +496,37 @@ export class RpcClient implements CallChannel {
     }
   }
 
-  /** Waits for the connection (calls run one at a time); resolves to the release function. */
+  /**
+   * Waits for the connection (calls run one at a time); resolves to the release function. An idle
+   * connection is taken at once; otherwise the call queues, and fails when the connection does.
+   */
   private acquire(): Promise<Release> {
     if (this.closed) return Promise.reject(frameworkError("transport_error", "the client is closed"));
-    let release!: Release;
-    const mine = new Promise<void>((resolve) => {
-      release = resolve;
+    if (this.broken !== null) return Promise.reject(this.broken);
+    if (!this.busy) {
+      this.busy = true;
+      return Promise.resolve(this.releaser());
+    }
+    return new Promise<Release>((grant, refuse) => {
+      this.waiting.push({ grant, refuse });
     });
-    const turn = this.queue.then(() => {
-      let released = false;
-      return () => {
-        if (!released) {
-          released = true;
-          release();
-        }
-      };
-    });
-    this.queue = this.queue.then(() => mine);
-    // A call queued behind a stream the caller never ends must still fail when the connection does.
-    return Promise.race([turn, this.dead]).catch((err: unknown) => {
-      void turn.then((release) => release());
-      throw err;
-    });
+  }
+
+  /** The release function of the call holding the connection: hands it to the next in line. */
+  private releaser(): Release {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next === undefined) this.busy = false;
+      else next.grant(this.releaser());
+    };
+  }
+
+  /** The connection failed or closed: calls still queued fail with `err`. */
+  private refuseWaiting(err: RpcError): void {
+    for (const w of this.waiting.splice(0)) w.refuse(err);
   }
 
   /** Unary call at the batch level: sends `params` (one row) and returns the result batch. */
@@ -634,7 +639,7 @@ export class RpcClient implements CallChannel {
     if (this.closed) return;
     this.closed = true;
     if (this.broken === null) this.broken = frameworkError("transport_error", "the client is closed");
-    this.kill(this.broken);
+    this.refuseWaiting(this.broken);
     this.watchdog?.close();
     await this.transport.close();
   }

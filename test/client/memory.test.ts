@@ -227,6 +227,17 @@ test("concurrent calls queue on one connection; a stream holds it until it ends"
     results,
     Array.from({ length: 20 }, (_, i) => i + 1),
   );
+  // A call that fails hands the connection on like one that succeeds.
+  const mixed = await Promise.allSettled([
+    calc.add({ a: 1, b: 1 }),
+    calc.fail({ kind: "value" }),
+    calc.add({ a: 2, b: 2 }),
+  ]);
+  assert.deepEqual(
+    mixed.map((r) => r.status),
+    ["fulfilled", "rejected", "fulfilled"],
+  );
+  assert.equal((mixed[2] as PromiseFulfilledResult<number>).value, 4);
   const ex = await calc.scale({ factor: 10 });
   const queued = calc.add({ a: 1, b: 1 });
   assert.deepEqual(await ex.exchange([{ x: 1 }]), [{ x: 10 }]);
