@@ -1,7 +1,7 @@
 /**
- * Bounds a connection's waits with one timer. Each wait records its deadline; the timer, armed
- * when a wait starts and none is pending, expires the waits past their deadline and re-arms for
- * the earliest one left. A timer per wait costs a timer object and two timer-list updates each
+ * Bounds a connection's waits (or an HTTP client's requests in flight) with one timer. Each wait
+ * records its deadline; the timer, armed when a wait starts and none is pending, expires the waits
+ * past their deadline and re-arms for the earliest one left. A timer per wait costs a timer object and two timer-list updates each
  * time, and every call waits at least twice (its request's write, its answer's first frame; the
  * frames that arrived with it are polled, not waited for), a stream twice per batch.
  *
@@ -28,7 +28,10 @@ export class Watchdog {
   private id = 0;
   private deadline = 0;
   private expire: (() => void) | null = null;
-  /** Waits started while another was running (rare: a client runs one call at a time). */
+  /**
+   * Waits started while another was running: rare on a session connection (one call at a time),
+   * the rule for the HTTP client, whose requests in flight each hold a wait.
+   */
   private readonly others = new Map<number, Wait>();
   private next = 0;
   private closed = false;
