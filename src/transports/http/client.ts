@@ -277,16 +277,12 @@ export class HttpClient implements CallChannel {
   }
 
   /**
-   * Starts tracking one request (client close, timeout); `release` forgets it. Requests in flight
+   * Starts tracking one request (client close, timeout) of an open client; `release` forgets it. Requests in flight
    * are kept in a set and timed by one watchdog, so any number may run, each without an
    * `AbortController` or a timer of its own.
    */
   private track(): PendingRequest {
     const request = new PendingRequest();
-    if (this.closed) {
-      request.abort(frameworkError("transport_error", "the client is closed"));
-      return request;
-    }
     this.inFlight.add(request);
     if (this.watchdog !== null) {
       request.wait = this.watchdog.start(() =>

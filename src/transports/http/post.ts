@@ -11,8 +11,9 @@
 import type * as Http from "node:http";
 import type * as Https from "node:https";
 import { RpcError } from "../../errors.js";
-import { concatBytes, outgoingPieces, totalBytes } from "../../wire/ipc.js";
+import { concatBytes, totalBytes } from "../../wire/ipc.js";
 import { ByteQueue } from "../byte-queue.js";
+import { endWithPieces } from "./outgoing.js";
 
 /** Unread response bytes past which the socket is paused (a large body fills in place meanwhile). */
 const BODY_HIGH_WATER_MARK = 4 * 1024 * 1024;
@@ -272,14 +273,7 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
           head: () => head.bytes,
         });
       });
-      // Pieces as one corked write: small ones joined, a large batch's column buffers as views.
-      const pieces = body.length > 1 ? outgoingPieces(body) : body;
-      if (pieces.length <= 1) req.end(pieces[0]);
-      else {
-        req.cork();
-        for (const p of pieces) req.write(p);
-        req.end(); // uncorks fully
-      }
+      endWithPieces(req, body);
     });
   return {
     post,

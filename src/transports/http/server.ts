@@ -39,7 +39,7 @@ import {
 import { securityRefusal } from "../../server/security.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
 import { EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
-import { concatBytes, encodeStream, outgoingPieces, totalBytes } from "../../wire/ipc.js";
+import { concatBytes, encodeStream, totalBytes } from "../../wire/ipc.js";
 import {
   CALL_STATE_KEY,
   CANCEL_KEY,
@@ -63,6 +63,7 @@ import {
 } from "./compression.js";
 import { formatSetCookie, parseCookieHeader } from "./cookies.js";
 import { decodeIpcBody } from "./ipc-body.js";
+import { endWithPieces } from "./outgoing.js";
 import { openCallToken, openCursorToken, sealCallToken, sealCursorToken, type TokenKeyring } from "./tokens.js";
 
 /** The Arrow IPC stream media type every RPC body uses. */
@@ -956,23 +957,6 @@ function readNodeBody(req: IncomingMessage, declared: number | null, limit: numb
   });
 }
 
-/**
- * Writes a body and ends the response. An Arrow answer's pieces go out as one corked write (small
- * pieces joined, column buffers as views): joining a large answer into one buffer first cost a
- * copy of every byte, and as much memory again while it was written.
- */
-function writeBody(res: ServerResponse, body: readonly Uint8Array[]): void {
-  const pieces = body.length > 1 ? outgoingPieces(body, joinBuffers) : body;
-  if (pieces.length <= 1) {
-    res.end(pieces[0]);
-    return;
-  }
-  res.cork();
-  for (const p of pieces) res.write(p);
-  // end() uncorks fully.
-  res.end();
-}
-
 /** A `node:http` request listener that also offers the fetch-style form as `.fetch`. */
 export interface HttpHandler {
   (req: IncomingMessage, res: ServerResponse): void;
@@ -1025,7 +1009,7 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
         if (hasBody && !req.complete) headers.push(["Connection", "close"]);
         res.writeHead(out.status, headers.flat());
         if (core.method === "HEAD") res.end();
-        else writeBody(res, out.body);
+        else endWithPieces(res, out.body, joinBuffers);
         if (!consumed && !req.complete) req.resume();
       });
   };
