@@ -288,23 +288,38 @@ export async function bestDownload(
   return rate;
 }
 
+/** The span of the raw downloads' writes and reads unless a figure asks for another. */
+export const RAW_SPAN = 1 << 20;
+
 /**
  * The reading half of a raw download: `onread` (for the socket's options) counts bytes read into
- * one reused 1 MiB buffer (one kernel copy, no allocation: the most a Node reader gets out of a
- * socket), and `download(bytes)` asks the byte source for them through `ask` (an 8-byte
- * little-endian count) and resolves to bytes/s once all have arrived.
+ * one reused region of `span` bytes (one kernel copy, no allocation: the most a Node reader gets
+ * out of a socket), and `download(bytes)` asks the byte source for them through `ask` (two
+ * little-endian u64: the count and `span`, the size of the source's writes) and resolves to
+ * bytes/s once all have arrived. With the default 1 MiB both ends stay in the CPU caches; with the
+ * size of a large batch, both ends move it through memory, as a batch that large must be.
  */
-export function countingReader(ask: (request: Buffer) => void): {
+export function countingReader(
+  ask: (request: Buffer) => void,
+  span = RAW_SPAN,
+): {
   readonly onread: OnReadOpts;
   download(bytes: number): Promise<number>;
 } {
   let want = 0;
   let got = 0;
   let done: (() => void) | null = null;
+  // Written once so its pages are in memory, as a pooled body's are.
+  const into = Buffer.alloc(span, 0);
+  let at = 0;
   return {
     onread: {
-      buffer: Buffer.allocUnsafe(1 << 20),
+      buffer: () => {
+        if (span - at < 64 * 1024) at = 0;
+        return into.subarray(at);
+      },
       callback: (n: number) => {
+        at += n;
         got += n;
         if (got >= want && done !== null) {
           const d = done;
@@ -315,8 +330,9 @@ export function countingReader(ask: (request: Buffer) => void): {
       },
     },
     async download(bytes) {
-      const request = Buffer.alloc(8);
-      request.writeBigUInt64LE(BigInt(bytes));
+      const request = Buffer.alloc(16);
+      request.writeBigUInt64LE(BigInt(bytes), 0);
+      request.writeBigUInt64LE(BigInt(span), 8);
       want = bytes;
       got = 0;
       const t0 = performance.now();
@@ -329,14 +345,18 @@ export function countingReader(ask: (request: Buffer) => void): {
   };
 }
 
-/** Raw download bandwidth from the child's TCP or Unix-socket byte source (see `countingReader`); bytes/s. */
+/**
+ * Raw download bandwidth from the child's TCP or Unix-socket byte source (see `countingReader`,
+ * `span` the size of the writes and of the reader's region); bytes/s.
+ */
 export async function rawSocketDownload(
   where: TcpAddress | UnixAddress,
   totalBytes: number,
+  span = RAW_SPAN,
   repeats = 3,
 ): Promise<number> {
   let socket: Socket | null = null;
-  const reader = countingReader((request) => socket!.write(request));
+  const reader = countingReader((request) => socket!.write(request), span);
   socket = await new Promise<Socket>((resolve, reject) => {
     const s = connect({ ...where, onread: reader.onread });
     s.once("connect", () => resolve(s));

@@ -45,6 +45,7 @@ import {
   peakRss,
   quiverChannel,
   quiverUnary,
+  RAW_SPAN,
   type Rate,
   type Ready,
   rawHttpDownload,
@@ -154,19 +155,20 @@ async function rawPipePingPong(seconds: number): Promise<Rate> {
 
 /**
  * Raw download bandwidth from a child writing to its stdout (as a worker answers), read as the
- * raw socket downloads are (`countingReader`) through the socket pair quiver's subprocess client
- * gives its worker; bytes/s, and the child's peak RSS.
+ * raw socket downloads are (`countingReader`, `span` the size of the writes and of the reader's
+ * region) through the socket pair quiver's subprocess client gives its worker; bytes/s, and the
+ * child's peak RSS.
  */
-async function rawPipeDownload(totalBytes: number): Promise<{ rate: number; rss: number | null }> {
+async function rawPipeDownload(totalBytes: number, span = RAW_SPAN): Promise<{ rate: number; rss: number | null }> {
   let child: ReturnType<typeof spawn> | null = null;
-  const reader = countingReader((request) => child!.stdin!.write(request));
+  const reader = countingReader((request) => child!.stdin!.write(request), span);
   const pair = await outputPair(reader.onread);
   if (pair === null) throw new Error("could not make a Unix socket pair for the raw pipe download");
   child = spawn(
     process.execPath,
     [
       "-e",
-      `const c=Buffer.alloc(1<<20,1);let a=Buffer.alloc(0);process.stdin.on('data',(d)=>{a=Buffer.concat([a,d]);while(a.length>=8){let n=Number(a.readBigUInt64LE(0));a=a.subarray(8);const pump=()=>{while(n>0){const k=Math.min(n,c.length);n-=k;if(!process.stdout.write(k===c.length?c:c.subarray(0,k))){process.stdout.once('drain',pump);return}}};pump()}})`,
+      `const c=Buffer.alloc(${span},1);let a=Buffer.alloc(0);process.stdin.on('data',(d)=>{a=Buffer.concat([a,d]);while(a.length>=16){let n=Number(a.readBigUInt64LE(0));a=a.subarray(16);const pump=()=>{while(n>0){const k=Math.min(n,c.length);n-=k;if(!process.stdout.write(k===c.length?c:c.subarray(0,k))){process.stdout.once('drain',pump);return}}};pump()}})`,
     ],
     { stdio: ["pipe", pair.theirs, "inherit"], timeout: CHILD_TIMEOUT_MS },
   );
@@ -249,6 +251,44 @@ function reportStreams(transport: string, rates: StreamRates, rawBw: number, lim
       report({ figure: `${what}, GB/s`, transport, value: bytes / 1e9, unit: "GB/s", limit, ratio: bytes / rawBw });
       report({ figure: `${what}, rows/s`, transport, value: rows, unit: "rows/s", limit, ratio: bytes / rawBw });
     }
+  }
+}
+
+/** The largest stream batch's IPC size: the span of the raw downloads `reportRegion` compares with. */
+const REGION = bytesPerBatch(Math.max(...SIZES));
+
+/**
+ * The largest batches against the raw download of regions their size (`REGION`) at both ends: a
+ * batch that large is written from and read into memory beyond the CPU caches, which the 1 MiB
+ * raw download (both ends cache-resident) never pays. Also reports that raw download itself
+ * against the 1 MiB one, so the cost of the memory traffic shows.
+ */
+function reportRegion(transport: string, rates: StreamRates, regionBw: number, rawBw: number, name: string): void {
+  const mib = Math.round(REGION / 2 ** 20);
+  const limit = `raw ${name} bandwidth, ${mib} MiB regions at both ends`;
+  report({
+    figure: `raw download, ${mib} MiB regions at both ends, GB/s`,
+    transport,
+    value: regionBw / 1e9,
+    unit: "GB/s",
+    limit: name === "pipe" ? "raw pipe bandwidth" : `raw ${name} download bandwidth`,
+    ratio: regionBw / rawBw,
+  });
+  const n = Math.max(...SIZES);
+  for (const kind of ["producer", "producer borrowed", "exchange", "exchange borrowed"] as const) {
+    const rows = rates.get(`${kind} ${n}`);
+    if (rows === undefined) continue;
+    const bytes = (rows / n) * REGION;
+    const [call, borrowed] = kind.split(" ");
+    const what = `${call} ${sizeName(n)} batches${borrowed ? " (borrowed)" : ""}`;
+    report({
+      figure: `${what}, GB/s, vs same-size raw`,
+      transport,
+      value: bytes / 1e9,
+      unit: "GB/s",
+      limit,
+      ratio: bytes / regionBw,
+    });
   }
 }
 
@@ -578,10 +618,13 @@ async function main(): Promise<void> {
   // limit is the better of the two, measured around the figures it bounds.
   if (runs("streams")) {
     const pipeRawBefore = await rawPipeDownload(RAW_BYTES);
+    const pipeRegionBefore = await rawPipeDownload(RAW_BYTES, REGION);
     const pipe = await streamsInChild("pipe", {}, STREAM_SECS, CHILD_TIMEOUT_MS);
     const pipeRawAfter = await rawPipeDownload(RAW_BYTES);
+    const pipeRegionAfter = await rawPipeDownload(RAW_BYTES, REGION);
     const pipeRaw = Math.max(pipeRawBefore.rate, pipeRawAfter.rate);
     reportStreams("pipe", pipe.rates, pipeRaw, "raw pipe bandwidth");
+    reportRegion("pipe", pipe.rates, Math.max(pipeRegionBefore.rate, pipeRegionAfter.rate), pipeRaw, "pipe");
     reportRss("pipe", pipe.rss, pipeRawBefore.rss);
     if (ours.pipe) ours.pipe = { ...ours.pipe, streams: pipe.rates };
 
@@ -592,9 +635,21 @@ async function main(): Promise<void> {
           : t === "ws"
             ? rawWsDownload(ready.ws!, RAW_BYTES)
             : rawSocketDownload(t === "tcp" ? ready.tcp! : ready.unix!, RAW_BYTES);
+      // TCP and Unix sockets also measure the raw download of batch-sized regions (see
+      // `reportRegion`), from a server of its own so that the RSS baseline stays the 1 MiB one's.
+      const regionDownload = async () =>
+        t === "tcp" || t === "unix"
+          ? (
+              await withServer("raw-source", (ready) =>
+                rawSocketDownload(t === "tcp" ? ready.tcp! : ready.unix!, RAW_BYTES, REGION),
+              )
+            ).result
+          : null;
       const before = await withServer("raw-source", rawDownload);
+      const regionBefore = await regionDownload();
       const s = await withServer(`quiver-${t}`, (ready) => streamsInChild(t, ready, STREAM_SECS, CHILD_TIMEOUT_MS));
       const after = await withServer("raw-source", rawDownload);
+      const regionAfter = await regionDownload();
       if (t === "http" && ours.http) ours.http = { ...ours.http, streams: s.result.rates };
       const limit =
         t === "ws"
@@ -602,7 +657,11 @@ async function main(): Promise<void> {
           : t === "http"
             ? "raw node:http GET bandwidth"
             : `raw ${t} download bandwidth`;
-      reportStreams(t, s.result.rates, Math.max(before.result, after.result), limit);
+      const raw = Math.max(before.result, after.result);
+      reportStreams(t, s.result.rates, raw, limit);
+      if (regionBefore !== null && regionAfter !== null) {
+        reportRegion(t, s.result.rates, Math.max(regionBefore, regionAfter), raw, t);
+      }
       reportRss(t, s.rss, before.rss);
     }
   }

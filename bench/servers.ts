@@ -12,8 +12,9 @@
  * - `raw`: the baselines with no Arrow and no RPC: a `node:net` echo on TCP and on a Unix socket,
  *   a `node:http` server answering tiny POSTs, a `ws` echo;
  * - `raw-source`: byte sources on TCP, a Unix socket, `node:http` and `ws`: each sends as many
- *   bytes as the client asks for (8-byte little-endian count; `GET /bytes/N` over HTTP), in 1 MiB
- *   writes / messages, as fast as the transport takes them.
+ *   bytes as the client asks for (see `byteSource`; `GET /bytes/N` over HTTP, an 8-byte count over
+ *   `ws`), in 1 MiB writes / messages unless a TCP or Unix client asks for larger ones, as fast as
+ *   the transport takes them.
  */
 import { existsSync, unlinkSync } from "node:fs";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
@@ -120,20 +121,38 @@ function closeWss(wss: WebSocketServer): Promise<void> {
 }
 
 const CHUNK = Buffer.alloc(1 << 20, 1);
+/** Source regions by size (see `byteSource`), filled once so their pages are in memory. */
+const regions = new Map<number, Buffer>();
 
-/** Sends as many bytes as each 8-byte little-endian request asks for, in 1 MiB writes. */
+/** The bytes a write of up to `span` comes from: the 1 MiB chunk, or a region of `span` bytes. */
+function region(span: number): Buffer {
+  if (span <= CHUNK.length) return CHUNK;
+  let r = regions.get(span);
+  if (r === undefined) {
+    r = Buffer.alloc(span, 1);
+    regions.set(span, r);
+  }
+  return r;
+}
+
+/**
+ * Sends as many bytes as each 16-byte request asks for (two little-endian u64: the count, and the
+ * span of each write, 0 meaning 1 MiB). A span above 1 MiB writes from a region of that size, as a
+ * server writes a batch that large from its own memory, which is too big to stay in the caches.
+ */
 function byteSource(s: Socket): void {
   let asked = Buffer.alloc(0);
   s.on("data", (d: Buffer) => {
     asked = Buffer.concat([asked, d]);
-    if (asked.length < 8) return;
+    if (asked.length < 16) return;
     let left = Number(asked.readBigUInt64LE(0));
-    asked = asked.subarray(8);
+    const from = region(Number(asked.readBigUInt64LE(8)));
+    asked = asked.subarray(16);
     const pump = () => {
       while (left > 0) {
-        const n = Math.min(left, CHUNK.length);
+        const n = Math.min(left, from.length);
         left -= n;
-        if (!s.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
+        if (!s.write(n === from.length ? from : from.subarray(0, n))) {
           s.once("drain", pump);
           return;
         }
