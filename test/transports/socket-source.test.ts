@@ -105,3 +105,22 @@ test("socketSource: batches framed from it decode with their bodies 8-byte align
   for (const body of bodies) assert.equal(body.byteOffset % 8, 0);
   server.close();
 });
+
+test("socketSource: small reads share slabs of `slabBytes`, and the bytes held in them stay right", async () => {
+  const slabBytes = 48 * 1024;
+  const source = socketSource({ slabBytes });
+  // Offered read regions never reach past one slab.
+  for (let k = 0; k < 4; k++) {
+    const region = source.onread.buffer();
+    assert.ok(region.byteLength <= slabBytes, `a read region of ${region.byteLength} bytes`);
+    assert.ok(region.byteLength >= 16 * 1024, "a read gets room for at least 16 KiB");
+    region.fill(k);
+    source.onread.callback(10_000, region);
+  }
+  // Four 10 000-byte reads, queued as views: the third slab-full did not overwrite the first.
+  for (let k = 0; k < 4; k++) {
+    const r = await source.next();
+    assert.equal(r.done, false);
+    assert.deepEqual(r.value, new Uint8Array(10_000).fill(k));
+  }
+});

@@ -4,11 +4,18 @@
  * optional `authenticate` names each connection's caller from what the socket knows.
  */
 import { existsSync, unlinkSync } from "node:fs";
-import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from "node:net";
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server,
+  Socket,
+  type SocketConstructorOpts,
+} from "node:net";
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
 import { writableSink } from "../stdio/sink.js";
+import { type SocketSource, socketSource } from "../stdio/source.js";
 
 export interface SocketServeOptions {
   /** TCP host to bind. Default: 127.0.0.1. */
@@ -43,7 +50,45 @@ export interface SocketServer {
   close(): Promise<void>;
 }
 
-async function serveSocket(server: RpcServer, socket: Socket, transport: string, opts: SocketServeOptions) {
+/** Each connection's read slab: about what Node's own reading holds per read, kept per connection. */
+const CONNECTION_SLAB_BYTES = 64 * 1024;
+
+/**
+ * An accepted connection read through `socketSource`: a `node:net` server cannot give the sockets
+ * it accepts `onread`, so the accepted socket's handle (it has not read yet: the server pauses on
+ * connect) moves to a socket created with it. Requests then land in a reused slab and a large
+ * batch (an exchange's input) straight in its message buffer, instead of in a fresh 64 KiB buffer
+ * per read copied once more into the body. The accepted socket is destroyed without its handle,
+ * which counts it out of the server; where the handle cannot be taken (a runtime without it), the
+ * accepted socket is read as it is.
+ */
+function adopt(accepted: Socket): { socket: Socket; input: SocketSource | Socket } {
+  const shell = accepted as unknown as { _handle?: object | null };
+  const handle = shell._handle;
+  if (handle === undefined || handle === null) {
+    accepted.resume();
+    return { socket: accepted, input: accepted };
+  }
+  shell._handle = null;
+  accepted.destroy();
+  const source = socketSource({ slabBytes: CONNECTION_SLAB_BYTES });
+  const options: SocketConstructorOpts & { handle: object; onread: SocketSource["onread"] } = {
+    handle,
+    readable: true,
+    writable: true,
+    onread: source.onread,
+  };
+  const socket = new Socket(options);
+  return { socket, input: source.attach(socket) };
+}
+
+async function serveSocket(
+  server: RpcServer,
+  socket: Socket,
+  input: SocketSource | Socket,
+  transport: string,
+  opts: SocketServeOptions,
+) {
   socket.setNoDelay?.(true);
   const sink = writableSink(socket);
   const meta: Record<string, string> = {};
@@ -60,7 +105,7 @@ async function serveSocket(server: RpcServer, socket: Socket, transport: string,
     }
   }
   const conn: Connection = {
-    input: socket,
+    input,
     write: sink.write,
     transport,
     transportMetadata: meta,
@@ -74,13 +119,19 @@ async function serveSocket(server: RpcServer, socket: Socket, transport: string,
 export async function listenSocket(server: RpcServer, opts: SocketServeOptions = {}): Promise<SocketServer> {
   const transport = opts.path !== undefined ? "unix" : "tcp";
   const sockets = new Set<Socket>();
-  const net: Server = createNetServer((socket) => {
+  const maxConnections = opts.maxConnections ?? 1024;
+  const net: Server = createNetServer({ pauseOnConnect: true }, (accepted) => {
+    // Counted here: an adopted connection no longer counts toward `net.maxConnections`.
+    if (sockets.size >= maxConnections) {
+      accepted.destroy();
+      return;
+    }
+    const { socket, input } = adopt(accepted);
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
-    void serveSocket(server, socket, transport, opts);
+    void serveSocket(server, socket, input, transport, opts);
   });
-  net.maxConnections = opts.maxConnections ?? 1024;
   if (opts.path !== undefined && existsSync(opts.path)) unlinkSync(opts.path);
   await new Promise<void>((resolve, reject) => {
     net.once("error", reject);

@@ -10,8 +10,8 @@
  * and again.
  *
  * Should a socket not honour `onread`, `attach` also reads its `data` events (Node's own 64 KiB
- * pieces); `readInto` then copies each piece into the target as it arrives. Transports hand
- * sockets they did not create to the framer as they are (see `MessageFramer`).
+ * pieces); `readInto` then copies each piece into the target as it arrives. The socket servers
+ * read their accepted connections through one too (see `adopt` in socket/server.ts).
  */
 import type { Socket } from "node:net";
 import { frameworkError } from "../../errors.js";
@@ -22,6 +22,11 @@ import { bodyBuffer } from "../buffer-pool.js";
 export interface SocketSourceOptions {
   /** Received-but-unread bytes above which the socket stops reading. Default: 1 MiB. */
   readonly highWaterMark?: number;
+  /**
+   * Bytes of each slab small reads share. Default 256 KiB; a server with many connections gives
+   * each a smaller one (a slab is held while its connection lives).
+   */
+  readonly slabBytes?: number;
 }
 
 /** The reading half of a socket as a framer source; `onread` goes into the socket's options. */
@@ -35,7 +40,7 @@ export interface SocketSource extends DirectByteSource, AsyncIterable<Uint8Array
   attach(socket: Socket): this;
 }
 
-/** Bytes per slab: small reads share one, so a read costs no allocation. */
+/** Bytes per slab by default: small reads share one, so a read costs no allocation. */
 const SLAB_BYTES = 256 * 1024;
 /** A read gets at least this much room; a slab with less left is replaced. */
 const MIN_READ = 16 * 1024;
@@ -59,7 +64,8 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
 
   /** Bytes received so far: read regions start at the same offset mod 8 as the stream position. */
   let position = 0;
-  let slab = uninitialised(SLAB_BYTES);
+  const slabBytes = Math.max(opts.slabBytes ?? SLAB_BYTES, 2 * MIN_READ);
+  let slab = uninitialised(slabBytes);
   /** First free byte of the slab; views before it may be held by readers. */
   let slabFree = 0;
 
@@ -126,8 +132,8 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
       buffer() {
         if (target !== null) return target.subarray(filled);
         let start = slabFree + ((((position - slabFree) % 8) + 8) % 8);
-        if (SLAB_BYTES - start < MIN_READ) {
-          slab = uninitialised(SLAB_BYTES);
+        if (slabBytes - start < MIN_READ) {
+          slab = uninitialised(slabBytes);
           slabFree = 0;
           start = position % 8;
         }

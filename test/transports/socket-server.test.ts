@@ -1,0 +1,156 @@
+/**
+ * The Unix and TCP socket server reads each accepted connection through `socketSource` (the
+ * accepted socket's handle moves to a socket created with `onread`): large input batches land in
+ * buffers of their own and stay right after later reads, small calls interleave with them, the
+ * connection limit holds, and `close` ends idle connections.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { makeData, type RecordBatch } from "apache-arrow";
+import type { RpcClient } from "../../src/client/client.js";
+import { proxy } from "../../src/client/typed.js";
+import { RpcError } from "../../src/errors.js";
+import { batchFromData, schemaOf } from "../../src/protocol/batch.js";
+import { defineProtocol, exchange, unary } from "../../src/protocol/methods.js";
+import { t } from "../../src/protocol/types.js";
+import { bind, createServer } from "../../src/server/server.js";
+import { connectTcp, connectUnix } from "../../src/transports/socket/client.js";
+import { listenSocket, type SocketServeOptions } from "../../src/transports/socket/server.js";
+import { socketPath } from "../client/helpers.js";
+
+const Keep = defineProtocol(
+  "test.SocketServer.v1",
+  {},
+  {
+    keep: exchange({}, { input: { v: t.float64() }, output: { n: t.int64() } }),
+    sums: unary({}, t.list(t.float64())),
+    ping: unary({}, t.int64()),
+  },
+);
+const V = schemaOf({ v: t.float64() });
+
+/** `rows` values k * 1e7 + i. */
+function batchOf(k: number, rows: number): RecordBatch {
+  const v = new Float64Array(rows);
+  for (let i = 0; i < rows; i++) v[i] = k * 1e7 + i;
+  return batchFromData(V, [makeData({ type: V.fields[0]!.type, length: rows, nullCount: 0, data: v })], rows);
+}
+
+function sum(b: RecordBatch): number {
+  let s = 0;
+  for (const x of b.getChild("v")!.data[0]!.values as Float64Array) s += x;
+  return s;
+}
+
+/** A server that keeps every input batch it is handed and sums them all later. */
+function keepingServer() {
+  const kept: RecordBatch[] = [];
+  const server = createServer({
+    protocols: [
+      bind(Keep, {
+        keep: {
+          init: () => ({}),
+          process: (_s, input, out) => {
+            kept.push(input.batch);
+            out.emit([{ n: BigInt(input.batch.numRows) }]);
+          },
+        },
+        sums: () => kept.map(sum),
+        ping: () => 1n,
+      }),
+    ],
+  });
+  return server;
+}
+
+async function listen(over: "unix" | "tcp", opts: SocketServeOptions = {}) {
+  const server = keepingServer();
+  const listener =
+    over === "unix"
+      ? await listenSocket(server, { ...opts, path: socketPath("server.sock") })
+      : await listenSocket(server, { ...opts, port: 0 });
+  const connect = (): Promise<RpcClient> =>
+    "path" in listener.address
+      ? connectUnix(listener.address.path, { timeoutMs: 30_000 })
+      : connectTcp(listener.address.host, listener.address.port, { timeoutMs: 30_000 });
+  return { listener, connect };
+}
+
+async function rejection(p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof RpcError, `expected an RpcError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail("expected the call to fail");
+}
+
+for (const over of ["unix", "tcp"] as const) {
+  test(`a ${over} server keeps every input batch it read, large and small, intact after later reads`, async () => {
+    const { listener, connect } = await listen(over);
+    const client = await connect();
+    try {
+      const api = proxy(client, Keep);
+      // Bodies from 8 bytes to 9.6 MB: small ones share the read slab, large ones (from 64 KiB)
+      // are read in place, those from 1 MiB into pooled buffers.
+      const sizes = [1, 300_000, 7, 1_200_000, 40_000, 300_000, 2];
+      const session = await api.keep({});
+      for (const [k, rows] of sizes.entries()) {
+        const answer = await session.exchange(batchOf(k, rows));
+        assert.deepEqual(answer, [{ n: BigInt(rows) }]);
+      }
+      await session.close();
+      assert.equal(await api.ping(), 1n, "the connection serves the next call");
+      const expected = sizes.map((rows, k) => sum(batchOf(k, rows)));
+      assert.deepEqual(await api.sums(), expected);
+    } finally {
+      await client.close();
+      await listener.close();
+    }
+  });
+}
+
+test("the connection limit holds: a connection past it is closed unserved, and one is served once a place frees", async () => {
+  const { listener, connect } = await listen("unix", { maxConnections: 1 });
+  const first = await connect();
+  try {
+    assert.equal(await proxy(first, Keep).ping(), 1n);
+    const second = await connect();
+    const err = await rejection(proxy(second, Keep).ping());
+    assert.equal(err.kind, "transport_error");
+    await second.close();
+    await first.close();
+    // The server sees the first connection go; then a new one is served.
+    let served = false;
+    for (let attempt = 0; attempt < 50 && !served; attempt++) {
+      const third = await connect();
+      try {
+        served = (await proxy(third, Keep).ping()) === 1n;
+      } catch {
+        await new Promise((r) => setTimeout(r, 20));
+      } finally {
+        await third.close();
+      }
+    }
+    assert.ok(served, "a connection is served once the first one closed");
+  } finally {
+    await first.close();
+    await listener.close();
+  }
+});
+
+for (const over of ["unix", "tcp"] as const) {
+  test(`closing a ${over} server ends its idle connections`, async () => {
+    const { listener, connect } = await listen(over);
+    const client = await connect();
+    try {
+      assert.equal(await proxy(client, Keep).ping(), 1n);
+      await listener.close();
+      const err = await rejection(proxy(client, Keep).ping());
+      assert.equal(err.kind, "transport_error");
+    } finally {
+      await client.close();
+    }
+  });
+}
