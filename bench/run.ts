@@ -255,16 +255,17 @@ function reportStreams(transport: string, rates: StreamRates, rawBw: number, lim
 }
 
 /** The largest stream batch's IPC size: the span of the raw downloads `reportRegion` compares with. */
-const REGION = bytesPerBatch(Math.max(...SIZES));
+const regionBytes = () => bytesPerBatch(Math.max(...SIZES));
 
 /**
- * The largest batches against the raw download of regions their size (`REGION`) at both ends: a
+ * The largest batches against the raw download of regions their size (`regionBytes`) at both ends: a
  * batch that large is written from and read into memory beyond the CPU caches, which the 1 MiB
  * raw download (both ends cache-resident) never pays. Also reports that raw download itself
  * against the 1 MiB one, so the cost of the memory traffic shows.
  */
 function reportRegion(transport: string, rates: StreamRates, regionBw: number, rawBw: number, name: string): void {
-  const mib = Math.round(REGION / 2 ** 20);
+  const region = regionBytes();
+  const mib = Math.round(region / 2 ** 20);
   const limit = `raw ${name} bandwidth, ${mib} MiB regions at both ends`;
   report({
     figure: `raw download, ${mib} MiB regions at both ends, GB/s`,
@@ -278,7 +279,7 @@ function reportRegion(transport: string, rates: StreamRates, regionBw: number, r
   for (const kind of ["producer", "producer borrowed", "exchange", "exchange borrowed"] as const) {
     const rows = rates.get(`${kind} ${n}`);
     if (rows === undefined) continue;
-    const bytes = (rows / n) * REGION;
+    const bytes = (rows / n) * region;
     const [call, borrowed] = kind.split(" ");
     const what = `${call} ${sizeName(n)} batches${borrowed ? " (borrowed)" : ""}`;
     report({
@@ -617,11 +618,12 @@ async function main(): Promise<void> {
   // each starts from an empty heap, as the raw reader does), then the raw bandwidth once more: the
   // limit is the better of the two, measured around the figures it bounds.
   if (runs("streams")) {
+    const regionSpan = regionBytes();
     const pipeRawBefore = await rawPipeDownload(RAW_BYTES);
-    const pipeRegionBefore = await rawPipeDownload(RAW_BYTES, REGION);
+    const pipeRegionBefore = await rawPipeDownload(RAW_BYTES, regionSpan);
     const pipe = await streamsInChild("pipe", {}, STREAM_SECS, CHILD_TIMEOUT_MS);
     const pipeRawAfter = await rawPipeDownload(RAW_BYTES);
-    const pipeRegionAfter = await rawPipeDownload(RAW_BYTES, REGION);
+    const pipeRegionAfter = await rawPipeDownload(RAW_BYTES, regionSpan);
     const pipeRaw = Math.max(pipeRawBefore.rate, pipeRawAfter.rate);
     reportStreams("pipe", pipe.rates, pipeRaw, "raw pipe bandwidth");
     reportRegion("pipe", pipe.rates, Math.max(pipeRegionBefore.rate, pipeRegionAfter.rate), pipeRaw, "pipe");
@@ -641,7 +643,7 @@ async function main(): Promise<void> {
         t === "tcp" || t === "unix"
           ? (
               await withServer("raw-source", (ready) =>
-                rawSocketDownload(t === "tcp" ? ready.tcp! : ready.unix!, RAW_BYTES, REGION),
+                rawSocketDownload(t === "tcp" ? ready.tcp! : ready.unix!, RAW_BYTES, regionSpan),
               )
             ).result
           : null;
