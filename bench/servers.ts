@@ -137,8 +137,9 @@ function region(span: number): Buffer {
 
 /**
  * Sends as many bytes as each 16-byte request asks for (two little-endian u64: the count, and the
- * span of each write, 0 meaning 1 MiB). A span above 1 MiB writes from a region of that size, as a
- * server writes a batch that large from its own memory, which is too big to stay in the caches.
+ * span of each write). A span up to 1 MiB writes the 1 MiB chunk; a larger one writes from a region
+ * of that size, as a server writes a batch that large from its own memory, too big to stay in the
+ * caches.
  */
 function byteSource(s: Socket): void {
   let asked = Buffer.alloc(0);
