@@ -13,7 +13,7 @@
  */
 import type { RecordBatch } from "apache-arrow";
 import { RpcError } from "../errors.js";
-import { batchFromRows, rowsFromBatch } from "../protocol/batch.js";
+import { batchFromRows, oneValue, rowsFromBatch } from "../protocol/batch.js";
 import type {
   ExchangeDecl,
   MethodDecl,
@@ -174,7 +174,7 @@ export async function callUnary(
       code: "INVALID_ARGUMENT",
     });
   }
-  return rowsFromBatch({ result: decl.result }, batch)[0]!.result;
+  return oneValue(decl.result, batch);
 }
 
 // ---------------------------------------------------------------------------------------------

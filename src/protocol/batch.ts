@@ -3,10 +3,11 @@
  */
 import { Data, DataType, Precision, type RecordBatch, Schema } from "apache-arrow";
 import { batchFromData } from "../wire/batches.js";
+import { smallArray } from "../wire/slab.js";
 
 export { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 
-import { type FieldSpecs, fieldOf, type RowOf } from "./types.js";
+import { type FieldSpecs, fieldOf, type RowOf, type TypeSpec } from "./types.js";
 
 /** Schemas by spec record: declared specs are long-lived, and callers treat schemas as immutable. */
 const schemas = new WeakMap<FieldSpecs, Schema>();
@@ -31,7 +32,7 @@ export function schemaOf(fields: FieldSpecs): Schema {
 function directColumn(type: DataType | undefined, values: readonly unknown[]): Data | null {
   if (type === undefined) return null;
   if (DataType.isInt(type) && type.bitWidth === 64 && type.isSigned) {
-    const out = new BigInt64Array(values.length);
+    const out = smallArray(BigInt64Array, values.length);
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
       if (typeof v !== "bigint") return null;
@@ -40,7 +41,7 @@ function directColumn(type: DataType | undefined, values: readonly unknown[]): D
     return new Data(type, 0, values.length, 0, [undefined, out, new Uint8Array(0)]);
   }
   if (DataType.isFloat(type) && type.precision === Precision.DOUBLE) {
-    const out = new Float64Array(values.length);
+    const out = smallArray(Float64Array, values.length);
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
       if (typeof v !== "number") return null;
@@ -69,6 +70,22 @@ export function batchFromRows<F extends FieldSpecs>(
     return directColumn(declaredType(schema, index, name), values) ?? spec.codec.build(values);
   });
   return batchFromData(schema, children, rows.length, metadata);
+}
+
+/** A one-row batch of `schema`'s single column holding `value`: what batchFromRows builds for it. */
+export function oneValueBatch(spec: TypeSpec, value: unknown, schema: Schema, name = "result"): RecordBatch {
+  if (schema.fields.length !== 1) return batchFromRows({ [name]: spec }, [{ [name]: value }], undefined, schema);
+  const values = [value];
+  return batchFromData(schema, [directColumn(declaredType(schema, 0, name), values) ?? spec.codec.build(values)], 1);
+}
+
+/** The first row's value of the column named `name`, read through `spec` (null when null). */
+export function oneValue(spec: TypeSpec, batch: RecordBatch, name = "result"): unknown {
+  const fields = batch.schema.fields;
+  const index = fields.length === 1 && fields[0]!.name === name ? 0 : fields.findIndex((f) => f.name === name);
+  if (index < 0) throw new TypeError(`batch has no column '${name}'`);
+  const data = batch.data.children[index]!;
+  return data.getValid(0) ? spec.codec.get(data, 0) : null;
 }
 
 /** Builds one batch from whole columns. */

@@ -16,8 +16,8 @@
 import {
   Binary,
   Bool,
-  type Data,
-  type DataType,
+  Data,
+  DataType,
   DateDay,
   Decimal,
   Dictionary,
@@ -37,6 +37,7 @@ import {
   Map_,
   makeBuilder,
   makeData,
+  Precision,
   Struct,
   Time,
   Timestamp,
@@ -49,6 +50,7 @@ import {
   Vector,
 } from "apache-arrow";
 import { instance as getVisitor } from "apache-arrow/visitor/get";
+import { smallArray, smallBytes } from "../wire/slab.js";
 
 /** Converts between Arrow `Data` and JS values for one type. */
 export interface Codec {
@@ -115,10 +117,22 @@ function makeSpec<V>(
 // ---------------------------------------------------------------------------------------------
 // Codecs
 
+/**
+ * arrow-js's getter for `type`. 64-bit integers and doubles read their values array directly,
+ * as its get visitor does for them, without the visitor's per-call type dispatch.
+ */
+function scalarGetter(type: DataType): Codec["get"] {
+  if (DataType.isInt(type) && type.bitWidth === 64) return (data, index) => (data.values as BigInt64Array)[index];
+  if (DataType.isFloat(type) && type.precision === Precision.DOUBLE) {
+    return (data, index) => (data.values as Float64Array)[index];
+  }
+  return (data, index) => getVisitor.visit(data, index);
+}
+
 /** Scalar types whose arrow-js getter and builder are already exact. */
 function builderCodec(type: DataType): Codec {
   return {
-    get: (data, index) => getVisitor.visit(data, index),
+    get: scalarGetter(type),
     build: (values) => {
       const builder = makeBuilder({ type, nullValues: [null, undefined] });
       for (const v of values) builder.append(v);
@@ -154,53 +168,90 @@ function rawBigIntCodec(type: DataType): Codec {
 
 const utf8Encoder = new TextEncoder();
 
+/** Keeps a leading U+FEFF: it is part of the value (arrow-js's getter drops it). */
+const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+/**
+ * A utf8 or large_utf8 value (null past the offsets), short ASCII values built char by char:
+ * TextDecoder costs more than the rest of reading a one-row batch's string. Unlike arrow-js's
+ * getter, a value starting with U+FEFF keeps it, as the reference's (and every Arrow reader's) does.
+ */
+function getUtf8(data: Data, index: number): string | null {
+  const offsets = data.valueOffsets as Int32Array | BigInt64Array;
+  if (index + 1 >= offsets.length) return null;
+  const from = Number(offsets[index]!);
+  const to = Number(offsets[index + 1]!);
+  const values = data.values as Uint8Array;
+  if (to - from < SHORT_STRING) {
+    let s = "";
+    for (let i = from; i < to; i++) {
+      const c = values[i]!;
+      if (c > 0x7f) return utf8Decoder.decode(values.subarray(from, to));
+      s += String.fromCharCode(c);
+    }
+    return s;
+  }
+  return utf8Decoder.decode(values.subarray(from, to));
+}
+
+/** Strings shorter than this are checked for ASCII and copied by hand (TextEncoder costs more). */
+const SHORT_STRING = 64;
+
+/** `s` when it is short and all ASCII (its UTF-8 bytes are its char codes), else its UTF-8 bytes. */
+function utf8Part(s: string): string | Uint8Array {
+  if (s.length >= SHORT_STRING) return utf8Encoder.encode(s);
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return utf8Encoder.encode(s);
+  return s;
+}
+
 /**
  * Variable-width binary and string columns, written straight into one values buffer and one
  * offsets buffer (the arrow-js builder is ~20x slower for strings and doubles its buffers, which
- * cannot reach multi-GiB values). A single binary value is used as is, without a copy.
+ * cannot reach multi-GiB values), and assembled into `Data` directly, as makeData would for these
+ * buffers. A single binary value is used as is, without a copy; short ASCII strings are copied
+ * char by char.
  */
 function varBinaryCodec(type: DataType, large: boolean, strings: boolean): Codec {
-  const scalarGet = builderCodec(type).get;
   return {
-    get: scalarGet,
+    get: strings ? getUtf8 : builderCodec(type).get,
     build: (values) => {
-      const parts: Uint8Array[] = values.map((v) => {
-        if (v === null || v === undefined) return EMPTY_BYTES;
-        if (strings) return utf8Encoder.encode(String(v));
-        if (!(v instanceof Uint8Array)) throw new TypeError(`expected a Uint8Array, got ${typeof v}`);
-        return v;
-      });
+      const n = values.length;
+      const parts: Array<string | Uint8Array> = new Array(n);
       let total = 0;
-      for (const p of parts) total += p.byteLength;
+      let nullCount = 0;
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        let part: string | Uint8Array;
+        if (v === null || v === undefined) {
+          nullCount++;
+          part = EMPTY_BYTES;
+        } else if (strings) part = utf8Part(String(v));
+        else if (v instanceof Uint8Array) part = v;
+        else throw new TypeError(`expected a Uint8Array, got ${typeof v}`);
+        parts[i] = part;
+        total += typeof part === "string" ? part.length : part.byteLength;
+      }
       if (!large && total > 0x7fffffff) {
         throw new RangeError(`${total} bytes exceed the 2 GiB offset range of ${String(type)}; use the large_ variant`);
       }
-      let data: Uint8Array;
-      if (parts.length === 1) data = parts[0]!;
-      else {
-        data = new Uint8Array(total);
-        let at = 0;
-        for (const p of parts) {
-          data.set(p, at);
+      const only = n === 1 ? parts[0]! : null;
+      const data = only instanceof Uint8Array ? only : smallBytes(total);
+      const offsets = large ? smallArray(BigInt64Array, n + 1) : smallArray(Int32Array, n + 1);
+      let at = 0;
+      for (let i = 0; i < n; i++) {
+        const p = parts[i]!;
+        if (typeof p === "string") {
+          for (let k = 0; k < p.length; k++) data[at + k] = p.charCodeAt(k);
+          at += p.length;
+        } else {
+          if (data !== p) data.set(p, at);
           at += p.byteLength;
         }
-      }
-      const offsets = large ? new BigInt64Array(values.length + 1) : new Int32Array(values.length + 1);
-      let at = 0;
-      parts.forEach((p, i) => {
-        at += p.byteLength;
         if (large) (offsets as BigInt64Array)[i + 1] = BigInt(at);
         else (offsets as Int32Array)[i + 1] = at;
-      });
-      const { bitmap, nullCount } = validityBitmap(values);
-      return makeData({
-        type,
-        length: values.length,
-        nullCount,
-        nullBitmap: bitmap,
-        valueOffsets: offsets,
-        data,
-      } as never);
+      }
+      const bitmap = nullCount === 0 ? EMPTY_BYTES : validityBitmap(values).bitmap;
+      return new Data(type, 0, n, nullCount, [offsets, data, bitmap]);
     },
   };
 }

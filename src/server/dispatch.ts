@@ -21,10 +21,10 @@ import {
 import type { RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
 import { frameworkError, RpcError } from "../errors.js";
-import { batchFromRows, columnFromBatch, rowsFromBatch } from "../protocol/batch.js";
+import { batchFromRows, columnFromBatch, oneValueBatch, rowsFromBatch } from "../protocol/batch.js";
 import type { AuthContext, CallContext, CookieOptions, Injected, LogExtra, LogLevel } from "../protocol/context.js";
 import type { InputBatch, MethodDecl, OutputSpec } from "../protocol/methods.js";
-import type { FieldSpecs, RowOf } from "../protocol/types.js";
+import type { FieldSpecs, RowOf, TypeSpec } from "../protocol/types.js";
 import { EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 import {
   CALL_STATE_KEY,
@@ -434,15 +434,25 @@ function protocolError(message: string): RpcError {
   return frameworkError("protocol_error", message, { type: "ProtocolError" });
 }
 
+/** Each declared parameter list as entries, listed once (declarations live as long as the server). */
+const paramEntries = new WeakMap<FieldSpecs, ReadonlyArray<readonly [string, TypeSpec]>>();
+
 function decodeParams(method: ResolvedMethod, request: RecordBatch): Record<string, unknown> {
+  const declared = method.decl.params;
+  let entries = paramEntries.get(declared);
+  if (entries === undefined) {
+    entries = Object.entries(declared);
+    paramEntries.set(declared, entries);
+  }
   const params: Record<string, unknown> = {};
-  Object.entries(method.decl.params).forEach(([name, spec], i) => {
+  for (let i = 0; i < entries.length; i++) {
+    const [name, spec] = entries[i]!;
     const data = request.data.children[i]!;
     if (!data.getValid(0)) {
       if (!spec.nullable) throw new TypeError(`${method.name}() parameter '${name}' is not optional but got None`);
       params[name] = null;
     } else params[name] = spec.codec.get(data, 0);
-  });
+  }
   return params;
 }
 
@@ -570,7 +580,7 @@ export async function runUnary(call: Call, method: ResolvedMethod, params: Recor
       if ((value === null || value === undefined) && !decl.result.nullable) {
         throw new TypeError(`${method.name}() expected a non-None return value but got None`);
       }
-      result = batchFromRows({ result: decl.result }, [{ result: value ?? null }], undefined, schema);
+      result = oneValueBatch(decl.result, value ?? null, schema);
     }
   } catch (err) {
     call.failed(err);

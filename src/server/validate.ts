@@ -17,8 +17,20 @@ export function sameFields(a: Schema, b: Schema): boolean {
   });
 }
 
+/**
+ * Request schemas that met a declared parameter schema. Decoded schemas are shared per distinct
+ * schema message and, like declared ones, never mutated, so a pair that matched once matches again.
+ */
+const contractMet = new WeakMap<Schema, Schema>();
+
 /** Throws a TypeError (as the reference does) when `actual` does not match the declared params. */
 export function checkParamsContract(method: string, actual: Schema, declared: Schema): void {
+  if (contractMet.get(actual) === declared) return;
+  checkFields(method, actual, declared);
+  contractMet.set(actual, declared);
+}
+
+function checkFields(method: string, actual: Schema, declared: Schema): void {
   if (actual.fields.length !== declared.fields.length) {
     throw new TypeError(
       `${method}() parameter schema expected ${declared.fields.length} fields, got ${actual.fields.length}`,

@@ -13,6 +13,7 @@ import { Data, DataType, type RecordBatch, type Schema, Struct, Type } from "apa
 import { MessageHeader } from "apache-arrow/fb/message-header";
 import { MetadataVersion } from "apache-arrow/fb/metadata-version";
 import { BufferRegion, FieldNode, Message, RecordBatch as RecordBatchHeader } from "apache-arrow/ipc/metadata/message";
+import { smallBytes } from "./slab.js";
 
 // ---------------------------------------------------------------------------------------------
 // A minimal flatbuffer builder: writes back to front into one reused buffer, like flatbuffers'
@@ -34,6 +35,7 @@ function reset(): void {
   used = 0;
   minAlign = 1;
   vtables.length = 0;
+  int64Writes.length = 0;
 }
 
 function grow(need: number): void {
@@ -66,9 +68,13 @@ function writeInt32(v: number): void {
   used += 4;
   view.setInt32(at(used), v, true);
 }
+/** `used` after each int64 write of the message being built (the values a template patches). */
+const int64Writes: number[] = [];
+
 /** A non-negative integer below 2^53 as a little-endian int64. */
 function writeInt64(v: number): void {
   used += 8;
+  int64Writes.push(used);
   const p = at(used);
   view.setUint32(p, v >>> 0, true);
   view.setUint32(p + 4, Math.floor(v / 4294967296), true);
@@ -256,6 +262,91 @@ function plan(batch: RecordBatch): Plan | null {
 const PADDING = new Uint8Array(8);
 
 /**
+ * A record-batch message written before, for reuse: calls write batches of the same schema and
+ * the same metadata over and over, and their messages differ only in the int64s (row count, field
+ * nodes, buffer regions, body length), which never move the flatbuffer's layout. A batch whose
+ * shape and metadata match gets a copy of the template with those numbers written in place.
+ */
+interface Template {
+  readonly message: Uint8Array;
+  /** Byte position in `message` of each int64, in the order `int64Values` lists them. */
+  readonly positions: Int32Array;
+  readonly nodeCount: number;
+  readonly bufferCount: number;
+  readonly hasRows: boolean;
+  readonly hasBody: boolean;
+  /** The metadata as written: key, value, key, value... */
+  readonly metadata: readonly string[];
+}
+
+/** Templates by schema, most recent first. */
+const templates = new WeakMap<Schema, Template[]>();
+/** Templates kept per schema: a schema's batches carry a few distinct metadata sets. */
+const TEMPLATES_PER_SCHEMA = 8;
+/** Larger messages (long metadata: logs, errors) are built every time. */
+const MAX_TEMPLATE_BYTES = 2048;
+
+/** The int64s of a message in the order the builder writes them (back to front). */
+function int64Values(nodes: readonly number[], regions: readonly number[], rows: number, bodyLength: number): number[] {
+  const out: number[] = [];
+  for (let i = nodes.length - 2; i >= 0; i -= 2) out.push(nodes[i + 1]!, nodes[i]!);
+  for (let i = regions.length - 2; i >= 0; i -= 2) out.push(regions[i + 1]!, regions[i]!);
+  if (rows !== 0) out.push(rows);
+  if (bodyLength !== 0) out.push(bodyLength);
+  return out;
+}
+
+function sameMetadata(metadata: ReadonlyMap<string, string>, written: readonly string[]): boolean {
+  if (metadata.size * 2 !== written.length) return false;
+  let i = 0;
+  for (const [k, v] of metadata) {
+    if (`${k}` !== written[i] || `${v}` !== written[i + 1]) return false;
+    i += 2;
+  }
+  return true;
+}
+
+function findTemplate(
+  schema: Schema,
+  nodeCount: number,
+  bufferCount: number,
+  hasRows: boolean,
+  hasBody: boolean,
+  metadata: ReadonlyMap<string, string>,
+): Template | null {
+  const list = templates.get(schema);
+  if (list === undefined) return null;
+  for (const t of list) {
+    if (
+      t.nodeCount === nodeCount &&
+      t.bufferCount === bufferCount &&
+      t.hasRows === hasRows &&
+      t.hasBody === hasBody &&
+      sameMetadata(metadata, t.metadata)
+    ) {
+      return t;
+    }
+  }
+  return null;
+}
+
+function keepTemplate(schema: Schema, t: Template): void {
+  let list = templates.get(schema);
+  if (list === undefined) {
+    list = [];
+    templates.set(schema, list);
+  }
+  list.unshift(t);
+  if (list.length > TEMPLATES_PER_SCHEMA) list.pop();
+}
+
+/** Little-endian int64 of a non-negative integer below 2^53 at `p`. */
+function putInt64(view: DataView, p: number, v: number): void {
+  view.setUint32(p, v >>> 0, true);
+  view.setUint32(p + 4, Math.floor(v / 4294967296), true);
+}
+
+/**
  * The framed record-batch message and padded body of `batch`, byte for byte what the general
  * encoder writes, or null when the batch is not of the fast path's shapes.
  */
@@ -263,12 +354,6 @@ export function encodeRecordBatchLean(batch: RecordBatch): Uint8Array[] | null {
   const p = plan(batch);
   if (p === null) return null;
   const { nodes, buffers } = p;
-  reset();
-  // RecordBatch table: nodes vector, buffers vector, then the table (as arrow-js orders them).
-  const nodeCount = nodes.length / 2;
-  startVector(16, nodeCount, 8);
-  for (let i = nodes.length - 2; i >= 0; i -= 2) addStruct16(nodes[i]!, nodes[i + 1]!);
-  const nodesAt = endVector(nodeCount);
   let bodyLength = 0;
   const regions: number[] = [];
   for (const b of buffers) {
@@ -276,13 +361,70 @@ export function encodeRecordBatchLean(batch: RecordBatch): Uint8Array[] | null {
     regions.push(bodyLength, padded);
     bodyLength += padded;
   }
-  startVector(16, buffers.length, 8);
+  const rows = batch.numRows;
+  const nodeCount = nodes.length / 2;
+  const metadata = batch.metadata;
+  const values = int64Values(nodes, regions, rows, bodyLength);
+  const known = findTemplate(batch.schema, nodeCount, buffers.length, rows !== 0, bodyLength !== 0, metadata);
+  let message: Uint8Array;
+  if (known !== null) {
+    message = smallBytes(known.message.byteLength);
+    message.set(known.message);
+    const mv = new DataView(message.buffer, message.byteOffset, message.byteLength);
+    for (let k = 0; k < values.length; k++) putInt64(mv, known.positions[k]!, values[k]!);
+  } else {
+    message = buildMessage(nodes, regions, rows, bodyLength, metadata);
+    if (message.byteLength <= MAX_TEMPLATE_BYTES && int64Writes.length === values.length) {
+      const positions = new Int32Array(int64Writes.length);
+      for (let k = 0; k < positions.length; k++) positions[k] = 8 + builtBytes - int64Writes[k]!;
+      const written: string[] = [];
+      for (const [k, v] of metadata) written.push(`${k}`, `${v}`);
+      keepTemplate(batch.schema, {
+        message: message.slice(),
+        positions,
+        nodeCount,
+        bufferCount: buffers.length,
+        hasRows: rows !== 0,
+        hasBody: bodyLength !== 0,
+        metadata: written,
+      });
+    }
+  }
+  const out: Uint8Array[] = [message];
+  for (const b of buffers) {
+    if (b.byteLength === 0) continue;
+    out.push(b);
+    const pad = Math.ceil(b.byteLength / 8) * 8 - b.byteLength;
+    if (pad > 0) out.push(PADDING.subarray(0, pad));
+  }
+  return out;
+}
+
+/** Flatbuffer bytes of the last message built (before framing). */
+let builtBytes = 0;
+
+/** Builds the framed message (continuation token, length, flatbuffer, padding to 8). */
+function buildMessage(
+  nodes: readonly number[],
+  regions: readonly number[],
+  rows: number,
+  bodyLength: number,
+  metadata: ReadonlyMap<string, string>,
+): Uint8Array {
+  reset();
+  // RecordBatch table: nodes vector, buffers vector, then the table (as arrow-js orders them).
+  const nodeCount = nodes.length / 2;
+  startVector(16, nodeCount, 8);
+  for (let i = nodes.length - 2; i >= 0; i -= 2) addStruct16(nodes[i]!, nodes[i + 1]!);
+  const nodesAt = endVector(nodeCount);
+  const bufferCount = regions.length / 2;
+  startVector(16, bufferCount, 8);
   for (let i = regions.length - 2; i >= 0; i -= 2) addStruct16(regions[i]!, regions[i + 1]!);
-  const buffersAt = endVector(buffers.length);
+  const buffersAt = endVector(bufferCount);
   startObject(5);
-  if (batch.numRows !== 0) {
+  if (rows !== 0) {
     prep(8, 0);
-    writeInt64(batch.numRows);
+    writeInt64(rows);
     slot(0);
   }
   addOffset(nodesAt);
@@ -291,7 +433,6 @@ export function encodeRecordBatchLean(batch: RecordBatch): Uint8Array[] | null {
   slot(2);
   const headerAt = endObject();
   // Custom metadata: each key/value table, then the vector of their offsets.
-  const metadata = batch.metadata;
   let metadataAt = 0;
   if (metadata.size > 0) {
     const pairs: number[] = [];
@@ -330,21 +471,15 @@ export function encodeRecordBatchLean(batch: RecordBatch): Uint8Array[] | null {
   const root = endObject();
   prep(minAlign, 4);
   addOffset(root);
+  builtBytes = used;
   // Frame: continuation token, metadata length (padded to 8), flatbuffer, padding.
   const aligned = (used + 8 + 7) & ~7;
-  const message = new Uint8Array(aligned);
-  const mv = new DataView(message.buffer);
+  const message = smallBytes(aligned);
+  const mv = new DataView(message.buffer, message.byteOffset, message.byteLength);
   mv.setInt32(0, -1, true);
   mv.setInt32(4, aligned - 8, true);
   message.set(buf.subarray(buf.byteLength - used), 8);
-  const out: Uint8Array[] = [message];
-  for (const b of buffers) {
-    if (b.byteLength === 0) continue;
-    out.push(b);
-    const pad = Math.ceil(b.byteLength / 8) * 8 - b.byteLength;
-    if (pad > 0) out.push(PADDING.subarray(0, pad));
-  }
-  return out;
+  return message;
 }
 
 // ---------------------------------------------------------------------------------------------
