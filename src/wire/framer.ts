@@ -154,8 +154,14 @@ export class MessageFramer {
     return true;
   }
 
-  /** Removes `n` buffered bytes; a view when they sit in one chunk, else one copy. */
-  private take(n: number): Uint8Array {
+  /** True when the next `n` buffered bytes sit in one chunk (`take(n)` then returns a view). */
+  private inOneChunk(n: number): boolean {
+    const first = this.chunks[0];
+    return first !== undefined && first.byteLength >= n;
+  }
+
+  /** Removes `n` buffered bytes; a view when they sit in one chunk, else one copy (into `into`). */
+  private take(n: number, into?: Uint8Array): Uint8Array {
     const first = this.chunks[0];
     if (first !== undefined && first.byteLength >= n) {
       const out = first.subarray(0, n);
@@ -164,7 +170,7 @@ export class MessageFramer {
       this.buffered -= n;
       return out;
     }
-    const out = uninitialised(n);
+    const out = into ?? uninitialised(n);
     let at = 0;
     let used = 0;
     while (at < n) {
@@ -315,7 +321,7 @@ export class MessageFramer {
    * another way). Throws as `next` would reject. A small message usually arrives whole, so a
    * reader polls first and saves the promises and microtask turns of an async read.
    */
-  poll(): Frame | "eos" | null {
+  poll(borrow = false): Frame | "eos" | null {
     if (this.parked !== null) return null;
     const h = this.header();
     if (typeof h === "number") return null;
@@ -326,18 +332,31 @@ export class MessageFramer {
       this.parked = h; // `next` reads the body (or skips it and fails)
       return null;
     }
-    // (A body already buffered is never borrowed, from `next` either: it is a view of what arrived.)
-    return this.frame(h, this.take(bodyLength), false);
+    return this.bufferedBody(h, borrow);
+  }
+
+  /**
+   * The body of `h`, all of it buffered: a view of what arrived when it sits in one piece (never
+   * borrowed), else copied together, into the reused buffer when borrowing (a fresh one per batch
+   * is external memory that drives V8 into a major collection every few dozen batches).
+   */
+  private bufferedBody(h: Header, borrow: boolean): Frame {
+    const n = h.message.bodyLength;
+    if (borrow && h.message.headerType === MessageHeader.RecordBatch && !this.inOneChunk(n)) {
+      return this.frame(h, this.take(n, this.scratch.take(n)), true);
+    }
+    return this.frame(h, this.take(n), false);
   }
 
   /**
    * Reads the next message. `"eos"` is an end-of-stream marker; `"end"` means the source ended
    * cleanly between messages. A source ending inside a message is a `protocol_error`.
    *
-   * With `borrow`, a large record-batch body read from a `DirectByteSource` goes into a buffer this
-   * framer reuses for the next borrowed body, instead of memory of its own: whatever is decoded
-   * from it is valid only until the next `next(true)`. Dictionary batches, schemas and small
-   * bodies are never borrowed.
+   * With `borrow`, a record-batch body that cannot be a view of what arrived (a large one read
+   * from a `DirectByteSource`, or one that arrived in pieces) goes into a buffer this framer reuses
+   * for the next borrowed body, instead of memory of its own: whatever is decoded from it is valid
+   * only until the next `next(true)` (or `poll(true)`). Dictionary batches and schemas are never
+   * borrowed.
    */
   async next(borrow = false): Promise<FrameResult> {
     let h = this.parked;
@@ -375,6 +394,6 @@ export class MessageFramer {
     if (this.buffered < bodyLength && !(await this.fill(bodyLength))) {
       throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
     }
-    return this.frame(h, this.take(bodyLength), false);
+    return this.bufferedBody(h, borrow);
   }
 }

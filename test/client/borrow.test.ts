@@ -155,6 +155,48 @@ for (const over of ["unix", "http"] as const)
     }
   });
 
+test("a body that arrives in pieces from a plain source is copied into the reused buffer when borrowing", async () => {
+  // 25k rows: 200 KB bodies in 64 KiB pieces, so each is assembled; a third batch is small enough
+  // to sit in one piece and stays a view of it.
+  const mid = (k: number) => big(k).slice(0, 25_000);
+  const bytes = concatBytes(encodeStream(V, [mid(1), mid(2), big(3).slice(0, 100)]));
+  const read = async (borrow: boolean) => {
+    const framer = new MessageFramer(
+      (async function* () {
+        for (let at = 0; at < bytes.byteLength; at += 64 * 1024) yield bytes.subarray(at, at + 64 * 1024);
+      })(),
+    );
+    const decoder = new IpcStreamDecoder();
+    const out: Array<{ frame: Frame; sum: number }> = [];
+    for (;;) {
+      const f = framer.poll(borrow) ?? (await framer.next(borrow));
+      if (f === "eos" || f === "end") return out;
+      const r = decoder.accept(f);
+      // Summed while current: a borrowed body is only valid until the next read.
+      if (r !== null && "numRows" in r) out.push({ frame: f, sum: sum(r) });
+    }
+  };
+  const head = (k: number) => k * 1e6 * 25_000 + (25_000 * 24_999) / 2;
+  const small = 3 * 1e6 * 100 + (100 * 99) / 2;
+  const borrowed = await read(true);
+  assert.deepEqual(
+    borrowed.map((b) => b.sum),
+    [head(1), head(2), small],
+  );
+  assert.deepEqual(
+    borrowed.map((b) => b.frame.borrowed === true),
+    [true, true, false],
+  );
+  assert.equal(borrowed[0]!.frame.body.buffer, borrowed[1]!.frame.body.buffer);
+  const owned = await read(false);
+  assert.deepEqual(
+    owned.map((b) => b.sum),
+    [head(1), head(2), small],
+  );
+  assert.ok(owned.every((b) => b.frame.borrowed !== true));
+  assert.notEqual(owned[0]!.frame.body.buffer, owned[1]!.frame.body.buffer);
+});
+
 /** A direct source over fixed bytes, as a socket source would be. */
 function directSource(bytes: Uint8Array): DirectByteSource {
   let at = 0;

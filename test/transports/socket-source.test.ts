@@ -124,3 +124,26 @@ test("socketSource: small reads share slabs of `slabBytes`, and the bytes held i
     assert.deepEqual(r.value, new Uint8Array(10_000).fill(k));
   }
 });
+
+test("socketSource: a read into the default slab is offered at most 64 KiB, so a large body's rest is read into its own buffer", async () => {
+  const source = socketSource();
+  for (let k = 0; k < 6; k++) {
+    const region = source.onread.buffer();
+    assert.ok(region.byteLength <= 64 * 1024, `a read region of ${region.byteLength} bytes`);
+    assert.ok(region.byteLength >= 16 * 1024);
+    source.onread.callback(region.byteLength, region.fill(k + 1));
+  }
+  for (let k = 0; k < 6; k++) {
+    const r = await source.next();
+    assert.equal(r.done, false);
+    assert.ok(r.value.every((b) => b === k + 1));
+  }
+  // With a target pending, the whole rest of the target is offered, whatever its size.
+  const target = new Uint8Array(300 * 1024);
+  const pending = source.readInto(target);
+  const region = source.onread.buffer();
+  assert.equal(region.buffer, target.buffer);
+  assert.equal(region.byteLength, target.byteLength);
+  source.onread.callback(region.byteLength, region.fill(9));
+  assert.equal(await pending, target.byteLength);
+});

@@ -44,6 +44,14 @@ export interface SocketSource extends DirectByteSource, AsyncIterable<Uint8Array
 const SLAB_BYTES = 256 * 1024;
 /** A read gets at least this much room; a slab with less left is replaced. */
 const MIN_READ = 16 * 1024;
+/**
+ * A read into the slab gets at most this much room (Node's own read size). A large message's
+ * first read then brings its header and the start of its body, and the framer has the rest read
+ * straight into the body's buffer (`readInto`); a read of the whole slab would land the body in
+ * the slab instead, to be copied out, and use up the slab with nearly every such message (a fresh
+ * 256 KiB of memory for the collector per 10k-row batch).
+ */
+const MAX_SLAB_READ = 64 * 1024;
 
 /** Node's Buffer allocation without zero-filling (every byte is written before it is read). */
 function uninitialised(n: number): Uint8Array {
@@ -137,7 +145,7 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
           slabFree = 0;
           start = position % 8;
         }
-        return slab.subarray(start);
+        return slab.subarray(start, Math.min(slabBytes, start + MAX_SLAB_READ));
       },
       callback(bytes, buffer) {
         position += bytes;
