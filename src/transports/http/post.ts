@@ -88,12 +88,17 @@ function declaredLength(contentLength: string | null, contentEncoding: string | 
   return Number.isSafeInteger(n) ? n : 0;
 }
 
-/** Keeps the first `HEAD_BYTES` of a body as chunks arrive. */
+/**
+ * Keeps the first `HEAD_BYTES` of a body as chunks arrive: a view of the first chunk when it holds
+ * them (answers usually arrive whole; a copy per answer cost an allocation), else a copy.
+ */
 class Head {
   bytes: Uint8Array = new Uint8Array(0);
   see(chunk: Uint8Array): void {
-    if (this.bytes.byteLength >= HEAD_BYTES) return;
-    this.bytes = concatBytes([this.bytes, chunk.subarray(0, HEAD_BYTES - this.bytes.byteLength)]);
+    const have = this.bytes.byteLength;
+    if (have >= HEAD_BYTES) return;
+    const part = chunk.subarray(0, HEAD_BYTES - have);
+    this.bytes = have === 0 ? part : concatBytes([this.bytes, part]);
   }
 }
 
