@@ -8,26 +8,29 @@ import { instance as getVisitor } from "apache-arrow/visitor/get";
 import { batchFromData } from "../wire/batches.js";
 import { typeText } from "./type-tokens.js";
 
+/** The last schema each schema matched (schemas are never mutated, so a match holds). */
+const matched = new WeakMap<Schema, Schema>();
+
 /** Same field names, order, top-level nullability and types (metadata ignored). */
 export function sameFields(a: Schema, b: Schema): boolean {
+  if (a === b || matched.get(a) === b) return true;
   if (a.fields.length !== b.fields.length) return false;
-  return a.fields.every((f, i) => {
+  const same = a.fields.every((f, i) => {
     const g = b.fields[i]!;
     return f.name === g.name && f.nullable === g.nullable && typeText(f.type) === typeText(g.type);
   });
+  if (same) matched.set(a, b);
+  return same;
 }
 
 /**
- * Request schemas that met a declared parameter schema. Decoded schemas are shared per distinct
- * schema message and, like declared ones, never mutated, so a pair that matched once matches again.
+ * Throws a TypeError (as the reference does) when `actual` does not match the declared params.
+ * Decoded schemas are shared per distinct schema message, so after the first call of a kind the
+ * match is a map lookup (see `sameFields`).
  */
-const contractMet = new WeakMap<Schema, Schema>();
-
-/** Throws a TypeError (as the reference does) when `actual` does not match the declared params. */
 export function checkParamsContract(method: string, actual: Schema, declared: Schema): void {
-  if (contractMet.get(actual) === declared) return;
+  if (sameFields(actual, declared)) return;
   checkFields(method, actual, declared);
-  contractMet.set(actual, declared);
 }
 
 function checkFields(method: string, actual: Schema, declared: Schema): void {
