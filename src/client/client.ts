@@ -152,7 +152,7 @@ class StreamReader {
   /** The next batch of this stream, or null at its EOS; `borrow` as in `MessageFramer.next`. */
   async next(borrow = false): Promise<RecordBatch | null> {
     while (!this.ended) {
-      const f = this.client.pollFrame(borrow) ?? (await this.client.readFrame(borrow));
+      const f = this.client.pollFrame() ?? (await this.client.readFrame(borrow));
       if (f === "eos") {
         this.ended = true;
         return null;
@@ -467,10 +467,10 @@ export class RpcClient implements CallChannel {
   }
 
   /** @internal The next frame when it is buffered already (see `MessageFramer.poll`), else null: call `readFrame`. */
-  pollFrame(borrow = false): Exclude<FrameResult, "end"> | null {
+  pollFrame(): Exclude<FrameResult, "end"> | null {
     if (this.broken) throw this.broken;
     try {
-      return this.framer.poll(borrow);
+      return this.framer.poll();
     } catch (err) {
       throw this.readFailed(err);
     }

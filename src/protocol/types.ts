@@ -42,6 +42,7 @@ import {
   Time,
   Timestamp,
   TimeUnit,
+  Type,
   Uint8,
   Uint16,
   Uint32,
@@ -122,9 +123,17 @@ function makeSpec<V>(
  * as its get visitor does for them, without the visitor's per-call type dispatch.
  */
 function scalarGetter(type: DataType): Codec["get"] {
-  if (DataType.isInt(type) && type.bitWidth === 64) return (data, index) => (data.values as BigInt64Array)[index];
+  // Each reads as arrow-js does for the data's own type (a peer may send another type than the
+  // one declared), so anything but the fast path's own goes to the visitor.
+  if (DataType.isInt(type) && type.bitWidth === 64) {
+    return (data, index) =>
+      data.type.typeId === Type.Int ? (data.values as BigInt64Array)[index] : getVisitor.visit(data, index);
+  }
   if (DataType.isFloat(type) && type.precision === Precision.DOUBLE) {
-    return (data, index) => (data.values as Float64Array)[index];
+    return (data, index) =>
+      data.type.typeId === Type.Float && (data.type as Float64).precision !== Precision.HALF
+        ? (data.values as Float64Array)[index]
+        : getVisitor.visit(data, index);
   }
   return (data, index) => getVisitor.visit(data, index);
 }
@@ -176,7 +185,9 @@ const utf8Decoder = new TextDecoder("utf-8", { ignoreBOM: true });
  * TextDecoder costs more than the rest of reading a one-row batch's string. Unlike arrow-js's
  * getter, a value starting with U+FEFF keeps it, as the reference's (and every Arrow reader's) does.
  */
-function getUtf8(data: Data, index: number): string | null {
+function getUtf8(data: Data, index: number): unknown {
+  const id = data.type.typeId;
+  if (id !== Type.Utf8 && id !== Type.LargeUtf8) return getVisitor.visit(data, index);
   const offsets = data.valueOffsets as Int32Array | BigInt64Array;
   if (index + 1 >= offsets.length) return null;
   const from = Number(offsets[index]!);
@@ -235,7 +246,9 @@ function varBinaryCodec(type: DataType, large: boolean, strings: boolean): Codec
         throw new RangeError(`${total} bytes exceed the 2 GiB offset range of ${String(type)}; use the large_ variant`);
       }
       const only = n === 1 ? parts[0]! : null;
-      const data = only instanceof Uint8Array ? only : smallBytes(total);
+      // A lone binary value is used as is, as a plain Uint8Array view (a Node Buffer's slice() differs).
+      const lone = only instanceof Uint8Array;
+      const data = lone ? new Uint8Array(only.buffer, only.byteOffset, only.byteLength) : smallBytes(total);
       const offsets = large ? smallArray(BigInt64Array, n + 1) : smallArray(Int32Array, n + 1);
       let at = 0;
       for (let i = 0; i < n; i++) {
@@ -244,7 +257,7 @@ function varBinaryCodec(type: DataType, large: boolean, strings: boolean): Codec
           for (let k = 0; k < p.length; k++) data[at + k] = p.charCodeAt(k);
           at += p.length;
         } else {
-          if (data !== p) data.set(p, at);
+          if (!lone) data.set(p, at);
           at += p.byteLength;
         }
         if (large) (offsets as BigInt64Array)[i + 1] = BigInt(at);

@@ -321,7 +321,7 @@ export class MessageFramer {
    * another way). Throws as `next` would reject. A small message usually arrives whole, so a
    * reader polls first and saves the promises and microtask turns of an async read.
    */
-  poll(borrow = false): Frame | "eos" | null {
+  poll(): Frame | "eos" | null {
     if (this.parked !== null) return null;
     const h = this.header();
     if (typeof h === "number") return null;
@@ -332,17 +332,19 @@ export class MessageFramer {
       this.parked = h; // `next` reads the body (or skips it and fails)
       return null;
     }
-    return this.bufferedBody(h, borrow);
+    // (Never borrowed: after a read, the framer holds at most one piece, so a body it can frame
+    // without reading is a view of what arrived.)
+    return this.frame(h, this.take(bodyLength), false);
   }
 
   /**
    * The body of `h`, all of it buffered: a view of what arrived when it sits in one piece (never
-   * borrowed), else copied together, into the reused buffer when borrowing (a fresh one per batch
-   * is external memory that drives V8 into a major collection every few dozen batches).
+   * borrowed), else copied together, into the reused buffer when borrowing a large one (a fresh one
+   * per batch is external memory that drives V8 into a major collection every few dozen batches).
    */
   private bufferedBody(h: Header, borrow: boolean): Frame {
     const n = h.message.bodyLength;
-    if (borrow && h.message.headerType === MessageHeader.RecordBatch && !this.inOneChunk(n)) {
+    if (borrow && n >= DIRECT_READ_MIN && h.message.headerType === MessageHeader.RecordBatch && !this.inOneChunk(n)) {
       return this.frame(h, this.take(n, this.scratch.take(n)), true);
     }
     return this.frame(h, this.take(n), false);
@@ -352,11 +354,11 @@ export class MessageFramer {
    * Reads the next message. `"eos"` is an end-of-stream marker; `"end"` means the source ended
    * cleanly between messages. A source ending inside a message is a `protocol_error`.
    *
-   * With `borrow`, a record-batch body that cannot be a view of what arrived (a large one read
-   * from a `DirectByteSource`, or one that arrived in pieces) goes into a buffer this framer reuses
-   * for the next borrowed body, instead of memory of its own: whatever is decoded from it is valid
-   * only until the next `next(true)` (or `poll(true)`). Dictionary batches and schemas are never
-   * borrowed.
+   * With `borrow`, a large record-batch body (`DIRECT_READ_MIN` bytes or more) that cannot be a
+   * view of what arrived (read from a `DirectByteSource`, or arrived in pieces) goes into a buffer
+   * this framer reuses for the next borrowed body, instead of memory of its own: whatever is decoded
+   * from it is valid only until the next `next(true)`. Dictionary batches, schemas and small bodies
+   * are never borrowed.
    */
   async next(borrow = false): Promise<FrameResult> {
     let h = this.parked;

@@ -316,7 +316,8 @@ function findTemplate(
 ): Template | null {
   const list = templates.get(schema);
   if (list === undefined) return null;
-  for (const t of list) {
+  for (let i = 0; i < list.length; i++) {
+    const t = list[i]!;
     if (
       t.nodeCount === nodeCount &&
       t.bufferCount === bufferCount &&
@@ -324,10 +325,21 @@ function findTemplate(
       t.hasBody === hasBody &&
       sameMetadata(metadata, t.metadata)
     ) {
+      // Most recently used first: messages whose metadata changes every time (a state token, a
+      // trace id) push out the least recently used template, not the one every call uses.
+      if (i > 0) {
+        list.splice(i, 1);
+        list.unshift(t);
+      }
       return t;
     }
   }
   return null;
+}
+
+/** @internal How many message templates `schema` holds (for tests). */
+export function templateCount(schema: Schema): number {
+  return templates.get(schema)?.length ?? 0;
 }
 
 function keepTemplate(schema: Schema, t: Template): void {

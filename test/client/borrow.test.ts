@@ -169,7 +169,7 @@ test("a body that arrives in pieces from a plain source is copied into the reuse
     const decoder = new IpcStreamDecoder();
     const out: Array<{ frame: Frame; sum: number }> = [];
     for (;;) {
-      const f = framer.poll(borrow) ?? (await framer.next(borrow));
+      const f = framer.poll() ?? (await framer.next(borrow));
       if (f === "eos" || f === "end") return out;
       const r = decoder.accept(f);
       // Summed while current: a borrowed body is only valid until the next read.

@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { makeBuilder } from "apache-arrow";
+import {
+  Binary,
+  type DataType,
+  Dictionary,
+  Float16,
+  Float32,
+  Int32,
+  makeBuilder,
+  Utf8,
+  vectorFromArray,
+} from "apache-arrow";
 import { instance as getVisitor } from "apache-arrow/visitor/get";
 import { batchFromData, batchFromRows, rowsFromBatch, schemaOf } from "../../src/protocol/batch.js";
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
@@ -277,4 +287,26 @@ test("int64, float64 and string values read directly are the values written", ()
         assert.deepEqual(spec.codec.get(data, i), getVisitor.visit(data, i), what);
     }
   }
+});
+
+test("a column of another type than declared is read as arrow-js reads its own type", () => {
+  // A peer may answer with another type than the client declared: the direct reads apply only to
+  // their own types, everything else goes through arrow-js's getter as before.
+  const cases: Array<[FieldSpecs[string], DataType, unknown[]]> = [
+    [t.float64(), new Float16(), [1, -2.5]],
+    [t.float64(), new Float32(), [0.5, 3]],
+    [t.int64(), new Int32(), [7, -1]],
+    [t.utf8(), new Binary(), [new Uint8Array([104, 105])]],
+    [t.utf8(), new Dictionary(new Utf8(), new Int32()), ["a", "b", "a"]],
+  ];
+  for (const [spec, type, values] of cases) {
+    const data = vectorFromArray(values, type).data[0]!;
+    for (let i = 0; i < values.length; i++) {
+      assert.deepEqual(spec.codec.get(data, i), getVisitor.visit(data, i), `${String(type)} value ${i}`);
+    }
+  }
+  // A lone binary value is kept as a plain Uint8Array view, even when given as a Node Buffer.
+  const built = t.binary().codec.build([Buffer.from("ab")]);
+  assert.equal((built.values as Uint8Array).constructor, Uint8Array);
+  assert.deepEqual(t.binary().codec.get(built, 0), new Uint8Array([97, 98]));
 });

@@ -5,7 +5,7 @@ import { batchFromColumns, batchFromData, EMPTY_SCHEMA, emptyBatch, schemaOf } f
 import { type FieldSpecs, t } from "../../src/protocol/types.js";
 import { MessageFramer } from "../../src/wire/framer.js";
 import { concatBytes, encodeRecordBatchGeneral, encodeStream, IpcStreamDecoder } from "../../src/wire/ipc.js";
-import { decodeRecordBatchLean, encodeRecordBatchLean, LeanMessage } from "../../src/wire/lean.js";
+import { decodeRecordBatchLean, encodeRecordBatchLean, LeanMessage, templateCount } from "../../src/wire/lean.js";
 
 /** Deterministic pseudo-random numbers (xorshift), so failures reproduce. */
 function rng(seed: number): () => number {
@@ -152,6 +152,19 @@ test("batches of one schema reuse a written message and still match the general 
     // Each message is the caller's own: a reused template is copied, not handed out, so scribbling
     // over this one leaves the next batch's bytes right.
     chunks[0]!.fill(0xee);
+  }
+  assert.ok(templateCount(schema) <= 8);
+  // A batch of a shape seen before reuses its template (one kept), with other values written in.
+  const small = { n: t.int64(), s: t.utf8() };
+  const md = new Map([["vgi_rpc.method", "m"]]);
+  for (const [n, text] of [
+    [1n, "a"],
+    [2n, "bbbbbbbbbbbb"],
+    [3n, ""],
+  ] as const) {
+    const batch = batchFromColumns(small, { n: [n], s: [text] }, md);
+    assert.deepEqual(concatBytes(encodeRecordBatchLean(batch)!), concatBytes(encodeRecordBatchGeneral(batch)));
+    assert.equal(templateCount(schemaOf(small)), 1);
   }
 });
 
