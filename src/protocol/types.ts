@@ -55,7 +55,10 @@ import { smallArray, smallBytes } from "../wire/slab.js";
 
 /** Converts between Arrow `Data` and JS values for one type. */
 export interface Codec {
-  /** Reads the value at `index` (relative to the data's own offset); never called for nulls. */
+  /**
+   * Reads the value at `index` as arrow-js indexes it: a slice's buffers start at its first value,
+   * so `index` counts from there. Never called for nulls.
+   */
   readonly get: (data: Data, index: number) => unknown;
   /** Builds Arrow data from JS values (`null`/`undefined` become nulls). */
   readonly build: (values: readonly unknown[]) => Data;
@@ -163,7 +166,7 @@ function validityBitmap(values: readonly unknown[]): { bitmap: Uint8Array; nullC
 /** Fixed-width values read and written as raw integers (temporal types). */
 function rawBigIntCodec(type: DataType): Codec {
   return {
-    get: (data, index) => (data.values as BigInt64Array)[data.offset + index],
+    get: (data, index) => (data.values as BigInt64Array)[index],
     build: (values) => {
       const out = new BigInt64Array(values.length);
       values.forEach((v, i) => {
@@ -272,7 +275,7 @@ function varBinaryCodec(type: DataType, large: boolean, strings: boolean): Codec
 const EMPTY_BYTES = new Uint8Array(0);
 
 const dateDayCodec: Codec = {
-  get: (data, index) => (data.values as Int32Array)[data.offset + index],
+  get: (data, index) => (data.values as Int32Array)[index],
   build: (values) => {
     const out = new Int32Array(values.length);
     values.forEach((v, i) => {
@@ -287,7 +290,7 @@ function decimalCodec(type: Decimal): Codec {
   const words = type.bitWidth / 32;
   return {
     get: (data, index) => {
-      const base = (data.offset + index) * words;
+      const base = index * words;
       const w = data.values as Uint32Array;
       let v = 0n;
       for (let k = words - 1; k >= 0; k--) v = (v << 32n) | BigInt(w[base + k]!);
@@ -318,8 +321,8 @@ function listCodec(type: List, child: TypeSpec<unknown>): Codec {
     get: (data, index) => {
       const offsets = data.valueOffsets as Int32Array;
       const childData = data.children[0]!;
-      const start = offsets[data.offset + index]!;
-      const end = offsets[data.offset + index + 1]!;
+      const start = offsets[index]!;
+      const end = offsets[index + 1]!;
       const out: unknown[] = [];
       for (let j = start; j < end; j++) {
         out.push(isValid(childData, j) ? child.codec.get(childData, j) : null);
@@ -377,7 +380,7 @@ function mapCodec(type: Map_, key: TypeSpec<unknown>, value: TypeSpec<unknown>):
       const keys = entries.children[0]!;
       const vals = entries.children[1]!;
       const out = new Map<unknown, unknown>();
-      for (let j = offsets[data.offset + index]!; j < offsets[data.offset + index + 1]!; j++) {
+      for (let j = offsets[index]!; j < offsets[index + 1]!; j++) {
         out.set(key.codec.get(keys, j), isValid(vals, j) ? value.codec.get(vals, j) : null);
       }
       return out;
@@ -420,7 +423,7 @@ function mapCodec(type: Map_, key: TypeSpec<unknown>, value: TypeSpec<unknown>):
 function dictionaryCodec(type: Dictionary<Utf8, Int16>): Codec {
   return {
     get: (data, index) => {
-      const key = (data.values as Int16Array)[data.offset + index]!;
+      const key = (data.values as Int16Array)[index]!;
       return data.dictionary!.get(key);
     },
     build: (values) => {

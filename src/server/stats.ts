@@ -41,7 +41,7 @@ function dataBytes(data: Data, seen: Set<Data>): number {
     case Type.LargeBinary: {
       const large = type.typeId === Type.LargeUtf8 || type.typeId === Type.LargeBinary;
       const offsets = data.valueOffsets as Int32Array | BigInt64Array;
-      if (length > 0) n += Number(offsets[data.offset + length]!) - Number(offsets[data.offset]!);
+      if (length > 0) n += Number(offsets[length]!) - Number(offsets[0]!);
       n += (length + 1) * (large ? 8 : 4);
       break;
     }

@@ -16,6 +16,7 @@ import { batchFromData, batchFromRows, rowsFromBatch, schemaOf } from "../../src
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
 import { type FieldSpecs, t } from "../../src/protocol/types.js";
 import { bind } from "../../src/server/server.js";
+import { batchBytes } from "../../src/server/stats.js";
 import { MessageFramer } from "../../src/wire/framer.js";
 import { concatBytes, encodeStream } from "../../src/wire/ipc.js";
 import { readStream } from "../helpers/raw-peer.js";
@@ -309,4 +310,42 @@ test("a column of another type than declared is read as arrow-js reads its own t
   const built = t.binary().codec.build([Buffer.from("ab")]);
   assert.equal((built.values as Uint8Array).constructor, Uint8Array);
   assert.deepEqual(t.binary().codec.get(built, 0), new Uint8Array([97, 98]));
+});
+
+test("a sliced batch reads as its rows, and its statistics count only them", () => {
+  const fields = {
+    ts: t.timestampUs(),
+    day: t.date32(),
+    dec: t.decimal128(20, 4),
+    list: t.list(t.utf8()),
+    map: t.map(t.utf8(), t.int64()),
+    status: t.enumOf("A", "B", "C"),
+    s: t.utf8().optional(),
+    point: t.struct({ x: t.float64() }),
+  };
+  const rows = [0, 1, 2, 3].map((k) => ({
+    ts: BigInt(k) * 1_000_000n,
+    day: 19_000 + k,
+    dec: BigInt(k) * -12_345n,
+    list: Array.from({ length: k }, (_, j) => `v${k}.${j}`),
+    map: new Map([[`k${k}`, BigInt(k)]]),
+    status: (["A", "B", "C"] as const)[k % 3]!,
+    s: k === 2 ? null : `row-${k}`,
+    point: { x: k / 2 },
+  }));
+  const batch = batchFromRows(fields, rows);
+  const sliced = batch.slice(1, 3);
+  assert.equal(sliced.numRows, 2);
+  assert.deepEqual(rowsFromBatch(fields, sliced), rows.slice(1, 3));
+  // Logical bytes of the slice: those of the same two rows built on their own (utf8 and int64
+  // columns; a sliced dictionary keeps its whole dictionary, so enums are left out here).
+  const plain = { s: t.utf8().optional(), n: t.int64() };
+  const plainRows = [
+    { s: "a", n: 1n },
+    { s: "bbbb", n: 2n },
+    { s: null, n: 3n },
+    { s: "dd", n: 4n },
+  ];
+  const whole = batchFromRows(plain, plainRows);
+  assert.equal(batchBytes(whole.slice(1, 3)), batchBytes(batchFromRows(plain, plainRows.slice(1, 3))));
 });
