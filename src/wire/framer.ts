@@ -338,19 +338,6 @@ export class MessageFramer {
   }
 
   /**
-   * The body of `h`, all of it buffered: a view of what arrived when it sits in one piece (never
-   * borrowed), else copied together, into the reused buffer when borrowing a large one (a fresh one
-   * per batch is external memory that drives V8 into a major collection every few dozen batches).
-   */
-  private bufferedBody(h: Header, borrow: boolean): Frame {
-    const n = h.message.bodyLength;
-    if (borrow && n >= DIRECT_READ_MIN && h.message.headerType === MessageHeader.RecordBatch && !this.inOneChunk(n)) {
-      return this.frame(h, this.take(n, this.scratch.take(n)), true);
-    }
-    return this.frame(h, this.take(n), false);
-  }
-
-  /**
    * Reads the next message. `"eos"` is an end-of-stream marker; `"end"` means the source ended
    * cleanly between messages. A source ending inside a message is a `protocol_error`.
    *
@@ -396,6 +383,14 @@ export class MessageFramer {
     if (this.buffered < bodyLength && !(await this.fill(bodyLength))) {
       throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
     }
-    return this.bufferedBody(h, borrow);
+    // A body in pieces is copied together; a large one, when borrowing, into the reused buffer (a
+    // fresh one per batch is external memory that drives V8 into a major collection every few
+    // dozen batches). A body in one piece stays a view of what arrived.
+    if (borrow && bodyLength >= DIRECT_READ_MIN && message.headerType === MessageHeader.RecordBatch) {
+      if (!this.inOneChunk(bodyLength)) {
+        return this.frame(h, this.take(bodyLength, this.scratch.take(bodyLength)), true);
+      }
+    }
+    return this.frame(h, this.take(bodyLength), false);
   }
 }
