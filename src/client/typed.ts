@@ -11,9 +11,9 @@
  * const s = await calc.scale({ factor: 2 }); await s.exchange([{ x: 1 }]); await s.close();
  * ```
  */
-import type { RecordBatch } from "apache-arrow";
-import { RpcError } from "../errors.js";
-import { batchFromRows, oneValue, rowsFromBatch } from "../protocol/batch.js";
+import type { RecordBatch, Schema } from "apache-arrow";
+import { frameworkError, RpcError } from "../errors.js";
+import { batchFromRows, oneValue, rowsFromBatch, schemaOf } from "../protocol/batch.js";
 import type {
   ExchangeDecl,
   MethodDecl,
@@ -24,6 +24,7 @@ import type {
   UnaryDecl,
 } from "../protocol/methods.js";
 import { methodSchemas } from "../protocol/methods.js";
+import { typeText } from "../protocol/type-tokens.js";
 import type { FieldSpecs, RowOf, TypeSpec, ValueOf } from "../protocol/types.js";
 import { batchFromData, EMPTY_SCHEMA } from "../wire/batches.js";
 import type { CallChannel, CallTarget, RequestMetadata, StreamChannel } from "./transport.js";
@@ -143,12 +144,73 @@ function declOf<K extends MethodDecl["kind"]>(
   return decl as Extract<MethodDecl, { kind: K }>;
 }
 
-function decodeRows<O extends OutputSpec>(output: O, batch: RecordBatch): OutRow<O>[] {
-  return (output === "dynamic" ? plainRows(batch) : rowsFromBatch(output, batch)) as OutRow<O>[];
+// ---------------------------------------------------------------------------------------------
+// Answers
+
+/** The answer schema each declared schema last accepted (schemas are never mutated, so it holds). */
+const accepted = new WeakMap<Schema, Schema>();
+
+/**
+ * Why `actual` cannot be read as `declared`, or null when it can: every declared field must be
+ * present by name with the same Arrow type (canonical type tokens, so list and map child names do
+ * not matter). Extra fields, field order and the nullability flag are not checked; a null where
+ * the declaration allows none is (see `checkAnswer`).
+ */
+function schemaMismatch(actual: Schema, declared: Schema): string | null {
+  for (const want of declared.fields) {
+    const got = actual.fields.find((f) => f.name === want.name);
+    if (got === undefined) return `has no field '${want.name}'`;
+    const wantType = typeText(want.type);
+    const gotType = typeText(got.type);
+    if (wantType !== gotType) return `field '${want.name}' is ${gotType}, declared ${wantType}`;
+  }
+  return null;
 }
 
-function decodeHeader(header: FieldSpecs | null, batch: RecordBatch | null): unknown {
+/**
+ * Refuses an answer batch the declaration cannot read, with a ProtocolError naming the method,
+ * the part of the answer (`what`) and the mismatch, instead of reading another type's values as
+ * the declared one or failing somewhere inside the decoder. Null values in a field declared
+ * non-nullable are refused too.
+ */
+function checkAnswer(method: string, what: string, batch: RecordBatch, declared: Schema): void {
+  const actual = batch.schema;
+  if (accepted.get(declared) !== actual) {
+    const mismatch = schemaMismatch(actual, declared);
+    if (mismatch !== null) throw frameworkError("protocol_error", `${method}() answered a ${what} that ${mismatch}`);
+    accepted.set(declared, actual);
+  }
+  const fields = actual.fields;
+  for (const want of declared.fields) {
+    if (want.nullable) continue;
+    const index = fields.length === 1 ? 0 : fields.findIndex((f) => f.name === want.name);
+    if (batch.data.children[index]!.nullCount > 0) {
+      throw frameworkError("protocol_error", `${method}() answered a null '${want.name}', which is declared not null`);
+    }
+  }
+}
+
+/** Each unary declaration's result schema (built once). */
+const resultSchemas = new WeakMap<UnaryDecl, Schema>();
+
+function resultSchema(decl: UnaryDecl): Schema {
+  let schema = resultSchemas.get(decl);
+  if (schema === undefined) {
+    schema = schemaOf({ result: decl.result! });
+    resultSchemas.set(decl, schema);
+  }
+  return schema;
+}
+
+function decodeRows<O extends OutputSpec>(method: string, output: O, batch: RecordBatch): OutRow<O>[] {
+  if (output === "dynamic") return plainRows(batch) as OutRow<O>[];
+  checkAnswer(method, "batch", batch, schemaOf(output));
+  return rowsFromBatch(output, batch) as OutRow<O>[];
+}
+
+function decodeHeader(method: string, header: FieldSpecs | null, batch: RecordBatch | null): unknown {
   if (header === null || batch === null) return null;
+  checkAnswer(method, "header", batch, schemaOf(header));
   const rows = rowsFromBatch(header, batch);
   return rows[0] ?? null;
 }
@@ -174,6 +236,7 @@ export async function callUnary(
       code: "INVALID_ARGUMENT",
     });
   }
+  checkAnswer(method, "result", batch, resultSchema(decl));
   return oneValue(decl.result, batch);
 }
 
@@ -328,7 +391,12 @@ export async function openProducer(
     ...(extra ? { extra } : {}),
     ...(opts.borrowBatches ? { borrow: true } : {}),
   });
-  return new ProducerStream(raw, decodeHeader(decl.header, raw.header), (b) => decodeRows(decl.output, b), opts.signal);
+  return new ProducerStream(
+    raw,
+    await headerOf(method, decl.header, raw),
+    (b) => decodeRows(method, decl.output, b),
+    opts.signal,
+  );
 }
 
 export async function openExchange(
@@ -349,11 +417,22 @@ export async function openExchange(
   const inputSchema = methodSchemas(decl).input!;
   return new ExchangeSession(
     raw,
-    decodeHeader(decl.header, raw.header),
+    await headerOf(method, decl.header, raw),
     (rows, metadata) => batchFromRows(decl.input, rows as RowOf<FieldSpecs>[], metadata, inputSchema),
-    (b) => decodeRows(decl.output, b),
+    (b) => decodeRows(method, decl.output, b),
     opts.signal,
   );
+}
+
+/** The stream's decoded header; a header that cannot be read cancels the stream before the error is thrown. */
+async function headerOf(method: string, header: FieldSpecs | null, raw: StreamChannel): Promise<unknown> {
+  try {
+    return decodeHeader(method, header, raw.header);
+  } catch (err) {
+    // A cancel that fails has broken the connection, which the next call reports; the header's error is the one to throw.
+    await raw.cancel().catch(() => undefined);
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

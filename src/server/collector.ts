@@ -3,10 +3,10 @@ import type { RecordBatch, Schema } from "apache-arrow";
 import { batchFromColumns, batchFromRows } from "../protocol/batch.js";
 import type { LogExtra, LogLevel } from "../protocol/context.js";
 import type { OutputCollector, OutputSpec, OutRow } from "../protocol/methods.js";
+import { typeText } from "../protocol/type-tokens.js";
 import type { FieldSpecs } from "../protocol/types.js";
 import { batchFromData, emptyBatch, withMetadata } from "../wire/batches.js";
 import { logMetadata, type Origin } from "../wire/messages.js";
-import { typeText } from "./type-tokens.js";
 import { sameFields } from "./validate.js";
 
 /** Log batches waiting for the response stream to open (unary calls and stream inits). */

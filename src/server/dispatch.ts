@@ -24,6 +24,7 @@ import { frameworkError, RpcError } from "../errors.js";
 import { batchFromRows, columnFromBatch, oneValueBatch, rowsFromBatch } from "../protocol/batch.js";
 import type { AuthContext, CallContext, CookieOptions, Injected, LogExtra, LogLevel } from "../protocol/context.js";
 import type { InputBatch, MethodDecl, OutputSpec } from "../protocol/methods.js";
+import { typeText } from "../protocol/type-tokens.js";
 import type { FieldSpecs, RowOf, TypeSpec } from "../protocol/types.js";
 import { EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 import {
@@ -47,7 +48,6 @@ import { LogBuffer, TurnCollector } from "./collector.js";
 import { resolveInjected, securityRefusal } from "./security.js";
 import type { ResolvedMethod, RpcServer } from "./server.js";
 import { type CallStatistics, newStatistics, recordInput, recordOutput } from "./stats.js";
-import { typeText } from "./type-tokens.js";
 import { checkParamsContract, coerceInput } from "./validate.js";
 
 /** What a transport knows about the caller of one call. */

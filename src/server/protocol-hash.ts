@@ -12,7 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Schema } from "apache-arrow";
-import { type FieldToken, schemaTokens } from "./type-tokens.js";
+import { type FieldToken, schemaTokens } from "../protocol/type-tokens.js";
 
 /** Domain separator; moves only when the hash definition moves. */
 export const HASH_DOMAIN = "vgi_rpc.protocol_hash.v1|";

@@ -5,8 +5,8 @@
  */
 import { type Data, type DataType, makeBuilder, type RecordBatch, type Schema, Type } from "apache-arrow";
 import { instance as getVisitor } from "apache-arrow/visitor/get";
+import { typeText } from "../protocol/type-tokens.js";
 import { batchFromData } from "../wire/batches.js";
-import { typeText } from "./type-tokens.js";
 
 /** The last schema each schema matched (schemas are never mutated, so a match holds). */
 const matched = new WeakMap<Schema, Schema>();

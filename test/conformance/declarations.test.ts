@@ -63,8 +63,8 @@ import {
   type ProtocolDecl,
   type StreamInit,
 } from "../../src/protocol/methods.js";
+import type { FieldToken } from "../../src/protocol/type-tokens.js";
 import type { FieldSpecs, RowOf, ValueOf } from "../../src/protocol/types.js";
-import type { FieldToken } from "../../src/server/type-tokens.js";
 import { type FixtureProtocol, referenceProtocol, schemaFromBase64 } from "../helpers/reference.js";
 
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import type { Schema } from "apache-arrow";
 import { Message } from "apache-arrow/ipc/metadata/message";
-import type { FieldToken } from "../../src/server/type-tokens.js";
+import type { FieldToken } from "../../src/protocol/type-tokens.js";
 
 export interface FixtureMethod {
   readonly name: string;

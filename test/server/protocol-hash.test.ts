@@ -3,13 +3,13 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { test } from "node:test";
 import { Decimal, Field, Int32, Schema } from "apache-arrow";
+import { type FieldToken, schemaTokens, typeToken, UnsupportedArrowTypeError } from "../../src/protocol/type-tokens.js";
 import {
   canonicalJson,
   computeProtocolHash,
   type MethodShape,
   protocolDescription,
 } from "../../src/server/protocol-hash.js";
-import { type FieldToken, schemaTokens, typeToken, UnsupportedArrowTypeError } from "../../src/server/type-tokens.js";
 
 function shapes(p: FixtureProtocol): MethodShape[] {
   return p.methods.map((m) => ({
