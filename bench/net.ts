@@ -547,7 +547,9 @@ export async function quiverStreams(
       out.set(`producer${tag} ${n}`, await producerRate(drain, seconds));
 
       const batch = benchBatch(n);
-      const session = await bench.echo({}, opts);
+      // Borrowed: both ends read large batches into reused buffers (the server's echo handler
+      // declares `borrowInput`).
+      const session = await (borrow ? bench.echoBorrowed : bench.echo)({}, opts);
       out.set(
         `exchange${tag} ${n}`,
         await exchangeRate(async () => (await session.exchangeBatch(batch)).numRows, seconds),

@@ -24,6 +24,8 @@ export const Bench = defineProtocol(
       { output: Row, state: { left: t.int64(), rows: t.int64() } },
     ),
     echo: exchange({}, { input: Row, output: Row }),
+    /** The same echo, its handler letting the server borrow inputs (`borrowInput`). */
+    echoBorrowed: exchange({}, { input: Row, output: Row }),
   },
 );
 
@@ -92,6 +94,11 @@ export function benchServer(opts: Omit<ServerOptions, "protocols">) {
         echo: {
           init: () => ({}),
           process: (_state, input, out) => out.emitBatch(input.batch),
+        },
+        echoBorrowed: {
+          init: () => ({}),
+          process: (_state, input, out) => out.emitBatch(input.batch),
+          borrowInput: true,
         },
       }),
     ],

@@ -307,6 +307,16 @@ export interface ExchangeHandler<
   /** One turn: answer `input` with exactly one emitted batch. */
   process(state: RowOf<S>, input: InputBatch<I>, out: OutputCollector<O>, ctx: CallContext): Awaitable<void>;
   onCancel?(state: RowOf<S>, ctx: CallContext): void;
+  /**
+   * Lets the server read each large input batch (64 KiB of body or more) into one buffer it
+   * reuses for the next, instead of memory of its own, over a pipe, Unix socket, TCP or WebSocket
+   * (elsewhere it has no effect). Set it only when nothing keeps the input batch, or any view of
+   * its buffers (its column data, binary values from `rows()` or `column()`), past the turn: copy
+   * what you keep. The batch the turn emits may view the input; it is handed to the OS before the
+   * next input is read. Saves an allocation per large input and the garbage collection that
+   * follows it. Default false.
+   */
+  readonly borrowInput?: boolean;
 }
 
 /** The handler type for one declaration. */

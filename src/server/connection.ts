@@ -30,6 +30,12 @@ export interface Connection {
    * the peer is gone.
    */
   write(chunks: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Resolves once everything written so far has been handed to the OS, so no written chunk is
+   * referenced any more. A connection without it never borrows input batches
+   * (`ExchangeHandler.borrowInput`), since an answer may view the input it was made from.
+   */
+  flush?(): Promise<void>;
   /** Transport name for contexts and logs: `pipe`, `unix`, `tcp`, `ws`. */
   readonly transport: string;
   /** Facts about the peer (`remote_addr`, `user_agent`, ...). */

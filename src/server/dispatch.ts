@@ -602,6 +602,12 @@ interface ErasedStreamHandler {
     ctx: CallContext,
   ): unknown;
   onCancel?(state: Record<string, unknown>, ctx: CallContext): void;
+  readonly borrowInput?: boolean;
+}
+
+/** True when the stream's handler lets its input batches be borrowed (`ExchangeHandler.borrowInput`). */
+export function borrowsInput(stream: OpenStream): boolean {
+  return (stream.method.handler as ErasedStreamHandler).borrowInput === true;
 }
 
 interface ErasedInit {

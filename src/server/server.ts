@@ -52,6 +52,9 @@ function checkHandler(protocol: string, name: string, decl: MethodDecl, handler:
   if (!hasFunction(handler, "init") || !hasFunction(handler, turn)) {
     throw new TypeError(`${where} needs a handler object with init() and ${turn}()`);
   }
+  const borrow = (handler as { borrowInput?: unknown }).borrowInput;
+  if (borrow !== undefined && typeof borrow !== "boolean")
+    throw new TypeError(`${where}: borrowInput must be a boolean`);
 }
 
 /** Pairs a protocol with handlers for every one of its methods (checked at compile time). */

@@ -13,7 +13,7 @@ import { EOS, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
 import { SHM_OFFSET_KEY, SHM_SEGMENT_NAME_KEY, SHM_SEGMENT_SIZE_KEY } from "../wire/keys.js";
 import { isPointerBatch, resolvePointer, type SegmentAccess, toPointer } from "../wire/shm-pointer.js";
 import type { AttachedSegment, Connection, SharedMemoryAccess } from "./connection.js";
-import { type Answer, admit, Call, type CallEnv, openStream, runTurn, runUnary } from "./dispatch.js";
+import { type Answer, admit, borrowsInput, Call, type CallEnv, openStream, runTurn, runUnary } from "./dispatch.js";
 import type { RpcServer } from "./server.js";
 
 /** An error that leaves the byte stream unframed: answer it, then end the session. */
@@ -38,11 +38,14 @@ class StreamReader {
     return this.decoder.schema;
   }
 
-  /** The next record batch, or null at EOS. */
-  async next(): Promise<RecordBatch | null> {
+  /**
+   * The next record batch, or null at EOS. With `borrow`, a large body may be read into the
+   * framer's reused buffer (see `MessageFramer.next`): the batch is valid until the next read.
+   */
+  async next(borrow = false): Promise<RecordBatch | null> {
     for (;;) {
       if (this.ended) return null;
-      const r = await this.nextMessage(false);
+      const r = await this.nextMessage(false, borrow);
       if (r === "eos") return null;
       if (r === "end")
         throw new FramingLost(frameworkError("transport_error", "peer closed the connection mid-stream"));
@@ -62,10 +65,10 @@ class StreamReader {
     }
   }
 
-  private async nextMessage(first: boolean): Promise<RecordBatch | "eos" | "end" | null> {
+  private async nextMessage(first: boolean, borrow = false): Promise<RecordBatch | "eos" | "end" | null> {
     let frame: Awaited<ReturnType<MessageFramer["next"]>>;
     try {
-      frame = this.framer.poll() ?? (await this.framer.next());
+      frame = this.framer.poll() ?? (await this.framer.next(borrow));
     } catch (err) {
       const e = RpcError.from(err);
       if (e.kind === "message_too_large") throw e; // body skipped: still framed
@@ -273,8 +276,11 @@ async function serveCall(
   await conn.write([...enc.begin(), ...opening.initLogs.flatMap((b) => enc.batch(b))]);
   let inputDone = false;
   let cancelled = false;
+  // Borrowed inputs are read over the last one, so each turn's answer (which may view its input)
+  // is handed to the OS before the next input is read.
+  const flush = borrowsInput(stream) ? conn.flush?.bind(conn) : undefined;
   for (;;) {
-    let batch = await input.next();
+    let batch = await input.next(flush !== undefined);
     if (batch === null) {
       inputDone = true;
       break;
@@ -293,6 +299,7 @@ async function serveCall(
     cancelled = turn.cancelled;
     if (turn.batches.length > 0) await conn.write(routed(turn.batches, shm.output).flatMap((b) => enc.batch(b)));
     if (turn.done) break;
+    if (flush !== undefined) await flush();
   }
   await conn.write([EOS]);
   call.end(cancelled);

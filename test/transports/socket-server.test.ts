@@ -16,6 +16,8 @@ import { t } from "../../src/protocol/types.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { connectTcp, connectUnix } from "../../src/transports/socket/client.js";
 import { listenSocket, type SocketServeOptions } from "../../src/transports/socket/server.js";
+import { connectWebSocketClient } from "../../src/transports/ws/client.js";
+import { listenWebSocket } from "../../src/transports/ws/server.js";
 import { socketPath } from "../client/helpers.js";
 
 const Keep = defineProtocol(
@@ -23,6 +25,7 @@ const Keep = defineProtocol(
   {},
   {
     keep: exchange({}, { input: { v: t.float64() }, output: { n: t.int64() } }),
+    echo: exchange({}, { input: { v: t.float64() }, output: { v: t.float64() } }),
     sums: unary({}, t.list(t.float64())),
     ping: unary({}, t.int64()),
   },
@@ -42,7 +45,13 @@ function sum(b: RecordBatch): number {
   return s;
 }
 
-/** A server that keeps every input batch it is handed and sums them all later. */
+/** The memory each `echo` input's values were read into, in order. */
+const echoed: ArrayBufferLike[] = [];
+
+/**
+ * A server that keeps every input batch it is handed and sums them all later, and echoes each
+ * `echo` input back as its answer, borrowing the inputs.
+ */
 function keepingServer() {
   const kept: RecordBatch[] = [];
   const server = createServer({
@@ -54,6 +63,14 @@ function keepingServer() {
             kept.push(input.batch);
             out.emit([{ n: BigInt(input.batch.numRows) }]);
           },
+        },
+        echo: {
+          init: () => ({}),
+          process: (_s, input, out) => {
+            echoed.push((input.batch.getChild("v")!.data[0]!.values as Float64Array).buffer);
+            out.emitBatch(input.batch);
+          },
+          borrowInput: true,
         },
         sums: () => kept.map(sum),
         ping: () => 1n,
@@ -104,6 +121,43 @@ for (const over of ["unix", "tcp"] as const) {
       assert.equal(await api.ping(), 1n, "the connection serves the next call");
       const expected = sizes.map((rows, k) => sum(batchOf(k, rows)));
       assert.deepEqual(await api.sums(), expected);
+    } finally {
+      await client.close();
+      await listener.close();
+    }
+  });
+}
+
+for (const over of ["unix", "tcp", "ws"] as const) {
+  test(`a ${over} server reads borrowed inputs into one reused buffer, and each answer viewing its input arrives whole`, async () => {
+    const { listener, connect } =
+      over === "ws"
+        ? await (async () => {
+            const l = await listenWebSocket(keepingServer());
+            return { listener: l, connect: () => connectWebSocketClient(l.url, { timeoutMs: 30_000 }) };
+          })()
+        : await listen(over);
+    const client = await connect();
+    echoed.length = 0;
+    try {
+      const api = proxy(client, Keep);
+      const session = await api.echo({});
+      // 2.4 MB bodies (borrowed) with one small one (8 bytes: never borrowed) between them.
+      const sizes = [300_000, 300_000, 1, 300_000, 300_000];
+      for (const [k, rows] of sizes.entries()) {
+        const input = batchOf(k, rows);
+        const answer = await session.exchangeBatch(input);
+        assert.equal(answer.numRows, rows);
+        assert.equal(sum(answer), sum(input), `answer ${k} is its own input's values`);
+      }
+      await session.close();
+      assert.equal(await api.ping(), 1n, "the connection serves the next call");
+      const large = echoed.filter((_, k) => sizes[k]! > 1);
+      assert.equal(large.length, 4);
+      assert.ok(
+        large.every((b) => b === large[0]),
+        "every large input was read into the same buffer",
+      );
     } finally {
       await client.close();
       await listener.close();

@@ -107,6 +107,7 @@ async function serveSocket(
   const conn: Connection = {
     input,
     write: sink.write,
+    flush: sink.flush,
     transport,
     transportMetadata: meta,
     ...(auth !== undefined ? { auth } : {}),

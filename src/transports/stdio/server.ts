@@ -66,6 +66,7 @@ export async function serveStdio(server: RpcServer, opts: StdioServeOptions = {}
   const conn: Connection = {
     input: input as AsyncIterable<Uint8Array>,
     write: sink.write,
+    flush: sink.flush,
     transport: "pipe",
     ...(sharedMemory ? { sharedMemory } : {}),
     ...(opts.auth !== undefined ? { auth: opts.auth } : {}),

@@ -214,6 +214,8 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
         });
       });
 
+    // The last message sent: its callback runs once it (and so every message before it) reached the OS.
+    let lastSent: Promise<void> = Promise.resolve();
     const write = async (chunks: readonly Uint8Array[]): Promise<void> => {
       if (ws.readyState !== ws.OPEN) throw gone();
       let last: Promise<void> | null = null;
@@ -221,6 +223,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
         if (ws.readyState !== ws.OPEN) throw gone();
         last = send(m);
         last.catch(() => {});
+        lastSent = last;
         if (ws.bufferedAmount > writeHwm) await last;
       }
       if (last !== null && ws.bufferedAmount > writeHwm) await last;
@@ -230,7 +233,9 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     if (req.socket.remoteAddress) meta.remote_addr = req.socket.remoteAddress;
     const ua = req.headers["user-agent"];
     if (ua) meta.user_agent = ua;
-    const conn: Connection = { input, write, transport: "ws", transportMetadata: meta, auth };
+    // A failed send has closed the connection, which the next read or write reports.
+    const flush = () => lastSent.catch(() => {});
+    const conn: Connection = { input, write, flush, transport: "ws", transportMetadata: meta, auth };
     server.serveConnection(conn).then(
       () => {
         if (inputEnded) ws.close(CloseCode.normal);
