@@ -197,23 +197,26 @@ export function totalBytes(chunks: readonly Uint8Array[]): number {
 /** Largest single write handed to the OS, well under INT_MAX. */
 export const MAX_WRITE_BYTES = 1 << 30;
 
-/** Chunks smaller than this are joined with their small neighbours before writing. */
+/** By default, chunks smaller than this are joined with their small neighbours before writing. */
 const COALESCE_BELOW = 64 * 1024;
 
 /**
  * `chunks` as the writes (or messages) to hand a byte stream, none over `max` bytes: every run of
- * consecutive chunks under 64 KiB joined into one (a lone one kept as is), larger chunks passed
- * through as the views they are and split at `max`; empty chunks dropped. So an encoded batch's many
- * small pieces cost one write while its large column buffers are never copied. `join` joins a run
- * (Node writers pass `Buffer.concat`, whose small allocations come from a pool).
+ * consecutive chunks under `coalesceBelow` (default 64 KiB) joined into one (a lone one kept as
+ * is), larger chunks passed through as the views they are and split at `max`; empty chunks
+ * dropped. So an encoded batch's many small pieces cost one write (or message) while its large
+ * column buffers are never copied. `join` joins a run (Node writers pass `Buffer.concat`, whose
+ * small allocations come from a pool). A writer that sends several pieces in one vectored write
+ * joins less (see the stdio sink).
  */
 export function outgoingPieces(
   chunks: readonly Uint8Array[],
   join: (run: readonly Uint8Array[]) => Uint8Array = concatBytes,
   max: number = MAX_WRITE_BYTES,
+  coalesceBelow: number = COALESCE_BELOW,
 ): Uint8Array[] {
   const out: Uint8Array[] = [];
-  const mergeBelow = Math.min(max, COALESCE_BELOW);
+  const mergeBelow = Math.min(max, coalesceBelow);
   let run: Uint8Array[] = [];
   let runBytes = 0;
   const flush = () => {

@@ -249,4 +249,10 @@ test("outgoing pieces join runs of small chunks and pass large ones through as t
     [8, 4, 10, 10, 5],
   );
   assert.deepEqual(concatBytes(capped), concatBytes([small(4, 1), small(4, 2), small(4, 3), small(25, 5)]));
+  // A lower join threshold passes medium chunks through as views.
+  const medium = small(5000, 6);
+  const lower = outgoingPieces([small(3, 1), medium, small(2, 2), small(2, 3)], concatBytes, 1 << 30, 4096);
+  assert.equal(lower.length, 3);
+  assert.equal(lower[1], medium);
+  assert.deepEqual([...lower[2]!], [2, 2, 3, 3]);
 });

@@ -15,6 +15,15 @@ export interface Sink {
   readonly broken: boolean;
 }
 
+/**
+ * Pieces under this size are joined with their small neighbours; larger ones are written as the
+ * views they are. Joined runs then stay small enough to come from Node's Buffer pool, and a
+ * batch's medium buffers (a 10k-row batch's 40 KB of string offsets) are not copied into memory
+ * allocated, and later collected, per write. Measured on 10k-row batches over a pipe, against
+ * joining everything under 64 KiB: exchange +14 %, producer +15-20 %; small calls unchanged.
+ */
+const JOIN_BELOW = 4096;
+
 export function writableSink(stream: Writable): Sink {
   let broken: Error | null = null;
   stream.on("error", (err) => {
@@ -41,15 +50,21 @@ export function writableSink(stream: Writable): Sink {
 
   const write = async (chunks: readonly Uint8Array[]): Promise<void> => {
     if (broken || stream.destroyed) throw gone();
-    const pieces = outgoingPieces(chunks, joinBuffers);
+    const pieces = outgoingPieces(chunks, joinBuffers, MAX_WRITE_BYTES, JOIN_BELOW);
     let needDrain = false;
+    // Corked, the pieces leave in one vectored write (sockets and pipes implement writev).
+    const cork = pieces.length > 1;
+    if (cork) stream.cork();
     for (const p of pieces) {
       if (!stream.write(p)) needDrain = true;
       if (needDrain && p.byteLength >= MAX_WRITE_BYTES) {
+        if (cork) stream.uncork();
         await waitDrain();
+        if (cork) stream.cork();
         needDrain = false;
       }
     }
+    if (cork) stream.uncork();
     if (needDrain) await waitDrain();
     if (broken) throw gone();
   };
