@@ -276,32 +276,37 @@ async function serveCall(
   await conn.write([...enc.begin(), ...opening.initLogs.flatMap((b) => enc.batch(b))]);
   let inputDone = false;
   let cancelled = false;
-  // Borrowed inputs are read over the last one, so each turn's answer (which may view its input)
-  // is handed to the OS before the next input is read.
+  // Borrowed inputs are read over the last one, so every answer written (which may view its
+  // input) is handed to the OS before the next input is read; the buffer is let go when the
+  // stream ends (answers still queued keep it alive).
   const flush = borrowsInput(stream) ? conn.flush?.bind(conn) : undefined;
-  for (;;) {
-    let batch = await input.next(flush !== undefined);
-    if (batch === null) {
-      inputDone = true;
-      break;
-    }
-    if (isPointerBatch(batch)) {
-      try {
-        // Resolving frees the region: the reader owns what it consumed.
-        batch = resolvePointer(batch, shm.input);
-      } catch (err) {
-        const answer = call.errorAnswer(stream.outputSchema, err);
-        await conn.write(answer.batches.flatMap((b) => enc.batch(b)));
+  try {
+    for (;;) {
+      if (flush !== undefined) await flush();
+      let batch = await input.next(flush !== undefined);
+      if (batch === null) {
+        inputDone = true;
         break;
       }
+      if (isPointerBatch(batch)) {
+        try {
+          // Resolving frees the region: the reader owns what it consumed.
+          batch = resolvePointer(batch, shm.input);
+        } catch (err) {
+          const answer = call.errorAnswer(stream.outputSchema, err);
+          await conn.write(answer.batches.flatMap((b) => enc.batch(b)));
+          break;
+        }
+      }
+      const turn = await runTurn(call, stream, batch);
+      cancelled = turn.cancelled;
+      if (turn.batches.length > 0) await conn.write(routed(turn.batches, shm.output).flatMap((b) => enc.batch(b)));
+      if (turn.done) break;
     }
-    const turn = await runTurn(call, stream, batch);
-    cancelled = turn.cancelled;
-    if (turn.batches.length > 0) await conn.write(routed(turn.batches, shm.output).flatMap((b) => enc.batch(b)));
-    if (turn.done) break;
-    if (flush !== undefined) await flush();
+    await conn.write([EOS]);
+    call.end(cancelled);
+    if (!inputDone) await input.drain();
+  } finally {
+    if (flush !== undefined) framer.releaseBorrowed();
   }
-  await conn.write([EOS]);
-  call.end(cancelled);
-  if (!inputDone) await input.drain();
 }

@@ -5,12 +5,14 @@
  * connection limit holds, and `close` ends idle connections.
  */
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createConnection } from "node:net";
 import { test } from "node:test";
 import { makeData, type RecordBatch } from "apache-arrow";
 import type { RpcClient } from "../../src/client/client.js";
 import { proxy } from "../../src/client/typed.js";
 import { RpcError } from "../../src/errors.js";
-import { batchFromData, schemaOf } from "../../src/protocol/batch.js";
+import { batchFromData, EMPTY_SCHEMA, schemaOf } from "../../src/protocol/batch.js";
 import { defineProtocol, exchange, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { bind, createServer } from "../../src/server/server.js";
@@ -18,7 +20,10 @@ import { connectTcp, connectUnix } from "../../src/transports/socket/client.js";
 import { listenSocket, type SocketServeOptions } from "../../src/transports/socket/server.js";
 import { connectWebSocketClient } from "../../src/transports/ws/client.js";
 import { listenWebSocket } from "../../src/transports/ws/server.js";
+import { MessageFramer } from "../../src/wire/framer.js";
+import { concatBytes, encodeStream } from "../../src/wire/ipc.js";
 import { socketPath } from "../client/helpers.js";
+import { readStream } from "../helpers/raw-peer.js";
 
 const Keep = defineProtocol(
   "test.SocketServer.v1",
@@ -26,6 +31,7 @@ const Keep = defineProtocol(
   {
     keep: exchange({}, { input: { v: t.float64() }, output: { n: t.int64() } }),
     echo: exchange({}, { input: { v: t.float64() }, output: { v: t.float64() } }),
+    head: exchange({}, { input: { v: t.float64() }, output: { v: t.float64() } }),
     sums: unary({}, t.list(t.float64())),
     ping: unary({}, t.int64()),
   },
@@ -44,6 +50,8 @@ function sum(b: RecordBatch): number {
   for (const x of b.getChild("v")!.data[0]!.values as Float64Array) s += x;
   return s;
 }
+
+const HEAD_ROWS = 1000;
 
 /** The memory each `echo` input's values were read into, in order. */
 const echoed: ArrayBufferLike[] = [];
@@ -70,6 +78,12 @@ function keepingServer() {
             echoed.push((input.batch.getChild("v")!.data[0]!.values as Float64Array).buffer);
             out.emitBatch(input.batch);
           },
+          borrowInput: true,
+        },
+        // Answers each input with a view of its first 1000 values.
+        head: {
+          init: () => ({}),
+          process: (_s, input, out) => out.emitBatch(input.batch.slice(0, HEAD_ROWS)),
           borrowInput: true,
         },
         sums: () => kept.map(sum),
@@ -164,6 +178,45 @@ for (const over of ["unix", "tcp", "ws"] as const) {
     }
   });
 }
+
+test("a client that sends its inputs ahead gets every answer intact: a borrowed input is not read over an answer still queued", async () => {
+  const { listener } = await listen("unix");
+  const path = (listener.address as { path: string }).path;
+  const socket = createConnection(path);
+  await once(socket, "connect");
+  try {
+    // One call and all its inputs at once (160 KB each, so borrowed), then nothing read for a
+    // while: the server's answers (8 KB views of their inputs, under the write high-water mark)
+    // fill the socket's buffer and wait in the write queue while later inputs are there to read.
+    const md = new Map([
+      ["vgi_rpc.method", "head"],
+      ["vgi_rpc.request_version", "1"],
+      ["vgi_rpc.protocol", "test.SocketServer.v1"],
+    ]);
+    const inputs = Array.from({ length: 60 }, (_, k) => batchOf(k, 20_000));
+    socket.pause();
+    socket.write(
+      concatBytes([
+        ...encodeStream(EMPTY_SCHEMA, [batchFromData(EMPTY_SCHEMA, [], 0, md)]),
+        ...encodeStream(V, inputs),
+      ]),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const framer = new MessageFramer(socket[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>);
+    const answer = await readStream(framer);
+    assert.ok(answer !== null);
+    assert.equal(answer.batches.length, inputs.length);
+    for (const [k, b] of answer.batches.entries()) {
+      assert.equal(b.numRows, HEAD_ROWS);
+      const got = b.getChild("v")!.toArray() as Float64Array;
+      const bad = got.findIndex((x, i) => x !== k * 1e7 + i);
+      assert.equal(bad, -1, `answer ${k} value ${bad} is ${got[bad]}, not from input ${k}`);
+    }
+  } finally {
+    socket.destroy();
+    await listener.close();
+  }
+});
 
 test("the connection limit holds: a connection past it is closed unserved, and one is served once a place frees", async () => {
   const { listener, connect } = await listen("unix", { maxConnections: 1 });
