@@ -471,7 +471,9 @@ export async function quiverUnary(
 
 /**
  * Rows per second of each stream figure, keyed `producer N`, `exchange N`, and for batches of
- * `BORROW_MIN_ROWS` and more also `producer borrowed N`/`exchange borrowed N` (N rows a batch).
+ * `BORROW_MIN_ROWS` and more also `producer borrowed N`/`exchange borrowed N` (N rows a batch);
+ * producers with `BENCH_PREFETCH` ticks in flight add `producer prefetch N` (and
+ * `producer prefetch borrowed N`).
  */
 export type StreamRates = Map<string, number>;
 
@@ -521,35 +523,42 @@ export async function exchangeRate(turn: () => Promise<number>, seconds: number)
   });
 }
 
+/** Ticks the producer figures marked "ticks ahead" keep in flight (`prefetch`). */
+export const BENCH_PREFETCH = 8;
+
 /**
  * Producer and exchange throughput at each batch size, reading batch by batch (no per-row
  * decoding), best of `STREAM_WINDOWS` windows of `seconds` after a warm-up, as the raw downloads
- * are measured. Producer: streams growing in length until one takes 50 ms; exchange: one stream
- * echoing the same prebuilt batch.
+ * are measured. Producer: streams growing in length until one takes 50 ms, lockstep and, when
+ * `prefetch` (a channel that honours it: not HTTP), with `BENCH_PREFETCH` ticks in flight;
+ * exchange: one stream echoing the same prebuilt batch.
  */
 export async function quiverStreams(
   channel: CallChannel,
   sizes: readonly number[],
   seconds: number,
+  prefetch = true,
 ): Promise<StreamRates> {
   const bench = proxy(channel, Bench);
   const out: StreamRates = new Map();
   for (const n of sizes) {
     for (const borrow of n >= BORROW_MIN_ROWS ? [false, true] : [false]) {
-      const opts = borrow ? { borrowBatches: true } : {};
       const tag = borrow ? " borrowed" : "";
-      const drain = async (batches: number) => {
-        const stream = await bench.rows({ batches: BigInt(batches), rows: BigInt(n) }, opts);
-        let got = 0;
-        for await (const b of stream.batches()) got += b.numRows;
-        return got;
-      };
-      out.set(`producer${tag} ${n}`, await producerRate(drain, seconds));
+      for (const ahead of prefetch ? [1, BENCH_PREFETCH] : [1]) {
+        const opts = { ...(borrow ? { borrowBatches: true } : {}), ...(ahead > 1 ? { prefetch: ahead } : {}) };
+        const drain = async (batches: number) => {
+          const stream = await bench.rows({ batches: BigInt(batches), rows: BigInt(n) }, opts);
+          let got = 0;
+          for await (const b of stream.batches()) got += b.numRows;
+          return got;
+        };
+        out.set(`producer${ahead > 1 ? " prefetch" : ""}${tag} ${n}`, await producerRate(drain, seconds));
+      }
 
       const batch = benchBatch(n);
       // Borrowed: both ends read large batches into reused buffers (the server's echo handler
       // declares `borrowInput`).
-      const session = await (borrow ? bench.echoBorrowed : bench.echo)({}, opts);
+      const session = await (borrow ? bench.echoBorrowed : bench.echo)({}, borrow ? { borrowBatches: true } : {});
       out.set(
         `exchange${tag} ${n}`,
         await exchangeRate(async () => (await session.exchangeBatch(batch)).numRows, seconds),

@@ -37,6 +37,7 @@ import { MessageFramer } from "../src/wire/framer.js";
 import { concatBytes, IpcStreamEncoder } from "../src/wire/ipc.js";
 import { requestBytes } from "../test/helpers/raw-peer.js";
 import {
+  BENCH_PREFETCH,
   bestDownload,
   type Channel,
   childOutput,
@@ -239,15 +240,34 @@ function bytesPerBatch(n: number): number {
 const sizeName = (n: number) =>
   n === 1 ? "1-row" : n === 10_000 ? "10k-row" : n === 1_000_000 ? "1M-row" : `${n}-row`;
 
+/** The stream figures' keys (`StreamRates`, without the batch size), in report order. */
+const STREAM_KINDS = [
+  "producer",
+  "producer borrowed",
+  "producer prefetch",
+  "producer prefetch borrowed",
+  "exchange",
+  "exchange borrowed",
+] as const;
+
+/** A stream figure's name: `producer 10k-row batches (borrowed, 8 ticks ahead)`. */
+function streamName(kind: string, n: number): string {
+  const words = kind.split(" ");
+  const notes = [
+    ...(words.includes("borrowed") ? ["borrowed"] : []),
+    ...(words.includes("prefetch") ? [`${BENCH_PREFETCH} ticks ahead`] : []),
+  ];
+  return `${words[0]} ${sizeName(n)} batches${notes.length > 0 ? ` (${notes.join(", ")})` : ""}`;
+}
+
 /** rows/s and GB/s of every stream figure of one transport against its raw one-way bandwidth. */
 function reportStreams(transport: string, rates: StreamRates, rawBw: number, limit: string): void {
-  for (const kind of ["producer", "producer borrowed", "exchange", "exchange borrowed"] as const) {
+  for (const kind of STREAM_KINDS) {
     for (const n of SIZES) {
       const rows = rates.get(`${kind} ${n}`);
       if (rows === undefined) continue;
       const bytes = (rows / n) * bytesPerBatch(n);
-      const [call, borrowed] = kind.split(" ");
-      const what = `${call} ${sizeName(n)} batches${borrowed ? " (borrowed)" : ""}`;
+      const what = streamName(kind, n);
       report({ figure: `${what}, GB/s`, transport, value: bytes / 1e9, unit: "GB/s", limit, ratio: bytes / rawBw });
       report({ figure: `${what}, rows/s`, transport, value: rows, unit: "rows/s", limit, ratio: bytes / rawBw });
     }
@@ -276,14 +296,12 @@ function reportRegion(transport: string, rates: StreamRates, regionBw: number, r
     ratio: regionBw / rawBw,
   });
   const n = Math.max(...SIZES);
-  for (const kind of ["producer", "producer borrowed", "exchange", "exchange borrowed"] as const) {
+  for (const kind of STREAM_KINDS) {
     const rows = rates.get(`${kind} ${n}`);
     if (rows === undefined) continue;
     const bytes = (rows / n) * region;
-    const [call, borrowed] = kind.split(" ");
-    const what = `${call} ${sizeName(n)} batches${borrowed ? " (borrowed)" : ""}`;
     report({
-      figure: `${what}, GB/s, vs same-size raw`,
+      figure: `${streamName(kind, n)}, GB/s, vs same-size raw`,
       transport,
       value: bytes / 1e9,
       unit: "GB/s",
@@ -327,17 +345,21 @@ function reportPeer(
     });
   }
   for (const [key, theirs] of streams) {
-    const mine = ours.streams.get(key);
-    if (mine === undefined) continue;
-    const [kind, n] = key.split(" ");
-    report({
-      figure: `${kind} ${sizeName(Number(n))} batches, rows/s`,
-      transport,
-      value: mine,
-      unit: "rows/s",
-      limit: `${peer} (${theirs.toPrecision(3)} rows/s)`,
-      ratio: mine / theirs,
-    });
+    const [kind, n] = key.split(" ") as [string, string];
+    // The peers' clients are lockstep; quiver's producer is also compared with ticks in flight
+    // (`prefetch`), against the same peer figure.
+    for (const ourKind of kind === "producer" ? [kind, "producer prefetch"] : [kind]) {
+      const mine = ours.streams.get(`${ourKind} ${n}`);
+      if (mine === undefined) continue;
+      report({
+        figure: `${streamName(ourKind, Number(n))}, rows/s`,
+        transport,
+        value: mine,
+        unit: "rows/s",
+        limit: `${peer} (${theirs.toPrecision(3)} rows/s${ourKind === kind ? "" : ", lockstep"})`,
+        ratio: mine / theirs,
+      });
+    }
   }
 }
 

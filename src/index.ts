@@ -17,6 +17,8 @@ export {
   type ClientOptions,
   type ClientTransport,
   ExchangeSession,
+  MAX_TICKS_AHEAD,
+  type ProducerOptions,
   ProducerStream,
   type ProtocolClient,
   proxy,

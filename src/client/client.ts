@@ -34,13 +34,14 @@ import {
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../wire/messages.js";
 import { resolvePointer, type SegmentAccess, segmentMetadata, toPointer } from "../wire/shm-pointer.js";
 import { describeProtocol, listProtocols, type ProtocolListing, type ServiceDescription } from "./describe.js";
-import type {
-  CallChannel,
-  CallTarget,
-  ClientTransport,
-  RequestMetadata,
-  StreamChannel,
-  StreamOpenOptions,
+import {
+  type CallChannel,
+  type CallTarget,
+  type ClientTransport,
+  MAX_TICKS_AHEAD,
+  type RequestMetadata,
+  type StreamChannel,
+  type StreamOpenOptions,
 } from "./transport.js";
 import { Watchdog } from "./watchdog.js";
 
@@ -53,6 +54,7 @@ import {
   type MethodsOfKind,
   openExchange,
   openProducer,
+  type ProducerOptions,
   type StreamOptions,
 } from "./typed.js";
 
@@ -232,6 +234,8 @@ export class RawStream implements StreamChannel {
   private reader: StreamReader | null = null;
   private state: "open" | "finished" | "closed" = "open";
   private ops: Promise<unknown> = Promise.resolve();
+  /** Inputs written whose answers are not read yet (more than one only with `pull`). */
+  private owed = 0;
 
   /** @internal */
   constructor(
@@ -269,27 +273,53 @@ export class RawStream implements StreamChannel {
 
   /**
    * Sends one input batch (producers: a zero-row tick on the empty schema) and returns the
-   * server's answer, or null when the server ended the stream. A server error ends the stream
-   * (the input stream is closed) and is thrown as `RpcError`.
+   * server's next answer, or null when the server ended the stream. Answers come in the order of
+   * the inputs: with ticks still in flight (`pull`), that is the answer to the oldest of them. A
+   * server error ends the stream (the input stream is closed) and is thrown as `RpcError`.
    */
   send(batch: RecordBatch): Promise<RecordBatch | null> {
+    return this.turn(() => [batch]);
+  }
+
+  /** A producer tick: a zero-row batch on the empty schema, optionally carrying metadata. */
+  tick(metadata?: ReadonlyMap<string, string>): Promise<RecordBatch | null> {
+    return this.turn(() => [emptyBatch(EMPTY_SCHEMA, metadata)]);
+  }
+
+  /**
+   * A producer's next batch, with up to `ahead` ticks in flight: the ticks that are missing are
+   * sent before the answer is read, so the server produces the following batches while this one
+   * is consumed; `ahead` is from 1 to `MAX_TICKS_AHEAD`. `pull(1)` is `tick()`. Ticks the server does not answer (it finished, failed,
+   * or was cancelled or closed) are read and discarded by the server, as the protocol has it.
+   */
+  pull(ahead: number): Promise<RecordBatch | null> {
+    if (!Number.isInteger(ahead) || ahead < 1 || ahead > MAX_TICKS_AHEAD) {
+      return Promise.reject(
+        new RangeError(`ticks ahead must be an integer from 1 to ${MAX_TICKS_AHEAD}, got ${ahead}`),
+      );
+    }
+    return this.turn(() => {
+      const ticks: RecordBatch[] = [];
+      for (let n = ahead - this.owed; n > 0; n--) ticks.push(emptyBatch(EMPTY_SCHEMA));
+      return ticks;
+    });
+  }
+
+  /** Writes `inputs()` (possibly none), then reads the server's next answer. */
+  private turn(inputs: () => RecordBatch[]): Promise<RecordBatch | null> {
     return this.serial(async () => {
       if (this.state !== "open") throw frameworkError("protocol_error", "Stream has been closed or cancelled");
       try {
-        if (this.encoder === null) this.encoder = new IpcStreamEncoder(batch.schema);
-        else if (!sameFields(this.encoder.schema, batch.schema)) {
-          throw new TypeError(
-            "an input batch's schema differs from the schema of the stream's first input batch (one IPC stream carries one schema)",
-          );
-        }
-        await this.client.writeChunks(this.encoder.batch(this.client.outgoing(batch)));
+        const batches = inputs();
+        if (batches.length > 0) await this.writeInputs(batches);
         this.reader ??= new StreamReader(this.client);
         const out = await this.reader.nextData(this.onLog, this.borrow);
         if (out === null) {
-          // Server finished: complete our input stream so the next request starts clean.
-          await this.client.writeChunks(this.encoder.end());
+          // Server finished: complete our input stream so the next request starts clean (the
+          // server reads and discards any tick it did not answer).
+          await this.client.writeChunks((this.encoder ?? new IpcStreamEncoder(EMPTY_SCHEMA)).end());
           this.end("finished");
-        }
+        } else this.owed--;
         return out;
       } catch (err) {
         if (this.client.isBroken) this.end("closed");
@@ -299,9 +329,20 @@ export class RawStream implements StreamChannel {
     });
   }
 
-  /** A producer tick: a zero-row batch on the empty schema, optionally carrying metadata. */
-  tick(metadata?: ReadonlyMap<string, string>): Promise<RecordBatch | null> {
-    return this.send(emptyBatch(EMPTY_SCHEMA, metadata));
+  /** Writes input batches in one write; the server owes an answer for each. */
+  private async writeInputs(batches: readonly RecordBatch[]): Promise<void> {
+    const chunks: Uint8Array[] = [];
+    for (const batch of batches) {
+      if (this.encoder === null) this.encoder = new IpcStreamEncoder(batch.schema);
+      else if (!sameFields(this.encoder.schema, batch.schema)) {
+        throw new TypeError(
+          "an input batch's schema differs from the schema of the stream's first input batch (one IPC stream carries one schema)",
+        );
+      }
+      for (const c of this.encoder.batch(this.client.outgoing(batch))) chunks.push(c);
+    }
+    await this.client.writeChunks(chunks);
+    this.owed += batches.length;
   }
 
   private async closeNow(): Promise<void> {
@@ -610,7 +651,7 @@ export class RpcClient implements CallChannel {
     method: K,
     ...args: Parameters<ClientMethod<P["methods"][K]>>
   ): ReturnType<ClientMethod<P["methods"][K]>> {
-    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, StreamOptions | undefined];
+    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, ProducerOptions | undefined];
     return openProducer(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
   }
 

@@ -21,7 +21,13 @@ export {
   reflectionNotHosted,
   type ServiceDescription,
 } from "./describe.js";
-export type { CallChannel, ClientTransport, StreamChannel, StreamOpenOptions } from "./transport.js";
+export {
+  type CallChannel,
+  type ClientTransport,
+  MAX_TICKS_AHEAD,
+  type StreamChannel,
+  type StreamOpenOptions,
+} from "./transport.js";
 export {
   type CallOptions,
   type ClientMethod,
@@ -29,6 +35,7 @@ export {
   type HeaderOf,
   type MethodsOfKind,
   type ParamsIn,
+  type ProducerOptions,
   ProducerStream,
   type ProtocolClient,
   paramsBatch,

@@ -33,6 +33,13 @@ export interface CallTarget {
 /** Extra metadata on a request batch (framework keys always win). */
 export type RequestMetadata = ReadonlyMap<string, string>;
 
+/**
+ * The most ticks a producer stream keeps in flight (`RawStream.pull`, `prefetch`). 64 ticks are
+ * under 5 KB, so they fit any socket or pipe buffer (64 KiB for a pipe) and writing them never
+ * waits on a server that is itself blocked writing an answer this client has not read yet.
+ */
+export const MAX_TICKS_AHEAD = 64;
+
 /** One stream call at the batch level (lockstep: one answer per input batch). */
 export interface StreamChannel {
   /** The header batch, when the method declares one. */
@@ -43,6 +50,12 @@ export interface StreamChannel {
   send(batch: RecordBatch): Promise<RecordBatch | null>;
   /** A producer tick (zero-row batch on the empty schema, optionally with metadata). */
   tick(metadata?: ReadonlyMap<string, string>): Promise<RecordBatch | null>;
+  /**
+   * A producer's next batch with up to `ahead` ticks in flight (1 to `MAX_TICKS_AHEAD`; the
+   * server produces ahead of the consumer). Optional: a channel without it (HTTP, whose turns chain on tokens) is ticked
+   * one batch at a time.
+   */
+  pull?(ahead: number): Promise<RecordBatch | null>;
   /** Ends the input (EOS) and drains the output. Idempotent. */
   close(): Promise<void>;
   /** Cancels with the protocol's cancel batch. Idempotent, best effort. */

@@ -27,7 +27,13 @@ import { methodSchemas } from "../protocol/methods.js";
 import { typeText } from "../protocol/type-tokens.js";
 import type { FieldSpecs, RowOf, TypeSpec, ValueOf } from "../protocol/types.js";
 import { batchFromData, EMPTY_SCHEMA } from "../wire/batches.js";
-import type { CallChannel, CallTarget, RequestMetadata, StreamChannel } from "./transport.js";
+import {
+  type CallChannel,
+  type CallTarget,
+  MAX_TICKS_AHEAD,
+  type RequestMetadata,
+  type StreamChannel,
+} from "./transport.js";
 import { plainRows } from "./values.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -101,6 +107,21 @@ export interface StreamOptions extends CallOptions {
    * Saves a page-faulted allocation and the garbage collection it triggers per large batch.
    */
   readonly borrowBatches?: boolean;
+}
+
+/** Options of a producer stream. */
+export interface ProducerOptions extends StreamOptions {
+  /**
+   * How many batches the server may be asked for ahead of the consumer: the client keeps up to
+   * this many ticks in flight, so the server produces the next batches while the current one is
+   * consumed, instead of one round trip per batch. The wire stays the protocol's lockstep (one
+   * batch per tick, in order), so any vgi-rpc server serves it. The cost: a consumer that stops
+   * early (break, `cancel()`, abort) may have had up to `prefetch - 1` more batches produced, and
+   * read and discarded. Session transports (pipe, subprocess, Unix, TCP, WebSocket, shared
+   * memory) honour it; over HTTP each turn chains on the previous one's token, so it is ignored.
+   * An integer from 1 to 64 (`MAX_TICKS_AHEAD`). Default 1 (lockstep, as the reference client).
+   */
+  readonly prefetch?: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,6 +291,8 @@ export class ProducerStream<Row, H> implements AsyncIterable<Row> {
     readonly header: H,
     private readonly decode: (batch: RecordBatch) => Row[],
     private readonly signal: AbortSignal | undefined,
+    /** Ticks kept in flight (`ProducerOptions.prefetch`). */
+    private readonly prefetch = 1,
   ) {
     this.detach = watchAbort(raw, signal);
   }
@@ -282,7 +305,7 @@ export class ProducerStream<Row, H> implements AsyncIterable<Row> {
     try {
       for (;;) {
         if (this.signal?.aborted) throw abortReason(this.signal);
-        const b = await this.raw.tick();
+        const b = this.prefetch > 1 && this.raw.pull ? await this.raw.pull(this.prefetch) : await this.raw.tick();
         if (this.signal?.aborted) throw abortReason(this.signal);
         if (b === null) {
           done = true;
@@ -381,9 +404,15 @@ export async function openProducer(
   protocol: ProtocolDecl,
   method: string,
   params: Readonly<Record<string, unknown>> = {},
-  opts: StreamOptions = {},
+  opts: ProducerOptions = {},
 ): Promise<ProducerStream<unknown, unknown>> {
   const decl = declOf(protocol, method, "producer") as ProducerDecl;
+  const prefetch = opts.prefetch ?? 1;
+  if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_TICKS_AHEAD) {
+    throw new RangeError(
+      `${method}(): prefetch must be an integer from 1 to ${MAX_TICKS_AHEAD}, got ${String(opts.prefetch)}`,
+    );
+  }
   if (opts.signal?.aborted) throw abortReason(opts.signal);
   const extra = extraMetadata(opts);
   const raw = await client.openStream(targetOf(protocol, method), paramsBatch(method, decl.params, params), {
@@ -396,6 +425,7 @@ export async function openProducer(
     await headerOf(method, decl.header, raw),
     (b) => decodeRows(method, decl.output, b),
     opts.signal,
+    prefetch,
   );
 }
 
@@ -443,7 +473,7 @@ export type ClientMethod<D> =
   D extends UnaryDecl<infer P, infer _R>
     ? (...args: ParamsArgs<P, CallOptions>) => Promise<ResultOf<D>>
     : D extends ProducerDecl<infer P, infer O, infer H, infer _S>
-      ? (...args: ParamsArgs<P, StreamOptions>) => Promise<ProducerStream<OutRow<O>, HeaderOf<H>>>
+      ? (...args: ParamsArgs<P, ProducerOptions>) => Promise<ProducerStream<OutRow<O>, HeaderOf<H>>>
       : D extends ExchangeDecl<infer P, infer I, infer O, infer H, infer _S>
         ? (...args: ParamsArgs<P, StreamOptions>) => Promise<ExchangeSession<RowOf<I>, OutRow<O>, HeaderOf<H>>>
         : never;
@@ -461,7 +491,7 @@ export function proxy<P extends ProtocolDecl>(client: CallChannel, protocol: P):
       out[name] = (params?: Readonly<Record<string, unknown>>, opts?: CallOptions) =>
         callUnary(client, protocol, name, params, opts);
     } else if (decl.kind === "producer") {
-      out[name] = (params?: Readonly<Record<string, unknown>>, opts?: StreamOptions) =>
+      out[name] = (params?: Readonly<Record<string, unknown>>, opts?: ProducerOptions) =>
         openProducer(client, protocol, name, params, opts);
     } else {
       out[name] = (params?: Readonly<Record<string, unknown>>, opts?: StreamOptions) =>

@@ -3,7 +3,7 @@
  * driven by our port of its declaration. The same cases run over every session transport.
  */
 import assert from "node:assert/strict";
-import { Field, Float64, Int64, makeData, Schema } from "apache-arrow";
+import { Field, Float64, Int64, makeData, type RecordBatch, Schema } from "apache-arrow";
 import type { RpcClient } from "../../src/client/client.js";
 import { type ProtocolClient, paramsBatch } from "../../src/client/typed.js";
 import { buildRichHeader, ConformanceService } from "../../src/conformance/service.js";
@@ -205,18 +205,22 @@ export const CASES: readonly InteropCase[] = [
     },
   },
   {
-    name: "producer produce_error_mid_stream (rows, then RpcError)",
+    name: "producer produce_error_mid_stream (rows, then RpcError), lockstep and with ticks in flight",
     async run({ svc }) {
-      const seen: bigint[] = [];
-      await rejectsWith(
-        (async () => {
-          for await (const r of await svc.produce_error_mid_stream({ emit_before_error: 2n })) seen.push(r.index!);
-        })(),
-        "RuntimeError",
-        /intentional error after 2 batches/,
-      );
-      assert.deepEqual(seen, [0n, 1n]);
-      assert.equal(await svc.echo_int({ value: 1n }), 1n);
+      for (const prefetch of [1, 4]) {
+        const seen: bigint[] = [];
+        await rejectsWith(
+          (async () => {
+            for await (const r of await svc.produce_error_mid_stream({ emit_before_error: 2n }, { prefetch })) {
+              seen.push(r.index!);
+            }
+          })(),
+          "RuntimeError",
+          /intentional error after 2 batches/,
+        );
+        assert.deepEqual(seen, [0n, 1n]);
+        assert.equal(await svc.echo_int({ value: BigInt(prefetch) }), BigInt(prefetch));
+      }
     },
   },
   {
@@ -263,6 +267,40 @@ export const CASES: readonly InteropCase[] = [
         /intentional init error/,
       );
       assert.equal(await svc.echo_string({ value: "still in sync" }), "still in sync");
+    },
+  },
+  {
+    name: "producer prefetch: every batch in order, finishing with ticks in flight; the connection stays in sync",
+    async run({ svc }) {
+      for (const prefetch of [2, 4, 64]) {
+        const rows = await (await svc.produce_n({ count: 10n }, { prefetch })).toArray();
+        assert.deepEqual(
+          rows.map((r) => r.index),
+          Array.from({ length: 10 }, (_, i) => BigInt(i)),
+        );
+        assert.equal(await svc.echo_int({ value: BigInt(prefetch) }), BigInt(prefetch));
+      }
+      let rows = 0;
+      for await (const b of (
+        await svc.produce_large_batches({ rows_per_batch: 5000n, batch_count: 3n }, { prefetch: 8 })
+      ).batches()) {
+        rows += b.numRows;
+      }
+      assert.equal(rows, 15000);
+      const s = await svc.produce_with_header({ count: 3n }, { prefetch: 3 });
+      assert.equal((await s.toArray()).length, 3);
+      assert.equal(await svc.echo_string({ value: "in sync" }), "in sync");
+    },
+  },
+  {
+    name: "producer prefetch: a count outside 1-64 is refused before anything is sent",
+    async run({ svc }) {
+      for (const prefetch of [0, 1.5, 65, Number.NaN]) {
+        await assert.rejects(svc.produce_n({ count: 1n }, { prefetch }), RangeError);
+      }
+      assert.deepEqual(await (await svc.produce_n({ count: 1n }, { prefetch: 64 })).toArray(), [
+        { index: 0n, value: 0n },
+      ]);
     },
   },
   {
@@ -411,6 +449,53 @@ export const CASES: readonly InteropCase[] = [
         ["a", "b"],
       );
       assert.equal(d.methods.get("produce_with_header")!.hasHeader, true);
+    },
+  },
+];
+
+/**
+ * Cases for session transports only (pipe, Unix, TCP): they rely on ticks kept in flight, which
+ * HTTP does not do (each turn chains on the previous one's token).
+ */
+export const SESSION_CASES: readonly InteropCase[] = [
+  {
+    name: "producer prefetch: the server answers every tick sent before a break's cancel (prefetch - 1 extra produce calls)",
+    async run({ svc }) {
+      await svc.reset_cancel_probe();
+      for await (const r of await svc.cancellable_producer({}, { prefetch: 4 })) if (r.index === 1n) break;
+      // Two batches consumed; the client had topped the ticks in flight up to 4 before each read,
+      // so 5 ticks preceded the cancel batch and the server produced for each, in order.
+      const [produced, , cancels] = await svc.cancel_probe_counters();
+      assert.equal(produced, 5n);
+      assert.equal(cancels, 1n);
+      assert.equal(await svc.echo_string({ value: "after cancel" }), "after cancel");
+    },
+  },
+  {
+    name: "producer prefetch: a tick sent with answers owed gets the oldest answer; ticks keep their order",
+    async run({ client }) {
+      const target = {
+        protocol: ConformanceService.name,
+        protocolVersion: ConformanceService.version,
+        method: "produce_tick_metadata",
+      };
+      const params = paramsBatch("produce_tick_metadata", ConformanceService.methods.produce_tick_metadata.params, {
+        count: 5n,
+      });
+      const raw = await client.openStream(target, params, { hasHeader: false });
+      const seen = async (b: Promise<RecordBatch | null>) => {
+        const batch = await b;
+        assert.ok(batch !== null);
+        return `${batch.getChild("index")!.get(0)}:${batch.getChild("seen")!.get(0)}`;
+      };
+      assert.equal(await seen(raw.pull(3)), "0:");
+      assert.equal(await seen(raw.tick(new Map([["vgi.conformance.tick", "x"]]))), "1:");
+      assert.equal(await seen(raw.pull(1)), "2:");
+      assert.equal(await seen(raw.pull(1)), "3:x");
+      assert.equal(await seen(raw.pull(2)), "4:");
+      assert.equal(await raw.pull(2), null);
+      assert.ok(raw.ended);
+      await assert.rejects(raw.pull(0), RangeError);
     },
   },
 ];

@@ -10,7 +10,7 @@ import { connectTcp, connectUnix } from "../../src/transports/socket/client.js";
 import { connectSubprocess } from "../../src/transports/stdio/client.js";
 import type { LogRecord } from "../../src/wire/messages.js";
 import { ourWorker, referenceWorker, type SocketWorker, socketPath, spawnSocketWorker, within } from "./helpers.js";
-import { CASES, type CaseContext } from "./reference-cases.js";
+import { CASES, type CaseContext, SESSION_CASES } from "./reference-cases.js";
 
 const TIMEOUT = { timeoutMs: 10_000 };
 
@@ -32,7 +32,7 @@ function suite(
       await client?.close();
       await teardown?.();
     });
-    for (const c of CASES) {
+    for (const c of [...CASES, ...SESSION_CASES]) {
       test(c.name, async () => {
         logs = [];
         const ctx: CaseContext = {

@@ -580,6 +580,23 @@ const FOCUSED: readonly { name: string; run(client: HttpClient, logs: LogRecord[
     },
   },
   {
+    name: "produce_n with prefetch (ignored: each HTTP turn chains on the previous one's token)",
+    async run(client) {
+      const svc = proxy(client, ConformanceService);
+      const rows = await (await svc.produce_n({ count: 4n }, { prefetch: 8 })).toArray();
+      assert.deepEqual(
+        rows.map((r) => r.index),
+        [0n, 1n, 2n, 3n],
+      );
+      // Nothing is produced ahead: a break after two batches leaves exactly two produce calls.
+      await svc.reset_cancel_probe();
+      for await (const r of await svc.cancellable_producer({}, { prefetch: 4 })) if (r.index === 1n) break;
+      const [produced, , cancels] = await svc.cancel_probe_counters();
+      assert.equal(produced, 2n);
+      assert.equal(cancels, 1n);
+    },
+  },
+  {
     name: "produce_with_header",
     async run(client) {
       const s = await proxy(client, ConformanceService).produce_with_header({ count: 3n });

@@ -140,6 +140,30 @@ test("producer outputs above the threshold come through the segment, and drainin
   }
 });
 
+test("with prefetch, batches answered ahead come through the segment too, and a break frees the ones never consumed", async () => {
+  const r = rig();
+  try {
+    const stream = await r.client.stream(
+      ConformanceService,
+      "produce_large_batches",
+      { rows_per_batch: 16_384n, batch_count: 10n },
+      { prefetch: 4 },
+    );
+    let batches = 0;
+    for await (const b of stream.batches()) {
+      assert.equal(b.numRows, 16_384);
+      if (++batches === 3) break;
+    }
+    // Three consumed with four ticks kept in flight: six ticks preceded the cancel, and the
+    // server answered each through the segment; the three never consumed were read and freed.
+    assert.equal(r.access!.attached[0]!.allocations, 6);
+    assert.equal(r.segment!.allocs.length, 0, "the client freed every output region");
+    assert.equal(await proxy(r.client, ConformanceService).echo_int({ value: 3n }), 3n);
+  } finally {
+    await r.close();
+  }
+});
+
 test("a segment that cannot allocate leaves the batch on the pipe", async () => {
   const r = rig();
   try {

@@ -291,6 +291,25 @@ test("100 concurrent connections each run a stream to the end", async () => {
   });
 });
 
+test("a producer with ticks in flight (prefetch) delivers every batch in order, and a break leaves the connection usable", async () => {
+  await withServer({}, async (listener) => {
+    const client = await connectWebSocketClient(listener.url);
+    const svc = proxy(client, Svc);
+    const rows = await (await svc.count({ n: 50n }, { prefetch: 8 })).toArray();
+    assert.deepEqual(
+      rows.map((r) => r.i),
+      Array.from({ length: 50 }, (_, i) => BigInt(i)),
+    );
+    produced = 0;
+    let seen = 0;
+    for await (const _ of await svc.forever({ size: 16n }, { prefetch: 8 })) if (++seen === 3) break;
+    // Three consumed, eight ticks kept in flight: ten ticks preceded the cancel.
+    assert.equal(produced, 10);
+    assert.equal(await svc.add({ a: 2, b: 3 }), 5);
+    await client.close();
+  });
+});
+
 test("setCookie over WebSocket fails with cookie_not_allowed and the connection stays usable", async () => {
   await withServer({}, async (listener) => {
     const client = await connectWebSocketClient(listener.url);
