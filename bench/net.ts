@@ -473,7 +473,8 @@ export async function quiverUnary(
  * Rows per second of each stream figure, keyed `producer N`, `exchange N`, and for batches of
  * `BORROW_MIN_ROWS` and more also `producer borrowed N`/`exchange borrowed N` (N rows a batch);
  * producers with `BENCH_PREFETCH` ticks in flight add `producer prefetch N` (and
- * `producer prefetch borrowed N`).
+ * `producer prefetch borrowed N`), exchanges with as many inputs sent ahead `exchange pipelined N`
+ * (and `exchange pipelined borrowed N`).
  */
 export type StreamRates = Map<string, number>;
 
@@ -523,7 +524,7 @@ export async function exchangeRate(turn: () => Promise<number>, seconds: number)
   });
 }
 
-/** Ticks the producer figures marked "ticks ahead" keep in flight (`prefetch`). */
+/** Ticks (`prefetch`) or exchange inputs (`pipeline` window) the "ahead" figures keep in flight. */
 export const BENCH_PREFETCH = 8;
 
 /**
@@ -531,7 +532,8 @@ export const BENCH_PREFETCH = 8;
  * decoding), best of `STREAM_WINDOWS` windows of `seconds` after a warm-up, as the raw downloads
  * are measured. Producer: streams growing in length until one takes 50 ms, lockstep and, when
  * `prefetch` (a channel that honours it: not HTTP), with `BENCH_PREFETCH` ticks in flight;
- * exchange: one stream echoing the same prebuilt batch.
+ * exchange: one stream echoing the same prebuilt batch, turn by turn and, when `prefetch`, with
+ * `BENCH_PREFETCH` inputs sent ahead.
  */
 export async function quiverStreams(
   channel: CallChannel,
@@ -563,6 +565,17 @@ export async function quiverStreams(
         `exchange${tag} ${n}`,
         await exchangeRate(async () => (await session.exchangeBatch(batch)).numRows, seconds),
       );
+      if (prefetch) {
+        // The same echo with `BENCH_PREFETCH` inputs sent ahead (`pipelineBatches`), in runs of
+        // growing length, as the producer's streams.
+        const pipelined = async (batches: number) => {
+          let got = 0;
+          const inputs = Array.from({ length: batches }, () => batch);
+          for await (const b of session.pipelineBatches(inputs, { window: BENCH_PREFETCH })) got += b.numRows;
+          return got;
+        };
+        out.set(`exchange pipelined${tag} ${n}`, await producerRate(pipelined, seconds));
+      }
       await session.close();
     }
   }

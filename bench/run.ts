@@ -248,6 +248,8 @@ const STREAM_KINDS = [
   "producer prefetch borrowed",
   "exchange",
   "exchange borrowed",
+  "exchange pipelined",
+  "exchange pipelined borrowed",
 ] as const;
 
 /** A stream figure's name: `producer 10k-row batches (borrowed, 8 ticks ahead)`. */
@@ -256,6 +258,7 @@ function streamName(kind: string, n: number): string {
   const notes = [
     ...(words.includes("borrowed") ? ["borrowed"] : []),
     ...(words.includes("prefetch") ? [`${BENCH_PREFETCH} ticks ahead`] : []),
+    ...(words.includes("pipelined") ? [`${BENCH_PREFETCH} inputs ahead`] : []),
   ];
   return `${words[0]} ${sizeName(n)} batches${notes.length > 0 ? ` (${notes.join(", ")})` : ""}`;
 }
@@ -346,9 +349,10 @@ function reportPeer(
   }
   for (const [key, theirs] of streams) {
     const [kind, n] = key.split(" ") as [string, string];
-    // The peers' clients are lockstep; quiver's producer is also compared with ticks in flight
-    // (`prefetch`), against the same peer figure.
-    for (const ourKind of kind === "producer" ? [kind, "producer prefetch"] : [kind]) {
+    // The peers' clients are lockstep; quiver's streams are also compared with ticks or inputs in
+    // flight (`prefetch`, `pipeline`), against the same peer figure.
+    const ahead = kind === "producer" ? "producer prefetch" : kind === "exchange" ? "exchange pipelined" : null;
+    for (const ourKind of ahead === null ? [kind] : [kind, ahead]) {
       const mine = ours.streams.get(`${ourKind} ${n}`);
       if (mine === undefined) continue;
       report({

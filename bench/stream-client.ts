@@ -33,7 +33,7 @@ if (transport === "pipe") {
 } else {
   const channel = await quiverChannel(transport as NetTransport, JSON.parse(readyJson) as Ready);
   try {
-    // HTTP chains each producer turn on the previous one's token: no ticks in flight to measure.
+    // HTTP chains each stream turn on the previous one's token: nothing in flight to measure.
     rates = await quiverStreams(channel, STREAM_SIZES, Number(seconds), transport !== "http");
   } finally {
     await channel.close();

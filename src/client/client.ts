@@ -38,7 +38,7 @@ import {
   type CallChannel,
   type CallTarget,
   type ClientTransport,
-  MAX_TICKS_AHEAD,
+  MAX_IN_FLIGHT,
   type RequestMetadata,
   type StreamChannel,
   type StreamOpenOptions,
@@ -289,14 +289,12 @@ export class RawStream implements StreamChannel {
   /**
    * A producer's next batch, with up to `ahead` ticks in flight: the ticks that are missing are
    * sent before the answer is read, so the server produces the following batches while this one
-   * is consumed; `ahead` is from 1 to `MAX_TICKS_AHEAD`. `pull(1)` is `tick()`. Ticks the server does not answer (it finished, failed,
+   * is consumed; `ahead` is from 1 to `MAX_IN_FLIGHT`. `pull(1)` is `tick()`. Ticks the server does not answer (it finished, failed,
    * or was cancelled or closed) are read and discarded by the server, as the protocol has it.
    */
   pull(ahead: number): Promise<RecordBatch | null> {
-    if (!Number.isInteger(ahead) || ahead < 1 || ahead > MAX_TICKS_AHEAD) {
-      return Promise.reject(
-        new RangeError(`ticks ahead must be an integer from 1 to ${MAX_TICKS_AHEAD}, got ${ahead}`),
-      );
+    if (!Number.isInteger(ahead) || ahead < 1 || ahead > MAX_IN_FLIGHT) {
+      return Promise.reject(new RangeError(`ticks ahead must be an integer from 1 to ${MAX_IN_FLIGHT}, got ${ahead}`));
     }
     return this.turn(() => {
       const ticks: RecordBatch[] = [];
@@ -332,17 +330,101 @@ export class RawStream implements StreamChannel {
   /** Writes input batches in one write; the server owes an answer for each. */
   private async writeInputs(batches: readonly RecordBatch[]): Promise<void> {
     const chunks: Uint8Array[] = [];
-    for (const batch of batches) {
-      if (this.encoder === null) this.encoder = new IpcStreamEncoder(batch.schema);
-      else if (!sameFields(this.encoder.schema, batch.schema)) {
-        throw new TypeError(
-          "an input batch's schema differs from the schema of the stream's first input batch (one IPC stream carries one schema)",
-        );
-      }
-      for (const c of this.encoder.batch(this.client.outgoing(batch))) chunks.push(c);
-    }
+    for (const batch of batches) this.encodeInput(batch, chunks);
     await this.client.writeChunks(chunks);
     this.owed += batches.length;
+  }
+
+  /** Appends one input batch's messages to `chunks` (the schema message first, once). */
+  private encodeInput(batch: RecordBatch, chunks: Uint8Array[]): void {
+    if (this.encoder === null) this.encoder = new IpcStreamEncoder(batch.schema);
+    else if (!sameFields(this.encoder.schema, batch.schema)) {
+      throw new TypeError(
+        "an input batch's schema differs from the schema of the stream's first input batch (one IPC stream carries one schema)",
+      );
+    }
+    for (const c of this.encoder.batch(this.client.outgoing(batch))) chunks.push(c);
+  }
+
+  /**
+   * An exchange with its inputs sent ahead: writes batches of `inputs` while fewer than `window`
+   * answers are owed, and yields each answer, in order, as it is read. The writes are queued
+   * behind one another and never awaited by the reading, so a server blocked writing an answer
+   * is always read from: no deadlock, whatever the batch sizes. An input's buffers may be held
+   * until it is written, so do not change a batch after `inputs` yields it. The session stays
+   * open when `inputs` ends (for more turns, `close()` or `cancel()`); a server error closes it,
+   * as in `send`; leaving early (break, a throwing `inputs`) cancels it. Nothing else runs on
+   * the stream meanwhile: `send`, `close` and `cancel` wait for the pipeline to end.
+   */
+  async *pipeline(
+    inputs: Iterable<RecordBatch> | AsyncIterable<RecordBatch>,
+    window: number,
+  ): AsyncGenerator<RecordBatch, void, undefined> {
+    if (!Number.isInteger(window) || window < 1 || window > MAX_IN_FLIGHT) {
+      throw new RangeError(`window must be an integer from 1 to ${MAX_IN_FLIGHT}, got ${window}`);
+    }
+    let unlock = () => {};
+    const held = new Promise<void>((resolve) => {
+      unlock = resolve;
+    });
+    const before = this.ops;
+    this.ops = before.then(() => held);
+    await before;
+    const it =
+      Symbol.asyncIterator in inputs
+        ? (inputs as AsyncIterable<RecordBatch>)[Symbol.asyncIterator]()
+        : (inputs as Iterable<RecordBatch>)[Symbol.iterator]();
+    let exhausted = false;
+    let completed = false;
+    // Writes in order, none awaited by the reads; a failed one breaks the client, which the
+    // next read reports.
+    let writes: Promise<void> = Promise.resolve();
+    try {
+      if (this.state !== "open") throw frameworkError("protocol_error", "Stream has been closed or cancelled");
+      this.reader ??= new StreamReader(this.client);
+      for (;;) {
+        while (!exhausted && this.owed < window) {
+          const next = await it.next();
+          if (next.done) {
+            exhausted = true;
+            break;
+          }
+          const chunks: Uint8Array[] = [];
+          this.encodeInput(next.value, chunks);
+          this.owed++;
+          writes = writes.then(() => this.client.writeChunks(chunks));
+          writes.catch(() => {});
+        }
+        if (this.owed === 0) break;
+        const out = await this.reader.nextData(this.onLog, this.borrow);
+        if (out === null) {
+          await writes;
+          await this.client.writeChunks((this.encoder ?? new IpcStreamEncoder(EMPTY_SCHEMA)).end());
+          this.end("finished");
+          throw frameworkError("protocol_error", "the server ended the exchange stream with inputs unanswered");
+        }
+        this.owed--;
+        yield out;
+      }
+      await writes;
+      completed = true;
+    } catch (err) {
+      if (this.client.isBroken) this.end("closed");
+      else if (err instanceof RpcError && this.state === "open") {
+        await writes.catch(() => {});
+        await this.closeNow();
+      }
+      throw err;
+    } finally {
+      if (!completed) {
+        if (!exhausted) await Promise.resolve(it.return?.()).catch(() => {});
+        if (this.state === "open") {
+          await writes.catch(() => {});
+          await this.cancelNow();
+        }
+      }
+      unlock();
+    }
   }
 
   private async closeNow(): Promise<void> {
@@ -378,23 +460,25 @@ export class RawStream implements StreamChannel {
    * `vgi_rpc.cancel`), then drains the output. Idempotent; transport errors are swallowed.
    */
   cancel(): Promise<void> {
-    return this.serial(async () => {
-      if (this.state !== "open") return;
-      const md = new Map([[CANCEL_KEY, "1"]]);
-      try {
-        if (this.encoder === null) {
-          await this.client.writeChunks(encodeStream(EMPTY_SCHEMA, [emptyBatch(EMPTY_SCHEMA, md)]));
-        } else {
-          const enc = this.encoder;
-          await this.client.writeChunks([...enc.batch(emptyBatch(enc.schema, md)), ...enc.end()]);
-        }
-        await this.drainOutput();
-      } catch {
-        // Best effort, as the reference.
-      } finally {
-        this.end("closed");
+    return this.serial(() => this.cancelNow());
+  }
+
+  private async cancelNow(): Promise<void> {
+    if (this.state !== "open") return;
+    const md = new Map([[CANCEL_KEY, "1"]]);
+    try {
+      if (this.encoder === null) {
+        await this.client.writeChunks(encodeStream(EMPTY_SCHEMA, [emptyBatch(EMPTY_SCHEMA, md)]));
+      } else {
+        const enc = this.encoder;
+        await this.client.writeChunks([...enc.batch(emptyBatch(enc.schema, md)), ...enc.end()]);
       }
-    });
+      await this.drainOutput();
+    } catch {
+      // Best effort, as the reference.
+    } finally {
+      this.end("closed");
+    }
   }
 }
 

@@ -24,17 +24,19 @@ export {
 export {
   type CallChannel,
   type ClientTransport,
-  MAX_TICKS_AHEAD,
+  MAX_IN_FLIGHT,
   type StreamChannel,
   type StreamOpenOptions,
 } from "./transport.js";
 export {
   type CallOptions,
   type ClientMethod,
+  DEFAULT_PIPELINE_WINDOW,
   ExchangeSession,
   type HeaderOf,
   type MethodsOfKind,
   type ParamsIn,
+  type PipelineOptions,
   type ProducerOptions,
   ProducerStream,
   type ProtocolClient,

@@ -34,11 +34,13 @@ export interface CallTarget {
 export type RequestMetadata = ReadonlyMap<string, string>;
 
 /**
- * The most ticks a producer stream keeps in flight (`RawStream.pull`, `prefetch`). 64 ticks are
- * under 5 KB, so they fit any socket or pipe buffer (64 KiB for a pipe) and writing them never
- * waits on a server that is itself blocked writing an answer this client has not read yet.
+ * The most inputs a stream keeps in flight: a producer's ticks (`RawStream.pull`, `prefetch`) or
+ * an exchange's pipelined inputs (`RawStream.pipeline`, `window`). 64 ticks are under 5 KB, so
+ * they fit any socket or pipe buffer (64 KiB for a pipe) and writing them never waits on a server
+ * that is itself blocked writing an answer this client has not read yet; for an exchange it
+ * bounds the inputs held in memory until written.
  */
-export const MAX_TICKS_AHEAD = 64;
+export const MAX_IN_FLIGHT = 64;
 
 /** One stream call at the batch level (lockstep: one answer per input batch). */
 export interface StreamChannel {
@@ -51,11 +53,20 @@ export interface StreamChannel {
   /** A producer tick (zero-row batch on the empty schema, optionally with metadata). */
   tick(metadata?: ReadonlyMap<string, string>): Promise<RecordBatch | null>;
   /**
-   * A producer's next batch with up to `ahead` ticks in flight (1 to `MAX_TICKS_AHEAD`; the
+   * A producer's next batch with up to `ahead` ticks in flight (1 to `MAX_IN_FLIGHT`; the
    * server produces ahead of the consumer). Optional: a channel without it (HTTP, whose turns chain on tokens) is ticked
    * one batch at a time.
    */
   pull?(ahead: number): Promise<RecordBatch | null>;
+  /**
+   * An exchange's inputs sent up to `window` ahead of the answers read (1 to `MAX_IN_FLIGHT`),
+   * the answers yielded in order. Optional: a channel without it (HTTP) is sent one input at a
+   * time.
+   */
+  pipeline?(
+    inputs: Iterable<RecordBatch> | AsyncIterable<RecordBatch>,
+    window: number,
+  ): AsyncGenerator<RecordBatch, void, undefined>;
   /** Ends the input (EOS) and drains the output. Idempotent. */
   close(): Promise<void>;
   /** Cancels with the protocol's cancel batch. Idempotent, best effort. */

@@ -30,7 +30,7 @@ import { batchFromData, EMPTY_SCHEMA } from "../wire/batches.js";
 import {
   type CallChannel,
   type CallTarget,
-  MAX_TICKS_AHEAD,
+  MAX_IN_FLIGHT,
   type RequestMetadata,
   type StreamChannel,
 } from "./transport.js";
@@ -109,6 +109,18 @@ export interface StreamOptions extends CallOptions {
   readonly borrowBatches?: boolean;
 }
 
+/** Inputs an exchange pipeline keeps in flight unless told otherwise (`PipelineOptions.window`). */
+export const DEFAULT_PIPELINE_WINDOW = 8;
+
+/** Options of `ExchangeSession.pipeline` / `pipelineBatches`. */
+export interface PipelineOptions {
+  /**
+   * Inputs sent ahead of the answers read: an integer from 1 to 64 (`MAX_IN_FLIGHT`). Each one
+   * is held in memory until written. Default 8 (`DEFAULT_PIPELINE_WINDOW`).
+   */
+  readonly window?: number;
+}
+
 /** Options of a producer stream. */
 export interface ProducerOptions extends StreamOptions {
   /**
@@ -119,7 +131,7 @@ export interface ProducerOptions extends StreamOptions {
    * early (break, `cancel()`, abort) may have had up to `prefetch - 1` more batches produced, and
    * read and discarded. Session transports (pipe, subprocess, Unix, TCP, WebSocket, shared
    * memory) honour it; over HTTP each turn chains on the previous one's token, so it is ignored.
-   * An integer from 1 to 64 (`MAX_TICKS_AHEAD`). Default 1 (lockstep, as the reference client).
+   * An integer from 1 to 64 (`MAX_IN_FLIGHT`). Default 1 (lockstep, as the reference client).
    */
   readonly prefetch?: number;
 }
@@ -386,6 +398,65 @@ export class ExchangeSession<In, Out, H> {
     return this.decode(await this.exchangeBatch(batch));
   }
 
+  /**
+   * Many turns with the inputs sent ahead: each input of `inputs` (rows, built with the declared
+   * input specs, or a prebuilt batch) is sent while fewer than `window` answers are owed, and the
+   * answer batches are yielded in order, one per input. Where `exchange()` waits a round trip per
+   * turn, the server here works on the next inputs while you read this answer. The wire stays
+   * the protocol's lockstep (one answer per input, in order), so any vgi-rpc server serves it.
+   * The session stays open when `inputs` ends. Leaving early (break, abort, an error from
+   * `inputs`) cancels the exchange, whose inputs already sent may have been processed; a server
+   * error closes it, as in `exchange()`. An input batch's buffers may be held until it is written:
+   * do not change one after `inputs` yields it. Over HTTP (no pipelining) the inputs are sent one
+   * at a time.
+   */
+  async *pipelineBatches(
+    inputs: Iterable<readonly In[] | RecordBatch> | AsyncIterable<readonly In[] | RecordBatch>,
+    opts: PipelineOptions = {},
+  ): AsyncGenerator<RecordBatch, void, undefined> {
+    const window = opts.window ?? DEFAULT_PIPELINE_WINDOW;
+    if (!Number.isInteger(window) || window < 1 || window > MAX_IN_FLIGHT) {
+      throw new RangeError(`window must be an integer from 1 to ${MAX_IN_FLIGHT}, got ${String(opts.window)}`);
+    }
+    const batches = this.inputBatches(inputs);
+    try {
+      if (this.raw.pipeline === undefined) {
+        let done = false;
+        try {
+          for await (const batch of batches) yield await this.exchangeBatch(batch);
+          done = true;
+        } finally {
+          if (!done && !this.raw.ended) await this.raw.cancel();
+        }
+        return;
+      }
+      for await (const out of this.raw.pipeline(batches, window)) {
+        if (this.signal?.aborted) throw abortReason(this.signal);
+        yield out;
+      }
+    } finally {
+      if (this.raw.ended) this.detach();
+    }
+  }
+
+  /** `pipelineBatches`, each answer decoded to rows. */
+  async *pipeline(
+    inputs: Iterable<readonly In[] | RecordBatch> | AsyncIterable<readonly In[] | RecordBatch>,
+    opts: PipelineOptions = {},
+  ): AsyncGenerator<Out[], void, undefined> {
+    for await (const b of this.pipelineBatches(inputs, opts)) yield this.decode(b);
+  }
+
+  /** Inputs as batches: rows are built with the declared input specs, batches pass as they are. */
+  private async *inputBatches(
+    inputs: Iterable<readonly In[] | RecordBatch> | AsyncIterable<readonly In[] | RecordBatch>,
+  ): AsyncGenerator<RecordBatch, void, undefined> {
+    for await (const input of inputs) {
+      if (this.signal?.aborted) throw abortReason(this.signal);
+      yield Array.isArray(input) ? this.encode(input as readonly In[]) : (input as RecordBatch);
+    }
+  }
+
   /** Ends the input stream and drains the output. */
   async close(): Promise<void> {
     await this.raw.close();
@@ -408,9 +479,9 @@ export async function openProducer(
 ): Promise<ProducerStream<unknown, unknown>> {
   const decl = declOf(protocol, method, "producer") as ProducerDecl;
   const prefetch = opts.prefetch ?? 1;
-  if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_TICKS_AHEAD) {
+  if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_IN_FLIGHT) {
     throw new RangeError(
-      `${method}(): prefetch must be an integer from 1 to ${MAX_TICKS_AHEAD}, got ${String(opts.prefetch)}`,
+      `${method}(): prefetch must be an integer from 1 to ${MAX_IN_FLIGHT}, got ${String(opts.prefetch)}`,
     );
   }
   if (opts.signal?.aborted) throw abortReason(opts.signal);

@@ -313,6 +313,86 @@ export const CASES: readonly InteropCase[] = [
     },
   },
   {
+    name: "exchange pipeline: exchange_scale answers every input in order; the session stays open for more turns",
+    async run({ svc }) {
+      const s = await svc.exchange_scale({ factor: 2 });
+      const inputs = function* () {
+        for (let i = 0; i < 40; i++) yield [{ value: i }, { value: null }];
+      };
+      const got: (number | null)[] = [];
+      for await (const rows of s.pipeline(inputs(), { window: 8 })) {
+        assert.equal(rows.length, 2);
+        got.push(rows[0]!.value);
+        assert.equal(rows[1]!.value, null);
+      }
+      assert.deepEqual(
+        got,
+        Array.from({ length: 40 }, (_, i) => 2 * i),
+      );
+      // Async inputs and prebuilt batches, window 1 (one at a time), on the same session.
+      const asyncInputs = async function* () {
+        yield [{ value: 0.5 }];
+        yield paramsBatch("x", { value: ConformanceService.methods.exchange_scale.input.value }, { value: 3 });
+      };
+      const more: (number | null)[] = [];
+      for await (const b of s.pipelineBatches(asyncInputs(), { window: 1 })) more.push(b.getChild("value")!.get(0));
+      assert.deepEqual(more, [1, 6]);
+      assert.deepEqual(await s.exchange([{ value: -4 }]), [{ value: -8 }]);
+      await s.close();
+      assert.equal(await svc.echo_string({ value: "in sync" }), "in sync");
+    },
+  },
+  {
+    name: "exchange pipeline: large batches both ways with 8 in flight (no deadlock on full buffers)",
+    async run({ svc }) {
+      const s = await svc.exchange_scale({ factor: 0.5 });
+      const rows = Array.from({ length: 200_000 }, (_, i) => ({ value: i }));
+      const batch = paramsBatch("x", { value: ConformanceService.methods.exchange_scale.input.value }, { value: 0 });
+      const big = s.pipelineBatches(
+        (function* () {
+          for (let k = 0; k < 12; k++) yield k === 0 ? batch : rows;
+        })(),
+        { window: 8 },
+      );
+      let answers = 0;
+      for await (const b of big) {
+        assert.equal(b.numRows, answers === 0 ? 1 : 200_000);
+        if (answers > 0) assert.equal(b.getChild("value")!.get(199_999), 199_999 / 2);
+        answers++;
+      }
+      assert.equal(answers, 12);
+      await s.close();
+    },
+  },
+  {
+    name: "exchange pipeline: a server error arrives after the answers before it; the connection stays usable",
+    async run({ svc }) {
+      const s = await svc.exchange_error_on_nth({ fail_on: 3n });
+      const seen: (number | null)[] = [];
+      await assert.rejects(
+        (async () => {
+          const inputs = Array.from({ length: 10 }, (_, i) => [{ value: i }]);
+          for await (const rows of s.pipeline(inputs, { window: 4 })) seen.push(rows[0]!.value);
+        })(),
+        (e: unknown) => e instanceof RpcError && /intentional error on exchange 3/.test(e.message),
+      );
+      assert.deepEqual(seen, [0, 1]);
+      await assert.rejects(s.exchange([{ value: 3 }]), /closed or cancelled/);
+      assert.equal(await svc.echo_string({ value: "ok" }), "ok");
+    },
+  },
+  {
+    name: "exchange pipeline: a window outside 1-64 is refused before anything is sent",
+    async run({ svc }) {
+      const s = await svc.exchange_scale({ factor: 1 });
+      for (const window of [0, 65, 2.5]) {
+        await assert.rejects(s.pipeline([[{ value: 1 }]], { window }).next(), RangeError);
+      }
+      assert.deepEqual(await s.exchange([{ value: 7 }]), [{ value: 7 }]);
+      await s.close();
+    },
+  },
+  {
     name: "exchange exchange_accumulate (state across turns)",
     async run({ svc }) {
       const s = await svc.exchange_accumulate();
@@ -454,6 +534,25 @@ export const CASES: readonly InteropCase[] = [
 ];
 
 /**
+ * Pipelines endless inputs through `cancellable_exchange` with 8 in flight and breaks after two
+ * answers; returns the session and the server's exchange and on_cancel counts since.
+ */
+export async function breakPipelineAfterTwo(svc: CaseContext["svc"]) {
+  await svc.reset_cancel_probe();
+  const ex = await svc.cancellable_exchange();
+  const forever = function* () {
+    for (let i = 0; ; i++) yield [{ value: i }];
+  };
+  let answers = 0;
+  for await (const rows of ex.pipeline(forever(), { window: 8 })) {
+    assert.deepEqual(rows, [{ value: answers }]);
+    if (++answers === 2) break;
+  }
+  const [, exchanged, cancels] = await svc.cancel_probe_counters();
+  return { ex, exchanged, cancels };
+}
+
+/**
  * Cases for session transports only (pipe, Unix, TCP): they rely on ticks kept in flight, which
  * HTTP does not do (each turn chains on the previous one's token).
  */
@@ -496,6 +595,42 @@ export const SESSION_CASES: readonly InteropCase[] = [
       assert.equal(await raw.pull(2), null);
       assert.ok(raw.ended);
       await assert.rejects(raw.pull(0), RangeError);
+    },
+  },
+  {
+    name: "exchange pipeline: a break cancels the exchange after the server answered every input sent (window - 1 extra)",
+    async run({ svc }) {
+      const { ex, exchanged, cancels } = await breakPipelineAfterTwo(svc);
+      // Two answers read with eight inputs kept in flight: nine inputs preceded the cancel.
+      assert.equal(exchanged, 9n);
+      assert.equal(cancels, 1n);
+      await assert.rejects(ex.exchange([{ value: 1 }]), /closed or cancelled/);
+      assert.equal(await svc.echo_string({ value: "after cancel" }), "after cancel");
+    },
+  },
+  {
+    name: "exchange pipeline: inputs that throw cancel the exchange and the error reaches the caller",
+    async run({ svc }) {
+      await svc.reset_cancel_probe();
+      const ex = await svc.cancellable_exchange();
+      const failing = async function* () {
+        yield [{ value: 1 }];
+        yield [{ value: 2 }];
+        throw new Error("inputs failed");
+      };
+      const seen: (number | null)[] = [];
+      await assert.rejects(
+        (async () => {
+          for await (const rows of ex.pipeline(failing(), { window: 4 })) seen.push(rows[0]!.value);
+        })(),
+        /inputs failed/,
+      );
+      // The inputs failed while the first two were in flight: nothing was read before the cancel.
+      assert.deepEqual(seen, []);
+      const [, exchanged, cancels] = await svc.cancel_probe_counters();
+      assert.equal(exchanged, 2n);
+      assert.equal(cancels, 1n);
+      assert.equal(await svc.echo_int({ value: 9n }), 9n);
     },
   },
 ];

@@ -31,7 +31,7 @@ import {
 import { concatBytes, encodeStream } from "../../src/wire/ipc.js";
 import type { LogRecord } from "../../src/wire/messages.js";
 import { ourWorker, referenceWorker, within } from "../client/helpers.js";
-import { CASES, type CaseContext } from "../client/reference-cases.js";
+import { breakPipelineAfterTwo, CASES, type CaseContext } from "../client/reference-cases.js";
 
 const P = "quiver.HttpClientTest.v1";
 let cancelled = 0;
@@ -580,7 +580,7 @@ const FOCUSED: readonly { name: string; run(client: HttpClient, logs: LogRecord[
     },
   },
   {
-    name: "produce_n with prefetch (ignored: each HTTP turn chains on the previous one's token)",
+    name: "produce_n with prefetch (ignored: each HTTP turn chains on the previous one's token; nothing produced ahead)",
     async run(client) {
       const svc = proxy(client, ConformanceService);
       const rows = await (await svc.produce_n({ count: 4n }, { prefetch: 8 })).toArray();
@@ -593,6 +593,14 @@ const FOCUSED: readonly { name: string; run(client: HttpClient, logs: LogRecord[
       for await (const r of await svc.cancellable_producer({}, { prefetch: 4 })) if (r.index === 1n) break;
       const [produced, , cancels] = await svc.cancel_probe_counters();
       assert.equal(produced, 2n);
+      assert.equal(cancels, 1n);
+    },
+  },
+  {
+    name: "exchange pipeline sends one input at a time; a break cancels the exchange",
+    async run(client) {
+      const { exchanged, cancels } = await breakPipelineAfterTwo(proxy(client, ConformanceService));
+      assert.equal(exchanged, 2n);
       assert.equal(cancels, 1n);
     },
   },

@@ -164,6 +164,27 @@ test("with prefetch, batches answered ahead come through the segment too, and a 
   }
 });
 
+test("a pipelined exchange sends its inputs ahead through the segment and frees every region", async () => {
+  const r = rig();
+  try {
+    const session = await r.client.exchange(ConformanceService, "exchange_scale", { factor: 2 });
+    const inputs = Array.from({ length: 6 }, (_, k) => floats(64 * 1024, k + 1));
+    let k = 0;
+    for await (const rows of session.pipeline(inputs, { window: 4 })) {
+      assert.equal(rows.length, 64 * 1024);
+      assert.equal(rows[10]!.value, (10 * (k + 1) + 0.5) * 2);
+      k++;
+    }
+    assert.equal(k, 6);
+    assert.equal(r.segment!.allocations, 6, "every input went through the segment");
+    assert.equal(r.access!.attached[0]!.allocations, 6, "every answer went through the segment");
+    assert.equal(r.segment!.allocs.length, 0, "every region was freed");
+    await session.close();
+  } finally {
+    await r.close();
+  }
+});
+
 test("a segment that cannot allocate leaves the batch on the pipe", async () => {
   const r = rig();
   try {

@@ -12,6 +12,7 @@ export type { CallChannel, ClientTransport, StreamChannel } from "../../client/t
 export {
   type CallOptions,
   ExchangeSession,
+  type PipelineOptions,
   type ProducerOptions,
   ProducerStream,
   type ProtocolClient,
