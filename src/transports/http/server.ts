@@ -80,6 +80,8 @@ export const AUTH_REASON_HEADER = "VGI-Auth-Reason";
 
 const MIN_BUDGET_BYTES = 65536;
 const MAX_BUDGET_BYTES = 2 ** 53 - 1;
+/** Default `callTokenCacheEntries`. */
+export const DEFAULT_CALL_TOKEN_CACHE_ENTRIES = 1024;
 /** Default `maxRequestBytes`: 256 MiB. */
 export const DEFAULT_MAX_REQUEST_BYTES = 256 * 1024 * 1024;
 
@@ -91,6 +93,11 @@ export interface HttpServerOptions {
   readonly tokenKey?: Uint8Array;
   /** Stream token lifetime in seconds (0: never expire). Default: 3600. */
   readonly tokenTtlSeconds?: number;
+  /**
+   * Call tokens kept opened (decrypted, schemas decoded) for the streams' next turns; each is
+   * checked against its lifetime again when used. 0 opens every turn's afresh. Default: 1024.
+   */
+  readonly callTokenCacheEntries?: number;
   /** Largest request body accepted, before and after content decoding, in bytes (null: no cap, not advertised). Default: 256 MiB. */
   readonly maxRequestBytes?: number | null;
   /** Largest response body (decoded Arrow bytes) a call may produce; larger ones answer `ResponseTooLargeError`. Min 65536. Default: null (only the client's `VGI-Accept-Max-Response-Bytes` applies). */
@@ -237,7 +244,15 @@ class HttpTransport {
     if (key.byteLength !== STATE_TOKEN_KEY_BYTES) {
       throw new TypeError(`tokenKey must be ${STATE_TOKEN_KEY_BYTES} bytes, got ${key.byteLength}`);
     }
-    this.keys = { key: new Uint8Array(key), ttlSeconds: options.tokenTtlSeconds ?? 3600 };
+    const cached = options.callTokenCacheEntries ?? DEFAULT_CALL_TOKEN_CACHE_ENTRIES;
+    if (!Number.isInteger(cached) || cached < 0) {
+      throw new RangeError(`callTokenCacheEntries must be an integer >= 0, got ${cached}`);
+    }
+    this.keys = {
+      key: new Uint8Array(key),
+      ttlSeconds: options.tokenTtlSeconds ?? 3600,
+      ...(cached > 0 ? { openedCalls: new Map(), callTokenCacheEntries: cached } : {}),
+    };
     this.maxRequestBytes = options.maxRequestBytes === undefined ? DEFAULT_MAX_REQUEST_BYTES : options.maxRequestBytes;
     this.maxResponseBytes = options.maxResponseBytes ?? null;
     if (this.maxResponseBytes !== null && this.maxResponseBytes < MIN_BUDGET_BYTES) {

@@ -12,13 +12,15 @@ import type { FieldSpecs, RowOf } from "../../protocol/types.js";
 import type { ResolvedMethod } from "../../server/server.js";
 import { EOS, encodeSchemaMessage } from "../../wire/ipc.js";
 import {
-  openStateToken,
+  expiry,
+  openStateTokenWithTime,
   StateTokenError,
   type StateTokenKind,
   sealStateToken,
   tokenFromBase64,
   tokenToBase64,
 } from "../../wire/state-token.js";
+import { tokenCipher, tokenNonce } from "./aead.js";
 import { decodeIpcBody, encodeIpcBody } from "./ipc-body.js";
 
 const utf8 = new TextEncoder();
@@ -28,6 +30,20 @@ const fromUtf8 = new TextDecoder();
 export interface TokenKeyring {
   readonly key: Uint8Array;
   readonly ttlSeconds: number;
+  /**
+   * Call tokens opened before, by their AAD and text: a stream sends the same call token every
+   * turn, so it is decrypted and its schemas decoded once, then only its lifetime is checked.
+   * Bounded to `callTokenCacheEntries`, least recently used first out. Absent: no cache.
+   */
+  readonly openedCalls?: Map<string, OpenedCall>;
+  /** Most entries `openedCalls` keeps. */
+  readonly callTokenCacheEntries?: number;
+}
+
+/** A cached call token. */
+export interface OpenedCall {
+  readonly data: CallTokenData;
+  readonly issuedAt: number;
 }
 
 /** What the call token carries. */
@@ -40,10 +56,19 @@ export interface CallTokenData {
   readonly responseLimit: number | null;
 }
 
+function aadText(kind: StateTokenKind, method: ResolvedMethod, auth: AuthContext): string {
+  return JSON.stringify([
+    "quiver-rpc/http-stream",
+    kind,
+    method.protocol.name,
+    method.name,
+    auth.domain,
+    auth.principal,
+  ]);
+}
+
 function aad(kind: StateTokenKind, method: ResolvedMethod, auth: AuthContext): Uint8Array {
-  return utf8.encode(
-    JSON.stringify(["quiver-rpc/http-stream", kind, method.protocol.name, method.name, auth.domain, auth.principal]),
-  );
+  return utf8.encode(aadText(kind, method, auth));
 }
 
 /** A 400-class token failure, worded for the client. */
@@ -51,24 +76,34 @@ export function tokenError(message: string, cause?: unknown): RpcError {
   return frameworkError("invalid_request", message, { type: "RuntimeError", code: "INVALID_ARGUMENT", cause });
 }
 
-function open(kind: StateTokenKind, text: string, method: ResolvedMethod, auth: AuthContext, keys: TokenKeyring) {
+/** A token that did not open, worded for the client. */
+function unusable(kind: StateTokenKind, err: StateTokenError): RpcError {
+  const what = kind === "cursor" ? "State token" : "Call token";
+  const why =
+    err.reason === "expired"
+      ? `${what} expired: ${err.message}. Start the stream again.`
+      : `Invalid ${what.toLowerCase()}: ${err.message}`;
+  return tokenError(why, err);
+}
+
+function open(kind: StateTokenKind, text: string, aadBytes: Uint8Array, keys: TokenKeyring) {
   try {
-    return openStateToken(kind, tokenFromBase64(text), {
+    return openStateTokenWithTime(kind, tokenFromBase64(text), {
       key: keys.key,
-      aad: aad(kind, method, auth),
+      aad: aadBytes,
       ttlSeconds: keys.ttlSeconds,
+      cipher: tokenCipher,
     });
   } catch (err) {
-    if (err instanceof StateTokenError) {
-      const what = kind === "cursor" ? "State token" : "Call token";
-      const why =
-        err.reason === "expired"
-          ? `${what} expired: ${err.message}. Start the stream again.`
-          : `Invalid ${what.toLowerCase()}: ${err.message}`;
-      throw tokenError(why, err);
-    }
+    if (err instanceof StateTokenError) throw unusable(kind, err);
     throw err;
   }
+}
+
+function seal(kind: StateTokenKind, fields: readonly Uint8Array[], aadBytes: Uint8Array, keys: TokenKeyring): string {
+  return tokenToBase64(
+    sealStateToken(kind, fields, { key: keys.key, aad: aadBytes, cipher: tokenCipher, nonce: tokenNonce() }),
+  );
 }
 
 /** Seals a stream's call token (base64 text for `vgi_rpc.call_state#b64`). */
@@ -85,7 +120,7 @@ export function sealCallToken(
     encodeSchemaMessage(data.inputSchema),
     utf8.encode(data.responseLimit === null ? "" : String(data.responseLimit)),
   ];
-  return tokenToBase64(sealStateToken("call", fields, { key: keys.key, aad: aad("call", method, auth) }));
+  return seal("call", fields, aad("call", method, auth), keys);
 }
 
 async function schemaFrom(bytes: Uint8Array): Promise<Schema> {
@@ -95,18 +130,37 @@ async function schemaFrom(bytes: Uint8Array): Promise<Schema> {
   return (await decodeIpcBody(body)).schema;
 }
 
-/** Opens a call token. */
+/**
+ * Opens a call token. With `keys.openedCalls`, a token opened before (same text, same method and
+ * caller) is taken from there, its lifetime checked again.
+ */
 export async function openCallToken(
   text: string,
   method: ResolvedMethod,
   auth: AuthContext,
   keys: TokenKeyring,
 ): Promise<CallTokenData> {
-  const fields = open("call", text, method, auth, keys);
+  const aadString = aadText("call", method, auth);
+  const cache = keys.openedCalls;
+  const cacheKey = cache === undefined ? "" : `${aadString}\n${text}`;
+  const hit = cache?.get(cacheKey);
+  if (hit !== undefined) {
+    const expired = expiry(hit.issuedAt, keys.ttlSeconds);
+    if (expired !== null) {
+      cache!.delete(cacheKey);
+      throw unusable("call", expired);
+    }
+    // Most recently used last: the first key is the one to drop.
+    cache!.delete(cacheKey);
+    cache!.set(cacheKey, hit);
+    return hit.data;
+  }
+  const { fields, issuedAt } = open("call", text, utf8.encode(aadString), keys);
   if (fields.length !== 5) throw tokenError("Invalid call token: unexpected layout");
+  let data: CallTokenData;
   try {
     const limitText = fromUtf8.decode(fields[4]);
-    return {
+    data = {
       callId: fields[0]!,
       streamId: fromUtf8.decode(fields[1]),
       outputSchema: await schemaFrom(fields[2]!),
@@ -116,6 +170,15 @@ export async function openCallToken(
   } catch (err) {
     throw tokenError(`Failed to deserialize call token: ${(err as Error).message}`, err);
   }
+  if (cache !== undefined) {
+    cache.set(cacheKey, { data, issuedAt });
+    const limit = keys.callTokenCacheEntries ?? 0;
+    for (const oldest of cache.keys()) {
+      if (cache.size <= limit) break;
+      cache.delete(oldest);
+    }
+  }
+  return data;
 }
 
 function stateFields(method: ResolvedMethod): { fields: FieldSpecs; schema: Schema } {
@@ -135,9 +198,7 @@ export function sealCursorToken(
   const { fields, schema } = stateFields(method);
   const batch = batchFromRows(fields, [state as RowOf<FieldSpecs>], undefined, schema);
   const stateBytes = encodeIpcBody(schema, [batch]);
-  return tokenToBase64(
-    sealStateToken("cursor", [callId, stateBytes], { key: keys.key, aad: aad("cursor", method, auth) }),
-  );
+  return seal("cursor", [callId, stateBytes], aad("cursor", method, auth), keys);
 }
 
 /** Opens a cursor token: its call id and the handler state it carries. */
@@ -147,7 +208,7 @@ export async function openCursorToken(
   auth: AuthContext,
   keys: TokenKeyring,
 ): Promise<{ callId: Uint8Array; state: Record<string, unknown> }> {
-  const fields = open("cursor", text, method, auth, keys);
+  const { fields } = open("cursor", text, aad("cursor", method, auth), keys);
   if (fields.length !== 2) throw tokenError("Invalid state token: unexpected layout");
   try {
     const { fields: specs } = stateFields(method);
