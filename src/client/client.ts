@@ -20,7 +20,7 @@ import { frameworkError, RpcError } from "../errors.js";
 import type { ProtocolDecl } from "../protocol/methods.js";
 import { EMPTY_SCHEMA, emptyBatch, recordBatch } from "../wire/batches.js";
 import { type FrameResult, MessageFramer } from "../wire/framer.js";
-import { encodeStream, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
+import { encodeStream, IpcStreamDecoder, IpcStreamEncoder, totalBytes } from "../wire/ipc.js";
 import {
   CANCEL_KEY,
   METHOD_KEY,
@@ -225,6 +225,15 @@ class StreamReader {
   }
 }
 
+/**
+ * An exchange pipeline queues another input only while the inputs queued before it and not yet
+ * handed to the OS are fewer bytes than this, whatever its window: batches of megabytes then
+ * go one or two at a time (queued behind one another, their writes and the answers' reads
+ * contended for the client's one thread and made large exchanges slower than turn by turn),
+ * while small ones fill the window.
+ */
+export const PIPELINE_UNWRITTEN_BYTES = 4 * 1024 * 1024;
+
 /** A task in the connection's queue: runs when every earlier call has released it. */
 type Release = () => void;
 
@@ -379,11 +388,13 @@ export class RawStream implements StreamChannel {
     // Writes in order, none awaited by the reads; a failed one breaks the client, which the
     // next read reports.
     let writes: Promise<void> = Promise.resolve();
+    // Bytes queued and not yet handed to the OS.
+    let unwritten = 0;
     try {
       if (this.state !== "open") throw frameworkError("protocol_error", "Stream has been closed or cancelled");
       this.reader ??= new StreamReader(this.client);
       for (;;) {
-        while (!exhausted && this.owed < window) {
+        while (!exhausted && this.owed < window && (this.owed === 0 || unwritten < PIPELINE_UNWRITTEN_BYTES)) {
           const next = await it.next();
           if (next.done) {
             exhausted = true;
@@ -392,8 +403,15 @@ export class RawStream implements StreamChannel {
           const chunks: Uint8Array[] = [];
           this.encodeInput(next.value, chunks);
           this.owed++;
+          const bytes = totalBytes(chunks);
+          unwritten += bytes;
           writes = writes.then(() => this.client.writeChunks(chunks));
-          writes.catch(() => {});
+          writes.then(
+            () => {
+              unwritten -= bytes;
+            },
+            () => {},
+          );
         }
         if (this.owed === 0) break;
         const out = await this.reader.nextData(this.onLog, this.borrow);
