@@ -19,6 +19,7 @@ export {
   DEFAULT_PIPELINE_WINDOW,
   ExchangeSession,
   MAX_IN_FLIGHT,
+  PIPELINE_UNWRITTEN_BYTES,
   type PipelineOptions,
   type ProducerOptions,
   ProducerStream,

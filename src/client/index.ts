@@ -2,6 +2,7 @@ export {
   type CallTarget,
   type ClientOptions,
   DEFAULT_TIMEOUT_MS,
+  PIPELINE_UNWRITTEN_BYTES,
   RawStream,
   type RequestMetadata,
   RpcClient,
