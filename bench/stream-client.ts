@@ -20,11 +20,21 @@ if (transport === undefined || readyJson === undefined || seconds === undefined)
   process.exit(2);
 }
 
+/**
+ * Every stream path is run briefly first, its figures thrown away: client and server are fresh
+ * processes, and V8 takes a second or more to optimise a whole transport's code (a cold HTTP
+ * 1-row producer measured at half its warm rate). The peers' stream figures follow their unary
+ * ones in a process that has run them already, and CPython has nothing to warm up.
+ */
+const WARM_UP_SIZES = [1, 10_000];
+const WARM_UP_SECONDS = 0.1;
+
 let rss: number | null = null;
 let rates: Map<string, number>;
 if (transport === "pipe") {
   const client = await connectSubprocess(process.execPath, benchScript("worker"), { spawnTimeoutMs: 30_000 });
   try {
+    await quiverStreams(client, WARM_UP_SIZES, WARM_UP_SECONDS);
     rates = await quiverStreams(client, STREAM_SIZES, Number(seconds));
     rss = peakRss(client.process.pid);
   } finally {
@@ -34,7 +44,9 @@ if (transport === "pipe") {
   const channel = await quiverChannel(transport as NetTransport, JSON.parse(readyJson) as Ready);
   try {
     // HTTP chains each stream turn on the previous one's token: nothing in flight to measure.
-    rates = await quiverStreams(channel, STREAM_SIZES, Number(seconds), transport !== "http");
+    const ahead = transport !== "http";
+    await quiverStreams(channel, WARM_UP_SIZES, WARM_UP_SECONDS, ahead);
+    rates = await quiverStreams(channel, STREAM_SIZES, Number(seconds), ahead);
   } finally {
     await channel.close();
   }
