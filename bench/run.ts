@@ -349,10 +349,11 @@ function reportPeer(
   }
   for (const [key, theirs] of streams) {
     const [kind, n] = key.split(" ") as [string, string];
-    // The peers' clients are lockstep; quiver's streams are also compared with ticks or inputs in
-    // flight (`prefetch`, `pipeline`), against the same peer figure.
+    // The peers' clients are lockstep and own every batch; quiver's streams are also compared
+    // with ticks or inputs in flight (`prefetch`, `pipeline`), and with those and borrowed batches,
+    // against the same peer figure.
     const ahead = kind === "producer" ? "producer prefetch" : kind === "exchange" ? "exchange pipelined" : null;
-    for (const ourKind of ahead === null ? [kind] : [kind, ahead]) {
+    for (const ourKind of ahead === null ? [kind] : [kind, ahead, `${ahead} borrowed`]) {
       const mine = ours.streams.get(`${ourKind} ${n}`);
       if (mine === undefined) continue;
       report({
