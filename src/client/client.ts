@@ -28,6 +28,7 @@ import {
   PROTOCOL_VERSION_KEY,
   REQUEST_VERSION,
   REQUEST_VERSION_KEY,
+  SHM_OFFSET_KEY,
   TRACEPARENT_KEY,
   TRACESTATE_KEY,
 } from "../wire/keys.js";
@@ -225,6 +226,12 @@ class StreamReader {
   }
 }
 
+/** An input batch moved into a shared-memory segment: where, so that it can be freed if unread. */
+interface InputRegion {
+  readonly segment: SegmentAccess;
+  readonly offset: number;
+}
+
 /**
  * An exchange pipeline queues another input only while the inputs queued before it and not yet
  * handed to the OS are fewer bytes than this, whatever its window: batches of megabytes then
@@ -344,26 +351,37 @@ export class RawStream implements StreamChannel {
     this.owed += batches.length;
   }
 
-  /** Appends one input batch's messages to `chunks` (the schema message first, once). */
-  private encodeInput(batch: RecordBatch, chunks: Uint8Array[]): void {
+  /**
+   * Appends one input batch's messages to `chunks` (the schema message first, once); returns the
+   * shared-memory region the batch was moved into, or null when it travels inline.
+   */
+  private encodeInput(batch: RecordBatch, chunks: Uint8Array[]): InputRegion | null {
     if (this.encoder === null) this.encoder = new IpcStreamEncoder(batch.schema);
     else if (!sameFields(this.encoder.schema, batch.schema)) {
       throw new TypeError(
         "an input batch's schema differs from the schema of the stream's first input batch (one IPC stream carries one schema)",
       );
     }
-    for (const c of this.encoder.batch(this.client.outgoing(batch))) chunks.push(c);
+    const segment = this.client.sharedMemory;
+    const out = this.client.outgoing(batch);
+    for (const c of this.encoder.batch(out)) chunks.push(c);
+    const offset = out === batch || segment === null ? undefined : out.metadata.get(SHM_OFFSET_KEY);
+    return offset === undefined ? null : { segment: segment!, offset: Number(offset) };
   }
 
   /**
    * An exchange with its inputs sent ahead: writes batches of `inputs` while fewer than `window`
    * answers are owed, and yields each answer, in order, as it is read. The writes are queued
    * behind one another and never awaited by the reading, so a server blocked writing an answer
-   * is always read from: no deadlock, whatever the batch sizes. An input's buffers may be held
-   * until it is written, so do not change a batch after `inputs` yields it. The session stays
-   * open when `inputs` ends (for more turns, `close()` or `cancel()`); a server error closes it,
-   * as in `send`; leaving early (break, a throwing `inputs`) cancels it. Nothing else runs on
-   * the stream meanwhile: `send`, `close` and `cancel` wait for the pipeline to end.
+   * is always read from: no deadlock, whatever the batch sizes (leaving early too: the cancel is
+   * queued behind the inputs while the answers are read and dropped). An input's buffers may be
+   * held until it is written, so do not change a batch after `inputs` yields it. The session
+   * stays open when `inputs` ends (for more turns, `close()` or `cancel()`); a server error closes
+   * it, as in `send`; leaving early (break, an error from `inputs`) cancels it. Nothing else runs
+   * on the stream meanwhile: `send`, `close` and `cancel` wait until the generator is finished,
+   * so iterate it to its end or call its `return()` (as `for await` does). Inputs moved into a
+   * shared-memory segment that the server never read (it failed, or was cancelled, with them
+   * still queued) are freed once the stream has ended.
    */
   async *pipeline(
     inputs: Iterable<RecordBatch> | AsyncIterable<RecordBatch>,
@@ -379,10 +397,7 @@ export class RawStream implements StreamChannel {
     const before = this.ops;
     this.ops = before.then(() => held);
     await before;
-    const it =
-      Symbol.asyncIterator in inputs
-        ? (inputs as AsyncIterable<RecordBatch>)[Symbol.asyncIterator]()
-        : (inputs as Iterable<RecordBatch>)[Symbol.iterator]();
+    let it: Iterator<RecordBatch> | AsyncIterator<RecordBatch> | null = null;
     let exhausted = false;
     let completed = false;
     // Writes in order, none awaited by the reads; a failed one breaks the client, which the
@@ -390,8 +405,16 @@ export class RawStream implements StreamChannel {
     let writes: Promise<void> = Promise.resolve();
     // Bytes queued and not yet handed to the OS.
     let unwritten = 0;
+    // Each input in flight, oldest first: its shared-memory region, or null.
+    const regions: Array<InputRegion | null> = [];
+    // Regions the server may still hold: freed only when the stream ended as the protocol says.
+    let freeUnread = true;
     try {
       if (this.state !== "open") throw frameworkError("protocol_error", "Stream has been closed or cancelled");
+      it =
+        typeof inputs === "object" && inputs !== null && Symbol.asyncIterator in inputs
+          ? (inputs as AsyncIterable<RecordBatch>)[Symbol.asyncIterator]()
+          : (inputs as Iterable<RecordBatch>)[Symbol.iterator]();
       this.reader ??= new StreamReader(this.client);
       for (;;) {
         while (!exhausted && this.owed < window && (this.owed === 0 || unwritten < PIPELINE_UNWRITTEN_BYTES)) {
@@ -401,7 +424,7 @@ export class RawStream implements StreamChannel {
             break;
           }
           const chunks: Uint8Array[] = [];
-          this.encodeInput(next.value, chunks);
+          regions.push(this.encodeInput(next.value, chunks));
           this.owed++;
           const bytes = totalBytes(chunks);
           unwritten += bytes;
@@ -414,31 +437,48 @@ export class RawStream implements StreamChannel {
           );
         }
         if (this.owed === 0) break;
-        const out = await this.reader.nextData(this.onLog, this.borrow);
+        let out: RecordBatch | null;
+        try {
+          out = await this.reader.nextData(this.onLog, this.borrow);
+        } catch (err) {
+          // The server failed on the oldest input (it read it), and discards the rest unread.
+          regions.shift();
+          if (!this.client.isBroken && err instanceof RpcError) {
+            await writes.catch(() => {});
+            await this.closeNow();
+          }
+          throw err;
+        }
         if (out === null) {
+          // Not how an exchange ends: which inputs the server read is unknown, so none is freed.
+          freeUnread = false;
           await writes;
           await this.client.writeChunks((this.encoder ?? new IpcStreamEncoder(EMPTY_SCHEMA)).end());
           this.end("finished");
           throw frameworkError("protocol_error", "the server ended the exchange stream with inputs unanswered");
         }
+        regions.shift();
         this.owed--;
         yield out;
       }
       await writes;
       completed = true;
-    } catch (err) {
-      if (this.client.isBroken) this.end("closed");
-      else if (err instanceof RpcError && this.state === "open") {
-        await writes.catch(() => {});
-        await this.closeNow();
-      }
-      throw err;
     } finally {
+      if (this.client.isBroken) this.end("closed");
       if (!completed) {
-        if (!exhausted) await Promise.resolve(it.return?.()).catch(() => {});
-        if (this.state === "open") {
-          await writes.catch(() => {});
-          await this.cancelNow();
+        if (it !== null && !exhausted) await Promise.resolve(it.return?.()).catch(() => {});
+        // Leaving early: the server reads (and answers) every input queued before the cancel, or
+        // fails on one and discards the rest.
+        if (this.state === "open") await this.cancelNow(writes, () => regions.shift());
+      }
+      // A broken connection leaves its segment unused: nothing there is freed.
+      if (freeUnread && this.state !== "open" && !this.client.isBroken) {
+        for (const r of regions.splice(0)) {
+          try {
+            r?.segment.free(r.offset);
+          } catch {
+            // A segment closed or unusable: nothing left to free in it.
+          }
         }
       }
       unlock();
@@ -456,14 +496,20 @@ export class RawStream implements StreamChannel {
     }
   }
 
-  private async drainOutput(): Promise<void> {
+  /**
+   * Reads the output to its EOS, dropping what is left. `answered` runs for each data batch and
+   * for an error batch: each accounts for one input the server read.
+   */
+  private async drainOutput(answered?: () => void): Promise<void> {
     this.reader ??= new StreamReader(this.client);
     for (let i = 0; i < 10_000 && !this.reader.done; i++) {
       try {
         if ((await this.reader.nextData(this.onLog)) === null) return;
+        answered?.();
       } catch (err) {
         if (this.client.isBroken) throw err;
         // A server error while draining: the stream is over either way.
+        answered?.();
       }
     }
   }
@@ -481,17 +527,24 @@ export class RawStream implements StreamChannel {
     return this.serial(() => this.cancelNow());
   }
 
-  private async cancelNow(): Promise<void> {
+  /**
+   * Writes the cancel batch and input EOS once `queued` (writes still in progress) is done, and
+   * reads the output to its EOS meanwhile: a server blocked writing an answer to an input queued
+   * before the cancel is read from, so the queued writes can finish. `answered` as in `drainOutput`.
+   */
+  private async cancelNow(queued: Promise<void> = Promise.resolve(), answered?: () => void): Promise<void> {
     if (this.state !== "open") return;
     const md = new Map([[CANCEL_KEY, "1"]]);
+    const enc = this.encoder;
+    const chunks =
+      enc === null
+        ? encodeStream(EMPTY_SCHEMA, [emptyBatch(EMPTY_SCHEMA, md)])
+        : [...enc.batch(emptyBatch(enc.schema, md)), ...enc.end()];
+    const written = queued.then(() => this.client.writeChunks(chunks));
+    written.catch(() => {});
     try {
-      if (this.encoder === null) {
-        await this.client.writeChunks(encodeStream(EMPTY_SCHEMA, [emptyBatch(EMPTY_SCHEMA, md)]));
-      } else {
-        const enc = this.encoder;
-        await this.client.writeChunks([...enc.batch(emptyBatch(enc.schema, md)), ...enc.end()]);
-      }
-      await this.drainOutput();
+      await this.drainOutput(answered);
+      await written;
     } catch {
       // Best effort, as the reference.
     } finally {

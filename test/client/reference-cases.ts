@@ -633,4 +633,66 @@ export const SESSION_CASES: readonly InteropCase[] = [
       assert.equal(await svc.echo_int({ value: 9n }), 9n);
     },
   },
+  {
+    name: "exchange pipeline: leaving early with large inputs queued cancels at once (answers are read while the queue drains)",
+    async run({ svc }) {
+      const s = await svc.exchange_scale({ factor: 2 });
+      const rows = Array.from({ length: 200_000 }, (_, i) => ({ value: i }));
+      let answers = 0;
+      for await (const b of s.pipelineBatches(
+        (function* () {
+          for (;;) yield rows;
+        })(),
+        { window: 8 },
+      )) {
+        assert.equal(b.numRows, 200_000);
+        if (++answers === 1) break;
+      }
+      // Had the cancel waited for the queued inputs without reading, the server (blocked writing
+      // an answer) would never have read them: the client's 10 s write timeout would have broken
+      // the connection, and this call would fail.
+      assert.equal(await svc.echo_string({ value: "after break" }), "after break");
+    },
+  },
+  {
+    name: "exchange pipeline: an RpcError thrown by the inputs cancels the exchange (on_cancel runs)",
+    async run({ svc }) {
+      await svc.reset_cancel_probe();
+      const ex = await svc.cancellable_exchange();
+      const failing = async function* () {
+        yield [{ value: 1 }];
+        throw new RpcError("an upstream call failed", { type: "RuntimeError" });
+      };
+      await assert.rejects(
+        (async () => {
+          for await (const _ of ex.pipeline(failing(), { window: 4 })) {
+            // the inputs fail before any answer is read
+          }
+        })(),
+        /an upstream call failed/,
+      );
+      const [, exchanged, cancels] = await svc.cancel_probe_counters();
+      assert.equal(exchanged, 1n);
+      assert.equal(cancels, 1n);
+      assert.equal(await svc.echo_int({ value: 4n }), 4n);
+    },
+  },
+  {
+    name: "exchange pipeline: inputs that are not iterable fail the pipeline and leave the stream usable",
+    async run({ client }) {
+      const target = {
+        protocol: ConformanceService.name,
+        protocolVersion: ConformanceService.version,
+        method: "exchange_scale",
+      };
+      const params = paramsBatch("exchange_scale", ConformanceService.methods.exchange_scale.params, { factor: 1 });
+      const raw = await client.openStream(target, params, { hasHeader: false });
+      await assert.rejects(raw.pipeline(42 as unknown as Iterable<RecordBatch>, 2).next(), TypeError);
+      await assert.rejects(raw.pipeline([], Number.NaN).next(), RangeError);
+      // The stream was cancelled (the first pipeline failed) and its lock released: these settle.
+      assert.ok(raw.ended);
+      await raw.close();
+      await raw.cancel();
+    },
+  },
 ];

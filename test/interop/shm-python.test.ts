@@ -114,6 +114,53 @@ describe("our client with a segment → the reference's Python worker", { skip }
     }
   });
 
+  test("a pipelined exchange through the segment: the worker frees what it read, we free what it discarded unread", async () => {
+    const [cmd, args] = referenceWorker("--pipe", "--describe");
+    const client = await connectSubprocess(cmd, args, { shm: { size: 64 * MiB }, timeoutMs: 60_000, stderr: "ignore" });
+    const segment = client.sharedMemory as ShmSegment;
+    let refused = 0;
+    const free = segment.free.bind(segment);
+    segment.free = (offset: number) => {
+      try {
+        free(offset);
+      } catch (err) {
+        refused++;
+        throw err;
+      }
+    };
+    try {
+      const inputs = Array.from({ length: 6 }, (_, k) => floats(256 * 1024, k + 1));
+      const ok = await client.exchange(ConformanceService, "exchange_scale", { factor: 2 });
+      let k = 0;
+      for await (const rows of ok.pipeline(inputs, { window: 4 })) {
+        assert.equal(rows[9]!.value, (9 * (k + 1) + 0.5) * 2);
+        k++;
+      }
+      await ok.close();
+      assert.equal(k, 6);
+      assert.deepEqual(segment.allocations(), []);
+
+      const failing = await client.exchange(ConformanceService, "exchange_error_on_nth", { fail_on: 2n });
+      await assert.rejects(
+        within(
+          (async () => {
+            for await (const _ of failing.pipeline(inputs, { window: 4 })) {
+              // one answer, then the error
+            }
+          })(),
+          60_000,
+          "pipeline",
+        ),
+        /intentional error on exchange 2/,
+      );
+      assert.deepEqual(segment.allocations(), [], "no region left allocated");
+      assert.equal(refused, 0, "no region freed twice");
+      assert.equal(await proxy(client, ConformanceService).echo_string({ value: "ok" }), "ok");
+    } finally {
+      await client.close();
+    }
+  });
+
   test("connectSubprocess({ shm }) negotiates with the reference worker and unlinks its segment on close", async () => {
     const [cmd, args] = referenceWorker("--pipe", "--describe");
     const client = await connectSubprocess(cmd, args, { shm: { size: 32 * MiB }, timeoutMs: 60_000, stderr: "ignore" });

@@ -185,6 +185,44 @@ test("a pipelined exchange sends its inputs ahead through the segment and frees 
   }
 });
 
+test("a pipelined exchange that fails with inputs queued frees the regions the server never read", async () => {
+  const r = rig();
+  try {
+    const session = await r.client.exchange(ConformanceService, "exchange_error_on_nth", { fail_on: 2n });
+    const inputs = Array.from({ length: 6 }, (_, k) => floats(64 * 1024, k + 1));
+    let answers = 0;
+    await assert.rejects(
+      (async () => {
+        for await (const _ of session.pipeline(inputs, { window: 4 })) answers++;
+      })(),
+      /intentional error on exchange 2/,
+    );
+    assert.equal(answers, 1);
+    // Five inputs went through the segment before the error arrived (four, then one more after
+    // the first answer): the server read (and freed) two, and discarded three unread, which the
+    // client freed.
+    assert.equal(r.segment!.allocations, 5);
+    assert.equal(r.segment!.allocs.length, 0, "no region is left allocated");
+    assert.equal(await proxy(r.client, ConformanceService).echo_int({ value: 2n }), 2n);
+  } finally {
+    await r.close();
+  }
+});
+
+test("a pipelined exchange left early frees nothing twice: every queued input is read before the cancel", async () => {
+  const r = rig();
+  try {
+    const session = await r.client.exchange(ConformanceService, "exchange_scale", { factor: 1 });
+    const inputs = Array.from({ length: 10 }, (_, k) => floats(64 * 1024, k + 1));
+    for await (const _ of session.pipeline(inputs, { window: 4 })) break;
+    assert.equal(r.segment!.allocations, 4);
+    assert.equal(r.segment!.allocs.length, 0, "the server read and freed every input before the cancel");
+    assert.equal(r.access!.attached[0]!.allocations, 4, "and answered each through the segment");
+  } finally {
+    await r.close();
+  }
+});
+
 test("a segment that cannot allocate leaves the batch on the pipe", async () => {
   const r = rig();
   try {
