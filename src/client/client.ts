@@ -356,15 +356,21 @@ export class RawStream implements StreamChannel {
    * shared-memory region the batch was moved into, or null when it travels inline.
    */
   private encodeInput(batch: RecordBatch, chunks: Uint8Array[]): InputRegion | null {
-    if (this.encoder === null) this.encoder = new IpcStreamEncoder(batch.schema);
-    else if (!sameFields(this.encoder.schema, batch.schema)) {
+    const given = batch as Partial<RecordBatch> | null | undefined;
+    if (typeof given !== "object" || given === null || typeof given.numRows !== "number" || !given.schema) {
+      throw new TypeError(`an input must be an Arrow RecordBatch, got ${given === null ? "null" : typeof given}`);
+    }
+    if (this.encoder !== null && !sameFields(this.encoder.schema, batch.schema)) {
       throw new TypeError(
         "an input batch's schema differs from the schema of the stream's first input batch (one IPC stream carries one schema)",
       );
     }
+    // The stream's encoder is kept only once its first batch encoded.
+    const encoder = this.encoder ?? new IpcStreamEncoder(batch.schema);
     const segment = this.client.sharedMemory;
     const out = this.client.outgoing(batch);
-    for (const c of this.encoder.batch(out)) chunks.push(c);
+    for (const c of encoder.batch(out)) chunks.push(c);
+    this.encoder = encoder;
     const offset = out === batch || segment === null ? undefined : out.metadata.get(SHM_OFFSET_KEY);
     return offset === undefined ? null : { segment: segment!, offset: Number(offset) };
   }
@@ -464,24 +470,40 @@ export class RawStream implements StreamChannel {
       await writes;
       completed = true;
     } finally {
-      if (this.client.isBroken) this.end("closed");
-      if (!completed) {
-        if (it !== null && !exhausted) await Promise.resolve(it.return?.()).catch(() => {});
-        // Leaving early: the server reads (and answers) every input queued before the cancel, or
-        // fails on one and discards the rest.
-        if (this.state === "open") await this.cancelNow(writes, () => regions.shift());
-      }
-      // A broken connection leaves its segment unused: nothing there is freed.
-      if (freeUnread && this.state !== "open" && !this.client.isBroken) {
-        for (const r of regions.splice(0)) {
-          try {
-            r?.segment.free(r.offset);
-          } catch {
-            // A segment closed or unusable: nothing left to free in it.
+      try {
+        if (this.client.isBroken) this.end("closed");
+        if (!completed) {
+          // The inputs' own cleanup runs beside the cancel, which reads while it waits.
+          const iterator = it;
+          const closing =
+            iterator !== null && !exhausted
+              ? (async () => {
+                  try {
+                    await iterator.return?.();
+                  } catch {
+                    // The caller's cleanup failed; the stream is cancelled either way.
+                  }
+                })()
+              : null;
+          // Leaving early: the server reads (and answers) every input queued before the cancel,
+          // or fails on one and discards the rest.
+          if (this.state === "open") await this.cancelNow(writes, () => regions.shift());
+          await closing;
+        }
+        // Freed only once the output reached its EOS: every input the server will read is read.
+        // A broken connection leaves its segment unused: nothing there is freed.
+        if (freeUnread && this.state !== "open" && !this.client.isBroken && this.reader?.done === true) {
+          for (const r of regions.splice(0)) {
+            try {
+              r?.segment.free(r.offset);
+            } catch {
+              // A segment closed or unusable: nothing left to free in it.
+            }
           }
         }
+      } finally {
+        unlock();
       }
-      unlock();
     }
   }
 
@@ -534,15 +556,15 @@ export class RawStream implements StreamChannel {
    */
   private async cancelNow(queued: Promise<void> = Promise.resolve(), answered?: () => void): Promise<void> {
     if (this.state !== "open") return;
-    const md = new Map([[CANCEL_KEY, "1"]]);
-    const enc = this.encoder;
-    const chunks =
-      enc === null
-        ? encodeStream(EMPTY_SCHEMA, [emptyBatch(EMPTY_SCHEMA, md)])
-        : [...enc.batch(emptyBatch(enc.schema, md)), ...enc.end()];
-    const written = queued.then(() => this.client.writeChunks(chunks));
-    written.catch(() => {});
     try {
+      const md = new Map([[CANCEL_KEY, "1"]]);
+      const enc = this.encoder;
+      const chunks =
+        enc === null
+          ? encodeStream(EMPTY_SCHEMA, [emptyBatch(EMPTY_SCHEMA, md)])
+          : [...enc.batch(emptyBatch(enc.schema, md)), ...enc.end()];
+      const written = queued.then(() => this.client.writeChunks(chunks));
+      written.catch(() => {});
       await this.drainOutput(answered);
       await written;
     } catch {

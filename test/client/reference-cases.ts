@@ -678,21 +678,50 @@ export const SESSION_CASES: readonly InteropCase[] = [
     },
   },
   {
-    name: "exchange pipeline: inputs that are not iterable fail the pipeline and leave the stream usable",
-    async run({ client }) {
+    name: "exchange pipeline: bad inputs (not iterable, not batches, a cleanup that throws) end the stream and release it",
+    async run({ client, svc }) {
       const target = {
         protocol: ConformanceService.name,
         protocolVersion: ConformanceService.version,
         method: "exchange_scale",
       };
       const params = paramsBatch("exchange_scale", ConformanceService.methods.exchange_scale.params, { factor: 1 });
-      const raw = await client.openStream(target, params, { hasHeader: false });
-      await assert.rejects(raw.pipeline(42 as unknown as Iterable<RecordBatch>, 2).next(), TypeError);
+      const open = () => client.openStream(target, params, { hasHeader: false });
+      const scale = ConformanceService.methods.exchange_scale.input;
+      const one = paramsBatch("x", { value: scale.value }, { value: 2 });
+
+      let raw = await open();
       await assert.rejects(raw.pipeline([], Number.NaN).next(), RangeError);
-      // The stream was cancelled (the first pipeline failed) and its lock released: these settle.
+      await assert.rejects(raw.pipeline(42 as unknown as Iterable<RecordBatch>, 2).next(), TypeError);
       assert.ok(raw.ended);
+      // The lock was released: these settle.
       await raw.close();
       await raw.cancel();
+
+      raw = await open();
+      await assert.rejects(
+        raw.pipeline([{ value: 1 }] as unknown as RecordBatch[], 4).next(),
+        /must be an Arrow RecordBatch/,
+      );
+      assert.ok(raw.ended);
+      await raw.close();
+
+      raw = await open();
+      const throwingCleanup = (function* () {
+        try {
+          for (;;) yield one;
+        } finally {
+          // biome-ignore lint/correctness/noUnsafeFinally: the case under test is a cleanup that throws
+          throw new Error("cleanup failed");
+        }
+      })();
+      for await (const b of raw.pipeline(throwingCleanup, 4)) {
+        assert.equal(b.getChild("value")!.get(0), 2);
+        break;
+      }
+      assert.ok(raw.ended);
+      await raw.close();
+      assert.equal(await svc.echo_string({ value: "usable" }), "usable");
     },
   },
 ];
