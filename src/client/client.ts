@@ -39,7 +39,7 @@ import {
   type CallChannel,
   type CallTarget,
   type ClientTransport,
-  MAX_IN_FLIGHT,
+  checkInFlight,
   type RequestMetadata,
   type StreamChannel,
   type StreamOpenOptions,
@@ -305,12 +305,15 @@ export class RawStream implements StreamChannel {
   /**
    * A producer's next batch, with up to `ahead` ticks in flight: the ticks that are missing are
    * sent before the answer is read, so the server produces the following batches while this one
-   * is consumed; `ahead` is from 1 to `MAX_IN_FLIGHT`. `pull(1)` is `tick()`. Ticks the server does not answer (it finished, failed,
-   * or was cancelled or closed) are read and discarded by the server, as the protocol has it.
+   * is consumed; `ahead` is from 1 to `MAX_IN_FLIGHT`. `pull(1)` is `tick()`. Ticks the server
+   * does not answer (it finished, failed, or was cancelled or closed) are read and discarded by
+   * the server, as the protocol has it.
    */
   pull(ahead: number): Promise<RecordBatch | null> {
-    if (!Number.isInteger(ahead) || ahead < 1 || ahead > MAX_IN_FLIGHT) {
-      return Promise.reject(new RangeError(`ticks ahead must be an integer from 1 to ${MAX_IN_FLIGHT}, got ${ahead}`));
+    try {
+      checkInFlight("ticks ahead", ahead);
+    } catch (err) {
+      return Promise.reject(err);
     }
     return this.turn(() => {
       const ticks: RecordBatch[] = [];
@@ -328,12 +331,8 @@ export class RawStream implements StreamChannel {
         if (batches.length > 0) await this.writeInputs(batches);
         this.reader ??= new StreamReader(this.client);
         const out = await this.reader.nextData(this.onLog, this.borrow);
-        if (out === null) {
-          // Server finished: complete our input stream so the next request starts clean (the
-          // server reads and discards any tick it did not answer).
-          await this.client.writeChunks((this.encoder ?? new IpcStreamEncoder(EMPTY_SCHEMA)).end());
-          this.end("finished");
-        } else this.owed--;
+        if (out === null) await this.finishInput();
+        else this.owed--;
         return out;
       } catch (err) {
         if (this.client.isBroken) this.end("closed");
@@ -341,6 +340,15 @@ export class RawStream implements StreamChannel {
         throw err;
       }
     });
+  }
+
+  /**
+   * The server ended the stream: completes our input stream so the next request starts clean
+   * (the server reads and discards any input it did not answer).
+   */
+  private async finishInput(): Promise<void> {
+    await this.client.writeChunks((this.encoder ?? new IpcStreamEncoder(EMPTY_SCHEMA)).end());
+    this.end("finished");
   }
 
   /** Writes input batches in one write; the server owes an answer for each. */
@@ -393,9 +401,7 @@ export class RawStream implements StreamChannel {
     inputs: Iterable<RecordBatch> | AsyncIterable<RecordBatch>,
     window: number,
   ): AsyncGenerator<RecordBatch, void, undefined> {
-    if (!Number.isInteger(window) || window < 1 || window > MAX_IN_FLIGHT) {
-      throw new RangeError(`window must be an integer from 1 to ${MAX_IN_FLIGHT}, got ${window}`);
-    }
+    checkInFlight("window", window);
     let unlock = () => {};
     const held = new Promise<void>((resolve) => {
       unlock = resolve;
@@ -459,8 +465,7 @@ export class RawStream implements StreamChannel {
           // Not how an exchange ends: which inputs the server read is unknown, so none is freed.
           freeUnread = false;
           await writes;
-          await this.client.writeChunks((this.encoder ?? new IpcStreamEncoder(EMPTY_SCHEMA)).end());
-          this.end("finished");
+          await this.finishInput();
           throw frameworkError("protocol_error", "the server ended the exchange stream with inputs unanswered");
         }
         regions.shift();

@@ -42,6 +42,13 @@ export type RequestMetadata = ReadonlyMap<string, string>;
  */
 export const MAX_IN_FLIGHT = 64;
 
+/** A RangeError unless `n` is an integer from 1 to `MAX_IN_FLIGHT`; `what` names it in the message. */
+export function checkInFlight(what: string, n: unknown): void {
+  if (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_IN_FLIGHT) {
+    throw new RangeError(`${what} must be an integer from 1 to ${MAX_IN_FLIGHT}, got ${String(n)}`);
+  }
+}
+
 /** One stream call at the batch level (lockstep: one answer per input batch). */
 export interface StreamChannel {
   /** The header batch, when the method declares one. */
@@ -53,9 +60,9 @@ export interface StreamChannel {
   /** A producer tick (zero-row batch on the empty schema, optionally with metadata). */
   tick(metadata?: ReadonlyMap<string, string>): Promise<RecordBatch | null>;
   /**
-   * A producer's next batch with up to `ahead` ticks in flight (1 to `MAX_IN_FLIGHT`; the
-   * server produces ahead of the consumer). Optional: a channel without it (HTTP, whose turns chain on tokens) is ticked
-   * one batch at a time.
+   * A producer's next batch with up to `ahead` ticks in flight (1 to `MAX_IN_FLIGHT`; the server
+   * produces ahead of the consumer). Optional: a channel without it (HTTP, whose turns chain on
+   * tokens) is ticked one batch at a time.
    */
   pull?(ahead: number): Promise<RecordBatch | null>;
   /**

@@ -30,7 +30,7 @@ import { batchFromData, EMPTY_SCHEMA } from "../wire/batches.js";
 import {
   type CallChannel,
   type CallTarget,
-  MAX_IN_FLIGHT,
+  checkInFlight,
   type RequestMetadata,
   type StreamChannel,
 } from "./transport.js";
@@ -415,9 +415,7 @@ export class ExchangeSession<In, Out, H> {
     opts: PipelineOptions = {},
   ): AsyncGenerator<RecordBatch, void, undefined> {
     const window = opts.window ?? DEFAULT_PIPELINE_WINDOW;
-    if (!Number.isInteger(window) || window < 1 || window > MAX_IN_FLIGHT) {
-      throw new RangeError(`window must be an integer from 1 to ${MAX_IN_FLIGHT}, got ${String(opts.window)}`);
-    }
+    checkInFlight("window", window);
     const batches = this.inputBatches(inputs);
     try {
       if (this.raw.pipeline === undefined) {
@@ -479,11 +477,7 @@ export async function openProducer(
 ): Promise<ProducerStream<unknown, unknown>> {
   const decl = declOf(protocol, method, "producer") as ProducerDecl;
   const prefetch = opts.prefetch ?? 1;
-  if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > MAX_IN_FLIGHT) {
-    throw new RangeError(
-      `${method}(): prefetch must be an integer from 1 to ${MAX_IN_FLIGHT}, got ${String(opts.prefetch)}`,
-    );
-  }
+  checkInFlight(`${method}(): prefetch`, prefetch);
   if (opts.signal?.aborted) throw abortReason(opts.signal);
   const extra = extraMetadata(opts);
   const raw = await client.openStream(targetOf(protocol, method), paramsBatch(method, decl.params, params), {

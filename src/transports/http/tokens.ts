@@ -142,17 +142,14 @@ export async function openCallToken(
 ): Promise<CallTokenData> {
   const aadString = aadText("call", method, auth);
   const cache = keys.openedCalls;
-  const cacheKey = cache === undefined ? "" : `${aadString}\n${text}`;
+  const cacheKey = `${aadString}\n${text}`;
   const hit = cache?.get(cacheKey);
-  if (hit !== undefined) {
+  if (cache !== undefined && hit !== undefined) {
+    // Taken out either way: an expired entry is dropped, a live one goes back as most recent.
+    cache.delete(cacheKey);
     const expired = expiry(hit.issuedAt, keys.ttlSeconds);
-    if (expired !== null) {
-      cache!.delete(cacheKey);
-      throw unusable("call", expired);
-    }
-    // Most recently used last: the first key is the one to drop.
-    cache!.delete(cacheKey);
-    cache!.set(cacheKey, hit);
+    if (expired !== null) throw unusable("call", expired);
+    cache.set(cacheKey, hit);
     return hit.data;
   }
   const { fields, issuedAt } = open("call", text, utf8.encode(aadString), keys);
