@@ -30,11 +30,17 @@ import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { trace } from "@opentelemetry/api";
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { batchFromColumns, schemaOf } from "../src/protocol/batch.js";
+import { t } from "../src/protocol/types.js";
 import { createAccessLog } from "../src/server/access-log.js";
 import { memoryPipe } from "../src/transports/memory/index.js";
 import { connectSubprocess, outputPair } from "../src/transports/stdio/client.js";
 import { MessageFramer } from "../src/wire/framer.js";
-import { concatBytes, IpcStreamEncoder } from "../src/wire/ipc.js";
+import { concatBytes, decodeMessage, decodeStreamBytes, encodeStream, IpcStreamEncoder } from "../src/wire/ipc.js";
+import { checkRecordBatch } from "../src/wire/layout.js";
+import { LeanMessage } from "../src/wire/lean.js";
+import { verifyMessageHeader } from "../src/wire/verify.js";
+import { messageSpans } from "../test/helpers/ipc-bytes.js";
 import { requestBytes } from "../test/helpers/raw-peer.js";
 import {
   BENCH_PREFETCH,
@@ -98,8 +104,8 @@ function report(f: Figure): void {
 const NOOP = concatBytes(requestBytes("noop", {}, {}, {}, "bench.Bench.v1", null));
 const THREE = concatBytes(requestBytes("three", Row, { i: [7n], f: [0.5], s: ["row-7"] }, {}, "bench.Bench.v1", null));
 
-/** Sequential no-op calls over an in-process pipe; returns calls/s. */
-async function inProcessUnary(observed: boolean, seconds: number): Promise<number> {
+/** Sequential calls (no-op, or `request`) over an in-process pipe; returns calls/s. */
+async function inProcessUnary(observed: boolean, seconds: number, request = NOOP): Promise<number> {
   const observers: Array<() => Promise<void>> = [];
   let onCallEnd: ((r: import("../src/server/dispatch.js").CallRecord) => void) | undefined;
   if (observed) {
@@ -116,7 +122,7 @@ async function inProcessUnary(observed: boolean, seconds: number): Promise<numbe
   const t0 = performance.now();
   while (performance.now() < end) {
     for (let k = 0; k < 200; k++) {
-      await pipe.client.write([NOOP]);
+      await pipe.client.write([request]);
       for (;;) if ((await framer.next()) === "eos") break;
       calls++;
     }
@@ -126,6 +132,35 @@ async function inProcessUnary(observed: boolean, seconds: number): Promise<numbe
   await served;
   for (const o of observers) await o();
   return rate;
+}
+
+/**
+ * Seconds per 3-field call spent verifying its headers and checking its batches' layout the
+ * uncached way: the request's schema and batch verified as a header seen for the first time (the
+ * lean reader and the schema cache normally spare both), and both batches checked against their
+ * schema, as every call does. An upper bound on what verification adds to a small call.
+ */
+function verificationSecondsPerCall(): number {
+  const answer = concatBytes(
+    encodeStream(schemaOf({ result: t.utf8() }), [batchFromColumns({ result: t.utf8() }, { result: ["row-7"] })]),
+  );
+  const work: Array<() => void> = [];
+  for (const bytes of [THREE, answer]) {
+    const { schema } = decodeStreamBytes(bytes)!;
+    for (const span of messageSpans(bytes)) {
+      const flatbuffer = bytes.subarray(span.start, span.start + span.metadataLength);
+      work.push(() => void verifyMessageHeader(flatbuffer));
+      const message = decodeMessage(flatbuffer);
+      const bodyAt = span.start + span.metadataLength;
+      const body = bytes.slice(bodyAt, bodyAt + span.bodyLength);
+      if (message instanceof LeanMessage) work.push(() => checkRecordBatch(schema, message, body));
+    }
+  }
+  const rounds = 50_000;
+  for (let i = 0; i < 5000; i++) for (const w of work) w();
+  const t0 = performance.now();
+  for (let i = 0; i < rounds; i++) for (const w of work) w();
+  return (performance.now() - t0) / 1000 / rounds;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -586,6 +621,17 @@ async function main(): Promise<void> {
       unit: "calls/s",
       limit: "same call, no observers",
       ratio: observed / plain,
+    });
+    // What verifying headers and checking batches would cost a small call if nothing were cached.
+    const three = await inProcessUnary(false, SECS, THREE);
+    const verified = 1 / (1 / three + verificationSecondsPerCall());
+    report({
+      figure: "unary 3-field calls/s, headers verified uncached",
+      transport: "memory",
+      value: verified,
+      unit: "calls/s",
+      limit: "same call as measured",
+      ratio: verified / three,
     });
   }
 

@@ -84,7 +84,14 @@ export {
 export { type FieldSpecs, type RowOf, type TypeSpec, t, type ValueOf } from "./protocol/types.js";
 export type { Connection } from "./server/connection.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";
-export { type Binding, bind, createServer, type RpcServer, type ServerOptions } from "./server/server.js";
+export {
+  type Binding,
+  bind,
+  createServer,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  type RpcServer,
+  type ServerOptions,
+} from "./server/server.js";
 export type { CallStatistics } from "./server/stats.js";
 export {
   type BufferPoolOptions,

@@ -11,10 +11,11 @@
  * Every enum-typed spec below is made by its own `status()` call: each dictionary type carries its
  * own IPC dictionary id, and two columns of one schema must not share an id.
  */
-import { type RecordBatch, Table, tableFromIPC, tableToIPC } from "apache-arrow";
+import { type RecordBatch, Table, tableToIPC } from "apache-arrow";
 import { ValueError } from "../errors.js";
 import { batchFromRows, rowsFromBatch } from "../protocol/batch.js";
 import { type FieldSpecs, type RowOf, t } from "../protocol/types.js";
+import { decodeStreamBytes } from "../wire/ipc.js";
 import { compareCodePoints, pyStrListRepr } from "./pyrepr.js";
 
 /** The reference's `Status` enum members, in declaration order. */
@@ -217,7 +218,7 @@ function pyMissingArguments(cls: string, names: readonly string[]): string {
 export function dataclassBatch<F extends FieldSpecs>(cls: Dataclass<F>, bytes: Uint8Array): RecordBatch {
   const required = Object.keys(cls.fields);
   // An empty buffer, or a stream without batches, reads as an empty / zero-column batch there.
-  const table = bytes.byteLength === 0 ? null : tableFromIPC(bytes);
+  const table = bytes.byteLength === 0 ? null : decodeStreamBytes(bytes, "dataclass payload");
   const batch = table?.batches[0] ?? null;
   const names = table?.schema.fields.map((f) => f.name) ?? [];
   if (names.length === 0) {

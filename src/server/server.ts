@@ -95,7 +95,10 @@ export interface ServerOptions {
   readonly serverVersion?: string;
   /** Send tracebacks in error batches. Default: true (as the reference does). */
   readonly includeTracebacks?: boolean;
-  /** Largest IPC message accepted on a session transport, in bytes. Default: 4 GiB. */
+  /**
+   * Largest IPC message (header and body) a request may send, in bytes, on every transport (HTTP
+   * bodies also have `maxRequestBytes`). Default: 256 MiB (`DEFAULT_MAX_MESSAGE_BYTES`).
+   */
   readonly maxMessageBytes?: number;
   /**
    * Called once per call when it ends, with its statistics, outcome and identity — the one hook
@@ -189,6 +192,9 @@ function host(binding: Binding): HostedProtocol {
 /** The package version, reported as `server_version`. */
 export const QUIVER_VERSION = "0.1.0";
 
+/** Default `maxMessageBytes`: 256 MiB, as the HTTP transport's default `maxRequestBytes`. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
+
 /** Creates a server hosting `opts.protocols` (and reflection). */
 export function createServer(opts: ServerOptions): RpcServer {
   if (opts.protocols.length === 0) throw new TypeError("a server hosts at least one protocol");
@@ -255,7 +261,7 @@ export function createServer(opts: ServerOptions): RpcServer {
     serverId,
     serverVersion,
     includeTracebacks: opts.includeTracebacks ?? true,
-    maxMessageBytes: opts.maxMessageBytes ?? 4 * 1024 * 1024 * 1024,
+    maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     logger: opts.logger ?? pino({ level: "silent" }),
     protocols,
     securitySchemes,

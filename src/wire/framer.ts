@@ -7,7 +7,7 @@ import { MessageHeader } from "apache-arrow/fb/message-header";
 import type { Message } from "apache-arrow/ipc/metadata/message";
 import type { Schema } from "apache-arrow/schema";
 import { frameworkError } from "../errors.js";
-import { decodeMessage, decodeSchema, type Frame } from "./ipc.js";
+import { decodeMessage, decodeSchema, type Frame, RefusedMessage } from "./ipc.js";
 
 /** Limits applied while framing. */
 export interface FramerOptions {
@@ -54,6 +54,12 @@ export interface DirectByteSource extends AsyncIterator<Uint8Array> {
    */
   allocate?(n: number): Uint8Array;
 }
+
+/**
+ * Most memory a body's declared length commits before its bytes arrive (see `readDirect`): a
+ * 20-byte header claiming a 4 GiB body must not make the reader allocate 4 GiB.
+ */
+const AHEAD_OF_DATA_BYTES = 64 * 1024 * 1024;
 
 /** Bodies with at least this many bytes still to come are read with `readInto` when the source has it. */
 const DIRECT_READ_MIN = 64 * 1024;
@@ -193,7 +199,12 @@ export class MessageFramer {
    */
   private async readDirect(n: number, borrow: boolean): Promise<Uint8Array> {
     const source = this.source as DirectByteSource;
-    const out = borrow ? this.scratch.take(n) : (source.allocate?.(n) ?? uninitialised(n));
+    const allocate = (size: number): Uint8Array =>
+      borrow ? this.scratch.take(size) : (source.allocate?.(size) ?? uninitialised(size));
+    // A length is only a claim until its bytes arrive: memory is committed at most
+    // AHEAD_OF_DATA_BYTES ahead of what was received, growing as the body arrives (a larger body
+    // costs one more copy of what came before each growth, a small price at that size).
+    let out = allocate(Math.min(n, Math.max(AHEAD_OF_DATA_BYTES, this.buffered)));
     let at = 0;
     for (const c of this.chunks) {
       out.set(c, at);
@@ -201,11 +212,18 @@ export class MessageFramer {
     }
     this.chunks = [];
     this.buffered = 0;
-    if ((await source.readInto(out.subarray(at))) < n - at) {
-      this.done = true;
-      throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
+    for (;;) {
+      const want = out.byteLength - at;
+      if ((await source.readInto(out.subarray(at))) < want) {
+        this.done = true;
+        throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
+      }
+      at = out.byteLength;
+      if (at === n) return out;
+      const grown = allocate(Math.min(n, 2 * at));
+      grown.set(out.subarray(0, at));
+      out = grown;
     }
-    return out;
   }
 
   /** Drops the reused body buffer (a borrowing stream ended): the memory goes once no batch views it. */
@@ -285,7 +303,10 @@ export class MessageFramer {
     this.take(prefix);
     const metadata = this.take(length);
     const message = decodeMessage(metadata);
-    const schema = message.headerType === MessageHeader.Schema ? decodeSchemaOrThrow(message, metadata) : undefined;
+    const schema =
+      message.headerType === MessageHeader.Schema && !(message instanceof RefusedMessage)
+        ? decodeSchemaOrThrow(message, metadata)
+        : undefined;
     const bodyLength = message.bodyLength;
     if (!Number.isSafeInteger(bodyLength) || bodyLength < 0) {
       throw frameworkError("protocol_error", `invalid IPC body length ${bodyLength}`);

@@ -5,6 +5,7 @@
  */
 import { type Data, makeData, type RecordBatch, type Schema, Struct, Vector } from "apache-arrow";
 import { MessageHeader } from "apache-arrow/fb/message-header";
+import { MetadataVersion } from "apache-arrow/fb/metadata-version";
 import {
   BufferRegion,
   DictionaryBatch,
@@ -14,9 +15,11 @@ import {
 import { compareTypes } from "apache-arrow/visitor/typecomparator";
 import { VectorAssembler } from "apache-arrow/visitor/vectorassembler";
 import { VectorLoader } from "apache-arrow/visitor/vectorloader";
-import { frameworkError } from "../errors.js";
+import { frameworkError, type RpcError } from "../errors.js";
 import { recordBatch } from "./batches.js";
+import { type BatchLayout, checkDictionaryBatch, checkRecordBatch } from "./layout.js";
 import { decodeRecordBatchLean, encodeRecordBatchLean, LeanMessage, loadLean } from "./lean.js";
+import { verifyMessageHeader } from "./verify.js";
 
 /** End-of-stream marker: continuation token then a zero length. */
 export const EOS: Uint8Array = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
@@ -268,18 +271,45 @@ export interface Frame {
   readonly borrowed?: true;
 }
 
-/** Decodes a message's flatbuffer, mapping flatbuffer failures to a protocol error. */
+/**
+ * Decodes a message's flatbuffer, mapping flatbuffer failures to a protocol error. Nothing reads
+ * a header before it is verified (see verify.ts): the lean reader checks every read itself, a
+ * schema message seen before was verified then, and anything else is verified here first.
+ */
 export function decodeMessage(flatbuffer: Uint8Array): Message {
   const lean = decodeRecordBatchLean(flatbuffer);
   if (lean !== null) return lean;
   const known = knownSchemaMessage(flatbuffer);
   if (known !== null) return known.message;
+  const verified = verifyMessageHeader(flatbuffer);
+  if (verified.refusal !== null)
+    return new RefusedMessage(verified.bodyLength, verified.version, verified.headerType, verified.refusal);
   try {
     return Message.decode(flatbuffer);
   } catch (err) {
     throw frameworkError("protocol_error", `malformed Arrow IPC message: ${(err as Error).message}`, {
       cause: err,
     });
+  }
+}
+
+/**
+ * A message that verified as a flatbuffer but must not be decoded (see `VerifiedHeader`): readers
+ * skip its body, so the byte stream stays framed, and the stream decoder refuses it.
+ */
+export class RefusedMessage extends Message {
+  constructor(
+    bodyLength: number,
+    version: number,
+    headerType: number,
+    /** Why it is refused. */
+    readonly refusal: RpcError,
+  ) {
+    super(bodyLength, version, headerType);
+  }
+
+  override header(): never {
+    throw this.refusal;
   }
 }
 
@@ -344,6 +374,79 @@ export function decodeSchema(message: Message, flatbuffer: Uint8Array): Schema {
 }
 
 /**
+ * Splits `region`, bytes held whole in memory (a shared-memory allocation, an IPC payload inside a
+ * value), into IPC frames, stopping at EOS or the region's end; every length is bounds-checked and
+ * every header verified (`decodeMessage`) before it is read.
+ */
+export function* framesOf(region: Uint8Array, what = "shared-memory region"): Generator<Frame> {
+  const view = new DataView(region.buffer, region.byteOffset, region.byteLength);
+  let at = 0;
+  while (at + 4 <= region.byteLength) {
+    let prefix = 4;
+    let length = view.getInt32(at, true);
+    if (length === -1) {
+      if (at + 8 > region.byteLength) break;
+      prefix = 8;
+      length = view.getInt32(at + 4, true);
+    }
+    if (length === 0) return;
+    if (length < 0 || at + prefix + length > region.byteLength) {
+      throw frameworkError(
+        "protocol_error",
+        `${what}: IPC message header of ${length} bytes at ${at} runs past the ${region.byteLength} bytes there are`,
+      );
+    }
+    const message = decodeMessage(region.subarray(at + prefix, at + prefix + length));
+    const bodyStart = at + prefix + length;
+    const bodyLength = message.bodyLength;
+    if (!Number.isSafeInteger(bodyLength) || bodyLength < 0 || bodyStart + bodyLength > region.byteLength) {
+      throw frameworkError(
+        "protocol_error",
+        `${what}: IPC message body of ${bodyLength} bytes at ${bodyStart} runs past the ${region.byteLength} bytes there are`,
+      );
+    }
+    let body = region.subarray(bodyStart, bodyStart + bodyLength);
+    // Arrow reads buffers through typed arrays, which need 8-byte aligned views.
+    if (body.byteOffset % 8 !== 0) body = Uint8Array.prototype.slice.call(body);
+    yield { message, body, wireBytes: prefix + length + bodyLength };
+    at = bodyStart + bodyLength;
+  }
+  if (at !== region.byteLength) {
+    throw frameworkError("protocol_error", `${what} ends inside an IPC message prefix at ${at}`);
+  }
+}
+
+/** One IPC stream decoded from bytes held in memory: its schema and batches. */
+export interface DecodedStream {
+  readonly schema: Schema;
+  readonly batches: RecordBatch[];
+}
+
+/**
+ * Decodes the IPC stream at the start of `bytes` (held whole in memory: an IPC payload inside a
+ * value, say) with the same verification as every transport; `what` names the bytes in errors.
+ * Null when `bytes` hold no schema message.
+ */
+export function decodeStreamBytes(bytes: Uint8Array, what = "IPC payload"): DecodedStream | null {
+  const decoder = new IpcStreamDecoder();
+  const batches: RecordBatch[] = [];
+  for (const frame of framesOf(bytes, what)) {
+    const out = decoder.accept(frame);
+    if (out !== null && "numRows" in out) batches.push(out);
+  }
+  return decoder.schema === null ? null : { schema: decoder.schema, batches };
+}
+
+/** A decoded record-batch header's numbers, as the layout check reads them. */
+function plainLayout(header: RecordBatchHeader): BatchLayout {
+  const nodes: number[] = [];
+  for (const n of header.nodes) nodes.push(n.length, n.nullCount);
+  const regions: number[] = [];
+  for (const b of header.buffers) regions.push(b.offset, b.length);
+  return { rows: header.length, nodes, regions, variadicCounts: header.variadicBufferCounts };
+}
+
+/**
  * Turns the frames of one IPC stream into a schema and record batches. Feed it frames in order;
  * it does no I/O and never sees bytes past the stream's EOS (the framer stops there).
  */
@@ -361,6 +464,7 @@ export class IpcStreamDecoder {
    */
   accept(frame: Frame): Schema | RecordBatch | null {
     const { message, body } = frame;
+    if (message instanceof RefusedMessage) throw message.refusal;
     if (message.headerType === MessageHeader.Schema) {
       if (this.schemaValue !== null)
         throw frameworkError("protocol_error", "a second schema message in one IPC stream");
@@ -369,7 +473,9 @@ export class IpcStreamDecoder {
     }
     const schema = this.schemaValue;
     if (schema === null) throw frameworkError("protocol_error", "IPC stream does not start with a schema message");
+    const unionValidity = message.version < MetadataVersion.V5;
     if (message instanceof LeanMessage) {
+      checkRecordBatch(schema, message, body, unionValidity);
       let data: Data<Struct> | null;
       try {
         data = loadLean(schema, message, body);
@@ -385,6 +491,7 @@ export class IpcStreamDecoder {
       if (header.compression != null) {
         throw frameworkError("protocol_error", "compressed IPC buffers are not part of the vgi-rpc wire protocol");
       }
+      checkRecordBatch(schema, plainLayout(header), body, unionValidity);
       const children = this.load(
         schema,
         header,
@@ -401,6 +508,7 @@ export class IpcStreamDecoder {
       if (header.data.compression != null) {
         throw frameworkError("protocol_error", "compressed IPC buffers are not part of the vgi-rpc wire protocol");
       }
+      checkDictionaryBatch(type, plainLayout(header.data), body, unionValidity);
       const [data] = this.load(schema, header.data, body, [type]);
       const existing = this.dictionaries.get(header.id);
       const vector = new Vector([data!]);

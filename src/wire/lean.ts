@@ -541,20 +541,31 @@ function field(dv: DataView, table: number, index: number): number {
   return rel === 0 ? 0 : table + rel;
 }
 
-/** An int64 that must be a safe integer (else the general reader decides). */
+/**
+ * An int64 that must be a non-negative safe integer: every int64 read here is a length, count or
+ * offset (anything else goes to the general reader, whose verifier names the problem).
+ */
 function int64(dv: DataView, p: number): number {
   const hi = dv.getInt32(p + 4, true);
-  if (hi < -0x200000 || hi >= 0x200000) throw NOT_LEAN;
+  if (hi < 0 || hi >= 0x200000) throw NOT_LEAN;
   return hi * 4294967296 + dv.getUint32(p, true);
 }
 
 const textDecoder = new TextDecoder();
+
+/**
+ * String bytes the current message may still decode: entries may share one string, so without a
+ * budget a small header could make the reader decode the same long string millions of times.
+ */
+let stringBudget = 0;
 
 function readString(bytes: Uint8Array, dv: DataView, offsetAt: number): string {
   const start = offsetAt + dv.getUint32(offsetAt, true);
   const length = dv.getUint32(start, true);
   const from = start + 4;
   if (from + length > bytes.byteLength) throw NOT_LEAN;
+  stringBudget -= length;
+  if (stringBudget < 0) throw NOT_LEAN;
   if (length < 64) {
     let s = "";
     for (let i = 0; i < length; i++) {
@@ -569,7 +580,9 @@ function readString(bytes: Uint8Array, dv: DataView, offsetAt: number): string {
 
 /**
  * Reads a record-batch message with no compression and no variadic buffers; null for any other
- * message, or anything unusual, which the general decoder then reads (and judges) as before.
+ * message, or anything unusual, which the general decoder then verifies and reads. Every read is
+ * bounds-checked (DataView) and every count checked against the bytes before it is looped over,
+ * so what this accepts needs no verification of its own.
  */
 export function decodeRecordBatchLean(bytes: Uint8Array): LeanMessage | null {
   try {
@@ -579,6 +592,7 @@ export function decodeRecordBatchLean(bytes: Uint8Array): LeanMessage | null {
     if (headerTypeAt === 0 || bytes[headerTypeAt] !== MessageHeader.RecordBatch) return null;
     const versionAt = field(dv, root, 0);
     const version = versionAt === 0 ? 0 : dv.getInt16(versionAt, true);
+    if (version < MetadataVersion.V4 || version > MetadataVersion.V5) return null;
     const headerAt = field(dv, root, 2);
     if (headerAt === 0) return null;
     const bodyAt = field(dv, root, 3);
@@ -588,6 +602,8 @@ export function decodeRecordBatchLean(bytes: Uint8Array): LeanMessage | null {
     if (mdAt !== 0) {
       const vec = mdAt + dv.getUint32(mdAt, true);
       const n = dv.getUint32(vec, true);
+      if (n > (bytes.byteLength - vec - 4) / 4) throw NOT_LEAN;
+      stringBudget = 2 * bytes.byteLength;
       for (let i = 0; i < n; i++) {
         const entryAt = vec + 4 + i * 4;
         const entry = entryAt + dv.getUint32(entryAt, true);
@@ -605,7 +621,6 @@ export function decodeRecordBatchLean(bytes: Uint8Array): LeanMessage | null {
     const rows = lengthAt === 0 ? 0 : int64(dv, lengthAt);
     const nodes = structs(dv, field(dv, header, 1));
     const regions = structs(dv, field(dv, header, 2));
-    if (version < MetadataVersion.V4) return null;
     return new LeanMessage(bodyLength, version, metadata, rows, nodes, regions);
   } catch (err) {
     if (err instanceof NotLean || err instanceof RangeError) return null;

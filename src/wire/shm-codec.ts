@@ -18,7 +18,7 @@
 import { type Data, DataType, Dictionary, makeData, RecordBatch, Schema, Struct } from "apache-arrow";
 import { MessageHeader } from "apache-arrow/fb/message-header";
 import { frameworkError } from "../errors.js";
-import { decodeMessage, encodeSchemaMessage, type Frame, IpcStreamDecoder, IpcStreamEncoder } from "./ipc.js";
+import { encodeSchemaMessage, type Frame, framesOf, IpcStreamDecoder, IpcStreamEncoder } from "./ipc.js";
 
 /**
  * What encoding into and reading from a segment needs of it (`ShmSegment` in
@@ -169,45 +169,6 @@ export function encodeForShm(batch: RecordBatch): ShmPayload {
   let byteLength = 0;
   for (const c of chunks) byteLength += c.byteLength;
   return { chunks, byteLength };
-}
-
-/** Splits `region` into IPC frames, stopping at EOS or the region's end; every length is bounds-checked. */
-function* framesOf(region: Uint8Array): Generator<Frame> {
-  const view = new DataView(region.buffer, region.byteOffset, region.byteLength);
-  let at = 0;
-  while (at + 4 <= region.byteLength) {
-    let prefix = 4;
-    let length = view.getInt32(at, true);
-    if (length === -1) {
-      if (at + 8 > region.byteLength) break;
-      prefix = 8;
-      length = view.getInt32(at + 4, true);
-    }
-    if (length === 0) return;
-    if (length < 0 || at + prefix + length > region.byteLength) {
-      throw frameworkError(
-        "protocol_error",
-        `shared-memory region: IPC message header of ${length} bytes at ${at} runs past the region's ${region.byteLength} bytes`,
-      );
-    }
-    const message = decodeMessage(region.subarray(at + prefix, at + prefix + length));
-    const bodyStart = at + prefix + length;
-    const bodyLength = message.bodyLength;
-    if (!Number.isSafeInteger(bodyLength) || bodyLength < 0 || bodyStart + bodyLength > region.byteLength) {
-      throw frameworkError(
-        "protocol_error",
-        `shared-memory region: IPC message body of ${bodyLength} bytes at ${bodyStart} runs past the region's ${region.byteLength} bytes`,
-      );
-    }
-    let body = region.subarray(bodyStart, bodyStart + bodyLength);
-    // Arrow reads buffers through typed arrays, which need 8-byte aligned views.
-    if (body.byteOffset % 8 !== 0) body = Uint8Array.prototype.slice.call(body);
-    yield { message, body, wireBytes: prefix + length + bodyLength };
-    at = bodyStart + bodyLength;
-  }
-  if (at !== region.byteLength) {
-    throw frameworkError("protocol_error", `shared-memory region ends inside an IPC message prefix at ${at}`);
-  }
 }
 
 /**

@@ -7,6 +7,7 @@ import { t } from "../../src/protocol/types.js";
 import { MessageFramer } from "../../src/wire/framer.js";
 import { concatBytes, EOS, encodeStream, IpcStreamDecoder, outgoingPieces } from "../../src/wire/ipc.js";
 import { classifyBatch, errorFromMetadata, readLogRecord } from "../../src/wire/messages.js";
+import { fieldPosition, messageSpans, messageTable } from "../helpers/ipc-bytes.js";
 
 const fixture = (name: string) => new Uint8Array(readFileSync(new URL(`../fixtures/wire/${name}`, import.meta.url)));
 
@@ -255,4 +256,40 @@ test("outgoing pieces join runs of small chunks and pass large ones through as t
   assert.equal(lower.length, 3);
   assert.equal(lower[1], medium);
   assert.deepEqual([...lower[2]!], [2, 2, 3, 3]);
+});
+
+test("a body's declared length commits at most 64 MiB ahead of the bytes that arrived", async () => {
+  // A record batch header claiming a 3 GiB body, then a few bytes, then the end of the stream.
+  const batch = batchFromColumns({ v: t.int64() }, { v: [1n] });
+  const [schemaMessage, header] = encodeStream(schemaOf({ v: t.int64() }), [batch]);
+  const claimed = 3 * 1024 * 1024 * 1024;
+  const patched = header!.slice();
+  const view = new DataView(patched.buffer);
+  // The Message table's body length (slot 3), found through its vtable.
+  const span = messageSpans(patched)[0]!;
+  const found = fieldPosition(patched, span.start, messageTable(patched, span), 3)!;
+  assert.equal(view.getUint32(found, true), span.bodyLength);
+  view.setUint32(found, claimed % 2 ** 32, true);
+  view.setUint32(found + 4, Math.floor(claimed / 2 ** 32), true);
+  const sizes: number[] = [];
+  let sent = false;
+  const source = {
+    async next(): Promise<IteratorResult<Uint8Array>> {
+      if (sent) return { done: true, value: undefined };
+      sent = true;
+      return { done: false, value: concatBytes([schemaMessage!, patched, new Uint8Array(100)]) };
+    },
+    // The peer sends nothing more.
+    async readInto(): Promise<number> {
+      return 0;
+    },
+    allocate(n: number): Uint8Array {
+      sizes.push(n);
+      return new Uint8Array(Math.min(n, 1024 * 1024 * 1024));
+    },
+  };
+  const framer = new MessageFramer(source, { maxMessageBytes: 4 * 1024 * 1024 * 1024 });
+  assert.notEqual(await framer.next(), "end"); // the schema
+  await assert.rejects(framer.next(), /ended inside an IPC message body/);
+  assert.deepEqual(sizes, [64 * 1024 * 1024]);
 });
