@@ -93,7 +93,11 @@ export interface ServerOptions {
   readonly serverId?: string;
   /** Reported by reflection. Default: the package version. */
   readonly serverVersion?: string;
-  /** Send tracebacks in error batches. Default: true (as the reference does). */
+  /**
+   * Send the stack trace (with the server's file paths) and its frames in every error batch, to
+   * any caller. Default: false. The reference sends them by default; turn this on for trusted
+   * callers only (its conformance suite expects them, so the conformance worker does).
+   */
   readonly includeTracebacks?: boolean;
   /** Largest IPC message accepted on a session transport, in bytes. Default: 4 GiB. */
   readonly maxMessageBytes?: number;
@@ -115,6 +119,7 @@ export interface ServerOptions {
 export interface RpcServer {
   readonly serverId: string;
   readonly serverVersion: string;
+  /** Whether error batches carry stack traces (see `ServerOptions.includeTracebacks`). */
   readonly includeTracebacks: boolean;
   readonly maxMessageBytes: number;
   /** The server's logger (silent unless one was given). */
@@ -254,7 +259,7 @@ export function createServer(opts: ServerOptions): RpcServer {
   const server: RpcServer = {
     serverId,
     serverVersion,
-    includeTracebacks: opts.includeTracebacks ?? true,
+    includeTracebacks: opts.includeTracebacks ?? false,
     maxMessageBytes: opts.maxMessageBytes ?? 4 * 1024 * 1024 * 1024,
     logger: opts.logger ?? pino({ level: "silent" }),
     protocols,
