@@ -1,7 +1,7 @@
 /**
  * Client side of a pipe: `pipeConnect` speaks over any readable/writable pair, and
  * `connectSubprocess` spawns a worker and speaks over its stdin/stdout (its stderr is passed
- * through or ignored). A worker that exits makes every pending read fail with `transport_error`.
+ * through, ignored or piped). A worker that exits makes every pending read fail with `transport_error`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -58,8 +58,11 @@ export interface SubprocessOptions extends Omit<ClientOptions, "shm"> {
    * support here, or with a worker that declines, calls use the pipe alone. Default: none.
    */
   readonly shm?: { readonly size: number };
-  /** The worker's stderr: `"inherit"` (default) or `"ignore"`. */
-  readonly stderr?: "inherit" | "ignore";
+  /**
+   * The worker's stderr: `"inherit"` (default), `"ignore"`, or `"pipe"` (read it from
+   * `client.process.stderr`, and keep reading it: a worker blocks once that pipe is full).
+   */
+  readonly stderr?: "inherit" | "ignore" | "pipe";
   /** Environment and working directory for the worker. */
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
