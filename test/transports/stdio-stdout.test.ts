@@ -9,6 +9,7 @@ import { once } from "node:events";
 import { PassThrough } from "node:stream";
 import { test } from "node:test";
 import { proxy } from "../../src/client/typed.js";
+import { NonIpcBytesError, RpcError } from "../../src/errors.js";
 import { t } from "../../src/protocol/types.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { connectSubprocess } from "../../src/transports/stdio/client.js";
@@ -97,6 +98,37 @@ test("stdout carries nothing but IPC while the worker serves, and is its own aga
   } finally {
     clearTimeout(timer);
     child.kill("SIGKILL");
+  }
+});
+
+test("a client whose worker prints to stdout before serving says the worker wrote non-IPC bytes, and shows them", async () => {
+  const client = await connectSubprocess(process.execPath, ["--import", "tsx", WORKER, "--print-before-serving"], {
+    stderr: "ignore",
+    timeoutMs: 20_000,
+  });
+  const timer = setTimeout(() => client.process.kill("SIGKILL"), 20_000);
+  try {
+    const err = await proxy(client, Chatty)
+      .add({ a: 1n, b: 1n })
+      .then(
+        () => assert.fail("expected the call to fail"),
+        (e: unknown) => e,
+      );
+    assert.ok(err instanceof RpcError);
+    assert.equal(err.kind, "transport_error");
+    assert.ok(
+      err.message.startsWith('worker wrote non-IPC bytes to stdout: "hello world, this worker is starting up\\n'),
+      err.message,
+    );
+    assert.match(err.message, /stdout carries the IPC stream only/);
+    assert.match(err.message, /stderr/);
+    assert.ok(err.cause instanceof NonIpcBytesError);
+    assert.equal(err.cause.kind, "protocol_error");
+    // The connection is unusable after that; later calls fail with the same error.
+    await assert.rejects(proxy(client, Chatty).add({ a: 1n, b: 1n }), (e: unknown) => e === err);
+  } finally {
+    clearTimeout(timer);
+    await client.close();
   }
 });
 

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
-import { frameworkError } from "../../errors.js";
+import { frameworkError, NonIpcBytesError } from "../../errors.js";
 import { createSegment, type OwnedSegment, sharedMemorySupport, workerTakesSharedMemory } from "../shm/negotiate.js";
 import { writableSink } from "./sink.js";
 import { type SocketSource, socketSource } from "./source.js";
@@ -212,6 +212,16 @@ export async function connectSubprocess(
     name: "subprocess",
     input: base.input,
     write: base.write,
+    explainReadError: (err) =>
+      err instanceof NonIpcBytesError
+        ? frameworkError(
+            "transport_error",
+            `worker wrote non-IPC bytes to stdout: ${err.preview}. A worker's stdout carries the IPC stream only; ` +
+              "its logs and prints belong on stderr (a quiver worker's serveStdio sends process.stdout writes there " +
+              "while it serves, but not what is printed before serving starts or written to fd 1 directly)",
+            { cause: err },
+          )
+        : err,
     close: async () => {
       if (closing) return exited;
       closing = true;
