@@ -149,3 +149,60 @@ export function frameworkError(
   const [type, code] = defaults[kind];
   return new RpcError(message, { type: opts.type ?? type, code: opts.code ?? code, kind, ...opts });
 }
+
+/** How many bytes a `NonIpcBytesError` shows. */
+export const NON_IPC_PREVIEW_BYTES = 48;
+
+/**
+ * `bytes` (at most `max` of them, read across the pieces in order) as a double-quoted string:
+ * printable ASCII as is, `\n` `\r` `\t` `\"` `\\` escaped, every other byte as `\xNN`, and `…` before
+ * the closing quote when bytes were left out. Safe to print and to log.
+ */
+export function bytesPreview(bytes: readonly Uint8Array[], max = NON_IPC_PREVIEW_BYTES): string {
+  let out = '"';
+  let shown = 0;
+  let more = false;
+  for (const piece of bytes) {
+    for (const b of piece) {
+      if (shown === max) {
+        more = true;
+        break;
+      }
+      shown++;
+      if (b === 0x0a) out += "\\n";
+      else if (b === 0x0d) out += "\\r";
+      else if (b === 0x09) out += "\\t";
+      else if (b === 0x22 || b === 0x5c) out += `\\${String.fromCharCode(b)}`;
+      else if (b >= 0x20 && b < 0x7f) out += String.fromCharCode(b);
+      else out += `\\x${b.toString(16).padStart(2, "0")}`;
+    }
+    if (more) break;
+  }
+  return `${out}${more ? "…" : ""}"`;
+}
+
+/**
+ * Bytes where an Arrow IPC message should start that cannot be one (a `protocol_error`): most
+ * often text a peer printed on a stream that carries IPC. `preview` shows them (see
+ * `bytesPreview`), so a client can say what its worker wrote.
+ */
+export class NonIpcBytesError extends RpcError {
+  constructor(
+    /** The length prefix the bytes would have meant. */
+    readonly messageLength: number,
+    /** The first buffered bytes, quoted and escaped. */
+    readonly preview: string,
+  ) {
+    super(`invalid IPC message length ${messageLength}: not an Arrow IPC stream (the bytes start ${preview})`, {
+      type: "ProtocolError",
+      code: "INVALID_ARGUMENT",
+      kind: "protocol_error",
+    });
+    this.name = "NonIpcBytesError";
+  }
+
+  /** The error for `buffered` bytes (the pieces not yet framed) whose prefix read as `length`. */
+  static of(length: number, buffered: readonly Uint8Array[]): NonIpcBytesError {
+    return new NonIpcBytesError(length, bytesPreview(buffered));
+  }
+}

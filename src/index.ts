@@ -35,6 +35,7 @@ export {
   type ErrorCode,
   type ErrorDetail,
   type FrameworkErrorKind,
+  NonIpcBytesError,
   RpcError,
   type RpcErrorOptions,
   RuntimeError,

@@ -16,12 +16,14 @@ import {
 } from "jose";
 import type { AuthContext } from "../protocol/context.js";
 import {
+  AuthConfigError,
   type Authenticator,
   AuthFailure,
   type AuthReason,
   type AuthRequest,
   authenticated,
   authReasonOf,
+  type CredentialProblem,
   type PeerCertificate,
 } from "./types.js";
 
@@ -63,6 +65,105 @@ export function claimStrings(claims: Readonly<Record<string, unknown>>, path: Cl
   return [];
 }
 
+/** How a factory's configured credentials are checked (see `checkCredentials`). */
+interface CredentialRules {
+  /** What one credential is called in messages: `token`, `key`, `fingerprint`, `issuer`. */
+  readonly noun: string;
+  /** Whitespace a presented credential can never carry: around it (trimmed on arrival) or anywhere. */
+  readonly whitespace: "edges" | "anywhere";
+  /** The form credentials are compared in (duplicates are found on it). Default: as written. */
+  readonly normalize?: (credential: string) => string;
+  /** False when the normalised credential is not in its format. Default: any. */
+  readonly wellFormed?: (normalized: string) => boolean;
+  /** Refuse the same credential twice. Default: true. */
+  readonly unique?: boolean;
+}
+
+/** What a missing value becomes as text: `${undefined}`, `String(null)`, a computed key. */
+const PLACEHOLDER = /^(?:undefined|null)$/i;
+
+/**
+ * Refuses, at construction, credentials that are missing, empty, blank, a placeholder left by a
+ * missing value, padded with whitespace that no request can carry, malformed or repeated; returns
+ * them normalised. Errors name the entry's position and the problem, never the credential.
+ */
+function checkCredentials(
+  factory: string,
+  option: string,
+  credentials: readonly unknown[],
+  rules: CredentialRules,
+): string[] {
+  const seen = new Map<string, number>();
+  return credentials.map((credential, i) => {
+    const refuse = (problem: CredentialProblem, what: string): never => {
+      throw new AuthConfigError(factory, option, i, problem, `${factory}: ${option} entry #${i + 1} ${what}`);
+    };
+    if (typeof credential !== "string") {
+      return refuse(
+        "missing",
+        `is ${credential === null ? "null" : typeof credential}, not a ${rules.noun} (an unset environment variable?)`,
+      );
+    }
+    if (credential === "")
+      return refuse("empty", `is an empty ${rules.noun} (an unset or empty environment variable?)`);
+    const trimmed = credential.trim();
+    if (trimmed === "") return refuse("blank", `is only whitespace, not a ${rules.noun}`);
+    if (PLACEHOLDER.test(trimmed)) {
+      return refuse(
+        "placeholder",
+        `is the text "${trimmed.toLowerCase()}", what a missing value becomes as a string (e.g. \`{ [process.env.NAME!]: ... }\` with NAME unset)`,
+      );
+    }
+    if (rules.whitespace === "edges" ? trimmed !== credential : /\s/.test(credential)) {
+      return refuse(
+        "whitespace",
+        `has whitespace ${rules.whitespace === "edges" ? "around it" : "in it"} (a stray newline or \\r from a file?), so no request could ever match it`,
+      );
+    }
+    const normalized = rules.normalize ? rules.normalize(credential) : credential;
+    if (rules.wellFormed && !rules.wellFormed(normalized))
+      return refuse("malformed", `is not a well-formed ${rules.noun}`);
+    const first = seen.get(normalized);
+    if (first !== undefined && rules.unique !== false) {
+      return refuse("duplicate", `is the same ${rules.noun} as entry #${first + 1}`);
+    }
+    seen.set(normalized, i);
+    return normalized;
+  });
+}
+
+/** The entries of a credential table: a `Map` or a plain object (an array would make its indexes credentials). */
+function tableEntries<V>(factory: string, option: string, table: unknown): [unknown, V][] {
+  if (table instanceof Map) return [...(table as Map<unknown, V>).entries()];
+  if (table === null || typeof table !== "object" || Array.isArray(table)) {
+    throw new TypeError(`${factory}: ${option} must be a Map or an object mapping each credential to its caller`);
+  }
+  return Object.entries(table as Record<string, V>);
+}
+
+/** Refuses a table entry that maps its credential to no caller (`what` says what a caller is here). */
+function checkCallers(
+  factory: string,
+  option: string,
+  callers: readonly unknown[],
+  accept: (who: unknown) => boolean,
+  what: string,
+): void {
+  callers.forEach((who, i) => {
+    if (!accept(who)) {
+      throw new AuthConfigError(
+        factory,
+        option,
+        i,
+        "missing",
+        `${factory}: ${option} entry #${i + 1} maps to no caller (${what})`,
+      );
+    }
+  });
+}
+
+const isContext = (who: unknown): boolean => typeof who === "object" && who !== null;
+
 /** Bearer tokens checked by `validate` (which throws to refuse, or returns the caller). */
 export function bearerAuthenticate(options: {
   readonly validate: (token: string, request: AuthRequest) => AuthContext | Promise<AuthContext>;
@@ -76,16 +177,29 @@ function digest(text: string): Buffer {
 
 /**
  * Pre-shared bearer tokens, each mapped to its caller. Every configured token is compared in
- * constant time (over SHA-256 digests, so lengths leak nothing either).
+ * constant time (over SHA-256 digests, so lengths leak nothing either). Throws `AuthConfigError`
+ * for a token that is missing, empty, blank, the text `undefined`/`null`, holds whitespace, or
+ * repeats, and for one mapped to no `AuthContext`.
  */
 export function bearerAuthenticateStatic(options: {
   readonly tokens: ReadonlyMap<string, AuthContext> | Readonly<Record<string, AuthContext>>;
 }): Authenticator {
-  const entries = (options.tokens instanceof Map ? [...options.tokens.entries()] : Object.entries(options.tokens)) as [
-    string,
-    AuthContext,
-  ][];
-  const table = entries.map(([token, ctx]) => ({ hash: digest(token), ctx }));
+  const factory = "bearerAuthenticateStatic";
+  const entries = tableEntries<AuthContext>(factory, "tokens", options.tokens);
+  const tokens = checkCredentials(
+    factory,
+    "tokens",
+    entries.map(([token]) => token),
+    { noun: "token", whitespace: "anywhere" },
+  );
+  checkCallers(
+    factory,
+    "tokens",
+    entries.map(([, ctx]) => ctx),
+    isContext,
+    "an AuthContext",
+  );
+  const table = entries.map(([, ctx], i) => ({ hash: digest(tokens[i]!), ctx }));
   return (request) => {
     const presented = digest(bearerToken(request));
     let found: AuthContext | null = null;
@@ -113,16 +227,29 @@ export interface ApiKeyAuthenticateOptions {
 /**
  * API keys in a request header (for services and workers that hold a key rather than a user
  * token). Keys are compared in constant time over SHA-256 digests, as static bearer tokens are.
+ * Throws `AuthConfigError` for a key that is missing, empty, blank, the text `undefined`/`null`,
+ * padded with whitespace, or repeated, and for one mapped to no caller.
  */
 export function apiKeyAuthenticate(options: ApiKeyAuthenticateOptions): Authenticator {
+  const factory = "apiKeyAuthenticate";
   const header = options.header ?? "X-API-Key";
   const scheme = options.scheme ?? "apikey";
-  const entries = (options.keys instanceof Map ? [...options.keys.entries()] : Object.entries(options.keys)) as [
-    string,
-    AuthContext | string,
-  ][];
-  const table = entries.map(([key, who]) => ({
-    hash: digest(key),
+  const entries = tableEntries<AuthContext | string>(factory, "keys", options.keys);
+  const keys = checkCredentials(
+    factory,
+    "keys",
+    entries.map(([key]) => key),
+    { noun: "key", whitespace: "edges" },
+  );
+  checkCallers(
+    factory,
+    "keys",
+    entries.map(([, who]) => who),
+    (who) => isContext(who) || (typeof who === "string" && who.trim() !== ""),
+    "a principal name or an AuthContext",
+  );
+  const table = entries.map(([, who], i) => ({
+    hash: digest(keys[i]!),
     ctx: typeof who === "string" ? authenticated(scheme, who, {}, { scheme }) : who,
   }));
   return (request) => {
@@ -177,8 +304,14 @@ function joseReason(err: unknown): AuthReason {
 
 /** JWT bearer tokens verified against a JWKS: signature, issuer, audience, expiry. */
 export function jwtAuthenticate(options: JwtAuthenticateOptions): Authenticator {
-  const issuers = typeof options.issuer === "string" ? [options.issuer] : [...options.issuer];
-  const audiences = typeof options.audience === "string" ? [options.audience] : [...options.audience];
+  const list = (v: string | readonly string[] | undefined): unknown[] =>
+    typeof v === "string" || v === undefined || v === null ? [v] : [...v];
+  const names = { whitespace: "edges", unique: false } as const;
+  const issuers = checkCredentials("jwtAuthenticate", "issuer", list(options.issuer), { noun: "issuer", ...names });
+  const audiences = checkCredentials("jwtAuthenticate", "audience", list(options.audience), {
+    noun: "audience",
+    ...names,
+  });
   if (issuers.length === 0) throw new TypeError("jwtAuthenticate: issuer must not be empty");
   if (audiences.length === 0) throw new TypeError("jwtAuthenticate: audience must not be empty");
   let getKey: JWTVerifyGetKey;
@@ -266,10 +399,27 @@ function normalizeFingerprint(fp: string): string {
 export function mtlsAuthenticate(options: MtlsAuthenticateOptions): Authenticator {
   const domain = options.domain ?? "mtls";
   if ("fingerprints" in options) {
-    const entries = (
-      options.fingerprints instanceof Map ? [...options.fingerprints.entries()] : Object.entries(options.fingerprints)
-    ) as [string, string][];
-    const table = new Map(entries.map(([fp, principal]) => [normalizeFingerprint(fp), principal]));
+    const factory = "mtlsAuthenticate";
+    const entries = tableEntries<string>(factory, "fingerprints", options.fingerprints);
+    const fingerprints = checkCredentials(
+      factory,
+      "fingerprints",
+      entries.map(([fp]) => fp),
+      {
+        noun: "fingerprint",
+        whitespace: "anywhere",
+        normalize: normalizeFingerprint,
+        wellFormed: (fp) => /^[0-9a-f]+$/.test(fp),
+      },
+    );
+    checkCallers(
+      factory,
+      "fingerprints",
+      entries.map(([, principal]) => principal),
+      (p) => typeof p === "string" && p.trim() !== "",
+      "a principal name",
+    );
+    const table = new Map(entries.map(([, principal], i) => [fingerprints[i]!, principal]));
     return (request) => {
       const cert = request.peerCertificate;
       if (cert === null) throw new AuthFailure("missing_credential", "No verified client certificate");

@@ -18,6 +18,7 @@ export {
   type XfccElement,
 } from "./factories.js";
 export {
+  AuthConfigError,
   type AuthContext,
   type Authenticator,
   AuthFailure,
@@ -27,6 +28,7 @@ export {
   authenticated,
   authenticatedUser,
   authReasonOf,
+  type CredentialProblem,
   type GrantOptions,
   hasCapability,
   optionalUser,

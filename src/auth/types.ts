@@ -54,6 +54,48 @@ export class AuthFailure extends Error {
   }
 }
 
+/**
+ * What is wrong with a credential an authenticator factory was configured with:
+ * - `missing`: not a string at all (`undefined`, `null`, a number), e.g. an unset variable used
+ *   as a `Map` key, or a key mapped to no caller;
+ * - `empty`: the empty string;
+ * - `blank`: only whitespace;
+ * - `placeholder`: the text `undefined` or `null` (any case), what a missing value becomes in a
+ *   template or a computed key (`{ [process.env.KEY!]: ... }` with `KEY` unset);
+ * - `whitespace`: whitespace no presented credential can carry (around an API key, anywhere in a
+ *   bearer token), so it could never match: often a stray `\r` or newline from a secrets file;
+ * - `duplicate`: the same credential configured twice (after normalisation);
+ * - `malformed`: not in the credential's format (a fingerprint that is not hex).
+ */
+export type CredentialProblem =
+  | "missing"
+  | "empty"
+  | "blank"
+  | "placeholder"
+  | "whitespace"
+  | "duplicate"
+  | "malformed";
+
+/**
+ * A factory refused its configuration (thrown at construction, never per request). The message
+ * names the factory, the option, the entry's position and the problem, never the credential.
+ */
+export class AuthConfigError extends TypeError {
+  constructor(
+    /** The factory, e.g. `apiKeyAuthenticate`. */
+    readonly factory: string,
+    /** The option holding the credential, e.g. `keys`. */
+    readonly option: string,
+    /** The entry's position in the option (0-based, in iteration order). */
+    readonly index: number,
+    readonly problem: CredentialProblem,
+    message: string,
+  ) {
+    super(message);
+    this.name = "AuthConfigError";
+  }
+}
+
 /** The reason code for anything an authenticator threw. */
 export function authReasonOf(err: unknown): AuthReason {
   return err instanceof AuthFailure ? err.reason : "unauthorized";

@@ -82,6 +82,9 @@ async function main(): Promise<void> {
   consoleToStderr();
   const stopTelemetry = await startTelemetry("quiver-conformance");
   const server = createServer({
+    // The reference sends tracebacks by default and its suites check for them
+    // (TestTracebackPolicy); quiver's default is off, so this worker opts in.
+    includeTracebacks: true,
     protocols: [
       bind(ConformanceService, createConformanceImplementation()),
       bind(SecondaryProtocol, createSecondaryImplementation()),

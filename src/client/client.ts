@@ -701,7 +701,8 @@ export class RpcClient implements CallChannel {
 
   /** A failed read breaks the connection (its framing is lost): the error, as a transport error unless typed. */
   private readFailed(err: unknown): RpcError {
-    return this.fail(RpcError.from(err).kind === "" ? wrapTransport(err) : RpcError.from(err));
+    const e = RpcError.from(err).kind === "" ? wrapTransport(err) : RpcError.from(err);
+    return this.fail(this.transport.explainReadError?.(e) ?? e);
   }
 
   /** @internal A borrowing stream ended: its reused answer buffer is not kept for later calls. */

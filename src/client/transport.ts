@@ -9,6 +9,7 @@
  *   `describe` depend only on `CallChannel`, so they work unchanged over such a transport.
  */
 import type { RecordBatch } from "apache-arrow";
+import type { RpcError } from "../errors.js";
 
 export interface ClientTransport {
   /** Bytes from the server, in arbitrary pieces; ends (or throws) when the server goes away. */
@@ -19,6 +20,11 @@ export interface ClientTransport {
   close(): Promise<void> | void;
   /** Transport name for errors and logs: `pipe`, `subprocess`, `unix`, `tcp`, `memory`. */
   readonly name?: string;
+  /**
+   * Rewords an error met reading the server's bytes in this transport's terms (a subprocess says
+   * its worker printed to stdout); returns the error the client reports. Default: as is.
+   */
+  explainReadError?(err: RpcError): RpcError;
 }
 
 /** Where a request goes: the routing key, the method. */

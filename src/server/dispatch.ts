@@ -116,6 +116,12 @@ export interface CallRecord {
   readonly errorMessage: string;
   readonly errorKind: string;
   readonly errorCode: string;
+  /**
+   * The error the call failed with, or null: what the handler threw, as an `RpcError` whose
+   * `cause` is the original when it was not one. Log it (stack included) to keep stack traces on
+   * the server while callers get none (see `ServerOptions.includeTracebacks`).
+   */
+  readonly error: RpcError | null;
   readonly cancelled: boolean;
   readonly startedAt: Date;
   readonly durationMs: number;
@@ -337,6 +343,7 @@ export class Call {
       errorMessage: e?.message ?? "",
       errorKind: e?.kind ?? "",
       errorCode: e === null ? "" : e.code,
+      error: e,
       cancelled,
       startedAt: this.startedAt,
       durationMs: performance.now() - this.t0,

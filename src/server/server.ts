@@ -93,7 +93,11 @@ export interface ServerOptions {
   readonly serverId?: string;
   /** Reported by reflection. Default: the package version. */
   readonly serverVersion?: string;
-  /** Send tracebacks in error batches. Default: true (as the reference does). */
+  /**
+   * Send the stack trace (with the server's file paths) and its frames in every error batch, to
+   * any caller. Default: false. The reference sends them by default; turn this on for trusted
+   * callers only (its conformance suite expects them, so the conformance worker does).
+   */
   readonly includeTracebacks?: boolean;
   /**
    * Largest IPC message (header and body) a request may send, in bytes, on every transport (HTTP
@@ -118,6 +122,7 @@ export interface ServerOptions {
 export interface RpcServer {
   readonly serverId: string;
   readonly serverVersion: string;
+  /** Whether error batches carry stack traces (see `ServerOptions.includeTracebacks`). */
   readonly includeTracebacks: boolean;
   readonly maxMessageBytes: number;
   /** The server's logger (silent unless one was given). */
@@ -260,7 +265,7 @@ export function createServer(opts: ServerOptions): RpcServer {
   const server: RpcServer = {
     serverId,
     serverVersion,
-    includeTracebacks: opts.includeTracebacks ?? true,
+    includeTracebacks: opts.includeTracebacks ?? false,
     maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     logger: opts.logger ?? pino({ level: "silent" }),
     protocols,

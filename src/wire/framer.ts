@@ -6,7 +6,7 @@
 import { MessageHeader } from "apache-arrow/fb/message-header";
 import type { Message } from "apache-arrow/ipc/metadata/message";
 import type { Schema } from "apache-arrow/schema";
-import { frameworkError } from "../errors.js";
+import { frameworkError, NonIpcBytesError } from "../errors.js";
 import { decodeMessage, decodeSchema, type Frame, RefusedMessage } from "./ipc.js";
 
 /** Limits applied while framing. */
@@ -297,7 +297,7 @@ export class MessageFramer {
       return "eos";
     }
     if (length < 0 || length > Math.min(this.maxMessageBytes, this.maxMetadataBytes)) {
-      throw frameworkError("protocol_error", `invalid IPC message length ${length}: not an Arrow IPC stream`);
+      throw NonIpcBytesError.of(length, this.chunks); // its message shows the first bytes, escaped
     }
     if (this.buffered < prefix + length) return prefix + length;
     this.take(prefix);

@@ -4,13 +4,16 @@ import { createServer } from "node:http";
 import { describe, it } from "node:test";
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from "jose";
 import {
+  AuthConfigError,
   type Authenticator,
   AuthFailure,
   type AuthRequest,
   anonymous,
+  apiKeyAuthenticate,
   authenticated,
   bearerAuthenticate,
   bearerAuthenticateStatic,
+  type CredentialProblem,
   chainAuthenticate,
   jwtAuthenticate,
   mtlsAuthenticate,
@@ -213,5 +216,103 @@ describe("authenticators", { timeout: 30_000 }, () => {
     assert.equal(forbidden.reason, "insufficient_scope");
     assert.deepEqual(calls, ["a"]);
     assert.throws(() => chainAuthenticate(), TypeError);
+  });
+});
+
+describe("credential configuration", () => {
+  const alice = authenticated("bearer", "alice");
+  /** Asserts `build` throws an AuthConfigError for `problem` at `index`, never quoting `secret`. */
+  function refused(build: () => unknown, problem: CredentialProblem, index: number, secret?: string): AuthConfigError {
+    try {
+      build();
+    } catch (err) {
+      assert.ok(err instanceof AuthConfigError, `expected AuthConfigError, got ${String(err)}`);
+      assert.ok(err instanceof TypeError);
+      assert.equal(err.problem, problem, err.message);
+      assert.equal(err.index, index, err.message);
+      assert.match(err.message, new RegExp(`entry #${index + 1}`));
+      if (secret !== undefined)
+        assert.ok(!err.message.includes(secret), `the message quotes the credential: ${err.message}`);
+      return err;
+    }
+    assert.fail(`expected AuthConfigError (${problem})`);
+  }
+
+  it("apiKeyAuthenticate refuses an unset environment variable used as a key, at construction", () => {
+    const env: Record<string, string | undefined> = { GOOD: "k-good-1" };
+    // \`{ [process.env.X!]: ... }\` with X unset: the key is the text "undefined".
+    const err = refused(
+      () => apiKeyAuthenticate({ keys: { [env.GOOD!]: "a", [env.UNSET!]: "nightly-export" } }),
+      "placeholder",
+      1,
+    );
+    assert.equal(err.factory, "apiKeyAuthenticate");
+    assert.equal(err.option, "keys");
+    assert.match(err.message, /"undefined".*unset/);
+    // With a Map the key is undefined itself.
+    refused(() => apiKeyAuthenticate({ keys: new Map([[env.UNSET as string, "x"]]) }), "missing", 0);
+    refused(() => apiKeyAuthenticate({ keys: { null: "x" } }), "placeholder", 0);
+    refused(() => apiKeyAuthenticate({ keys: { NULL: "x" } }), "placeholder", 0);
+  });
+
+  it("apiKeyAuthenticate refuses empty, blank and padded keys without quoting them", () => {
+    refused(() => apiKeyAuthenticate({ keys: { "": "x" } }), "empty", 0);
+    refused(() => apiKeyAuthenticate({ keys: { "k-1": "a", " \t ": "x" } }), "blank", 1);
+    // A key read from a file with a CRLF line ending could never match: the header value is trimmed.
+    refused(() => apiKeyAuthenticate({ keys: { "k-very-secret-value\r": "x" } }), "whitespace", 0, "k-very-secret");
+    refused(() => apiKeyAuthenticate({ keys: { " k-very-secret-value": "x" } }), "whitespace", 0, "k-very-secret");
+  });
+
+  it("apiKeyAuthenticate refuses a key mapped to no caller, and a table that is not a map", () => {
+    const unset: string | undefined = undefined;
+    refused(() => apiKeyAuthenticate({ keys: { "k-1": unset as unknown as string } }), "missing", 0, "k-1");
+    refused(() => apiKeyAuthenticate({ keys: { "k-1": "" } }), "missing", 0);
+    // An array of pairs would make "0" and "1" the keys.
+    assert.throws(
+      () => apiKeyAuthenticate({ keys: [["k-1", "a"]] as unknown as Record<string, string> }),
+      /keys must be a Map or an object/,
+    );
+  });
+
+  it("bearerAuthenticateStatic refuses missing, placeholder and whitespace-holding tokens", () => {
+    refused(() => bearerAuthenticateStatic({ tokens: { undefined: alice } }), "placeholder", 0);
+    refused(() => bearerAuthenticateStatic({ tokens: { "": alice } }), "empty", 0);
+    refused(() => bearerAuthenticateStatic({ tokens: { "   ": alice } }), "blank", 0);
+    refused(() => bearerAuthenticateStatic({ tokens: new Map([[null as unknown as string, alice]]) }), "missing", 0);
+    // A bearer token cannot hold whitespace on the wire, so this one could never be presented.
+    refused(() => bearerAuthenticateStatic({ tokens: { "tok-a": alice, "tok en": alice } }), "whitespace", 1, "tok en");
+    refused(
+      () => bearerAuthenticateStatic({ tokens: { "tok-a": undefined as unknown as typeof alice } }),
+      "missing",
+      0,
+      "tok-a",
+    );
+  });
+
+  it("mtlsAuthenticate refuses repeated, placeholder and malformed fingerprints", () => {
+    const dup = refused(
+      () => mtlsAuthenticate({ fingerprints: { "AB:12:CD:34": "svc-a", ab12cd34: "svc-b" } }),
+      "duplicate",
+      1,
+    );
+    assert.match(dup.message, /same fingerprint as entry #1/);
+    refused(() => mtlsAuthenticate({ fingerprints: { undefined: "svc" } }), "placeholder", 0);
+    refused(() => mtlsAuthenticate({ fingerprints: { "AB:ZZ": "svc" } }), "malformed", 0);
+    refused(() => mtlsAuthenticate({ fingerprints: { "AB:12": "" } }), "missing", 0);
+  });
+
+  it("jwtAuthenticate refuses an issuer or audience left unset", () => {
+    const jwks = { keys: [] };
+    const env: Record<string, string | undefined> = {};
+    refused(() => jwtAuthenticate({ issuer: env.ISSUER!, audience: "aud", jwks }), "missing", 0);
+    refused(() => jwtAuthenticate({ issuer: "iss", audience: `${env.AUDIENCE}`, jwks }), "placeholder", 0);
+    refused(() => jwtAuthenticate({ issuer: ["iss", " "], audience: "aud", jwks }), "blank", 1);
+  });
+
+  it("well-formed credentials still authenticate", async () => {
+    const keys = apiKeyAuthenticate({ keys: { "k-1": "worker", "k-2": alice } });
+    assert.equal((await keys(req({ "x-api-key": " k-1 " }))).principal, "worker");
+    const tokens = bearerAuthenticateStatic({ tokens: new Map([["tok-1", alice]]) });
+    assert.equal((await tokens(req({ authorization: "Bearer tok-1" }))).principal, "alice");
   });
 });

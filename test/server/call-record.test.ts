@@ -96,4 +96,8 @@ test("exchange inputs are counted, and a failing unary call records its error", 
   assert.equal(bad!.errorMessage, "nope");
   assert.equal(bad!.errorCode, "UNKNOWN");
   assert.equal(bad!.stats.outputBatches, 1);
+  // What the handler threw, stack included, stays on the server (callers get no traceback by default).
+  assert.ok(bad!.error?.cause instanceof ValueError);
+  assert.match(bad!.error.cause.stack ?? "", /call-record\.test\.ts/);
+  assert.equal(echo!.error, null);
 });

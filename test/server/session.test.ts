@@ -32,9 +32,10 @@ const Calc = defineProtocol(
   },
 );
 
-function makeServer() {
+function makeServer(opts: { includeTracebacks?: boolean } = {}) {
   const cancelled: string[] = [];
   const server = createServer({
+    ...opts,
     serverId: "0123456789ab",
     protocols: [
       bind(Calc, {
@@ -182,7 +183,7 @@ test("routing and contract failures are typed errors and the connection keeps se
 });
 
 test("a handler's exception reaches the client with its type, and the code defaults to UNKNOWN", async () => {
-  const s = makeServer();
+  const s = makeServer({ includeTracebacks: true });
   await s.send(req("fail", { message: t.utf8() }, { message: ["boom"] }));
   const { batches } = await s.read();
   assert.equal(classifyBatch(batches[0]!), "error");
@@ -191,6 +192,22 @@ test("a handler's exception reaches the client with its type, and the code defau
   assert.equal(err.message, "boom");
   assert.equal(err.code, "UNKNOWN");
   assert.match(err.remoteTraceback, /ValueError/);
+  await s.close();
+});
+
+test("by default an error batch carries no traceback, frames or file paths", async () => {
+  const s = makeServer();
+  assert.equal(s.server.includeTracebacks, false);
+  await s.send(req("fail", { message: t.utf8() }, { message: ["boom"] }));
+  const { batches } = await s.read();
+  const md = batches[0]!.metadata;
+  const err = errorFromMetadata(md);
+  assert.equal(err.type, "ValueError");
+  assert.equal(err.message, "boom");
+  assert.equal(err.remoteTraceback, "");
+  const extra = JSON.parse(md.get("vgi_rpc.log_extra") ?? "{}") as Record<string, unknown>;
+  for (const key of ["traceback", "frames", "cause"]) assert.equal(extra[key], undefined, key);
+  assert.doesNotMatch([...md.values()].join("\n"), /session\.test\.ts|\bat /);
   await s.close();
 });
 

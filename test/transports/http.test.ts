@@ -65,8 +65,9 @@ const Proto = defineProtocol(
   },
 );
 
-function makeServer(): RpcServer {
+function makeServer(opts: { includeTracebacks?: boolean } = {}): RpcServer {
   return createServer({
+    ...opts,
     protocols: [
       bind(Proto, {
         add: ({ a, b }) => a + b,
@@ -226,8 +227,10 @@ describe("HTTP transport", { timeout: 60_000 }, () => {
   let capped: HttpListener;
   let authed: HttpListener;
   let shortTtl: HttpListener;
+  let traced: HttpListener;
 
   before(async () => {
+    traced = await listenHttp(makeServer({ includeTracebacks: true }));
     a = await listenHttp(makeServer(), { tokenKey: key });
     b = await listenHttp(makeServer(), { tokenKey: key });
     other = await listenHttp(makeServer(), { tokenKey: new Uint8Array(32).fill(9) });
@@ -238,7 +241,7 @@ describe("HTTP transport", { timeout: 60_000 }, () => {
     });
   });
   after(async () => {
-    await Promise.all([a, b, other, capped, authed, shortTtl].map((l) => l.close()));
+    await Promise.all([a, b, other, capped, authed, shortTtl, traced].map((l) => l.close()));
   });
 
   const add = (l: HttpListener, headers: Record<string, string> = {}, body?: Uint8Array) =>
@@ -262,6 +265,28 @@ describe("HTTP transport", { timeout: 60_000 }, () => {
     assert.equal(r.headers.get("x-vgi-rpc-error"), "true");
     const [stream] = await decodeStreams(r.bytes);
     assert.match(errorOf(stream!.batches)!.message, /deliberate failure/);
+  });
+
+  it("sends an anonymous caller no traceback by default, and one when the server opts in", async () => {
+    const extraOf = async (l: HttpListener) => {
+      const r = await post(`${l.url}/${P}/fail`, requestBody("fail", {}, {}));
+      assert.equal(r.status, 200);
+      const [stream] = await decodeStreams(r.bytes);
+      const error = stream!.batches.find((x) => x.metadata.get(LOG_LEVEL_KEY) === "EXCEPTION")!;
+      return { text: new TextDecoder().decode(r.bytes), extra: JSON.parse(error.metadata.get(LOG_EXTRA_KEY)!) };
+    };
+    const here = new URL(".", import.meta.url).pathname.replace(/\/$/, "");
+    const plain = await extraOf(a);
+    assert.equal(plain.extra.exception_message, "deliberate failure");
+    for (const k of ["traceback", "frames", "cause"]) assert.equal(plain.extra[k], undefined, k);
+    // No stack text and no server path anywhere in the response body.
+    assert.ok(!plain.text.includes(here), "the response names a server directory");
+    assert.doesNotMatch(plain.text, /\n\s+at /);
+
+    const opted = await extraOf(traced);
+    assert.match(opted.extra.traceback, /ValueError: deliberate failure\n\s+at /);
+    assert.ok(opted.text.includes(here), "the opted-in traceback names the handler's file");
+    assert.ok(Array.isArray(opted.extra.frames) && opted.extra.frames.length > 0);
   });
 
   it("serves /health (GET, HEAD, OPTIONS) and maps routes to 404/405", async () => {

@@ -1,7 +1,7 @@
 /**
  * Client side of a pipe: `pipeConnect` speaks over any readable/writable pair, and
  * `connectSubprocess` spawns a worker and speaks over its stdin/stdout (its stderr is passed
- * through or ignored). A worker that exits makes every pending read fail with `transport_error`.
+ * through, ignored or piped). A worker that exits makes every pending read fail with `transport_error`.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
-import { frameworkError } from "../../errors.js";
+import { frameworkError, NonIpcBytesError } from "../../errors.js";
 import { createSegment, type OwnedSegment, sharedMemorySupport, workerTakesSharedMemory } from "../shm/negotiate.js";
 import { writableSink } from "./sink.js";
 import { type SocketSource, socketSource } from "./source.js";
@@ -58,8 +58,11 @@ export interface SubprocessOptions extends Omit<ClientOptions, "shm"> {
    * support here, or with a worker that declines, calls use the pipe alone. Default: none.
    */
   readonly shm?: { readonly size: number };
-  /** The worker's stderr: `"inherit"` (default) or `"ignore"`. */
-  readonly stderr?: "inherit" | "ignore";
+  /**
+   * The worker's stderr: `"inherit"` (default), `"ignore"`, or `"pipe"` (read it from
+   * `client.process.stderr`, and keep reading it: a worker blocks once that pipe is full).
+   */
+  readonly stderr?: "inherit" | "ignore" | "pipe";
   /** Environment and working directory for the worker. */
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
@@ -209,6 +212,16 @@ export async function connectSubprocess(
     name: "subprocess",
     input: base.input,
     write: base.write,
+    explainReadError: (err) =>
+      err instanceof NonIpcBytesError
+        ? frameworkError(
+            "transport_error",
+            `worker wrote non-IPC bytes to stdout: ${err.preview}. A worker's stdout carries the IPC stream only; ` +
+              "its logs and prints belong on stderr (a quiver worker's serveStdio sends process.stdout writes there " +
+              "while it serves, but not what is printed before serving starts or written to fd 1 directly)",
+            { cause: err },
+          )
+        : err,
     close: async () => {
       if (closing) return exited;
       closing = true;

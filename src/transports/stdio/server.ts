@@ -1,6 +1,7 @@
 /**
- * Serving over stdin/stdout: the worker side of a pipe. stdout carries IPC bytes only; anything
- * else a worker prints must go to stderr.
+ * Serving over stdin/stdout: the worker side of a pipe. stdout carries IPC bytes only, so while a
+ * session serves on the process's own stdout, what user code writes through `process.stdout`
+ * (`console.log`, `process.stdout.write`) is sent to stderr.
  */
 import { fstatSync } from "node:fs";
 import { type ConnectOpts, Socket, type SocketConstructorOpts } from "node:net";
@@ -9,7 +10,7 @@ import type { AuthContext } from "../../protocol/context.js";
 import type { Connection, SharedMemoryAccess } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
 import { pipeSharedMemory } from "../shm/negotiate.js";
-import { writableSink } from "./sink.js";
+import { type WriteChunk, writableSink } from "./sink.js";
 import { socketSource } from "./source.js";
 
 export interface StdioServeOptions {
@@ -18,7 +19,12 @@ export interface StdioServeOptions {
    * socket, else `process.stdin`).
    */
   readonly input?: Readable;
-  /** Byte sink. Default: `process.stdout`. */
+  /**
+   * Byte sink. Default: `process.stdout`, which the session then keeps for IPC: while it serves,
+   * writes through `process.stdout` (`console.log`, `console.info`, `process.stdout.write`,
+   * streams piped to it) go to stderr instead, and stdout is put back when serving ends. A
+   * stream passed here is used as is, and `process.stdout` is left alone.
+   */
   readonly output?: Writable;
   /**
    * The shared-memory side channel: `true` offers it when this process can map segments (the
@@ -53,29 +59,67 @@ function stdinSource(): AsyncIterable<Uint8Array> | null {
   }
 }
 
+/** True while a session holds the process's stdout (see `claimStdout`). */
+let stdoutClaimed = false;
+
+/**
+ * Takes the process's stdout for IPC. The session keeps the stream on fd 1 and writes to it
+ * with the `write` it had; `process.stdout.write` itself (what `console.log` and every other
+ * writer through `process.stdout` call) is pointed at `process.stderr` until `release`. One
+ * handle stays on fd 1 on purpose: a second libuv handle on the same descriptor would share its
+ * poll registration with the first, and a write waiting for the pipe to drain could stall.
+ */
+function claimStdout(): { readonly output: Writable; readonly write: WriteChunk; release(): void } {
+  if (stdoutClaimed) throw new Error("serveStdio is already serving this process's stdout");
+  stdoutClaimed = true;
+  const stdout = process.stdout;
+  const stderr = process.stderr;
+  const hadOwn = Object.hasOwn(stdout, "write");
+  const previous = stdout.write;
+  const toStderr = (...args: unknown[]): boolean => (stderr.write as (...a: unknown[]) => boolean).apply(stderr, args);
+  stdout.write = toStderr as typeof stdout.write;
+  return {
+    output: stdout,
+    write: (chunk, done) => (previous as WriteChunk).call(stdout, chunk, done),
+    release() {
+      // Left alone if someone replaced it meanwhile (theirs may wrap ours).
+      if (stdout.write === toStderr) {
+        if (hadOwn) stdout.write = previous;
+        else delete (stdout as { write?: unknown }).write;
+      }
+      stdoutClaimed = false;
+    },
+  };
+}
+
 /**
  * Serves `server` on a pipe pair until the peer closes its end (or goes away), then resolves.
- * A vanished peer (EOF, EPIPE) ends the session cleanly rather than throwing.
+ * A vanished peer (EOF, EPIPE) ends the session cleanly rather than throwing. On the default
+ * output, user code's writes to `process.stdout` go to stderr meanwhile (see `output`).
  */
 export async function serveStdio(server: RpcServer, opts: StdioServeOptions = {}): Promise<void> {
-  const input = opts.input ?? stdinSource() ?? process.stdin;
-  const output = opts.output ?? process.stdout;
-  const sink = writableSink(output);
-  const shm = opts.sharedMemory ?? true;
-  const sharedMemory = shm === false ? undefined : shm === true ? await pipeSharedMemory(server.logger) : shm;
-  const conn: Connection = {
-    input: input as AsyncIterable<Uint8Array>,
-    write: sink.write,
-    flush: sink.flush,
-    transport: "pipe",
-    ...(sharedMemory ? { sharedMemory } : {}),
-    ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
-  };
+  const claim = opts.output === undefined ? claimStdout() : null;
   try {
-    await server.serveConnection(conn);
-  } catch (err) {
-    if (!sink.broken) throw err;
+    const input = opts.input ?? stdinSource() ?? process.stdin;
+    const sink = claim ? writableSink(claim.output, claim.write) : writableSink(opts.output!);
+    const shm = opts.sharedMemory ?? true;
+    const sharedMemory = shm === false ? undefined : shm === true ? await pipeSharedMemory(server.logger) : shm;
+    const conn: Connection = {
+      input: input as AsyncIterable<Uint8Array>,
+      write: sink.write,
+      flush: sink.flush,
+      transport: "pipe",
+      ...(sharedMemory ? { sharedMemory } : {}),
+      ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
+    };
+    try {
+      await server.serveConnection(conn);
+    } catch (err) {
+      if (!sink.broken) throw err;
+    } finally {
+      await sink.flush();
+    }
   } finally {
-    await sink.flush();
+    claim?.release();
   }
 }

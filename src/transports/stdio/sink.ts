@@ -24,7 +24,15 @@ export interface Sink {
  */
 const JOIN_BELOW = 4096;
 
-export function writableSink(stream: Writable): Sink {
+/** Writes one chunk the way `Writable.write` does (returns false when the caller should wait for `drain`). */
+export type WriteChunk = (chunk: Uint8Array, done?: (err?: Error | null) => void) => boolean;
+
+/**
+ * A sink on `stream`. `write`, when given, is how chunks go into it instead of `stream.write`:
+ * `serveStdio` passes stdout's own `write` there after pointing `process.stdout.write` at stderr.
+ */
+export function writableSink(stream: Writable, write?: WriteChunk): Sink {
+  const put: WriteChunk = write ?? ((chunk, done) => stream.write(chunk, done));
   let broken: Error | null = null;
   stream.on("error", (err) => {
     broken = err;
@@ -48,7 +56,7 @@ export function writableSink(stream: Writable): Sink {
       stream.on("close", closed);
     });
 
-  const write = async (chunks: readonly Uint8Array[]): Promise<void> => {
+  const writeChunks = async (chunks: readonly Uint8Array[]): Promise<void> => {
     if (broken || stream.destroyed) throw gone();
     const pieces = outgoingPieces(chunks, joinBuffers, MAX_WRITE_BYTES, JOIN_BELOW);
     let needDrain = false;
@@ -56,7 +64,7 @@ export function writableSink(stream: Writable): Sink {
     const cork = pieces.length > 1;
     if (cork) stream.cork();
     for (const p of pieces) {
-      if (!stream.write(p)) needDrain = true;
+      if (!put(p)) needDrain = true;
       if (needDrain && p.byteLength >= MAX_WRITE_BYTES) {
         if (cork) stream.uncork();
         await waitDrain();
@@ -70,14 +78,14 @@ export function writableSink(stream: Writable): Sink {
   };
 
   return {
-    write,
+    write: writeChunks,
     get broken() {
       return broken !== null;
     },
     flush: () =>
       new Promise<void>((resolve) => {
         if (broken || stream.destroyed || stream.writableLength === 0) resolve();
-        else stream.write(new Uint8Array(0), () => resolve());
+        else put(new Uint8Array(0), () => resolve());
       }),
   };
 }
