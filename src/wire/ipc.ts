@@ -17,6 +17,7 @@ import { VectorAssembler } from "apache-arrow/visitor/vectorassembler";
 import { VectorLoader } from "apache-arrow/visitor/vectorloader";
 import { frameworkError, type RpcError } from "../errors.js";
 import { recordBatch } from "./batches.js";
+import { messageMetadata, schemaOfHeader } from "./header-decode.js";
 import { type BatchLayout, checkDictionaryBatch, checkRecordBatch } from "./layout.js";
 import { decodeRecordBatchLean, encodeRecordBatchLean, LeanMessage, loadLean } from "./lean.js";
 import { verifyMessageHeader } from "./verify.js";
@@ -281,11 +282,17 @@ export function decodeMessage(flatbuffer: Uint8Array): Message {
   if (lean !== null) return lean;
   const known = knownSchemaMessage(flatbuffer);
   if (known !== null) return known.message;
-  const verified = verifyMessageHeader(flatbuffer);
-  if (verified.refusal !== null)
-    return new RefusedMessage(verified.bodyLength, verified.version, verified.headerType, verified.refusal);
+  const { refusal, bodyLength, version, headerType } = verifyMessageHeader(flatbuffer);
+  if (refusal !== null) return new RefusedMessage(bodyLength, version, headerType, refusal);
+  // Strings (metadata, field names) are read here rather than by arrow-js, which drops a leading
+  // U+FEFF (header-decode.ts); arrow-js still reads the numbers of batch headers.
+  const metadata = messageMetadata(flatbuffer);
+  if (headerType === MessageHeader.Schema) {
+    return new Message(bodyLength, version, headerType, schemaOfHeader(flatbuffer, version), metadata);
+  }
   try {
-    return Message.decode(flatbuffer);
+    const decoded = Message.decode(flatbuffer);
+    return new Message(bodyLength, version, headerType, decoded.header(), metadata);
   } catch (err) {
     throw frameworkError("protocol_error", `malformed Arrow IPC message: ${(err as Error).message}`, {
       cause: err,

@@ -551,7 +551,8 @@ function int64(dv: DataView, p: number): number {
   return hi * 4294967296 + dv.getUint32(p, true);
 }
 
-const textDecoder = new TextDecoder();
+/** UTF-8 as written: a leading U+FEFF is a character, not a byte-order mark to drop. */
+const textDecoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /**
  * String bytes the current message may still decode: entries may share one string, so without a

@@ -335,6 +335,7 @@ class MessageVerifier {
     const f = w.table(at, "a field");
     const name = f.ref(0, "name");
     if (name !== 0) w.string(name, "a field name");
+    f.u8(1, 0); // nullable
     const typeId = f.u8(2, 0);
     const typeAt = f.ref(3, "type");
     const children = f.ref(5, "children");
@@ -349,9 +350,13 @@ class MessageVerifier {
     if (dictionary !== 0) {
       const d = w.table(dictionary, "a dictionary encoding");
       d.i64(0, "id");
+      d.u8(2, 0); // isOrdered
+      d.i16(3, 0); // dictionaryKind
       const index = d.ref(1, "index type");
       if (index !== 0) {
-        const bits = w.table(index, "a dictionary index type").i32(0, 0);
+        const indexType = w.table(index, "a dictionary index type");
+        indexType.u8(1, 0); // is_signed
+        const bits = indexType.i32(0, 0);
         if (bits !== 8 && bits !== 16 && bits !== 32 && bits !== 64) {
           this.refuse(`a dictionary index of ${bits} bits`);
         }
@@ -377,6 +382,7 @@ class MessageVerifier {
       case T.Utf8View:
         return 0;
       case T.Int: {
+        t.u8(1, 0); // is_signed
         const bits = t.i32(0, 0);
         if (bits !== 8 && bits !== 16 && bits !== 32 && bits !== 64) this.refuse(`an Int type of ${bits} bits`);
         return 0;
@@ -389,6 +395,7 @@ class MessageVerifier {
       case T.Decimal: {
         const bits = t.i32(2, 128);
         const precision = t.i32(0, 0);
+        t.i32(1, 0); // scale
         if (bits !== 32 && bits !== 64 && bits !== 128 && bits !== 256) this.refuse(`a Decimal of ${bits} bits`);
         if (precision < 1 || precision > 76) this.refuse(`a Decimal precision of ${precision}`);
         return 0;
@@ -429,7 +436,9 @@ class MessageVerifier {
       }
       case T.List:
       case T.LargeList:
+        return 1;
       case T.Map:
+        t.u8(0, 0); // keysSorted
         return 1;
       case T.FixedSizeList: {
         const size = t.i32(0, 0);
@@ -469,6 +478,7 @@ class MessageVerifier {
   private dictionaryBatch(at: number): void {
     const d = this.w.table(at, "the dictionary batch");
     d.i64(0, "id");
+    d.u8(2, 0); // isDelta
     const data = d.ref(1, "data");
     if (data === 0) {
       this.refuse("the dictionary batch has no data");
@@ -488,7 +498,11 @@ class MessageVerifier {
     const buffers = r.ref(2, "buffers");
     if (buffers !== 0) this.int64Pairs(buffers, `${what}'s buffers`);
     const compression = r.ref(3, "compression");
-    if (compression !== 0) w.table(compression, "the body compression");
+    if (compression !== 0) {
+      const c = w.table(compression, "the body compression");
+      c.u8(0, 0); // codec
+      c.u8(1, 0); // method
+    }
     const variadic = r.ref(4, "variadic buffer counts");
     if (variadic !== 0) {
       const n = w.vector(variadic, 8, "the variadic buffer counts");
