@@ -158,10 +158,10 @@ describe("HTTP backpressure", { timeout: 60_000 }, () => {
 
     const serverSide = serverSockets.find((s) => s.remotePort === client.localPort)!;
     const closed = new Promise((resolve) => serverSide.once("close", resolve)); // (it errors first: ECONNRESET)
+    const before = produced;
     client.destroy();
     await closed;
     assert.equal(http.handler.waitingRequests, 0);
-    const before = produced;
     assert.equal(await add(4), 5);
     assert.equal(produced, before, "no waiting request ran after its client left");
   });

@@ -64,7 +64,6 @@ class ConnectionTurns {
   ) {
     socket.on("drain", this.pump);
     socket.once("close", this.drop);
-    if (socket.destroyed) this.drop();
   }
 
   enter(res: ServerResponse, serve: () => Promise<void>): void {
@@ -77,13 +76,16 @@ class ConnectionTurns {
   /** True while the previous answer's unwritten bytes allow producing the next. */
   private clear(): boolean {
     const last = this.last;
-    if (last === null || last.writableFinished || last.destroyed) return true;
+    if (last === null || last.writableFinished) return true;
     // Until it holds the socket, an answer waits in memory whole behind the one being written;
     // once it does, what is not yet handed to the OS is the socket's `writableLength`.
     return last.socket !== null && this.socket.writableLength <= this.highWaterMark;
   }
 
   private readonly pump = (): void => {
+    // A failed write ends (and 'finish'es) the answer before the socket is destroyed and closes:
+    // once the socket can take no more, nothing more is served.
+    if (!this.socket.writable) this.drop();
     while (!this.serving && !this.closed && this.waiting.length > 0) {
       if (!this.clear()) {
         const last = this.last;
@@ -107,6 +109,7 @@ class ConnectionTurns {
   };
 
   private readonly drop = (): void => {
+    if (this.closed) return;
     this.closed = true;
     this.tally.waiting -= this.waiting.length;
     this.waiting.length = 0;
