@@ -54,8 +54,6 @@ import { bodyBuffer, joinBuffers, POOLED_MIN_BYTES } from "../buffer-pool.js";
 import { createRequestGate, DEFAULT_WRITE_HIGH_WATER_MARK } from "./backpressure.js";
 import {
   DECODABLE_ENCODINGS,
-  DecompressionLimitExceeded,
-  decodeBody,
   type Encoding,
   encodeBody,
   loadZstd,
@@ -63,6 +61,7 @@ import {
   producibleEncodings,
 } from "./compression.js";
 import { formatSetCookie, parseCookieHeader } from "./cookies.js";
+import { DEFAULT_MAX_ZSTD_WINDOW_BYTES, DecompressionLimitExceeded, inflateBody } from "./inflate.js";
 import { decodeIpcBody } from "./ipc-body.js";
 import { endWithPieces } from "./outgoing.js";
 import { openCallToken, openCursorToken, sealCallToken, sealCursorToken, type TokenKeyring } from "./tokens.js";
@@ -99,8 +98,13 @@ export interface HttpServerOptions {
    * checked against its lifetime again when used. 0 opens every turn's afresh. Default: 1024.
    */
   readonly callTokenCacheEntries?: number;
-  /** Largest request body accepted, before and after content decoding, in bytes (null: no cap, not advertised). Default: 256 MiB. */
+  /**
+   * Largest request body accepted, before and after content decoding, in bytes (null: no cap, not
+   * advertised); a compressed body is refused as soon as its decoded size passes it. Default: 256 MiB.
+   */
   readonly maxRequestBytes?: number | null;
+  /** Largest window a zstd request body's frame may declare, in bytes (larger: 400). Default: 8 MiB. */
+  readonly maxZstdWindowBytes?: number;
   /** Largest response body (decoded Arrow bytes) a call may produce; larger ones answer `ResponseTooLargeError`. Min 65536. Default: null (only the client's `VGI-Accept-Max-Response-Bytes` applies). */
   readonly maxResponseBytes?: number | null;
   /** Resolves each request's caller; throwing answers 401. `/health` and `OPTIONS` are exempt. Default: every caller anonymous. */
@@ -236,6 +240,7 @@ class HttpTransport {
   readonly prefix: string;
   private readonly keys: TokenKeyring;
   private readonly maxRequestBytes: number | null;
+  private readonly maxZstdWindowBytes: number;
   private readonly maxResponseBytes: number | null;
   private readonly encodings: readonly Encoding[];
   private readonly capabilityHeaders: [string, string][];
@@ -260,6 +265,10 @@ class HttpTransport {
       ...(cached > 0 ? { openedCalls: new Map(), callTokenCacheEntries: cached } : {}),
     };
     this.maxRequestBytes = options.maxRequestBytes === undefined ? DEFAULT_MAX_REQUEST_BYTES : options.maxRequestBytes;
+    this.maxZstdWindowBytes = options.maxZstdWindowBytes ?? DEFAULT_MAX_ZSTD_WINDOW_BYTES;
+    if (!Number.isSafeInteger(this.maxZstdWindowBytes) || this.maxZstdWindowBytes < 0) {
+      throw new RangeError(`maxZstdWindowBytes must be an integer >= 0, got ${this.maxZstdWindowBytes}`);
+    }
     this.maxResponseBytes = options.maxResponseBytes ?? null;
     if (this.maxResponseBytes !== null && this.maxResponseBytes < MIN_BUDGET_BYTES) {
       throw new TypeError(`maxResponseBytes must be at least ${MIN_BUDGET_BYTES}`);
@@ -500,13 +509,16 @@ class HttpTransport {
       );
     }
     try {
-      return decodeBody(coding as Encoding, raw, cap);
+      return await inflateBody(coding as Encoding, raw, {
+        maxBytes: cap,
+        maxZstdWindowBytes: this.maxZstdWindowBytes,
+      });
     } catch (err) {
       if (err instanceof DecompressionLimitExceeded) {
         throw new HttpJsonError(
           413,
           "Request body exceeds max_request_bytes after decompression",
-          `Decompressed ${coding} request body exceeds the server's advertised max_request_bytes=${cap}.`,
+          `Decompressed ${coding} request body exceeds the server's advertised max_request_bytes=${cap}: ${err.message}.`,
         );
       }
       throw new HttpJsonError(
