@@ -4,6 +4,7 @@
  * with the first coding the client lists (`X-VGI-Accept-Encoding` before `Accept-Encoding`) that
  * this runtime can produce: gzip (node:zlib) and zstd (WebAssembly zstd; Node 20's zlib has none).
  */
+import { promisify } from "node:util";
 import * as zlib from "node:zlib";
 import { Zstd } from "@hpcc-js/wasm-zstd";
 
@@ -66,6 +67,14 @@ export function pickResponseEncoding(
 }
 
 /**
+ * Bodies from this size up are gzipped on the thread pool: compressing costs up to ~20 ms per MiB,
+ * which would stall every other connection; smaller ones cost less than the hop.
+ */
+const ASYNC_GZIP_MIN_BYTES = 256 * 1024;
+
+const gzipAsync = promisify(zlib.gzip);
+
+/**
  * Encodes a response body (zstd frames carry their content size, which eager decoders need).
  * Returns null when the coding is unavailable (zstd failed to load), so the body goes out as is.
  */
@@ -74,7 +83,10 @@ export async function encodeBody(
   body: Uint8Array,
   levels: { readonly gzip?: number; readonly zstd?: number } = {},
 ): Promise<Uint8Array | null> {
-  if (encoding === "gzip") return zlib.gzipSync(body, { level: levels.gzip ?? 6 });
+  if (encoding === "gzip") {
+    const options = { level: levels.gzip ?? 6 };
+    return body.byteLength < ASYNC_GZIP_MIN_BYTES ? zlib.gzipSync(body, options) : gzipAsync(body, options);
+  }
   const z = zstd ?? (await loadZstd());
   return z === null ? null : z.compress(body, levels.zstd ?? 1);
 }
