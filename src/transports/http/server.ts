@@ -1054,7 +1054,13 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
   };
   // Each request waits its turn on its connection (see backpressure.ts).
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
-    gate.enter(res, () => serveNode(req, res));
+    gate.enter(res, () =>
+      serveNode(req, res).catch((err: unknown) => {
+        // Writing the answer failed half-way: the connection's framing is unknown, so it goes.
+        server.logger.error({ err }, "HTTP response failure");
+        res.destroy();
+      }),
+    );
   };
   const fetchForm = async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
