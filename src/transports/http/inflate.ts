@@ -148,7 +148,7 @@ const MAX_BLOCK_BYTES = 128 * 1024;
 /** What a block costs fzstd besides its window move and output, as bytes of work. */
 const BLOCK_OVERHEAD_BYTES = 16 * 1024;
 /** The loop gets a turn after at most about this much decoding. */
-const SLICE_MS = 4;
+const SLICE_MS = 2;
 
 /** A zstd frame header, as RFC 8878 section 3.1.1 lays it out. */
 interface FrameHeader {
