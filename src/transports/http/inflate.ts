@@ -16,7 +16,7 @@
  * window over `maxZstdWindowBytes` (400, as libzstd refuses windows over its limit). The blocks are
  * then pushed one at a time (their headers are read here too), so one push decodes at most a few
  * blocks of at most 128 KiB of output each, the running total is checked after each, and the loop
- * gets a turn every few milliseconds. Because tiny blocks each cost a whole window move, each block
+ * gets a turn every 2 ms (`SLICE_MS`). Because tiny blocks each cost a whole window move, each block
  * is also charged its window (plus a fixed overhead) against a work budget: what a body at the cap
  * would cost in full 128 KiB blocks at the largest window allowed; a body over it is refused (413).
  */
