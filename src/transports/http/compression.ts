@@ -1,24 +1,15 @@
 /**
  * HTTP content codings as the reference negotiates them: request bodies may arrive as `gzip` or
- * `zstd` (decoded with a cap against decompression bombs); responses are encoded with the first
- * coding the client lists (`X-VGI-Accept-Encoding` before `Accept-Encoding`) that this runtime
- * can produce: gzip (node:zlib) and zstd (WebAssembly zstd; Node 20's zlib has none).
+ * `zstd` (decoded under a cap against decompression bombs: see inflate.ts); responses are encoded
+ * with the first coding the client lists (`X-VGI-Accept-Encoding` before `Accept-Encoding`) that
+ * this runtime can produce: gzip (node:zlib) and zstd (WebAssembly zstd; Node 20's zlib has none).
  */
+import { promisify } from "node:util";
 import * as zlib from "node:zlib";
 import { Zstd } from "@hpcc-js/wasm-zstd";
-import { Decompress } from "fzstd";
-import { concatBytes } from "../../wire/ipc.js";
 
 /** A content coding vgi-rpc speaks. */
 export type Encoding = "zstd" | "gzip";
-
-/** A decoded body went over the cap. */
-export class DecompressionLimitExceeded extends Error {
-  constructor(readonly limit: number) {
-    super(`decompressed body exceeds ${limit} bytes`);
-    this.name = "DecompressionLimitExceeded";
-  }
-}
 
 let zstd: Zstd | null = null;
 let zstdLoading: Promise<Zstd | null> | null = null;
@@ -76,6 +67,14 @@ export function pickResponseEncoding(
 }
 
 /**
+ * Bodies from this size up are gzipped on the thread pool: compressing costs up to ~20 ms per MiB,
+ * which would stall every other connection; smaller ones cost less than the hop.
+ */
+const ASYNC_GZIP_MIN_BYTES = 256 * 1024;
+
+const gzipAsync = promisify(zlib.gzip);
+
+/**
  * Encodes a response body (zstd frames carry their content size, which eager decoders need).
  * Returns null when the coding is unavailable (zstd failed to load), so the body goes out as is.
  */
@@ -84,37 +83,10 @@ export async function encodeBody(
   body: Uint8Array,
   levels: { readonly gzip?: number; readonly zstd?: number } = {},
 ): Promise<Uint8Array | null> {
-  if (encoding === "gzip") return zlib.gzipSync(body, { level: levels.gzip ?? 6 });
+  if (encoding === "gzip") {
+    const options = { level: levels.gzip ?? 6 };
+    return body.byteLength < ASYNC_GZIP_MIN_BYTES ? zlib.gzipSync(body, options) : gzipAsync(body, options);
+  }
   const z = zstd ?? (await loadZstd());
   return z === null ? null : z.compress(body, levels.zstd ?? 1);
-}
-
-function gunzipCapped(data: Uint8Array, limit: number | null): Uint8Array {
-  try {
-    return zlib.gunzipSync(data, limit === null ? {} : { maxOutputLength: limit });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
-      throw new DecompressionLimitExceeded(limit ?? 0);
-    throw err;
-  }
-}
-
-function unzstdCapped(data: Uint8Array, limit: number | null): Uint8Array {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  let ended = false;
-  const d = new Decompress((chunk, final) => {
-    total += chunk.byteLength;
-    if (limit !== null && total > limit) throw new DecompressionLimitExceeded(limit);
-    chunks.push(chunk);
-    if (final) ended = true;
-  });
-  d.push(data, true);
-  if (!ended && total === 0) throw new Error("zstd frame is incomplete");
-  return concatBytes(chunks);
-}
-
-/** Decodes a request body; `limit` caps the decoded size (null: uncapped). */
-export function decodeBody(encoding: Encoding, data: Uint8Array, limit: number | null): Uint8Array {
-  return encoding === "gzip" ? gunzipCapped(data, limit) : unzstdCapped(data, limit);
 }

@@ -1,4 +1,5 @@
 export * from "../../auth/index.js";
+export { DEFAULT_WRITE_HIGH_WATER_MARK } from "./backpressure.js";
 export {
   connectHttp,
   DEFAULT_HTTP_TIMEOUT_MS,
@@ -11,9 +12,13 @@ export {
 export {
   ARROW_CONTENT_TYPE,
   createHttpHandler,
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
   DEFAULT_MAX_REQUEST_BYTES,
+  DEFAULT_REQUEST_TIMEOUT_MS,
   type HttpHandler,
   type HttpListener,
+  type HttpListenOptions,
   type HttpServerOptions,
   listenHttp,
 } from "./server.js";

@@ -51,10 +51,9 @@ import {
 import { classifyBatch, errorBatch } from "../../wire/messages.js";
 import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
 import { bodyBuffer, joinBuffers, POOLED_MIN_BYTES } from "../buffer-pool.js";
+import { createRequestGate, DEFAULT_WRITE_HIGH_WATER_MARK } from "./backpressure.js";
 import {
   DECODABLE_ENCODINGS,
-  DecompressionLimitExceeded,
-  decodeBody,
   type Encoding,
   encodeBody,
   loadZstd,
@@ -62,6 +61,7 @@ import {
   producibleEncodings,
 } from "./compression.js";
 import { formatSetCookie, parseCookieHeader } from "./cookies.js";
+import { DEFAULT_MAX_ZSTD_WINDOW_BYTES, DecompressionLimitExceeded, inflateBody } from "./inflate.js";
 import { decodeIpcBody } from "./ipc-body.js";
 import { endWithPieces } from "./outgoing.js";
 import { openCallToken, openCursorToken, sealCallToken, sealCursorToken, type TokenKeyring } from "./tokens.js";
@@ -98,8 +98,13 @@ export interface HttpServerOptions {
    * checked against its lifetime again when used. 0 opens every turn's afresh. Default: 1024.
    */
   readonly callTokenCacheEntries?: number;
-  /** Largest request body accepted, before and after content decoding, in bytes (null: no cap, not advertised). Default: 256 MiB. */
+  /**
+   * Largest request body accepted, before and after content decoding, in bytes (null: no cap, not
+   * advertised); a compressed body is refused as soon as its decoded size passes it. Default: 256 MiB.
+   */
   readonly maxRequestBytes?: number | null;
+  /** Largest window a zstd request body's frame may declare, in bytes (larger: 400). Default: 8 MiB. */
+  readonly maxZstdWindowBytes?: number;
   /** Largest response body (decoded Arrow bytes) a call may produce; larger ones answer `ResponseTooLargeError`. Min 65536. Default: null (only the client's `VGI-Accept-Max-Response-Bytes` applies). */
   readonly maxResponseBytes?: number | null;
   /** Resolves each request's caller; throwing answers 401. `/health` and `OPTIONS` are exempt. Default: every caller anonymous. */
@@ -112,6 +117,11 @@ export interface HttpServerOptions {
   readonly zstdLevel?: number;
   /** `Cache-Control: max-age` on `OPTIONS` capability answers, in seconds. Default: 300. */
   readonly capabilitiesMaxAgeSeconds?: number;
+  /**
+   * Unwritten answer bytes on one connection (node:http adapter) above which its next request,
+   * pipelined or not, waits before it is read or run. Default: 1 MiB.
+   */
+  readonly writeHighWaterMark?: number;
 }
 
 /** A request as the transport core sees it (built by the node:http and fetch adapters). */
@@ -230,6 +240,7 @@ class HttpTransport {
   readonly prefix: string;
   private readonly keys: TokenKeyring;
   private readonly maxRequestBytes: number | null;
+  private readonly maxZstdWindowBytes: number;
   private readonly maxResponseBytes: number | null;
   private readonly encodings: readonly Encoding[];
   private readonly capabilityHeaders: [string, string][];
@@ -254,6 +265,10 @@ class HttpTransport {
       ...(cached > 0 ? { openedCalls: new Map(), callTokenCacheEntries: cached } : {}),
     };
     this.maxRequestBytes = options.maxRequestBytes === undefined ? DEFAULT_MAX_REQUEST_BYTES : options.maxRequestBytes;
+    this.maxZstdWindowBytes = options.maxZstdWindowBytes ?? DEFAULT_MAX_ZSTD_WINDOW_BYTES;
+    if (!Number.isSafeInteger(this.maxZstdWindowBytes) || this.maxZstdWindowBytes < 0) {
+      throw new RangeError(`maxZstdWindowBytes must be an integer >= 0, got ${this.maxZstdWindowBytes}`);
+    }
     this.maxResponseBytes = options.maxResponseBytes ?? null;
     if (this.maxResponseBytes !== null && this.maxResponseBytes < MIN_BUDGET_BYTES) {
       throw new TypeError(`maxResponseBytes must be at least ${MIN_BUDGET_BYTES}`);
@@ -494,13 +509,16 @@ class HttpTransport {
       );
     }
     try {
-      return decodeBody(coding as Encoding, raw, cap);
+      return await inflateBody(coding as Encoding, raw, {
+        maxBytes: cap,
+        maxZstdWindowBytes: this.maxZstdWindowBytes,
+      });
     } catch (err) {
       if (err instanceof DecompressionLimitExceeded) {
         throw new HttpJsonError(
           413,
           "Request body exceeds max_request_bytes after decompression",
-          `Decompressed ${coding} request body exceeds the server's advertised max_request_bytes=${cap}.`,
+          `Decompressed ${coding} request body exceeds the server's advertised max_request_bytes=${cap}: ${err.message}.`,
         );
       }
       throw new HttpJsonError(
@@ -979,6 +997,11 @@ export interface HttpHandler {
   fetch(request: Request): Promise<Response>;
   readonly server: RpcServer;
   readonly options: HttpServerOptions;
+  /**
+   * Requests read by the node:http listener that wait for their connection's earlier answers to
+   * be written (see `writeHighWaterMark`); dropped when their connection closes.
+   */
+  readonly waitingRequests: number;
 }
 
 /** Creates the HTTP transport for `server` as a `node:http` listener with a `.fetch` form. */
@@ -992,7 +1015,8 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
       throw err;
     }
   };
-  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+  const gate = createRequestGate(options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK);
+  const serveNode = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const declared = req.headers["content-length"];
@@ -1008,25 +1032,35 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
         return readNodeBody(req, declared === undefined ? null : Number(declared), limit);
       },
     };
-    run(core)
-      .catch((err: unknown): CoreResponse => {
-        server.logger.error({ err }, "HTTP handler failure");
-        return jsonResponse(500, { title: "500 Internal Server Error" });
-      })
-      .then((out) => {
-        const headers: [string, string][] = [...out.headers];
-        if (out.contentType) headers.push(["Content-Type", out.contentType]);
-        if (!out.headers.some(([k]) => k.toLowerCase() === "content-length")) {
-          headers.push(["Content-Length", String(totalBytes(out.body))]);
-        }
-        // A body left unread (refused before or while reading it) cannot be skipped safely.
-        const hasBody = (declared !== undefined && declared !== "0") || req.headers["transfer-encoding"] !== undefined;
-        if (hasBody && !req.complete) headers.push(["Connection", "close"]);
-        res.writeHead(out.status, headers.flat());
-        if (core.method === "HEAD") res.end();
-        else endWithPieces(res, out.body, joinBuffers);
-        if (!consumed && !req.complete) req.resume();
-      });
+    let out: CoreResponse;
+    try {
+      out = await run(core);
+    } catch (err) {
+      server.logger.error({ err }, "HTTP handler failure");
+      out = jsonResponse(500, { title: "500 Internal Server Error" });
+    }
+    const headers: [string, string][] = [...out.headers];
+    if (out.contentType) headers.push(["Content-Type", out.contentType]);
+    if (!out.headers.some(([k]) => k.toLowerCase() === "content-length")) {
+      headers.push(["Content-Length", String(totalBytes(out.body))]);
+    }
+    // A body left unread (refused before or while reading it) cannot be skipped safely.
+    const hasBody = (declared !== undefined && declared !== "0") || req.headers["transfer-encoding"] !== undefined;
+    if (hasBody && !req.complete) headers.push(["Connection", "close"]);
+    res.writeHead(out.status, headers.flat());
+    if (core.method === "HEAD") res.end();
+    else endWithPieces(res, out.body, joinBuffers);
+    if (!consumed && !req.complete) req.resume();
+  };
+  // Each request waits its turn on its connection (see backpressure.ts).
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
+    gate.enter(res, () =>
+      serveNode(req, res).catch((err: unknown) => {
+        // Writing the answer failed half-way: the connection's framing is unknown, so it goes.
+        server.logger.error({ err }, "HTTP response failure");
+        res.destroy();
+      }),
+    );
   };
   const fetchForm = async (request: Request): Promise<Response> => {
     const url = new URL(request.url);
@@ -1065,12 +1099,18 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
       headers,
     });
   };
-  return Object.assign(listener, { fetch: fetchForm, server, options });
+  const handler = Object.assign(listener, { fetch: fetchForm, server, options });
+  return Object.defineProperty(handler, "waitingRequests", {
+    get: () => gate.waiting,
+    enumerable: true,
+  }) as HttpHandler;
 }
 
 /** A listening HTTP server. */
 export interface HttpListener {
   readonly server: Server;
+  /** The request listener serving it (`waitingRequests` and the fetch-style form). */
+  readonly handler: HttpHandler;
   readonly host: string;
   readonly port: number;
   /** The base URL, e.g. `http://127.0.0.1:8080` (the prefix not included). */
@@ -1079,14 +1119,44 @@ export interface HttpListener {
   close(): Promise<void>;
 }
 
+/** How often node:http checks `headersTimeoutMs` and `requestTimeoutMs`. */
+const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
+/** Default `headersTimeoutMs`: 30 s. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;
+/** Default `requestTimeoutMs`: 300 s. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
+/** Default `keepAliveTimeoutMs`: 30 s. */
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 30_000;
+
+/** Options of `listenHttp`: the transport's, and those of the `node:http` server it creates. */
+export interface HttpListenOptions extends HttpServerOptions {
+  /** Host to bind. Default: 127.0.0.1. */
+  readonly host?: string;
+  /** Port; 0 picks a free one. Default: 0. */
+  readonly port?: number;
+  /** How long a client may take to send a request's headers, in ms (then 408 and close; 0: no limit). Default: 30 000. */
+  readonly headersTimeoutMs?: number;
+  /** How long a client may take to send a whole request, body included, in ms (then 408 and close; 0: no limit). Default: 300 000. */
+  readonly requestTimeoutMs?: number;
+  /** How long an idle keep-alive connection is kept open for the client's next request, in ms. Default: 30 000. */
+  readonly keepAliveTimeoutMs?: number;
+}
+
 /** Serves `server` over HTTP on `host:port` (port 0 picks a free port). */
-export async function listenHttp(
-  server: RpcServer,
-  options: HttpServerOptions & { readonly host?: string; readonly port?: number } = {},
-): Promise<HttpListener> {
+export async function listenHttp(server: RpcServer, options: HttpListenOptions = {}): Promise<HttpListener> {
   const handler = createHttpHandler(server, options);
-  const http = createNodeServer(handler);
-  http.keepAliveTimeout = 30_000;
+  const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const http = createNodeServer(
+    {
+      headersTimeout,
+      requestTimeout,
+      // node:http enforces both timeouts on this tick (its default, 30 s, would let a 30 s limit run to 60).
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+    },
+    handler,
+  );
+  http.keepAliveTimeout = options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS;
   const host = options.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     http.once("error", reject);
@@ -1100,6 +1170,7 @@ export async function listenHttp(
   const urlHost = host.includes(":") ? `[${host}]` : host;
   return {
     server: http,
+    handler,
     host,
     port,
     url: `http://${urlHost}:${port}`,

@@ -26,6 +26,8 @@ export interface SocketServeOptions {
   readonly path?: string;
   /** Most concurrent connections; extra ones are closed at once. Default: 1024. */
   readonly maxConnections?: number;
+  /** Received-but-unread bytes per connection above which the server stops reading it. Default: 1 MiB. */
+  readonly readHighWaterMark?: number;
   /**
    * Names the caller of each accepted connection (every call on it runs as that caller); throw to
    * refuse the connection, which is closed unserved. Default: every connection anonymous.
@@ -62,7 +64,7 @@ const CONNECTION_SLAB_BYTES = 64 * 1024;
  * which counts it out of the server; where the handle cannot be taken (a runtime without it), the
  * accepted socket is read as it is.
  */
-function adopt(accepted: Socket): { socket: Socket; input: SocketSource | Socket } {
+function adopt(accepted: Socket, highWaterMark: number | undefined): { socket: Socket; input: SocketSource | Socket } {
   const shell = accepted as unknown as { _handle?: object | null };
   const handle = shell._handle;
   if (handle === undefined || handle === null) {
@@ -71,7 +73,10 @@ function adopt(accepted: Socket): { socket: Socket; input: SocketSource | Socket
   }
   shell._handle = null;
   accepted.destroy();
-  const source = socketSource({ slabBytes: CONNECTION_SLAB_BYTES });
+  const source = socketSource({
+    slabBytes: CONNECTION_SLAB_BYTES,
+    ...(highWaterMark !== undefined ? { highWaterMark } : {}),
+  });
   const options: SocketConstructorOpts & { handle: object; onread: SocketSource["onread"] } = {
     handle,
     readable: true,
@@ -127,7 +132,7 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
       accepted.destroy();
       return;
     }
-    const { socket, input } = adopt(accepted);
+    const { socket, input } = adopt(accepted, opts.readHighWaterMark);
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
