@@ -7,6 +7,7 @@
 import { promisify } from "node:util";
 import * as zlib from "node:zlib";
 import { Zstd } from "@hpcc-js/wasm-zstd";
+import { compressOnThread } from "./zstd-thread.js";
 
 /** A content coding vgi-rpc speaks. */
 export type Encoding = "zstd" | "gzip";
@@ -67,8 +68,9 @@ export function pickResponseEncoding(
 }
 
 /**
- * Bodies from this size up are gzipped on the thread pool: compressing costs up to ~20 ms per MiB,
- * which would stall every other connection; smaller ones cost less than the hop.
+ * Bodies from this size up are compressed off the event loop (gzip on libuv's thread pool, zstd on
+ * a worker thread): compressing costs 20-100 ms per MiB, which would stall every other
+ * connection; smaller ones cost less than the hop.
  */
 const ASYNC_GZIP_MIN_BYTES = 256 * 1024;
 
@@ -87,6 +89,9 @@ export async function encodeBody(
     const options = { level: levels.gzip ?? 6 };
     return body.byteLength < ASYNC_GZIP_MIN_BYTES ? zlib.gzipSync(body, options) : gzipAsync(body, options);
   }
+  const level = levels.zstd ?? 1;
+  // Without the thread a large body goes out uncompressed rather than stall every connection.
+  if (body.byteLength >= ASYNC_GZIP_MIN_BYTES) return compressOnThread(body, level);
   const z = zstd ?? (await loadZstd());
-  return z === null ? null : z.compress(body, levels.zstd ?? 1);
+  return z === null ? null : z.compress(body, level);
 }
