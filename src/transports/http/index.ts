@@ -1,4 +1,10 @@
 export * from "../../auth/index.js";
+export {
+  DEFAULT_HEADERS_TIMEOUT_MS,
+  DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  type NodeHttpTimeouts,
+} from "../node-http.js";
 export { DEFAULT_WRITE_HIGH_WATER_MARK } from "./backpressure.js";
 export {
   connectHttp,
@@ -12,10 +18,7 @@ export {
 export {
   ARROW_CONTENT_TYPE,
   createHttpHandler,
-  DEFAULT_HEADERS_TIMEOUT_MS,
-  DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
   DEFAULT_MAX_REQUEST_BYTES,
-  DEFAULT_REQUEST_TIMEOUT_MS,
   type HttpHandler,
   type HttpListener,
   type HttpListenOptions,

@@ -16,8 +16,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
-import { createServer as createNodeServer, type Server } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { RecordBatch, Schema } from "apache-arrow";
 import { headersOf, peerCertificateOf } from "../../auth/node.js";
 import { type Authenticator, type AuthRequest, authReasonOf, type PeerCertificate } from "../../auth/types.js";
@@ -51,6 +50,7 @@ import {
 import { classifyBatch, errorBatch } from "../../wire/messages.js";
 import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
 import { bodyBuffer, joinBuffers, POOLED_MIN_BYTES } from "../buffer-pool.js";
+import { createNodeHttpServer, type NodeHttpTimeouts } from "../node-http.js";
 import { createRequestGate, DEFAULT_WRITE_HIGH_WATER_MARK } from "./backpressure.js";
 import {
   DECODABLE_ENCODINGS,
@@ -1119,44 +1119,18 @@ export interface HttpListener {
   close(): Promise<void>;
 }
 
-/** How often node:http checks `headersTimeoutMs` and `requestTimeoutMs`. */
-const TIMEOUT_CHECK_INTERVAL_MS = 1_000;
-/** Default `headersTimeoutMs`: 30 s. */
-export const DEFAULT_HEADERS_TIMEOUT_MS = 30_000;
-/** Default `requestTimeoutMs`: 300 s. */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 300_000;
-/** Default `keepAliveTimeoutMs`: 30 s. */
-export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 30_000;
-
-/** Options of `listenHttp`: the transport's, and those of the `node:http` server it creates. */
-export interface HttpListenOptions extends HttpServerOptions {
+/** Options of `listenHttp`: the transport's, and the time limits of the `node:http` server it creates. */
+export interface HttpListenOptions extends HttpServerOptions, NodeHttpTimeouts {
   /** Host to bind. Default: 127.0.0.1. */
   readonly host?: string;
   /** Port; 0 picks a free one. Default: 0. */
   readonly port?: number;
-  /** How long a client may take to send a request's headers, in ms (then 408 and close; 0: no limit). Default: 30 000. */
-  readonly headersTimeoutMs?: number;
-  /** How long a client may take to send a whole request, body included, in ms (then 408 and close; 0: no limit). Default: 300 000. */
-  readonly requestTimeoutMs?: number;
-  /** How long an idle keep-alive connection is kept open for the client's next request, in ms. Default: 30 000. */
-  readonly keepAliveTimeoutMs?: number;
 }
 
 /** Serves `server` over HTTP on `host:port` (port 0 picks a free port). */
 export async function listenHttp(server: RpcServer, options: HttpListenOptions = {}): Promise<HttpListener> {
   const handler = createHttpHandler(server, options);
-  const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
-  const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
-  const http = createNodeServer(
-    {
-      headersTimeout,
-      requestTimeout,
-      // node:http enforces both timeouts on this tick (its default, 30 s, would let a 30 s limit run to 60).
-      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-    },
-    handler,
-  );
-  http.keepAliveTimeout = options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS;
+  const http = createNodeHttpServer(handler, options);
   const host = options.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
     http.once("error", reject);

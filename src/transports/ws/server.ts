@@ -16,13 +16,7 @@
  * bound. Keep-alive pings drop a peer that stops answering. Close codes: see `CloseCode`.
  */
 
-import {
-  createServer as createNodeServer,
-  type IncomingMessage,
-  type RequestListener,
-  type Server,
-  STATUS_CODES,
-} from "node:http";
+import { type IncomingMessage, type RequestListener, type Server, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { headersOf, peerCertificateOf } from "../../auth/node.js";
@@ -34,6 +28,7 @@ import type { RpcServer } from "../../server/server.js";
 import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
 import { bodyBuffer } from "../buffer-pool.js";
 import { ByteQueue } from "../byte-queue.js";
+import { createNodeHttpServer, type NodeHttpTimeouts } from "../node-http.js";
 import { CloseCode, closeError } from "./shared.js";
 
 /** Default `path`. */
@@ -343,8 +338,8 @@ export function attachWebSocket(http: Server, server: RpcServer, opts: WebSocket
   };
 }
 
-/** Options of `listenWebSocket`. */
-export interface WebSocketListenOptions extends WebSocketServerOptions {
+/** Options of `listenWebSocket`, with the time limits of the `node:http` server it creates. */
+export interface WebSocketListenOptions extends WebSocketServerOptions, NodeHttpTimeouts {
   /** Host to bind. Default: 127.0.0.1. */
   readonly host?: string;
   /** Port; 0 picks a free one. Default: 0. */
@@ -358,14 +353,14 @@ export async function listenWebSocket(
   server: RpcServer,
   opts: WebSocketListenOptions = {},
 ): Promise<WebSocketListener> {
-  const http = createNodeServer(
+  const http = createNodeHttpServer(
     opts.onRequest ??
       ((_req, res) => {
         res.writeHead(426, { Upgrade: "websocket", "Content-Type": "text/plain" });
         res.end(`This is a vgi-rpc WebSocket endpoint: connect to ${opts.path ?? DEFAULT_WS_PATH} with a WebSocket.\n`);
       }),
+    opts,
   );
-  http.keepAliveTimeout = 30_000;
   const endpoint = attachWebSocket(http, server, opts);
   const host = opts.host ?? "127.0.0.1";
   await new Promise<void>((resolve, reject) => {
