@@ -67,11 +67,65 @@ def _brief(v: Any, limit: int = 300) -> Any:
 _INDEX = re.compile(r"\[\d+\]")
 
 
-def signature(method: str, label: str, diffs: list[Diff]) -> str:
-    """A short cause key: method, case label, the differing paths with indices folded."""
-    paths = sorted({_INDEX.sub("[*]", p) for p, _a, _b in diffs})
-    shown = ", ".join(paths[:3]) + (f", +{len(paths) - 3}" if len(paths) > 3 else "")
-    return f"{method} [{label}] {shown}"
+def _folded(diffs: list[Diff]) -> list[str]:
+    return sorted({_INDEX.sub("[*]", p) for p, _a, _b in diffs})
+
+
+def _errors(outcome: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e[1] for e in outcome.get("events", []) if e and e[0] == "error"]
+
+
+def _tags(outcome: dict[str, Any]) -> list[str]:
+    return [e[0] for e in outcome.get("events", []) if e]
+
+
+def _bom_only(a: Any, b: Any) -> bool:
+    if not isinstance(a, str) or not isinstance(b, str) or a == b:
+        return False
+    if a.removeprefix("\ufeff") == b.removeprefix("\ufeff"):
+        return True
+    # exchange_input_metadata reports keys sorted and comma-joined: a lost U+FEFF also reorders them.
+    return sorted(p.removeprefix("\ufeff") for p in a.split(",")) == sorted(
+        p.removeprefix("\ufeff") for p in b.split(",")
+    )
+
+
+def classify(ref: dict[str, Any], other: dict[str, Any], diffs: list[Diff]) -> str:
+    """What kind of difference this is, in a few words (the cause part of a signature)."""
+    ref_err, q_err = _errors(ref), _errors(other)
+    if bool(ref_err) != bool(q_err):
+        if ref_err:
+            return f"reference raises {ref_err[0]['type']}, quiver does not"
+        return f"quiver raises {q_err[0]['type']}, reference does not"
+    if ref_err and q_err and (ref_err[0]["type"], ref_err[0]["code"]) != (q_err[0]["type"], q_err[0]["code"]):
+        return f"error type differs ({ref_err[0]['type']} vs {q_err[0]['type']})"
+    if _tags(ref) != _tags(other):
+        return "event sequence differs"
+    event_diffs = [d for d in diffs if d[0].startswith(".events")] or diffs
+    paths = _folded(event_diffs)
+    if all(_bom_only(a, b) for _p, a, b in event_diffs):
+        return "leading U+FEFF lost"
+    if all(p.endswith(".message") or "exception_message" in p or p.endswith("log_message") for p in paths):
+        return "error message text differs"
+    if all(isinstance(a, str) and isinstance(b, str) and len(a) == len(b) == 16 for _p, a, b in event_diffs):
+        try:
+            if all(int(a, 16) >> 52 & 0x7FF == 0x7FF for _p, a, _b in event_diffs):
+                return "float bits differ (NaN payload)"
+        except ValueError:
+            pass
+    if all(a == "<absent>" or b == "<absent>" for _p, a, b in event_diffs):
+        keys = sorted({p.rsplit(".", 1)[-1] for p in paths})
+        return f"key present on one side only: {', '.join(keys)}"
+    shown = ", ".join(paths[:2]) + (f", +{len(paths) - 2}" if len(paths) > 2 else "")
+    return f"values differ at {shown}"
+
+
+def signature(method: str, label: str, ref: dict[str, Any], other: dict[str, Any], diffs: list[Diff]) -> str:
+    """A short cause key: method, the case's label (input variant), what kind of difference."""
+    cause = classify(ref, other, diffs)
+    if not cause.startswith(("reference raises", "quiver raises", "event sequence")) and label.startswith("cast:"):
+        label = "cast"
+    return f"{method} [{label}] {cause}"
 
 
 # ---------------------------------------------------------------------------

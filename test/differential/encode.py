@@ -39,6 +39,8 @@ NORMALIZATIONS = (
     "dictionary-encoded arrays are compared by their decoded values (plus the dictionary type); "
     "the dictionary's own layout is not significant",
     "values under a null struct/list/map parent are not compared (undefined in Arrow)",
+    "in nested IPC, the lists of fields the protocols declare frozenset[...] are compared sorted "
+    "(a set has no order; Python writes hash order), as typed frozensets are",
     "strings and bytes over 4096 and arrays over 2048 rows are compared by length + SHA-256",
 )
 
@@ -215,12 +217,58 @@ def _int_view(arr: pa.Array, width: int) -> list[Any]:
     return arr.view(pa.int32() if width == 4 else pa.int64()).to_pylist()
 
 
+#: Field names the protocols declare as ``frozenset[...]``: a set's element order on the wire is the
+#: writer's (Python's is hash order, per process), so those lists are compared sorted.  Filled by
+#: :func:`declare_set_fields`.
+SET_FIELDS: set[str] = set()
+
+
+def declare_set_fields(annotations: list[object]) -> None:
+    """Record every dataclass field typed ``frozenset[...]`` reachable from *annotations*."""
+    import typing
+
+    seen: set[object] = set()
+
+    def walk(t: object) -> None:
+        if t in seen:
+            return
+        seen.add(t)
+        origin = typing.get_origin(t)
+        for arg in typing.get_args(t):
+            walk(arg)
+        if origin is not None:
+            return
+        if isinstance(t, type) and dataclasses.is_dataclass(t):
+            hints = typing.get_type_hints(t, include_extras=True)
+            for f in dataclasses.fields(t):
+                hint = hints[f.name]
+                base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
+                if typing.get_origin(base) in (frozenset, set):
+                    SET_FIELDS.add(f.name)
+                walk(hint)
+
+    for a in annotations:
+        walk(a)
+
+
+def _sort_set_columns(streams: list[Any]) -> list[Any]:
+    for stream in streams:
+        for b in stream.get("batches", []):
+            for i, f in enumerate(b["schema"]["fields"]):
+                if f["name"] in SET_FIELDS and "columns" in b:
+                    b["columns"][i] = [
+                        sorted(row, key=lambda v: json.dumps(v, sort_keys=True)) if isinstance(row, list) else row
+                        for row in b["columns"][i]
+                    ]
+    return streams
+
+
 def _binary(b: bytes) -> Any:
     """Bytes, or the IPC stream they hold (decoded: its byte layout is the writer's choice)."""
     if b[:4] == b"\xff\xff\xff\xff":
         streams = ipc_streams(b)
         if streams and "unparsed" not in streams[-1]:
-            return ["ipc", streams]
+            return ["ipc", _sort_set_columns(streams)]
     return bytes_value(b)
 
 

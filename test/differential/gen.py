@@ -27,7 +27,7 @@ from vgi_rpc.conformance.secondary import Secondary, SecondaryImpl
 from vgi_rpc.errors import Code
 from vgi_rpc.rpc import MethodType, RpcMethodInfo, rpc_methods
 
-from . import values
+from . import encode, values
 
 PRIMARY = "ConformanceService"
 SECONDARY = "conformance.Secondary.v1"
@@ -118,6 +118,9 @@ def all_methods() -> list[Method]:
     for protocol, (cls, _impl) in PROTOCOLS.items():
         for name, info in sorted(rpc_methods(cls).items()):
             out.append(Method(protocol, name, info))
+    encode.declare_set_fields(
+        [t for m in out for t in (*m.info.param_types.values(), m.info.result_type, m.info.header_type)]
+    )
     return out
 
 
@@ -161,6 +164,10 @@ ARG_OVERRIDES: dict[str | tuple[str, str], Callable[[Random], Any]] = {
     "seed": _seed,
     ("fail", "code"): _code,
     ("fail", "kind"): lambda rng: rng.choice(("", "", values.text(rng, max_len=12))),
+    # The delay goes into RetryInfo (JSON): whole numbers, huge and tiny values, NaN and infinities.
+    ("fail", "retry_delay_seconds"): lambda rng: rng.choice(
+        (0.0, -0.0, -1.0, 0.5, 1.0, 2.0**53, 2.0**60, 1e21, 1e300, 5e-324, float("nan"), float("inf"), values.f64(rng))
+    ),
 }
 
 

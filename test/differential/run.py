@@ -17,6 +17,7 @@ cause), 1 on any other difference, 2 when the harness itself failed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -113,6 +114,13 @@ def _wire(side: Side) -> Any:
 def execute(side: Side, case: gen.Case) -> tuple[dict[str, Any], bool]:
     """Run *case* on *side*; the outcome, and whether the connection must be restarted."""
     events: list[Any] = []
+    # Cancellation cases read the server's cancel-probe counters afterwards. The counters are process
+    # state: they start from zero for every case that reads them, so a count reflects that case alone
+    # (not an earlier case that already differed).
+    probe = case.method.name.startswith("cancellable_")
+    if probe or case.method.name == "cancel_probe_counters":
+        with contextlib.suppress(Exception):
+            side.proxy(gen.PRIMARY).reset_cancel_probe()
     side.on_log = lambda m: events.append(encode.log(m.level.value, m.message, m.extra))
     side.begin()
     fired = threading.Event()
@@ -133,9 +141,13 @@ def execute(side: Side, case: gen.Case) -> tuple[dict[str, Any], bool]:
     except Exception as e:  # noqa: BLE001 - any client-side failure is an outcome to compare
         # Whether the connection survived is for the health probe to say.
         events.append(["client_error", type(e).__name__, encode.text_value(str(e)[:300])])
-    finally:
-        timer.cancel()
-        side.on_log = None
+    if probe and not fired.is_set():
+        try:
+            events.append(["cancel_probe", encode.value(side.proxy(gen.PRIMARY).cancel_probe_counters())])
+        except Exception as e:  # noqa: BLE001
+            events.append(["cancel_probe_failed", type(e).__name__])
+    timer.cancel()
+    side.on_log = None
     if fired.is_set():
         events.append(["timeout", case.timeout])
         broken = True
@@ -171,7 +183,7 @@ class Difference:
 
     @property
     def signature(self) -> str:
-        return compare.signature(self.case.method.name, self.case.label, self.diffs)
+        return compare.signature(self.case.method.name, self.case.label, self.reference, self.quiver, self.diffs)
 
 
 @dataclass
@@ -232,11 +244,17 @@ def run_transport(
                 result.differences.append(d)
             else:
                 result.same += 1
-            errored = any(e[0] in ("error", "client_error", "timeout") for e in ref["events"] + qv["events"])
-            if ref_broken or qv_broken or (errored and not all(healthy(s) for s in sides)):
+            # A stream or a failed call can leave bytes unread (the reference client's close() stops
+            # draining at an error batch, before the stream's end): probe, and restart on a bad answer.
+            suspect = case.method.kind != "unary" or any(
+                e[0] in ("error", "client_error", "timeout") for e in ref["events"] + qv["events"]
+            )
+            if ref_broken or qv_broken or (suspect and not all(healthy(s) for s in sides)):
                 result.restarts += 1
                 last = [o["events"][-1] if o["events"] else None for o in (ref, qv)]
-                result.restart_notes.append(f"case {case.index} {case.method.name}: {_text(last, 300)}")
+                result.restart_notes.append(
+                    f"seed {case.seed} case {case.index} {case.method.name}: {_text(last, 300)}"
+                )
                 for side in sides:
                     side.restart()
                     healthy(side)

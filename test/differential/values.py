@@ -311,7 +311,9 @@ def _time(rng: Random) -> dt.time:
 
 
 def _duration(rng: Random) -> dt.timedelta:
-    lo, hi = -(2**63) + 1, 2**63 - 1
+    # pyarrow's timedelta conversion overflows within a day of int64's minimum (the client refuses
+    # to send those); the full int64 range is reached through raw duration columns instead.
+    lo, hi = -(2**63) + 2 * 86_400_000_000, 2**63 - 1
     return dt.timedelta(microseconds=integer(rng, lo, hi))
 
 
