@@ -136,7 +136,7 @@ _ESCAPE = re.compile(r"\\x([0-9a-f]{2})|\\u([0-9a-f]{4})|\\U([0-9a-f]{8})")
 
 
 def _unescape_unassigned(s: str) -> str:
-    """Replace ``\\xNN``/``\\uNNNN``/``\\UNNNNNNNN`` escapes of characters Python's Unicode database leaves unassigned."""
+    r"""Undo ``\xNN``/``\uNNNN``/``\UNNNNNNNN`` escapes of characters unassigned in Python's Unicode database."""
 
     def sub(m: re.Match[str]) -> str:
         ch = chr(int(next(g for g in m.groups() if g), 16))

@@ -153,9 +153,9 @@ def metadata(md: pa.KeyValueMetadata | dict[bytes, bytes] | None) -> Any:
         return None
     items = md.items() if isinstance(md, dict) else list(md.items())
     out = []
-    for k, v in items:
-        k = k if isinstance(k, bytes) else str(k).encode()
-        v = v if isinstance(v, bytes) else str(v).encode()
+    for raw_k, raw_v in items:
+        k = raw_k if isinstance(raw_k, bytes) else str(raw_k).encode()
+        v = raw_v if isinstance(raw_v, bytes) else str(raw_v).encode()
         shown: Any
         if k in _VOLATILE_KEYS:
             shown = "<present>"
@@ -190,7 +190,12 @@ def arrow_type(t: pa.DataType) -> Any:
 
 def field(f: pa.Field) -> Any:
     """A field: name, type, nullability, metadata."""
-    return {"name": text_value(f.name), "type": arrow_type(f.type), "nullable": f.nullable, "metadata": metadata(f.metadata)}
+    return {
+        "name": text_value(f.name),
+        "type": arrow_type(f.type),
+        "nullable": f.nullable,
+        "metadata": metadata(f.metadata),
+    }
 
 
 def schema(s: pa.Schema) -> Any:
@@ -214,7 +219,7 @@ def _bits_rows(arr: pa.Array, width: int, fmt: str) -> list[Any]:
 
 
 def _int_view(arr: pa.Array, width: int) -> list[Any]:
-    return arr.view(pa.int32() if width == 4 else pa.int64()).to_pylist()
+    return list(arr.view(pa.int32() if width == 4 else pa.int64()).to_pylist())
 
 
 #: Field names the protocols declare as ``frozenset[...]``: a set's element order on the wire is the
@@ -287,7 +292,7 @@ def rows(arr: pa.Array) -> list[Any]:
     if pa.types.is_float16(t):
         return _bits_rows(arr, 2, "H")
     if pa.types.is_boolean(t) or pa.types.is_integer(t):
-        return arr.to_pylist()
+        return list(arr.to_pylist())
     if pa.types.is_decimal(t):
         return [None if x is None else str(x) for x in arr.to_pylist()]
     if pa.types.is_date32(t) or pa.types.is_time32(t):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import reprlib
 from collections.abc import Callable
+from functools import partial
 from random import Random
 from typing import Any
 
@@ -212,13 +213,10 @@ def declared_input_schema(method: Method, kwargs: dict[str, Any]) -> pa.Schema:
     """The input schema the reference implementation declares for this exchange call."""
     _cls, impl = PROTOCOLS[method.protocol]
     try:
-        stream = getattr(impl, method.name)(**kwargs)
-        schema = getattr(stream, "input_schema", None)
-        if isinstance(schema, pa.Schema):
-            return schema
+        schema = getattr(getattr(impl, method.name)(**kwargs), "input_schema", None)
     except Exception:  # noqa: BLE001 - an init that raises still takes float64 input
-        pass
-    return pa.schema([pa.field("value", pa.float64())])
+        schema = None
+    return schema if isinstance(schema, pa.Schema) else pa.schema([pa.field("value", pa.float64())])
 
 
 #: Input types an exchange is sent in place of its declared column type.
@@ -253,6 +251,10 @@ CAST_TYPES: tuple[pa.DataType, ...] = (
 NUMERIC_TEXT = ("1.5", "-0", "0", "nan", "NaN", "inf", "-inf", "1e400", " 2 ", "0x10", "1_000", "", "abc", "\ufeff1")
 
 
+def _random_column(rng: Random, t: pa.DataType, nullable: bool, n: int) -> pa.Array:
+    return values.arrow_array(rng, t, n, nullable)
+
+
 def _cast_column(rng: Random, t: pa.DataType, n: int) -> pa.Array:
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return pa.array([rng.choice(NUMERIC_TEXT) if rng.random() < 0.8 else None for _ in range(n)], type=t)
@@ -274,15 +276,13 @@ def exchange_inputs(
     schema = declared
     label = "plain"
     roll = rng.random()
-    columns: list[Callable[[int], pa.Array]] = [
-        (lambda n, t=f.type, nullable=f.nullable: values.arrow_array(rng, t, n, nullable)) for f in declared
-    ]
+    columns: list[Callable[[int], pa.Array]] = [partial(_random_column, rng, f.type, f.nullable) for f in declared]
     if roll < 0.35 and len(declared) > 0:
         i = rng.randrange(len(declared))
         t = rng.choice(CAST_TYPES)
         label = f"cast:{t}"
         schema = declared.set(i, pa.field(declared.field(i).name, t))
-        columns[i] = lambda n, t=t: _cast_column(rng, t, n)
+        columns[i] = partial(_cast_column, rng, t)
     elif roll < 0.42 and len(declared) > 0:
         i = rng.randrange(len(declared))
         new = rng.choice(("\ufeff" + declared.field(i).name, declared.field(i).name.upper(), "", values.name(rng)))
@@ -292,7 +292,7 @@ def exchange_inputs(
         label = "extra-column"
         extra_t = rng.choice(CAST_TYPES)
         schema = declared.append(pa.field(values.name(rng), extra_t))
-        columns.append(lambda n, t=extra_t: values.arrow_array(rng, t, n))
+        columns.append(partial(_random_column, rng, extra_t, True))
     elif roll < 0.50 and len(declared) > 0:
         label = "missing-column"
         schema = pa.schema([])
@@ -307,7 +307,7 @@ def exchange_inputs(
     elif roll < 0.62 and len(declared) > 0:
         label = "non-nullable"
         schema = pa.schema([f.with_nullable(False) for f in declared])
-        columns = [(lambda n, t=f.type: values.arrow_array(rng, t, n, nullable=False)) for f in declared]
+        columns = [partial(_random_column, rng, f.type, False) for f in declared]
     inputs = []
     for _ in range(rng.choice((0, 1, 1, 2, 2, 3, 4))):
         n = rng.choice((0, 1, 1, 2, 3, rng.randint(0, 16)))

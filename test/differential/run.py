@@ -77,10 +77,9 @@ def _call(proxy: Any, case: gen.Case, events: list[Any]) -> None:
             for md in case.ticks:
                 # Over HTTP the init response may already hold the first batch; a tick that only
                 # takes it from the buffer sends no request, so it cannot carry metadata.
-                if getattr(session, "_pending_batches", None):
-                    md = None
+                send = None if getattr(session, "_pending_batches", None) else md
                 try:
-                    ab = session.tick(pa.KeyValueMetadata(md) if md else None)
+                    ab = session.tick(pa.KeyValueMetadata(send) if send else None)
                 except StopIteration:
                     events.append(["finished"])
                     finished = True
@@ -183,6 +182,7 @@ class Difference:
 
     @property
     def signature(self) -> str:
+        """Method, case label and kind of difference: what groups differences with one cause."""
         return compare.signature(self.case.method.name, self.case.label, self.reference, self.quiver, self.diffs)
 
 
@@ -200,6 +200,7 @@ class TransportResult:
 
     @property
     def unexpected(self) -> list[Difference]:
+        """The differences not accepted as known."""
         return [d for d in self.differences if not d.known]
 
 
@@ -214,6 +215,7 @@ def node_unicode(node: str) -> str:
 def run_transport(
     transport: str,
     cases: list[gen.Case],
+    *,
     args: argparse.Namespace,
     known: compare.Known | None,
     workdir: str,
@@ -382,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         "--call",
         default="",
         help="run one hand-written call instead of seeded cases, e.g. 'echo_float(value=f64(0xfff8000000000000))' "
-        "or 'secondary.fail(code=\"X\", kind=\"\", retry_delay_seconds=2.0**60)'",
+        'or \'secondary.fail(code="X", kind="", retry_delay_seconds=2.0**60)\'',
     )
     p.add_argument("--inputs", default="", help="with --call on an exchange: a list of record batches or (batch, md)")
     p.add_argument("--ticks", default="", help="with --call on a producer: a tick count or a list of tick metadata")
@@ -417,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds:
         big = gen.big_cases(seed, args.big)
         if only:
-            ordinary = [gen.make_case(seed, i, gen.method_for(seed, i, methods)) for i in sorted(only) if i < gen.BIG_BASE]
+            ordinary = [
+                gen.make_case(seed, i, gen.method_for(seed, i, methods)) for i in sorted(only) if i < gen.BIG_BASE
+            ]
             cases += ordinary + [c for c in big if c.index in only]
         else:
             cases += gen.cases(seed, args.cases, methods) + big
@@ -431,13 +435,17 @@ def main(argv: list[str] | None = None) -> int:
             known = k
             known_note = f"unicode-printability (Python {py_uni} vs Node {node_uni}): {k.reason}"
         else:
-            known_note = f"{args.known} lists Python {k.python_unicode} / Node {k.node_unicode}; running {py_uni} / {node_uni}: not applied"
+            known_note = (
+                f"{args.known} lists Python {k.python_unicode} / Node {k.node_unicode};"
+                f" running {py_uni} / {node_uni}: not applied"
+            )
 
     per_kind = Counter(c.method.kind for c in cases)
     print(
         f"differential: {'seeds ' + ','.join(map(str, seeds)) if seeds else 'one --call'},"
         f" {len(cases)} case(s) per transport"
-        f" ({', '.join(f'{n} {k}' for k, n in sorted(per_kind.items()))}), {len({c.method.name for c in cases})} methods,"
+        f" ({', '.join(f'{n} {k}' for k, n in sorted(per_kind.items()))}),"
+        f" {len({c.method.name for c in cases})} methods,"
         f" transports {','.join(transports)}; Python {sys.version.split()[0]} (Unicode {py_uni}),"
         f" pyarrow {pa.__version__}, Node Unicode {node_uni}",
         flush=True,
@@ -449,8 +457,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for t in transports:
-            r = run_transport(t, cases, args, known, workdir, deadline)
-            print(f"  {t}: {r.cases} cases, {r.same} same, {len(r.differences)} different ({r.seconds:.1f}s)", flush=True)
+            r = run_transport(t, cases, args=args, known=known, workdir=workdir, deadline=deadline)
+            print(
+                f"  {t}: {r.cases} cases, {r.same} same, {len(r.differences)} different ({r.seconds:.1f}s)", flush=True
+            )
             results.append(r)
     except Exception as exc:  # noqa: BLE001
         traceback.print_exc()

@@ -17,8 +17,8 @@ from its seed and index alone.
 from __future__ import annotations
 
 import dataclasses
-import decimal
 import datetime as dt
+import decimal
 import enum
 import struct
 import types
@@ -150,7 +150,7 @@ def integer(rng: Random, lo: int, hi: int) -> int:
         return rng.choice([e for e in edges if lo <= e <= hi])
     if roll < 0.55:
         k = rng.randint(0, max(1, (max(abs(lo), abs(hi))).bit_length()))
-        v = rng.choice((1, -1)) * (2**k) + rng.choice((-1, 0, 1))
+        v = rng.choice((1, -1)) * (1 << k) + rng.choice((-1, 0, 1))
         return min(hi, max(lo, v))
     if roll < 0.75:
         return rng.randint(max(lo, -1000), min(hi, 1000))
@@ -209,16 +209,20 @@ def f64_from_bits(bits: int) -> float:
     return typing.cast("float", struct.unpack("<d", struct.pack("<Q", bits))[0])
 
 
+def _bits64(x: float) -> int:
+    return int(struct.unpack("<Q", struct.pack("<d", x))[0])
+
+
 def f64_bits(rng: Random) -> int:
     """A float64 bit pattern: an edge, a printing-sensitive value, a plain number, or random bits."""
     roll = rng.random()
     if roll < 0.35:
         return rng.choice(F64_BITS)
     if roll < 0.5:
-        return struct.unpack("<Q", struct.pack("<d", rng.choice(F64_VALUES) * rng.choice((1, -1))))[0]
+        return _bits64(rng.choice(F64_VALUES) * rng.choice((1, -1)))
     if roll < 0.8:
         v = rng.randint(-(10**6), 10**6) / rng.choice((1, 2, 4, 8, 10, 100, 3))
-        return struct.unpack("<Q", struct.pack("<d", v))[0]
+        return _bits64(v)
     return rng.getrandbits(64)
 
 
@@ -234,7 +238,7 @@ def f32_bits(rng: Random) -> int:
         return rng.choice(F32_BITS)
     if roll < 0.75:
         v = rng.randint(-(10**4), 10**4) / rng.choice((1, 2, 4, 8, 3))
-        return struct.unpack("<I", struct.pack("<f", v))[0]
+        return int(struct.unpack("<I", struct.pack("<f", v))[0])
     return rng.getrandbits(32)
 
 
@@ -281,9 +285,7 @@ _UTC = dt.UTC
 def _date(rng: Random) -> dt.date:
     roll = rng.random()
     if roll < 0.4:
-        return rng.choice(
-            (dt.date.min, dt.date.max, dt.date(1970, 1, 1), dt.date(1969, 12, 31), dt.date(2000, 2, 29))
-        )
+        return rng.choice((dt.date.min, dt.date.max, dt.date(1970, 1, 1), dt.date(1969, 12, 31), dt.date(2000, 2, 29)))
     return dt.date.fromordinal(rng.randint(1, dt.date.max.toordinal()))
 
 
@@ -335,7 +337,7 @@ def _optional_inner(annotation: object) -> object | None:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1 and len(typing.get_args(annotation)) == 2:
-            return args[0]
+            return typing.cast("object", args[0])
     return None
 
 
@@ -577,7 +579,6 @@ def _fixed_bits_array(t: pa.DataType, fmt: str, words: list[int], valid: list[bo
     return pa.Array.from_buffers(t, len(words), [_bitmap(valid), data], null_count=valid.count(False))
 
 
-
 def arrow_array(rng: Random, t: pa.DataType, n: int, nullable: bool = True) -> pa.Array:
     """A random array of type *t* and length *n*, values at the type's extremes."""
     valid = _validity(rng, n, nullable and not pa.types.is_null(t))
@@ -594,17 +595,23 @@ def arrow_array(rng: Random, t: pa.DataType, n: int, nullable: bool = True) -> p
         return pa.array([integer(rng, lo, hi) if v else None for v in valid], type=t)
     if pa.types.is_time32(t):
         top = 86_399 if t.unit == "s" else 86_399_999
-        return pa.array([rng.choice((0, top, rng.randint(0, top))) if v else None for v in valid], type=pa.int32()).view(t)
+        return pa.array(
+            [rng.choice((0, top, rng.randint(0, top))) if v else None for v in valid], type=pa.int32()
+        ).view(t)
     if pa.types.is_time64(t):
         top = 86_399_999_999 if t.unit == "us" else 86_399_999_999_999
-        return pa.array([rng.choice((0, top, rng.randint(0, top))) if v else None for v in valid], type=pa.int64()).view(t)
+        return pa.array(
+            [rng.choice((0, top, rng.randint(0, top))) if v else None for v in valid], type=pa.int64()
+        ).view(t)
     if pa.types.is_date32(t):
         lo, hi = INT_RANGES["int32"]
         return pa.array([integer(rng, lo, hi) if v else None for v in valid], type=pa.int32()).view(t)
     if pa.types.is_date64(t):
         # date64 counts milliseconds but holds whole days.
         days = [integer(rng, -(2**36), 2**36) for _ in range(n)]
-        return pa.array([d * 86_400_000 if v else None for d, v in zip(days, valid, strict=True)], type=pa.int64()).view(t)
+        return pa.array(
+            [d * 86_400_000 if v else None for d, v in zip(days, valid, strict=True)], type=pa.int64()
+        ).view(t)
     if pa.types.is_timestamp(t) or pa.types.is_duration(t):
         lo, hi = INT_RANGES["int64"]
         return pa.array([integer(rng, lo, hi) if v else None for v in valid], type=pa.int64()).view(t)
@@ -631,9 +638,7 @@ def arrow_array(rng: Random, t: pa.DataType, n: int, nullable: bool = True) -> p
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return pa.array([text(rng) if v else None for v in valid], type=t)
     if pa.types.is_fixed_size_binary(t):
-        return pa.array(
-            [bytes(rng.getrandbits(8) for _ in range(t.byte_width)) if v else None for v in valid], type=t
-        )
+        return pa.array([bytes(rng.getrandbits(8) for _ in range(t.byte_width)) if v else None for v in valid], type=t)
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
         return pa.array([blob(rng) if v else None for v in valid], type=t)
     if pa.types.is_dictionary(t):
@@ -669,9 +674,7 @@ def arrow_array(rng: Random, t: pa.DataType, n: int, nullable: bool = True) -> p
         return pa.MapArray.from_arrays(offsets, keys, items, type=t, mask=_mask(valid))
     if pa.types.is_struct(t):
         kids = [arrow_array(rng, t.field(i).type, n, t.field(i).nullable) for i in range(t.num_fields)]
-        return pa.StructArray.from_arrays(
-            kids, fields=[t.field(i) for i in range(t.num_fields)], mask=_mask(valid)
-        )
+        return pa.StructArray.from_arrays(kids, fields=[t.field(i) for i in range(t.num_fields)], mask=_mask(valid))
     if pa.types.is_union(t):
         codes = list(t.type_codes)
         which = [rng.randrange(len(codes)) for _ in range(n)]
@@ -719,7 +722,9 @@ def random_batch(rng: Random, *, group: str | None = None) -> pa.RecordBatch:
         fields.append(pa.field(names[i], t, nullable=nullable, metadata=_field_metadata(rng)))
         arrays.append(arrow_array(rng, t, n_rows, nullable))
     schema_md = (
-        None if rng.random() < 0.6 else {name(rng).encode(): text(rng, max_len=16).encode() for _ in range(rng.randint(1, 3))}
+        None
+        if rng.random() < 0.6
+        else {name(rng).encode(): text(rng, max_len=16).encode() for _ in range(rng.randint(1, 3))}
     )
     schema = pa.schema(fields, metadata=schema_md)
     if n_cols == 0:
@@ -731,4 +736,3 @@ def _zero_column_batch(schema: pa.Schema, n_rows: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_struct_array(pa.array([{}] * n_rows, type=pa.struct([]))).replace_schema_metadata(
         schema.metadata
     )
-

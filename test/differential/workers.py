@@ -244,7 +244,7 @@ class Side:
             proc = self.proc = self._spawn([])
             assert proc.stdin is not None and proc.stdout is not None
             reader = _clamped(os.fdopen(proc.stdout.fileno(), "rb", closefd=False))
-            transport = _TeeTransport(reader, _exact(proc.stdin), lambda: None)
+            transport = _TeeTransport(reader, _exact(typing.cast("io.IOBase", proc.stdin)), lambda: None)
             self._tee = transport.reader
             self._connect_session(transport, log)
         elif self.transport == "unix":
