@@ -15,7 +15,9 @@ A case depends on ``(seed, index)`` alone: ``Random(f"{seed}:{index}")``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import reprlib
+import struct
 from collections.abc import Callable
 from functools import partial
 from random import Random
@@ -73,7 +75,7 @@ class Case:
 
     def describe(self, limit: int = 600) -> str:
         """The call as one line: method, arguments (repr, shortened), ticks or inputs."""
-        r = reprlib.Repr(maxstring=120, maxother=200, maxlist=8, maxdict=8, maxlevel=4)
+        r = _Repr(maxstring=120, maxother=200, maxlist=8, maxdict=8, maxlevel=4)
         args = ", ".join(f"{k}={_short(r, v)}" for k, v in self.kwargs.items())
         out = f"{self.method.protocol}.{self.method.name}({args})"
         if self.method.kind == "producer":
@@ -95,6 +97,15 @@ class Case:
         if len(out) > limit:
             out = out[: limit - 3] + "..."
         return out
+
+
+class _Repr(reprlib.Repr):
+    """reprlib with NaNs spelled as ``f64(0x...)`` (their payload matters, and --call accepts it)."""
+
+    def repr_float(self, x: float, level: int) -> str:
+        if math.isnan(x):
+            return f"f64(0x{struct.unpack('<Q', struct.pack('<d', x))[0]:016x})"
+        return repr(x)
 
 
 def _rows_text(r: reprlib.Repr, b: pa.RecordBatch) -> str:

@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inputs", default="", help="with --call on an exchange: a list of record batches or (batch, md)")
     p.add_argument("--ticks", default="", help="with --call on a producer: a tick count or a list of tick metadata")
     p.add_argument("--finish", default="close", choices=("close", "cancel"), help="with --call: how a stream ends")
+    p.add_argument("--repeat", type=int, default=1, help="with --call: make the call this many times (JIT warm-up)")
     p.add_argument("--show", action="store_true", help="print both outcomes of every case run")
     p.add_argument("--verbose", action="store_true", help="print each case as it starts")
     p.add_argument("--json", default="", help="write the full report (every difference, both outcomes) here")
@@ -414,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     only = set(_ints(args.only))
     cases: list[gen.Case] = []
     if args.call:
-        cases.append(gen.call_case(args.call, args.inputs, args.ticks, args.finish))
+        for i in range(args.repeat):
+            case = gen.call_case(args.call, args.inputs, args.ticks, args.finish)
+            case.index = i
+            cases.append(case)
         seeds = []
     for seed in seeds:
         big = gen.big_cases(seed, args.big)
