@@ -75,6 +75,17 @@ def _errors(outcome: dict[str, Any]) -> list[dict[str, Any]]:
     return [e[1] for e in outcome.get("events", []) if e and e[0] == "error"]
 
 
+def _first_error(outcome: dict[str, Any]) -> int | None:
+    """How many batches came back before the first error."""
+    batches = 0
+    for e in outcome.get("events", []):
+        if e and e[0] == "error":
+            return batches
+        if e and e[0] == "batch":
+            batches += 1
+    return None
+
+
 def _tags(outcome: dict[str, Any]) -> list[str]:
     return [e[0] for e in outcome.get("events", []) if e]
 
@@ -100,6 +111,10 @@ def classify(ref: dict[str, Any], other: dict[str, Any], diffs: list[Diff]) -> s
     if ref_err and q_err and (ref_err[0]["type"], ref_err[0]["code"]) != (q_err[0]["type"], q_err[0]["code"]):
         return f"error type differs ({ref_err[0]['type']} vs {q_err[0]['type']})"
     if _tags(ref) != _tags(other):
+        ref_at, q_at = _first_error(ref), _first_error(other)
+        if ref_at is not None and q_at is not None and ref_at != q_at:
+            sooner = "quiver" if q_at < ref_at else "reference"
+            return f"{sooner} raises sooner (the other accepts more input first)"
         return "event sequence differs"
     event_diffs = [d for d in diffs if d[0].startswith(".events")] or diffs
     paths = _folded(event_diffs)
