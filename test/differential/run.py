@@ -224,7 +224,8 @@ def run_transport(
     """Every case over one transport, both workers started once (and again only after a break)."""
     result = TransportResult(transport)
     started = time.monotonic()
-    sides = [Side(reference_spec(ROOT), transport, workdir), Side(quiver_spec(ROOT, args.node), transport, workdir)]
+    other = reference_spec(ROOT, "reference-2") if args.self_check else quiver_spec(ROOT, args.node)
+    sides = [Side(reference_spec(ROOT), transport, workdir), Side(other, transport, workdir)]
     try:
         for side in sides:
             side.start()
@@ -396,6 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--known", default="", help="accepted known differences (only the unicode-printability cause)")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="stop starting cases after this long")
     p.add_argument("--node", default=os.environ.get("QUIVER_NODE", "node"), help="node binary for quiver's worker")
+    p.add_argument(
+        "--self-check",
+        action="store_true",
+        help="compare the reference's worker with a second reference worker: any difference is the harness's own",
+    )
     args = p.parse_args(argv)
 
     transports = [t for t in args.transports.split(",") if t]

@@ -336,9 +336,9 @@ class Side:
         return None, list(self.http_wire)
 
 
-def reference_spec(root: str) -> WorkerSpec:
+def reference_spec(root: str, name: str = "reference") -> WorkerSpec:
     """The reference's conformance worker from the project venv."""
-    return WorkerSpec("reference", (os.path.join(root, ".venv-conformance", "bin", "vgi-rpc-conformance"),))
+    return WorkerSpec(name, (os.path.join(root, ".venv-conformance", "bin", "vgi-rpc-conformance"),))
 
 
 def quiver_spec(root: str, node: str = "node") -> WorkerSpec:
