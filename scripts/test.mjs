@@ -280,4 +280,64 @@ step("vgi-rpc pytest conformance suite through quiver's client (stdio, unix, tcp
     ok = false;
   }
 }
+// The differential test (test/differential): the reference's client makes the same seeded calls
+// (seed 1, 100 per transport) on the reference's worker and on ours over pipe, Unix and HTTP and
+// compares the answers exactly. Quiver still differs in known ways (issue #22: integer overflow,
+// U+FEFF in metadata and names, input casts, error texts); until those fixes land this step reports
+// without failing the run. The integrator sets DIFFERENTIAL_MUST_PASS = true when they have landed.
+const DIFFERENTIAL_MUST_PASS = false;
+step("differential test: reference worker vs ours, same seeded calls (pipe, unix, http)");
+{
+  const r = run(
+    process.execPath,
+    [
+      join(root, "scripts/run-differential.mjs"),
+      "--no-build",
+      "--seed",
+      "1",
+      "--cases",
+      "100",
+      "--transports",
+      "pipe,unix,http",
+      "--known",
+      "test/differential/known.json",
+      "--json",
+      join(root, ".differential-npm-test.json"),
+      "--max-seconds",
+      "150",
+    ],
+    { capture: true, maxBuffer: 64 * 1024 * 1024, timeout: 5 * 60 * 1000 },
+  );
+  const out = r.stdout ?? "";
+  // The per-transport lines and the difference groups; the normalization list is in the JSON report.
+  process.stdout.write(
+    out
+      .split("\n")
+      .filter((l) => !l.startsWith("  - ") && !l.startsWith("        ."))
+      .join("\n"),
+  );
+  const counts = [
+    ...out.matchAll(/^(pipe|unix|http): (\d+) cases, (\d+) same, (\d+) different \((\d+) known, (\d+) unexpected\)/gm),
+  ];
+  const unexpected = counts.reduce((n, m) => n + Number(m[6]), 0);
+  const harnessOk = (r.status === 0 || r.status === 1) && counts.length === 3;
+  if (DIFFERENTIAL_MUST_PASS) {
+    for (const m of counts) {
+      totals.passed += Number(m[3]) + Number(m[5]);
+      totals.failed += Number(m[6]);
+    }
+    if (!harnessOk || unexpected > 0 || r.status !== 0) {
+      process.stderr.write(`\ndifferential test failed (exit ${r.status ?? r.signal}).\n`);
+      ok = false;
+    }
+  } else if (!harnessOk) {
+    process.stdout.write(
+      `\ndifferential: the harness did not complete (exit ${r.status ?? r.signal}); NOT failing the run (DIFFERENTIAL_MUST_PASS is false)\n`,
+    );
+  } else {
+    process.stdout.write(
+      `\ndifferential: ${unexpected} unexpected difference(s), reported only (DIFFERENTIAL_MUST_PASS is false)\n`,
+    );
+  }
+}
 finish(ok);

@@ -1,0 +1,1 @@
+"""Differential test: the reference's and quiver's conformance workers, same seeded calls, answers compared."""
