@@ -754,7 +754,10 @@ export async function runTurn(call: Call, stream: OpenStream, input: RecordBatch
     const coerced = coerceInput(input, stream.inputSchema);
     const metadata = withoutTransportKeys(input.metadata);
     const outputFields = decl.kind !== "unary" && decl.output !== "dynamic" ? decl.output : null;
-    const out = new TurnCollector(stream.outputSchema, outputFields, call.origin, producer, metadata);
+    // Logs a turn emits carry the server id only, as the reference's OutputCollector writes them
+    // (init and unary logs also carry the request id).
+    const logOrigin = { serverId: call.origin.serverId, requestId: "" };
+    const out = new TurnCollector(stream.outputSchema, outputFields, logOrigin, producer, metadata);
     const ctx = call.context(method, (level, message, extra) => out.clientLog(level, message, extra));
     await context.with(call.otelContext, () => {
       if (decl.kind === "producer") return handler.produce?.(stream.state, out, ctx);

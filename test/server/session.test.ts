@@ -228,6 +228,11 @@ test("a producer sends its header, one batch per tick, then EOS when it finishes
     [0n, 1n],
   );
   assert.equal(logs.length, 2);
+  // As the reference writes them: a turn's logs carry the server id, not the request id.
+  for (const log of logs) {
+    assert.equal(readLogRecord(log.metadata).serverId, "0123456789ab");
+    assert.equal(readLogRecord(log.metadata).requestId, "");
+  }
   await s.send(req("add", { a: t.float64(), b: t.float64() }, { a: [1], b: [1] }));
   assert.equal((await s.read()).batches[0]!.getChildAt(0)!.get(0), 2);
   await s.close();
