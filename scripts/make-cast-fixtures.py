@@ -378,7 +378,9 @@ def coerce_cases() -> list[tuple[str, pa.RecordBatch, pa.Schema]]:
         ("int8 target overflow", one(pa.array([1, 300])), pa.schema([f("value", pa.int8())])),
         ("bool target", one(pa.array(["true", "0"])), pa.schema([f("value", pa.bool_())])),
         ("two fields cast", rb([pa.array([1], pa.int8()), pa.array(["s"])], names=["a", "b"]), two),
-        ("two fields, second refused", rb([pa.array([1.0]), pa.array([1], pa.date32())], names=["a", "b"]), two),
+        ("two fields, second refused", rb([pa.array([1.0]), pa.array([[1]], pa.list_(pa.int8()))], names=["a", "b"]), two),
+        ("reordered with metadata, refused", rb([pa.array(["x"]), pa.array([1], pa.date32())], schema=pa.schema([f("b", pa.string(), metadata={"fm": "1"}), f("a", pa.date32())], metadata={"s": "t"})), two),
+        ("repeated name, reordered", rb([pa.array(["x"]), pa.array([1.0]), pa.array([2.0])], names=["b", "a", "a"]), two),
         ("negative nan", one(float_array(pa.float32(), [0xFFC00000, 0x7FC00001])), value),
     ]
 
