@@ -874,7 +874,14 @@ function decimalToNumber(
 ): Data {
   const { bitWidth, scale } = source;
   if (target.kind === "int") {
-    const [lo, hi] = intRange(target.bits, target.signed);
+    let [lo, hi] = intRange(target.bits, target.signed);
+    if (bitWidth <= 64) {
+      // Arrow compares a Decimal32/64 with the target's limits converted to the decimal's own
+      // width, which wraps the ones that do not fit (int64's to 0 and -1 in a Decimal32):
+      // pyarrow then refuses every value ("Integer value out of bounds").
+      lo = BigInt.asIntN(bitWidth, lo);
+      hi = BigInt.asIntN(bitWidth, hi);
+    }
     const results: (bigint | null)[] = new Array(rows.length).fill(null);
     let error: string | null = null;
     for (let i = 0; i < rows.length; i++) {
