@@ -33,7 +33,8 @@ const ELEMENT_SIZE_LIMIT = 100;
 const INDENT_SIZE = 2;
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
+// ignoreBOM: a leading U+FEFF is text here, never a byte-order mark to drop.
+const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 
 function unitText(unit: TimeUnit): string {
   switch (unit) {

@@ -295,7 +295,7 @@ function readDecimal(data: Data, i: number, bitWidth: number): bigint {
   return BigInt.asIntN(bitWidth, v);
 }
 
-const utf8 = new TextDecoder();
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 /** Status message text over raw bytes, decoded as pyarrow decodes it (invalid UTF-8 replaced). */
 const bytesText = (bytes: Uint8Array) => utf8.decode(bytes);
 
