@@ -4,55 +4,9 @@
  * error message as `repr(str)` ("'OK'"), and messages are trimmed with `str.rstrip()`.
  */
 
-/**
- * Python's `repr(float)` (also `str(float)` and `f"{x}"`): the shortest round-tripping digits,
- * positional notation for decimal exponents -4..15 (always with a fractional part, "2.0"), and
- * scientific notation otherwise with a signed, at-least-two-digit exponent ("1e+16", "1e-05").
- */
-export function pyFloatRepr(x: number): string {
-  if (Number.isNaN(x)) return "nan";
-  if (x === Number.POSITIVE_INFINITY) return "inf";
-  if (x === Number.NEGATIVE_INFINITY) return "-inf";
-  if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0";
-  const sign = x < 0 ? "-" : "";
-  // toExponential() without an argument yields the shortest round-tripping digits.
-  const [mantissa = "", exponentText = "0"] = Math.abs(x).toExponential().split("e");
-  const digits = mantissa.replace(".", "");
-  const exponent = Number(exponentText); // |x| = d.ddd × 10^exponent
-  if (exponent < -4 || exponent >= 16) {
-    const m = digits.length === 1 ? digits : `${digits[0]}.${digits.slice(1)}`;
-    const e = String(Math.abs(exponent)).padStart(2, "0");
-    return `${sign}${m}e${exponent < 0 ? "-" : "+"}${e}`;
-  }
-  if (exponent < 0) return `${sign}0.${"0".repeat(-exponent - 1)}${digits}`;
-  if (digits.length <= exponent + 1) return `${sign}${digits}${"0".repeat(exponent + 1 - digits.length)}.0`;
-  return `${sign}${digits.slice(0, exponent + 1)}.${digits.slice(exponent + 1)}`;
-}
+export { pyFloatRepr, pyStrRepr } from "../protocol/python-text.js";
 
-/** Characters `str.isprintable()` rejects: categories Cc, Cf, Cs, Co, Cn, Zl, Zp and Zs but space. */
-const NON_PRINTABLE = /[\p{C}\p{Z}]/u;
-
-function escapeCodePoint(cp: number): string {
-  if (cp < 0x100) return `\\x${cp.toString(16).padStart(2, "0")}`;
-  if (cp < 0x10000) return `\\u${cp.toString(16).padStart(4, "0")}`;
-  return `\\U${cp.toString(16).padStart(8, "0")}`;
-}
-
-/** Python's `repr(str)`: single quotes unless the text holds `'` and no `"`, with Python's escapes. */
-export function pyStrRepr(s: string): string {
-  const quote = s.includes("'") && !s.includes('"') ? '"' : "'";
-  let out = quote;
-  for (const ch of s) {
-    const cp = ch.codePointAt(0) ?? 0;
-    if (ch === quote || ch === "\\") out += `\\${ch}`;
-    else if (ch === "\t") out += "\\t";
-    else if (ch === "\n") out += "\\n";
-    else if (ch === "\r") out += "\\r";
-    else if (ch !== " " && NON_PRINTABLE.test(ch)) out += escapeCodePoint(cp);
-    else out += ch;
-  }
-  return out + quote;
-}
+import { pyStrRepr } from "../protocol/python-text.js";
 
 /** Python's `repr(list[str])`: `['a', 'b']`. */
 export function pyStrListRepr(items: readonly string[]): string {

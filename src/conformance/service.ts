@@ -9,7 +9,7 @@
  * `pa.schema([pa.field(...)])` schemas, whose fields are nullable.
  */
 import { closeSync, existsSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
-import { type Data, Int64, makeData } from "apache-arrow";
+import { type Data, type Float64, Int64, makeData } from "apache-arrow";
 import { RuntimeError, ValueError } from "../errors.js";
 import { batchFromData, batchFromRows, schemaOf } from "../protocol/batch.js";
 import type { LogLevel } from "../protocol/context.js";
@@ -23,6 +23,7 @@ import {
   unary,
 } from "../protocol/methods.js";
 import { type FieldSpecs, type RowOf, t } from "../protocol/types.js";
+import { add, nanResultBits } from "./float-ops.js";
 import { compareCodePoints, pyFloatRepr, pyMod } from "./pyrepr.js";
 import {
   ConformanceHeaderFields,
@@ -440,7 +441,9 @@ function echoInput(input: InputBatch, out: OutputCollector): void {
 
 /**
  * `pc.sum` of a float64 column: Arrow's non-recursive pairwise summation (blocks of 16, over the
- * runs of valid values), or `null` when no value is valid (`min_count=1`).
+ * runs of valid values), or `null` when no value is valid (`min_count=1`). Which of two NaNs
+ * survives an addition follows the reference's compiled code (float-ops' `add` keeps its first
+ * operand's): a block's running sum keeps its own, combining sums keeps the newer one.
  */
 export function arrowSumFloat64(values: readonly (number | null)[]): number | null {
   let valid = 0;
@@ -454,14 +457,15 @@ export function arrowSumFloat64(values: readonly (number | null)[]): number | nu
     let blockSum = blockSumIn;
     let level = 0;
     let levelMask = 1n;
-    sum[level]! += blockSum;
+    // Arrow's compiled `sum[level] += block_sum` keeps the block sum's NaN when both are NaN.
+    sum[level] = add(blockSum, sum[level]!);
     mask ^= levelMask;
     while ((mask & levelMask) === 0n) {
       blockSum = sum[level]!;
       sum[level] = 0;
       level++;
       levelMask <<= 1n;
-      sum[level]! += blockSum;
+      sum[level] = add(blockSum, sum[level]!);
       mask ^= levelMask;
     }
     rootLevel = Math.max(rootLevel, level);
@@ -472,13 +476,13 @@ export function arrowSumFloat64(values: readonly (number | null)[]): number | nu
     const remains = length % BLOCK;
     for (let b = 0; b < blocks; b++) {
       let blockSum = 0;
-      for (let j = 0; j < BLOCK; j++) blockSum += values[pos + j] as number;
+      for (let j = 0; j < BLOCK; j++) blockSum = add(blockSum, values[pos + j] as number);
       reduce(blockSum);
       pos += BLOCK;
     }
     if (remains > 0) {
       let blockSum = 0;
-      for (let j = 0; j < remains; j++) blockSum += values[pos + j] as number;
+      for (let j = 0; j < remains; j++) blockSum = add(blockSum, values[pos + j] as number);
       reduce(blockSum);
     }
   };
@@ -491,7 +495,7 @@ export function arrowSumFloat64(values: readonly (number | null)[]): number | nu
       runStart = -1;
     }
   }
-  for (let i = 1; i <= rootLevel; i++) sum[i]! += sum[i - 1]!;
+  for (let i = 1; i <= rootLevel; i++) sum[i] = add(sum[i - 1]!, sum[i]!);
   return sum[rootLevel]!;
 }
 
@@ -529,14 +533,41 @@ function counterTurn(state: RowOf<typeof CounterState>, out: OutputCollector<typ
   state.current += 1n;
 }
 
-/** `ScaleExchangeState.exchange`: `value * factor`, nulls kept. */
+/**
+ * `ScaleExchangeState.exchange`: `pc.multiply(value, factor)`. Every slot is multiplied (as the
+ * kernel does, nulls' slots included) and a NaN result gets the bits x86 gives it (see float-ops).
+ */
 function scaleTurn(
   state: RowOf<typeof ScaleState>,
   input: InputBatch<typeof ScaleIO>,
   out: OutputCollector<typeof ScaleIO>,
 ): void {
   const { factor } = state;
-  out.emitColumns({ value: input.column("value").map((v) => (v === null ? null : v * factor)) });
+  const batch = input.batch;
+  const column = batch.data.children[batch.schema.fields.findIndex((f) => f.name === "value")]!;
+  const length = column.length;
+  const values = column.values as Float64Array;
+  const result = new Float64Array(length);
+  const resultBits = new BigUint64Array(result.buffer);
+  for (let i = 0; i < length; i++) {
+    const v = values[i]!;
+    const r = v * factor;
+    if (Number.isNaN(r)) resultBits[i] = nanResultBits(v, factor);
+    else result[i] = r;
+  }
+  let nullBitmap: Uint8Array | undefined;
+  if (column.nullCount > 0) {
+    nullBitmap = new Uint8Array((length + 7) >> 3);
+    for (let i = 0; i < length; i++) if (column.getValid(i)) nullBitmap[i >> 3]! |= 1 << (i & 7);
+  }
+  const type = out.schema.fields[0]!.type as Float64;
+  out.emitBatch(
+    batchFromData(
+      out.schema,
+      [makeData({ type, length, nullCount: column.nullCount, nullBitmap, data: result })],
+      length,
+    ),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -663,7 +694,7 @@ export function createConformanceImplementation(): Implementation<typeof Conform
     echo_dict_encoded_string: ({ value }) => value,
 
     // Unary: multi-param and defaults
-    add_floats: ({ a, b }) => a + b,
+    add_floats: ({ a, b }) => add(a, b),
     concatenate: ({ prefix, suffix, separator }) => `${prefix}${separator}${suffix}`,
     with_defaults: ({ required, optional_str, optional_int }) =>
       `required=${required}, optional_str=${optional_str}, optional_int=${optional_int}`,
@@ -838,7 +869,7 @@ export function createConformanceImplementation(): Implementation<typeof Conform
           // `self.running_sum += None` in the reference.
           throw new TypeError("unsupported operand type(s) for +=: 'float' and 'NoneType'");
         }
-        state.running_sum += colSum;
+        state.running_sum = add(state.running_sum, colSum);
         state.exchange_count += 1n;
         out.emit([{ running_sum: state.running_sum, exchange_count: state.exchange_count }]);
       },

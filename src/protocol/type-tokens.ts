@@ -38,7 +38,10 @@ export interface FieldToken {
   readonly type: string;
 }
 
-const EXTENSION_NAME_KEY = "ARROW:extension:name";
+/** The field metadata key naming an extension type. */
+export const EXTENSION_NAME_KEY = "ARROW:extension:name";
+/** The field metadata key carrying an extension type's serialized parameters. */
+export const EXTENSION_METADATA_KEY = "ARROW:extension:metadata";
 
 function unitToken(unit: TimeUnit): string {
   switch (unit) {
@@ -62,7 +65,7 @@ function unitToken(unit: TimeUnit): string {
  * `extension(name)<storage>`; any other extension name decodes there as its bare storage type,
  * so it is spelled as the storage type here too.
  */
-function isRecognisedExtension(name: string, storage: DataType): boolean {
+export function isRecognisedExtension(name: string, storage: DataType): boolean {
   switch (name) {
     case "arrow.uuid":
       return DataType.isFixedSizeBinary(storage) && storage.byteWidth === 16;

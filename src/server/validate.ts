@@ -1,12 +1,15 @@
 /**
  * Request contract checks and exchange-input coercion, as the reference applies them: the
  * parameter schema must match exactly (count, order, names, types, top-level nullability); an
- * exchange input must carry the declared field set, and may be reordered and numerically cast.
+ * exchange input must carry the declared field set, and may be reordered and cast as pyarrow casts.
  */
-import { type Data, type DataType, makeBuilder, type RecordBatch, type Schema, Type } from "apache-arrow";
-import { instance as getVisitor } from "apache-arrow/visitor/get";
+import { type RecordBatch, Schema } from "apache-arrow";
+import { ValueError } from "../errors.js";
+import { pyarrowSchemaText } from "../protocol/pyarrow-names.js";
+import { pyStrRepr } from "../protocol/python-text.js";
 import { typeText } from "../protocol/type-tokens.js";
 import { batchFromData } from "../wire/batches.js";
+import { castColumn } from "./casts.js";
 
 /** The last schema each schema matched (schemas are never mutated, so a match holds). */
 const matched = new WeakMap<Schema, Schema>();
@@ -59,47 +62,76 @@ function checkFields(method: string, actual: Schema, declared: Schema): void {
   });
 }
 
-function describeSchema(schema: Schema): string {
-  return schema.fields.map((f) => `${f.name}: ${typeText(f.type)}${f.nullable ? "" : " not null"}`).join(", ");
+/** Python's `KeyError`: `str()` of one shows its argument's repr. */
+class KeyError extends Error {
+  constructor(key: string) {
+    super(pyStrRepr(key));
+    this.name = "KeyError";
+  }
 }
 
-const NUMERIC = new Set<Type>([Type.Int, Type.Float]);
-
-function castColumn(data: Data, to: DataType): Data {
-  const builder = makeBuilder({ type: to, nullValues: [null, undefined] });
-  const toBigInt = to.typeId === Type.Int && (to as DataType & { bitWidth: number }).bitWidth === 64;
-  for (let i = 0; i < data.length; i++) {
-    if (!data.getValid(i)) {
-      builder.append(null);
-      continue;
-    }
-    const v = getVisitor.visit(data, i) as number | bigint;
-    if (toBigInt) {
-      if (typeof v === "number" && !Number.isInteger(v)) throw new TypeError(`cannot cast ${v} to an integer`);
-      builder.append(BigInt(v));
-    } else builder.append(Number(v));
-  }
-  return builder.finish().flush();
+/** The reference's refusal: both schemas as pyarrow prints them, one field a line. */
+function mismatch(target: Schema, got: Schema, cause?: unknown): TypeError {
+  return new TypeError(
+    `Input schema mismatch: expected ${pyarrowSchemaText(target)}, got ${pyarrowSchemaText(got)}`,
+    cause === undefined ? undefined : { cause },
+  );
 }
 
 /**
- * Reconciles an input batch with the declared input schema: same field set required; order and
- * numeric widths may differ. Throws TypeError "Input schema mismatch" otherwise.
+ * Reconciles an exchange input batch with the declared input schema, as the reference's
+ * `_coerce_input_batch` does: the same schema passes untouched; otherwise the field names must be
+ * the same set (else TypeError "Input schema mismatch"), a different order is selected into the
+ * declared one (a name the batch repeats is a KeyError there), and each column is cast to its
+ * declared type with pyarrow's safe cast (see `casts.ts`). A declared non-nullable field refuses
+ * nulls. Any refusal is the same TypeError, with pyarrow's reason as its cause.
+ *
+ * The common case — the declared schema itself, or one already matched — is an identity check
+ * (see `sameFields`); everything else is per-turn work only for batches that need it.
  */
 export function coerceInput(batch: RecordBatch, target: Schema): RecordBatch {
-  const mismatch = () =>
-    new TypeError(`Input schema mismatch: expected ${describeSchema(target)}, got ${describeSchema(batch.schema)}`);
-  const src = batch.schema.fields;
   if (sameFields(batch.schema, target)) return batch;
-  const names = new Set(src.map((f) => f.name));
-  if (names.size !== target.fields.length || !target.fields.every((f) => names.has(f.name))) throw mismatch();
-  const children = target.fields.map((want) => {
-    const index = src.findIndex((f) => f.name === want.name);
-    const got = src[index]!;
-    const data = batch.data.children[index]!;
-    if (typeText(got.type) === typeText(want.type)) return data;
-    if (!NUMERIC.has(got.type.typeId) || !NUMERIC.has(want.type.typeId)) throw mismatch();
-    return castColumn(data, want.type);
+  return reconcile(batch, target);
+}
+
+function reconcile(batch: RecordBatch, target: Schema): RecordBatch {
+  const names = batch.schema.fields.map((f) => f.name);
+  const wanted = target.fields.map((f) => f.name);
+  const nameSet = new Set(names);
+  const wantedSet = new Set(wanted);
+  if (nameSet.size !== wantedSet.size || ![...nameSet].every((n) => wantedSet.has(n))) {
+    throw mismatch(target, batch.schema);
+  }
+  let schema = batch.schema;
+  let columns = batch.data.children;
+  if (names.length !== wanted.length || names.some((n, i) => n !== wanted[i])) {
+    // RecordBatch.select(target names): the batch's schema metadata stays, fields follow the names.
+    const order = wanted.map((name) => {
+      const at = names.flatMap((n, i) => (n === name ? [i] : []));
+      if (at.length > 1) throw new KeyError(`Field "${name}" exists ${at.length} times in schema`);
+      return at[0]!;
+    });
+    schema = new Schema(
+      order.map((i) => batch.schema.fields[i]!),
+      batch.schema.metadata,
+    );
+    columns = order.map((i) => batch.data.children[i]!);
+  }
+  const children = target.fields.map((want, i) => {
+    const got = schema.fields[i]!;
+    const data = columns[i]!;
+    if (!want.nullable && data.nullCount > 0) {
+      throw mismatch(
+        target,
+        schema,
+        new ValueError(`Casting field ${pyStrRepr(want.name)} with null values to non-nullable`),
+      );
+    }
+    try {
+      return castColumn(data, got, want.type);
+    } catch (err) {
+      throw mismatch(target, schema, err);
+    }
   });
   return batchFromData(target, children, batch.numRows, batch.metadata);
 }

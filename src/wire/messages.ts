@@ -5,6 +5,7 @@
 import type { RecordBatch, Schema } from "apache-arrow";
 import { type ErrorDetail, parseErrorCode, RpcError } from "../errors.js";
 import type { LogExtra, WireLogLevel } from "../protocol/context.js";
+import { COMPACT_STRICT, PYTHON_DEFAULT, pyJsonDumps } from "../protocol/python-text.js";
 import { emptyBatch } from "./batches.js";
 import {
   CANCEL_KEY,
@@ -43,8 +44,9 @@ export function logMetadata(
   return md;
 }
 
+/** `json.dumps(extra)` as the reference writes it (integers exact, bigints as numbers). */
 function jsonExtra(extra: LogExtra): string {
-  return JSON.stringify(extra, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v));
+  return pyJsonDumps(extra, PYTHON_DEFAULT);
 }
 
 /** Most traceback text an error batch carries. */
@@ -80,11 +82,8 @@ export function encodeErrorDetails(details: readonly ErrorDetail[]): string | un
   }
   let text: string;
   try {
-    // Non-finite numbers have no JSON form (JSON.stringify would silently write null): drop all.
-    text = JSON.stringify(details, (_k, v: unknown) => {
-      if (typeof v === "number" && !Number.isFinite(v)) throw new RangeError("non-finite number in error details");
-      return v;
-    });
+    // The reference's encoder byte for byte: a non-finite number drops the whole array.
+    text = pyJsonDumps(details, COMPACT_STRICT);
   } catch {
     return undefined;
   }
