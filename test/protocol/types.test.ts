@@ -12,6 +12,7 @@ import {
   vectorFromArray,
 } from "apache-arrow";
 import { instance as getVisitor } from "apache-arrow/visitor/get";
+import { InvalidValueError } from "../../src/errors.js";
 import { batchFromData, batchFromRows, rowsFromBatch, schemaOf } from "../../src/protocol/batch.js";
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
 import { type FieldSpecs, t } from "../../src/protocol/types.js";
@@ -264,7 +265,10 @@ test("string and binary columns build the data, and write the IPC bytes, of arro
       name,
     );
   }
-  assert.throws(() => t.binary().codec.build(["not bytes"]), TypeError);
+  assert.throws(
+    () => t.binary().codec.build(["not bytes"]),
+    (e: unknown) => e instanceof InvalidValueError && e.type === "TypeError",
+  );
 });
 
 test("int64, float64 and string values read directly are the values written", () => {
