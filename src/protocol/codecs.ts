@@ -104,6 +104,18 @@ function refuse(type: InvalidValueType, problem: string, value: unknown, dataTyp
   throw new InvalidValueError(type, problem, value, typeText(dataType), row);
 }
 
+/** A null (or undefined) where `type` holds none, at `segment` inside the value at `row`. */
+function refuseNull(v: unknown, type: DataType, row: number, segment: string, whose: string): never {
+  const err = new InvalidValueError(
+    "TypeError",
+    `${showValue(v)}, but ${whose} of ${typeText(type)} ${whose.startsWith("the") ? "are" : "is"} not nullable`,
+    v,
+    typeText(type),
+    row,
+  );
+  throw err.within(segment, row);
+}
+
 function wrongType(expected: string, v: unknown, type: DataType, row: number): never {
   refuse("TypeError", `expected ${expected} for ${typeText(type)}, got ${gotValue(v)}`, v, type, row);
 }
@@ -919,15 +931,7 @@ export function structCodec(type: Struct, names: readonly string[], fields: read
         }
         for (let k = 0; k < names.length; k++) {
           const x = (v as Record<string, unknown>)[names[k]!];
-          if (!fields[k]!.nullable && isNull(x)) {
-            refuse(
-              "TypeError",
-              `${propertySegment(names[k]!).replace(/^\./, "")} is ${showValue(x)}, but that field of ${typeText(type)} is not nullable`,
-              x,
-              type,
-              i,
-            );
-          }
+          if (!fields[k]!.nullable && isNull(x)) refuseNull(x, type, i, propertySegment(names[k]!), "that field");
           columns[k]![i] = x;
         }
       }
@@ -972,15 +976,7 @@ export function mapCodec(type: Map_, key: ChildSpec, value: ChildSpec, stringKey
           } else wrongType(stringKeys ? "a Map or an object" : "a Map", m, type, i);
           for (const [k, v] of entries) {
             if (isNull(k)) refuse("TypeError", `a key is ${showValue(k)}, but map keys cannot be null`, m, type, i);
-            if (!value.nullable && isNull(v)) {
-              refuse(
-                "TypeError",
-                `[${showValue(k)}] is ${showValue(v)}, but the values of ${typeText(type)} are not nullable`,
-                v,
-                type,
-                i,
-              );
-            }
+            if (!value.nullable && isNull(v)) refuseNull(v, type, i, `[${showValue(k)}]`, "the values");
             ks.push(k);
             vs.push(v);
           }
@@ -1136,15 +1132,7 @@ export function unionCodec(type: Union, members: readonly UnionMember[]): Codec 
           }
           c = found;
           x = r.value;
-          if (isNull(x) && !members[c]!.nullable) {
-            refuse(
-              "TypeError",
-              `the value of member ${members[c]!.name} is ${showValue(x)}, but that member is not nullable`,
-              v,
-              type,
-              i,
-            );
-          }
+          if (isNull(x) && !members[c]!.nullable) refuseNull(x, type, i, `<${members[c]!.name}>`, "that member");
         }
         ids[i] = typeIds[c]!;
         if (offsets !== null) {
