@@ -155,3 +155,22 @@ describe("the reference's client → our worker, per type", () => {
     });
   }
 });
+
+test("columns apache-arrow cannot read (list views, run-end encoding) pass through our worker untouched inside embedded IPC", () => {
+  const worker = [process.execPath, "--import", "tsx", join(ROOT, "src/bin/quiver-conformance.ts")];
+  const r = spawnSync(python(), [join(ROOT, "test/fixtures/opaque_columns_client.py"), JSON.stringify(worker)], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, `python client failed: ${r.stderr}`);
+  assert.deepEqual(JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "{}"), {
+    batch_equal: true,
+    schema_equal: true,
+    types: [
+      "list_view<item: int64>",
+      "large_list_view<item: string>",
+      "run_end_encoded<run_ends: int32, values: string>",
+    ],
+  });
+});
