@@ -183,26 +183,36 @@ const FLOAT_WORDS: Readonly<Record<string, number>> = {
   infinity: Number.POSITIVE_INFINITY,
 };
 
-/** A number literal as an exact integer, or null when it has a fraction (or is not a number). */
-function exactInteger(text: string): bigint | null {
+/** A number literal as an exact integer, "huge" past MOST_DIGITS, or null when it has a fraction (or is not a number). */
+function exactInteger(text: string): bigint | "huge" | null {
   const t = text.trim();
-  if (INTEGER.test(t)) return BigInt(t);
+  if (INTEGER.test(t) && t.length <= MOST_DIGITS) return BigInt(t);
   const scaled = scaledDecimal(t, 0);
   return scaled === "fraction" ? null : scaled;
 }
 
+/** More digits than this is past every type's range (decimal256 holds 76), and not worth computing. */
+const MOST_DIGITS = 400;
+
 /**
  * `text` (a decimal literal, exponent allowed) times 10^scale as an exact bigint; "fraction"
- * when that leaves a fraction, null when it is not a literal.
+ * when that leaves a fraction, "huge" when it has more than MOST_DIGITS digits (so `1e999999999`
+ * costs nothing), null when it is not a literal.
  */
-function scaledDecimal(text: string, scale: number): bigint | "fraction" | null {
+function scaledDecimal(text: string, scale: number): bigint | "fraction" | "huge" | null {
   const m = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/.exec(text.trim());
   if (m === null || (m[2] === "" && (m[3] ?? "") === "")) return null;
   const [, sign, whole = "", fraction = "", exponent = "0"] = m;
+  const significant = `${whole}${fraction}`.replace(/^0+/, "");
+  if (significant === "") return 0n;
   const shift = Number(exponent) + scale - fraction.length;
-  let digits = BigInt(`${whole}${fraction}` || "0");
-  if (shift >= 0) digits *= 10n ** BigInt(shift);
-  else {
+  let digits = BigInt(significant);
+  if (shift >= 0) {
+    if (significant.length + shift > MOST_DIGITS) return "huge";
+    digits *= 10n ** BigInt(shift);
+  } else {
+    // Dividing by more digits than the literal has cannot come out whole.
+    if (-shift > significant.length) return "fraction";
     const unit = 10n ** BigInt(-shift);
     if (digits % unit !== 0n) return "fraction";
     digits /= unit;
@@ -214,6 +224,9 @@ function integerOf(v: unknown, type: DataType, path: string, text: string | null
   const literal = text ?? (v instanceof JsonNumber ? v.text : null);
   if (literal === null) return expected("an integer", v, type, path);
   const exact = exactInteger(literal);
+  if (exact === "huge") {
+    return refuse("OverflowError", `${literal.trim()} is out of range for ${typeText(type)}`, v, type, path);
+  }
   if (exact === null) {
     if (FLOAT.test(literal.trim()) || text === null) {
       return refuse("TypeError", `${literal.trim()} is not an integer, as ${typeText(type)} needs`, v, type, path);
@@ -401,6 +414,9 @@ function convert(type: DataType, v: unknown, path: string, text: string | null):
           type,
           path,
         );
+      }
+      if (scaled === "huge") {
+        return refuse("OverflowError", `${literal} has more digits than ${typeText(type)} holds`, v, type, path);
       }
       return scaled ?? expected("a decimal number", v, type, path);
     }
