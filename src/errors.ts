@@ -142,13 +142,13 @@ const INVALID_VALUE_CODES: Readonly<Record<InvalidValueType, ErrorCode>> = {
  * value of another length, a time of day past midnight). Nothing is sent: on a client it is thrown
  * before the request is written; on a server it fails the call and reaches the caller as an error
  * of the same type and message. The message names the method, where the value was going
- * (parameter, result, header, output, input or state field), the field with the path inside it,
+ * (parameter, result, header, output or input field), the field with the path inside it,
  * the value and the type.
  */
 export class InvalidValueError extends RpcError {
   /** The method the value belongs to (`""` when built outside a call). */
   method = "";
-  /** `parameter`, `result`, `header field`, `output field`, `input field`, `state field`, or `field`. */
+  /** `parameter`, `result`, `header field`, `output field`, `input field`, or `field` when no call is named. */
   role = "field";
   /** The top-level field name (`""` until known). */
   field = "";

@@ -14,7 +14,7 @@ import { type FieldSpecs, fieldOf, type RowOf, type TypeSpec } from "./types.js"
 
 /**
  * Whose values a batch holds, for the errors that refuse one: the method, and what the columns
- * are to it (`parameter`, `result`, `header field`, `output field`, `input field`, `state field`).
+ * are to it (`parameter`, `result`, `header field`, `output field`, `input field`).
  */
 export interface ValueContext {
   readonly method: string;
