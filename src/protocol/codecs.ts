@@ -132,7 +132,11 @@ function refuseInteger(v: unknown, type: DataType, row: number, min: number | bi
   }
   if (typeof v !== "number") wrongType(typeof min === "bigint" ? "a bigint" : "a number", v, type, row);
   if (Number.isNaN(v)) refuse("TypeError", `NaN is not an integer, as ${typeText(type)} needs`, v, type, row);
-  if (v === Number.POSITIVE_INFINITY || v === Number.NEGATIVE_INFINITY || v < Number(min) || v > Number(max)) {
+  // Compared exactly: Number(2n ** 64n - 1n) rounds up to 2 ** 64, which would then seem in range.
+  const outside = Number.isInteger(v)
+    ? BigInt(v) < BigInt(min) || BigInt(v) > BigInt(max)
+    : v < Number(min) || v > Number(max);
+  if (v === Number.POSITIVE_INFINITY || v === Number.NEGATIVE_INFINITY || outside) {
     if (!Number.isInteger(v) && Number.isFinite(v)) {
       refuse("TypeError", `${showValue(v)} is not an integer, as ${typeText(type)} needs`, v, type, row);
     }
