@@ -172,3 +172,17 @@ test("strings with a lone surrogate are refused rather than written as U+FFFD; w
   const rows = [{ v: "𝄞 ok" }, { v: `${"é".repeat(80)}😀` }];
   assert.deepEqual(rowsFromBatch(fields, batchFromRows(fields, rows)), rows);
 });
+
+test("a null union is a null in its first member and reads back as null; a tagged value keeps its member", () => {
+  const fields = {
+    d: t.denseUnion({ a: t.int64(), b: t.utf8() }).optional(),
+    s: t.sparseUnion({ a: t.int64(), b: t.utf8() }, [9, 4]).optional(),
+  };
+  const rows = [
+    { d: null, s: null },
+    { d: { tag: "b" as const, value: "x" }, s: { tag: "a" as const, value: -1n } },
+  ];
+  const batch = batchFromRows(fields, rows);
+  assert.deepEqual(rowsFromBatch(fields, batch), rows);
+  assert.deepEqual([...(batch.data.children[1]!.typeIds as Int8Array)], [9, 9]);
+});
