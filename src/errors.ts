@@ -125,6 +125,87 @@ export class RuntimeError extends Error {
   }
 }
 
+/** Why a value was refused: which Python exception the reference would name for it. */
+export type InvalidValueType = "OverflowError" | "TypeError" | "ValueError";
+
+const INVALID_VALUE_CODES: Readonly<Record<InvalidValueType, ErrorCode>> = {
+  OverflowError: "OUT_OF_RANGE",
+  TypeError: "INVALID_ARGUMENT",
+  ValueError: "INVALID_ARGUMENT",
+};
+
+/**
+ * A value outside its declared Arrow type's domain, refused where it was about to be written:
+ * out of range (`OverflowError`, as the reference's pyarrow raises for an int64 that does not
+ * fit), the wrong JS type or a non-integer for an integer type (`TypeError`), or the right JS type
+ * with a value the type cannot hold (`ValueError`: a string with a lone surrogate, a fixed-size
+ * value of another length, a time of day past midnight). Nothing is sent: on a client it is thrown
+ * before the request is written; on a server it fails the call and reaches the caller as an error
+ * of the same type and message. The message names the method, where the value was going
+ * (parameter, result, header, output or input field), the field with the path inside it,
+ * the value and the type.
+ */
+export class InvalidValueError extends RpcError {
+  /** The method the value belongs to (`""` when built outside a call). */
+  method = "";
+  /** `parameter`, `result`, `header field`, `output field`, `input field`, or `field` when no call is named. */
+  role = "field";
+  /** The top-level field name (`""` until known). */
+  field = "";
+  /** Where inside the field: `[2]`, `.x`, `["key"]` (`""` for the field itself). */
+  path = "";
+  /**
+   * Index of the offending value in the values being built; at the top level, its row in the
+   * batch (shown in the message only for batches of more than one row).
+   */
+  row: number;
+  private rows = 1;
+
+  constructor(
+    type: InvalidValueType,
+    /** What is wrong with the value, e.g. `300 is out of range for uint8 (0 to 255)`. */
+    readonly problem: string,
+    /** The refused value as it was given. */
+    readonly value: unknown,
+    /** The declared type (its canonical token: `int64`, `timestamp(us,tz=UTC)`, ...). */
+    readonly arrowType: string,
+    row: number,
+  ) {
+    super(problem, { type, code: INVALID_VALUE_CODES[type] });
+    this.name = "InvalidValueError";
+    this.row = row;
+  }
+
+  /** @internal Prefixes the path with a segment inside a container, the container's value at `row`. */
+  within(segment: string, row: number): this {
+    this.path = segment + this.path;
+    this.row = row;
+    this.message = this.describe();
+    return this;
+  }
+
+  /** @internal Names the method, the role and the top-level field (`rows`: the batch's row count). */
+  locate(method: string, role: string, field: string, rows = 1): this {
+    this.method = method;
+    this.role = role;
+    this.field = field;
+    this.rows = rows;
+    this.message = this.describe();
+    return this;
+  }
+
+  private describe(): string {
+    const where =
+      this.field === ""
+        ? `value${this.path}`
+        : this.role === "result"
+          ? `result${this.path}`
+          : `${this.role} '${this.field}${this.path}'`;
+    const row = this.rows > 1 ? ` (row ${this.row})` : "";
+    return `${this.method === "" ? "" : `${this.method}() `}${where}${row}: ${this.problem}`;
+  }
+}
+
 /** A framework error: an `RpcError` with a framework kind and code. */
 export function frameworkError(
   kind: FrameworkErrorKind,

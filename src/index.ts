@@ -35,6 +35,8 @@ export {
   type ErrorCode,
   type ErrorDetail,
   type FrameworkErrorKind,
+  InvalidValueError,
+  type InvalidValueType,
   NonIpcBytesError,
   RpcError,
   type RpcErrorOptions,
@@ -82,7 +84,18 @@ export {
   type UnaryDecl,
   unary,
 } from "./protocol/methods.js";
-export { type FieldSpecs, type RowOf, type TypeSpec, t, type ValueOf } from "./protocol/types.js";
+export { UnsupportedArrowTypeError } from "./protocol/type-tokens.js";
+export {
+  type DayTime,
+  type FieldSpecs,
+  type MonthDayNano,
+  type RowOf,
+  type TimeUnitName,
+  type TypeSpec,
+  t,
+  type UnionValue,
+  type ValueOf,
+} from "./protocol/types.js";
 export type { Connection } from "./server/connection.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";
 export {

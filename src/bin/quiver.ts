@@ -11,14 +11,29 @@
  * Output: JSON lines (default when stdout is not a terminal), pretty JSON on a terminal, or a
  * column-aligned table with `--format table`. Errors go to stderr as `{"error": {...}}`, exit 1.
  */
-import { Bool, type DataType, Field, Float64, Int64, List, Null, Schema, Struct, Type, Utf8 } from "apache-arrow";
+import {
+  Bool,
+  type DataType,
+  Field,
+  Float64,
+  Int64,
+  List,
+  Null,
+  type RecordBatch,
+  Schema,
+  Struct,
+  Utf8,
+} from "apache-arrow";
 import type { RpcClient } from "../client/client.js";
 import type { MethodDescription, ServiceDescription } from "../client/describe.js";
-import { batchFromJsonRows, jsonReady, plainRows, schemaText } from "../client/values.js";
-import { RpcError } from "../errors.js";
+import { schemaText } from "../client/values.js";
+import { InvalidValueError, RpcError } from "../errors.js";
+import { batchFromRows } from "../protocol/batch.js";
+import { type FieldSpecs, t } from "../protocol/types.js";
 import { connectHttp, type HttpClient } from "../transports/http/client.js";
 import { connectTcp, connectUnix } from "../transports/socket/client.js";
 import { connectSubprocess } from "../transports/stdio/client.js";
+import { JsonNumber, jsonOut, parseJson, toJsonText, valueFromJson, valueFromText } from "./cli-values.js";
 
 const USAGE = `usage: quiver (--cmd "<worker command>" | --unix PATH | --tcp HOST:PORT | --url URL) [options] COMMAND
        quiver bridge --ws URL        relay the pipe protocol on stdin/stdout to a WebSocket server
@@ -187,15 +202,40 @@ async function connect(cfg: Config): Promise<AnyClient> {
 
 const pretty = (cfg: Config) => cfg.format === "auto" && process.stdout.isTTY === true;
 
+/** Prints a JSON-ready value (see `rowsOf`): integers whole at any magnitude. */
 function printJson(cfg: Config, v: unknown): void {
-  process.stdout.write(`${JSON.stringify(jsonReady(v), null, pretty(cfg) ? 2 : undefined)}\n`);
+  process.stdout.write(`${toJsonText(v, pretty(cfg) ? 2 : undefined)}\n`);
 }
 
 function cellText(v: unknown): string {
-  const j = jsonReady(v);
-  if (j === null) return "None";
-  if (typeof j === "string") return j;
-  return JSON.stringify(j);
+  if (v === null || v === undefined) return "None";
+  if (typeof v === "string") return v;
+  return toJsonText(v);
+}
+
+/** Each answer schema's specs (schemas are decoded once per distinct message, so this stays small). */
+const answerSpecs = new WeakMap<
+  Schema,
+  readonly { readonly name: string; readonly type: DataType; readonly spec: ReturnType<typeof t.fromArrow> }[]
+>();
+
+/** Every row of an answer batch, each value decoded by its type's codec and made JSON-ready. */
+function rowsOf(batch: RecordBatch): Record<string, unknown>[] {
+  let specs = answerSpecs.get(batch.schema);
+  if (specs === undefined) {
+    specs = batch.schema.fields.map((f) => ({ name: f.name, type: f.type, spec: t.fromArrow(f.type, f.nullable) }));
+    answerSpecs.set(batch.schema, specs);
+  }
+  const rows: Record<string, unknown>[] = [];
+  for (let r = 0; r < batch.numRows; r++) {
+    const row: Record<string, unknown> = {};
+    specs.forEach(({ name, type, spec }, i) => {
+      const data = batch.data.children[i]!;
+      row[name] = data.getValid(r) ? jsonOut(type, spec.codec.get(data, r)) : null;
+    });
+    rows.push(row);
+  }
+  return rows;
 }
 
 /** The reference CLI's table: padded columns, a dashed rule under the header. */
@@ -273,8 +313,12 @@ function describeJson(d: ServiceDescription): Record<string, unknown> {
 // ---------------------------------------------------------------------------------------------
 // Parameters and exchange input
 
-/** `k=v` arguments coerced by the parameter schema (JSON for complex types), as the reference. */
-function parseKeyValues(args: readonly string[], schema: Schema): Record<string, unknown> {
+/**
+ * `k=v` arguments, each value read by its parameter's declared type (numbers, booleans, strings,
+ * enums, decimals and dates as text; other types as JSON), refused with an `InvalidValueError`
+ * naming the parameter when the text is no value of that type.
+ */
+function parseKeyValues(method: string, args: readonly string[], schema: Schema): Record<string, unknown> {
   const fields = new Map(schema.fields.map((f) => [f.name, f]));
   const out: Record<string, unknown> = {};
   for (const a of args) {
@@ -286,12 +330,51 @@ function parseKeyValues(args: readonly string[], schema: Schema): Record<string,
     if (f === undefined) {
       throw new UsageError(`Unknown parameter '${key}'. Available: ${[...fields.keys()].sort().join(", ")}`);
     }
-    const simple = [Type.Int, Type.Float, Type.Bool, Type.Utf8, Type.LargeUtf8, Type.Dictionary].includes(
-      f.type.typeId,
-    );
-    out[key] = simple ? raw : JSON.parse(raw);
+    out[key] = named(method, "parameter", key, () => valueFromText(f.type, raw));
   }
   return out;
+}
+
+/** Parameters given as one JSON object (`--json`), each read by its declared type. */
+function parseJsonParams(method: string, text: string, schema: Schema): Record<string, unknown> {
+  const json = parseJson(text);
+  if (json === null || typeof json !== "object" || Array.isArray(json) || json instanceof JsonNumber) {
+    throw new UsageError("--json takes a JSON object of parameters");
+  }
+  const fields = new Map(schema.fields.map((f) => [f.name, f]));
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(json)) {
+    const f = fields.get(key);
+    if (f === undefined) {
+      throw new UsageError(`Unknown parameter '${key}'. Available: ${[...fields.keys()].sort().join(", ")}`);
+    }
+    out[key] = named(method, "parameter", key, () => valueFromJson(f.type, v));
+  }
+  return out;
+}
+
+/** Runs `convert`, naming the method, role and field in the `InvalidValueError` it may throw. */
+function named<T>(method: string, role: string, field: string, convert: () => T): T {
+  try {
+    return convert();
+  } catch (err) {
+    if (err instanceof InvalidValueError) throw err.locate(method, role, field);
+    throw err;
+  }
+}
+
+/**
+ * A batch on `schema` holding `rows`, each value checked by its declared type's codec (refused
+ * values name the method, the role and the field). Missing values are sent as nulls: a server
+ * answers a null for a non-optional parameter as the reference does.
+ */
+function batchOf(method: string, role: string, schema: Schema, rows: readonly Record<string, unknown>[]): RecordBatch {
+  const specs: Record<string, ReturnType<typeof t.fromArrow>> = {};
+  for (const f of schema.fields) specs[f.name] = t.fromArrow(f.type, true);
+  if (Object.keys(specs).join("\0") !== schema.fields.map((f) => f.name).join("\0")) {
+    throw new UsageError("the method's fields cannot be written in their declared order");
+  }
+  return batchFromRows(specs as FieldSpecs, rows as never, undefined, schema, { method, role });
 }
 
 /** Reads all of stdin, or null when there is none (a terminal, or nothing within the probe). */
@@ -323,7 +406,7 @@ async function readStdin(cfg: Config, mustWait: boolean): Promise<string | null>
 
 function inferType(v: unknown): DataType {
   if (typeof v === "boolean") return new Bool();
-  if (typeof v === "number") return Number.isInteger(v) ? new Int64() : new Float64();
+  if (v instanceof JsonNumber) return v.integral ? new Int64() : new Float64();
   if (typeof v === "string") return new Utf8();
   if (Array.isArray(v)) {
     const first = v.find((x) => x !== null);
@@ -345,8 +428,8 @@ function inferSchema(rows: readonly Record<string, unknown>[]): Schema {
   return new Schema(
     names.map((k) => {
       const values = rows.map((r) => r[k]).filter((v) => v !== null && v !== undefined);
-      if (values.length > 0 && values.every((v) => typeof v === "number")) {
-        const type = values.every((v) => Number.isInteger(v)) ? new Int64() : new Float64();
+      if (values.length > 0 && values.every((v) => v instanceof JsonNumber)) {
+        const type = values.every((v) => (v as JsonNumber).integral) ? new Int64() : new Float64();
         return new Field(k, type, true);
       }
       return new Field(k, values.length === 0 ? new Null() : inferType(values[0]), true);
@@ -372,8 +455,10 @@ async function callCmd(cfg: Config, client: AnyClient, method: string, args: rea
   if (cfg.json !== undefined && args.length > 0)
     throw new UsageError("--json and key=value args are mutually exclusive");
   const params =
-    cfg.json !== undefined ? (JSON.parse(cfg.json) as Record<string, unknown>) : parseKeyValues(args, md.paramsSchema);
-  const request = batchFromJsonRows(md.paramsSchema, [params]);
+    cfg.json !== undefined
+      ? parseJsonParams(method, cfg.json, md.paramsSchema)
+      : parseKeyValues(method, args, md.paramsSchema);
+  const request = batchOf(method, "parameter", md.paramsSchema, [params]);
   const target = {
     protocol: d.protocolName,
     method,
@@ -383,7 +468,7 @@ async function callCmd(cfg: Config, client: AnyClient, method: string, args: rea
   if (md.methodType === "unary") {
     const batch = await client.unaryBatch(target, request);
     if (!md.hasReturn) return printJson(cfg, null);
-    const rows = plainRows(batch);
+    const rows = rowsOf(batch);
     if (cfg.format === "table") process.stdout.write(`${formatTable(rows)}\n`);
     else for (const r of rows) printJson(cfg, r);
     return;
@@ -392,7 +477,7 @@ async function callCmd(cfg: Config, client: AnyClient, method: string, args: rea
   const stream = await client.openStream(target, request, { hasHeader: md.hasHeader });
   try {
     if (stream.header !== null) {
-      const h = plainRows(stream.header)[0] ?? {};
+      const h = rowsOf(stream.header)[0] ?? {};
       if (cfg.format === "table") {
         process.stdout.write("Header:\n");
         for (const [k, v] of Object.entries(h)) process.stdout.write(`  ${k}: ${cellText(v)}\n`);
@@ -405,7 +490,7 @@ async function callCmd(cfg: Config, client: AnyClient, method: string, args: rea
       for (;;) {
         const b = await stream.tick();
         if (b === null) break;
-        const rows = plainRows(b);
+        const rows = rowsOf(b);
         if (cfg.format === "table") table.push(...rows);
         else for (const r of rows) printJson(cfg, r);
       }
@@ -414,12 +499,21 @@ async function callCmd(cfg: Config, client: AnyClient, method: string, args: rea
       const rows = input
         .split("\n")
         .filter((l) => l.trim() !== "")
-        .map((l) => JSON.parse(l) as Record<string, unknown>);
+        .map((l) => {
+          const row = parseJson(l);
+          if (row === null || typeof row !== "object" || Array.isArray(row) || row instanceof JsonNumber) {
+            throw new UsageError(`each input line must be a JSON object, got: ${l}`);
+          }
+          return row as Record<string, unknown>;
+        });
       const schema = inferSchema(rows);
       for (const row of rows) {
-        const out = await stream.send(batchFromJsonRows(schema, [row]));
+        const values: Record<string, unknown> = {};
+        for (const f of schema.fields)
+          values[f.name] = named(method, "input field", f.name, () => valueFromJson(f.type, row[f.name]));
+        const out = await stream.send(batchOf(method, "input field", schema, [values]));
         if (out === null) break;
-        for (const r of plainRows(out)) printJson(cfg, r);
+        for (const r of rowsOf(out)) printJson(cfg, r);
       }
     }
   } finally {

@@ -11,7 +11,7 @@
  * const s = await calc.scale({ factor: 2 }); await s.exchange([{ x: 1 }]); await s.close();
  * ```
  */
-import type { RecordBatch, Schema } from "apache-arrow";
+import { type Data, DataType, type RecordBatch, type Schema } from "apache-arrow";
 import { frameworkError, RpcError } from "../errors.js";
 import { batchFromRows, oneValue, rowsFromBatch, schemaOf } from "../protocol/batch.js";
 import type {
@@ -163,7 +163,7 @@ export function paramsBatch(method: string, specs: FieldSpecs, params: Readonly<
     }
     row[name] = v ?? null;
   }
-  return batchFromRows(specs, [row as RowOf<FieldSpecs>]);
+  return batchFromRows(specs, [row as RowOf<FieldSpecs>], undefined, schemaOf(specs), { method, role: "parameter" });
 }
 
 function declOf<K extends MethodDecl["kind"]>(
@@ -217,10 +217,22 @@ function checkAnswer(method: string, what: string, batch: RecordBatch, declared:
   for (const want of declared.fields) {
     if (want.nullable) continue;
     const index = fields.length === 1 ? 0 : fields.findIndex((f) => f.name === want.name);
-    if (batch.data.children[index]!.nullCount > 0) {
+    if (holdsNull(batch.data.children[index]!)) {
       throw frameworkError("protocol_error", `${method}() answered a null '${want.name}', which is declared not null`);
     }
   }
+}
+
+/**
+ * Whether a column holds a null. A union has no validity of its own and arrow-js counts every
+ * member's nulls as its own, the unselected slots of a sparse union's members included, so a union
+ * with any is asked row by row.
+ */
+function holdsNull(data: Data): boolean {
+  if (data.nullCount === 0) return false;
+  if (!DataType.isUnion(data.type)) return true;
+  for (let i = 0; i < data.length; i++) if (!data.getValid(i)) return true;
+  return false;
 }
 
 /** Each unary declaration's result schema (built once). */
@@ -513,7 +525,8 @@ export async function openExchange(
   return new ExchangeSession(
     raw,
     await headerOf(method, decl.header, raw),
-    (rows, metadata) => batchFromRows(decl.input, rows as RowOf<FieldSpecs>[], metadata, inputSchema),
+    (rows, metadata) =>
+      batchFromRows(decl.input, rows as RowOf<FieldSpecs>[], metadata, inputSchema, { method, role: "input field" }),
     (b) => decodeRows(method, decl.output, b),
     opts.signal,
   );

@@ -5,16 +5,16 @@
  */
 import {
   type Data,
-  type DataType,
+  DataType,
   type Field,
   MapRow,
-  makeBuilder,
   type RecordBatch,
   type Schema,
   StructRow,
   Type,
   type Vector,
 } from "apache-arrow";
+import { t } from "../protocol/types.js";
 import { batchFromData } from "../wire/batches.js";
 
 function isVector(v: unknown): v is Vector {
@@ -101,7 +101,13 @@ function bytesText(b: Uint8Array): string {
 // ---------------------------------------------------------------------------------------------
 // JSON → Arrow (by type)
 
-/** Converts a JSON value to what arrow-js builders accept for `type`. */
+const INTEGER_TEXT = /^[+-]?\d+$/;
+const NUMBER_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/**
+ * Converts a JSON value to the JS value of `type` (see docs/types.md) where the conversion is
+ * exact; anything else is passed on as it is, for the type's codec to refuse.
+ */
 export function coerceJson(type: DataType, v: unknown): unknown {
   if (v === null || v === undefined) return null;
   switch (type.typeId) {
@@ -109,16 +115,19 @@ export function coerceJson(type: DataType, v: unknown): unknown {
     case Type.Int64:
     case Type.Uint64: {
       const bits = (type as DataType & { bitWidth?: number }).bitWidth ?? 64;
-      if (bits === 64) return typeof v === "bigint" ? v : BigInt(String(v));
-      return Number(v);
+      if (typeof v === "string" && INTEGER_TEXT.test(v.trim())) v = BigInt(v.trim());
+      if (bits === 64) return typeof v === "number" && Number.isSafeInteger(v) ? BigInt(v) : v;
+      return typeof v === "bigint" && v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)
+        ? Number(v)
+        : v;
     }
     case Type.Float:
     case Type.Float64:
     case Type.Float32:
     case Type.Float16:
-      return Number(v);
+      return typeof v === "string" && NUMBER_TEXT.test(v.trim()) ? Number(v) : v;
     case Type.Bool:
-      return typeof v === "boolean" ? v : ["true", "1", "yes"].includes(String(v).toLowerCase());
+      return v;
     case Type.Utf8:
     case Type.LargeUtf8:
     case Type.Dictionary:
@@ -150,18 +159,24 @@ export function coerceJson(type: DataType, v: unknown): unknown {
     case Type.Timestamp:
     case Type.Date:
     case Type.Time:
-    case Type.Duration:
-      return typeof v === "string" && !/^-?\d+$/.test(v) ? Date.parse(v) : Number(v);
+    case Type.Duration: {
+      // Integers in the type's unit; 32-bit ones (date32, time32) as numbers.
+      const narrow = DataType.isDate(type) ? type.unit === 0 : DataType.isTime(type) && type.bitWidth === 32;
+      const b = typeof v === "string" && INTEGER_TEXT.test(v.trim()) ? BigInt(v.trim()) : v;
+      if (narrow) return typeof b === "bigint" ? Number(b) : b;
+      return typeof b === "number" && Number.isSafeInteger(b) ? BigInt(b) : b;
+    }
     default:
       return v;
   }
 }
 
-/** Builds one column from JSON values. */
+/**
+ * Builds one column from JSON values through the type's codec, which refuses a value outside the
+ * type (an `InvalidValueError`) instead of wrapping or rounding it.
+ */
 export function columnFromJson(type: DataType, values: readonly unknown[]): Data {
-  const b = makeBuilder({ type, nullValues: [null, undefined] });
-  for (const v of values) b.append(coerceJson(type, v));
-  return b.finish().flush();
+  return t.fromArrow(type, true).codec.build(values.map((v) => coerceJson(type, v)));
 }
 
 /** Builds a batch on `schema` from JSON rows (missing keys are null). */

@@ -2,12 +2,24 @@
  * Building and reading record batches from specs: rows ↔ Arrow, schemas from field specs.
  */
 import { Data, DataType, Precision, type RecordBatch, Schema } from "apache-arrow";
+import { InvalidValueError } from "../errors.js";
 import { batchFromData } from "../wire/batches.js";
 import { smallArray } from "../wire/slab.js";
 
 export { batchFromData, EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 
+import { firstNull } from "./codecs.js";
+import { typeText } from "./type-tokens.js";
 import { type FieldSpecs, fieldOf, type RowOf, type TypeSpec } from "./types.js";
+
+/**
+ * Whose values a batch holds, for the errors that refuse one: the method, and what the columns
+ * are to it (`parameter`, `result`, `header field`, `output field`, `input field`).
+ */
+export interface ValueContext {
+  readonly method: string;
+  readonly role: string;
+}
 
 /** Schemas by spec record: declared specs are long-lived, and callers treat schemas as immutable. */
 const schemas = new WeakMap<FieldSpecs, Schema>();
@@ -22,12 +34,14 @@ export function schemaOf(fields: FieldSpecs): Schema {
   return schema;
 }
 
+const I64_MIN = -(2n ** 63n);
+const I64_MAX = 2n ** 63n - 1n;
+
 /**
  * int64 and float64 columns with no nulls, written straight into their typed array (and Data,
- * as makeData would build it for these types, without its visitor): the same
- * data and wire bytes as the codec's arrow-js builder, which costs more than the rest of a small
- * call's batch (a builder, a validity tracker and buffer growth per column). Null when the values
- * are not all of the exact JS type (the codec then handles them, nulls and errors included).
+ * as makeData would build it for these types, without its visitor): the same data and wire bytes
+ * as the codec, without its null tracking. Null when a value is not of the exact JS type or in
+ * range (the codec then handles them, nulls and refusals included).
  */
 function directColumn(type: DataType | undefined, values: readonly unknown[]): Data | null {
   if (type === undefined) return null;
@@ -35,7 +49,7 @@ function directColumn(type: DataType | undefined, values: readonly unknown[]): D
     const out = smallArray(BigInt64Array, values.length);
     for (let i = 0; i < values.length; i++) {
       const v = values[i];
-      if (typeof v !== "bigint") return null;
+      if (typeof v !== "bigint" || v < I64_MIN || v > I64_MAX) return null;
       out[i] = v;
     }
     return new Data(type, 0, values.length, 0, [undefined, out, new Uint8Array(0)]);
@@ -58,25 +72,70 @@ function declaredType(schema: Schema, index: number, name: string): DataType | u
   return field !== undefined && field.name === name ? field.type : undefined;
 }
 
-/** Builds one batch from rows, column by column through each spec's codec. */
+/**
+ * One column's data from its values: the direct path for int64 and float64 without nulls, else the
+ * spec's codec, which refuses a value outside the type's domain with an `InvalidValueError`, here
+ * given the column's name (and the method and role from `context`), as is a null in a column
+ * the spec makes not nullable.
+ */
+function buildColumn(
+  spec: TypeSpec,
+  values: readonly unknown[],
+  type: DataType | undefined,
+  name: string,
+  context: ValueContext | undefined,
+): Data {
+  try {
+    const direct = directColumn(type, values);
+    if (direct !== null) return direct;
+    const data = spec.codec.build(values);
+    if (!spec.nullable && data.nullCount > 0) {
+      const row = firstNull(values);
+      if (row >= 0) {
+        const v = values[row];
+        const problem = `${v === null ? "null" : "undefined"}, but the field is not nullable`;
+        throw new InvalidValueError("TypeError", problem, v, typeText(spec.arrowType), row);
+      }
+    }
+    return data;
+  } catch (err) {
+    if (err instanceof InvalidValueError)
+      throw err.locate(context?.method ?? "", context?.role ?? "field", name, values.length);
+    throw err;
+  }
+}
+
+/**
+ * Builds one batch from rows, column by column through each spec's codec. A value its spec's type
+ * cannot hold exactly is refused with an `InvalidValueError` naming the column (and `context`'s
+ * method and role).
+ */
 export function batchFromRows<F extends FieldSpecs>(
   fields: F,
   rows: readonly RowOf<F>[],
   metadata?: ReadonlyMap<string, string>,
   schema: Schema = schemaOf(fields),
+  context?: ValueContext,
 ): RecordBatch {
   const children = Object.entries(fields).map(([name, spec], index) => {
     const values = rows.map((r) => (r as Record<string, unknown>)[name]);
-    return directColumn(declaredType(schema, index, name), values) ?? spec.codec.build(values);
+    return buildColumn(spec, values, declaredType(schema, index, name), name, context);
   });
   return batchFromData(schema, children, rows.length, metadata);
 }
 
 /** A one-row batch of `schema`'s single column holding `value`: what batchFromRows builds for it. */
-export function oneValueBatch(spec: TypeSpec, value: unknown, schema: Schema, name = "result"): RecordBatch {
-  if (schema.fields.length !== 1) return batchFromRows({ [name]: spec }, [{ [name]: value }], undefined, schema);
-  const values = [value];
-  return batchFromData(schema, [directColumn(declaredType(schema, 0, name), values) ?? spec.codec.build(values)], 1);
+export function oneValueBatch(
+  spec: TypeSpec,
+  value: unknown,
+  schema: Schema,
+  name = "result",
+  context?: ValueContext,
+): RecordBatch {
+  if (schema.fields.length !== 1) {
+    return batchFromRows({ [name]: spec }, [{ [name]: value }], undefined, schema, context);
+  }
+  return batchFromData(schema, [buildColumn(spec, [value], declaredType(schema, 0, name), name, context)], 1);
 }
 
 /** The first row's value of the column named `name`, read through `spec` (null when null). */
@@ -88,12 +147,13 @@ export function oneValue(spec: TypeSpec, batch: RecordBatch, name = "result"): u
   return data.getValid(0) ? spec.codec.get(data, 0) : null;
 }
 
-/** Builds one batch from whole columns. */
+/** Builds one batch from whole columns (values refused as `batchFromRows` refuses them). */
 export function batchFromColumns<F extends FieldSpecs>(
   fields: F,
   columns: { readonly [K in keyof F]: readonly RowOf<F>[K][] },
   metadata?: ReadonlyMap<string, string>,
   schema: Schema = schemaOf(fields),
+  context?: ValueContext,
 ): RecordBatch {
   let length = -1;
   const children = Object.entries(fields).map(([name, spec], index) => {
@@ -103,7 +163,7 @@ export function batchFromColumns<F extends FieldSpecs>(
     else if (values.length !== length) {
       throw new TypeError(`column '${name}' has ${values.length} values, expected ${length}`);
     }
-    return directColumn(declaredType(schema, index, name), values) ?? spec.codec.build(values);
+    return buildColumn(spec, values, declaredType(schema, index, name), name, context);
   });
   return batchFromData(schema, children, Math.max(length, 0), metadata);
 }

@@ -1,6 +1,6 @@
 /** The OutputCollector handed to stream turns, and the log sink used by unary calls and inits. */
 import type { RecordBatch, Schema } from "apache-arrow";
-import { batchFromColumns, batchFromRows } from "../protocol/batch.js";
+import { batchFromColumns, batchFromRows, type ValueContext } from "../protocol/batch.js";
 import type { LogExtra, LogLevel } from "../protocol/context.js";
 import type { OutputCollector, OutputSpec, OutRow } from "../protocol/methods.js";
 import { typeText } from "../protocol/type-tokens.js";
@@ -40,6 +40,8 @@ export class TurnCollector<O extends OutputSpec> implements OutputCollector<O> {
     private readonly producer: boolean,
     /** The metadata of the input batch (or tick) that started this turn. */
     readonly inputMetadata: ReadonlyMap<string, string>,
+    /** The method, named by the errors that refuse an emitted value. */
+    private readonly method = "",
   ) {}
 
   get finished(): boolean {
@@ -67,12 +69,16 @@ export class TurnCollector<O extends OutputSpec> implements OutputCollector<O> {
 
   emit(rows: readonly OutRow<O>[], metadata?: ReadonlyMap<string, string>): void {
     if (this.fields === null) throw new TypeError("emit(rows) needs declared output fields; use emitBatch()");
-    this.emitBatch(batchFromRows(this.fields, rows as never, metadata, this.schema));
+    this.emitBatch(batchFromRows(this.fields, rows as never, metadata, this.schema, this.context()));
   }
 
   emitColumns(columns: Readonly<Record<string, readonly unknown[]>>, metadata?: ReadonlyMap<string, string>): void {
     if (this.fields === null) throw new TypeError("emitColumns() needs declared output fields; use emitBatch()");
-    this.emitBatch(batchFromColumns(this.fields, columns as never, metadata, this.schema));
+    this.emitBatch(batchFromColumns(this.fields, columns as never, metadata, this.schema, this.context()));
+  }
+
+  private context(): ValueContext {
+    return { method: this.method, role: "output field" };
   }
 
   finish(): void {

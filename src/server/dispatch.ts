@@ -587,7 +587,7 @@ export async function runUnary(call: Call, method: ResolvedMethod, params: Recor
       if ((value === null || value === undefined) && !decl.result.nullable) {
         throw new TypeError(`${method.name}() expected a non-None return value but got None`);
       }
-      result = oneValueBatch(decl.result, value ?? null, schema);
+      result = oneValueBatch(decl.result, value ?? null, schema, "result", { method: method.name, role: "result" });
     }
   } catch (err) {
     call.failed(err);
@@ -673,7 +673,10 @@ export async function openStream(
         throw new TypeError(`Method '${method.name}' declares header type but returned header=None`);
       }
       const headerSchema = method.schemas.header!;
-      const headerBatch = batchFromRows(decl.header, [init.header as RowOf<FieldSpecs>], undefined, headerSchema);
+      const headerBatch = batchFromRows(decl.header, [init.header as RowOf<FieldSpecs>], undefined, headerSchema, {
+        method: method.name,
+        role: "header field",
+      });
       const batches = [...logs.drain(headerSchema), headerBatch];
       call.wrote(batches);
       header = { schema: headerSchema, batches };
@@ -757,7 +760,7 @@ export async function runTurn(call: Call, stream: OpenStream, input: RecordBatch
     // Logs a turn emits carry the server id only, as the reference's OutputCollector writes them
     // (init and unary logs also carry the request id).
     const logOrigin = { serverId: call.origin.serverId, requestId: "" };
-    const out = new TurnCollector(stream.outputSchema, outputFields, logOrigin, producer, metadata);
+    const out = new TurnCollector(stream.outputSchema, outputFields, logOrigin, producer, metadata, method.name);
     const ctx = call.context(method, (level, message, extra) => out.clientLog(level, message, extra));
     await context.with(call.otelContext, () => {
       if (decl.kind === "producer") return handler.produce?.(stream.state, out, ctx);

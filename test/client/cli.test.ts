@@ -136,6 +136,58 @@ test("quiver call: server errors go to stderr as JSON with exit code 1; usage er
   assert.equal(usage.code, 2);
 });
 
+test("quiver call: values are read by their declared type; one that is not is refused naming the parameter, exit 1", async () => {
+  const refused = async (args: string[], type: string, message: string) => {
+    const r = await quiver(["--cmd", workerCmd(), "call", ...args]);
+    assert.equal(r.code, 1, `${args.join(" ")}: ${r.stdout}`);
+    assert.equal(r.stdout, "");
+    assert.deepEqual((lines(r.stderr).at(-1) as { error: unknown }).error, { type, message });
+  };
+  await refused(
+    ["add_floats", "a=one", "b=2"],
+    "TypeError",
+    "add_floats() parameter 'a': expected a number for float64, got \"one\"",
+  );
+  // Once an endless stream (the count wrapped to a negative int64); now refused before it starts.
+  await refused(
+    ["produce_n", "count=99999999999999999999"],
+    "OverflowError",
+    "produce_n() parameter 'count': 99999999999999999999 is out of range for int64 (-9223372036854775808 to 9223372036854775807)",
+  );
+  await refused(
+    ["echo_int32", "value=1.9"],
+    "TypeError",
+    "echo_int32() parameter 'value': 1.9 is not an integer, as int32 needs",
+  );
+  await refused(
+    ["echo_uint8", "value=-1"],
+    "OverflowError",
+    "echo_uint8() parameter 'value': -1 is out of range for uint8 (0 to 255)",
+  );
+  await refused(
+    ["echo_int", "--json", '{"value": 9223372036854775808}'],
+    "OverflowError",
+    "echo_int() parameter 'value': 9223372036854775808 is out of range for int64 (-9223372036854775808 to 9223372036854775807)",
+  );
+  await refused(
+    ["echo_bool", "value=maybe"],
+    "TypeError",
+    "echo_bool() parameter 'value': expected true, false, 1, 0, yes or no for bool, got \"maybe\"",
+  );
+});
+
+test("quiver call: integers are printed whole at any magnitude, decimals as their exact text", async () => {
+  const big = await quiver(["--cmd", workerCmd(), "call", "echo_uint64", "value=18446744073709551615"]);
+  assert.equal(big.code, 0, big.stderr);
+  assert.equal(big.stdout, '{"result":18446744073709551615}\n');
+  const min = await quiver(["--cmd", workerCmd(), "call", "echo_int", "--json", '{"value": -9223372036854775808}']);
+  assert.equal(min.stdout, '{"result":-9223372036854775808}\n');
+  const dec = await quiver(["--cmd", workerCmd(), "call", "echo_decimal", "value=-1234567890123456.7891"]);
+  assert.equal(dec.stdout, '{"result":"-1234567890123456.7891"}\n');
+  const list = await quiver(["--cmd", workerCmd(), "call", "echo_nested_list", "matrix=[[9223372036854775807], []]"]);
+  assert.equal(list.stdout, '{"result":[[9223372036854775807],[]]}\n');
+});
+
 test("quiver over --unix against the reference worker", async () => {
   const path = socketPath("cli.sock");
   const [cmd, args] = referenceWorker("--unix", path, "--describe");

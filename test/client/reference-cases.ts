@@ -7,7 +7,7 @@ import { Field, Float64, Int64, makeData, type RecordBatch, Schema } from "apach
 import type { RpcClient } from "../../src/client/client.js";
 import { type ProtocolClient, paramsBatch } from "../../src/client/typed.js";
 import { buildRichHeader, ConformanceService } from "../../src/conformance/service.js";
-import { RpcError } from "../../src/errors.js";
+import { InvalidValueError, RpcError } from "../../src/errors.js";
 import { batchFromData } from "../../src/wire/batches.js";
 import type { LogRecord } from "../../src/wire/messages.js";
 
@@ -460,6 +460,65 @@ export const CASES: readonly InteropCase[] = [
       } finally {
         await s.close();
       }
+    },
+  },
+  {
+    name: "range: a header whose int64 overflows fails the call with OverflowError; the connection stays usable",
+    async run({ svc }) {
+      // The reference raises OverflowError serializing the header (seed * 7 past int64); so must
+      // any port, instead of sending the wrapped value.
+      const overflow = async (open: () => Promise<unknown>) =>
+        assert.rejects(open, (e: unknown) => e instanceof RpcError && e.type === "OverflowError");
+      await overflow(() => svc.produce_with_rich_header({ seed: 2n ** 62n, count: 0n }));
+      await overflow(() =>
+        svc.produce_dynamic_schema({ seed: -(2n ** 63n), count: 0n, include_strings: false, include_floats: false }),
+      );
+      await overflow(() => svc.exchange_with_rich_header({ seed: 2n ** 62n, factor: 1 }));
+      assert.equal(await svc.echo_int({ value: 5n }), 5n);
+    },
+  },
+  {
+    name: "range: parameters outside their type are refused before anything is sent; the connection stays usable",
+    async run({ svc }) {
+      const refused = async (call: () => Promise<unknown>, type: string, message: RegExp) =>
+        assert.rejects(call, (e: unknown) => {
+          assert.ok(e instanceof InvalidValueError, `expected an InvalidValueError, got ${String(e)}`);
+          assert.equal(e.type, type);
+          assert.match(e.message, message);
+          return true;
+        });
+      const wide = /out of range/;
+      await refused(
+        () => svc.echo_int({ value: 2n ** 64n + 5n }),
+        "OverflowError",
+        /^echo_int\(\) parameter 'value': 18446744073709551621 is out of range for int64/,
+      );
+      await refused(() => svc.echo_int({ value: 2n ** 63n }), "OverflowError", wide);
+      await refused(() => svc.echo_int32({ value: 2 ** 40 + 7 }), "OverflowError", wide);
+      await refused(() => svc.echo_int32({ value: 1.9 }), "TypeError", /1.9 is not an integer/);
+      await refused(
+        () => svc.echo_uint8({ value: 300 }),
+        "OverflowError",
+        /300 is out of range for uint8 \(0 to 255\)/,
+      );
+      await refused(() => svc.echo_uint8({ value: -1 }), "OverflowError", wide);
+      await refused(() => svc.echo_uint64({ value: -1n }), "OverflowError", wide);
+      await refused(() => svc.echo_float32({ value: 1e300 }), "OverflowError", wide);
+      await refused(() => svc.echo_time({ value: 86_400_000_000n }), "ValueError", /not a time of day/);
+      await refused(() => svc.echo_decimal({ value: 10n ** 20n }), "OverflowError", /more than the 20 digits/);
+      await refused(() => svc.echo_fixed_binary({ value: te.encode("short") }), "ValueError", /not 8 bytes long/);
+      await refused(
+        () => svc.echo_enum({ status: "BOGUS" as "ACTIVE" }),
+        "ValueError",
+        /not one of PENDING, ACTIVE, CLOSED/,
+      );
+      await refused(
+        () => svc.echo_nested_list({ matrix: [[1n], [2n ** 63n]] }),
+        "OverflowError",
+        /parameter 'matrix\[1\]\[0\]'/,
+      );
+      await refused(() => svc.produce_n({ count: 99999999999999999999n }), "OverflowError", wide);
+      assert.equal(await svc.echo_uint8({ value: 255 }), 255);
     },
   },
   {

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import {
   Binary,
   type DataType,
+  Decimal,
   Dictionary,
   Float16,
   Float32,
@@ -12,8 +13,10 @@ import {
   vectorFromArray,
 } from "apache-arrow";
 import { instance as getVisitor } from "apache-arrow/visitor/get";
+import { InvalidValueError } from "../../src/errors.js";
 import { batchFromData, batchFromRows, rowsFromBatch, schemaOf } from "../../src/protocol/batch.js";
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
+import { typeText, UnsupportedArrowTypeError } from "../../src/protocol/type-tokens.js";
 import { type FieldSpecs, t } from "../../src/protocol/types.js";
 import { bind } from "../../src/server/server.js";
 import { batchBytes } from "../../src/server/stats.js";
@@ -264,7 +267,10 @@ test("string and binary columns build the data, and write the IPC bytes, of arro
       name,
     );
   }
-  assert.throws(() => t.binary().codec.build(["not bytes"]), TypeError);
+  assert.throws(
+    () => t.binary().codec.build(["not bytes"]),
+    (e: unknown) => e instanceof InvalidValueError && e.type === "TypeError",
+  );
 });
 
 test("int64, float64 and string values read directly are the values written", () => {
@@ -348,4 +354,71 @@ test("a sliced batch reads as its rows, and its statistics count only them", () 
   ];
   const whole = batchFromRows(plain, plainRows);
   assert.equal(batchBytes(whole.slice(1, 3)), batchBytes(batchFromRows(plain, plainRows.slice(1, 3))));
+});
+
+test("types apache-arrow cannot carry, and decimal32/64, are refused where they are declared", () => {
+  const unsupported = (f: () => unknown, message: RegExp) =>
+    assert.throws(f, (e: unknown) => e instanceof UnsupportedArrowTypeError && message.test(e.message));
+  unsupported(() => t.listView(t.int64()), /list_view cannot be declared: apache-arrow 21 cannot read or write it/);
+  unsupported(() => t.largeListView(t.int64()), /large_list_view cannot be declared/);
+  unsupported(() => t.runEndEncoded(t.int32(), t.utf8()), /run_end_encoded cannot be declared/);
+  unsupported(() => t.decimal32(5, 2), /decimal32\(5, 2\) cannot be declared: the reference .* has no canonical token/);
+  unsupported(() => t.decimal64(12, 2), /decimal64/);
+  unsupported(() => t.fromArrow(new Decimal(2, 9, 32)), /decimal32/);
+  unsupported(() => t.dictionary(t.dictUtf8(), t.int8()), /dictionary of dictionary-encoded values/);
+  assert.throws(() => t.dictionary(t.utf8(), t.float32() as never), /dictionary index type should be integer/);
+  assert.throws(() => t.decimal128(39, 0), /precision should be between 1 and 38/);
+  assert.throws(() => t.decimal256(0, 0), /precision should be between 1 and 76/);
+  assert.throws(() => t.timestamp("minutes" as "s"), /timestamp takes the unit/);
+  assert.throws(() => t.time32("us" as "s"), /time32 takes the unit "s" or "ms"/);
+  assert.throws(() => t.fixedSizeList(t.int8(), -1), /size must be a non-negative 32-bit integer/);
+  assert.throws(() => t.denseUnion({ a: t.int8() }, [200]), /type ids must be distinct integers from 0 to 127/);
+  assert.throws(() => t.enumOf(), /at least one member/);
+  // The reference's own words for a non-nullable null column.
+  assert.throws(() => t.null().withNullable(false), /^ValueError: A null type field may not be non-nullable$/);
+  // A default outside its type is refused where it is declared.
+  assert.throws(
+    () => t.int8().default(300),
+    (e: unknown) =>
+      e instanceof InvalidValueError && e.type === "OverflowError" && /300 is out of range/.test(e.message),
+  );
+  assert.throws(() => t.int64().default(1.5 as never), /1.5 is not an integer/);
+});
+
+test("t.fromArrow gives every Arrow type apache-arrow carries a spec that reads and writes that very type", () => {
+  const declared = [
+    t.null(),
+    t.date64(),
+    t.timestamp("ns", "UTC"),
+    t.time32("ms"),
+    t.duration("ms"),
+    t.intervalDayTime(),
+    t.intervalMonthDayNano(),
+    t.decimal256(60, 3),
+    t.utf8View(),
+    t.binaryView(),
+    t.largeList(t.float16()),
+    t.fixedSizeList(t.bool(), 3),
+    t.sparseUnion({ a: t.int8().optional(), b: t.utf8().optional() }, [4, 2]),
+    t.dictionary(t.binary(), t.uint16(), { ordered: true }),
+    t.map(t.int64(), t.struct({ x: t.utf8().optional() })),
+  ];
+  for (const spec of declared) {
+    const again = t.fromArrow(spec.arrowType, spec.nullable);
+    assert.equal(again.arrowType, spec.arrowType);
+    assert.equal(typeText(again.arrowType), typeText(spec.arrowType));
+  }
+  const everyValue = {
+    u: t.fromArrow(declared[12]!.arrowType, false),
+    d: t.fromArrow(declared[13]!.arrowType, false),
+    m: t.fromArrow(declared[14]!.arrowType, false),
+  };
+  const rows = [
+    {
+      u: { tag: "b", value: "x" },
+      d: new Uint8Array([1]),
+      m: new Map([[-(2n ** 63n), { x: null }]]),
+    },
+  ];
+  assert.deepEqual(rowsFromBatch(everyValue, batchFromRows(everyValue, rows as never)), rows);
 });
