@@ -282,10 +282,7 @@ step("vgi-rpc pytest conformance suite through quiver's client (stdio, unix, tcp
 }
 // The differential test (test/differential): the reference's client makes the same seeded calls
 // (seed 1, 100 per transport) on the reference's worker and on ours over pipe, Unix and HTTP and
-// compares the answers exactly. Quiver still differs in known ways (issue #22: integer overflow,
-// U+FEFF in metadata and names, input casts, error texts); until those fixes land this step reports
-// without failing the run. The integrator sets DIFFERENTIAL_MUST_PASS = true when they have landed.
-const DIFFERENTIAL_MUST_PASS = false;
+// compares the answers exactly; any difference not in test/differential/known.json fails the run.
 step("differential test: reference worker vs ours, same seeded calls (pipe, unix, http)");
 {
   const r = run(
@@ -321,23 +318,13 @@ step("differential test: reference worker vs ours, same seeded calls (pipe, unix
   ];
   const unexpected = counts.reduce((n, m) => n + Number(m[6]), 0);
   const harnessOk = (r.status === 0 || r.status === 1) && counts.length === 3;
-  if (DIFFERENTIAL_MUST_PASS) {
-    for (const m of counts) {
-      totals.passed += Number(m[3]) + Number(m[5]);
-      totals.failed += Number(m[6]);
-    }
-    if (!harnessOk || unexpected > 0 || r.status !== 0) {
-      process.stderr.write(`\ndifferential test failed (exit ${r.status ?? r.signal}).\n`);
-      ok = false;
-    }
-  } else if (!harnessOk) {
-    process.stdout.write(
-      `\ndifferential: the harness did not complete (exit ${r.status ?? r.signal}); NOT failing the run (DIFFERENTIAL_MUST_PASS is false)\n`,
-    );
-  } else {
-    process.stdout.write(
-      `\ndifferential: ${unexpected} unexpected difference(s), reported only (DIFFERENTIAL_MUST_PASS is false)\n`,
-    );
+  for (const m of counts) {
+    totals.passed += Number(m[3]) + Number(m[5]);
+    totals.failed += Number(m[6]);
+  }
+  if (!harnessOk || unexpected > 0 || r.status !== 0) {
+    process.stderr.write(`\ndifferential test failed (exit ${r.status ?? r.signal}).\n`);
+    ok = false;
   }
 }
 finish(ok);

@@ -10,7 +10,7 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { type Data, type Float64, Int64, makeData } from "apache-arrow";
-import { RuntimeError, ValueError } from "../errors.js";
+import { RpcError, RuntimeError, ValueError } from "../errors.js";
 import { batchFromData, batchFromRows, schemaOf } from "../protocol/batch.js";
 import type { LogLevel } from "../protocol/context.js";
 import {
@@ -376,10 +376,24 @@ export const cancelProbe = {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/**
+ * What the reference raises when a header it builds holds an int past int64: pyarrow converting
+ * the Python int (CPython's own message, not one naming the field as quiver's typed layer would).
+ */
+function refuseLikePyarrow(values: readonly bigint[]): void {
+  if (values.some((v) => v < INT64_MIN || v > INT64_MAX)) {
+    throw new RpcError("Python int too large to convert to C long", { type: "OverflowError" });
+  }
+}
+
 /** `build_rich_header(seed)`: the reference specification of every header field. */
 export function buildRichHeader(seed: bigint): RichHeader {
   const s = Number(seed);
   const odd = pyMod(seed, 2n) === 1n;
+  refuseLikePyarrow([seed * 7n, seed, seed + 1n, seed + 2n, ...(odd ? [seed * 3n] : [])]);
   return {
     str_field: `seed-${seed}`,
     bytes_field: Uint8Array.of(

@@ -855,12 +855,14 @@ class HttpTransport {
       outputSchema: callData.outputSchema,
       inputSchema: callData.inputSchema,
     };
-    const turn = await runTurn(call, stream, input);
+    const producer = stream.inputSchema.fields.length === 0;
+    // A stream whose input schema is empty continues as a producer, as the reference's HTTP server
+    // runs it: its turn processes a tick carrying this request's metadata, whatever columns came.
+    const turn = await runTurn(call, stream, producer ? emptyBatch(EMPTY_SCHEMA, input.metadata) : input);
     if (turn.cancelled) {
       call.end(true);
       return this.arrow(200, stream.outputSchema, []);
     }
-    const producer = stream.inputSchema.fields.length === 0;
     let failed = isErrorAnswer(turn.batches);
     let batches: RecordBatch[] = [...turn.batches];
     if (!failed) {
