@@ -6,6 +6,7 @@
  * a value outside the type's range is refused by the codec as it would be in typed code.
  */
 import { DataType, type Field, Int32, IntervalUnit, TimeUnit, Type } from "apache-arrow";
+import { parse as parseLossless } from "lossless-json";
 import { InvalidValueError, type InvalidValueType } from "../errors.js";
 import { showValue } from "../protocol/codecs.js";
 import { typeText } from "../protocol/type-tokens.js";
@@ -22,110 +23,12 @@ export class JsonNumber {
   }
 }
 
-class JsonSyntaxError extends SyntaxError {}
-
 /**
  * Parses JSON as `JSON.parse` does, except that every number is a `JsonNumber` holding its
- * literal (so `99999999999999999999` stays exact), and a `__proto__` key is an ordinary property.
+ * literal (so `99999999999999999999` stays exact) and a `__proto__` key is an ordinary property.
  */
 export function parseJson(text: string): unknown {
-  let at = 0;
-  const fail = (what: string): never => {
-    throw new JsonSyntaxError(`invalid JSON: ${what} at position ${at}`);
-  };
-  const space = () => {
-    while (at < text.length && " \t\n\r".includes(text[at]!)) at++;
-  };
-  const value = (): unknown => {
-    space();
-    const c = text[at];
-    if (c === "{") {
-      at++;
-      const out: Record<string, unknown> = {};
-      space();
-      if (text[at] === "}") {
-        at++;
-        return out;
-      }
-      for (;;) {
-        space();
-        if (text[at] !== '"') fail("expected a string key");
-        const key = string();
-        space();
-        if (text[at] !== ":") fail("expected ':'");
-        at++;
-        Object.defineProperty(out, key, { value: value(), enumerable: true, writable: true, configurable: true });
-        space();
-        if (text[at] === ",") {
-          at++;
-          continue;
-        }
-        if (text[at] === "}") {
-          at++;
-          return out;
-        }
-        fail("expected ',' or '}'");
-      }
-    }
-    if (c === "[") {
-      at++;
-      const out: unknown[] = [];
-      space();
-      if (text[at] === "]") {
-        at++;
-        return out;
-      }
-      for (;;) {
-        out.push(value());
-        space();
-        if (text[at] === ",") {
-          at++;
-          continue;
-        }
-        if (text[at] === "]") {
-          at++;
-          return out;
-        }
-        fail("expected ',' or ']'");
-      }
-    }
-    if (c === '"') return string();
-    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(at, at + 4096));
-    if (m !== null && m[0] !== "" && m[0] !== "-") {
-      at += m[0].length;
-      return new JsonNumber(m[0]);
-    }
-    for (const [word, v] of [
-      ["true", true],
-      ["false", false],
-      ["null", null],
-    ] as const) {
-      if (text.startsWith(word, at)) {
-        at += word.length;
-        return v;
-      }
-    }
-    return fail(at >= text.length ? "unexpected end" : `unexpected ${JSON.stringify(text[at])}`);
-  };
-  const string = (): string => {
-    const start = at;
-    at++;
-    let escaped = false;
-    while (at < text.length) {
-      const ch = text[at]!;
-      if (escaped) escaped = false;
-      else if (ch === "\\") escaped = true;
-      else if (ch === '"') break;
-      at++;
-    }
-    if (at >= text.length) fail("unterminated string");
-    at++;
-    return JSON.parse(text.slice(start, at)) as string;
-  };
-  const out = value();
-  space();
-  if (at < text.length) fail("trailing characters");
-  return out;
+  return parseLossless(text, undefined, (literal) => new JsonNumber(literal));
 }
 
 /**

@@ -2,7 +2,9 @@
  * The framework's batches: requests, log records, errors; and how a receiver classifies what it
  * reads. Pure functions over Arrow objects and metadata maps.
  */
+
 import type { RecordBatch, Schema } from "apache-arrow";
+import { parse as parseLossless } from "lossless-json";
 import { type ErrorDetail, parseErrorCode, RpcError } from "../errors.js";
 import type { LogExtra, WireLogLevel } from "../protocol/context.js";
 import { COMPACT_STRICT, PYTHON_DEFAULT, pyJsonDumps } from "../protocol/python-text.js";
@@ -164,10 +166,22 @@ export interface LogRecord {
   readonly requestId: string;
 }
 
+/**
+ * JSON a peer wrote (log extras, error details) with integers kept exact at any magnitude: one
+ * past 2^53 is read as a bigint (the reference writes Python ints whole), every other number as a
+ * number.
+ */
+function parseExact(raw: string): unknown {
+  return parseLossless(raw, undefined, (literal) => {
+    const n = Number(literal);
+    return Number.isSafeInteger(n) || !/^-?\d+$/.test(literal) ? n : BigInt(literal);
+  });
+}
+
 function parseExtra(raw: string | undefined): Record<string, unknown> {
   if (raw === undefined) return {};
   try {
-    const v: unknown = JSON.parse(raw);
+    const v: unknown = parseExact(raw);
     return v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
   } catch {
     return {};
@@ -195,7 +209,7 @@ export function errorFromMetadata(md: ReadonlyMap<string, string>): RpcError {
   const rawDetails = md.get(ERROR_DETAILS_KEY);
   if (rawDetails !== undefined) {
     try {
-      const parsed: unknown = JSON.parse(rawDetails);
+      const parsed: unknown = parseExact(rawDetails);
       if (Array.isArray(parsed)) details = parsed as ErrorDetail[];
     } catch {
       details = [];
