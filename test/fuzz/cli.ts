@@ -11,6 +11,7 @@
  *   --heap MIB           the worker's --max-old-space-size (default 512)
  *   --results DIR        where failing cases are saved (default .fuzz-results)
  *   --no-regressions     skip the two fixed issue-#21 reproductions
+ *   --verbose, -v        print every case's outcome, not only failures
  *   --replay FILE        run one saved case (with --times N) and print what happened
  *
  * Exits 1 on any hang, crash or failed recovery (replay: when the case still fails), 2 on misuse.
@@ -48,6 +49,7 @@ async function main(): Promise<void> {
         heap: { type: "string" },
         results: { type: "string" },
         "no-regressions": { type: "boolean" },
+        verbose: { type: "boolean", short: "v" },
         replay: { type: "string" },
         times: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -58,7 +60,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: npm run fuzz -- [--cases N] [--seed N] [--transports stdio,unix,tcp,ws,http,shm] [--time-budget S] [--deadline MS] [--idle MS] [--probe MS] [--heap MIB] [--results DIR] [--no-regressions] | --replay FILE [--times N]\n",
+      "usage: npm run fuzz -- [--cases N] [--seed N] [--transports stdio,unix,tcp,ws,http,shm] [--time-budget S] [--deadline MS] [--idle MS] [--probe MS] [--heap MIB] [--results DIR] [--no-regressions] [--verbose] | --replay FILE [--times N]\n",
     );
     return;
   }
@@ -70,7 +72,7 @@ async function main(): Promise<void> {
     heapMb: int(values, "heap", DEFAULT_RUN_OPTIONS.heapMb),
   };
   if (typeof values.replay === "string") {
-    const { results, fuzzCase } = await replay(values.replay, run, int(values, "times", 1));
+    const { results, fuzzCase, peakKb } = await replay(values.replay, run, int(values, "times", 1));
     const bytes = caseBytes(fuzzCase);
     process.stdout.write(
       `replaying ${fuzzCase.transport} ${fuzzCase.index < 0 ? "regression" : "case"} ${fuzzCase.index} of seed ${fuzzCase.runSeed}: ${fuzzCase.seedName}; ${fuzzCase.mutator}: ${fuzzCase.desc}\n` +
@@ -80,6 +82,7 @@ async function main(): Promise<void> {
       process.stdout.write(`  -> ${r.outcome} (recovery ${r.recovery}, ${r.ms} ms): ${r.detail}\n`);
       if (r.stack) process.stdout.write(`     ${r.stack.slice(0, 8).join("\n     ")}\n`);
     }
+    process.stdout.write(`  worker peak RSS ${Math.round(peakKb / 1024)} MiB\n`);
     process.exit(results.some(isFailure) ? 1 : 0);
   }
   const seed = values.seed === undefined ? Date.now() % 2 ** 31 : int(values, "seed", 0);
@@ -99,9 +102,16 @@ async function main(): Promise<void> {
     timeBudgetMs: int(values, "time-budget", 0) * 1000,
     resultsDir: typeof values.results === "string" ? values.results : ".fuzz-results",
     regressions: values["no-regressions"] !== true,
+    verbose: values.verbose === true,
     log: (l) => process.stdout.write(`${l}\n`),
   });
   process.stdout.write(`\nseed ${seed}\n${table(stats)}\n`);
+  const notes = failureGroups(stats, "notes");
+  if (notes.length > 0) {
+    process.stdout.write(
+      `\nnotes (not failures: no answer before a close, 5xx, lingering connections):\n  ${notes.join("\n  ")}\n`,
+    );
+  }
   const groups = failureGroups(stats);
   if (groups.length > 0) process.stdout.write(`\ndistinct failures:\n  ${groups.join("\n  ")}\n`);
   process.stdout.write(

@@ -34,6 +34,8 @@ export interface HarnessOptions extends RunOptions {
   readonly regressions: boolean;
   /** Progress and findings, one line at a time. */
   readonly log: (line: string) => void;
+  /** Log every case's outcome, not only failures. */
+  readonly verbose?: boolean;
 }
 
 /** One failing case. */
@@ -65,10 +67,23 @@ export interface TransportStats {
   /** Cases not run because the time budget ran out. */
   skipped: number;
   readonly failures: Failure[];
+  /**
+   * Cases worth a look that are not failures: a connection closed with no answer at all, an HTTP
+   * 5xx, a connection the server kept open after ours closed. Saved beside the failures.
+   */
+  readonly notes: Failure[];
 }
 
 export function isFailure(r: CaseResult): boolean {
   return r.outcome === "hang" || r.outcome === "crash" || r.recovery === "failed";
+}
+
+/** What makes a passing case worth a look (see `TransportStats.notes`), or null. */
+export function noteOf(r: CaseResult): string | null {
+  if (r.status !== undefined && r.status >= 500) return "5xx";
+  if (r.lingering) return "lingering";
+  if (r.outcome === "closed") return "closed";
+  return null;
 }
 
 function emptyStats(transport: TransportName): TransportStats {
@@ -91,6 +106,7 @@ function emptyStats(transport: TransportName): TransportStats {
     ms: 0,
     skipped: 0,
     failures: [],
+    notes: [],
   };
 }
 
@@ -124,9 +140,9 @@ export async function validCalls(): Promise<ValidCalls> {
 }
 
 /** Saves a failing case (with its result) as JSON; returns the file. */
-function save(dir: string, c: FuzzCase, r: CaseResult): string {
+function save(dir: string, c: FuzzCase, r: CaseResult, what: string = r.outcome): string {
   mkdirSync(dir, { recursive: true });
-  const name = `${c.transport}-seed${c.runSeed}-${c.index < 0 ? `regression${-c.index}` : `case${c.index}`}-${r.outcome}.json`;
+  const name = `${c.transport}-seed${c.runSeed}-${c.index < 0 ? `regression${-c.index}` : `case${c.index}`}-${what}.json`;
   const file = join(dir, name);
   const json = JSON.parse(caseToJson(c)) as Record<string, unknown>;
   writeFileSync(file, JSON.stringify({ ...json, result: r }, null, 1));
@@ -136,7 +152,8 @@ function save(dir: string, c: FuzzCase, r: CaseResult): string {
 function line(c: FuzzCase, r: CaseResult): string {
   const what = c.index < 0 ? `regression ${c.mutator}` : `case ${c.index}`;
   const stack = r.stack ? `\n      at ${r.stack.slice(1, 4).join("\n      at ")}` : "";
-  return `  ${c.transport} ${what} [${c.seedName}; ${c.mutator}: ${c.desc.slice(0, 160)}] -> ${r.outcome.toUpperCase()}${
+  const status = r.status === undefined ? "" : ` ${r.status}`;
+  return `  ${c.transport} ${what} [${c.seedName}; ${c.mutator}: ${c.desc.slice(0, 160)}] -> ${r.outcome.toUpperCase()}${status}${
     r.recovery === "failed" ? " (recovery FAILED)" : ""
   }: ${r.detail}${stack}`;
 }
@@ -189,6 +206,13 @@ export async function runFuzz(opts: HarnessOptions): Promise<{ stats: TransportS
           const file = opts.resultsDir === null ? null : save(opts.resultsDir, c, r);
           s.failures.push({ fuzzCase: c, result: r, file });
           opts.log(line(c, r));
+        } else {
+          if (opts.verbose) opts.log(line(c, r));
+          const note = noteOf(r);
+          if (note !== null) {
+            const file = opts.resultsDir === null ? null : save(join(opts.resultsDir, "notes"), c, r, note);
+            s.notes.push({ fuzzCase: c, result: r, file });
+          }
         }
         return r;
       };
@@ -223,7 +247,7 @@ export async function replay(
   file: string,
   opts: RunOptions,
   times = 1,
-): Promise<{ results: CaseResult[]; fuzzCase: FuzzCase }> {
+): Promise<{ results: CaseResult[]; fuzzCase: FuzzCase; peakKb: number }> {
   if (!workerBuilt()) throw new Error("dist/bin/quiver-conformance.js is missing: run `npm run build` first");
   const c = caseFromJson(readFileSync(file, "utf8"));
   const target = makeTarget(c.transport, opts, await validCalls());
@@ -234,7 +258,7 @@ export async function replay(
   } finally {
     await target.stop();
   }
-  return { results, fuzzCase: c };
+  return { results, fuzzCase: c, peakKb: target.peakKb };
 }
 
 /** The per-transport table. */
@@ -285,21 +309,28 @@ export function stackSignature(stack: readonly string[] | undefined): string | n
   // The first frame of quiver's own code that is not an error constructor.
   const i = frames.findIndex((f) => f.includes("dist/") && !f.includes("dist/errors.js"));
   if (i < 0) return frames.slice(0, 2).join(" < ") || null;
-  return i > 0 ? `${frames[i]} > ${frames[i - 1]!.replace("node_modules/", "")}` : frames[i]!;
+  const inner = frames[i - 1];
+  return inner !== undefined && !inner.includes("dist/errors.js")
+    ? `${frames[i]} > ${inner.replace("node_modules/", "")}`
+    : frames[i]!;
 }
 
-/** Distinct failures: grouped by where the worker was (or, without a stack, by outcome and detail). */
-export function failureGroups(stats: readonly TransportStats[]): string[] {
+/**
+ * Distinct failures (or notes): grouped by where the worker was, or without a stack by outcome
+ * and detail (numbers blurred).
+ */
+export function failureGroups(stats: readonly TransportStats[], which: "failures" | "notes" = "failures"): string[] {
   const groups = new Map<
     string,
     { outcomes: Map<string, number>; transports: Set<string>; mutators: Set<string>; example: Failure }
   >();
   for (const s of stats) {
-    for (const f of s.failures) {
+    for (const f of s[which]) {
       const r = f.result;
       const where = stackSignature(r.stack);
-      const outcome =
-        r.recovery === "failed" && r.outcome !== "hang" && r.outcome !== "crash" ? "failed recovery" : r.outcome;
+      let outcome: string = r.outcome;
+      if (which === "notes") outcome = noteOf(r) ?? r.outcome;
+      else if (r.recovery === "failed" && r.outcome !== "hang" && r.outcome !== "crash") outcome = "failed recovery";
       const key = where ?? `${outcome}: ${r.detail.replace(/\d+/g, "N").slice(0, 100)}`;
       let g = groups.get(key);
       if (g === undefined) {

@@ -536,8 +536,14 @@ function sendHttp(
       req.destroy();
       finish("reset");
     };
-    req.on("error", () => finish("reset"));
+    let responded = false;
+    // A server that answers early (431, 413) and closes makes our write fail: the answer may still
+    // arrive, so the error waits a moment for it.
+    req.on("error", () => {
+      if (!responded) setTimeout(() => finish("reset"), 100);
+    });
     req.on("response", (res) => {
+      responded = true;
       const chunks: Uint8Array[] = [];
       let total = 0;
       res.on("data", (d: Buffer) => {
@@ -720,11 +726,20 @@ class PipeTarget implements Target {
       w.rssKb();
       const serverClosed = conn.closed;
       w.endInput();
-      const exit = (ms: number) => Promise.race([w.exited.then(() => true), sleep(ms).then(() => false)]);
-      let exited = await exit(Math.min(300, this.opts.deadlineMs));
-      // Not gone at once: take its stack now, while it still has one (it may be dying of memory).
+      // Wait for it to exit. No inspector here (pausing a process on its way out can crash it):
+      // only a worker whose memory is climbing well past a healthy one's has its stack taken, as
+      // it may die of that before it can be judged.
       let early: string[] | null = null;
-      if (!exited) [exited, early] = await Promise.all([exit(this.opts.deadlineMs), w.jsStack()]);
+      let sampled = false;
+      const until = Date.now() + this.opts.deadlineMs;
+      while (w.alive && Date.now() < until) {
+        await Promise.race([w.exited, sleep(100)]);
+        if (!sampled && w.alive && (w.rssKb() ?? 0) > this.opts.heapMb * 1024 * 0.5) {
+          sampled = true;
+          early = await w.jsStack();
+        }
+      }
+      const exited = !w.alive;
       let result: Omit<CaseResult, "recovery" | "ms">;
       if (!exited) {
         result = {

@@ -211,7 +211,7 @@ export class Worker {
           scripts.set(msg.params.scriptId, msg.params.url ?? "");
         }
         if (msg.method !== "Debugger.paused") return;
-        const frames = (msg.params?.callFrames ?? []).slice(0, 12).map((f) => {
+        const frames = (msg.params?.callFrames ?? []).slice(0, 40).map((f) => {
           const url = f.url || scripts.get(f.location.scriptId) || "";
           const file = url.replace(/^file:\/\//, "").replace(/^.*\/(dist|node_modules)\//, "$1/");
           return `${f.functionName || "(anonymous)"} (${file}:${f.location.lineNumber + 1})`;
