@@ -9,6 +9,8 @@
  *   --idle MS            quiet time after which an open connection is judged (default 150)
  *   --probe MS           bound on a probe or recovery call (default 2000)
  *   --heap MIB           the worker's --max-old-space-size (default 512)
+ *   --recovery-every N   stdio/shm: a fresh worker's valid call every N cases, besides after each
+ *                        failure (default 50; 1 checks after every case, at twice the time)
  *   --results DIR        where failing cases are saved (default .fuzz-results)
  *   --no-regressions     skip the two fixed issue-#21 reproductions
  *   --verbose, -v        print every case's outcome, not only failures
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
         idle: { type: "string" },
         probe: { type: "string" },
         heap: { type: "string" },
+        "recovery-every": { type: "string" },
         results: { type: "string" },
         "no-regressions": { type: "boolean" },
         verbose: { type: "boolean", short: "v" },
@@ -60,7 +63,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: npm run fuzz -- [--cases N] [--seed N] [--transports stdio,unix,tcp,ws,http,shm] [--time-budget S] [--deadline MS] [--idle MS] [--probe MS] [--heap MIB] [--results DIR] [--no-regressions] [--verbose] | --replay FILE [--times N]\n",
+      "usage: npm run fuzz -- [--cases N] [--seed N] [--transports stdio,unix,tcp,ws,http,shm] [--time-budget S] [--deadline MS] [--idle MS] [--probe MS] [--heap MIB] [--recovery-every N] [--results DIR] [--no-regressions] [--verbose] | --replay FILE [--times N]\n",
     );
     return;
   }
@@ -70,6 +73,7 @@ async function main(): Promise<void> {
     idleMs: int(values, "idle", DEFAULT_RUN_OPTIONS.idleMs),
     probeMs: int(values, "probe", DEFAULT_RUN_OPTIONS.probeMs),
     heapMb: int(values, "heap", DEFAULT_RUN_OPTIONS.heapMb),
+    recoveryEvery: Math.max(1, int(values, "recovery-every", DEFAULT_RUN_OPTIONS.recoveryEvery)),
   };
   if (typeof values.replay === "string") {
     const { results, fuzzCase, peakKb } = await replay(values.replay, run, int(values, "times", 1));
@@ -109,7 +113,7 @@ async function main(): Promise<void> {
   const notes = failureGroups(stats, "notes");
   if (notes.length > 0) {
     process.stdout.write(
-      `\nnotes (not failures: no answer before a close, 5xx, lingering connections):\n  ${notes.join("\n  ")}\n`,
+      `\nnotes (not failures: no answer before a close, 5xx, lingering connections, slow exits):\n  ${notes.join("\n  ")}\n`,
     );
   }
   const groups = failureGroups(stats);

@@ -69,7 +69,8 @@ export interface TransportStats {
   readonly failures: Failure[];
   /**
    * Cases worth a look that are not failures: a connection closed with no answer at all, an HTTP
-   * 5xx, a connection the server kept open after ours closed. Saved beside the failures.
+   * 5xx, a connection the server kept open after ours closed, a pipe worker slow to exit. Saved
+   * in a `notes` folder beside the failures.
    */
   readonly notes: Failure[];
 }
@@ -83,6 +84,7 @@ export function noteOf(r: CaseResult): string | null {
   if (r.status !== undefined && r.status >= 500) return "5xx";
   if (r.lingering) return "lingering";
   if (r.outcome === "closed") return "closed";
+  if (r.slow === true) return "slow";
   return null;
 }
 

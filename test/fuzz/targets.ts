@@ -70,6 +70,8 @@ export interface CaseResult {
   readonly serverClosed: boolean;
   /** After we closed our side, the server kept the connection open past `closeMs`. */
   readonly lingering: boolean;
+  /** A pipe worker exited cleanly, but only after `deadlineMs` (a loaded machine, or slow work). */
+  readonly slow?: boolean;
   readonly recovery: "ok" | "failed" | "not-run";
   /** The answer's first error, the crash signature or what the stuck worker was doing. */
   readonly detail: string;
@@ -317,7 +319,14 @@ async function stuck(
     };
   }
   const rss2 = worker.rssKb() ?? rss1;
-  const kind = cpuPct >= 30 ? (climbing ? "busy, memory climbing" : "spinning") : climbing ? "memory climbing" : "idle";
+  const kind =
+    cpuPct >= 30
+      ? climbing
+        ? "busy, memory climbing"
+        : "spinning"
+      : climbing
+        ? "memory climbing"
+        : "mostly waiting (a loaded machine?)";
   return {
     outcome: "hang",
     detail: `${what}; worker ${kind} (CPU ${cpuPct}%, RSS ${Math.round(rss0 / 1024)} -> ${Math.round(rss2 / 1024)} MiB)`,
@@ -741,13 +750,13 @@ class PipeTarget implements Target {
       }
       const exited = !w.alive;
       let result: Omit<CaseResult, "recovery" | "ms">;
-      if (!exited) {
-        result = {
-          ...(await stuck(w, this.opts, "the worker did not exit after its input ended", early)),
-          serverClosed,
-          lingering: false,
-        };
+      const stuckResult = exited
+        ? null
+        : await stuck(w, this.opts, "the worker did not exit after its input ended", early);
+      if (stuckResult !== null && !(stuckResult.outcome === "crash" && w.exit?.code === 0 && w.exit.signal === null)) {
+        result = { ...stuckResult, serverClosed, lingering: false };
       } else {
+        // Exited (a clean exit after the deadline is slow, not stuck: noted, judged as any other).
         const e = await w.exited;
         if (e.signal !== null || e.code !== 0) {
           // An uncaught error prints its own stack; a stack taken while it was exiting is noise.
@@ -760,12 +769,17 @@ class PipeTarget implements Target {
             lingering: false,
           };
         } else {
-          result = { ...judge(await readAnswers(concat(out)), serverClosed), serverClosed, lingering: false };
+          result = {
+            ...judge(await readAnswers(concat(out)), serverClosed),
+            serverClosed,
+            lingering: false,
+            ...(stuckResult === null ? {} : { slow: true }),
+          };
         }
       }
       const failed = result.outcome === "hang" || result.outcome === "crash";
       let recovery: CaseResult["recovery"] = "not-run";
-      if (failed || this.cases % this.opts.recoveryEvery === 1)
+      if (failed || (this.cases - 1) % this.opts.recoveryEvery === 0)
         recovery = (await this.validCall()) === null ? "ok" : "failed";
       return { ...result, recovery, ms: Date.now() - t0 };
     } finally {
