@@ -12,7 +12,8 @@
  *   --recovery-every N   stdio/shm: a fresh worker's valid call every N cases, besides after each
  *                        failure (default 50; 1 checks after every case, at twice the time)
  *   --results DIR        where failing cases are saved (default .fuzz-results)
- *   --no-regressions     skip the two fixed issue-#21 reproductions
+ *   --no-regressions     skip the fixed cases run first (the two issue-#21 reproductions and
+ *                        the first campaign's findings, test/fuzz/findings.ts)
  *   --verbose, -v        print every case's outcome, not only failures
  *   --replay FILE        run one saved case (with --times N) and print what happened
  *
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
   const notes = failureGroups(stats, "notes");
   if (notes.length > 0) {
     process.stdout.write(
-      `\nnotes (not failures: no answer before a close, 5xx, lingering connections, slow exits):\n  ${notes.join("\n  ")}\n`,
+      `\nnotes (not failures: no answer before a close, unreadable answers, 5xx, lingering connections, slow exits):\n  ${notes.join("\n  ")}\n`,
     );
   }
   const groups = failureGroups(stats);

@@ -14,6 +14,7 @@ import {
   sessionRegressions,
   type TransportName,
 } from "./cases.js";
+import { findingCases } from "./findings.js";
 import { ARROW, httpCase, httpCaseContext, httpRegressions } from "./http-cases.js";
 import { type ByteSeed, concat } from "./mutators.js";
 import { echoStringRequest, type HttpSeed, loadHttpSeeds, loadSessionSeeds } from "./seeds.js";
@@ -30,8 +31,13 @@ export interface HarnessOptions extends RunOptions {
   readonly timeBudgetMs: number;
   /** Where failing cases are written (null: nowhere). */
   readonly resultsDir: string | null;
-  /** Run the two fixed regression cases first. */
+  /**
+   * Run the fixed cases first: the two issue-#21 reproductions, then (with `findings`) the
+   * distinct failures of the first campaign (see findings.ts).
+   */
   readonly regressions: boolean;
+  /** With `regressions`, also the first campaign's findings. Default true. */
+  readonly findings?: boolean;
   /** Progress and findings, one line at a time. */
   readonly log: (line: string) => void;
   /** Log every case's outcome, not only failures. */
@@ -69,7 +75,8 @@ export interface TransportStats {
   readonly failures: Failure[];
   /**
    * Cases worth a look that are not failures: a connection closed with no answer at all, an HTTP
-   * 5xx, a connection the server kept open after ours closed, a pipe worker slow to exit. Saved
+   * 5xx, a connection the server kept open after ours closed, an answer that is not readable
+   * IPC, a pipe worker slow to exit. Saved
    * in a `notes` folder beside the failures.
    */
   readonly notes: Failure[];
@@ -83,6 +90,7 @@ export function isFailure(r: CaseResult): boolean {
 export function noteOf(r: CaseResult): string | null {
   if (r.status !== undefined && r.status >= 500) return "5xx";
   if (r.lingering) return "lingering";
+  if (r.malformed !== undefined) return "malformed-answer";
   if (r.outcome === "closed") return "closed";
   if (r.slow === true) return "slow";
   return null;
@@ -144,7 +152,8 @@ export async function validCalls(): Promise<ValidCalls> {
 /** Saves a failing case (with its result) as JSON; returns the file. */
 function save(dir: string, c: FuzzCase, r: CaseResult, what: string = r.outcome): string {
   mkdirSync(dir, { recursive: true });
-  const name = `${c.transport}-seed${c.runSeed}-${c.index < 0 ? `regression${-c.index}` : `case${c.index}`}-${what}.json`;
+  const which = c.index < -2 ? c.mutator : c.index < 0 ? `regression${-c.index}` : `case${c.index}`;
+  const name = `${c.transport}-seed${c.runSeed}-${which}-${what}.json`;
   const file = join(dir, name);
   const json = JSON.parse(caseToJson(c)) as Record<string, unknown>;
   writeFileSync(file, JSON.stringify({ ...json, result: r }, null, 1));
@@ -174,16 +183,22 @@ async function caseSource(
     const ctx = await httpCaseContext(seeds, new Uint8Array(key));
     const echoSeed = seeds.find((s) => s.name === "echo_string.unary");
     if (echoSeed === undefined) throw new Error("no echo_string HTTP seed was captured");
-    return { regressions: httpRegressions(echoSeed, seed), make: (i) => httpCase(seed, i, ctx) };
+    return {
+      regressions: [...httpRegressions(echoSeed, seed), ...(await findingCases("http", seed))],
+      make: (i) => httpCase(seed, i, ctx),
+    };
   }
   if (name === "shm") {
     return {
-      regressions: shmRegressions(sessionRegressions("shm", echo, seed)),
+      regressions: shmRegressions([...sessionRegressions("shm", echo, seed), ...(await findingCases("shm", seed))]),
       make: async (i) => shmCase(seed, i),
     };
   }
   const seeds: ByteSeed[] = await loadSessionSeeds();
-  return { regressions: sessionRegressions(name, echo, seed), make: (i) => sessionCase(seed, name, i, seeds) };
+  return {
+    regressions: [...sessionRegressions(name, echo, seed), ...(await findingCases(name, seed))],
+    make: (i) => sessionCase(seed, name, i, seeds),
+  };
 }
 
 /** Runs the fuzz campaign; `ok` is false on any hang, crash or failed recovery. */
@@ -218,7 +233,9 @@ export async function runFuzz(opts: HarnessOptions): Promise<{ stats: TransportS
         }
         return r;
       };
-      if (opts.regressions) for (const c of source.regressions) await run(c);
+      if (opts.regressions) {
+        for (const c of source.regressions) if (opts.findings !== false || c.index >= -2) await run(c);
+      }
       for (let i = 0; i < opts.cases; i++) {
         if (opts.timeBudgetMs > 0 && Date.now() - started > opts.timeBudgetMs) {
           s.skipped = opts.cases - i;
@@ -333,7 +350,8 @@ export function failureGroups(stats: readonly TransportStats[], which: "failures
       let outcome: string = r.outcome;
       if (which === "notes") outcome = noteOf(r) ?? r.outcome;
       else if (r.recovery === "failed" && r.outcome !== "hang" && r.outcome !== "crash") outcome = "failed recovery";
-      const key = where ?? `${outcome}: ${r.detail.replace(/\d+/g, "N").slice(0, 100)}`;
+      const what = outcome === "malformed-answer" ? (r.malformed ?? "") : r.detail;
+      const key = where ?? `${outcome}: ${what.replace(/\d+/g, "N").slice(0, 100)}`;
       let g = groups.get(key);
       if (g === undefined) {
         g = { outcomes: new Map(), transports: new Set(), mutators: new Set(), example: f };

@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { decompress } from "fzstd";
 import { caseFromJson, caseToJson, sessionCase, sessionRegressions, splitWrites } from "./cases.js";
+import { findingCases, findings } from "./findings.js";
 import { gzipBomb, zstdBomb, zstdStored } from "./http-cases.js";
 import { allPoints, messagesOf, pointsOf, splitIpc } from "./ipc-walk.js";
 import {
@@ -138,6 +139,41 @@ describe("the issue #21 reproductions", () => {
     );
     assert.ok(cases[0]!.input.kind === "session");
     assert.deepEqual(cases[0]!.input.writes[0], hugeMetadataCount(req).bytes);
+  });
+});
+
+describe("the first campaign's findings", () => {
+  test("are each a small, exact change to a real client request or conversation", async () => {
+    const seeds = await loadSessionSeeds();
+    const all = await findings();
+    assert.equal(all.length, 7);
+    for (const f of all) {
+      const seed = seeds.find((s) => s.name === f.seedName)!.bytes;
+      if (f.name === "input-stream-without-schema") {
+        assert.ok(f.bytes.byteLength < seed.byteLength);
+        continue;
+      }
+      assert.equal(f.bytes.byteLength, seed.byteLength, f.name);
+      const changed = changedBytes(seed, f.bytes);
+      assert.ok(changed.length >= 1 && changed.length <= 8, `${f.name}: ${changed.length} bytes changed`);
+      assert.ok(changed.at(-1)! - changed[0]! < 8, `${f.name}: the change is one field`);
+    }
+  });
+
+  test("become HTTP cases only where they are one request", async () => {
+    const http = await findingCases("http", 1);
+    const tcp = await findingCases("tcp", 1);
+    assert.equal(tcp.length, 7);
+    assert.deepEqual(
+      http.map((c) => c.mutator),
+      [
+        "finding-schema-fields-count",
+        "finding-record-batch-nodes-count",
+        "finding-record-batch-buffers-count",
+        "finding-decimal-field-typed-as-map",
+      ],
+    );
+    assert.ok(tcp.every((c) => c.index <= -3));
   });
 });
 

@@ -72,6 +72,8 @@ export interface CaseResult {
   readonly lingering: boolean;
   /** A pipe worker exited cleanly, but only after `deadlineMs` (a loaded machine, or slow work). */
   readonly slow?: boolean;
+  /** The server's answer is not a readable sequence of IPC streams (why). */
+  readonly malformed?: string;
   readonly recovery: "ok" | "failed" | "not-run";
   /** The answer's first error, the crash signature or what the stuck worker was doing. */
   readonly detail: string;
@@ -143,10 +145,13 @@ export async function readAnswers(bytes: Uint8Array): Promise<Answers> {
   return { streams, dataBatches, errors, firstValue, trailing };
 }
 
-function judge(a: Answers, closed: boolean): { outcome: Outcome; detail: string } {
-  if (a.errors.length > 0) return { outcome: "error", detail: a.errors[0]!.slice(0, 300) };
-  if (a.streams > 0 || a.dataBatches > 0) return { outcome: "answered", detail: `${a.streams} stream(s)` };
-  return closed ? { outcome: "closed", detail: a.trailing } : { outcome: "waiting", detail: a.trailing };
+function judge(a: Answers, closed: boolean): { outcome: Outcome; detail: string; malformed?: string } {
+  // Bytes that stop mid-message may just be cut short; anything else unreadable is the server's fault.
+  const malformed = a.trailing !== "" && !/ended inside/.test(a.trailing) ? { malformed: a.trailing } : {};
+  if (a.errors.length > 0) return { outcome: "error", detail: a.errors[0]!.slice(0, 300), ...malformed };
+  if (a.streams > 0 || a.dataBatches > 0)
+    return { outcome: "answered", detail: `${a.streams} stream(s)`, ...malformed };
+  return { outcome: closed ? "closed" : "waiting", detail: a.trailing, ...malformed };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -393,7 +398,7 @@ abstract class ListeningTarget implements Target {
     open: boolean;
     /** Closes our side and reports whether the server closed within `closeMs`. */
     finish(): Promise<boolean>;
-    judge(): Promise<{ outcome: Outcome; detail: string; status?: number; serverClosed: boolean }>;
+    judge(): Promise<{ outcome: Outcome; detail: string; status?: number; serverClosed: boolean; malformed?: string }>;
   }>;
 
   async run(c: FuzzCase): Promise<CaseResult> {
