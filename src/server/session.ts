@@ -222,15 +222,29 @@ async function serveCalls(
     try {
       await server.track(serveCall(conn, framer, call, request, { input: segments.segment, output: segment }));
     } catch (err) {
-      call.failed(err instanceof FramingLost ? err.error : err);
+      if (!(err instanceof FramingLost)) throw err;
+      // An input stream that left the bytes unframed: serveCall answered what it could (an open
+      // output stream ends with the error), and nothing after it can be read.
+      call.failed(err.error);
       call.end();
-      if (err instanceof FramingLost) {
-        await writeAnswer(conn, call.errorAnswer(EMPTY_SCHEMA, err.error)).catch(() => {});
-        return;
-      }
-      throw err;
+      return;
     }
   }
+}
+
+/**
+ * Reads and drops the input stream a client sends after its stream call was refused or failed
+ * at init, so the next request is framed. Batches that cannot be decoded are dropped too; only
+ * bytes that leave the stream unframed end the session (`FramingLost`).
+ */
+async function discardInput(framer: MessageFramer): Promise<void> {
+  const input = new StreamReader(framer);
+  try {
+    if ((await input.open()) === null) return;
+  } catch (err) {
+    if (err instanceof FramingLost) throw err;
+  }
+  await input.drain();
 }
 
 async function serveCall(
@@ -244,10 +258,7 @@ async function serveCall(
   if (admission.kind === "answer") {
     call.end();
     await writeAnswer(conn, admission.answer);
-    if (admission.drainInput) {
-      const input = new StreamReader(framer);
-      if ((await input.open()) !== null) await input.drain();
-    }
+    if (admission.drainInput) await discardInput(framer);
     return;
   }
   if (admission.kind === "unary") {
@@ -260,15 +271,26 @@ async function serveCall(
     call.end();
     await writeAnswer(conn, opening.answer);
     // The client still sends one input stream; consume it so the next request is framed.
-    const input = new StreamReader(framer);
-    if ((await input.open()) !== null) await input.drain();
+    await discardInput(framer);
     return;
   }
   if (opening.header !== null) await writeAnswer(conn, opening.header);
   const { stream } = opening;
   // As the reference does, read the input stream's schema before opening the output stream.
   const input = new StreamReader(framer);
-  if ((await input.open()) === null) {
+  let inputSchema: Schema | null;
+  try {
+    inputSchema = await input.open();
+  } catch (err) {
+    // No input to run turns on: the output stream carries the error alone.
+    const answer = call.errorAnswer(stream.outputSchema, err instanceof FramingLost ? err.error : err);
+    call.end();
+    await writeAnswer(conn, answer);
+    if (err instanceof FramingLost) throw err;
+    await input.drain();
+    return;
+  }
+  if (inputSchema === null) {
     call.end();
     return; // peer gone before its input stream
   }
@@ -276,6 +298,7 @@ async function serveCall(
   await conn.write([...enc.begin(), ...opening.initLogs.flatMap((b) => enc.batch(b))]);
   let inputDone = false;
   let cancelled = false;
+  let lost: FramingLost | null = null;
   // Borrowed inputs are read over the last one, so every answer written (which may view its
   // input) is handed to the OS before the next input is read; the buffer is let go when the
   // stream ends (answers still queued keep it alive).
@@ -283,7 +306,17 @@ async function serveCall(
   try {
     for (;;) {
       if (flush !== undefined) await flush();
-      let batch = await input.next(flush !== undefined);
+      let batch: RecordBatch | null;
+      try {
+        batch = await input.next(flush !== undefined);
+      } catch (err) {
+        // A malformed input ends the stream with the error on the output schema, as a failed
+        // turn does; the connection goes on only if the bytes are still framed.
+        lost = err instanceof FramingLost ? err : null;
+        const answer = call.errorAnswer(stream.outputSchema, lost === null ? err : lost.error);
+        await conn.write(answer.batches.flatMap((b) => enc.batch(b)));
+        break;
+      }
       if (batch === null) {
         inputDone = true;
         break;
@@ -305,6 +338,7 @@ async function serveCall(
     }
     await conn.write([EOS]);
     call.end(cancelled);
+    if (lost !== null) throw lost;
     if (!inputDone) await input.drain();
   } finally {
     if (flush !== undefined) framer.releaseBorrowed();

@@ -5,12 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { defineProtocol, unary } from "../../src/protocol/methods.js";
-import { t } from "../../src/protocol/types.js";
+import { batchFromColumns, schemaOf } from "../../src/protocol/batch.js";
+import { defineProtocol, exchange, type InputBatch, unary } from "../../src/protocol/methods.js";
+import { type TypeSpec, t } from "../../src/protocol/types.js";
 import { bind, createServer, type RpcServer } from "../../src/server/server.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";
 import { MessageFramer } from "../../src/wire/framer.js";
-import { concatBytes } from "../../src/wire/ipc.js";
+import { concatBytes, encodeStream } from "../../src/wire/ipc.js";
 import { classifyBatch, errorFromMetadata } from "../../src/wire/messages.js";
 import { customMetadataCountAt, fieldPosition, messageSpans, messageTable } from "../helpers/ipc-bytes.js";
 import { readStream, requestBytes } from "../helpers/raw-peer.js";
@@ -18,12 +19,31 @@ import { readStream, requestBytes } from "../helpers/raw-peer.js";
 const Echo = defineProtocol(
   "test.Echo.v1",
   { version: "1.0.0" },
-  { echo: unary({ value: t.utf8() }, t.utf8()), add: unary({ a: t.int64(), b: t.int64() }, t.int64()) },
+  {
+    echo: unary({ value: t.utf8() }, t.utf8()),
+    add: unary({ a: t.int64(), b: t.int64() }, t.int64()),
+    double: exchange({}, { input: { x: t.float64() }, output: { x: t.float64() } }),
+  },
 );
+
+const implementation = {
+  echo: ({ value }: { value: string }) => value,
+  add: ({ a, b }: { a: bigint; b: bigint }) => a + b,
+  double: {
+    init: () => ({}),
+    process(
+      _state: Record<string, never>,
+      input: InputBatch<{ x: TypeSpec<number> }>,
+      out: { emitColumns(c: { x: number[] }): void },
+    ) {
+      out.emitColumns({ x: input.column("x").map((x) => x * 2) });
+    },
+  },
+};
 
 function makeServer(): RpcServer {
   return createServer({
-    protocols: [bind(Echo, { echo: ({ value }) => value, add: ({ a, b }) => a + b })],
+    protocols: [bind(Echo, implementation)],
   });
 }
 
@@ -135,7 +155,7 @@ describe("hostile requests on a session", () => {
 
   it("a message over maxMessageBytes is refused with message_too_large, its body skipped, and the connection keeps serving", async () => {
     const server = createServer({
-      protocols: [bind(Echo, { echo: ({ value }) => value, add: ({ a, b }) => a + b })],
+      protocols: [bind(Echo, implementation)],
       maxMessageBytes: 1024,
     });
     const conn = connect(server);
@@ -143,5 +163,57 @@ describe("hostile requests on a session", () => {
     await expectError(conn, "message_too_large", /exceeds the limit of 1024 bytes/);
     await expectEcho(conn, "usable");
     await conn.close();
+  });
+
+  it("an exchange input that does not fit its schema ends the stream with the error, and the connection keeps serving", async () => {
+    const server = makeServer();
+    const conn = connect(server);
+    await conn.send(concatBytes(requestBytes("double", {}, {}, {}, "test.Echo.v1", "1.0.0")));
+    const In = { x: t.float64() };
+    const input = concatBytes(
+      encodeStream(schemaOf(In), [batchFromColumns(In, { x: [1] }), batchFromColumns(In, { x: [2] })]),
+    ).slice();
+    // The second batch's buffers vector: its values buffer now reaches past the body.
+    const second = messageSpans(input).filter((m) => m.bodyLength > 0)[1]!;
+    const view = new DataView(input.buffer);
+    const header = fieldPosition(input, second.start, messageTable(input, second), 2)!;
+    const table = header + view.getUint32(header, true) - second.start;
+    const buffersRef = fieldPosition(input, second.start, table, 2)!;
+    const vector = buffersRef + view.getUint32(buffersRef, true);
+    view.setUint32(vector + 4 + 16 + 8, 1024, true);
+    await conn.send(input);
+    const out = await conn.read();
+    assert.ok(out, "no output stream");
+    // One output stream: the first turn's answer, then the error on the output schema, then EOS.
+    assert.deepEqual(
+      out.schema.fields.map((f) => f.name),
+      ["x"],
+    );
+    assert.equal(out.batches[0]!.getChildAt(0)!.get(0), 2);
+    const err = errorFromMetadata(out.batches.at(-1)!.metadata);
+    assert.equal(err.kind, "protocol_error");
+    assert.match(err.message, /runs past the body/);
+    await expectEcho(conn, "usable");
+    await conn.close();
+  });
+
+  it("an exchange input stream that leaves the bytes unframed ends the output stream with the error, then the session", async () => {
+    const server = makeServer();
+    const other = connect(server);
+    const conn = connect(server);
+    await conn.send(concatBytes(requestBytes("double", {}, {}, {}, "test.Echo.v1", "1.0.0")));
+    const In = { x: t.float64() };
+    const input = concatBytes(encodeStream(schemaOf(In), [batchFromColumns(In, { x: [1] })])).slice();
+    // The batch's length prefix claims 2^31-1 bytes of header: no Arrow stream has that.
+    const batch = messageSpans(input).find((m) => m.bodyLength > 0)!;
+    new DataView(input.buffer).setInt32(batch.start - 4, 0x7fffffff, true);
+    await conn.send(input);
+    const out = await conn.read();
+    assert.ok(out, "no output stream");
+    assert.equal(out.batches.length, 1);
+    assert.equal(errorFromMetadata(out.batches[0]!.metadata).kind, "protocol_error");
+    await conn.served;
+    await expectEcho(other, "still here");
+    await other.close();
   });
 });
