@@ -134,10 +134,21 @@ export function openStateToken(kind: StateTokenKind, token: Uint8Array, opts: Op
   return openStateTokenWithTime(kind, token, opts).fields;
 }
 
-/** The error for a token issued at `issuedAt` that has outlived `ttlSeconds` at `now` (null: still valid). */
+/**
+ * The error for a token issued at `issuedAt` that has outlived `ttlSeconds` at `now`, or that
+ * claims to be issued more than `ttlSeconds` ahead of `now` (a clock that far off, or a token
+ * minted to outlive its lifetime; the lifetime itself is the tolerance for skew between
+ * instances). Null: still valid.
+ */
 export function expiry(issuedAt: number, ttlSeconds: number, now: number = nowSeconds()): StateTokenError | null {
-  if (ttlSeconds <= 0 || now - issuedAt <= ttlSeconds) return null;
-  return new StateTokenError("expired", `state token expired ${now - issuedAt - ttlSeconds} s ago`);
+  if (ttlSeconds <= 0) return null;
+  if (now - issuedAt > ttlSeconds) {
+    return new StateTokenError("expired", `state token expired ${now - issuedAt - ttlSeconds} s ago`);
+  }
+  if (issuedAt - now > ttlSeconds) {
+    return new StateTokenError("expired", `state token claims to be issued ${issuedAt - now} s in the future`);
+  }
+  return null;
 }
 
 /** `openStateToken`, with the token's issue time. */

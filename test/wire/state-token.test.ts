@@ -115,6 +115,15 @@ describe("state tokens", () => {
     );
   });
 
+  it("is refused when it claims an issue time further ahead than its lifetime, and accepted within it", () => {
+    const token = sealStateToken("cursor", fields, { key, aad, now: 1000 });
+    assert.deepEqual(openStateToken("cursor", token, { key, aad, ttlSeconds: 60, now: 940 }), fields);
+    assert.equal(
+      reason(() => openStateToken("cursor", token, { key, aad, ttlSeconds: 60, now: 939 })),
+      "expired",
+    );
+  });
+
   it("rejects keys of the wrong size and non-base64 text", () => {
     assert.throws(() => sealStateToken("cursor", [], { key: new Uint8Array(16), aad }), TypeError);
     assert.equal(

@@ -760,11 +760,11 @@ class HttpTransport {
       failed = isErrorAnswer(turn.batches);
       cancelled = turn.cancelled;
       if (!turn.done) {
-        const next = this.resealCursor(call, callId, stream, env);
-        if (next === null) failed = true;
+        const next = this.resealCursor(callId, stream, env);
+        if (next instanceof RpcError) failed = true;
         out.push(
-          next === null
-            ? call.errorAnswer(stream.outputSchema, new Error("state serialization failed")).batches[0]!
+          next instanceof RpcError
+            ? call.errorAnswer(stream.outputSchema, next).batches[0]!
             : emptyBatch(
                 stream.outputSchema,
                 new Map([
@@ -792,12 +792,12 @@ class HttpTransport {
   }
 
   /** Seals the stream's current state, or records the failure and returns null. */
-  private resealCursor(call: Call, callId: Uint8Array, stream: OpenStream, env: CallEnv): string | null {
+  /** The next cursor token, or the error sealing the state failed with (a value outside its type). */
+  private resealCursor(callId: Uint8Array, stream: OpenStream, env: CallEnv): string | RpcError {
     try {
       return sealCursorToken(callId, stream.state, stream.method, env.auth, this.keys);
     } catch (err) {
-      call.failed(err);
-      return null;
+      return RpcError.from(err);
     }
   }
 
@@ -868,11 +868,9 @@ class HttpTransport {
     if (!failed) {
       if (producer) {
         if (!turn.done) {
-          const next = this.resealCursor(call, callData.callId, stream, env);
-          if (next === null) {
-            batches = call
-              .errorAnswer(stream.outputSchema, new Error("stream state serialization failed"))
-              .batches.slice();
+          const next = this.resealCursor(callData.callId, stream, env);
+          if (next instanceof RpcError) {
+            batches = call.errorAnswer(stream.outputSchema, next).batches.slice();
             failed = true;
           } else {
             const tokenBatch = emptyBatch(stream.outputSchema, new Map([[STREAM_STATE_KEY, next]]));
@@ -882,12 +880,12 @@ class HttpTransport {
         }
       } else {
         const idx = batches.findIndex((b) => classifyBatch(b) === "data");
-        const next = idx < 0 ? null : this.resealCursor(call, callData.callId, stream, env);
-        if (idx < 0 || next === null) {
-          const err = idx < 0 ? new RpcError("No data batch was emitted", { type: "RuntimeError" }) : undefined;
-          batches = call
-            .errorAnswer(stream.outputSchema, err ?? new Error("stream state serialization failed"))
-            .batches.slice();
+        const next =
+          idx < 0
+            ? new RpcError("No data batch was emitted", { type: "RuntimeError" })
+            : this.resealCursor(callData.callId, stream, env);
+        if (next instanceof RpcError) {
+          batches = call.errorAnswer(stream.outputSchema, next).batches.slice();
           failed = true;
         } else {
           const data = batches[idx]!;

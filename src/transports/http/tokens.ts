@@ -193,7 +193,10 @@ export function sealCursorToken(
   keys: TokenKeyring,
 ): string {
   const { fields, schema } = stateFields(method);
-  const batch = batchFromRows(fields, [state as RowOf<FieldSpecs>], undefined, schema);
+  const batch = batchFromRows(fields, [state as RowOf<FieldSpecs>], undefined, schema, {
+    method: method.name,
+    role: "stream state",
+  });
   const stateBytes = encodeIpcBody(schema, [batch]);
   return seal("cursor", [callId, stateBytes], aad("cursor", method, auth), keys);
 }
