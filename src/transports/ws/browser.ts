@@ -19,9 +19,10 @@ export {
   proxy,
   type StreamOptions,
 } from "../../client/typed.js";
-export { type ErrorCode, type ErrorDetail, RpcError } from "../../errors.js";
+export { type ErrorCode, type ErrorDetail, InvalidValueError, RpcError } from "../../errors.js";
 export { batchFromRows, rowsFromBatch } from "../../protocol/batch.js";
 export { defineProtocol, exchange, producer, unary } from "../../protocol/methods.js";
+export { UnsupportedArrowTypeError } from "../../protocol/type-tokens.js";
 export { type RowOf, t } from "../../protocol/types.js";
 export { connectWebSocket, connectWebSocketClient, type WebSocketClientOptions } from "./client.js";
 export { CloseCode, closeError } from "./shared.js";
