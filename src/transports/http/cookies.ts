@@ -1,5 +1,6 @@
 /** Cookie headers: parsing `Cookie`, formatting `Set-Cookie` (RFC 6265 syntax). */
 import type { CookieOptions } from "../../protocol/context.js";
+import type { CookieJar } from "./calls.js";
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const COOKIE_VALUE = /^[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]*$/;
@@ -52,4 +53,15 @@ export function formatSetCookie(name: string, value: string, options: CookieOpti
   if (options.sameSite !== undefined) out += `; SameSite=${options.sameSite}`;
   if (options.partitioned === true) out += "; Partitioned";
   return out;
+}
+
+/** Collects the `Set-Cookie` headers a unary handler queues, for its answer. */
+export class HeaderCookieJar implements CookieJar {
+  readonly headers: string[] = [];
+  set(name: string, value: string, options: CookieOptions): void {
+    this.headers.push(formatSetCookie(name, value, options, false));
+  }
+  delete(name: string, options: CookieOptions): void {
+    this.headers.push(formatSetCookie(name, "", options, true));
+  }
 }

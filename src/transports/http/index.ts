@@ -15,13 +15,8 @@ export {
   HttpError,
   HttpStream,
 } from "./client.js";
-export {
-  ARROW_CONTENT_TYPE,
-  createHttpHandler,
-  DEFAULT_MAX_REQUEST_BYTES,
-  type HttpHandler,
-  type HttpListener,
-  type HttpListenOptions,
-  type HttpServerOptions,
-  listenHttp,
-} from "./server.js";
+export { DEFAULT_MAX_REQUEST_BYTES, type HttpServerOptions } from "./config.js";
+export { createHttpHandler, type HttpHandler } from "./handler.js";
+export { ARROW_CONTENT_TYPE } from "./headers.js";
+export { type HttpListener, type HttpListenOptions, listenHttp } from "./listen.js";
+export type { BodyTooLarge, UniversalRequest, UniversalResponse } from "./universal.js";

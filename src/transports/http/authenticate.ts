@@ -1,0 +1,33 @@
+/** Authentication of an RPC request: the caller, or the 401 that refuses it. */
+import { type Authenticator, type AuthRequest, authReasonOf } from "../../auth/types.js";
+import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
+import type { RpcServer } from "../../server/server.js";
+import { answer, ok, type Result, unauthorizedReply } from "./replies.js";
+import type { UniversalRequest } from "./universal.js";
+
+/**
+ * Runs `authenticate` on the request line, headers and connection facts (never the body). An
+ * authenticator that throws refuses the request: 401 with the reason it names (`AuthFailure`),
+ * logged as a warning.
+ */
+export async function authenticateRequest(
+  req: UniversalRequest,
+  authenticate: Authenticator | undefined,
+  server: RpcServer,
+): Promise<Result<AuthContext>> {
+  if (authenticate === undefined) return ok(ANONYMOUS);
+  const request: AuthRequest = {
+    method: req.method,
+    path: req.path,
+    headers: req.headers,
+    remoteAddr: req.remoteAddr,
+    peerCertificate: req.peerCertificate,
+  };
+  try {
+    return ok(await authenticate(request));
+  } catch (err) {
+    const reason = authReasonOf(err);
+    server.logger.warn({ remote_addr: req.remoteAddr, auth_reason: reason }, "Auth failure");
+    return answer(unauthorizedReply(reason, `authentication rejected: ${(err as Error)?.message ?? String(err)}`));
+  }
+}

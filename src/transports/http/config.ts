@@ -1,0 +1,132 @@
+/** The HTTP server's options, and what one handler derives from them once. */
+import { randomBytes } from "node:crypto";
+import type { Authenticator } from "../../auth/types.js";
+import type { RpcServer } from "../../server/server.js";
+import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
+import { type Encoding, loadZstd, producibleEncodings } from "./compression.js";
+import {
+  ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER,
+  EXTERNALIZATION_ENABLED_HEADER,
+  MAX_REQUEST_BYTES_HEADER,
+  MAX_RESPONSE_BYTES_HEADER,
+  MIN_RESPONSE_BUDGET_BYTES,
+  SUPPORTED_ENCODINGS_HEADER,
+} from "./headers.js";
+import { DEFAULT_MAX_ZSTD_WINDOW_BYTES } from "./inflate.js";
+import type { TokenKeyring } from "./tokens.js";
+
+/** Default `callTokenCacheEntries`. */
+export const DEFAULT_CALL_TOKEN_CACHE_ENTRIES = 1024;
+/** Default `maxRequestBytes`: 256 MiB. */
+export const DEFAULT_MAX_REQUEST_BYTES = 256 * 1024 * 1024;
+
+/** Options of `createHttpHandler` / `listenHttp`. */
+export interface HttpServerOptions {
+  /** URL prefix of every route, e.g. `/vgi`. Default: `""` (the root). */
+  readonly prefix?: string;
+  /** 32-byte XChaCha20-Poly1305 key sealing stream tokens; share it so instances can continue each other's streams. Default: random per handler. */
+  readonly tokenKey?: Uint8Array;
+  /** Stream token lifetime in seconds (0: never expire). Default: 3600. */
+  readonly tokenTtlSeconds?: number;
+  /**
+   * Call tokens kept opened (decrypted, schemas decoded) for the streams' next turns; each is
+   * checked against its lifetime again when used. 0 opens every turn's afresh. Default: 1024.
+   */
+  readonly callTokenCacheEntries?: number;
+  /**
+   * Largest request body accepted, before and after content decoding, in bytes (null: no cap, not
+   * advertised); a compressed body is refused as soon as its decoded size passes it. Default: 256 MiB.
+   */
+  readonly maxRequestBytes?: number | null;
+  /** Largest window a zstd request body's frame may declare, in bytes (larger: 400). Default: 8 MiB. */
+  readonly maxZstdWindowBytes?: number;
+  /** Largest response body (decoded Arrow bytes) a call may produce; larger ones answer `ResponseTooLargeError`. Min 65536. Default: null (only the client's `VGI-Accept-Max-Response-Bytes` applies). */
+  readonly maxResponseBytes?: number | null;
+  /** Resolves each request's caller; throwing answers 401. `/health` and `OPTIONS` are exempt. Default: every caller anonymous. */
+  readonly authenticate?: Authenticator;
+  /** Compress responses with the client's preferred coding (zstd or gzip); false advertises and produces none. Default: true. */
+  readonly compressResponses?: boolean;
+  /** gzip level for responses (1-9). Default: 6. */
+  readonly gzipLevel?: number;
+  /** zstd level for responses. Default: 1 (the reference's default). */
+  readonly zstdLevel?: number;
+  /** `Cache-Control: max-age` on `OPTIONS` capability answers, in seconds. Default: 300. */
+  readonly capabilitiesMaxAgeSeconds?: number;
+  /**
+   * Unwritten answer bytes on one connection (node:http adapter) above which its next request,
+   * pipelined or not, waits before it is read or run. Default: 1 MiB.
+   */
+  readonly writeHighWaterMark?: number;
+}
+
+/** The options of one handler, checked and with their defaults applied. */
+export interface HttpConfig {
+  readonly server: RpcServer;
+  readonly options: HttpServerOptions;
+  /** `prefix` without trailing slashes. */
+  readonly prefix: string;
+  readonly keys: TokenKeyring;
+  readonly maxRequestBytes: number | null;
+  readonly maxZstdWindowBytes: number;
+  readonly maxResponseBytes: number | null;
+  /** Response codings produced, in preference order (none when `compressResponses` is false). */
+  readonly encodings: readonly Encoding[];
+  readonly levels: { readonly gzip: number; readonly zstd: number };
+  /** Headers every answer carries: the limits and what the server supports. */
+  readonly capabilityHeaders: readonly (readonly [string, string])[];
+  /** The `Cache-Control` value of `OPTIONS` answers. */
+  readonly capabilitiesCacheControl: string;
+  /** The `/health` body, made once. */
+  readonly healthBody: Uint8Array;
+}
+
+const utf8 = new TextEncoder();
+
+/** Checks `options` and derives the handler's configuration; throws on an unusable option. */
+export function resolveConfig(server: RpcServer, options: HttpServerOptions): HttpConfig {
+  const key = options.tokenKey ?? randomBytes(STATE_TOKEN_KEY_BYTES);
+  if (key.byteLength !== STATE_TOKEN_KEY_BYTES) {
+    throw new TypeError(`tokenKey must be ${STATE_TOKEN_KEY_BYTES} bytes, got ${key.byteLength}`);
+  }
+  const cached = options.callTokenCacheEntries ?? DEFAULT_CALL_TOKEN_CACHE_ENTRIES;
+  if (!Number.isInteger(cached) || cached < 0) {
+    throw new RangeError(`callTokenCacheEntries must be an integer >= 0, got ${cached}`);
+  }
+  const keys: TokenKeyring = {
+    key: new Uint8Array(key),
+    ttlSeconds: options.tokenTtlSeconds ?? 3600,
+    ...(cached > 0 ? { openedCalls: new Map(), callTokenCacheEntries: cached } : {}),
+  };
+  const maxRequestBytes = options.maxRequestBytes === undefined ? DEFAULT_MAX_REQUEST_BYTES : options.maxRequestBytes;
+  const maxZstdWindowBytes = options.maxZstdWindowBytes ?? DEFAULT_MAX_ZSTD_WINDOW_BYTES;
+  if (!Number.isSafeInteger(maxZstdWindowBytes) || maxZstdWindowBytes < 0) {
+    throw new RangeError(`maxZstdWindowBytes must be an integer >= 0, got ${maxZstdWindowBytes}`);
+  }
+  const maxResponseBytes = options.maxResponseBytes ?? null;
+  if (maxResponseBytes !== null && maxResponseBytes < MIN_RESPONSE_BUDGET_BYTES) {
+    throw new TypeError(`maxResponseBytes must be at least ${MIN_RESPONSE_BUDGET_BYTES}`);
+  }
+  const encodings = options.compressResponses === false ? [] : producibleEncodings();
+  if (encodings.includes("zstd")) void loadZstd();
+  const caps: [string, string][] = [];
+  if (maxRequestBytes !== null) caps.push([MAX_REQUEST_BYTES_HEADER, String(maxRequestBytes)]);
+  if (maxResponseBytes !== null) caps.push([MAX_RESPONSE_BYTES_HEADER, String(maxResponseBytes)]);
+  caps.push([ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER, "true"]);
+  caps.push([EXTERNALIZATION_ENABLED_HEADER, "false"]);
+  caps.push([SUPPORTED_ENCODINGS_HEADER, encodings.join(", ")]);
+  const primary = [...server.protocols.keys()][0] ?? "";
+  return {
+    server,
+    options,
+    prefix: (options.prefix ?? "").replace(/\/+$/, ""),
+    keys,
+    maxRequestBytes,
+    maxZstdWindowBytes,
+    maxResponseBytes,
+    encodings,
+    levels: { gzip: options.gzipLevel ?? 6, zstd: options.zstdLevel ?? 1 },
+    capabilityHeaders: caps,
+    capabilitiesCacheControl: `public, max-age=${options.capabilitiesMaxAgeSeconds ?? 300}`,
+    healthBody: utf8.encode(JSON.stringify({ status: "ok", server_id: server.serverId, protocol: primary })),
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * The HTTP transport's core: one `UniversalRequest` in, one `UniversalResponse` out, whatever
+ * server carries them. A request goes through small steps (route, authenticate, read the body,
+ * the response budget, resolve the method, run the call), each returning what the next needs or
+ * the reply that ends it; only a failure of the transport itself is thrown, and answered 500.
+ */
+import { frameworkError, RpcError } from "../../errors.js";
+import type { AuthContext } from "../../protocol/context.js";
+import type { ResolvedMethod, RpcServer } from "../../server/server.js";
+import { TRANSPORT_OPTIONS_METHOD } from "../../wire/keys.js";
+import { authenticateRequest } from "./authenticate.js";
+import { contentTypeRefusal, readRequestBody } from "./body.js";
+import { responseBudget } from "./budget.js";
+import { type CallEnv, newRequestId } from "./calls.js";
+import { pickResponseEncoding } from "./compression.js";
+import { type HttpConfig, type HttpServerOptions, resolveConfig } from "./config.js";
+import { parseCookieHeader } from "./cookies.js";
+import { ACCEPT_MAX_RESPONSE_BYTES_HEADER, REQUEST_ID_HEADER } from "./headers.js";
+import {
+  allowReply,
+  answer,
+  errorStreamReply,
+  healthReply,
+  internalErrorReply,
+  methodNotAllowedReply,
+  notFoundReply,
+  ok,
+  type Reply,
+  type Result,
+} from "./replies.js";
+import { typeError } from "./requests.js";
+import { respond } from "./respond.js";
+import { type CallRoute, parseRoute } from "./routes.js";
+import { serveExchange, serveInit } from "./streams.js";
+import { serveUnary } from "./unary.js";
+import type { UniversalRequest, UniversalResponse } from "./universal.js";
+
+/** The transport for one `RpcServer`, independent of any HTTP server. */
+export interface HttpCore {
+  readonly config: HttpConfig;
+  /** Serves one request. Rejects only when the transport itself fails (answer 500 then). */
+  handle(request: UniversalRequest): Promise<UniversalResponse>;
+}
+
+/** Creates the transport core for `server`; throws on an unusable option. */
+export function createHttpCore(server: RpcServer, options: HttpServerOptions): HttpCore {
+  const config = resolveConfig(server, options);
+  return {
+    config,
+    async handle(req) {
+      const requestId = req.headers.get(REQUEST_ID_HEADER) || newRequestId();
+      const coding = pickResponseEncoding(
+        req.headers.get("accept-encoding"),
+        req.headers.get("x-vgi-accept-encoding"),
+        config.encodings,
+      );
+      let reply: Reply;
+      try {
+        reply = await route(config, req, requestId);
+      } catch (err) {
+        const e = RpcError.from(err);
+        server.logger.error({ err: e }, "HTTP transport failure");
+        reply = internalErrorReply(e.message);
+      }
+      return respond(config, req.method, reply, requestId, coding);
+    },
+  };
+}
+
+function route(config: HttpConfig, req: UniversalRequest, requestId: string): Reply | Promise<Reply> {
+  const route = parseRoute(req.method, req.path, config.prefix);
+  switch (route.kind) {
+    case "health":
+      return healthReply(config.healthBody, route.head);
+    case "options":
+      return allowReply(route.allow);
+    case "not-found":
+      return notFoundReply(config.prefix);
+    case "method-not-allowed":
+      if (route.ifHosted !== undefined && !config.server.protocols.has(route.ifHosted)) {
+        return notFoundReply(config.prefix);
+      }
+      return methodNotAllowedReply(route.allow);
+    default:
+      return call(config, req, route, requestId);
+  }
+}
+
+/** The facts of the request a call's context carries (`ctx.transportMetadata`, cookies, trace context). */
+function callEnv(server: RpcServer, req: UniversalRequest, auth: AuthContext): CallEnv {
+  const transportMetadata: Record<string, string> = {};
+  if (req.remoteAddr) transportMetadata.remote_addr = req.remoteAddr;
+  const ua = req.headers.get("user-agent");
+  if (ua) transportMetadata.user_agent = ua;
+  const traceContext: Record<string, string> = {};
+  for (const h of ["traceparent", "tracestate"]) {
+    const v = req.headers.get(h);
+    if (v) traceContext[h] = v;
+  }
+  const idempotencyKey = req.headers.get("idempotency-key") ?? undefined;
+  return {
+    server,
+    transport: "http",
+    transportMetadata,
+    auth,
+    cookies: parseCookieHeader(req.headers.get("cookie")),
+    traceContext,
+    ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+  };
+}
+
+/** The method a route names; 404 when no hosted protocol has it. */
+function resolveMethod(server: RpcServer, protocol: string, method: string): Result<ResolvedMethod> {
+  if (protocol.includes("%")) {
+    return answer(
+      errorStreamReply(
+        server,
+        404,
+        frameworkError(
+          "protocol_not_specified",
+          `Protocol path segment '${protocol}' contains a percent sign. The protocol charset never requires encoding, so this is rejected rather than decoded.`,
+        ),
+      ),
+    );
+  }
+  // Routing errors (bad name, unhosted protocol, no such method) are the dispatch core's, as 404s.
+  try {
+    return ok(server.resolve(protocol, method));
+  } catch (err) {
+    return answer(errorStreamReply(server, 404, RpcError.from(err)));
+  }
+}
+
+/** A route that runs a call: authenticated, its body read, its method resolved and fitting the route. */
+async function call(config: HttpConfig, req: UniversalRequest, route: CallRoute, requestId: string): Promise<Reply> {
+  const { server } = config;
+  const auth = await authenticateRequest(req, config.options.authenticate, server);
+  if (!auth.ok) return auth.reply;
+  const body = await readRequestBody(req, config);
+  if (!body.ok) return body.reply;
+  const budget = responseBudget(server, req.headers.get(ACCEPT_MAX_RESPONSE_BYTES_HEADER), config.maxResponseBytes);
+  if (!budget.ok) return budget.reply;
+  const env = callEnv(server, req, auth.value);
+  if (route.kind === "reserved") {
+    if (route.method !== TRANSPORT_OPTIONS_METHOD) {
+      const error = frameworkError(
+        "method_not_implemented",
+        `This server does not implement the reserved method '${route.method}'.`,
+      );
+      return errorStreamReply(server, 404, error);
+    }
+    const refused = contentTypeRefusal(server, req.headers);
+    if (refused !== null) return refused;
+    return server.track(serveUnary(server, env, null, route.method, body.value, requestId, budget.value));
+  }
+  const resolved = resolveMethod(server, route.protocol, route.method);
+  if (!resolved.ok) return resolved.reply;
+  const method = resolved.value;
+  const kind = method.decl.kind;
+  if (route.kind === "unary" && kind !== "unary") {
+    return errorStreamReply(
+      server,
+      400,
+      typeError(`Stream method '${route.method}' requires /init and /exchange endpoints`),
+    );
+  }
+  if (route.kind === "init" && kind === "unary") {
+    return errorStreamReply(server, 400, typeError(`Method '${route.method}' is not a stream`));
+  }
+  if (route.kind === "exchange" && kind === "unary") {
+    return errorStreamReply(server, 400, typeError(`Method '${route.method}' does not support /exchange`));
+  }
+  const refused = contentTypeRefusal(server, req.headers);
+  if (refused !== null) return refused;
+  if (route.kind === "unary") {
+    return server.track(serveUnary(server, env, method, route.method, body.value, requestId, budget.value));
+  }
+  const stream = { server, keys: config.keys, env, method, requestId, budget: budget.value };
+  return server.track(route.kind === "init" ? serveInit(stream, body.value) : serveExchange(stream, body.value));
+}

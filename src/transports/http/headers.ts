@@ -1,0 +1,25 @@
+/**
+ * The names the HTTP transport puts on the wire, shared by server and client. No imports: the
+ * client side bundles for browsers.
+ */
+
+/** The Arrow IPC stream media type every RPC body uses. */
+export const ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream";
+/** `true` on a 200 answer whose body is an error stream (a method error). */
+export const RPC_ERROR_HEADER = "X-VGI-RPC-Error";
+/** Taken from the request (or minted) and echoed on its answer. */
+export const REQUEST_ID_HEADER = "X-Request-ID";
+export const MAX_REQUEST_BYTES_HEADER = "VGI-Max-Request-Bytes";
+export const MAX_RESPONSE_BYTES_HEADER = "VGI-Max-Response-Bytes";
+/** The largest decoded answer body the client accepts. */
+export const ACCEPT_MAX_RESPONSE_BYTES_HEADER = "VGI-Accept-Max-Response-Bytes";
+export const ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER = "VGI-Accept-Max-Response-Bytes-Support";
+export const SUPPORTED_ENCODINGS_HEADER = "VGI-Supported-Encodings";
+export const EXTERNALIZATION_ENABLED_HEADER = "VGI-Externalization-Enabled";
+/** The reason code of a 401. */
+export const AUTH_REASON_HEADER = "VGI-Auth-Reason";
+
+/** The smallest response budget either side accepts (`VGI-Accept-Max-Response-Bytes`, `maxResponseBytes`). */
+export const MIN_RESPONSE_BUDGET_BYTES = 65536;
+/** The largest response budget a client may ask for: 2^53-1. */
+export const MAX_RESPONSE_BUDGET_BYTES = 2 ** 53 - 1;

@@ -1,0 +1,101 @@
+/**
+ * The request batch of a call route: decoded from the body, checked against the path, and the
+ * replies admission can end a call with.
+ */
+import type { RecordBatch } from "apache-arrow";
+import { frameworkError, RpcError } from "../../errors.js";
+import type { ResolvedMethod, RpcServer } from "../../server/server.js";
+import { withMetadata } from "../../wire/batches.js";
+import { METHOD_KEY, PROTOCOL_KEY } from "../../wire/keys.js";
+import { classifyBatch, type Origin } from "../../wire/messages.js";
+import type { Answer } from "./calls.js";
+import { decodeIpcBody } from "./ipc-body.js";
+import { answer, arrowReply, errorStreamReply, ok, type Reply, type Result, unauthorizedReply } from "./replies.js";
+
+/** The `TypeError` the reference answers a request that does not fit its route with. */
+export function typeError(message: string): RpcError {
+  return new RpcError(message, { type: "TypeError", code: "INVALID_ARGUMENT" });
+}
+
+/** True when a stream of batches ends in an error batch. */
+export function isErrorAnswer(batches: readonly RecordBatch[]): boolean {
+  const last = batches[batches.length - 1];
+  return last !== undefined && classifyBatch(last) === "error";
+}
+
+/** The body's first batch (null: none); 400 when the body is not a readable Arrow stream. */
+export async function decodeRequest(server: RpcServer, body: Uint8Array): Promise<Result<RecordBatch | null>> {
+  try {
+    const decoded = await decodeIpcBody(body, server.maxMessageBytes);
+    return ok(decoded.batches[0] ?? null);
+  } catch (err) {
+    return answer(errorStreamReply(server, 400, RpcError.from(err)));
+  }
+}
+
+/**
+ * Checks the request's metadata against the path: the method must match; the protocol must agree
+ * when present, and is filled in from the path when absent. 400 otherwise.
+ */
+export function checkRequest(
+  server: RpcServer,
+  request: RecordBatch | null,
+  resolved: ResolvedMethod | null,
+  method: string,
+): Result<RecordBatch | null> {
+  if (request === null) return ok(null);
+  const md = request.metadata;
+  const ipcMethod = md.get(METHOD_KEY);
+  if (ipcMethod !== undefined && ipcMethod !== method) {
+    return answer(
+      errorStreamReply(
+        server,
+        400,
+        typeError(
+          `Method name mismatch: URL path has '${method}' but Arrow IPC custom_metadata 'vgi_rpc.method' has '${ipcMethod}'. These must match.`,
+        ),
+      ),
+    );
+  }
+  if (resolved === null) return ok(request);
+  const declared = md.get(PROTOCOL_KEY);
+  if (declared === undefined || declared === "") {
+    const patched = new Map(md);
+    patched.set(PROTOCOL_KEY, resolved.protocol.name);
+    return ok(withMetadata(request, patched));
+  }
+  if (declared !== resolved.protocol.name) {
+    return answer(
+      errorStreamReply(
+        server,
+        400,
+        frameworkError(
+          "protocol_not_supported",
+          `Protocol mismatch: the request path resolved to '${resolved.protocol.name}' but the Arrow IPC custom_metadata 'vgi_rpc.protocol' says '${declared}'. These must agree.`,
+        ),
+      ),
+    );
+  }
+  return ok(request);
+}
+
+/**
+ * A call the method's security requirements refused, as HTTP says it: an anonymous caller gets
+ * the standard 401 envelope (what the reference's clients parse for any 401); an identified one
+ * a 403 carrying the error stream. Null for any other error.
+ */
+export function refusalReply(server: RpcServer, error: RpcError | null, origin: Origin): Reply | null {
+  if (error?.kind === "unauthenticated") {
+    return unauthorizedReply("missing_credential", error.message, error.kind);
+  }
+  if (error?.kind === "permission_denied") return errorStreamReply(server, 403, error, origin);
+  return null;
+}
+
+/** The reply to a request admission answered itself: a refusal, 400 for an error, else 200. */
+export function admissionReply(server: RpcServer, error: RpcError | null, origin: Origin, refused: Answer): Reply {
+  return (
+    refusalReply(server, error, origin) ??
+    arrowReply(isErrorAnswer(refused.batches) ? 400 : 200, refused.schema, refused.batches)
+  );
+}

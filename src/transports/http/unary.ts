@@ -1,0 +1,45 @@
+/** A unary call over HTTP (`POST {prefix}/{protocol}/{method}`, and the reserved methods). */
+import type { ResolvedMethod, RpcServer } from "../../server/server.js";
+import { encodeStream } from "../../wire/ipc.js";
+import { budgetedAnswer } from "./budget.js";
+import { type CallEnv, withCall } from "./calls.js";
+import { HeaderCookieJar } from "./cookies.js";
+import { errorStreamReply, type Reply } from "./replies.js";
+import { admissionReply, checkRequest, decodeRequest, isErrorAnswer, typeError } from "./requests.js";
+
+/**
+ * Runs one unary call from its request body: the answer stream under the response budget, with
+ * the `Set-Cookie` headers the handler queued. `resolved` is null for a reserved method, which
+ * admission answers itself.
+ */
+export async function serveUnary(
+  server: RpcServer,
+  env: CallEnv,
+  resolved: ResolvedMethod | null,
+  method: string,
+  body: Uint8Array,
+  requestId: string,
+  budget: number | null,
+): Promise<Reply> {
+  const decoded = await decodeRequest(server, body);
+  if (!decoded.ok) return decoded.reply;
+  const request = checkRequest(server, decoded.value, resolved, method);
+  if (!request.ok) return request.reply;
+  const jar = new HeaderCookieJar();
+  const reply = await withCall({ ...env, cookieJar: jar }, requestId, async (call) => {
+    const admission = call.admit(request.value);
+    if (admission.kind === "answer") return admissionReply(server, call.error, call.origin, admission.answer);
+    if (admission.kind !== "unary") {
+      return errorStreamReply(
+        server,
+        400,
+        typeError(`Stream method '${method}' requires /init and /exchange endpoints`),
+      );
+    }
+    const answer = await call.unary(admission.method, admission.params);
+    const failed = isErrorAnswer(answer.batches);
+    return budgetedAnswer(call, encodeStream(answer.schema, answer.batches), failed, budget, answer.schema);
+  });
+  for (const c of jar.headers) reply.headers.push(["Set-Cookie", c]);
+  return reply;
+}
