@@ -199,6 +199,24 @@ describe("HTTP client → our server in process", () => {
     await assert.rejects(s.exchange([{ x: 1 }]), /closed or cancelled/);
   });
 
+  test("call, stream and exchange work without a proxy, typed as on RpcClient", async () => {
+    const sum: number = await client.call(Proto, "add", { a: 1, b: 2 });
+    assert.equal(sum, 3);
+    await rejectsRpc(client.call(Proto, "fail", { message: "direct" }), (e) => assert.equal(e.message, "direct"));
+    const s = await client.stream(Proto, "count", { n: 2n });
+    const total: bigint = s.header.total;
+    assert.equal(total, 2n);
+    assert.deepEqual(await s.toArray(), [{ i: 0n }, { i: 1n }]);
+    const x = await client.exchange(Proto, "scale", { factor: 3 });
+    const rows: { x: number }[] = await x.exchange([{ x: 2 }]);
+    assert.deepEqual(rows, [{ x: 6 }]);
+    await x.close();
+    const before = cancelled;
+    const ticks = await client.stream(Proto, "ticker", {}, { signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    assert.ok(ticks instanceof Error, "an aborted signal refuses the stream before it opens");
+    assert.equal(cancelled, before);
+  });
+
   test("cancel: producer break and exchange cancel() reach onCancel", async () => {
     cancelled = 0;
     for await (const r of await proxy(client, Proto).ticker()) if (r.i === 2n) break;
