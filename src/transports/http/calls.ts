@@ -85,12 +85,10 @@ class CallHandle implements HttpCall {
     return admit(this.call, request);
   }
 
-  async unary(method: ResolvedMethod, params: Record<string, unknown>): Promise<Answer> {
-    try {
-      return await runUnary(this.call, method, params);
-    } catch (err) {
-      return this.call.errorAnswer(method.schemas.result, err);
-    }
+  unary(method: ResolvedMethod, params: Record<string, unknown>): Promise<Answer> {
+    return runUnary(this.call, method, params).catch((err: unknown) =>
+      this.call.errorAnswer(method.schemas.result, err),
+    );
   }
 
   open(method: ResolvedMethod, params: Record<string, unknown>): Promise<StreamOpening> {
@@ -130,14 +128,22 @@ class CallHandle implements HttpCall {
  * Runs `work` as one call's life: the call starts here and ends (its record, statistics and span
  * out) when `work` settles, a failure of `work` itself recorded as the call's.
  */
-export async function withCall<T>(env: CallEnv, requestId: string, work: (call: HttpCall) => Promise<T>): Promise<T> {
+export function withCall<T>(env: CallEnv, requestId: string, work: (call: HttpCall) => Promise<T>): Promise<T> {
   const handle = new CallHandle(new Call(env, requestId));
-  try {
-    return await work(handle);
-  } catch (err) {
+  const failed = (err: unknown): Promise<never> => {
     handle.call.failed(err);
-    throw err;
-  } finally {
     handle.call.end(handle.isCancelled);
+    return Promise.reject(err);
+  };
+  let running: Promise<T>;
+  try {
+    running = work(handle);
+  } catch (err) {
+    return failed(err);
   }
+  // Settled by hand rather than in an async frame with a finally: one promise less per call.
+  return running.then((value) => {
+    handle.call.end(handle.isCancelled);
+    return value;
+  }, failed);
 }

@@ -9,12 +9,17 @@ export const ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream";
 export const RPC_ERROR_HEADER = "X-VGI-RPC-Error";
 /** Taken from the request (or minted) and echoed on its answer. */
 export const REQUEST_ID_HEADER = "X-Request-ID";
+/** The server's request body cap, advertised on every answer. */
 export const MAX_REQUEST_BYTES_HEADER = "VGI-Max-Request-Bytes";
+/** The server's response body cap, advertised when it has one. */
 export const MAX_RESPONSE_BYTES_HEADER = "VGI-Max-Response-Bytes";
 /** The largest decoded answer body the client accepts. */
 export const ACCEPT_MAX_RESPONSE_BYTES_HEADER = "VGI-Accept-Max-Response-Bytes";
+/** `true`: the server honours `VGI-Accept-Max-Response-Bytes`. */
 export const ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER = "VGI-Accept-Max-Response-Bytes-Support";
+/** The response codings the server produces, in its preference order. */
 export const SUPPORTED_ENCODINGS_HEADER = "VGI-Supported-Encodings";
+/** `false`: answers never point at external storage. */
 export const EXTERNALIZATION_ENABLED_HEADER = "VGI-Externalization-Enabled";
 /** The reason code of a 401. */
 export const AUTH_REASON_HEADER = "VGI-Auth-Reason";

@@ -43,6 +43,7 @@ export function answer(reply: Reply): { readonly ok: false; readonly reply: Repl
 
 const utf8 = new TextEncoder();
 
+/** A JSON body under `status`. */
 export function jsonReply(status: number, value: unknown): Reply {
   return { status, headers: [], body: [utf8.encode(JSON.stringify(value))], contentType: "application/json" };
 }
@@ -97,12 +98,14 @@ export function allowReply(methods: string): Reply {
   return { status: 200, headers: [["Allow", methods]], body: [], contentType: "" };
 }
 
+/** 405 with the methods the route takes. */
 export function methodNotAllowedReply(methods: string): Reply {
   const reply = jsonReply(405, { title: "405 Method Not Allowed" });
   reply.headers.push(["Allow", methods]);
   return reply;
 }
 
+/** The reference's HTML 404, naming where the RPC routes live. */
 export function notFoundReply(prefix: string): Reply {
   const body = utf8.encode(
     `<!DOCTYPE html><html><head><meta charset="utf-8"><title>404 Not Found</title></head><body><h1>404 Not Found</h1><p>This is a vgi-rpc service. RPC endpoints live under <code>${prefix.replace(/[<>&"]/g, "")}/{protocol}/{method}</code>.</p></body></html>`,
