@@ -51,6 +51,10 @@ export function parseErrorCode(value: unknown): ErrorCode {
  *   requires (HTTP 403).
  * - `idempotency_key_required`: a method called `ctx.requireIdempotencyKey()` and the client sent
  *   no `Idempotency-Key`.
+ * - `cancelled`: the call was aborted before it finished: its peer went away, or its listener shut
+ *   down and the grace for calls in flight ran out.
+ * - `deadline_exceeded`: the call ran past its deadline (the server's `callTimeoutMs`, or the
+ *   client's timeout sent with the request).
  */
 export type FrameworkErrorKind =
   | "method_not_implemented"
@@ -65,7 +69,9 @@ export type FrameworkErrorKind =
   | "cookie_not_allowed"
   | "unauthenticated"
   | "permission_denied"
-  | "idempotency_key_required";
+  | "idempotency_key_required"
+  | "cancelled"
+  | "deadline_exceeded";
 
 /** A structured error detail (`vgi_rpc.error_details` entry); `@type` names its schema. */
 export type ErrorDetail = Readonly<Record<string, unknown>> & { readonly "@type": string };
@@ -226,6 +232,8 @@ export function frameworkError(
     unauthenticated: ["AuthenticationError", "UNAUTHENTICATED"],
     permission_denied: ["PermissionError", "PERMISSION_DENIED"],
     idempotency_key_required: ["IdempotencyKeyRequiredError", "INVALID_ARGUMENT"],
+    cancelled: ["CancelledError", "CANCELLED"],
+    deadline_exceeded: ["DeadlineExceededError", "DEADLINE_EXCEEDED"],
   };
   const [type, code] = defaults[kind];
   return new RpcError(message, { type: opts.type ?? type, code: opts.code ?? code, kind, ...opts });

@@ -203,6 +203,12 @@ export class Call {
   /** The OpenTelemetry context handlers run in (the call's span active). */
   otelContext: Context = ROOT_CONTEXT;
   private loggerValue: Logger | null = null;
+  /** Made when a handler first reads `ctx.signal` (most never do). */
+  private controller: AbortController | null = null;
+  private abortReason: RpcError | null = null;
+  /** Who waits for an abort: `whenAborted` callers, and `unlessAborted`'s race. */
+  private abortWaiters: ((reason: RpcError) => void)[] | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly env: CallEnv,
@@ -220,6 +226,78 @@ export class Call {
   /** The error the call failed with, if it failed. */
   get error(): RpcError | null {
     return this.failure;
+  }
+
+  /** The signal handlers see as `ctx.signal` (see `abort`). */
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.abortReason !== null) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  /** Why the call was aborted, or null. */
+  get abortedWith(): RpcError | null {
+    return this.abortReason;
+  }
+
+  /** Aborts the call (the first reason wins; nothing happens once it ended): `ctx.signal` fires. */
+  abort(reason: RpcError): void {
+    if (this.abortReason !== null || this.ended) return;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+    const waiters = this.abortWaiters;
+    this.abortWaiters = null;
+    if (waiters !== null) for (const w of waiters) w(reason);
+  }
+
+  private onAborted(waiter: (reason: RpcError) => void): void {
+    if (this.abortWaiters === null) this.abortWaiters = [waiter];
+    else this.abortWaiters.push(waiter);
+  }
+
+  /** Resolves with the abort reason when the call is aborted (never otherwise). */
+  whenAborted(): Promise<RpcError> {
+    if (this.abortReason !== null) return Promise.resolve(this.abortReason);
+    return new Promise((resolve) => this.onAborted(resolve));
+  }
+
+  /**
+   * `work`'s result, unless the call is aborted first: then `onAbort(reason)`'s (and `work`'s
+   * eventual result is dropped). `work` must not reject.
+   */
+  unlessAborted<T>(work: Promise<T>, onAbort: (reason: RpcError) => T): Promise<T> {
+    if (this.abortReason !== null) return Promise.resolve(onAbort(this.abortReason));
+    return new Promise<T>((resolve) => {
+      let settled = false;
+      const waiter = (reason: RpcError) => {
+        if (settled) return;
+        settled = true;
+        resolve(onAbort(reason));
+      };
+      this.onAborted(waiter);
+      void work.then((value) => {
+        if (settled) return;
+        settled = true;
+        const waiters = this.abortWaiters;
+        if (waiters !== null) {
+          const i = waiters.indexOf(waiter);
+          if (i >= 0) waiters.splice(i, 1);
+        }
+        resolve(value);
+      });
+    });
+  }
+
+  /** Aborts the call with `deadline_exceeded` after `ms` unless it ended first. */
+  deadline(ms: number): void {
+    if (this.deadlineTimer !== null || this.ended) return;
+    this.deadlineTimer = setTimeout(
+      () => this.abort(frameworkError("deadline_exceeded", `the call did not finish within its deadline of ${ms} ms`)),
+      ms,
+    );
+    this.deadlineTimer.unref();
   }
 
   /** Records output batches as they are written. */
@@ -300,6 +378,8 @@ export class Call {
   end(cancelled = false): void {
     if (this.ended) return;
     this.ended = true;
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.abortWaiters = null;
     const server = this.env.server;
     if (this.span === null && !server.observed) return;
     const owner = this.method?.protocol ?? server.protocols.values().next().value!;
@@ -380,7 +460,11 @@ export class Call {
       );
     };
     const idempotencyKey = this.idempotencyKey;
+    const call = this;
     return {
+      get signal() {
+        return call.signal;
+      },
       idempotencyKey,
       requireIdempotencyKey: () => {
         if (idempotencyKey !== null) return idempotencyKey;

@@ -105,6 +105,12 @@ export interface ServerOptions {
    */
   readonly maxMessageBytes?: number;
   /**
+   * Longest a call may run, in ms, before it is aborted with `deadline_exceeded` (its handler's
+   * `ctx.signal` fires; a unary call is answered with the error at once, a stream ends with it).
+   * A client's own shorter timeout, sent with the request, wins. Default: none.
+   */
+  readonly callTimeoutMs?: number;
+  /**
    * Called once per call when it ends, with its statistics, outcome and identity — the one hook
    * that access logs, metrics and spans are fed from. Default: none. Errors it throws are ignored.
    */
@@ -125,6 +131,8 @@ export interface RpcServer {
   /** Whether error batches carry stack traces (see `ServerOptions.includeTracebacks`). */
   readonly includeTracebacks: boolean;
   readonly maxMessageBytes: number;
+  /** The server's call deadline in ms (`ServerOptions.callTimeoutMs`), or null for none. */
+  readonly callTimeoutMs: number | null;
   /** The server's logger (silent unless one was given). */
   readonly logger: Logger;
   /** Hosted protocols in registration order (reflection last). */
@@ -197,6 +205,13 @@ function host(binding: Binding): HostedProtocol {
 /** The package version, reported as `server_version`. */
 export const QUIVER_VERSION = "0.1.0";
 
+/** A positive whole number of ms, or null when absent; anything else is refused. */
+function positiveMs(name: string, ms: number | undefined): number | null {
+  if (ms === undefined) return null;
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new RangeError(`${name} must be a positive integer (ms), got ${ms}`);
+  return ms;
+}
+
 /** Default `maxMessageBytes`: 256 MiB, as the HTTP transport's default `maxRequestBytes`. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
 
@@ -267,6 +282,7 @@ export function createServer(opts: ServerOptions): RpcServer {
     serverVersion,
     includeTracebacks: opts.includeTracebacks ?? false,
     maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    callTimeoutMs: positiveMs("callTimeoutMs", opts.callTimeoutMs),
     logger: opts.logger ?? pino({ level: "silent" }),
     protocols,
     securitySchemes,
