@@ -27,6 +27,7 @@ import { methodSchemas } from "../protocol/methods.js";
 import { typeText } from "../protocol/type-tokens.js";
 import type { FieldSpecs, RowOf, TypeSpec, ValueOf } from "../protocol/types.js";
 import { batchFromData, EMPTY_SCHEMA } from "../wire/batches.js";
+import { TIMEOUT_MS_KEY } from "../wire/keys.js";
 import {
   type CallChannel,
   type CallTarget,
@@ -84,14 +85,28 @@ export interface CallOptions {
   readonly idempotencyKey?: string;
   /** A request id to correlate logs with (`vgi_rpc.request_id`; the server's `ctx.requestId`). Default: the server mints one. */
   readonly requestId?: string;
+  /**
+   * How long the call may take, in ms: sent with the request (`quiver.timeout_ms`), so a quiver
+   * server aborts the call when it passes and answers `deadline_exceeded` (a server that does not
+   * know the key ignores it; the client's own `timeoutMs` still bounds each wait). Default: none.
+   */
+  readonly timeoutMs?: number;
 }
 
 /** The request metadata a call's options ask for, or undefined when they ask for none. */
 function extraMetadata(opts: CallOptions): RequestMetadata | undefined {
-  if (opts.idempotencyKey === undefined && opts.requestId === undefined) return opts.metadata;
+  if (opts.idempotencyKey === undefined && opts.requestId === undefined && opts.timeoutMs === undefined) {
+    return opts.metadata;
+  }
   const md = new Map(opts.metadata ?? []);
   if (opts.idempotencyKey !== undefined) md.set("idempotency-key", opts.idempotencyKey);
   if (opts.requestId !== undefined) md.set("vgi_rpc.request_id", opts.requestId);
+  if (opts.timeoutMs !== undefined) {
+    if (!Number.isSafeInteger(opts.timeoutMs) || opts.timeoutMs <= 0) {
+      throw new RangeError(`timeoutMs must be a positive integer (ms), got ${opts.timeoutMs}`);
+    }
+    md.set(TIMEOUT_MS_KEY, String(opts.timeoutMs));
+  }
   return md;
 }
 

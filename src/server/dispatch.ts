@@ -206,8 +206,10 @@ export class Call {
   /** Made when a handler first reads `ctx.signal` (most never do). */
   private controller: AbortController | null = null;
   private abortReason: RpcError | null = null;
-  /** Who waits for an abort: `whenAborted` callers, and `unlessAborted`'s race. */
+  /** Who waits for an abort (`whenAborted`). */
   private abortWaiters: ((reason: RpcError) => void)[] | null = null;
+  /** The work `unlessAborted` is racing, answered with the reason on abort. */
+  private race: ((reason: RpcError) => void) | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -247,6 +249,9 @@ export class Call {
     if (this.abortReason !== null || this.ended) return;
     this.abortReason = reason;
     this.controller?.abort(reason);
+    const race = this.race;
+    this.race = null;
+    race?.(reason);
     const waiters = this.abortWaiters;
     this.abortWaiters = null;
     if (waiters !== null) for (const w of waiters) w(reason);
@@ -265,26 +270,17 @@ export class Call {
 
   /**
    * `work`'s result, unless the call is aborted first: then `onAbort(reason)`'s (and `work`'s
-   * eventual result is dropped). `work` must not reject.
+   * eventual result is dropped). `work` must not reject. A call races one piece of work at a time
+   * (its handler, then each turn), so one slot holds the race.
    */
   unlessAborted<T>(work: Promise<T>, onAbort: (reason: RpcError) => T): Promise<T> {
     if (this.abortReason !== null) return Promise.resolve(onAbort(this.abortReason));
     return new Promise<T>((resolve) => {
-      let settled = false;
-      const waiter = (reason: RpcError) => {
-        if (settled) return;
-        settled = true;
-        resolve(onAbort(reason));
-      };
-      this.onAborted(waiter);
+      const race = (reason: RpcError) => resolve(onAbort(reason));
+      this.race = race;
       void work.then((value) => {
-        if (settled) return;
-        settled = true;
-        const waiters = this.abortWaiters;
-        if (waiters !== null) {
-          const i = waiters.indexOf(waiter);
-          if (i >= 0) waiters.splice(i, 1);
-        }
+        if (this.race !== race) return; // aborted first: already answered
+        this.race = null;
         resolve(value);
       });
     });
@@ -380,6 +376,7 @@ export class Call {
     this.ended = true;
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.abortWaiters = null;
+    this.race = null;
     const server = this.env.server;
     if (this.span === null && !server.observed) return;
     const owner = this.method?.protocol ?? server.protocols.values().next().value!;

@@ -184,7 +184,13 @@ export class ActiveStream implements ActiveCall {
    * stream (finished, failed, cancelled) the call ends with it.
    */
   async turn(input: RecordBatch): Promise<TurnResult> {
-    const result = await runTurn(this.call, this.open, input);
+    // A turn still running when the call is aborted is answered with the reason; what the
+    // handler emits afterwards is dropped, as a unary call's late result is.
+    const result = await this.call.unlessAborted(runTurn(this.call, this.open, input), (reason) => ({
+      batches: this.call.errorAnswer(this.open.outputSchema, reason).batches,
+      done: true,
+      cancelled: false,
+    }));
     if (result.done) this.end(result.cancelled);
     return result;
   }
