@@ -97,6 +97,7 @@ export {
   type ValueOf,
 } from "./protocol/types.js";
 export type { Connection } from "./server/connection.js";
+export type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./server/interceptors.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";
 export {
   type Binding,

@@ -6,18 +6,7 @@
  * how bytes arrive and leave differs.
  */
 import { randomFillSync } from "node:crypto";
-import {
-  type Context,
-  context,
-  isSpanContextValid,
-  ProxyTracerProvider,
-  propagation,
-  ROOT_CONTEXT,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-} from "@opentelemetry/api";
+import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
 import { frameworkError, RpcError } from "../errors.js";
@@ -38,13 +27,23 @@ import {
   REQUEST_VERSION_KEY,
   SERVER_ID_KEY,
   STREAM_STATE_KEY,
-  TRACEPARENT_KEY,
-  TRACESTATE_KEY,
   TRANSPORT_OPTIONS_METHOD,
   TRANSPORT_SHM_KEY,
 } from "../wire/keys.js";
 import { errorBatch, isCancelBatch, type Origin } from "../wire/messages.js";
 import { LogBuffer, TurnCollector } from "./collector.js";
+import {
+  type CallHandler,
+  type CallInterceptor,
+  type CallOutcome,
+  chain,
+  needsSpan,
+  observingInterceptor,
+  type ServerCall,
+  spanIds,
+  type TraceCarrier,
+  tracingInterceptor,
+} from "./interceptors.js";
 import { resolveInjected, securityRefusal } from "./security.js";
 import type { ResolvedMethod, RpcServer } from "./server.js";
 import { type CallStatistics, newStatistics, recordInput, recordOutput } from "./stats.js";
@@ -165,21 +164,102 @@ function requestShape(schema: Schema): NonNullable<CallRecord["requestFields"]> 
   return shape;
 }
 
-/** True while no tracer provider is registered (the global one is the API's empty proxy). */
-function noTracer(): boolean {
-  const provider = trace.getTracerProvider();
-  return provider instanceof ProxyTracerProvider && provider.getDelegateTracer("quiver-rpc") === undefined;
-}
-
-function isEmpty(record: Readonly<Record<string, string>> | undefined): boolean {
-  if (record === undefined) return true;
-  for (const _ in record) return false;
-  return true;
-}
-
 /** A fresh 16-hex-digit request id (from the same pool as the calls' own ids). */
 export function newRequestId(): string {
   return hex(8);
+}
+
+const TRACING = tracingInterceptor((call) => (call as CallView).call.env.traceContext);
+
+/** Each server's built-in interceptors (observers, tracing) before its own, by which apply. */
+const chains = new WeakMap<RpcServer, Map<number, readonly CallInterceptor[]>>();
+
+/**
+ * The interceptors a call runs through: the observers' when the server has any, tracing when the
+ * call needs a span, then the server's own. Usually the same few lists, made once per server.
+ */
+function callInterceptors(
+  server: RpcServer,
+  requestMetadata: ReadonlyMap<string, string>,
+  carrier: TraceCarrier | undefined,
+): readonly CallInterceptor[] {
+  const key = (server.observed ? 1 : 0) | (needsSpan(requestMetadata, carrier) ? 2 : 0);
+  if (key === 0) return server.interceptors;
+  let memo = chains.get(server);
+  if (memo === undefined) {
+    memo = new Map();
+    chains.set(server, memo);
+  }
+  let list = memo.get(key);
+  if (list === undefined) {
+    const made: CallInterceptor[] = [];
+    if (key & 1) {
+      made.push(
+        observingInterceptor(
+          (view, outcome) => (view as CallView).call.record(outcome, view),
+          (record) => server.notify(record),
+          (view) => (view as CallView).call.t0,
+        ),
+      );
+    }
+    if (key & 2) made.push(TRACING);
+    made.push(...server.interceptors);
+    list = made;
+    memo.set(key, list);
+  }
+  return list;
+}
+
+/** A call as its interceptors see it. */
+class CallView implements ServerCall {
+  constructor(readonly call: Call) {}
+
+  get serverId(): string {
+    return this.call.origin.serverId;
+  }
+  get requestId(): string {
+    return this.call.origin.requestId;
+  }
+  get transport(): string {
+    return this.call.env.transport;
+  }
+  get protocol(): string {
+    return this.call.method?.protocol.name ?? "";
+  }
+  get method(): string {
+    return this.call.methodName;
+  }
+  get methodType(): "unary" | "stream" {
+    const m = this.call.method;
+    return m === null || m.decl.kind === "unary" ? "unary" : "stream";
+  }
+  get streamId(): string {
+    return this.call.streamId;
+  }
+  get auth(): AuthContext {
+    return this.call.env.auth;
+  }
+  get transportMetadata(): Readonly<Record<string, string>> {
+    return this.call.env.transportMetadata;
+  }
+  get requestMetadata(): ReadonlyMap<string, string> {
+    return this.call.requestMetadata;
+  }
+  get signal(): AbortSignal {
+    return this.call.signal;
+  }
+  get startedAt(): Date {
+    return this.call.startedAt;
+  }
+  get stats(): Readonly<CallStatistics> {
+    return this.call.stats;
+  }
+  get otelContext(): Context {
+    return this.call.otelContext;
+  }
+  set otelContext(value: Context) {
+    this.call.otelContext = value;
+  }
 }
 
 /** One call's bookkeeping, from request to the end of its last turn. */
@@ -190,7 +270,7 @@ export class Call {
   readonly stats: CallStatistics = newStatistics();
   /** Wall-clock start in ms (the Date is made only for a call record). */
   private readonly startedMs = Date.now();
-  private readonly t0 = performance.now();
+  readonly t0 = performance.now();
   method: ResolvedMethod | null = null;
   methodName = "";
   streamId = "";
@@ -199,7 +279,13 @@ export class Call {
   requestRows = 0;
   private failure: RpcError | null = null;
   private ended = false;
-  private span: Span | null = null;
+  /** The call as interceptors see it, once its chain started. */
+  private view: CallView | null = null;
+  /** Settles when the interceptor chain reaches the call (see `begin`); null without a chain. */
+  entered: Promise<void> | null = null;
+  /** Resolves the innermost link of the chain with the call's outcome. */
+  private finish: ((outcome: CallOutcome) => void) | null = null;
+  private outcome: CallOutcome | null = null;
   /** The OpenTelemetry context handlers run in (the call's span active). */
   otelContext: Context = ROOT_CONTEXT;
   private loggerValue: Logger | null = null;
@@ -322,34 +408,46 @@ export class Call {
     return this.requestSchema === null ? null : requestShape(this.requestSchema);
   }
 
-  /** Starts the server span once the method is known, parented on the request's trace context. */
+  /**
+   * Starts the interceptor chain once the method is known (the built-in observers and tracing
+   * first, then `ServerOptions.interceptors`); nothing when none applies to the call. `entered`
+   * then settles when the chain reaches the call (rejecting when an interceptor refused it).
+   */
+  begin(): void {
+    if (this.view !== null) return;
+    const interceptors = callInterceptors(this.env.server, this.requestMetadata, this.env.traceContext);
+    if (interceptors.length === 0) return;
+    const view = new CallView(this);
+    this.view = view;
+    let enter!: () => void;
+    let refuse!: (err: unknown) => void;
+    const entered = new Promise<void>((resolve, reject) => {
+      enter = resolve;
+      refuse = reject;
+    });
+    entered.catch(() => {}); // the dispatcher reads the refusal; nobody else need
+    this.entered = entered;
+    let inside = false;
+    const body: CallHandler = () => {
+      inside = true;
+      enter();
+      return new Promise<CallOutcome>((resolve) => {
+        if (this.outcome !== null) resolve(this.outcome);
+        else this.finish = resolve;
+      });
+    };
+    chain(
+      interceptors,
+      body,
+    )(view).catch((err: unknown) => {
+      if (!inside) refuse(err);
+      else this.env.server.logger.warn({ err }, "an interceptor failed after the call");
+    });
+  }
+
+  /** @deprecated The chain's start, under its old name (the HTTP transport calls it). */
   startSpan(): void {
-    const tp = this.requestMetadata.get(TRACEPARENT_KEY);
-    const ts = this.requestMetadata.get(TRACESTATE_KEY);
-    // With no tracer provider and no incoming trace context the span would be an invalid
-    // non-recording one that nothing sees: skip making it (and its attributes) on every call.
-    if (tp === undefined && ts === undefined && noTracer() && isEmpty(this.env.traceContext)) return;
-    const carrier: Record<string, string> = { ...this.env.traceContext };
-    if (tp !== undefined) carrier.traceparent = tp;
-    if (ts !== undefined) carrier.tracestate = ts;
-    const parent = propagation.extract(ROOT_CONTEXT, carrier);
-    const protocol = this.method?.protocol.name ?? "";
-    this.span = trace.getTracer("quiver-rpc").startSpan(
-      `vgi_rpc/${this.methodName}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: {
-          "rpc.system": "vgi_rpc",
-          "rpc.service": protocol,
-          "rpc.method": this.methodName,
-          "rpc.vgi_rpc.server_id": this.origin.serverId,
-          "rpc.vgi_rpc.request_id": this.origin.requestId,
-          "rpc.vgi_rpc.transport": this.env.transport,
-        },
-      },
-      parent,
-    );
-    this.otelContext = trace.setSpan(parent, this.span);
+    this.begin();
   }
 
   /** The request-bound logger: a child of the server's with the call's identity. */
@@ -370,43 +468,36 @@ export class Call {
     return this.loggerValue;
   }
 
-  /** Ends the call once and feeds the record to the server's observers. */
+  /** Ends the call once: its interceptors (observers and tracing included) see the outcome. */
   end(cancelled = false): void {
     if (this.ended) return;
     this.ended = true;
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
     this.abortWaiters = null;
     this.race = null;
-    const server = this.env.server;
-    if (this.span === null && !server.observed) return;
-    const owner = this.method?.protocol ?? server.protocols.values().next().value!;
     const e = this.failure;
-    const spanContext = this.span?.spanContext();
-    const traced = spanContext !== undefined && isSpanContextValid(spanContext);
-    if (this.span !== null) {
-      const st = this.stats;
-      this.span.setAttributes({
-        "rpc.vgi_rpc.method_type": this.method === null || this.method.decl.kind === "unary" ? "unary" : "stream",
-        "rpc.vgi_rpc.input_batches": st.inputBatches,
-        "rpc.vgi_rpc.input_rows": st.inputRows,
-        "rpc.vgi_rpc.input_bytes": st.inputBytes,
-        "rpc.vgi_rpc.output_batches": st.outputBatches,
-        "rpc.vgi_rpc.output_rows": st.outputRows,
-        "rpc.vgi_rpc.output_bytes": st.outputBytes,
-        "rpc.vgi_rpc.auth.principal": this.env.auth.principal,
-      });
-      if (cancelled) this.span.setAttribute("rpc.vgi_rpc.cancelled", true);
-      if (e !== null) {
-        this.span.setAttributes({
-          "rpc.vgi_rpc.error_type": e.type,
-          "rpc.vgi_rpc.error_kind": e.kind,
-          "rpc.vgi_rpc.error_code": e.code,
-        });
-        this.span.setStatus({ code: SpanStatusCode.ERROR, message: `${e.type}: ${e.message}` });
-      }
-      this.span.end();
-    }
-    const record: CallRecord = {
+    const outcome: CallOutcome = {
+      status: e === null ? "ok" : "error",
+      error: e,
+      cancelled,
+      durationMs: performance.now() - this.t0,
+    };
+    this.outcome = outcome;
+    const finish = this.finish;
+    this.finish = null;
+    if (finish !== null) finish(outcome);
+    // A call that ended before its method was known (unroutable, unreadable) still passes its
+    // interceptors, so observers record it.
+    else if (this.view === null) this.begin();
+  }
+
+  /** The record observers receive for this call's `outcome`. */
+  record(outcome: CallOutcome, view: ServerCall): CallRecord {
+    const server = this.env.server;
+    const owner = this.method?.protocol ?? server.protocols.values().next().value!;
+    const e = outcome.error;
+    const ids = spanIds(view);
+    return {
       serverId: server.serverId,
       requestId: this.origin.requestId,
       transport: this.env.transport,
@@ -415,25 +506,24 @@ export class Call {
       method: this.methodName,
       methodType: this.method === null || this.method.decl.kind === "unary" ? "unary" : "stream",
       streamId: this.streamId,
-      status: e === null ? "ok" : "error",
+      status: outcome.status,
       errorType: e?.type ?? "",
       errorMessage: e?.message ?? "",
       errorKind: e?.kind ?? "",
       errorCode: e === null ? "" : e.code,
       error: e,
-      cancelled,
+      cancelled: outcome.cancelled,
       startedAt: this.startedAt,
-      durationMs: performance.now() - this.t0,
+      durationMs: outcome.durationMs,
       stats: { ...this.stats },
       auth: this.env.auth,
       transportMetadata: this.env.transportMetadata,
       requestMetadata: this.requestMetadata,
       requestFields: this.requestFields,
       requestRows: this.requestRows,
-      traceId: traced ? spanContext.traceId : "",
-      spanId: traced ? spanContext.spanId : "",
+      traceId: ids.traceId,
+      spanId: ids.spanId,
     };
-    server.notify(record);
   }
 
   /** The client's idempotency key: the transport's (HTTP header) first, then request metadata. */

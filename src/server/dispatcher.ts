@@ -104,6 +104,17 @@ export async function dispatch(
       call.end();
       return { kind: "answer", answer: admission.answer, drainInput: admission.drainInput === true };
     }
+    if (call.entered !== null) {
+      // An interceptor may refuse the call before it runs.
+      try {
+        await call.entered;
+      } catch (err) {
+        const unary = admission.kind === "unary";
+        const answer = call.errorAnswer(unary ? admission.method.schemas.result : EMPTY_SCHEMA, err);
+        call.end();
+        return { kind: "answer", answer, drainInput: !unary };
+      }
+    }
     if (admission.kind === "unary") {
       const schema = admission.method.schemas.result;
       const answer = await call.unlessAborted(runUnary(call, admission.method, admission.params), (reason) =>

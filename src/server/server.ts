@@ -2,6 +2,7 @@
  * The server: protocol bindings, routing on (protocol, method), the version gate, built-ins and
  * reflection. Transport-agnostic: session transports hand it a `Connection`.
  */
+
 import { randomBytes } from "node:crypto";
 import { type Logger, pino } from "pino";
 import { frameworkError } from "../errors.js";
@@ -17,6 +18,7 @@ import {
 import { t } from "../protocol/types.js";
 import type { Connection } from "./connection.js";
 import type { CallObserver, CallRecord } from "./dispatch.js";
+import type { CallInterceptor } from "./interceptors.js";
 import { computeProtocolHash, type MethodShape } from "./protocol-hash.js";
 import {
   type DescribedMethod,
@@ -111,6 +113,11 @@ export interface ServerOptions {
    */
   readonly callTimeoutMs?: number;
   /**
+   * Wrap every call on every transport, the first outermost (see `CallInterceptor`): refuse a
+   * call by throwing before `next`, observe its outcome after. Default: none.
+   */
+  readonly interceptors?: readonly CallInterceptor[];
+  /**
    * Called once per call when it ends, with its statistics, outcome and identity — the one hook
    * that access logs, metrics and spans are fed from. Default: none. Errors it throws are ignored.
    */
@@ -131,6 +138,8 @@ export interface RpcServer {
   /** Whether error batches carry stack traces (see `ServerOptions.includeTracebacks`). */
   readonly includeTracebacks: boolean;
   readonly maxMessageBytes: number;
+  /** The server's interceptors (`ServerOptions.interceptors`). */
+  readonly interceptors: readonly CallInterceptor[];
   /** The server's call deadline in ms (`ServerOptions.callTimeoutMs`), or null for none. */
   readonly callTimeoutMs: number | null;
   /** The server's logger (silent unless one was given). */
@@ -283,6 +292,7 @@ export function createServer(opts: ServerOptions): RpcServer {
     includeTracebacks: opts.includeTracebacks ?? false,
     maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     callTimeoutMs: positiveMs("callTimeoutMs", opts.callTimeoutMs),
+    interceptors: [...(opts.interceptors ?? [])],
     logger: opts.logger ?? pino({ level: "silent" }),
     protocols,
     securitySchemes,
