@@ -113,4 +113,4 @@ export {
   bufferPoolStats,
   configureBufferPool,
   trimBufferPool,
-} from "./transports/buffer-pool.js";
+} from "./transports/node/buffer-pool.js";
