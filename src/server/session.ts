@@ -14,7 +14,7 @@ import { isPointerBatch, resolvePointer, type SegmentAccess, toPointer } from ".
 import type { AttachedSegment, Connection, SharedMemoryAccess } from "./connection.js";
 import type { Answer, CallEnv } from "./dispatch.js";
 import { type ActiveCall, type ActiveStream, dispatch, peerGone, refuseUnread } from "./dispatcher.js";
-import type { RpcServer } from "./server.js";
+import type { RpcServer } from "./types.js";
 
 /** An error that leaves the byte stream unframed: answer it, then end the session. */
 class FramingLost extends Error {

@@ -14,8 +14,8 @@ import {
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
-import { writableSink } from "../stdio/sink.js";
-import { type SocketSource, socketSource } from "../stdio/source.js";
+import { writableSink } from "../node/sink.js";
+import { type SocketSource, socketSource } from "../node/socket-source.js";
 
 export interface SocketServeOptions {
   /** TCP host to bind. Default: 127.0.0.1. */

@@ -7,4 +7,3 @@ export {
   type SubprocessOptions,
 } from "./client.js";
 export { type StdioServeOptions, serveStdio } from "./server.js";
-export { MAX_WRITE_BYTES, type Sink, writableSink } from "./sink.js";

@@ -9,9 +9,9 @@ import type { Readable, Writable } from "node:stream";
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection, SharedMemoryAccess } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
+import { type WriteChunk, writableSink } from "../node/sink.js";
+import { socketSource } from "../node/socket-source.js";
 import { pipeSharedMemory } from "../shm/negotiate.js";
-import { type WriteChunk, writableSink } from "./sink.js";
-import { socketSource } from "./source.js";
 
 export interface StdioServeOptions {
   /**

@@ -26,9 +26,9 @@ import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 import type { RpcServer } from "../../server/server.js";
 import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
-import { bodyBuffer } from "../buffer-pool.js";
 import { ByteQueue } from "../byte-queue.js";
-import { createNodeHttpServer, type NodeHttpTimeouts } from "../node-http.js";
+import { bodyBuffer } from "../node/buffer-pool.js";
+import { createNodeHttpServer, type NodeHttpTimeouts } from "../node/http-server.js";
 import { CloseCode, closeError } from "./shared.js";
 
 /** Default `path`. */
