@@ -110,6 +110,7 @@ export {
 } from "./protocol/types.js";
 export { type AccessLog, type AccessLogOptions, createAccessLog } from "./server/access-log.js";
 export type { Connection } from "./server/connection.js";
+export { type CloseOptions, DEFAULT_CLOSE_GRACE_MS } from "./server/connections.js";
 export type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./server/interceptors.js";
 export type { CallObserver, CallRecord } from "./server/records.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";

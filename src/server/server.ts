@@ -16,8 +16,9 @@ import {
   validateProtocolName,
 } from "../protocol/methods.js";
 import { t } from "../protocol/types.js";
+import { ConnectionSet, graceOf } from "./connections.js";
 import type { CallObserver } from "./records.js";
-import type { HostedProtocol, ResolvedMethod, RpcServer } from "./types.js";
+import type { Closable, HostedProtocol, ResolvedMethod, RpcServer } from "./types.js";
 
 export type { HostedProtocol, ResolvedMethod, RpcServer } from "./types.js";
 
@@ -229,6 +230,8 @@ export function createServer(opts: ServerOptions): RpcServer {
   }
 
   let draining = false;
+  const listeners = new Set<Closable>();
+  const own = new ConnectionSet();
   const active = new Set<Promise<unknown>>();
   const observers = new Set<CallObserver>();
   if (opts.onCallEnd) observers.add(opts.onCallEnd);
@@ -246,7 +249,27 @@ export function createServer(opts: ServerOptions): RpcServer {
     get draining() {
       return draining;
     },
-    serveConnection: (conn) => serveSession(server, conn),
+    serveConnection(conn) {
+      if (conn.closing !== undefined) return serveSession(server, conn);
+      // A connection no listener manages: the server's own set closes it.
+      const tracked = own.track(() => {});
+      const session = serveSession(server, {
+        ...conn,
+        closing: tracked.closing,
+        signal: conn.signal === undefined ? tracked.signal : AbortSignal.any([conn.signal, tracked.signal]),
+      });
+      tracked.served(session);
+      return session;
+    },
+    async close(closeOpts) {
+      graceOf(closeOpts); // checked before anything closes
+      await Promise.all([...listeners].map((l) => l.close(closeOpts)));
+      await own.close(closeOpts);
+    },
+    addListener(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     async drain() {
       draining = true;
       while (active.size > 0) await Promise.allSettled([...active]);

@@ -6,9 +6,15 @@
 import type { Logger } from "pino";
 import type { MethodDecl, MethodSchemas } from "../protocol/methods.js";
 import type { Connection } from "./connection.js";
+import type { CloseOptions } from "./connections.js";
 import type { CallInterceptor } from "./interceptors.js";
 import type { CallObserver, CallRecord } from "./records.js";
 import type { SecuritySchemes } from "./security.js";
+
+/** Something `RpcServer.close()` closes: a listener. */
+export interface Closable {
+  close(opts?: CloseOptions): Promise<void>;
+}
 
 /** A method resolved for dispatch. */
 export interface ResolvedMethod {
@@ -52,6 +58,15 @@ export interface RpcServer {
   serveConnection(conn: Connection): Promise<void>;
   /** Refuses new calls and resolves when every call in progress has ended. */
   drain(): Promise<void>;
+  /**
+   * Closes every listener serving this server (`listenHttp`, `listenSocket`, `listenWebSocket`,
+   * `serveStdio`) and every connection handed to `serveConnection`, each gracefully (see
+   * `ConnectionSet`): no new call starts, calls in flight get `graceMs` to finish, then are
+   * aborted. Resolves when all are closed.
+   */
+  close(opts?: CloseOptions): Promise<void>;
+  /** Registers a listener for `close()`; returns a function removing it (the listener closed itself). */
+  addListener(listener: Closable): () => void;
   /** Resolves (protocol, method) from request metadata; throws the reference's routing errors. */
   resolve(protocol: string | undefined, method: string): ResolvedMethod;
   /** Enforces the owning protocol's version gate. */

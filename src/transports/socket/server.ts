@@ -13,6 +13,8 @@ import {
 } from "node:net";
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
+import { type CloseOptions, ConnectionSet, type TrackedConnection } from "../../server/connections.js";
+import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
 import { writableSink } from "../node/sink.js";
 import { type SocketSource, socketSource } from "../node/socket-source.js";
@@ -48,8 +50,12 @@ export interface SocketPeer {
 export interface SocketServer {
   /** `{ host, port }` for TCP, `{ path }` for a Unix socket. */
   readonly address: { readonly host: string; readonly port: number } | { readonly path: string };
-  /** Stops accepting, lets calls in progress finish, then closes every connection. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting and closes this listener's connections: idle ones at once, busy ones after
+   * their call; calls still running after `graceMs` are aborted (`ctx.signal`, a `cancelled` error
+   * to their client) and their connections dropped. Other listeners of the server keep serving.
+   */
+  close(opts?: CloseOptions): Promise<void>;
 }
 
 /** Each connection's read slab: about what Node's own reading holds per read, kept per connection. */
@@ -93,6 +99,7 @@ async function serveSocket(
   input: SocketSource | Socket,
   transport: string,
   opts: SocketServeOptions,
+  tracked: TrackedConnection,
 ) {
   socket.setNoDelay?.(true);
   const sink = writableSink(socket);
@@ -115,28 +122,32 @@ async function serveSocket(
     flush: sink.flush,
     transport,
     transportMetadata: meta,
+    closing: tracked.closing,
+    signal: tracked.signal,
     ...(auth !== undefined ? { auth } : {}),
   };
-  await server.serveConnection(conn).catch(() => {});
+  const session = server.serveConnection(conn).catch(() => {});
+  tracked.served(session);
+  await session;
   socket.end();
 }
 
 /** Listens on TCP or a Unix socket and serves every connection with `server`. */
 export async function listenSocket(server: RpcServer, opts: SocketServeOptions = {}): Promise<SocketServer> {
   const transport = opts.path !== undefined ? "unix" : "tcp";
-  const sockets = new Set<Socket>();
+  const connections = new ConnectionSet();
   const maxConnections = opts.maxConnections ?? 1024;
   const net: Server = createNetServer({ pauseOnConnect: true }, (accepted) => {
     // Counted here: an adopted connection no longer counts toward `net.maxConnections`.
-    if (sockets.size >= maxConnections) {
+    if (connections.size >= maxConnections || connections.isClosing) {
       accepted.destroy();
       return;
     }
     const { socket, input } = adopt(accepted, opts.readHighWaterMark);
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    const tracked = connections.track(() => socket.destroy());
+    socket.once("close", () => tracked.peerGone(peerGone(transport)));
     socket.on("error", () => {});
-    void serveSocket(server, socket, input, transport, opts);
+    void serveSocket(server, socket, input, transport, opts, tracked);
   });
   if (opts.path !== undefined && existsSync(opts.path)) unlinkSync(opts.path);
   await new Promise<void>((resolve, reject) => {
@@ -149,14 +160,20 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
     opts.path !== undefined
       ? { path: opts.path }
       : { host: (addr as AddressInfo).address, port: (addr as AddressInfo).port };
-  return {
+  let closed: Promise<void> | null = null;
+  const listener: SocketServer = {
     address,
-    async close() {
-      const closed = new Promise<void>((resolve) => net.close(() => resolve()));
-      await server.drain();
-      for (const s of sockets) s.destroy();
-      await closed;
-      if (opts.path !== undefined && existsSync(opts.path)) unlinkSync(opts.path);
+    close(closeOpts) {
+      closed ??= (async () => {
+        const stopped = new Promise<void>((resolve) => net.close(() => resolve()));
+        await connections.close(closeOpts);
+        await stopped;
+        if (opts.path !== undefined && existsSync(opts.path)) unlinkSync(opts.path);
+        unregister();
+      })();
+      return closed;
     },
   };
+  const unregister = server.addListener(listener);
+  return listener;
 }
