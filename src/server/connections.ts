@@ -46,6 +46,8 @@ export interface TrackedConnection {
 }
 
 interface Entry {
+  /** Aborted when the set closes; one per connection, so no signal gathers a listener per session. */
+  readonly closing: AbortController;
   readonly abort: AbortController;
   readonly drop: () => void;
   session: Promise<unknown> | null;
@@ -54,7 +56,7 @@ interface Entry {
 /** A listener's connections (see the module comment). */
 export class ConnectionSet {
   private readonly live = new Set<Entry>();
-  private readonly closing = new AbortController();
+  private closingAll = false;
   private closed: Promise<void> | null = null;
 
   /** Connections being served. */
@@ -64,16 +66,18 @@ export class ConnectionSet {
 
   /** True once `close` was called: new connections should be refused. */
   get isClosing(): boolean {
-    return this.closing.signal.aborted;
+    return this.closingAll;
   }
 
   /** Tracks a connection; `drop` closes it for good (destroys its socket). */
   track(drop: () => void): TrackedConnection {
     const abort = new AbortController();
-    const entry: Entry = { abort, drop, session: null };
+    const closing = new AbortController();
+    if (this.closingAll) closing.abort();
+    const entry: Entry = { closing, abort, drop, session: null };
     this.live.add(entry);
     return {
-      closing: this.closing.signal,
+      closing: closing.signal,
       signal: abort.signal,
       peerGone: (reason) => abort.abort(reason),
       served: (session) => {
@@ -91,7 +95,8 @@ export class ConnectionSet {
   }
 
   private async shutdown(graceMs: number): Promise<void> {
-    this.closing.abort();
+    this.closingAll = true;
+    for (const entry of this.live) entry.closing.abort();
     await this.settled(graceMs);
     if (this.live.size === 0) return;
     const reason = shutdownError(graceMs);

@@ -191,6 +191,7 @@ class Session {
   };
   /** Resolves when the listener is closing (never without `conn.closing`). */
   private readonly closing: Promise<typeof CLOSING>;
+  private onClosing: (() => void) | null = null;
 
   constructor(
     private readonly server: RpcServer,
@@ -206,11 +207,15 @@ class Session {
         ? new Promise<typeof CLOSING>(() => {})
         : closing.aborted
           ? Promise.resolve(CLOSING)
-          : new Promise((resolve) => closing.addEventListener("abort", () => resolve(CLOSING), { once: true }));
+          : new Promise((resolve) => {
+              this.onClosing = () => resolve(CLOSING);
+              closing.addEventListener("abort", this.onClosing, { once: true });
+            });
   }
 
   close(): void {
     this.conn.signal?.removeEventListener("abort", this.onAbort);
+    if (this.onClosing !== null) this.conn.closing?.removeEventListener("abort", this.onClosing);
     this.segments.close();
   }
 

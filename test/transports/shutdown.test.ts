@@ -156,3 +156,24 @@ describe("graceful shutdown and peers going away", () => {
     });
   }
 });
+
+describe("connections the peer leaves half-open", () => {
+  it("are dropped closeLingerMs after the server ended them, not held forever", async () => {
+    const { createConnection } = await import("node:net");
+    const { server } = makeServer();
+    const listener = await listenSocket(server, { path: sockPath(), closeLingerMs: 100 });
+    const sock = createConnection({ path: (listener.address as { path: string }).path, allowHalfOpen: true });
+    sock.on("error", () => {});
+    const closed = new Promise<void>((resolve) => sock.once("close", () => resolve()));
+    const ended = new Promise<void>((resolve) => sock.once("end", () => resolve()));
+    sock.resume();
+    sock.write(Buffer.from("not vgi-rpc at all, but long enough to frame"));
+    await within(ended, 5_000, "the server's end of the connection");
+    // Our side stays open (half-open). Once the server dropped its socket after the linger, a
+    // write of ours fails (EPIPE) and closes our socket; were it held open, the write would sit there.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    sock.write(Buffer.from("still there?"));
+    await within(closed, 5_000, "our socket closed by the failed write");
+    await listener.close();
+  });
+});

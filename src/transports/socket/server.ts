@@ -31,6 +31,12 @@ export interface SocketServeOptions {
   /** Received-but-unread bytes per connection above which the server stops reading it. Default: 1 MiB. */
   readonly readHighWaterMark?: number;
   /**
+   * After the server ends a connection (the peer closed its side, or sent bytes that are not
+   * vgi-rpc), how long the peer has to close its own side before the socket is dropped, in ms.
+   * Default: 5 000.
+   */
+  readonly closeLingerMs?: number;
+  /**
    * Names the caller of each accepted connection (every call on it runs as that caller); throw to
    * refuse the connection, which is closed unserved. Default: every connection anonymous.
    */
@@ -57,6 +63,9 @@ export interface SocketServer {
    */
   close(opts?: CloseOptions): Promise<void>;
 }
+
+/** Default `closeLingerMs`: 5 s. */
+const CLOSE_LINGER_MS = 5_000;
 
 /** Each connection's read slab: about what Node's own reading holds per read, kept per connection. */
 const CONNECTION_SLAB_BYTES = 64 * 1024;
@@ -129,7 +138,12 @@ async function serveSocket(
   const session = server.serveConnection(conn).catch(() => {});
   tracked.served(session);
   await session;
+  // The peer gets the last answer and our FIN; a peer that never closes its side (a half-open
+  // socket) would otherwise hold the connection and its descriptor forever.
   socket.end();
+  const linger = setTimeout(() => socket.destroy(), opts.closeLingerMs ?? CLOSE_LINGER_MS);
+  linger.unref();
+  socket.once("close", () => clearTimeout(linger));
 }
 
 /** Listens on TCP or a Unix socket and serves every connection with `server`. */
