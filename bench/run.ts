@@ -107,7 +107,7 @@ const THREE = concatBytes(requestBytes("three", Row, { i: [7n], f: [0.5], s: ["r
 /** Sequential calls (no-op, or `request`) over an in-process pipe; returns calls/s. */
 async function inProcessUnary(observed: boolean, seconds: number, request = NOOP): Promise<number> {
   const observers: Array<() => Promise<void>> = [];
-  let onCallEnd: ((r: import("../src/server/dispatch.js").CallRecord) => void) | undefined;
+  let onCallEnd: ((r: import("../src/server/records.js").CallRecord) => void) | undefined;
   if (observed) {
     const log = createAccessLog({ path: join(tmpdir(), `quiver-bench-${process.pid}.jsonl`) });
     onCallEnd = log.observer;

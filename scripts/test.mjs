@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The whole test suite: typecheck, lint, build, unit/contract tests, then the pinned Python
+// The whole test suite: typecheck, lint, the import-cycle check, build, unit/contract tests (the
+// package test among them packs and installs the built package), then the pinned Python
 // reference's conformance runner against our worker over a pipe (plain, and with a shared-memory
 // segment), a Unix socket, TCP, WebSocket
 // (through the pipe-to-WebSocket bridge) and HTTP. The Python environment is created on first use
@@ -62,6 +63,7 @@ const python = ensurePython(root);
 
 must("typecheck (tsc --noEmit)", "npx", ["tsc", "--noEmit", "-p", "tsconfig.json"]);
 must("lint (biome, warnings are errors)", "npx", ["biome", "check", "--error-on-warnings", "."]);
+must("import cycles (dpdm: none allowed)", process.execPath, ["scripts/check-cycles.mjs"]);
 must("build", "npx", ["tsc", "-p", "tsconfig.build.json"]);
 
 step("unit and contract tests (node:test)");

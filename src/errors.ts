@@ -51,6 +51,10 @@ export function parseErrorCode(value: unknown): ErrorCode {
  *   requires (HTTP 403).
  * - `idempotency_key_required`: a method called `ctx.requireIdempotencyKey()` and the client sent
  *   no `Idempotency-Key`.
+ * - `cancelled`: the call was aborted before it finished: its peer went away, or its listener shut
+ *   down and the grace for calls in flight ran out.
+ * - `deadline_exceeded`: the call ran past its deadline (the server's `callTimeoutMs`, or the
+ *   client's timeout sent with the request).
  */
 export type FrameworkErrorKind =
   | "method_not_implemented"
@@ -65,7 +69,9 @@ export type FrameworkErrorKind =
   | "cookie_not_allowed"
   | "unauthenticated"
   | "permission_denied"
-  | "idempotency_key_required";
+  | "idempotency_key_required"
+  | "cancelled"
+  | "deadline_exceeded";
 
 /** A structured error detail (`vgi_rpc.error_details` entry); `@type` names its schema. */
 export type ErrorDetail = Readonly<Record<string, unknown>> & { readonly "@type": string };
@@ -159,7 +165,6 @@ export class InvalidValueError extends RpcError {
    * batch (shown in the message only for batches of more than one row).
    */
   row: number;
-  private rows = 1;
 
   constructor(
     type: InvalidValueType,
@@ -175,35 +180,51 @@ export class InvalidValueError extends RpcError {
     this.name = "InvalidValueError";
     this.row = row;
   }
+}
 
-  /** @internal Prefixes the path with a segment inside a container, the container's value at `row`. */
-  within(segment: string, row: number): this {
-    this.path = segment + this.path;
-    this.row = row;
-    this.message = this.describe();
-    return this;
-  }
+/** The row count of the batch an `InvalidValueError` was located in, when it has more than one. */
+const batchRows = new WeakMap<InvalidValueError, number>();
 
-  /** @internal Names the method, the role and the top-level field (`rows`: the batch's row count). */
-  locate(method: string, role: string, field: string, rows = 1): this {
-    this.method = method;
-    this.role = role;
-    this.field = field;
-    this.rows = rows;
-    this.message = this.describe();
-    return this;
-  }
+/** The message: the method, where the value was going, the field with its path, the row, the problem. */
+function describeInvalidValue(err: InvalidValueError): string {
+  const where =
+    err.field === ""
+      ? `value${err.path}`
+      : err.role === "result"
+        ? `result${err.path}`
+        : `${err.role} '${err.field}${err.path}'`;
+  const row = (batchRows.get(err) ?? 1) > 1 ? ` (row ${err.row})` : "";
+  return `${err.method === "" ? "" : `${err.method}() `}${where}${row}: ${err.problem}`;
+}
 
-  private describe(): string {
-    const where =
-      this.field === ""
-        ? `value${this.path}`
-        : this.role === "result"
-          ? `result${this.path}`
-          : `${this.role} '${this.field}${this.path}'`;
-    const row = this.rows > 1 ? ` (row ${this.row})` : "";
-    return `${this.method === "" ? "" : `${this.method}() `}${where}${row}: ${this.problem}`;
-  }
+/**
+ * Prefixes the path of `err` with a segment inside a container, the container's value at `row`;
+ * returns `err`. For the codecs that build nested values (not exported from the package).
+ */
+export function nestInvalidValue(err: InvalidValueError, segment: string, row: number): InvalidValueError {
+  err.path = segment + err.path;
+  err.row = row;
+  err.message = describeInvalidValue(err);
+  return err;
+}
+
+/**
+ * Names the method, the role and the top-level field of `err` (`rows`: the batch's row count);
+ * returns `err`. For the code that knows the call (not exported from the package).
+ */
+export function locateInvalidValue(
+  err: InvalidValueError,
+  method: string,
+  role: string,
+  field: string,
+  rows = 1,
+): InvalidValueError {
+  err.method = method;
+  err.role = role;
+  err.field = field;
+  batchRows.set(err, rows);
+  err.message = describeInvalidValue(err);
+  return err;
 }
 
 /** A framework error: an `RpcError` with a framework kind and code. */
@@ -226,6 +247,8 @@ export function frameworkError(
     unauthenticated: ["AuthenticationError", "UNAUTHENTICATED"],
     permission_denied: ["PermissionError", "PERMISSION_DENIED"],
     idempotency_key_required: ["IdempotencyKeyRequiredError", "INVALID_ARGUMENT"],
+    cancelled: ["CancelledError", "CANCELLED"],
+    deadline_exceeded: ["DeadlineExceededError", "DEADLINE_EXCEEDED"],
   };
   const [type, code] = defaults[kind];
   return new RpcError(message, { type: opts.type ?? type, code: opts.code ?? code, kind, ...opts });

@@ -1,4 +1,10 @@
-/** quiver: vgi-rpc for Node.js. Transports are subpath exports (`quiver-rpc/stdio`, `quiver-rpc/socket`). */
+/**
+ * quiver: vgi-rpc for Node.js. The package root has what a service or a caller writes against:
+ * declarations and types, `createServer`/`bind`, `RpcClient`/`proxy` and the client's seams,
+ * errors, auth helpers, observability (call records, statistics, the access log) and the batch
+ * helpers. Each transport is a subpath export (`quiver-rpc/stdio`, `/socket`, `/http`, `/ws`,
+ * `/ws/client`, `/memory`, `/shm`); the framing and the transports' shared plumbing are not exported.
+ */
 
 export {
   anonymous,
@@ -14,20 +20,26 @@ export {
 export {
   type CallChannel,
   type CallOptions,
+  type CallTarget,
   type ClientOptions,
   type ClientTransport,
   DEFAULT_PIPELINE_WINDOW,
-  ExchangeSession,
+  type ExchangeSession,
   MAX_IN_FLIGHT,
+  type MethodDescription,
   PIPELINE_UNWRITTEN_BYTES,
   type PipelineOptions,
   type ProducerOptions,
-  ProducerStream,
+  type ProducerStream,
   type ProtocolClient,
+  type ProtocolListing,
   proxy,
+  type RawStream,
+  type RequestMetadata,
   RpcClient,
   type ServiceDescription,
   type StreamChannel,
+  type StreamOpenOptions,
   type StreamOptions,
 } from "./client/index.js";
 export {
@@ -96,7 +108,11 @@ export {
   type UnionValue,
   type ValueOf,
 } from "./protocol/types.js";
+export { type AccessLog, type AccessLogOptions, createAccessLog } from "./server/access-log.js";
 export type { Connection } from "./server/connection.js";
+export { type CloseOptions, DEFAULT_CLOSE_GRACE_MS } from "./server/connections.js";
+export type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./server/interceptors.js";
+export type { CallObserver, CallRecord } from "./server/records.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";
 export {
   type Binding,
@@ -113,4 +129,5 @@ export {
   bufferPoolStats,
   configureBufferPool,
   trimBufferPool,
-} from "./transports/buffer-pool.js";
+} from "./transports/node/buffer-pool.js";
+export type { LogRecord } from "./wire/messages.js";

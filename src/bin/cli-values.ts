@@ -7,7 +7,7 @@
  */
 import { DataType, type Field, Int32, IntervalUnit, TimeUnit, Type } from "apache-arrow";
 import { parse as parseLossless } from "lossless-json";
-import { InvalidValueError, type InvalidValueType } from "../errors.js";
+import { InvalidValueError, type InvalidValueType, nestInvalidValue } from "../errors.js";
 import { showValue } from "../protocol/codecs.js";
 import { typeText } from "../protocol/type-tokens.js";
 
@@ -64,7 +64,7 @@ export function toJsonText(v: unknown, indent?: number): string {
 
 function refuse(type: InvalidValueType, problem: string, value: unknown, dataType: DataType, path: string): never {
   const err = new InvalidValueError(type, problem, value, typeText(dataType), 0);
-  throw path === "" ? err : err.within(path, 0);
+  throw path === "" ? err : nestInvalidValue(err, path, 0);
 }
 
 function shown(v: unknown): string {

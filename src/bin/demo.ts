@@ -66,7 +66,7 @@ async function main(): Promise<void> {
     return;
   }
   const path = values.unix ?? join(tmpdir(), "quiver-demo.sock");
-  const unix = await listenSocket(server, { path });
+  await listenSocket(server, { path });
   const http = await listenHttp(server, { host: "127.0.0.1", port: Number(values.port ?? 8765) });
   const ws = attachWebSocket(http.server, server, { path: "/ws" });
   const wsUrl = `ws://127.0.0.1:${http.port}${ws.path}`;
@@ -93,9 +93,9 @@ async function main(): Promise<void> {
       "",
     ].join("\n"),
   );
+  // Closes every listener; calls in progress get 5 s to finish.
   const stop = async () => {
-    await ws.close();
-    await Promise.all([http.close(), unix.close(), tcp.close()]);
+    await Promise.all([server.close({ graceMs: 5_000 }), http.close()]);
     await stopTelemetry();
     process.exit(0);
   };

@@ -27,7 +27,7 @@ import {
 import type { RpcClient } from "../client/client.js";
 import type { MethodDescription, ServiceDescription } from "../client/describe.js";
 import { schemaText } from "../client/values.js";
-import { InvalidValueError, RpcError } from "../errors.js";
+import { InvalidValueError, locateInvalidValue, RpcError } from "../errors.js";
 import { batchFromRows } from "../protocol/batch.js";
 import { type FieldSpecs, t } from "../protocol/types.js";
 import { connectHttp, type HttpClient } from "../transports/http/client.js";
@@ -358,7 +358,7 @@ function named<T>(method: string, role: string, field: string, convert: () => T)
   try {
     return convert();
   } catch (err) {
-    if (err instanceof InvalidValueError) throw err.locate(method, role, field);
+    if (err instanceof InvalidValueError) throw locateInvalidValue(err, method, role, field);
     throw err;
   }
 }

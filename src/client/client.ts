@@ -142,7 +142,7 @@ class StreamReader {
   private readonly decoder = new IpcStreamDecoder();
   private ended = false;
 
-  constructor(private readonly client: RpcClient) {}
+  constructor(private readonly conn: ClientConnection) {}
 
   get schema(): Schema | null {
     return this.decoder.schema;
@@ -155,19 +155,19 @@ class StreamReader {
   /** The next batch of this stream, or null at its EOS; `borrow` as in `MessageFramer.next`. */
   async next(borrow = false): Promise<RecordBatch | null> {
     while (!this.ended) {
-      const f = this.client.pollFrame() ?? (await this.client.readFrame(borrow));
+      const f = this.conn.pollFrame() ?? (await this.conn.readFrame(borrow));
       if (f === "eos") {
         this.ended = true;
         return null;
       }
       if (f === "end") {
-        throw this.client.fail(frameworkError("transport_error", "the server closed the connection mid-call"));
+        throw this.conn.fail(frameworkError("transport_error", "the server closed the connection mid-call"));
       }
       let r: ReturnType<IpcStreamDecoder["accept"]>;
       try {
         r = this.decoder.accept(f);
       } catch (err) {
-        throw this.client.fail(RpcError.from(err));
+        throw this.conn.fail(RpcError.from(err));
       }
       if (r !== null && "numRows" in r) return r;
     }
@@ -201,7 +201,7 @@ class StreamReader {
       if (kind === "shm_pointer") {
         try {
           // Resolving frees the region: the reader owns what it consumed.
-          return resolvePointer(b, this.client.sharedMemory);
+          return resolvePointer(b, this.conn.sharedMemory);
         } catch (err) {
           await this.drain();
           throw err;
@@ -244,8 +244,43 @@ export const PIPELINE_UNWRITTEN_BYTES = 4 * 1024 * 1024;
 /** A task in the connection's queue: runs when every earlier call has released it. */
 type Release = () => void;
 
-/** A stream call on a session transport, at the batch level. */
-export class RawStream implements StreamChannel {
+/**
+ * A stream call on a session transport, at the batch level (what `RpcClient.openStream` returns):
+ * a `StreamChannel` that can also keep ticks (`pull`) or inputs (`pipeline`) in flight.
+ */
+export interface RawStream extends StreamChannel {
+  /** True when the server finished the stream (producer end) rather than the client closing it. */
+  readonly finished: boolean;
+  /**
+   * A producer's next batch, with up to `ahead` ticks in flight: the ticks that are missing are
+   * sent before the answer is read, so the server produces the following batches while this one
+   * is consumed; `ahead` is from 1 to `MAX_IN_FLIGHT`. `pull(1)` is `tick()`. Ticks the server
+   * does not answer (it finished, failed, or was cancelled or closed) are read and discarded by
+   * the server, as the protocol has it.
+   */
+  pull(ahead: number): Promise<RecordBatch | null>;
+  /**
+   * An exchange with its inputs sent ahead: writes batches of `inputs` while fewer than `window`
+   * answers are owed, and yields each answer, in order, as it is read. The writes are queued
+   * behind one another and never awaited by the reading, so a server blocked writing an answer
+   * is always read from: no deadlock, whatever the batch sizes (leaving early too: the cancel is
+   * queued behind the inputs while the answers are read and dropped). An input's buffers may be
+   * held until it is written, so do not change a batch after `inputs` yields it. The session
+   * stays open when `inputs` ends (for more turns, `close()` or `cancel()`); a server error closes
+   * it, as in `send`; leaving early (break, an error from `inputs`) cancels it. Nothing else runs
+   * on the stream meanwhile: `send`, `close` and `cancel` wait until the generator is finished,
+   * so iterate it to its end or call its `return()` (as `for await` does). Inputs moved into a
+   * shared-memory segment that the server never read (it failed, or was cancelled, with them
+   * still queued) are freed once the stream has ended.
+   */
+  pipeline(
+    inputs: Iterable<RecordBatch> | AsyncIterable<RecordBatch>,
+    window: number,
+  ): AsyncGenerator<RecordBatch, void, undefined>;
+}
+
+/** `RawStream` over a connection: holds the connection until the stream ends. */
+class SessionStream implements RawStream {
   private encoder: IpcStreamEncoder | null = null;
   private reader: StreamReader | null = null;
   private state: "open" | "finished" | "closed" = "open";
@@ -253,9 +288,8 @@ export class RawStream implements StreamChannel {
   /** Inputs written whose answers are not read yet (more than one only with `pull`). */
   private owed = 0;
 
-  /** @internal */
   constructor(
-    private readonly client: RpcClient,
+    private readonly conn: ClientConnection,
     /** The header batch, when the method declares one. */
     readonly header: RecordBatch | null,
     private readonly release: Release,
@@ -283,7 +317,7 @@ export class RawStream implements StreamChannel {
   private end(state: "finished" | "closed"): void {
     if (this.state !== "open") return;
     this.state = state;
-    if (this.borrow) this.client.releaseBorrowed();
+    if (this.borrow) this.conn.releaseBorrowed();
     this.release();
   }
 
@@ -302,13 +336,7 @@ export class RawStream implements StreamChannel {
     return this.turn(() => [emptyBatch(EMPTY_SCHEMA, metadata)]);
   }
 
-  /**
-   * A producer's next batch, with up to `ahead` ticks in flight: the ticks that are missing are
-   * sent before the answer is read, so the server produces the following batches while this one
-   * is consumed; `ahead` is from 1 to `MAX_IN_FLIGHT`. `pull(1)` is `tick()`. Ticks the server
-   * does not answer (it finished, failed, or was cancelled or closed) are read and discarded by
-   * the server, as the protocol has it.
-   */
+  /** See `RawStream.pull`. */
   pull(ahead: number): Promise<RecordBatch | null> {
     try {
       checkInFlight("ticks ahead", ahead);
@@ -329,13 +357,13 @@ export class RawStream implements StreamChannel {
       try {
         const batches = inputs();
         if (batches.length > 0) await this.writeInputs(batches);
-        this.reader ??= new StreamReader(this.client);
+        this.reader ??= new StreamReader(this.conn);
         const out = await this.reader.nextData(this.onLog, this.borrow);
         if (out === null) await this.finishInput();
         else this.owed--;
         return out;
       } catch (err) {
-        if (this.client.isBroken) this.end("closed");
+        if (this.conn.isBroken) this.end("closed");
         else if (err instanceof RpcError) await this.closeNow();
         throw err;
       }
@@ -347,7 +375,7 @@ export class RawStream implements StreamChannel {
    * (the server reads and discards any input it did not answer).
    */
   private async finishInput(): Promise<void> {
-    await this.client.writeChunks((this.encoder ?? new IpcStreamEncoder(EMPTY_SCHEMA)).end());
+    await this.conn.writeChunks((this.encoder ?? new IpcStreamEncoder(EMPTY_SCHEMA)).end());
     this.end("finished");
   }
 
@@ -355,7 +383,7 @@ export class RawStream implements StreamChannel {
   private async writeInputs(batches: readonly RecordBatch[]): Promise<void> {
     const chunks: Uint8Array[] = [];
     for (const batch of batches) this.encodeInput(batch, chunks);
-    await this.client.writeChunks(chunks);
+    await this.conn.writeChunks(chunks);
     this.owed += batches.length;
   }
 
@@ -375,28 +403,15 @@ export class RawStream implements StreamChannel {
     }
     // The stream's encoder is kept only once its first batch encoded.
     const encoder = this.encoder ?? new IpcStreamEncoder(batch.schema);
-    const segment = this.client.sharedMemory;
-    const out = this.client.outgoing(batch);
+    const segment = this.conn.sharedMemory;
+    const out = this.conn.outgoing(batch);
     for (const c of encoder.batch(out)) chunks.push(c);
     this.encoder = encoder;
     const offset = out === batch || segment === null ? undefined : out.metadata.get(SHM_OFFSET_KEY);
     return offset === undefined ? null : { segment: segment!, offset: Number(offset) };
   }
 
-  /**
-   * An exchange with its inputs sent ahead: writes batches of `inputs` while fewer than `window`
-   * answers are owed, and yields each answer, in order, as it is read. The writes are queued
-   * behind one another and never awaited by the reading, so a server blocked writing an answer
-   * is always read from: no deadlock, whatever the batch sizes (leaving early too: the cancel is
-   * queued behind the inputs while the answers are read and dropped). An input's buffers may be
-   * held until it is written, so do not change a batch after `inputs` yields it. The session
-   * stays open when `inputs` ends (for more turns, `close()` or `cancel()`); a server error closes
-   * it, as in `send`; leaving early (break, an error from `inputs`) cancels it. Nothing else runs
-   * on the stream meanwhile: `send`, `close` and `cancel` wait until the generator is finished,
-   * so iterate it to its end or call its `return()` (as `for await` does). Inputs moved into a
-   * shared-memory segment that the server never read (it failed, or was cancelled, with them
-   * still queued) are freed once the stream has ended.
-   */
+  /** See `RawStream.pipeline`. */
   async *pipeline(
     inputs: Iterable<RecordBatch> | AsyncIterable<RecordBatch>,
     window: number,
@@ -427,7 +442,7 @@ export class RawStream implements StreamChannel {
         typeof inputs === "object" && inputs !== null && Symbol.asyncIterator in inputs
           ? (inputs as AsyncIterable<RecordBatch>)[Symbol.asyncIterator]()
           : (inputs as Iterable<RecordBatch>)[Symbol.iterator]();
-      this.reader ??= new StreamReader(this.client);
+      this.reader ??= new StreamReader(this.conn);
       for (;;) {
         while (!exhausted && this.owed < window && (this.owed === 0 || unwritten < PIPELINE_UNWRITTEN_BYTES)) {
           const next = await it.next();
@@ -440,7 +455,7 @@ export class RawStream implements StreamChannel {
           this.owed++;
           const bytes = totalBytes(chunks);
           unwritten += bytes;
-          writes = writes.then(() => this.client.writeChunks(chunks));
+          writes = writes.then(() => this.conn.writeChunks(chunks));
           writes.then(
             () => {
               unwritten -= bytes;
@@ -455,7 +470,7 @@ export class RawStream implements StreamChannel {
         } catch (err) {
           // The server failed on the oldest input (it read it), and discards the rest unread.
           regions.shift();
-          if (!this.client.isBroken && err instanceof RpcError) {
+          if (!this.conn.isBroken && err instanceof RpcError) {
             await writes.catch(() => {});
             await this.closeNow();
           }
@@ -476,7 +491,7 @@ export class RawStream implements StreamChannel {
       completed = true;
     } finally {
       try {
-        if (this.client.isBroken) this.end("closed");
+        if (this.conn.isBroken) this.end("closed");
         if (!completed) {
           // The inputs' own cleanup runs beside the cancel, which reads while it waits.
           const iterator = it;
@@ -497,7 +512,7 @@ export class RawStream implements StreamChannel {
         }
         // Freed only once the output reached its EOS: every input the server will read is read.
         // A broken connection leaves its segment unused: nothing there is freed.
-        if (freeUnread && this.state !== "open" && !this.client.isBroken && this.reader?.done === true) {
+        if (freeUnread && this.state !== "open" && !this.conn.isBroken && this.reader?.done === true) {
           for (const r of regions.splice(0)) {
             try {
               r?.segment.free(r.offset);
@@ -515,8 +530,8 @@ export class RawStream implements StreamChannel {
   private async closeNow(): Promise<void> {
     if (this.state !== "open") return;
     try {
-      if (this.encoder === null) await this.client.writeChunks(encodeStream(EMPTY_SCHEMA, []));
-      else await this.client.writeChunks(this.encoder.end());
+      if (this.encoder === null) await this.conn.writeChunks(encodeStream(EMPTY_SCHEMA, []));
+      else await this.conn.writeChunks(this.encoder.end());
       await this.drainOutput();
     } finally {
       this.end("closed");
@@ -528,13 +543,13 @@ export class RawStream implements StreamChannel {
    * for an error batch: each accounts for one input the server read.
    */
   private async drainOutput(answered?: () => void): Promise<void> {
-    this.reader ??= new StreamReader(this.client);
+    this.reader ??= new StreamReader(this.conn);
     for (let i = 0; i < 10_000 && !this.reader.done; i++) {
       try {
         if ((await this.reader.nextData(this.onLog)) === null) return;
         answered?.();
       } catch (err) {
-        if (this.client.isBroken) throw err;
+        if (this.conn.isBroken) throw err;
         // A server error while draining: the stream is over either way.
         answered?.();
       }
@@ -568,7 +583,7 @@ export class RawStream implements StreamChannel {
         enc === null
           ? encodeStream(EMPTY_SCHEMA, [emptyBatch(EMPTY_SCHEMA, md)])
           : [...enc.batch(emptyBatch(enc.schema, md)), ...enc.end()];
-      const written = queued.then(() => this.client.writeChunks(chunks));
+      const written = queued.then(() => this.conn.writeChunks(chunks));
       written.catch(() => {});
       await this.drainOutput(answered);
       await written;
@@ -580,8 +595,13 @@ export class RawStream implements StreamChannel {
   }
 }
 
-/** A client over one session transport. */
-export class RpcClient implements CallChannel {
+/**
+ * The protocol state of one client connection: the framer, the queue of calls waiting for the
+ * connection, the timeout, the shared-memory segment, and whether the transport broke. Kept off
+ * `RpcClient` (which holds one in a private field) so that the streams and readers working on it
+ * reach these operations without their being part of the client's public type.
+ */
+class ClientConnection {
   private readonly framer: MessageFramer;
   private readonly timeoutMs: number;
   /** Bounds each wait for the server by `timeoutMs` (null: no timeout). */
@@ -592,15 +612,16 @@ export class RpcClient implements CallChannel {
   private readonly waiting: Array<{ grant(release: Release): void; refuse(err: RpcError): void }> = [];
   private broken: RpcError | null = null;
   private closed = false;
-  private segment: SegmentAccess | null;
+  /** The shared-memory segment calls use, or null when batches travel on the byte stream only. */
+  sharedMemory: SegmentAccess | null;
   readonly onLog: ((record: LogRecord) => void) | undefined;
 
   constructor(
-    readonly transport: ClientTransport,
-    opts: ClientOptions = {},
+    private readonly transport: ClientTransport,
+    opts: ClientOptions,
   ) {
     this.onLog = opts.onLog;
-    this.segment = opts.shm ?? null;
+    this.sharedMemory = opts.shm ?? null;
     const t = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.timeoutMs = t > 0 && Number.isFinite(t) ? t : 0;
     this.watchdog = this.timeoutMs > 0 ? new Watchdog(this.timeoutMs) : null;
@@ -610,28 +631,15 @@ export class RpcClient implements CallChannel {
     );
   }
 
-  /** The shared-memory segment calls use, or null when batches travel on the byte stream only. */
-  get sharedMemory(): SegmentAccess | null {
-    return this.segment;
-  }
-
-  /**
-   * Starts (or, with null, stops) using a shared-memory segment for the calls that follow. The
-   * caller owns the segment and must keep it mapped while the client uses it.
-   */
-  useSharedMemory(segment: SegmentAccess | null): void {
-    this.segment = segment;
-  }
-
-  /** @internal A data batch as it goes on the wire: a pointer when it belongs in the segment. */
+  /** A data batch as it goes on the wire: a pointer when it belongs in the segment. */
   outgoing(batch: RecordBatch): RecordBatch {
-    const seg = this.segment;
+    const seg = this.sharedMemory;
     return seg === null || batch.numRows === 0 ? batch : toPointer(batch, seg);
   }
 
-  /** @internal The request batch, advertising the segment (and moved into it when large). */
+  /** The request batch, advertising the segment (and moved into it when large). */
   request(params: RecordBatch, target: CallTarget, extra?: RequestMetadata): RecordBatch {
-    const seg = this.segment;
+    const seg = this.sharedMemory;
     if (seg === null) return requestBatch(params, target, extra);
     const md = new Map(extra ?? []);
     for (const [k, v] of segmentMetadata(seg)) md.set(k, v);
@@ -643,7 +651,7 @@ export class RpcClient implements CallChannel {
     return this.broken !== null;
   }
 
-  /** @internal Marks the connection unusable and closes the transport; returns the error. */
+  /** Marks the connection unusable and closes the transport; returns the error. */
   fail(err: RpcError): RpcError {
     if (this.broken === null) {
       this.broken =
@@ -679,7 +687,7 @@ export class RpcClient implements CallChannel {
     });
   }
 
-  /** @internal Reads one frame (bounded by the timeout); `borrow` as in `MessageFramer.next`. */
+  /** Reads one frame (bounded by the timeout); `borrow` as in `MessageFramer.next`. */
   async readFrame(borrow = false): Promise<FrameResult> {
     if (this.broken) throw this.broken;
     try {
@@ -689,7 +697,7 @@ export class RpcClient implements CallChannel {
     }
   }
 
-  /** @internal The next frame when it is buffered already (see `MessageFramer.poll`), else null: call `readFrame`. */
+  /** The next frame when it is buffered already (see `MessageFramer.poll`), else null: call `readFrame`. */
   pollFrame(): Exclude<FrameResult, "end"> | null {
     if (this.broken) throw this.broken;
     try {
@@ -705,12 +713,12 @@ export class RpcClient implements CallChannel {
     return this.fail(this.transport.explainReadError?.(e) ?? e);
   }
 
-  /** @internal A borrowing stream ended: its reused answer buffer is not kept for later calls. */
+  /** A borrowing stream ended: its reused answer buffer is not kept for later calls. */
   releaseBorrowed(): void {
     this.framer.releaseBorrowed();
   }
 
-  /** @internal Writes chunks (bounded by the timeout). */
+  /** Writes chunks (bounded by the timeout). */
   async writeChunks(chunks: readonly Uint8Array[]): Promise<void> {
     if (this.broken) throw this.broken;
     try {
@@ -753,12 +761,8 @@ export class RpcClient implements CallChannel {
     for (const w of this.waiting.splice(0)) w.refuse(err);
   }
 
-  /** Unary call at the batch level: sends `params` (one row) and returns the result batch. */
-  unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
-    return traced(target, () => this.unaryUntraced(target, params, extra));
-  }
-
-  private async unaryUntraced(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
+  /** A unary call at the batch level, once the connection is free (no span: the caller opens it). */
+  async unary(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
     const release = await this.acquire();
     try {
       if (this.broken) throw this.broken;
@@ -779,15 +783,8 @@ export class RpcClient implements CallChannel {
     }
   }
 
-  /**
-   * Opens a stream call at the batch level. When `hasHeader`, the header stream is read first
-   * (an init error surfaces here). The returned stream holds the connection until it ends.
-   */
-  openStream(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<RawStream> {
-    return traced(target, () => this.openUntraced(target, params, opts));
-  }
-
-  private async openUntraced(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<RawStream> {
+  /** Opens a stream call at the batch level (no span: the caller opens it). */
+  async open(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<RawStream> {
     const release = await this.acquire();
     try {
       if (this.broken) throw this.broken;
@@ -811,11 +808,71 @@ export class RpcClient implements CallChannel {
         }
         await reader.drain();
       }
-      return new RawStream(this, header, release, this.onLog, opts.borrow ?? false);
+      return new SessionStream(this, header, release, this.onLog, opts.borrow ?? false);
     } catch (err) {
       release();
       throw err;
     }
+  }
+
+  /** Closes the connection (a stream in progress fails with `transport_error`). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.broken === null) this.broken = frameworkError("transport_error", "the client is closed");
+    this.refuseWaiting(this.broken);
+    this.watchdog?.close();
+    await this.transport.close();
+  }
+}
+
+/** A client over one session transport. */
+export class RpcClient implements CallChannel {
+  /** The connection's protocol state; private, so none of it is in the client's public type. */
+  readonly #conn: ClientConnection;
+  /** Receives every non-error log record the server sends for a call (`ClientOptions.onLog`). */
+  readonly onLog: ((record: LogRecord) => void) | undefined;
+
+  constructor(
+    /** The byte stream the client speaks over. */
+    readonly transport: ClientTransport,
+    opts: ClientOptions = {},
+  ) {
+    this.onLog = opts.onLog;
+    this.#conn = new ClientConnection(transport, opts);
+  }
+
+  /** The shared-memory segment calls use, or null when batches travel on the byte stream only. */
+  get sharedMemory(): SegmentAccess | null {
+    return this.#conn.sharedMemory;
+  }
+
+  /**
+   * Starts (or, with null, stops) using a shared-memory segment for the calls that follow. The
+   * caller owns the segment and must keep it mapped while the client uses it.
+   */
+  useSharedMemory(segment: SegmentAccess | null): void {
+    this.#conn.sharedMemory = segment;
+  }
+
+  /** True after a transport failure: every later call fails with that `transport_error`. */
+  get isBroken(): boolean {
+    return this.#conn.isBroken;
+  }
+
+  /** Unary call at the batch level: sends `params` (one row) and returns the result batch. */
+  unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
+    const conn = this.#conn;
+    return traced(target, () => conn.unary(target, params, extra));
+  }
+
+  /**
+   * Opens a stream call at the batch level. When `hasHeader`, the header stream is read first
+   * (an init error surfaces here). The returned stream holds the connection until it ends.
+   */
+  openStream(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<RawStream> {
+    const conn = this.#conn;
+    return traced(target, () => conn.open(target, params, opts));
   }
 
   /** Calls a unary method of a declared protocol: `client.call(Calc, "add", { a: 1, b: 2 })`. */
@@ -859,13 +916,8 @@ export class RpcClient implements CallChannel {
   }
 
   /** Closes the connection (waits for nothing; a stream in progress fails with `transport_error`). */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.broken === null) this.broken = frameworkError("transport_error", "the client is closed");
-    this.refuseWaiting(this.broken);
-    this.watchdog?.close();
-    await this.transport.close();
+  close(): Promise<void> {
+    return this.#conn.close();
   }
 }
 

@@ -27,6 +27,7 @@ import { methodSchemas } from "../protocol/methods.js";
 import { typeText } from "../protocol/type-tokens.js";
 import type { FieldSpecs, RowOf, TypeSpec, ValueOf } from "../protocol/types.js";
 import { batchFromData, EMPTY_SCHEMA } from "../wire/batches.js";
+import { TIMEOUT_MS_KEY } from "../wire/keys.js";
 import {
   type CallChannel,
   type CallTarget,
@@ -84,14 +85,28 @@ export interface CallOptions {
   readonly idempotencyKey?: string;
   /** A request id to correlate logs with (`vgi_rpc.request_id`; the server's `ctx.requestId`). Default: the server mints one. */
   readonly requestId?: string;
+  /**
+   * How long the call may take, in ms: sent with the request (`quiver.timeout_ms`), so a quiver
+   * server aborts the call when it passes and answers `deadline_exceeded` (a server that does not
+   * know the key ignores it; the client's own `timeoutMs` still bounds each wait). Default: none.
+   */
+  readonly timeoutMs?: number;
 }
 
 /** The request metadata a call's options ask for, or undefined when they ask for none. */
 function extraMetadata(opts: CallOptions): RequestMetadata | undefined {
-  if (opts.idempotencyKey === undefined && opts.requestId === undefined) return opts.metadata;
+  if (opts.idempotencyKey === undefined && opts.requestId === undefined && opts.timeoutMs === undefined) {
+    return opts.metadata;
+  }
   const md = new Map(opts.metadata ?? []);
   if (opts.idempotencyKey !== undefined) md.set("idempotency-key", opts.idempotencyKey);
   if (opts.requestId !== undefined) md.set("vgi_rpc.request_id", opts.requestId);
+  if (opts.timeoutMs !== undefined) {
+    if (!Number.isSafeInteger(opts.timeoutMs) || opts.timeoutMs <= 0) {
+      throw new RangeError(`timeoutMs must be a positive integer (ms), got ${opts.timeoutMs}`);
+    }
+    md.set(TIMEOUT_MS_KEY, String(opts.timeoutMs));
+  }
   return md;
 }
 
@@ -303,15 +318,28 @@ function watchAbort(raw: StreamChannel, signal: AbortSignal | undefined): () => 
 }
 
 /** A producer stream: iterate rows (or `batches()`), `header` when declared. */
-export class ProducerStream<Row, H> implements AsyncIterable<Row> {
+export interface ProducerStream<Row, H> extends AsyncIterable<Row> {
+  /** The batch-level stream underneath. */
+  readonly raw: StreamChannel;
+  /** The decoded header, or null when the method declares none. */
+  readonly header: H;
+  /** Every output batch, in order (one per producer turn; zero-row data batches included). */
+  batches(): AsyncGenerator<RecordBatch, void, undefined>;
+  /** Collects every row. */
+  toArray(): Promise<Row[]>;
+  /** Cancels the stream (the protocol's cancel batch). */
+  cancel(): Promise<void>;
+  /** Ends the stream without reading the rest (sends input EOS, drains). */
+  close(): Promise<void>;
+}
+
+/** `ProducerStream` over a batch-level stream, its rows decoded with the method's output specs. */
+class TypedProducerStream<Row, H> implements ProducerStream<Row, H> {
   private started = false;
   private readonly detach: () => void;
 
-  /** @internal */
   constructor(
-    /** The batch-level stream underneath. */
     readonly raw: StreamChannel,
-    /** The decoded header, or null when the method declares none. */
     readonly header: H,
     private readonly decode: (batch: RecordBatch) => Row[],
     private readonly signal: AbortSignal | undefined,
@@ -368,10 +396,49 @@ export class ProducerStream<Row, H> implements AsyncIterable<Row> {
 }
 
 /** An exchange session: lockstep, one output batch per input batch. */
-export class ExchangeSession<In, Out, H> {
+export interface ExchangeSession<In, Out, H> {
+  /** The batch-level stream underneath. */
+  readonly raw: StreamChannel;
+  /** The decoded header, or null when the method declares none. */
+  readonly header: H;
+  /** Sends one input batch and returns the server's answer batch. */
+  exchangeBatch(input: RecordBatch): Promise<RecordBatch>;
+  /**
+   * Sends rows (built with the declared input specs, with optional custom metadata on the input
+   * batch) and returns the answer's rows. A prebuilt batch is sent as is.
+   */
+  exchange(rows: readonly In[] | RecordBatch, metadata?: ReadonlyMap<string, string>): Promise<Out[]>;
+  /**
+   * Many turns with the inputs sent ahead: each input of `inputs` (rows, built with the declared
+   * input specs, or a prebuilt batch) is sent while fewer than `window` answers are owed, and the
+   * answer batches are yielded in order, one per input. Where `exchange()` waits a round trip per
+   * turn, the server here works on the next inputs while you read this answer. The wire stays
+   * the protocol's lockstep (one answer per input, in order), so any vgi-rpc server serves it.
+   * The session stays open when `inputs` ends. Leaving early (break, abort, an error from
+   * `inputs`) cancels the exchange, whose inputs already sent may have been processed; a server
+   * error closes it, as in `exchange()`. An input batch's buffers may be held until it is written:
+   * do not change one after `inputs` yields it. Over HTTP (no pipelining) the inputs are sent one
+   * at a time.
+   */
+  pipelineBatches(
+    inputs: Iterable<readonly In[] | RecordBatch> | AsyncIterable<readonly In[] | RecordBatch>,
+    opts?: PipelineOptions,
+  ): AsyncGenerator<RecordBatch, void, undefined>;
+  /** `pipelineBatches`, each answer decoded to rows. */
+  pipeline(
+    inputs: Iterable<readonly In[] | RecordBatch> | AsyncIterable<readonly In[] | RecordBatch>,
+    opts?: PipelineOptions,
+  ): AsyncGenerator<Out[], void, undefined>;
+  /** Ends the input stream and drains the output. */
+  close(): Promise<void>;
+  /** Cancels with the protocol's cancel batch. */
+  cancel(): Promise<void>;
+}
+
+/** `ExchangeSession` over a batch-level stream, rows encoded and decoded with the method's specs. */
+class TypedExchangeSession<In, Out, H> implements ExchangeSession<In, Out, H> {
   private readonly detach: () => void;
 
-  /** @internal */
   constructor(
     readonly raw: StreamChannel,
     readonly header: H,
@@ -410,18 +477,7 @@ export class ExchangeSession<In, Out, H> {
     return this.decode(await this.exchangeBatch(batch));
   }
 
-  /**
-   * Many turns with the inputs sent ahead: each input of `inputs` (rows, built with the declared
-   * input specs, or a prebuilt batch) is sent while fewer than `window` answers are owed, and the
-   * answer batches are yielded in order, one per input. Where `exchange()` waits a round trip per
-   * turn, the server here works on the next inputs while you read this answer. The wire stays
-   * the protocol's lockstep (one answer per input, in order), so any vgi-rpc server serves it.
-   * The session stays open when `inputs` ends. Leaving early (break, abort, an error from
-   * `inputs`) cancels the exchange, whose inputs already sent may have been processed; a server
-   * error closes it, as in `exchange()`. An input batch's buffers may be held until it is written:
-   * do not change one after `inputs` yields it. Over HTTP (no pipelining) the inputs are sent one
-   * at a time.
-   */
+  /** See `ExchangeSession.pipelineBatches`. */
   async *pipelineBatches(
     inputs: Iterable<readonly In[] | RecordBatch> | AsyncIterable<readonly In[] | RecordBatch>,
     opts: PipelineOptions = {},
@@ -497,7 +553,7 @@ export async function openProducer(
     ...(extra ? { extra } : {}),
     ...(opts.borrowBatches ? { borrow: true } : {}),
   });
-  return new ProducerStream(
+  return new TypedProducerStream(
     raw,
     await headerOf(method, decl.header, raw),
     (b) => decodeRows(method, decl.output, b),
@@ -522,7 +578,7 @@ export async function openExchange(
     ...(opts.borrowBatches ? { borrow: true } : {}),
   });
   const inputSchema = methodSchemas(decl).input!;
-  return new ExchangeSession(
+  return new TypedExchangeSession(
     raw,
     await headerOf(method, decl.header, raw),
     (rows, metadata) =>

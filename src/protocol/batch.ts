@@ -2,7 +2,7 @@
  * Building and reading record batches from specs: rows ↔ Arrow, schemas from field specs.
  */
 import { Data, DataType, Precision, type RecordBatch, Schema } from "apache-arrow";
-import { InvalidValueError } from "../errors.js";
+import { InvalidValueError, locateInvalidValue } from "../errors.js";
 import { batchFromData } from "../wire/batches.js";
 import { smallArray } from "../wire/slab.js";
 
@@ -100,7 +100,7 @@ function buildColumn(
     return data;
   } catch (err) {
     if (err instanceof InvalidValueError)
-      throw err.locate(context?.method ?? "", context?.role ?? "field", name, values.length);
+      throw locateInvalidValue(err, context?.method ?? "", context?.role ?? "field", name, values.length);
     throw err;
   }
 }

@@ -27,7 +27,7 @@ import {
   Vector,
 } from "apache-arrow";
 import { instance as getVisitor } from "apache-arrow/visitor/get";
-import { InvalidValueError, type InvalidValueType } from "../errors.js";
+import { InvalidValueError, type InvalidValueType, nestInvalidValue } from "../errors.js";
 import { smallArray, smallBytes } from "../wire/slab.js";
 import { typeText } from "./type-tokens.js";
 
@@ -113,7 +113,7 @@ function refuseNull(v: unknown, type: DataType, row: number, segment: string, wh
     typeText(type),
     row,
   );
-  throw err.within(segment, row);
+  throw nestInvalidValue(err, segment, row);
 }
 
 function wrongType(expected: string, v: unknown, type: DataType, row: number): never {
@@ -169,7 +169,7 @@ function buildChild(
   } catch (err) {
     if (err instanceof InvalidValueError) {
       const [row, segment] = locate(err.row);
-      throw err.within(segment, row);
+      throw nestInvalidValue(err, segment, row);
     }
     throw err;
   }

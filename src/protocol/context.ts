@@ -81,6 +81,15 @@ export type Injected = Readonly<Record<string, unknown>>;
 export interface CallContext<I extends object = Record<never, never>> {
   readonly auth: AuthContext;
   /**
+   * Aborted when the call should stop: its caller went away, the stream was cancelled, the call's
+   * deadline passed (the server's `callTimeoutMs` or the client's `timeoutMs`), or the server is
+   * shutting down and the grace for calls in flight ran out. `signal.reason` is an `RpcError`
+   * (kind `cancelled` or `deadline_exceeded`). Pass it to what the handler awaits (`fetch`,
+   * timers, queries) so work nobody will read stops; a unary call aborted this way has already been
+   * answered with the reason, and what its handler returns afterwards is dropped.
+   */
+  readonly signal: AbortSignal;
+  /**
    * The call's id: the client's (`vgi_rpc.request_id` request metadata, or the `X-Request-ID`
    * HTTP header) when it sent a well-formed one, else 16 hex chars minted per call. Always set.
    */

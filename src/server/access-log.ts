@@ -6,7 +6,7 @@
  * records and counts them (`dropped_records` on the next record that gets through).
  */
 import { createWriteStream, type WriteStream } from "node:fs";
-import type { CallObserver, CallRecord } from "./dispatch.js";
+import type { CallObserver, CallRecord } from "./records.js";
 
 /** Claim names whose values are replaced by `[redacted]` (the reference's default list). */
 const REDACT = new RegExp(

@@ -44,4 +44,15 @@ export interface Connection {
   readonly auth?: AuthContext;
   /** The shared-memory side channel; absent on transports that cannot offer it. */
   readonly sharedMemory?: SharedMemoryAccess;
+  /**
+   * Aborted when the call in progress must stop: the peer went away, or the listener's shutdown
+   * grace ran out. The call is aborted with `signal.reason` when it is an `RpcError`, else as
+   * `cancelled`; no further request is read. Default: never.
+   */
+  readonly signal?: AbortSignal;
+  /**
+   * Aborted when the listener is closing: the session takes no further request, ending at once
+   * when idle and after the call in progress otherwise. Default: never.
+   */
+  readonly closing?: AbortSignal;
 }

@@ -6,18 +6,7 @@
  * how bytes arrive and leave differs.
  */
 import { randomFillSync } from "node:crypto";
-import {
-  type Context,
-  context,
-  isSpanContextValid,
-  ProxyTracerProvider,
-  propagation,
-  ROOT_CONTEXT,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-} from "@opentelemetry/api";
+import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
 import { frameworkError, RpcError } from "../errors.js";
@@ -38,16 +27,27 @@ import {
   REQUEST_VERSION_KEY,
   SERVER_ID_KEY,
   STREAM_STATE_KEY,
-  TRACEPARENT_KEY,
-  TRACESTATE_KEY,
   TRANSPORT_OPTIONS_METHOD,
   TRANSPORT_SHM_KEY,
 } from "../wire/keys.js";
 import { errorBatch, isCancelBatch, type Origin } from "../wire/messages.js";
 import { LogBuffer, TurnCollector } from "./collector.js";
+import {
+  type CallHandler,
+  type CallInterceptor,
+  type CallOutcome,
+  chain,
+  needsSpan,
+  observingInterceptor,
+  type ServerCall,
+  spanIds,
+  type TraceCarrier,
+  tracingInterceptor,
+} from "./interceptors.js";
+import type { CallRecord } from "./records.js";
 import { resolveInjected, securityRefusal } from "./security.js";
-import type { ResolvedMethod, RpcServer } from "./server.js";
 import { type CallStatistics, newStatistics, recordInput, recordOutput } from "./stats.js";
+import type { ResolvedMethod, RpcServer } from "./types.js";
 import { checkParamsContract, coerceInput } from "./validate.js";
 
 /** What a transport knows about the caller of one call. */
@@ -97,50 +97,6 @@ export interface CookieJar {
 const NO_COOKIES: ReadonlyMap<string, string> = new Map();
 const NO_METADATA: ReadonlyMap<string, string> = new Map();
 
-/** How a call ended, as the per-call hook sees it. */
-export interface CallRecord {
-  readonly serverId: string;
-  readonly requestId: string;
-  readonly transport: string;
-  /** Owning protocol (the primary for built-ins and unroutable requests). */
-  readonly protocol: string;
-  readonly protocolHash: string;
-  /** The method as requested (may be unknown to the server). */
-  readonly method: string;
-  /** `unary` or `stream`. */
-  readonly methodType: "unary" | "stream";
-  /** 32 hex chars for streams, `""` for unary calls. */
-  readonly streamId: string;
-  readonly status: "ok" | "error";
-  readonly errorType: string;
-  readonly errorMessage: string;
-  readonly errorKind: string;
-  readonly errorCode: string;
-  /**
-   * The error the call failed with, or null: what the handler threw, as an `RpcError` whose
-   * `cause` is the original when it was not one. Log it (stack included) to keep stack traces on
-   * the server while callers get none (see `ServerOptions.includeTracebacks`).
-   */
-  readonly error: RpcError | null;
-  readonly cancelled: boolean;
-  readonly startedAt: Date;
-  readonly durationMs: number;
-  readonly stats: Readonly<CallStatistics>;
-  readonly auth: AuthContext;
-  readonly transportMetadata: Readonly<Record<string, string>>;
-  /** The request's custom metadata (routing keys, trace context). */
-  readonly requestMetadata: ReadonlyMap<string, string>;
-  /** The request batch's shape (names and types, never values); null if no request was read. */
-  readonly requestFields: readonly { readonly name: string; readonly type: string }[] | null;
-  readonly requestRows: number;
-  /** W3C ids of the call's span when tracing is active, else `""`. */
-  readonly traceId: string;
-  readonly spanId: string;
-}
-
-/** Receives one record per call when it ends (never throws into dispatch). */
-export type CallObserver = (record: CallRecord) => void;
-
 /** Random bytes drawn from a pool: one `randomBytes` call per 512 ids instead of one per call. */
 const POOL = Buffer.alloc(4096);
 let poolAt = POOL.length;
@@ -165,21 +121,102 @@ function requestShape(schema: Schema): NonNullable<CallRecord["requestFields"]> 
   return shape;
 }
 
-/** True while no tracer provider is registered (the global one is the API's empty proxy). */
-function noTracer(): boolean {
-  const provider = trace.getTracerProvider();
-  return provider instanceof ProxyTracerProvider && provider.getDelegateTracer("quiver-rpc") === undefined;
-}
-
-function isEmpty(record: Readonly<Record<string, string>> | undefined): boolean {
-  if (record === undefined) return true;
-  for (const _ in record) return false;
-  return true;
-}
-
 /** A fresh 16-hex-digit request id (from the same pool as the calls' own ids). */
 export function newRequestId(): string {
   return hex(8);
+}
+
+const TRACING = tracingInterceptor((call) => (call as CallView).call.env.traceContext);
+
+/** Each server's built-in interceptors (observers, tracing) before its own, by which apply. */
+const chains = new WeakMap<RpcServer, Map<number, readonly CallInterceptor[]>>();
+
+/**
+ * The interceptors a call runs through: the observers' when the server has any, tracing when the
+ * call needs a span, then the server's own. Usually the same few lists, made once per server.
+ */
+function callInterceptors(
+  server: RpcServer,
+  requestMetadata: ReadonlyMap<string, string>,
+  carrier: TraceCarrier | undefined,
+): readonly CallInterceptor[] {
+  const key = (server.observed ? 1 : 0) | (needsSpan(requestMetadata, carrier) ? 2 : 0);
+  if (key === 0) return server.interceptors;
+  let memo = chains.get(server);
+  if (memo === undefined) {
+    memo = new Map();
+    chains.set(server, memo);
+  }
+  let list = memo.get(key);
+  if (list === undefined) {
+    const made: CallInterceptor[] = [];
+    if (key & 1) {
+      made.push(
+        observingInterceptor(
+          (view, outcome) => (view as CallView).call.record(outcome, view),
+          (record) => server.notify(record),
+          (view) => (view as CallView).call.t0,
+        ),
+      );
+    }
+    if (key & 2) made.push(TRACING);
+    made.push(...server.interceptors);
+    list = made;
+    memo.set(key, list);
+  }
+  return list;
+}
+
+/** A call as its interceptors see it. */
+class CallView implements ServerCall {
+  constructor(readonly call: Call) {}
+
+  get serverId(): string {
+    return this.call.origin.serverId;
+  }
+  get requestId(): string {
+    return this.call.origin.requestId;
+  }
+  get transport(): string {
+    return this.call.env.transport;
+  }
+  get protocol(): string {
+    return this.call.method?.protocol.name ?? "";
+  }
+  get method(): string {
+    return this.call.methodName;
+  }
+  get methodType(): "unary" | "stream" {
+    const m = this.call.method;
+    return m === null || m.decl.kind === "unary" ? "unary" : "stream";
+  }
+  get streamId(): string {
+    return this.call.streamId;
+  }
+  get auth(): AuthContext {
+    return this.call.env.auth;
+  }
+  get transportMetadata(): Readonly<Record<string, string>> {
+    return this.call.env.transportMetadata;
+  }
+  get requestMetadata(): ReadonlyMap<string, string> {
+    return this.call.requestMetadata;
+  }
+  get signal(): AbortSignal {
+    return this.call.signal;
+  }
+  get startedAt(): Date {
+    return this.call.startedAt;
+  }
+  get stats(): Readonly<CallStatistics> {
+    return this.call.stats;
+  }
+  get otelContext(): Context {
+    return this.call.otelContext;
+  }
+  set otelContext(value: Context) {
+    this.call.otelContext = value;
+  }
 }
 
 /** One call's bookkeeping, from request to the end of its last turn. */
@@ -190,7 +227,7 @@ export class Call {
   readonly stats: CallStatistics = newStatistics();
   /** Wall-clock start in ms (the Date is made only for a call record). */
   private readonly startedMs = Date.now();
-  private readonly t0 = performance.now();
+  readonly t0 = performance.now();
   method: ResolvedMethod | null = null;
   methodName = "";
   streamId = "";
@@ -199,10 +236,24 @@ export class Call {
   requestRows = 0;
   private failure: RpcError | null = null;
   private ended = false;
-  private span: Span | null = null;
+  /** The call as interceptors see it, once its chain started. */
+  private view: CallView | null = null;
+  /** Settles when the interceptor chain reaches the call (see `begin`); null without a chain. */
+  entered: Promise<void> | null = null;
+  /** Resolves the innermost link of the chain with the call's outcome. */
+  private finish: ((outcome: CallOutcome) => void) | null = null;
+  private outcome: CallOutcome | null = null;
   /** The OpenTelemetry context handlers run in (the call's span active). */
   otelContext: Context = ROOT_CONTEXT;
   private loggerValue: Logger | null = null;
+  /** Made when a handler first reads `ctx.signal` (most never do). */
+  private controller: AbortController | null = null;
+  private abortReason: RpcError | null = null;
+  /** Who waits for an abort (`whenAborted`). */
+  private abortWaiters: ((reason: RpcError) => void)[] | null = null;
+  /** The work `unlessAborted` is racing, answered with the reason on abort. */
+  private race: ((reason: RpcError) => void) | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly env: CallEnv,
@@ -220,6 +271,72 @@ export class Call {
   /** The error the call failed with, if it failed. */
   get error(): RpcError | null {
     return this.failure;
+  }
+
+  /** The signal handlers see as `ctx.signal` (see `abort`). */
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.abortReason !== null) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  /** Why the call was aborted, or null. */
+  get abortedWith(): RpcError | null {
+    return this.abortReason;
+  }
+
+  /** Aborts the call (the first reason wins; nothing happens once it ended): `ctx.signal` fires. */
+  abort(reason: RpcError): void {
+    if (this.abortReason !== null || this.ended) return;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+    const race = this.race;
+    this.race = null;
+    race?.(reason);
+    const waiters = this.abortWaiters;
+    this.abortWaiters = null;
+    if (waiters !== null) for (const w of waiters) w(reason);
+  }
+
+  private onAborted(waiter: (reason: RpcError) => void): void {
+    if (this.abortWaiters === null) this.abortWaiters = [waiter];
+    else this.abortWaiters.push(waiter);
+  }
+
+  /** Resolves with the abort reason when the call is aborted (never otherwise). */
+  whenAborted(): Promise<RpcError> {
+    if (this.abortReason !== null) return Promise.resolve(this.abortReason);
+    return new Promise((resolve) => this.onAborted(resolve));
+  }
+
+  /**
+   * `work`'s result, unless the call is aborted first: then `onAbort(reason)`'s (and `work`'s
+   * eventual result is dropped). `work` must not reject. A call races one piece of work at a time
+   * (its handler, then each turn), so one slot holds the race.
+   */
+  unlessAborted<T>(work: Promise<T>, onAbort: (reason: RpcError) => T): Promise<T> {
+    if (this.abortReason !== null) return Promise.resolve(onAbort(this.abortReason));
+    return new Promise<T>((resolve) => {
+      const race = (reason: RpcError) => resolve(onAbort(reason));
+      this.race = race;
+      void work.then((value) => {
+        if (this.race !== race) return; // aborted first: already answered
+        this.race = null;
+        resolve(value);
+      });
+    });
+  }
+
+  /** Aborts the call with `deadline_exceeded` after `ms` unless it ended first. */
+  deadline(ms: number): void {
+    if (this.deadlineTimer !== null || this.ended) return;
+    this.deadlineTimer = setTimeout(
+      () => this.abort(frameworkError("deadline_exceeded", `the call did not finish within its deadline of ${ms} ms`)),
+      ms,
+    );
+    this.deadlineTimer.unref();
   }
 
   /** Records output batches as they are written. */
@@ -248,34 +365,46 @@ export class Call {
     return this.requestSchema === null ? null : requestShape(this.requestSchema);
   }
 
-  /** Starts the server span once the method is known, parented on the request's trace context. */
+  /**
+   * Starts the interceptor chain once the method is known (the built-in observers and tracing
+   * first, then `ServerOptions.interceptors`); nothing when none applies to the call. `entered`
+   * then settles when the chain reaches the call (rejecting when an interceptor refused it).
+   */
+  begin(): void {
+    if (this.view !== null) return;
+    const interceptors = callInterceptors(this.env.server, this.requestMetadata, this.env.traceContext);
+    if (interceptors.length === 0) return;
+    const view = new CallView(this);
+    this.view = view;
+    let enter!: () => void;
+    let refuse!: (err: unknown) => void;
+    const entered = new Promise<void>((resolve, reject) => {
+      enter = resolve;
+      refuse = reject;
+    });
+    entered.catch(() => {}); // the dispatcher reads the refusal; nobody else need
+    this.entered = entered;
+    let inside = false;
+    const body: CallHandler = () => {
+      inside = true;
+      enter();
+      return new Promise<CallOutcome>((resolve) => {
+        if (this.outcome !== null) resolve(this.outcome);
+        else this.finish = resolve;
+      });
+    };
+    chain(
+      interceptors,
+      body,
+    )(view).catch((err: unknown) => {
+      if (!inside) refuse(err);
+      else this.env.server.logger.warn({ err }, "an interceptor failed after the call");
+    });
+  }
+
+  /** @deprecated The chain's start, under its old name (the HTTP transport calls it). */
   startSpan(): void {
-    const tp = this.requestMetadata.get(TRACEPARENT_KEY);
-    const ts = this.requestMetadata.get(TRACESTATE_KEY);
-    // With no tracer provider and no incoming trace context the span would be an invalid
-    // non-recording one that nothing sees: skip making it (and its attributes) on every call.
-    if (tp === undefined && ts === undefined && noTracer() && isEmpty(this.env.traceContext)) return;
-    const carrier: Record<string, string> = { ...this.env.traceContext };
-    if (tp !== undefined) carrier.traceparent = tp;
-    if (ts !== undefined) carrier.tracestate = ts;
-    const parent = propagation.extract(ROOT_CONTEXT, carrier);
-    const protocol = this.method?.protocol.name ?? "";
-    this.span = trace.getTracer("quiver-rpc").startSpan(
-      `vgi_rpc/${this.methodName}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: {
-          "rpc.system": "vgi_rpc",
-          "rpc.service": protocol,
-          "rpc.method": this.methodName,
-          "rpc.vgi_rpc.server_id": this.origin.serverId,
-          "rpc.vgi_rpc.request_id": this.origin.requestId,
-          "rpc.vgi_rpc.transport": this.env.transport,
-        },
-      },
-      parent,
-    );
-    this.otelContext = trace.setSpan(parent, this.span);
+    this.begin();
   }
 
   /** The request-bound logger: a child of the server's with the call's identity. */
@@ -296,40 +425,36 @@ export class Call {
     return this.loggerValue;
   }
 
-  /** Ends the call once and feeds the record to the server's observers. */
+  /** Ends the call once: its interceptors (observers and tracing included) see the outcome. */
   end(cancelled = false): void {
     if (this.ended) return;
     this.ended = true;
-    const server = this.env.server;
-    if (this.span === null && !server.observed) return;
-    const owner = this.method?.protocol ?? server.protocols.values().next().value!;
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.abortWaiters = null;
+    this.race = null;
     const e = this.failure;
-    const spanContext = this.span?.spanContext();
-    const traced = spanContext !== undefined && isSpanContextValid(spanContext);
-    if (this.span !== null) {
-      const st = this.stats;
-      this.span.setAttributes({
-        "rpc.vgi_rpc.method_type": this.method === null || this.method.decl.kind === "unary" ? "unary" : "stream",
-        "rpc.vgi_rpc.input_batches": st.inputBatches,
-        "rpc.vgi_rpc.input_rows": st.inputRows,
-        "rpc.vgi_rpc.input_bytes": st.inputBytes,
-        "rpc.vgi_rpc.output_batches": st.outputBatches,
-        "rpc.vgi_rpc.output_rows": st.outputRows,
-        "rpc.vgi_rpc.output_bytes": st.outputBytes,
-        "rpc.vgi_rpc.auth.principal": this.env.auth.principal,
-      });
-      if (cancelled) this.span.setAttribute("rpc.vgi_rpc.cancelled", true);
-      if (e !== null) {
-        this.span.setAttributes({
-          "rpc.vgi_rpc.error_type": e.type,
-          "rpc.vgi_rpc.error_kind": e.kind,
-          "rpc.vgi_rpc.error_code": e.code,
-        });
-        this.span.setStatus({ code: SpanStatusCode.ERROR, message: `${e.type}: ${e.message}` });
-      }
-      this.span.end();
-    }
-    const record: CallRecord = {
+    const outcome: CallOutcome = {
+      status: e === null ? "ok" : "error",
+      error: e,
+      cancelled,
+      durationMs: performance.now() - this.t0,
+    };
+    this.outcome = outcome;
+    const finish = this.finish;
+    this.finish = null;
+    if (finish !== null) finish(outcome);
+    // A call that ended before its method was known (unroutable, unreadable) still passes its
+    // interceptors, so observers record it.
+    else if (this.view === null) this.begin();
+  }
+
+  /** The record observers receive for this call's `outcome`. */
+  record(outcome: CallOutcome, view: ServerCall): CallRecord {
+    const server = this.env.server;
+    const owner = this.method?.protocol ?? server.protocols.values().next().value!;
+    const e = outcome.error;
+    const ids = spanIds(view);
+    return {
       serverId: server.serverId,
       requestId: this.origin.requestId,
       transport: this.env.transport,
@@ -338,25 +463,24 @@ export class Call {
       method: this.methodName,
       methodType: this.method === null || this.method.decl.kind === "unary" ? "unary" : "stream",
       streamId: this.streamId,
-      status: e === null ? "ok" : "error",
+      status: outcome.status,
       errorType: e?.type ?? "",
       errorMessage: e?.message ?? "",
       errorKind: e?.kind ?? "",
       errorCode: e === null ? "" : e.code,
       error: e,
-      cancelled,
+      cancelled: outcome.cancelled,
       startedAt: this.startedAt,
-      durationMs: performance.now() - this.t0,
+      durationMs: outcome.durationMs,
       stats: { ...this.stats },
       auth: this.env.auth,
       transportMetadata: this.env.transportMetadata,
       requestMetadata: this.requestMetadata,
       requestFields: this.requestFields,
       requestRows: this.requestRows,
-      traceId: traced ? spanContext.traceId : "",
-      spanId: traced ? spanContext.spanId : "",
+      traceId: ids.traceId,
+      spanId: ids.spanId,
     };
-    server.notify(record);
   }
 
   /** The client's idempotency key: the transport's (HTTP header) first, then request metadata. */
@@ -380,7 +504,11 @@ export class Call {
       );
     };
     const idempotencyKey = this.idempotencyKey;
+    const call = this;
     return {
+      get signal() {
+        return call.signal;
+      },
       idempotencyKey,
       requireIdempotencyKey: () => {
         if (idempotencyKey !== null) return idempotencyKey;

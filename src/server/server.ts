@@ -2,6 +2,7 @@
  * The server: protocol bindings, routing on (protocol, method), the version gate, built-ins and
  * reflection. Transport-agnostic: session transports hand it a `Connection`.
  */
+
 import { randomBytes } from "node:crypto";
 import { type Logger, pino } from "pino";
 import { frameworkError } from "../errors.js";
@@ -15,8 +16,13 @@ import {
   validateProtocolName,
 } from "../protocol/methods.js";
 import { t } from "../protocol/types.js";
-import type { Connection } from "./connection.js";
-import type { CallObserver, CallRecord } from "./dispatch.js";
+import { ConnectionSet, graceOf } from "./connections.js";
+import type { CallObserver } from "./records.js";
+import type { Closable, HostedProtocol, ResolvedMethod, RpcServer } from "./types.js";
+
+export type { HostedProtocol, ResolvedMethod, RpcServer } from "./types.js";
+
+import type { CallInterceptor } from "./interceptors.js";
 import { computeProtocolHash, type MethodShape } from "./protocol-hash.js";
 import {
   type DescribedMethod,
@@ -64,26 +70,6 @@ export function bind<P extends ProtocolDecl>(protocol: P, implementation: Implem
   return { protocol, implementation: handlers };
 }
 
-/** A method resolved for dispatch. */
-export interface ResolvedMethod {
-  readonly protocol: HostedProtocol;
-  readonly name: string;
-  readonly decl: MethodDecl;
-  readonly schemas: MethodSchemas;
-  /** The handler as bound: a function (unary) or a handler object (streams). */
-  readonly handler: unknown;
-}
-
-export interface HostedProtocol {
-  readonly name: string;
-  readonly version: string;
-  /** [major, minor], or null when the protocol declares no version. */
-  readonly versionParts: readonly [number, number] | null;
-  readonly hash: string;
-  readonly versionExempt: boolean;
-  readonly methods: ReadonlyMap<string, ResolvedMethod>;
-}
-
 export interface ServerOptions {
   /** The protocols to host; the first is the primary. */
   readonly protocols: readonly Binding[];
@@ -105,6 +91,17 @@ export interface ServerOptions {
    */
   readonly maxMessageBytes?: number;
   /**
+   * Longest a call may run, in ms, before it is aborted with `deadline_exceeded` (its handler's
+   * `ctx.signal` fires; a unary call is answered with the error at once, a stream ends with it).
+   * A client's own shorter timeout, sent with the request, wins. Default: none.
+   */
+  readonly callTimeoutMs?: number;
+  /**
+   * Wrap every call on every transport, the first outermost (see `CallInterceptor`): refuse a
+   * call by throwing before `next`, observe its outcome after. Default: none.
+   */
+  readonly interceptors?: readonly CallInterceptor[];
+  /**
    * Called once per call when it ends, with its statistics, outcome and identity — the one hook
    * that access logs, metrics and spans are fed from. Default: none. Errors it throws are ignored.
    */
@@ -117,38 +114,6 @@ export interface ServerOptions {
    * declared here makes `createServer` throw. Default: none.
    */
   readonly securitySchemes?: SecuritySchemes;
-}
-
-export interface RpcServer {
-  readonly serverId: string;
-  readonly serverVersion: string;
-  /** Whether error batches carry stack traces (see `ServerOptions.includeTracebacks`). */
-  readonly includeTracebacks: boolean;
-  readonly maxMessageBytes: number;
-  /** The server's logger (silent unless one was given). */
-  readonly logger: Logger;
-  /** Hosted protocols in registration order (reflection last). */
-  readonly protocols: ReadonlyMap<string, HostedProtocol>;
-  /** True once `drain()` was called: new calls are refused with `server_draining`. */
-  readonly draining: boolean;
-  /** The declared security schemes (see `ServerOptions.securitySchemes`). */
-  readonly securitySchemes: SecuritySchemes;
-  /** Serves call after call on one connection until the peer closes it. */
-  serveConnection(conn: Connection): Promise<void>;
-  /** Refuses new calls and resolves when every call in progress has ended. */
-  drain(): Promise<void>;
-  /** Resolves (protocol, method) from request metadata; throws the reference's routing errors. */
-  resolve(protocol: string | undefined, method: string): ResolvedMethod;
-  /** Enforces the owning protocol's version gate. */
-  gateVersion(method: ResolvedMethod, clientVersion: string | undefined): void;
-  /** Tracks a call so `drain()` can wait for it. */
-  track<T>(work: Promise<T>): Promise<T>;
-  /** Adds a per-call observer (see `ServerOptions.onCallEnd`); returns a function removing it. */
-  observe(observer: CallObserver): () => void;
-  /** Feeds a finished call's record to every observer. */
-  notify(record: CallRecord): void;
-  /** True while at least one observer is registered (calls skip building records otherwise). */
-  readonly observed: boolean;
 }
 
 const VERSION_RE = /^(\d+)\.(\d+)\.(\d+)$/;
@@ -196,6 +161,13 @@ function host(binding: Binding): HostedProtocol {
 
 /** The package version, reported as `server_version`. */
 export const QUIVER_VERSION = "0.1.0";
+
+/** A positive whole number of ms, or null when absent; anything else is refused. */
+function positiveMs(name: string, ms: number | undefined): number | null {
+  if (ms === undefined) return null;
+  if (!Number.isSafeInteger(ms) || ms <= 0) throw new RangeError(`${name} must be a positive integer (ms), got ${ms}`);
+  return ms;
+}
 
 /** Default `maxMessageBytes`: 256 MiB, as the HTTP transport's default `maxRequestBytes`. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024;
@@ -258,6 +230,8 @@ export function createServer(opts: ServerOptions): RpcServer {
   }
 
   let draining = false;
+  const listeners = new Set<Closable>();
+  const own = new ConnectionSet();
   const active = new Set<Promise<unknown>>();
   const observers = new Set<CallObserver>();
   if (opts.onCallEnd) observers.add(opts.onCallEnd);
@@ -267,13 +241,35 @@ export function createServer(opts: ServerOptions): RpcServer {
     serverVersion,
     includeTracebacks: opts.includeTracebacks ?? false,
     maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    callTimeoutMs: positiveMs("callTimeoutMs", opts.callTimeoutMs),
+    interceptors: [...(opts.interceptors ?? [])],
     logger: opts.logger ?? pino({ level: "silent" }),
     protocols,
     securitySchemes,
     get draining() {
       return draining;
     },
-    serveConnection: (conn) => serveSession(server, conn),
+    serveConnection(conn) {
+      if (conn.closing !== undefined) return serveSession(server, conn);
+      // A connection no listener manages: the server's own set closes it.
+      const tracked = own.track(() => {});
+      const session = serveSession(server, {
+        ...conn,
+        closing: tracked.closing,
+        signal: conn.signal === undefined ? tracked.signal : AbortSignal.any([conn.signal, tracked.signal]),
+      });
+      tracked.served(session);
+      return session;
+    },
+    async close(closeOpts) {
+      graceOf(closeOpts); // checked before anything closes
+      await Promise.all([...listeners].map((l) => l.close(closeOpts)));
+      await own.close(closeOpts);
+    },
+    addListener(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     async drain() {
       draining = true;
       while (active.size > 0) await Promise.allSettled([...active]);

@@ -7,14 +7,14 @@
 import type { RecordBatch, Schema } from "apache-arrow";
 import { frameworkError, RpcError } from "../errors.js";
 import { ANONYMOUS } from "../protocol/context.js";
-import { EMPTY_SCHEMA } from "../wire/batches.js";
 import { MessageFramer } from "../wire/framer.js";
 import { EOS, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
 import { SHM_OFFSET_KEY, SHM_SEGMENT_NAME_KEY, SHM_SEGMENT_SIZE_KEY } from "../wire/keys.js";
 import { isPointerBatch, resolvePointer, type SegmentAccess, toPointer } from "../wire/shm-pointer.js";
 import type { AttachedSegment, Connection, SharedMemoryAccess } from "./connection.js";
-import { type Answer, admit, borrowsInput, Call, type CallEnv, openStream, runTurn, runUnary } from "./dispatch.js";
-import type { RpcServer } from "./server.js";
+import type { Answer, CallEnv } from "./dispatch.js";
+import { type ActiveCall, type ActiveStream, dispatch, peerGone, refuseUnread } from "./dispatcher.js";
+import type { RpcServer } from "./types.js";
 
 /** An error that leaves the byte stream unframed: answer it, then end the session. */
 class FramingLost extends Error {
@@ -169,67 +169,209 @@ export async function serveSession(server: RpcServer, conn: Connection): Promise
     auth: conn.auth ?? ANONYMOUS,
     sharedMemory: conn.sharedMemory?.available === true,
   };
-  const segments = new SegmentCache(conn.sharedMemory);
+  const session = new Session(server, conn, framer, env);
   try {
-    await serveCalls(server, conn, framer, env, segments);
+    await session.serve();
   } finally {
-    segments.close();
+    session.close();
   }
 }
 
-async function serveCalls(
-  server: RpcServer,
-  conn: Connection,
-  framer: MessageFramer,
-  env: CallEnv,
-  segments: SegmentCache,
-): Promise<void> {
-  for (;;) {
-    if (server.draining) return;
-    const call = new Call(env);
-    const reader = new StreamReader(framer);
-    let request: RecordBatch | null;
-    try {
-      const schema = await reader.open();
-      if (schema === null) return; // clean close between calls
-      request = await reader.next();
-      if (request !== null) await reader.drain();
-    } catch (err) {
-      const lost = err instanceof FramingLost;
-      if (!lost) await reader.drain().catch(() => {});
-      const answer = call.errorAnswer(EMPTY_SCHEMA, lost ? err.error : err);
-      call.end();
-      await writeAnswer(conn, answer).catch(() => {});
-      if (lost) return;
-      continue;
-    }
-    // The shared-memory side channel: attach what the request advertises, follow a request that
-    // arrived as a pointer, and answer through the segment only when this request used it.
-    let segment: SegmentAccess | null = null;
-    if (request !== null) {
-      const md = request.metadata;
+/** A value `closing` resolves with, as opposed to a request read. */
+const CLOSING = Symbol("closing");
+
+/** One connection's calls, one after the other. */
+class Session {
+  private readonly segments: SegmentCache;
+  /** The call in progress, to abort when the peer goes away or the listener gives up on it. */
+  private current: ActiveCall | null = null;
+  private readonly onAbort = () => {
+    const reason = this.conn.signal?.reason;
+    this.current?.abort(reason instanceof RpcError ? reason : peerGone(this.conn.transport));
+  };
+  /** Resolves when the listener is closing (never without `conn.closing`). */
+  private readonly closing: Promise<typeof CLOSING>;
+  private onClosing: (() => void) | null = null;
+
+  constructor(
+    private readonly server: RpcServer,
+    private readonly conn: Connection,
+    private readonly framer: MessageFramer,
+    private readonly env: CallEnv,
+  ) {
+    this.segments = new SegmentCache(conn.sharedMemory);
+    conn.signal?.addEventListener("abort", this.onAbort, { once: true });
+    const closing = conn.closing;
+    this.closing =
+      closing === undefined
+        ? new Promise<typeof CLOSING>(() => {})
+        : closing.aborted
+          ? Promise.resolve(CLOSING)
+          : new Promise((resolve) => {
+              this.onClosing = () => resolve(CLOSING);
+              closing.addEventListener("abort", this.onClosing, { once: true });
+            });
+  }
+
+  close(): void {
+    this.conn.signal?.removeEventListener("abort", this.onAbort);
+    if (this.onClosing !== null) this.conn.closing?.removeEventListener("abort", this.onClosing);
+    this.segments.close();
+  }
+
+  /** True once no further request may start (the listener is closing or the server draining). */
+  private get stopping(): boolean {
+    return this.server.draining || this.conn.closing?.aborted === true || this.conn.signal?.aborted === true;
+  }
+
+  async serve(): Promise<void> {
+    const { conn } = this;
+    while (!this.stopping) {
+      const reader = new StreamReader(this.framer);
+      let request: RecordBatch | null;
       try {
-        await segments.refresh(md);
-        if (isPointerBatch(request)) request = resolvePointer(request, segments.segment);
+        // An idle connection of a closing listener stops waiting for its next request.
+        const schema = await Promise.race([reader.open(), this.closing]);
+        if (schema === null || schema === CLOSING) return; // clean close between calls, or shutdown
+        request = await reader.next();
+        if (request !== null) await reader.drain();
       } catch (err) {
-        const answer = call.errorAnswer(EMPTY_SCHEMA, err);
-        call.end();
-        await writeAnswer(conn, answer).catch(() => {});
+        const lost = err instanceof FramingLost;
+        if (!lost) await reader.drain().catch(() => {});
+        await writeAnswer(conn, refuseUnread(this.env, lost ? err.error : err)).catch(() => {});
+        if (lost) return;
         continue;
       }
-      if (md.has(SHM_OFFSET_KEY) || md.has(SHM_SEGMENT_NAME_KEY)) segment = segments.segment;
-    }
-    try {
-      await server.track(serveCall(conn, framer, call, request, { input: segments.segment, output: segment }));
-    } catch (err) {
-      if (!(err instanceof FramingLost)) throw err;
-      // An input stream that left the bytes unframed: serveCall answered what it could (an open
-      // output stream ends with the error), and nothing after it can be read.
-      call.failed(err.error);
-      call.end();
-      return;
+      // The shared-memory side channel: attach what the request advertises, follow a request that
+      // arrived as a pointer, and answer through the segment only when this request used it.
+      let segment: SegmentAccess | null = null;
+      if (request !== null) {
+        const md = request.metadata;
+        try {
+          await this.segments.refresh(md);
+          if (isPointerBatch(request)) request = resolvePointer(request, this.segments.segment);
+        } catch (err) {
+          await writeAnswer(conn, refuseUnread(this.env, err, request)).catch(() => {});
+          continue;
+        }
+        if (md.has(SHM_OFFSET_KEY) || md.has(SHM_SEGMENT_NAME_KEY)) segment = this.segments.segment;
+      }
+      try {
+        await this.server.track(this.serveCall(request, { input: this.segments.segment, output: segment }));
+      } catch (err) {
+        // An input stream that left the bytes unframed: the call answered what it could (an open
+        // output stream ends with the error), and nothing after it can be read.
+        if (err instanceof FramingLost) return;
+        throw err;
+      } finally {
+        this.current = null;
+      }
     }
   }
+
+  private async serveCall(
+    request: RecordBatch | null,
+    shm: { readonly input: SegmentAccess | null; readonly output: SegmentAccess | null },
+  ): Promise<void> {
+    const { conn, framer } = this;
+    const outcome = await dispatch(this.env, request, (call) => {
+      this.current = call;
+      if (conn.signal?.aborted) this.onAbort();
+    });
+    if (outcome.kind === "answer") {
+      await writeAnswer(conn, outcome.answer, outcome.drainInput ? null : shm.output);
+      // The client still sends one input stream after a refused or failed stream call.
+      if (outcome.drainInput) await discardInput(framer);
+      return;
+    }
+    const { stream } = outcome;
+    if (outcome.header !== null) await writeAnswer(conn, outcome.header);
+    // As the reference does, read the input stream's schema before opening the output stream.
+    const input = new StreamReader(framer);
+    let inputSchema: Schema | null;
+    try {
+      inputSchema = await input.open();
+    } catch (err) {
+      // No input to run turns on: the output stream carries the error alone.
+      await writeAnswer(conn, { schema: stream.outputSchema, batches: stream.fail(unframed(err)) });
+      if (err instanceof FramingLost) throw err;
+      await input.drain();
+      return;
+    }
+    if (inputSchema === null) {
+      stream.end();
+      return; // peer gone before its input stream
+    }
+    const enc = new IpcStreamEncoder(stream.outputSchema);
+    await conn.write([...enc.begin(), ...outcome.initLogs.flatMap((b) => enc.batch(b))]);
+    await this.runTurns(stream, input, enc, shm);
+  }
+
+  /** Feeds the stream its inputs, writes each turn's batches, and ends its output stream. */
+  private async runTurns(
+    stream: ActiveStream,
+    input: StreamReader,
+    enc: IpcStreamEncoder,
+    shm: { readonly input: SegmentAccess | null; readonly output: SegmentAccess | null },
+  ): Promise<void> {
+    const { conn, framer } = this;
+    let inputDone = false;
+    let lost: FramingLost | null = null;
+    // Borrowed inputs are read over the last one, so every answer written (which may view its
+    // input) is handed to the OS before the next input is read; the buffer is let go when the
+    // stream ends (answers still queued keep it alive).
+    const flush = stream.borrowInput ? conn.flush?.bind(conn) : undefined;
+    // An aborted stream stops waiting for its client's next input.
+    const aborted = stream.whenAborted();
+    try {
+      for (;;) {
+        if (flush !== undefined) await flush();
+        let batch: RecordBatch | RpcError | null;
+        try {
+          batch = stream.aborted ?? (await Promise.race([input.next(flush !== undefined), aborted]));
+        } catch (err) {
+          // A malformed input ends the stream with the error on the output schema, as a failed
+          // turn does; the connection goes on only if the bytes are still framed.
+          lost = err instanceof FramingLost ? err : null;
+          await conn.write(stream.fail(unframed(err)).flatMap((b) => enc.batch(b)));
+          break;
+        }
+        if (batch instanceof RpcError) {
+          await conn.write(stream.fail(batch).flatMap((b) => enc.batch(b)));
+          // The client may be mid-write: the rest of the connection is not read.
+          lost = new FramingLost(batch);
+          break;
+        }
+        if (batch === null) {
+          inputDone = true;
+          break;
+        }
+        if (isPointerBatch(batch)) {
+          try {
+            // Resolving frees the region: the reader owns what it consumed.
+            batch = resolvePointer(batch, shm.input);
+          } catch (err) {
+            await conn.write(stream.fail(err).flatMap((b) => enc.batch(b)));
+            break;
+          }
+        }
+        const turn = await stream.turn(batch);
+        if (turn.batches.length > 0) await conn.write(routed(turn.batches, shm.output).flatMap((b) => enc.batch(b)));
+        if (turn.done) break;
+      }
+      await conn.write([EOS]);
+      if (lost !== null) throw lost;
+      if (!inputDone) await input.drain();
+    } finally {
+      stream.end();
+      if (flush !== undefined) framer.releaseBorrowed();
+    }
+  }
+}
+
+/** The error a failed read stands for. */
+function unframed(err: unknown): unknown {
+  return err instanceof FramingLost ? err.error : err;
 }
 
 /**
@@ -245,102 +387,4 @@ async function discardInput(framer: MessageFramer): Promise<void> {
     if (err instanceof FramingLost) throw err;
   }
   await input.drain();
-}
-
-async function serveCall(
-  conn: Connection,
-  framer: MessageFramer,
-  call: Call,
-  request: RecordBatch | null,
-  shm: { readonly input: SegmentAccess | null; readonly output: SegmentAccess | null },
-): Promise<void> {
-  const admission = admit(call, request);
-  if (admission.kind === "answer") {
-    call.end();
-    await writeAnswer(conn, admission.answer);
-    if (admission.drainInput) await discardInput(framer);
-    return;
-  }
-  if (admission.kind === "unary") {
-    const answer = await runUnary(call, admission.method, admission.params);
-    call.end();
-    return writeAnswer(conn, answer, shm.output);
-  }
-  const opening = await openStream(call, admission.method, admission.params);
-  if (!opening.ok) {
-    call.end();
-    await writeAnswer(conn, opening.answer);
-    // The client still sends one input stream; consume it so the next request is framed.
-    await discardInput(framer);
-    return;
-  }
-  if (opening.header !== null) await writeAnswer(conn, opening.header);
-  const { stream } = opening;
-  // As the reference does, read the input stream's schema before opening the output stream.
-  const input = new StreamReader(framer);
-  let inputSchema: Schema | null;
-  try {
-    inputSchema = await input.open();
-  } catch (err) {
-    // No input to run turns on: the output stream carries the error alone.
-    const answer = call.errorAnswer(stream.outputSchema, err instanceof FramingLost ? err.error : err);
-    call.end();
-    await writeAnswer(conn, answer);
-    if (err instanceof FramingLost) throw err;
-    await input.drain();
-    return;
-  }
-  if (inputSchema === null) {
-    call.end();
-    return; // peer gone before its input stream
-  }
-  const enc = new IpcStreamEncoder(stream.outputSchema);
-  await conn.write([...enc.begin(), ...opening.initLogs.flatMap((b) => enc.batch(b))]);
-  let inputDone = false;
-  let cancelled = false;
-  let lost: FramingLost | null = null;
-  // Borrowed inputs are read over the last one, so every answer written (which may view its
-  // input) is handed to the OS before the next input is read; the buffer is let go when the
-  // stream ends (answers still queued keep it alive).
-  const flush = borrowsInput(stream) ? conn.flush?.bind(conn) : undefined;
-  try {
-    for (;;) {
-      if (flush !== undefined) await flush();
-      let batch: RecordBatch | null;
-      try {
-        batch = await input.next(flush !== undefined);
-      } catch (err) {
-        // A malformed input ends the stream with the error on the output schema, as a failed
-        // turn does; the connection goes on only if the bytes are still framed.
-        lost = err instanceof FramingLost ? err : null;
-        const answer = call.errorAnswer(stream.outputSchema, lost === null ? err : lost.error);
-        await conn.write(answer.batches.flatMap((b) => enc.batch(b)));
-        break;
-      }
-      if (batch === null) {
-        inputDone = true;
-        break;
-      }
-      if (isPointerBatch(batch)) {
-        try {
-          // Resolving frees the region: the reader owns what it consumed.
-          batch = resolvePointer(batch, shm.input);
-        } catch (err) {
-          const answer = call.errorAnswer(stream.outputSchema, err);
-          await conn.write(answer.batches.flatMap((b) => enc.batch(b)));
-          break;
-        }
-      }
-      const turn = await runTurn(call, stream, batch);
-      cancelled = turn.cancelled;
-      if (turn.batches.length > 0) await conn.write(routed(turn.batches, shm.output).flatMap((b) => enc.batch(b)));
-      if (turn.done) break;
-    }
-    await conn.write([EOS]);
-    call.end(cancelled);
-    if (lost !== null) throw lost;
-    if (!inputDone) await input.drain();
-  } finally {
-    if (flush !== undefined) framer.releaseBorrowed();
-  }
 }

@@ -1,6 +1,7 @@
 /**
- * Inbound bytes pushed by an event source (WebSocket messages, an HTTP response's chunks) as a
- * framer source with a read high-water mark. No `node:` imports: browser clients use it too.
+ * Inbound bytes pushed by an event source (WebSocket messages, an HTTP response's chunks, the
+ * writes of an in-memory pipe's other end) as a framer source with a read high-water mark. No
+ * `node:` imports: browser clients use it too.
  */
 import type { DirectByteSource } from "../wire/framer.js";
 
@@ -16,7 +17,7 @@ export class ByteQueue implements AsyncIterable<Uint8Array> {
   private readonly chunks: Uint8Array[] = [];
   private queued = 0;
   private paused = false;
-  private ended = false;
+  private done = false;
   private error: Error | null = null;
   private wake: (() => void) | null = null;
   /** The pending `readInto`: its buffer, how much is filled, and how to settle it. */
@@ -32,13 +33,18 @@ export class ByteQueue implements AsyncIterable<Uint8Array> {
     private readonly allocate?: (n: number) => Uint8Array,
   ) {}
 
+  /** True once `end` was called: later pushes are dropped. */
+  get ended(): boolean {
+    return this.done;
+  }
+
   /** Bytes received and not yet read. */
   get pending(): number {
     return this.queued;
   }
 
   push(chunk: Uint8Array): void {
-    if (this.ended || chunk.byteLength === 0) return;
+    if (this.done || chunk.byteLength === 0) return;
     const target = this.target;
     if (target !== null) {
       const k = Math.min(chunk.byteLength, target.byteLength - this.filled);
@@ -59,8 +65,8 @@ export class ByteQueue implements AsyncIterable<Uint8Array> {
 
   /** Ends the stream: cleanly (null) or with an error thrown after the queued bytes are read. */
   end(error: Error | null): void {
-    if (this.ended) return;
-    this.ended = true;
+    if (this.done) return;
+    this.done = true;
     this.error = error;
     if (this.target !== null) this.finishTarget(error);
     this.notify();
@@ -98,7 +104,7 @@ export class ByteQueue implements AsyncIterable<Uint8Array> {
         this.resumeIfDrained();
         return { done: false, value: c };
       }
-      if (this.ended) {
+      if (this.done) {
         if (this.error) throw this.error;
         return { done: true, value: undefined };
       }
@@ -122,7 +128,7 @@ export class ByteQueue implements AsyncIterable<Uint8Array> {
     }
     this.resumeIfDrained();
     if (at === into.byteLength) return Promise.resolve(at);
-    if (this.ended) return this.error !== null ? Promise.reject(this.error) : Promise.resolve(at);
+    if (this.done) return this.error !== null ? Promise.reject(this.error) : Promise.resolve(at);
     return new Promise<number>((resolve, reject) => {
       this.target = into;
       this.filled = at;

@@ -50,7 +50,7 @@ export interface DirectByteSource extends AsyncIterator<Uint8Array> {
   readInto(target: Uint8Array): Promise<number>;
   /**
    * Where large bodies should live: `n` bytes, contents undefined, at offset 0 of their own
-   * ArrayBuffer. A Node source hands out pooled memory here (see transports/buffer-pool.ts).
+   * ArrayBuffer. A Node source hands out pooled memory here (see transports/node/buffer-pool.ts).
    */
   allocate?(n: number): Uint8Array;
 }

@@ -31,6 +31,11 @@ export const CALL_STATE_KEY = "vgi_rpc.call_state#b64";
 
 export const TRACEPARENT_KEY = "traceparent";
 export const TRACESTATE_KEY = "tracestate";
+/**
+ * quiver's own request key: how long the client will wait for the call, in whole milliseconds.
+ * The server aborts the call when it passes (peers that do not know the key ignore it).
+ */
+export const TIMEOUT_MS_KEY = "quiver.timeout_ms";
 
 /** Built-in method names owned by no protocol. */
 export const TRANSPORT_OPTIONS_METHOD = "__transport_options__";

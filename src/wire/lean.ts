@@ -337,7 +337,7 @@ function findTemplate(
   return null;
 }
 
-/** @internal How many message templates `schema` holds (for tests). */
+/** How many message templates `schema` holds (for tests; not exported from the package). */
 export function templateCount(schema: Schema): number {
   return templates.get(schema)?.length ?? 0;
 }

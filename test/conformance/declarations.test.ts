@@ -239,6 +239,7 @@ interface LogRecord {
 function fakeContext(logs: LogRecord[] = []): CallContext {
   return {
     auth: ANONYMOUS,
+    signal: new AbortController().signal,
     requestId: "0123456789abcdef",
     idempotencyKey: null,
     requireIdempotencyKey: () => assert.fail("conformance handlers need no idempotency key"),

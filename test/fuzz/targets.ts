@@ -489,7 +489,10 @@ class SessionSocketTarget extends ListeningTarget {
     return {
       open,
       finish: async () => {
-        if (conn.closed) return true;
+        if (conn.closed) {
+          conn.destroy(); // ours too: a half-open socket would stay open on both sides
+          return true;
+        }
         conn.end();
         const closed = await Promise.race([
           conn.whenClosed.then(() => true),

@@ -4,7 +4,7 @@ import { ValueError } from "../../src/errors.js";
 import { batchFromColumns, EMPTY_SCHEMA, emptyBatch, schemaOf } from "../../src/protocol/batch.js";
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
-import type { CallRecord } from "../../src/server/dispatch.js";
+import type { CallRecord } from "../../src/server/records.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { batchBytes } from "../../src/server/stats.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";

@@ -15,7 +15,7 @@ import { frameworkError, RpcError } from "../../src/errors.js";
 import type { CallContext } from "../../src/protocol/context.js";
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
-import type { CallRecord } from "../../src/server/dispatch.js";
+import type { CallRecord } from "../../src/server/records.js";
 import {
   encodeServiceDescription,
   SECURED_SERVICE_DESCRIPTION_SCHEMA,

@@ -32,7 +32,7 @@ import type { AuthContext, CallContext } from "../../src/protocol/context.js";
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { createAccessLog } from "../../src/server/access-log.js";
-import type { CallRecord } from "../../src/server/dispatch.js";
+import type { CallRecord } from "../../src/server/records.js";
 import { bind, createServer, type RpcServer } from "../../src/server/server.js";
 import { connectHttp, HttpError, listenHttp } from "../../src/transports/http/index.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";

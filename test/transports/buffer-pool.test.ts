@@ -1,5 +1,5 @@
 /**
- * The large-body buffer pool (src/transports/buffer-pool.ts over native/shm/pool.c): pooled
+ * The large-body buffer pool (src/transports/node/buffer-pool.ts over native/shm/pool.c): pooled
  * memory is reused only once unreachable, kept within its limit, trimmed on demand and when idle,
  * and large bodies read from a socket land in it with their bytes intact.
  */
@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { bodyBuffer, bufferPoolStats, POOLED_MIN_BYTES } from "../../src/transports/buffer-pool.js";
+import { bodyBuffer, bufferPoolStats, POOLED_MIN_BYTES } from "../../src/transports/node/buffer-pool.js";
 import { shmSupport } from "../../src/transports/shm/index.js";
 
 const root = join(fileURLToPath(new URL(".", import.meta.url)), "..", "..");
@@ -18,7 +18,7 @@ const withAddon = process.platform === "linux" && shmSupport().backing === "mmap
 /** Runs `body` (an async module body) in a child with --expose-gc; returns what it printed as JSON. */
 function inChild(body: string, env: Record<string, string> = {}): unknown {
   const script = `
-    import * as pool from ${JSON.stringify(join(root, "src/transports/buffer-pool.ts"))};
+    import * as pool from ${JSON.stringify(join(root, "src/transports/node/buffer-pool.ts"))};
     const settle = async () => { for (let i = 0; i < 10; i++) { globalThis.gc(); await new Promise((r) => setImmediate(r)); } };
     const MiB = 1024 * 1024;
     ${body}
@@ -131,7 +131,7 @@ test("large batches read from a socket land in pooled bodies, bytes intact, earl
   const out = inChild(`
     const { connect, createServer } = await import("node:net");
     const { once } = await import("node:events");
-    const { socketSource } = await import(${JSON.stringify(join(root, "src/transports/stdio/source.ts"))});
+    const { socketSource } = await import(${JSON.stringify(join(root, "src/transports/node/socket-source.ts"))});
     const { MessageFramer } = await import(${JSON.stringify(join(root, "src/wire/framer.ts"))});
     const { encodeStream, IpcStreamDecoder } = await import(${JSON.stringify(join(root, "src/wire/ipc.ts"))});
     const { batchFromColumns, schemaOf } = await import(${JSON.stringify(join(root, "src/protocol/batch.ts"))});

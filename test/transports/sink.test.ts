@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { test } from "node:test";
-import { writableSink } from "../../src/transports/stdio/sink.js";
+import { writableSink } from "../../src/transports/node/sink.js";
 import { concatBytes } from "../../src/wire/ipc.js";
 
 /** A writable that records each write call and the chunks it carried. */

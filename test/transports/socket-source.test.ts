@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { test } from "node:test";
-import { type SocketSource, socketSource } from "../../src/transports/stdio/source.js";
+import { type SocketSource, socketSource } from "../../src/transports/node/socket-source.js";
 import { MessageFramer } from "../../src/wire/framer.js";
 import { concatBytes } from "../../src/wire/ipc.js";
 import { expectFramedStreams, framedStreams } from "../helpers/framed.js";

@@ -4,48 +4,12 @@
  */
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
+import { ByteQueue } from "../byte-queue.js";
 
-/** One direction: chunks written at one end come out of the other end's iterator. */
-class ByteQueue implements AsyncIterable<Uint8Array> {
-  private readonly chunks: Uint8Array[] = [];
-  private waiter: (() => void) | null = null;
-  private closed = false;
-
-  push(chunks: readonly Uint8Array[]): void {
-    if (this.closed) throw new Error("write after close");
-    // Copy: the writer may reuse its buffers once write() resolves.
-    for (const c of chunks) if (c.byteLength > 0) this.chunks.push(Uint8Array.prototype.slice.call(c));
-    this.wake();
-  }
-
-  close(): void {
-    this.closed = true;
-    this.wake();
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    for (;;) {
-      const c = this.chunks.shift();
-      if (c !== undefined) {
-        yield c;
-        continue;
-      }
-      if (this.closed) return;
-      await new Promise<void>((resolve) => {
-        this.waiter = resolve;
-      });
-    }
-  }
+/** One direction: chunks written at one end come out of the other end's iterator, unbounded. */
+function direction(): ByteQueue {
+  const ignore = () => {};
+  return new ByteQueue(Number.POSITIVE_INFINITY, ignore, ignore);
 }
 
 /** One end of a memory pipe. */
@@ -64,15 +28,16 @@ export interface MemoryPipe {
 
 /** A connected pair; calls on it run as `auth` (default: anonymous). */
 export function memoryPipe(transport = "memory", auth?: AuthContext): MemoryPipe {
-  const toServer = new ByteQueue();
-  const toClient = new ByteQueue();
+  const toServer = direction();
+  const toClient = direction();
   const end = (inbound: ByteQueue, outbound: ByteQueue): MemoryEnd => ({
     input: inbound,
     write: async (chunks) => {
-      if (outbound.isClosed) throw new Error("peer closed");
-      outbound.push(chunks);
+      if (outbound.ended) throw new Error("peer closed");
+      // Copied: the writer may reuse its buffers once write() resolves.
+      for (const c of chunks) outbound.push(Uint8Array.prototype.slice.call(c));
     },
-    close: () => outbound.close(),
+    close: () => outbound.end(null),
   });
   return {
     server: { ...end(toServer, toClient), transport, ...(auth !== undefined ? { auth } : {}) },

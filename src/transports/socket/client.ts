@@ -3,8 +3,8 @@ import { connect, type Socket } from "node:net";
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError } from "../../errors.js";
-import { writableSink } from "../stdio/sink.js";
-import { type SocketSource, socketSource } from "../stdio/source.js";
+import { writableSink } from "../node/sink.js";
+import { type SocketSource, socketSource } from "../node/socket-source.js";
 
 export interface SocketClientOptions extends ClientOptions {
   /** How long connecting may take, in ms. Default: 10 000. */

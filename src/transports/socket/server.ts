@@ -13,9 +13,11 @@ import {
 } from "node:net";
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
+import { type CloseOptions, ConnectionSet, type TrackedConnection } from "../../server/connections.js";
+import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
-import { writableSink } from "../stdio/sink.js";
-import { type SocketSource, socketSource } from "../stdio/source.js";
+import { writableSink } from "../node/sink.js";
+import { type SocketSource, socketSource } from "../node/socket-source.js";
 
 export interface SocketServeOptions {
   /** TCP host to bind. Default: 127.0.0.1. */
@@ -28,6 +30,12 @@ export interface SocketServeOptions {
   readonly maxConnections?: number;
   /** Received-but-unread bytes per connection above which the server stops reading it. Default: 1 MiB. */
   readonly readHighWaterMark?: number;
+  /**
+   * After the server ends a connection (the peer closed its side, or sent bytes that are not
+   * vgi-rpc), how long the peer has to close its own side before the socket is dropped, in ms.
+   * Default: 5 000.
+   */
+  readonly closeLingerMs?: number;
   /**
    * Names the caller of each accepted connection (every call on it runs as that caller); throw to
    * refuse the connection, which is closed unserved. Default: every connection anonymous.
@@ -48,9 +56,16 @@ export interface SocketPeer {
 export interface SocketServer {
   /** `{ host, port }` for TCP, `{ path }` for a Unix socket. */
   readonly address: { readonly host: string; readonly port: number } | { readonly path: string };
-  /** Stops accepting, lets calls in progress finish, then closes every connection. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting and closes this listener's connections: idle ones at once, busy ones after
+   * their call; calls still running after `graceMs` are aborted (`ctx.signal`, a `cancelled` error
+   * to their client) and their connections dropped. Other listeners of the server keep serving.
+   */
+  close(opts?: CloseOptions): Promise<void>;
 }
+
+/** Default `closeLingerMs`: 5 s. */
+const CLOSE_LINGER_MS = 5_000;
 
 /** Each connection's read slab: about what Node's own reading holds per read, kept per connection. */
 const CONNECTION_SLAB_BYTES = 64 * 1024;
@@ -93,6 +108,7 @@ async function serveSocket(
   input: SocketSource | Socket,
   transport: string,
   opts: SocketServeOptions,
+  tracked: TrackedConnection,
 ) {
   socket.setNoDelay?.(true);
   const sink = writableSink(socket);
@@ -115,28 +131,37 @@ async function serveSocket(
     flush: sink.flush,
     transport,
     transportMetadata: meta,
+    closing: tracked.closing,
+    signal: tracked.signal,
     ...(auth !== undefined ? { auth } : {}),
   };
-  await server.serveConnection(conn).catch(() => {});
+  const session = server.serveConnection(conn).catch(() => {});
+  tracked.served(session);
+  await session;
+  // The peer gets the last answer and our FIN; a peer that never closes its side (a half-open
+  // socket) would otherwise hold the connection and its descriptor forever.
   socket.end();
+  const linger = setTimeout(() => socket.destroy(), opts.closeLingerMs ?? CLOSE_LINGER_MS);
+  linger.unref();
+  socket.once("close", () => clearTimeout(linger));
 }
 
 /** Listens on TCP or a Unix socket and serves every connection with `server`. */
 export async function listenSocket(server: RpcServer, opts: SocketServeOptions = {}): Promise<SocketServer> {
   const transport = opts.path !== undefined ? "unix" : "tcp";
-  const sockets = new Set<Socket>();
+  const connections = new ConnectionSet();
   const maxConnections = opts.maxConnections ?? 1024;
   const net: Server = createNetServer({ pauseOnConnect: true }, (accepted) => {
     // Counted here: an adopted connection no longer counts toward `net.maxConnections`.
-    if (sockets.size >= maxConnections) {
+    if (connections.size >= maxConnections || connections.isClosing) {
       accepted.destroy();
       return;
     }
     const { socket, input } = adopt(accepted, opts.readHighWaterMark);
-    sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    const tracked = connections.track(() => socket.destroy());
+    socket.once("close", () => tracked.peerGone(peerGone(transport)));
     socket.on("error", () => {});
-    void serveSocket(server, socket, input, transport, opts);
+    void serveSocket(server, socket, input, transport, opts, tracked);
   });
   if (opts.path !== undefined && existsSync(opts.path)) unlinkSync(opts.path);
   await new Promise<void>((resolve, reject) => {
@@ -149,14 +174,20 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
     opts.path !== undefined
       ? { path: opts.path }
       : { host: (addr as AddressInfo).address, port: (addr as AddressInfo).port };
-  return {
+  let closed: Promise<void> | null = null;
+  const listener: SocketServer = {
     address,
-    async close() {
-      const closed = new Promise<void>((resolve) => net.close(() => resolve()));
-      await server.drain();
-      for (const s of sockets) s.destroy();
-      await closed;
-      if (opts.path !== undefined && existsSync(opts.path)) unlinkSync(opts.path);
+    close(closeOpts) {
+      closed ??= (async () => {
+        const stopped = new Promise<void>((resolve) => net.close(() => resolve()));
+        await connections.close(closeOpts);
+        await stopped;
+        if (opts.path !== undefined && existsSync(opts.path)) unlinkSync(opts.path);
+        unregister();
+      })();
+      return closed;
     },
   };
+  const unregister = server.addListener(listener);
+  return listener;
 }

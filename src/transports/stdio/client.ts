@@ -12,9 +12,9 @@ import type { Readable, Writable } from "node:stream";
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError, NonIpcBytesError } from "../../errors.js";
+import { writableSink } from "../node/sink.js";
+import { type SocketSource, socketSource } from "../node/socket-source.js";
 import { createSegment, type OwnedSegment, sharedMemorySupport, workerTakesSharedMemory } from "../shm/negotiate.js";
-import { writableSink } from "./sink.js";
-import { type SocketSource, socketSource } from "./source.js";
 
 /**
  * A client transport over a readable (server → client) and a writable (client → server).

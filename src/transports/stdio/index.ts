@@ -6,5 +6,4 @@ export {
   type SubprocessClient,
   type SubprocessOptions,
 } from "./client.js";
-export { type StdioServeOptions, serveStdio } from "./server.js";
-export { MAX_WRITE_BYTES, type Sink, writableSink } from "./sink.js";
+export { type StdioServeOptions, type StdioWorker, serveStdio } from "./server.js";

@@ -8,10 +8,12 @@ import { type ConnectOpts, Socket, type SocketConstructorOpts } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection, SharedMemoryAccess } from "../../server/connection.js";
+import { type CloseOptions, ConnectionSet, type TrackedConnection } from "../../server/connections.js";
+import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
+import { type WriteChunk, writableSink } from "../node/sink.js";
+import { socketSource } from "../node/socket-source.js";
 import { pipeSharedMemory } from "../shm/negotiate.js";
-import { type WriteChunk, writableSink } from "./sink.js";
-import { socketSource } from "./source.js";
 
 export interface StdioServeOptions {
   /**
@@ -41,7 +43,7 @@ export interface StdioServeOptions {
  * terminal), where `process.stdin` is read as usual. `process.stdin` itself is left alone: it
  * starts reading only when someone reads it, and nothing else may read the request stream.
  */
-function stdinSource(): AsyncIterable<Uint8Array> | null {
+function stdinSource(): { readonly input: AsyncIterable<Uint8Array>; readonly stream: Socket } | null {
   try {
     const st = fstatSync(0);
     if (!st.isFIFO() && !st.isSocket()) return null;
@@ -53,7 +55,8 @@ function stdinSource(): AsyncIterable<Uint8Array> | null {
       writable: false,
       onread: source.onread,
     };
-    return source.attach(new Socket(options));
+    const stream = new Socket(options);
+    return { input: source.attach(stream), stream };
   } catch {
     return null;
   }
@@ -93,15 +96,59 @@ function claimStdout(): { readonly output: Writable; readonly write: WriteChunk;
 }
 
 /**
- * Serves `server` on a pipe pair until the peer closes its end (or goes away), then resolves.
- * A vanished peer (EOF, EPIPE) ends the session cleanly rather than throwing. On the default
- * output, user code's writes to `process.stdout` go to stderr meanwhile (see `output`).
+ * A worker serving on a pipe pair: a promise of the end of serving (the peer closed its end, went
+ * away, or `close` finished), which can also be closed.
  */
-export async function serveStdio(server: RpcServer, opts: StdioServeOptions = {}): Promise<void> {
+export interface StdioWorker extends Promise<void> {
+  /**
+   * Stops serving gracefully: no new call starts; a call in flight gets `graceMs` to finish, then
+   * is aborted (`ctx.signal`, a `cancelled` error to the client). Resolves when serving ended.
+   */
+  close(opts?: CloseOptions): Promise<void>;
+}
+
+/**
+ * Serves `server` on a pipe pair until the peer closes its end (or goes away); the returned
+ * worker resolves then (`await serveStdio(server)`), or can be closed. A vanished peer (EOF,
+ * EPIPE) ends serving cleanly rather than throwing; a write failing because the peer stopped
+ * reading aborts the call in flight (`ctx.signal`). On the default output, user code's writes to `process.stdout` go to
+ * stderr meanwhile (see `output`).
+ */
+export function serveStdio(server: RpcServer, opts: StdioServeOptions = {}): StdioWorker {
+  const connections = new ConnectionSet();
+  const tracked = connections.track(() => {
+    const input = opts.input ?? stdin?.stream;
+    input?.destroy();
+  });
+  const stdin = opts.input === undefined ? stdinSource() : null;
+  const done = serve(server, opts, stdin, tracked);
+  tracked.served(done);
+  const worker: StdioWorker = Object.assign(done, {
+    close: async (closeOpts?: CloseOptions) => {
+      await connections.close(closeOpts);
+      await done.catch(() => {});
+    },
+  });
+  const unregister = server.addListener(worker);
+  void done.then(unregister, unregister);
+  return worker;
+}
+
+async function serve(
+  server: RpcServer,
+  opts: StdioServeOptions,
+  stdin: { readonly input: AsyncIterable<Uint8Array>; readonly stream: Socket } | null,
+  tracked: TrackedConnection,
+): Promise<void> {
   const claim = opts.output === undefined ? claimStdout() : null;
   try {
-    const input = opts.input ?? stdinSource() ?? process.stdin;
-    const sink = claim ? writableSink(claim.output, claim.write) : writableSink(opts.output!);
+    const input = opts.input ?? stdin?.input ?? process.stdin;
+    const output = claim?.output ?? opts.output!;
+    const sink = claim ? writableSink(claim.output, claim.write) : writableSink(output);
+    // A pipe tells that its reader went away only when a write fails (EPIPE): then a call still
+    // running has no one to answer. End of input is not that: a peer may close its side after
+    // its last request and still read the answer.
+    output.once("error", () => tracked.peerGone(peerGone("pipe")));
     const shm = opts.sharedMemory ?? true;
     const sharedMemory = shm === false ? undefined : shm === true ? await pipeSharedMemory(server.logger) : shm;
     const conn: Connection = {
@@ -109,6 +156,8 @@ export async function serveStdio(server: RpcServer, opts: StdioServeOptions = {}
       write: sink.write,
       flush: sink.flush,
       transport: "pipe",
+      closing: tracked.closing,
+      signal: tracked.signal,
       ...(sharedMemory ? { sharedMemory } : {}),
       ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
     };

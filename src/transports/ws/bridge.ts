@@ -11,7 +11,7 @@
  */
 import type { Readable, Writable } from "node:stream";
 import { RpcError } from "../../errors.js";
-import { writableSink } from "../stdio/sink.js";
+import { writableSink } from "../node/sink.js";
 import { connectWebSocket, type WebSocketClientOptions } from "./client.js";
 
 /** Relays `input` → WebSocket `url` → `output` until either side ends; resolves to an exit code. */

@@ -11,10 +11,10 @@ export type { ServiceDescription } from "../../client/describe.js";
 export type { CallChannel, ClientTransport, StreamChannel } from "../../client/transport.js";
 export {
   type CallOptions,
-  ExchangeSession,
+  type ExchangeSession,
   type PipelineOptions,
   type ProducerOptions,
-  ProducerStream,
+  type ProducerStream,
   type ProtocolClient,
   proxy,
   type StreamOptions,

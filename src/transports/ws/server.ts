@@ -24,11 +24,13 @@ import { type Authenticator, type AuthRequest, authReasonOf } from "../../auth/t
 import { frameworkError, type RpcError } from "../../errors.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
+import { type CloseOptions, ConnectionSet } from "../../server/connections.js";
+import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
 import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
-import { bodyBuffer } from "../buffer-pool.js";
 import { ByteQueue } from "../byte-queue.js";
-import { createNodeHttpServer, type NodeHttpTimeouts } from "../node-http.js";
+import { bodyBuffer } from "../node/buffer-pool.js";
+import { createNodeHttpServer, type NodeHttpTimeouts } from "../node/http-server.js";
 import { CloseCode, closeError } from "./shared.js";
 
 /** Default `path`. */
@@ -71,8 +73,12 @@ export interface WebSocketEndpoint {
    * what to answer). `attachWebSocket` calls it for you.
    */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean;
-  /** Stops accepting, lets calls in progress finish, then closes every connection with 1001. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting and closes this endpoint's connections with 1001: idle ones at once, busy ones
+   * after their call; calls still running after `graceMs` are aborted (`ctx.signal`, a `cancelled`
+   * error to their client). Other listeners of the server keep serving.
+   */
+  close(opts?: CloseOptions): Promise<void>;
 }
 
 /** A WebSocket endpoint on its own port (HTTP requests go to `onRequest`, if given). */
@@ -124,6 +130,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     clientTracking: false,
   });
   const open = new Set<WebSocket>();
+  const connections = new ConnectionSet();
   let pendingUpgrades = 0;
   let accepting = true;
 
@@ -148,6 +155,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
 
   const serve = (ws: WebSocket, req: IncomingMessage, auth: AuthContext): void => {
     open.add(ws);
+    const tracked = connections.track(() => ws.terminate());
     ws.binaryType = "nodebuffer";
     const input = new ByteQueue(
       readHwm,
@@ -176,6 +184,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
       clearTimeout(pongTimer);
       inputEnded = true;
       closed = closeError(code, reason.toString()) ?? frameworkError("transport_error", "peer closed the connection");
+      tracked.peerGone(peerGone("ws"));
       input.end(closeError(code, reason.toString()));
       for (const w of closeWaiters) w(closed);
       closeWaiters.clear();
@@ -230,11 +239,22 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     if (ua) meta.user_agent = ua;
     // A failed send has closed the connection, which the next read or write reports.
     const flush = () => lastSent.catch(() => {});
-    const conn: Connection = { input, write, flush, transport: "ws", transportMetadata: meta, auth };
-    server.serveConnection(conn).then(
+    const conn: Connection = {
+      input,
+      write,
+      flush,
+      transport: "ws",
+      transportMetadata: meta,
+      auth,
+      closing: tracked.closing,
+      signal: tracked.signal,
+    };
+    const session = server.serveConnection(conn);
+    tracked.served(session);
+    session.then(
       () => {
         if (inputEnded) ws.close(CloseCode.normal);
-        else if (server.draining) ws.close(CloseCode.goingAway, "server shutting down");
+        else if (server.draining || connections.isClosing) ws.close(CloseCode.goingAway, "server shutting down");
         else ws.close(CloseCode.policyViolation, "the byte stream is not vgi-rpc");
       },
       (err: unknown) => {
@@ -286,27 +306,34 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
       });
       return true;
     },
-    async close() {
-      accepting = false;
-      await server.drain();
-      const all = [...open];
-      await Promise.all(
-        all.map(
-          (ws) =>
-            new Promise<void>((resolve) => {
-              if (ws.readyState === ws.CLOSED) return resolve();
-              const timer = setTimeout(() => ws.terminate(), closeTimeout);
-              ws.once("close", () => {
-                clearTimeout(timer);
-                resolve();
-              });
-              ws.close(CloseCode.goingAway, "server shutting down");
-            }),
-        ),
-      );
-      wss.close();
+    close(closeOpts) {
+      closed ??= closeAll(closeOpts);
+      return closed;
     },
   };
+  let closed: Promise<void> | null = null;
+  const closeAll = async (closeOpts: CloseOptions | undefined): Promise<void> => {
+    accepting = false;
+    await connections.close(closeOpts);
+    const all = [...open];
+    await Promise.all(
+      all.map(
+        (ws) =>
+          new Promise<void>((resolve) => {
+            if (ws.readyState === ws.CLOSED) return resolve();
+            const timer = setTimeout(() => ws.terminate(), closeTimeout);
+            ws.once("close", () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            ws.close(CloseCode.goingAway, "server shutting down");
+          }),
+      ),
+    );
+    wss.close();
+    unregister();
+  };
+  const unregister = server.addListener(endpoint);
   return endpoint;
 }
 
@@ -331,9 +358,9 @@ export function attachWebSocket(http: Server, server: RpcServer, opts: WebSocket
       return endpoint.connections;
     },
     handleUpgrade: endpoint.handleUpgrade,
-    async close() {
+    async close(closeOpts) {
       http.off("upgrade", onUpgrade);
-      await endpoint.close();
+      await endpoint.close(closeOpts);
     },
   };
 }
@@ -383,9 +410,9 @@ export async function listenWebSocket(
       return endpoint.connections;
     },
     handleUpgrade: endpoint.handleUpgrade,
-    async close() {
+    async close(closeOpts) {
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
-      await endpoint.close();
+      await endpoint.close(closeOpts);
       http.closeIdleConnections();
       await closed;
     },

@@ -1,10 +1,8 @@
-/** Writing byte chunks to a Node writable with backpressure and bounded write sizes. */
+/** Writing byte chunks to a Node writable (a pipe, a socket, the bridge's stdout) with backpressure and bounded write sizes. */
 import type { Writable } from "node:stream";
 import { frameworkError } from "../../errors.js";
 import { MAX_WRITE_BYTES, outgoingPieces } from "../../wire/ipc.js";
-import { joinBuffers } from "../buffer-pool.js";
-
-export { MAX_WRITE_BYTES };
+import { joinBuffers } from "./buffer-pool.js";
 
 export interface Sink {
   /** Writes chunks in order; resolves once the stream accepts more; rejects if the peer is gone. */

@@ -16,7 +16,7 @@
 import type { Socket } from "node:net";
 import { frameworkError } from "../../errors.js";
 import type { DirectByteSource } from "../../wire/framer.js";
-import { bodyBuffer } from "../buffer-pool.js";
+import { bodyBuffer } from "./buffer-pool.js";
 
 /** Options of `socketSource`. */
 export interface SocketSourceOptions {
