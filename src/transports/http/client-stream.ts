@@ -35,24 +35,54 @@ function isPlainTick(batch: RecordBatch): boolean {
 
 /**
  * A stream over HTTP: each `send`/`tick` is one `/exchange` request carrying the cursor and call
- * tokens. Any failed turn (a server error or an HTTP failure) ends the stream.
+ * tokens. Any failed turn (a server error or an HTTP failure) ends the stream. `close()` sends
+ * nothing (stateless HTTP holds nothing to release); `cancel()` sends the protocol's cancel batch.
  */
-export class HttpStream implements StreamChannel {
+export interface HttpStream extends StreamChannel {
+  /** True when the server finished the stream (producer end) rather than the client closing it. */
+  readonly finished: boolean;
+}
+
+/** What the server's `/init` answer opened a stream with. */
+export interface OpenedStream {
+  readonly target: CallTarget;
+  /** The header batch, when the method declares one. */
+  readonly header: RecordBatch | null;
+  /** Batches the `/init` answer already carried (a producer's first). */
+  readonly pending: RecordBatch[];
+  /** The first cursor token; null when the server finished the stream in `/init`. */
+  readonly cursor: string | null;
+  readonly callToken: string | null;
+  /** Where each turn's data batch is read when the caller borrows batches; released when the stream ends. */
+  readonly borrow: BorrowBuffer | null;
+}
+
+/** A stream over `turns`, from what its `/init` answer gave. */
+export function httpStream(turns: StreamTurns, opened: OpenedStream): HttpStream {
+  return new TurnStream(
+    turns,
+    opened.target,
+    opened.header,
+    opened.pending,
+    opened.cursor,
+    opened.callToken,
+    opened.borrow,
+  );
+}
+
+class TurnStream implements HttpStream {
   private state: "open" | "finished" | "closed" = "open";
   private ops: Promise<unknown> = Promise.resolve();
 
-  /** @internal */
   constructor(
     private readonly client: StreamTurns,
     private readonly target: CallTarget,
-    /** The header batch, when the method declares one. */
     readonly header: RecordBatch | null,
     private readonly pending: RecordBatch[],
     /** The current cursor token; null once the server has finished the stream. */
     private cursor: string | null,
     private readonly callToken: string | null,
-    /** Where each turn's data batch is read when the caller borrows batches; released when the stream ends. */
-    private readonly borrow: BorrowBuffer | null = null,
+    private readonly borrow: BorrowBuffer | null,
   ) {}
 
   /** True once the stream has ended (finished by the server, or closed/cancelled). */

@@ -47,12 +47,12 @@ import { CALL_STATE_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../../wire/messages.js";
 import { unexpectedStatus } from "./client-errors.js";
 import { type BodyStream, Requester } from "./client-requests.js";
-import { HttpStream, type StreamTurns, stripTokens } from "./client-stream.js";
+import { type HttpStream, httpStream, type StreamTurns, stripTokens } from "./client-stream.js";
 import { MIN_RESPONSE_BUDGET_BYTES } from "./headers.js";
 import { fetchPost, nodePost } from "./post.js";
 
 export { HttpError } from "./client-errors.js";
-export { HttpStream } from "./client-stream.js";
+export type { HttpStream } from "./client-stream.js";
 
 /** Default `timeoutMs`: 120 s per HTTP request. */
 export const DEFAULT_HTTP_TIMEOUT_MS = 120_000;
@@ -221,7 +221,7 @@ export class HttpClient implements CallChannel {
       if (res.status !== 200)
         throw unexpectedStatus(res.status, `${target.method}/init answered without an error batch`);
       const borrow = opts.borrow ? new BorrowBuffer() : null;
-      return new HttpStream(this.turns, target, header, pending, cursor, callToken, borrow);
+      return httpStream(this.turns, { target, header, pending, cursor, callToken, borrow });
     });
   }
 

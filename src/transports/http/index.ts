@@ -4,7 +4,7 @@ export {
   DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   type NodeHttpTimeouts,
-} from "../node-http.js";
+} from "../node/http-server.js";
 export { DEFAULT_WRITE_HIGH_WATER_MARK } from "./backpressure.js";
 export {
   connectHttp,
@@ -13,7 +13,7 @@ export {
   HttpClient,
   type HttpClientOptions,
   HttpError,
-  HttpStream,
+  type HttpStream,
 } from "./client.js";
 export { DEFAULT_MAX_REQUEST_BYTES, type HttpServerOptions } from "./config.js";
 export { createHttpHandler, type HttpHandler } from "./handler.js";

@@ -1,7 +1,7 @@
 /** `listenHttp`: the handler on a `node:http` server of its own. */
 import type { Server } from "node:http";
 import type { RpcServer } from "../../server/server.js";
-import { createNodeHttpServer, type NodeHttpTimeouts } from "../node-http.js";
+import { createNodeHttpServer, type NodeHttpTimeouts } from "../node/http-server.js";
 import type { HttpServerOptions } from "./config.js";
 import { createHttpHandler, type HttpHandler } from "./handler.js";
 

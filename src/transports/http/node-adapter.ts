@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { headersOf, peerCertificateOf } from "../../auth/node.js";
 import type { RpcServer } from "../../server/server.js";
 import { concatBytes, totalBytes } from "../../wire/ipc.js";
-import { bodyBuffer, joinBuffers, POOLED_MIN_BYTES } from "../buffer-pool.js";
+import { bodyBuffer, joinBuffers, POOLED_MIN_BYTES } from "../node/buffer-pool.js";
 import { createRequestGate } from "./backpressure.js";
 import type { HttpCore } from "./core.js";
 import { endWithPieces } from "./outgoing.js";
