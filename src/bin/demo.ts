@@ -95,7 +95,7 @@ async function main(): Promise<void> {
   );
   // Closes every listener; calls in progress get 5 s to finish.
   const stop = async () => {
-    await Promise.all([server.close({ graceMs: 5_000 }), http.close()]);
+    await server.close({ graceMs: 5_000 }); // the HTTP and WebSocket listeners with it
     await stopTelemetry();
     process.exit(0);
   };

@@ -19,7 +19,19 @@ export interface CloseOptions {
 export const DEFAULT_CLOSE_GRACE_MS = 10_000;
 
 /** After the grace, how long aborted calls get to write their error before connections drop. */
-const ABORT_FLUSH_MS = 1_000;
+export const ABORT_FLUSH_MS = 1_000;
+
+/** Resolves when every promise of `work` settled, or after `ms`, whichever is first. */
+export function settledWithin(work: readonly Promise<unknown>[], ms: number): Promise<void> {
+  if (work.length === 0) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void Promise.allSettled(work).then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 
 /** The grace `opts` asks for, checked. */
 export function graceOf(opts: CloseOptions | undefined): number {
@@ -108,14 +120,9 @@ export class ConnectionSet {
 
   /** Resolves when every tracked session settled, or after `ms`. */
   private settled(ms: number): Promise<void> {
-    const sessions = [...this.live].map((e) => e.session ?? Promise.resolve());
-    if (sessions.length === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      void Promise.allSettled(sessions).then(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    return settledWithin(
+      [...this.live].map((e) => e.session ?? Promise.resolve()),
+      ms,
+    );
   }
 }

@@ -402,11 +402,6 @@ export class Call {
     });
   }
 
-  /** @deprecated The chain's start, under its old name (the HTTP transport calls it). */
-  startSpan(): void {
-    this.begin();
-  }
-
   /** The request-bound logger: a child of the server's with the call's identity. */
   get logger(): Logger {
     if (this.loggerValue === null) {
@@ -664,7 +659,7 @@ export function admit(call: Call, request: RecordBatch | null): Admission {
     return answer(EMPTY_SCHEMA, err);
   }
   call.method = method;
-  call.startSpan();
+  call.begin();
   const errSchema = method.decl.kind === "unary" ? method.schemas.result : EMPTY_SCHEMA;
   // Authorization precedes everything about the request's content: a refused caller learns
   // nothing from parameter or version errors, and no parameter is decoded for it.
@@ -680,6 +675,24 @@ export function admit(call: Call, request: RecordBatch | null): Admission {
   } catch (err) {
     return answer(errSchema, err);
   }
+}
+
+/**
+ * Takes up an open stream for one more turn on a stateless transport (HTTP `/exchange`: the
+ * stream's method and id come from its token, `input` is this turn's request). The call is
+ * admitted as a fresh one would be: its span and interceptors start, and the caller's credentials
+ * are checked against the method's requirement afresh, so a credential that lost its scope
+ * mid-stream stops here. Returns the refusal, recorded as the call's failure, or null.
+ */
+export function resume(call: Call, method: ResolvedMethod, streamId: string, input: RecordBatch): RpcError | null {
+  call.method = method;
+  call.methodName = method.name;
+  call.streamId = streamId;
+  call.received(input); // its rows are counted by the turn (runTurn), as a session's are
+  call.begin();
+  const refusal = securityRefusal(method.name, method.decl.security ?? null, call.env.auth);
+  if (refusal !== null) call.failed(refusal);
+  return refusal;
 }
 
 /**

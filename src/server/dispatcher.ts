@@ -14,7 +14,9 @@ import type { RecordBatch, Schema } from "apache-arrow";
 import { frameworkError, type RpcError } from "../errors.js";
 import { EMPTY_SCHEMA } from "../wire/batches.js";
 import { TIMEOUT_MS_KEY } from "../wire/keys.js";
+import type { Origin } from "../wire/messages.js";
 import {
+  type Admission,
   type Answer,
   admit,
   borrowsInput,
@@ -22,10 +24,13 @@ import {
   type CallEnv,
   type OpenStream,
   openStream,
+  resume,
   runTurn,
   runUnary,
+  type StreamOpening,
   type TurnResult,
 } from "./dispatch.js";
+import type { ResolvedMethod } from "./types.js";
 
 /** What dispatching a request led to. */
 export type Dispatch =
@@ -104,29 +109,12 @@ export async function dispatch(
       call.end();
       return { kind: "answer", answer: admission.answer, drainInput: admission.drainInput === true };
     }
-    if (call.entered !== null) {
-      // An interceptor may refuse the call before it runs.
-      try {
-        await call.entered;
-      } catch (err) {
-        const unary = admission.kind === "unary";
-        const answer = call.errorAnswer(unary ? admission.method.schemas.result : EMPTY_SCHEMA, err);
-        call.end();
-        return { kind: "answer", answer, drainInput: !unary };
-      }
-    }
     if (admission.kind === "unary") {
-      const schema = admission.method.schemas.result;
-      const answer = await call.unlessAborted(runUnary(call, admission.method, admission.params), (reason) =>
-        call.errorAnswer(schema, reason),
-      );
+      const answer = await answerUnary(call, admission.method, admission.params);
       call.end();
       return { kind: "answer", answer, drainInput: false };
     }
-    const opening = await call.unlessAborted(openStream(call, admission.method, admission.params), (reason) => ({
-      ok: false as const,
-      answer: call.errorAnswer(EMPTY_SCHEMA, reason),
-    }));
+    const opening = await openOrAnswer(call, admission.method, admission.params);
     if (!opening.ok) {
       call.end();
       return { kind: "answer", answer: opening.answer, drainInput: true };
@@ -144,6 +132,176 @@ export async function dispatch(
     call.end();
     return { kind: "answer", answer, drainInput: false };
   }
+}
+
+/** The interceptors' refusal of an admitted call, answered on `schema`; null once they let it in. */
+async function refusedByInterceptors(call: Call, schema: Schema): Promise<Answer | null> {
+  if (call.entered === null) return null;
+  try {
+    await call.entered;
+    return null;
+  } catch (err) {
+    return call.errorAnswer(schema, err);
+  }
+}
+
+/** A unary call's answer: refused, the handler's, or the abort reason if the call is aborted first. */
+async function answerUnary(call: Call, method: ResolvedMethod, params: Record<string, unknown>): Promise<Answer> {
+  const schema = method.schemas.result;
+  const refused = await refusedByInterceptors(call, schema);
+  if (refused !== null) return refused;
+  const running = runUnary(call, method, params).catch((err: unknown) => call.errorAnswer(schema, err));
+  return call.unlessAborted(running, (reason) => call.errorAnswer(schema, reason));
+}
+
+/** A stream's init: refused, failed, aborted, or the open stream. */
+async function openOrAnswer(
+  call: Call,
+  method: ResolvedMethod,
+  params: Record<string, unknown>,
+): Promise<StreamOpening> {
+  const refused = await refusedByInterceptors(call, EMPTY_SCHEMA);
+  if (refused !== null) return { ok: false, answer: refused };
+  return call.unlessAborted(openStream(call, method, params), (reason) => ({
+    ok: false as const,
+    answer: call.errorAnswer(EMPTY_SCHEMA, reason),
+  }));
+}
+
+/** One turn, answered with the abort reason if the call is aborted first (its late output dropped). */
+function turnUnlessAborted(call: Call, open: OpenStream, input: RecordBatch): Promise<TurnResult> {
+  return call.unlessAborted(runTurn(call, open, input), (reason) => ({
+    batches: call.errorAnswer(open.outputSchema, reason).batches,
+    done: true,
+    cancelled: false,
+  }));
+}
+
+/**
+ * One call as a stateless transport (HTTP) serves it: the call lives for one request, whatever
+ * the request does (a unary call, a stream's init, one turn of a stream resumed from its tokens).
+ * The transport drives it through these steps and `withRequestCall` ends it.
+ */
+export interface RequestCall extends ActiveCall {
+  /** Server and request id stamped on the call's batches. */
+  readonly origin: Origin;
+  /** The error the call failed with, if it did. */
+  readonly error: RpcError | null;
+  readonly methodName: string;
+  readonly streamId: string;
+  /** Admits a request batch: the method and its parameters, or the answer that refuses it. */
+  admit(request: RecordBatch | null): Admission;
+  /** Runs an admitted unary call: its answer, its refusal by an interceptor, or its abort. */
+  unary(method: ResolvedMethod, params: Record<string, unknown>): Promise<Answer>;
+  /** Runs an admitted stream's init. */
+  open(method: ResolvedMethod, params: Record<string, unknown>): Promise<StreamOpening>;
+  /**
+   * Takes up an open stream for this request's turn (see `resume` in dispatch.ts): the security
+   * refusal, recorded as the call's failure, or null.
+   */
+  resume(method: ResolvedMethod, streamId: string, input: RecordBatch): RpcError | null;
+  /** Runs one turn of an open stream (an interceptor's refusal answered as the turn's error). */
+  turn(stream: OpenStream, input: RecordBatch): Promise<TurnResult>;
+  /** An answer of one error batch on `schema`, recorded as the call's failure. */
+  fail(schema: Schema, err: unknown): Answer;
+  /** Counts batches the transport writes besides the handler's (token batches). */
+  wrote(batches: readonly RecordBatch[]): void;
+  /** The call ends as cancelled (the client cancelled its stream). */
+  cancelled(): void;
+}
+
+class RequestScope implements RequestCall {
+  isCancelled = false;
+
+  constructor(readonly call: Call) {}
+
+  get origin(): Origin {
+    return this.call.origin;
+  }
+  get error(): RpcError | null {
+    return this.call.error;
+  }
+  get methodName(): string {
+    return this.call.methodName;
+  }
+  get streamId(): string {
+    return this.call.streamId;
+  }
+
+  admit(request: RecordBatch | null): Admission {
+    const admission = admit(this.call, request);
+    armDeadline(this.call, request);
+    return admission;
+  }
+
+  unary(method: ResolvedMethod, params: Record<string, unknown>): Promise<Answer> {
+    return answerUnary(this.call, method, params);
+  }
+
+  open(method: ResolvedMethod, params: Record<string, unknown>): Promise<StreamOpening> {
+    return openOrAnswer(this.call, method, params);
+  }
+
+  resume(method: ResolvedMethod, streamId: string, input: RecordBatch): RpcError | null {
+    const refusal = resume(this.call, method, streamId, input);
+    if (refusal === null) armDeadline(this.call, input);
+    return refusal;
+  }
+
+  async turn(stream: OpenStream, input: RecordBatch): Promise<TurnResult> {
+    // A resumed stream's turn is a call of its own: its interceptors may refuse it.
+    const refused = await refusedByInterceptors(this.call, stream.outputSchema);
+    if (refused !== null) return { batches: refused.batches, done: true, cancelled: false };
+    return turnUnlessAborted(this.call, stream, input);
+  }
+
+  fail(schema: Schema, err: unknown): Answer {
+    return this.call.errorAnswer(schema, err);
+  }
+
+  wrote(batches: readonly RecordBatch[]): void {
+    this.call.wrote(batches);
+  }
+
+  cancelled(): void {
+    this.isCancelled = true;
+  }
+
+  abort(reason: RpcError): void {
+    this.call.abort(reason);
+  }
+}
+
+/**
+ * Runs `work` as one call's life on a stateless transport: the call starts here and ends (its
+ * record, statistics, span and interceptors out) when `work` settles, a failure of `work` itself
+ * recorded as the call's. `onCall` receives the call at once, so the transport can abort it (its
+ * client went away, its listener is closing).
+ */
+export function withRequestCall<T>(
+  env: CallEnv,
+  requestId: string,
+  work: (call: RequestCall) => Promise<T>,
+  onCall?: (call: ActiveCall) => void,
+): Promise<T> {
+  const scope = new RequestScope(new Call(env, requestId));
+  onCall?.(scope);
+  const failed = (err: unknown): Promise<never> => {
+    scope.call.failed(err);
+    scope.call.end(scope.isCancelled);
+    return Promise.reject(err);
+  };
+  let running: Promise<T>;
+  try {
+    running = work(scope);
+  } catch (err) {
+    return failed(err);
+  }
+  // Settled by hand rather than in an async frame with a finally: one promise less per call.
+  return running.then((value) => {
+    scope.call.end(scope.isCancelled);
+    return value;
+  }, failed);
 }
 
 /**
@@ -197,11 +355,7 @@ export class ActiveStream implements ActiveCall {
   async turn(input: RecordBatch): Promise<TurnResult> {
     // A turn still running when the call is aborted is answered with the reason; what the
     // handler emits afterwards is dropped, as a unary call's late result is.
-    const result = await this.call.unlessAborted(runTurn(this.call, this.open, input), (reason) => ({
-      batches: this.call.errorAnswer(this.open.outputSchema, reason).batches,
-      done: true,
-      cancelled: false,
-    }));
+    const result = await turnUnlessAborted(this.call, this.open, input);
     if (result.done) this.end(result.cancelled);
     return result;
   }

@@ -10,6 +10,7 @@ import { RpcError } from "../../src/errors.js";
 import { defineProtocol, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { bind, createServer, type ServerOptions } from "../../src/server/server.js";
+import { connectHttp, listenHttp } from "../../src/transports/http/index.js";
 import { memoryClient } from "../client/helpers.js";
 
 const Slow = defineProtocol(
@@ -94,5 +95,28 @@ describe("call deadlines and ctx.signal", () => {
     assert.deepEqual(got, [0n, 1n]);
     assert.equal(await proxy(client, Slow).wait({ ms: 1n }), "done");
     await client.close();
+  });
+
+  it("over HTTP, the server's and the client's deadlines abort a unary call and a stream's turn alike", async () => {
+    const { server, seen } = serve({ callTimeoutMs: 60_000 });
+    const http = await listenHttp(server);
+    const client = connectHttp(http.url);
+    const svc = proxy(client, Slow);
+    await assert.rejects(svc.wait({ ms: 60_000n }, { timeoutMs: 40 }), isDeadline);
+    assert.deepEqual(seen, ["deadline_exceeded"]);
+    assert.equal(await svc.wait({ ms: 1n }), "done");
+    await http.close();
+    // Each HTTP request is a call of its own: the server's deadline bounds every turn.
+    const short = serve({ callTimeoutMs: 100 });
+    const http2 = await listenHttp(short.server);
+    const client2 = connectHttp(http2.url);
+    const got: bigint[] = [];
+    await assert.rejects(async () => {
+      for await (const row of await proxy(client2, Slow).ticks()) got.push(row.n);
+    }, isDeadline);
+    assert.deepEqual(got, [0n, 1n]);
+    await client.close();
+    await client2.close();
+    await http2.close();
   });
 });

@@ -11,6 +11,7 @@ import { defineProtocol, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import type { CallInterceptor } from "../../src/server/interceptors.js";
 import { bind, createServer } from "../../src/server/server.js";
+import { connectHttp, listenHttp } from "../../src/transports/http/index.js";
 import { memoryClient } from "../client/helpers.js";
 
 const P = defineProtocol(
@@ -23,8 +24,8 @@ const P = defineProtocol(
   },
 );
 
-function serve(interceptors: readonly CallInterceptor[]) {
-  const server = createServer({
+function makeServer(interceptors: readonly CallInterceptor[]) {
+  return createServer({
     interceptors,
     protocols: [
       bind(P, {
@@ -43,7 +44,23 @@ function serve(interceptors: readonly CallInterceptor[]) {
       }),
     ],
   });
-  return memoryClient(server).client;
+}
+
+function serve(interceptors: readonly CallInterceptor[]) {
+  return memoryClient(makeServer(interceptors)).client;
+}
+
+/** The same server over HTTP: each request (a unary call, a stream's init, each turn) is a call of its own. */
+async function serveHttp(interceptors: readonly CallInterceptor[]) {
+  const http = await listenHttp(makeServer(interceptors));
+  const client = connectHttp(http.url);
+  return {
+    client,
+    close: async () => {
+      await client.close();
+      await http.close();
+    },
+  };
 }
 
 describe("server interceptors", () => {
@@ -109,5 +126,43 @@ describe("server interceptors", () => {
     assert.equal(await svc.hello({ name: "y" }), "hi y");
     assert.deepEqual(ran, ["hello"]);
     await client.close();
+  });
+
+  it("over HTTP, an interceptor's refusal answers the unary call, the stream's init and a stream's turn", async () => {
+    let turnsAllowed = 1;
+    const gate: CallInterceptor = (next) => async (call) => {
+      if (call.requestMetadata.get("tenant") === "blocked") {
+        throw new RpcError("tenant over quota", { type: "QuotaError", code: "RESOURCE_EXHAUSTED" });
+      }
+      // Each /exchange turn is a call of its own (its stream id carried by the token).
+      if (call.method === "count" && call.streamId !== "" && call.requestMetadata.has("vgi_rpc.stream_state#b64")) {
+        if (turnsAllowed-- <= 0)
+          throw new RpcError("no more turns", { type: "QuotaError", code: "RESOURCE_EXHAUSTED" });
+      }
+      return next(call);
+    };
+    const { client, close } = await serveHttp([gate]);
+    const svc = proxy(client, P);
+    const blocked = { metadata: new Map([["tenant", "blocked"]]) };
+    const isQuota = (err: unknown) => {
+      assert.ok(err instanceof RpcError, String(err));
+      assert.equal(err.type, "QuotaError");
+      return true;
+    };
+    await assert.rejects(svc.hello({ name: "x" }, blocked), isQuota);
+    await assert.rejects(async () => {
+      for await (const _ of await svc.count({ n: 2n }, blocked)) assert.fail("a refused stream produced a row");
+    }, isQuota);
+    // The init's first batch and one turn are let through; the next turn is refused.
+    const rows: bigint[] = [];
+    await assert.rejects(
+      async () => {
+        for await (const r of await svc.count({ n: 5n })) rows.push(r.i);
+      },
+      (err: unknown) => isQuota(err) && (err as RpcError).message === "no more turns",
+    );
+    assert.deepEqual(rows, [0n, 1n]);
+    assert.equal(await svc.hello({ name: "y" }), "hi y");
+    await close();
   });
 });

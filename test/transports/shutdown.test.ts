@@ -15,6 +15,7 @@ import { RpcError } from "../../src/errors.js";
 import { defineProtocol, exchange, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { bind, createServer } from "../../src/server/server.js";
+import { connectHttp, HttpError, listenHttp } from "../../src/transports/http/index.js";
 import { connectTcp, connectUnix, listenSocket } from "../../src/transports/socket/index.js";
 import { connectWebSocketClient, listenWebSocket } from "../../src/transports/ws/index.js";
 import { within } from "../client/helpers.js";
@@ -62,6 +63,17 @@ function makeServer() {
   return { server, aborted, held };
 }
 
+/** Waits (up to 5 s) for the handler to record its abort. */
+function untilAborted(aborted: readonly string[]): Promise<void> {
+  return within(
+    (async () => {
+      while (aborted.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    })(),
+    5_000,
+    "the handler's abort",
+  );
+}
+
 const sockPath = () => join(mkdtempSync(join(tmpdir(), "quiver-shutdown-")), "s.sock");
 
 describe("graceful shutdown and peers going away", () => {
@@ -78,6 +90,81 @@ describe("graceful shutdown and peers going away", () => {
     await viaWs.close();
     await viaUnix.close().catch(() => {});
     await ws.close();
+  });
+
+  it("closing a socket listener while an HTTP listener serves the same server leaves HTTP serving", async () => {
+    const { server } = makeServer();
+    const tcp = await listenSocket(server, { port: 0 });
+    const http = await listenHttp(server);
+    const viaHttp = connectHttp(http.url);
+    await tcp.close({ graceMs: 1_000 });
+    assert.equal(await proxy(viaHttp, P).sleep({ ms: 1n }), "slept");
+    const session = await proxy(viaHttp, P).echo();
+    assert.deepEqual(await session.exchange([{ x: 3 }]), [{ x: 3 }]);
+    await session.close();
+    await viaHttp.close();
+    await http.close();
+  });
+
+  it("an HTTP call in flight when listenHttp closes finishes within the grace; the listener then refuses", async () => {
+    const { server } = makeServer();
+    const http = await listenHttp(server);
+    const client = connectHttp(http.url);
+    const call = proxy(client, P).sleep({ ms: 200n });
+    while (http.handler.activeCalls === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await within(http.close({ graceMs: 5_000 }), 10_000, "close with an HTTP call in flight");
+    assert.equal(await call, "slept");
+    await assert.rejects(proxy(client, P).sleep({ ms: 1n }), HttpError);
+    await client.close();
+  });
+
+  it("listenHttp close({ graceMs: 500 }) with an idle exchange open resolves at once; the exchange's next turn gets a typed error", async () => {
+    const { server } = makeServer();
+    const http = await listenHttp(server);
+    const client = connectHttp(http.url);
+    const session = await proxy(client, P).echo();
+    assert.deepEqual(await session.exchange([{ x: 1 }]), [{ x: 1 }]);
+    const t0 = performance.now();
+    await within(http.close({ graceMs: 500 }), 5_000, "close with an idle HTTP exchange");
+    const tookMs = performance.now() - t0;
+    assert.ok(tookMs < 600, `close took ${tookMs} ms`); // stateless streams hold nothing open
+    await assert.rejects(session.exchange([{ x: 2 }]), HttpError);
+    await client.close();
+  });
+
+  it("server.close() closes listenHttp too; a held HTTP call is aborted with cancelled after the grace", async () => {
+    const { server, aborted, held } = makeServer();
+    const http = await listenHttp(server);
+    const client = connectHttp(http.url);
+    const call = proxy(client, P)
+      .hold()
+      .then(
+        () => null,
+        (err: unknown) => err,
+      );
+    await held;
+    await within(server.close({ graceMs: 100 }), 5_000, "server.close");
+    const err = await call;
+    assert.ok(err instanceof RpcError, String(err));
+    assert.equal(err.kind, "cancelled");
+    assert.deepEqual(aborted, ["cancelled"]);
+    assert.equal(http.server.listening, false);
+    await client.close();
+  });
+
+  it("a handler sees ctx.signal abort when its HTTP client disconnects", async () => {
+    const { server, aborted, held } = makeServer();
+    const http = await listenHttp(server);
+    const client = connectHttp(http.url);
+    const call = proxy(client, P)
+      .hold()
+      .catch(() => "client gave up");
+    await held;
+    await client.close(); // aborts its request in flight
+    await call;
+    await untilAborted(aborted);
+    assert.deepEqual(aborted, ["cancelled"]);
+    await http.close();
   });
 
   it("a call in flight when its listener closes finishes within the grace and is answered", async () => {
@@ -144,13 +231,7 @@ describe("graceful shutdown and peers going away", () => {
       await held;
       await client.close();
       await call;
-      await within(
-        (async () => {
-          while (aborted.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-        })(),
-        5_000,
-        "the handler's abort",
-      );
+      await untilAborted(aborted);
       assert.deepEqual(aborted, ["cancelled"]);
       await close();
     });

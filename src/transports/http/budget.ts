@@ -7,7 +7,7 @@ import type { Schema } from "apache-arrow";
 import { RpcError } from "../../errors.js";
 import type { RpcServer } from "../../server/server.js";
 import { totalBytes } from "../../wire/ipc.js";
-import type { HttpCall } from "./calls.js";
+import type { RequestCall } from "./calls.js";
 import { ACCEPT_MAX_RESPONSE_BYTES_HEADER, MAX_RESPONSE_BUDGET_BYTES, MIN_RESPONSE_BUDGET_BYTES } from "./headers.js";
 import { answer, answerBatches, answerReply, errorStreamReply, ok, type Reply, type Result } from "./replies.js";
 
@@ -45,7 +45,7 @@ export function tighter(a: number | null, b: number | null): number | null {
  * `ResponseTooLargeError` on `schema` (recorded as its failure); anything else goes as it is.
  */
 export function budgetedAnswer(
-  call: HttpCall,
+  call: RequestCall,
   body: readonly Uint8Array[],
   failed: boolean,
   limit: number | null,

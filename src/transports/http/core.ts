@@ -6,12 +6,13 @@
  */
 import { frameworkError, RpcError } from "../../errors.js";
 import type { AuthContext } from "../../protocol/context.js";
+import { ABORT_FLUSH_MS, type CloseOptions, graceOf, settledWithin, shutdownError } from "../../server/connections.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
 import { TRANSPORT_OPTIONS_METHOD } from "../../wire/keys.js";
 import { authenticateRequest } from "./authenticate.js";
 import { contentTypeRefusal, readRequestBody } from "./body.js";
 import { responseBudget } from "./budget.js";
-import { type CallEnv, newRequestId } from "./calls.js";
+import { type CallEnv, HttpCalls, newRequestId, type RunCall } from "./calls.js";
 import { pickResponseEncoding } from "./compression.js";
 import { type HttpConfig, type HttpServerOptions, resolveConfig } from "./config.js";
 import { parseCookieHeader } from "./cookies.js";
@@ -40,13 +41,43 @@ export interface HttpCore {
   readonly config: HttpConfig;
   /** Serves one request. Rejects only when the transport itself fails (answer 500 then). */
   handle(request: UniversalRequest): Promise<UniversalResponse>;
+  /** Calls in flight. */
+  readonly activeCalls: number;
+  /**
+   * Stops taking calls (new ones are answered 503 `server_draining`), lets those in flight finish
+   * within `graceMs`, then aborts the rest with `cancelled` and resolves once they have answered.
+   */
+  close(opts?: CloseOptions): Promise<void>;
 }
 
 /** Creates the transport core for `server`; throws on an unusable option. */
 export function createHttpCore(server: RpcServer, options: HttpServerOptions): HttpCore {
   const config = resolveConfig(server, options);
+  const calls = new HttpCalls();
+  let closing = false;
+  let closed: Promise<void> | null = null;
+  const shutdown = async (graceMs: number): Promise<void> => {
+    closing = true;
+    await settledWithin(calls.running(), graceMs);
+    if (calls.size === 0) return;
+    calls.abortAll(shutdownError(graceMs));
+    await settledWithin(calls.running(), ABORT_FLUSH_MS);
+  };
+  const state: CallState = {
+    calls,
+    get closing() {
+      return closing;
+    },
+  };
   return {
     config,
+    get activeCalls() {
+      return calls.size;
+    },
+    close(opts) {
+      closed ??= shutdown(graceOf(opts));
+      return closed;
+    },
     async handle(req) {
       const requestId = req.headers.get(REQUEST_ID_HEADER) || newRequestId();
       const coding = pickResponseEncoding(
@@ -56,7 +87,7 @@ export function createHttpCore(server: RpcServer, options: HttpServerOptions): H
       );
       let reply: Reply;
       try {
-        reply = await route(config, req, requestId);
+        reply = await route(config, state, req, requestId);
       } catch (err) {
         const e = RpcError.from(err);
         server.logger.error({ err: e }, "HTTP transport failure");
@@ -67,7 +98,13 @@ export function createHttpCore(server: RpcServer, options: HttpServerOptions): H
   };
 }
 
-function route(config: HttpConfig, req: UniversalRequest, requestId: string): Reply | Promise<Reply> {
+/** What the core's calls share: who runs them, and whether the core is closing. */
+interface CallState {
+  readonly calls: HttpCalls;
+  readonly closing: boolean;
+}
+
+function route(config: HttpConfig, state: CallState, req: UniversalRequest, requestId: string): Reply | Promise<Reply> {
   const route = parseRoute(req.method, req.path, config.prefix);
   switch (route.kind) {
     case "health":
@@ -82,7 +119,7 @@ function route(config: HttpConfig, req: UniversalRequest, requestId: string): Re
       }
       return methodNotAllowedReply(route.allow);
     default:
-      return call(config, req, route, requestId);
+      return call(config, state, req, route, requestId);
   }
 }
 
@@ -132,8 +169,21 @@ function resolveMethod(server: RpcServer, protocol: string, method: string): Res
 }
 
 /** A route that runs a call: authenticated, its body read, its method resolved and fitting the route. */
-async function call(config: HttpConfig, req: UniversalRequest, route: CallRoute, requestId: string): Promise<Reply> {
+async function call(
+  config: HttpConfig,
+  state: CallState,
+  req: UniversalRequest,
+  route: CallRoute,
+  requestId: string,
+): Promise<Reply> {
   const { server } = config;
+  if (state.closing) {
+    return errorStreamReply(
+      server,
+      503,
+      frameworkError("server_draining", "The server is shutting down and accepts no new calls."),
+    );
+  }
   const auth = await authenticateRequest(req, config.options.authenticate, server);
   if (!auth.ok) return auth.reply;
   const body = await readRequestBody(req, config);
@@ -141,6 +191,7 @@ async function call(config: HttpConfig, req: UniversalRequest, route: CallRoute,
   const budget = responseBudget(server, req.headers.get(ACCEPT_MAX_RESPONSE_BYTES_HEADER), config.maxResponseBytes);
   if (!budget.ok) return budget.reply;
   const env = callEnv(server, req, auth.value);
+  const run: RunCall = (callEnv, work) => state.calls.run(callEnv, requestId, req.signal, work);
   if (route.kind === "reserved") {
     if (route.method !== TRANSPORT_OPTIONS_METHOD) {
       const error = frameworkError(
@@ -151,7 +202,7 @@ async function call(config: HttpConfig, req: UniversalRequest, route: CallRoute,
     }
     const refused = contentTypeRefusal(server, req.headers);
     if (refused !== null) return refused;
-    return server.track(serveUnary(server, env, null, route.method, body.value, requestId, budget.value));
+    return server.track(serveUnary(server, env, null, route.method, body.value, run, budget.value));
   }
   const resolved = resolveMethod(server, route.protocol, route.method);
   if (!resolved.ok) return resolved.reply;
@@ -173,8 +224,8 @@ async function call(config: HttpConfig, req: UniversalRequest, route: CallRoute,
   const refused = contentTypeRefusal(server, req.headers);
   if (refused !== null) return refused;
   if (route.kind === "unary") {
-    return server.track(serveUnary(server, env, method, route.method, body.value, requestId, budget.value));
+    return server.track(serveUnary(server, env, method, route.method, body.value, run, budget.value));
   }
-  const stream = { server, keys: config.keys, env, method, requestId, budget: budget.value };
+  const stream = { server, keys: config.keys, env, method, run, budget: budget.value };
   return server.track(route.kind === "init" ? serveInit(stream, body.value) : serveExchange(stream, body.value));
 }

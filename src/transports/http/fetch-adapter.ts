@@ -18,6 +18,8 @@ export function fetchHandler(core: HttpCore): (request: Request) => Promise<Resp
       headers: request.headers,
       remoteAddr: "",
       peerCertificate: null,
+      // The runtime aborts a request's signal when its client goes away (where it tracks that).
+      signal: request.signal,
       readBody: async (limit) => {
         if (request.body === null) return new Uint8Array(0);
         const reader = request.body.getReader();

@@ -1,5 +1,6 @@
 /** `createHttpHandler`: the transport core behind its node:http, fetch-style and universal entry points. */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { CloseOptions } from "../../server/connections.js";
 import type { RpcServer } from "../../server/server.js";
 import { DEFAULT_WRITE_HIGH_WATER_MARK } from "./backpressure.js";
 import type { HttpServerOptions } from "./config.js";
@@ -25,15 +26,30 @@ export interface HttpHandler {
    * be written (see `writeHighWaterMark`); dropped when their connection closes.
    */
   readonly waitingRequests: number;
+  /** Calls in flight (a stream's turn counts while it runs; an idle stream holds nothing). */
+  readonly activeCalls: number;
+  /**
+   * Closes the transport gracefully: calls arriving from now on are answered 503
+   * (`server_draining`), calls in flight get `graceMs` (default 10 s) to finish, then are aborted
+   * (their `ctx.signal` fires; they answer with a `cancelled` error). Resolves when they have
+   * answered. Idempotent. `listenHttp`'s `close` does this, then closes the connections.
+   */
+  close(opts?: CloseOptions): Promise<void>;
 }
 
 /** Creates the HTTP transport for `server` as a `node:http` listener with `.fetch` and `.handle` forms. */
 export function createHttpHandler(server: RpcServer, options: HttpServerOptions = {}): HttpHandler {
   const core = createHttpCore(server, options);
   const node = nodeListener(core, server, options.writeHighWaterMark ?? DEFAULT_WRITE_HIGH_WATER_MARK);
-  const handler = Object.assign(node.listener, { fetch: fetchHandler(core), handle: core.handle, server, options });
-  return Object.defineProperty(handler, "waitingRequests", {
-    get: () => node.waiting,
-    enumerable: true,
+  const handler = Object.assign(node.listener, {
+    fetch: fetchHandler(core),
+    handle: core.handle,
+    close: core.close,
+    server,
+    options,
+  });
+  return Object.defineProperties(handler, {
+    waitingRequests: { get: () => node.waiting, enumerable: true },
+    activeCalls: { get: () => core.activeCalls, enumerable: true },
   }) as HttpHandler;
 }

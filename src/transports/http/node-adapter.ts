@@ -80,12 +80,18 @@ export function nodeListener(core: HttpCore, server: RpcServer, writeHighWaterMa
     const q = url.indexOf("?");
     const declared = req.headers["content-length"];
     let consumed = false;
+    // Aborted when the connection closes before this answer is written (the client went away).
+    const gone = new AbortController();
+    res.once("close", () => {
+      if (!res.writableFinished) gone.abort();
+    });
     const request: UniversalRequest = {
       method: (req.method ?? "GET").toUpperCase(),
       path: q < 0 ? url : url.slice(0, q),
       headers: headersOf(req),
       remoteAddr: req.socket.remoteAddress ?? "",
       peerCertificate: peerCertificateOf(req),
+      signal: gone.signal,
       readBody: (limit) => {
         consumed = true;
         return readNodeBody(req, declared === undefined ? null : Number(declared), limit);

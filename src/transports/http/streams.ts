@@ -18,7 +18,7 @@ import { encodeStream } from "../../wire/ipc.js";
 import { CALL_STATE_KEY, CANCEL_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
 import { classifyBatch } from "../../wire/messages.js";
 import { budgetedAnswer, tighter } from "./budget.js";
-import { type CallEnv, type OpenStream, withCall } from "./calls.js";
+import type { CallEnv, OpenStream, RunCall } from "./calls.js";
 import { answer, answerBatches, errorStreamReply, ok, type Reply, type Result } from "./replies.js";
 import { admissionReply, checkRequest, decodeRequest, isErrorAnswer, refusalReply, typeError } from "./requests.js";
 import {
@@ -36,7 +36,8 @@ export interface StreamRoute {
   readonly keys: TokenKeyring;
   readonly env: CallEnv;
   readonly method: ResolvedMethod;
-  readonly requestId: string;
+  /** Runs the request's call. */
+  readonly run: RunCall;
   /** The response budget of this request. */
   readonly budget: number | null;
 }
@@ -96,7 +97,7 @@ export async function serveInit(route: StreamRoute, body: Uint8Array): Promise<R
   const checked = checkRequest(server, decoded.value, resolved, resolved.name);
   if (!checked.ok) return checked.reply;
   const request = checked.value;
-  return withCall(route.env, route.requestId, async (call) => {
+  return route.run(route.env, async (call) => {
     const admission = call.admit(request);
     if (admission.kind === "answer") return admissionReply(server, call.error, call.origin, admission.answer);
     if (admission.kind !== "stream") {
@@ -195,7 +196,7 @@ export async function serveExchange(route: StreamRoute, body: Uint8Array): Promi
   if (!opened.ok) return opened.reply;
   const { state, call: callData } = opened.value;
   const limit = tighter(route.budget, callData.responseLimit);
-  return withCall(route.env, route.requestId, async (call) => {
+  return route.run(route.env, async (call) => {
     const refusal = call.resume(resolved, callData.streamId, input);
     if (refusal !== null) {
       return refusalReply(server, refusal, call.origin) ?? errorStreamReply(server, 403, refusal, call.origin);

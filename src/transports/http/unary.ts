@@ -2,7 +2,7 @@
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
 import { encodeStream } from "../../wire/ipc.js";
 import { budgetedAnswer } from "./budget.js";
-import { type CallEnv, withCall } from "./calls.js";
+import type { CallEnv, RunCall } from "./calls.js";
 import { HeaderCookieJar } from "./cookies.js";
 import { errorStreamReply, type Reply } from "./replies.js";
 import { admissionReply, checkRequest, decodeRequest, isErrorAnswer, typeError } from "./requests.js";
@@ -18,7 +18,7 @@ export async function serveUnary(
   resolved: ResolvedMethod | null,
   method: string,
   body: Uint8Array,
-  requestId: string,
+  run: RunCall,
   budget: number | null,
 ): Promise<Reply> {
   const decoded = await decodeRequest(server, body);
@@ -26,7 +26,7 @@ export async function serveUnary(
   const request = checkRequest(server, decoded.value, resolved, method);
   if (!request.ok) return request.reply;
   const jar = new HeaderCookieJar();
-  const reply = await withCall({ ...env, cookieJar: jar }, requestId, async (call) => {
+  const reply = await run({ ...env, cookieJar: jar }, async (call) => {
     const admission = call.admit(request.value);
     if (admission.kind === "answer") return admissionReply(server, call.error, call.origin, admission.answer);
     if (admission.kind !== "unary") {

@@ -23,6 +23,11 @@ export interface UniversalRequest extends AuthRequest {
    * (the connection went away).
    */
   readBody(limit: number | null): Promise<Uint8Array | BodyTooLarge>;
+  /**
+   * Aborted when the client goes away before its answer is written: the call it runs is then
+   * aborted (`ctx.signal` fires with a `cancelled` error). Optional: without it a call runs to its end.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** One complete HTTP response. */
