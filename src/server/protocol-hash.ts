@@ -103,7 +103,7 @@ function quote(s: string): string {
     } else if (c >= 0xd800 && c <= 0xdbff) {
       const next = s.charCodeAt(i + 1);
       if (!(next >= 0xdc00 && next <= 0xdfff)) throw new TypeError(`Lone surrogate in ${JSON.stringify(s)}.`);
-      out += s[i] + s[i + 1];
+      out += s.slice(i, i + 2);
       i++;
     } else if (c >= 0xdc00 && c <= 0xdfff) {
       throw new TypeError(`Lone surrogate in ${JSON.stringify(s)}.`);

@@ -1,5 +1,5 @@
 /** Assembling record batches from column data; zero-row batches for framework messages. */
-import { Data, type DataType, type Field, makeBuilder, RecordBatch, Schema, Struct } from "apache-arrow";
+import { BufferType, Data, type DataType, type Field, makeBuilder, RecordBatch, Schema, Struct } from "apache-arrow";
 
 /** The schema with no fields: parameterless requests, void results, producer ticks. */
 export const EMPTY_SCHEMA: Schema = new Schema([]);
@@ -34,7 +34,7 @@ export function batchFromData(
   metadata?: ReadonlyMap<string, string>,
 ): RecordBatch {
   // What makeData builds for a struct with no validity, without its visitor dispatch.
-  const data = new Data(structOf(schema), 0, length, 0, [undefined, undefined, new Uint8Array(0)], [...children]);
+  const data = new Data(structOf(schema), 0, length, 0, { [BufferType.VALIDITY]: new Uint8Array(0) }, [...children]);
   return recordBatch(schema, data, metadata ? new Map(metadata) : undefined);
 }
 
