@@ -47,31 +47,37 @@ import {
 import type { CallRecord } from "./records.js";
 import { resolveInjected, securityRefusal } from "./security.js";
 import { type CallStatistics, newStatistics, recordInput, recordOutput } from "./stats.js";
-import type { ResolvedMethod, RpcServer } from "./types.js";
+import type { ResolvedMethod, ServerCore } from "./types.js";
 import { checkParamsContract, coerceInput } from "./validate.js";
 
 /** What a transport knows about the caller of one call. */
 export interface CallEnv {
-  readonly server: RpcServer;
+  readonly server: ServerCore;
   /** `pipe`, `unix`, `tcp`, `http`, `ws`, `memory`. */
   readonly transport: string;
   readonly transportMetadata: Readonly<Record<string, string>>;
   readonly auth: AuthContext;
-  /** Request cookies (HTTP). Default: none. */
-  readonly cookies?: ReadonlyMap<string, string>;
+  /** Whether this connection takes the shared-memory side channel. Default: false. */
+  readonly sharedMemory?: boolean;
+  /** What only an HTTP request carries into its call (headers outside the request batch). */
+  readonly http?: HttpCallExtra;
+}
+
+/** The HTTP transport's part of a call's environment: what its headers say beyond the request batch. */
+export interface HttpCallExtra {
+  /** Request cookies (`ctx.cookies`). */
+  readonly cookies: ReadonlyMap<string, string>;
   /**
-   * Where `ctx.setCookie` writes. Only HTTP supplies one, and only for unary calls; without it
-   * setting a cookie throws `cookie_not_allowed`.
+   * Where `ctx.setCookie` writes: supplied for unary calls only; without it setting a cookie
+   * throws `cookie_not_allowed`.
    */
   readonly cookieJar?: CookieJar;
   /**
-   * W3C trace context the transport received outside the request batch (HTTP headers); the
-   * batch's own `traceparent`/`tracestate` metadata takes precedence.
+   * W3C trace context from the `traceparent`/`tracestate` headers; the request batch's own
+   * metadata takes precedence.
    */
-  readonly traceContext?: Readonly<Record<string, string>>;
-  /** Whether this connection takes the shared-memory side channel. Default: false. */
-  readonly sharedMemory?: boolean;
-  /** An idempotency key the transport received outside the request batch (HTTP `Idempotency-Key`). */
+  readonly traceContext: Readonly<Record<string, string>>;
+  /** The `Idempotency-Key` header. */
   readonly idempotencyKey?: string;
 }
 
@@ -126,17 +132,17 @@ export function newRequestId(): string {
   return hex(8);
 }
 
-const TRACING = tracingInterceptor((call) => (call as CallView).call.env.traceContext);
+const TRACING = tracingInterceptor((call) => (call as CallView).call.env.http?.traceContext);
 
 /** Each server's built-in interceptors (observers, tracing) before its own, by which apply. */
-const chains = new WeakMap<RpcServer, Map<number, readonly CallInterceptor[]>>();
+const chains = new WeakMap<ServerCore, Map<number, readonly CallInterceptor[]>>();
 
 /**
  * The interceptors a call runs through: the observers' when the server has any, tracing when the
  * call needs a span, then the server's own. Usually the same few lists, made once per server.
  */
 function callInterceptors(
-  server: RpcServer,
+  server: ServerCore,
   requestMetadata: ReadonlyMap<string, string>,
   carrier: TraceCarrier | undefined,
 ): readonly CallInterceptor[] {
@@ -372,7 +378,7 @@ export class Call {
    */
   begin(): void {
     if (this.view !== null) return;
-    const interceptors = callInterceptors(this.env.server, this.requestMetadata, this.env.traceContext);
+    const interceptors = callInterceptors(this.env.server, this.requestMetadata, this.env.http?.traceContext);
     if (interceptors.length === 0) return;
     const view = new CallView(this);
     this.view = view;
@@ -480,7 +486,9 @@ export class Call {
 
   /** The client's idempotency key: the transport's (HTTP header) first, then request metadata. */
   get idempotencyKey(): string | null {
-    return clientId(this.env.idempotencyKey) ?? clientId(this.requestMetadata.get(IDEMPOTENCY_KEY_METADATA)) ?? null;
+    return (
+      clientId(this.env.http?.idempotencyKey) ?? clientId(this.requestMetadata.get(IDEMPOTENCY_KEY_METADATA)) ?? null
+    );
   }
 
   /** A `CallContext` whose client logs go to `clientLog`. */
@@ -490,7 +498,7 @@ export class Call {
     injected: Injected = NOTHING_INJECTED,
   ): CallContext<Injected> {
     const callLogger = () => this.logger;
-    const jar = method.decl.kind === "unary" ? this.env.cookieJar : undefined;
+    const jar = method.decl.kind === "unary" ? this.env.http?.cookieJar : undefined;
     const refuse = (): never => {
       const where = method.decl.kind === "unary" ? "a unary call" : "a stream";
       throw frameworkError(
@@ -513,7 +521,7 @@ export class Call {
         );
       },
       injected,
-      cookies: this.env.cookies ?? NO_COOKIES,
+      cookies: this.env.http?.cookies ?? NO_COOKIES,
       setCookie: (name, value, options = {}) => (jar ? jar.set(name, value, options) : refuse()),
       deleteCookie: (name, options = {}) => (jar ? jar.delete(name, options) : refuse()),
       auth: this.env.auth,

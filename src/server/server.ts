@@ -18,7 +18,14 @@ import {
 import { t } from "../protocol/types.js";
 import { ConnectionSet, graceOf } from "./connections.js";
 import type { CallObserver } from "./records.js";
-import type { Closable, HostedProtocol, ResolvedMethod, RpcServer } from "./types.js";
+import {
+  type Closable,
+  type HostedProtocol,
+  type ResolvedMethod,
+  type RpcServer,
+  SERVER_CORE,
+  type ServerCore,
+} from "./types.js";
 
 export type { HostedProtocol, ResolvedMethod, RpcServer } from "./types.js";
 
@@ -236,7 +243,8 @@ export function createServer(opts: ServerOptions): RpcServer {
   const observers = new Set<CallObserver>();
   if (opts.onCallEnd) observers.add(opts.onCallEnd);
 
-  const server: RpcServer = {
+  const server: ServerCore = {
+    [SERVER_CORE]: true,
     serverId,
     serverVersion,
     includeTracebacks: opts.includeTracebacks ?? false,

@@ -14,7 +14,7 @@ import { isPointerBatch, resolvePointer, type SegmentAccess, toPointer } from ".
 import type { AttachedSegment, Connection, SharedMemoryAccess } from "./connection.js";
 import type { Answer, CallEnv } from "./dispatch.js";
 import { type ActiveCall, type ActiveStream, dispatch, peerGone, refuseUnread } from "./dispatcher.js";
-import type { RpcServer } from "./types.js";
+import { coreOf, type RpcServer, type ServerCore } from "./types.js";
 
 /** An error that leaves the byte stream unframed: answer it, then end the session. */
 class FramingLost extends Error {
@@ -160,7 +160,8 @@ async function writeAnswer(conn: Connection, answer: Answer, segment: SegmentAcc
 }
 
 /** Serves one connection until the peer closes it or the byte stream becomes unreadable. */
-export async function serveSession(server: RpcServer, conn: Connection): Promise<void> {
+export async function serveSession(rpcServer: RpcServer, conn: Connection): Promise<void> {
+  const server = coreOf(rpcServer);
   const framer = new MessageFramer(conn.input[Symbol.asyncIterator](), { maxMessageBytes: server.maxMessageBytes });
   const env: CallEnv = {
     server,
@@ -194,7 +195,7 @@ class Session {
   private onClosing: (() => void) | null = null;
 
   constructor(
-    private readonly server: RpcServer,
+    private readonly server: ServerCore,
     private readonly conn: Connection,
     private readonly framer: MessageFramer,
     private readonly env: CallEnv,

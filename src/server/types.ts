@@ -67,16 +67,35 @@ export interface RpcServer {
   close(opts?: CloseOptions): Promise<void>;
   /** Registers a listener for `close()`; returns a function removing it (the listener closed itself). */
   addListener(listener: Closable): () => void;
+  /** Adds a per-call observer (see `ServerOptions.onCallEnd`); returns a function removing it. */
+  observe(observer: CallObserver): () => void;
+}
+
+/** Marks a server made by `createServer` (see `coreOf`). */
+export const SERVER_CORE: unique symbol = Symbol("quiver.serverCore");
+
+/**
+ * The server as its dispatch core and transports see it: `RpcServer` and what only they use.
+ * Not exported from the package.
+ */
+export interface ServerCore extends RpcServer {
+  readonly [SERVER_CORE]: true;
   /** Resolves (protocol, method) from request metadata; throws the reference's routing errors. */
   resolve(protocol: string | undefined, method: string): ResolvedMethod;
   /** Enforces the owning protocol's version gate. */
   gateVersion(method: ResolvedMethod, clientVersion: string | undefined): void;
   /** Tracks a call so `drain()` can wait for it. */
   track<T>(work: Promise<T>): Promise<T>;
-  /** Adds a per-call observer (see `ServerOptions.onCallEnd`); returns a function removing it. */
-  observe(observer: CallObserver): () => void;
   /** Feeds a finished call's record to every observer. */
   notify(record: CallRecord): void;
   /** True while at least one observer is registered (calls skip building records otherwise). */
   readonly observed: boolean;
+}
+
+/** The core of a server made by `createServer`; throws for any other object. */
+export function coreOf(server: RpcServer): ServerCore {
+  if ((server as Partial<ServerCore>)[SERVER_CORE] !== true) {
+    throw new TypeError("expected a server made by createServer()");
+  }
+  return server as ServerCore;
 }

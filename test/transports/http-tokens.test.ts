@@ -11,6 +11,7 @@ import type { AuthContext } from "../../src/protocol/context.js";
 import { defineProtocol, producer } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { bind, createServer } from "../../src/server/server.js";
+import { coreOf } from "../../src/server/types.js";
 import { tokenCipher, tokenNonce } from "../../src/transports/http/aead.js";
 import { openCallToken, sealCallToken, type TokenKeyring } from "../../src/transports/http/tokens.js";
 import { EMPTY_SCHEMA } from "../../src/wire/batches.js";
@@ -93,8 +94,8 @@ const Svc = defineProtocol(
 );
 const handler = { init: () => ({ state: { n: 0n } }), produce: (_s: unknown, out: { finish(): void }) => out.finish() };
 const server = createServer({ protocols: [bind(Svc, { a: handler, b: handler })] });
-const methodA = server.resolve("test.Tokens.v1", "a");
-const methodB = server.resolve("test.Tokens.v1", "b");
+const methodA = coreOf(server).resolve("test.Tokens.v1", "a");
+const methodB = coreOf(server).resolve("test.Tokens.v1", "b");
 const alice = { domain: "test", principal: "alice", authenticated: true, claims: {} } as unknown as AuthContext;
 const bob = { domain: "test", principal: "bob", authenticated: true, claims: {} } as unknown as AuthContext;
 

@@ -16,6 +16,7 @@ import { defineProtocol, exchange, producer, unary } from "../../src/protocol/me
 import { type FieldSpecs, type RowOf, t } from "../../src/protocol/types.js";
 import { admit, Call, runUnary } from "../../src/server/dispatch.js";
 import { bind, createServer, type RpcServer } from "../../src/server/server.js";
+import { coreOf } from "../../src/server/types.js";
 import { type HttpListener, listenHttp } from "../../src/transports/http/index.js";
 import { EMPTY_SCHEMA, emptyBatch } from "../../src/wire/batches.js";
 import { MessageFramer } from "../../src/wire/framer.js";
@@ -584,7 +585,12 @@ describe("HTTP transport", { timeout: 60_000 }, () => {
 
   it("refuses cookies on a pipe call with the same typed error", async () => {
     const server = makeServer();
-    const call = new Call({ server, transport: "pipe", transportMetadata: {}, auth: authenticated("x", "y") });
+    const call = new Call({
+      server: coreOf(server),
+      transport: "pipe",
+      transportMetadata: {},
+      auth: authenticated("x", "y"),
+    });
     const md = new Map([
       [METHOD_KEY, "set_cookies"],
       [REQUEST_VERSION_KEY, REQUEST_VERSION],

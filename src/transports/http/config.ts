@@ -1,7 +1,7 @@
 /** The HTTP server's options, and what one handler derives from them once. */
 import { randomBytes } from "node:crypto";
 import type { Authenticator } from "../../auth/types.js";
-import type { RpcServer } from "../../server/server.js";
+import { coreOf, type RpcServer, type ServerCore } from "../../server/types.js";
 import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
 import { type Encoding, loadZstd, producibleEncodings } from "./compression.js";
 import {
@@ -61,7 +61,7 @@ export interface HttpServerOptions {
 
 /** The options of one handler, checked and with their defaults applied. */
 export interface HttpConfig {
-  readonly server: RpcServer;
+  readonly server: ServerCore;
   readonly options: HttpServerOptions;
   /** `prefix` without trailing slashes. */
   readonly prefix: string;
@@ -83,7 +83,8 @@ export interface HttpConfig {
 const utf8 = new TextEncoder();
 
 /** Checks `options` and derives the handler's configuration; throws on an unusable option. */
-export function resolveConfig(server: RpcServer, options: HttpServerOptions): HttpConfig {
+export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions): HttpConfig {
+  const server = coreOf(rpcServer);
   const key = options.tokenKey ?? randomBytes(STATE_TOKEN_KEY_BYTES);
   if (key.byteLength !== STATE_TOKEN_KEY_BYTES) {
     throw new TypeError(`tokenKey must be ${STATE_TOKEN_KEY_BYTES} bytes, got ${key.byteLength}`);

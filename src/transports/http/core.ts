@@ -7,7 +7,7 @@
 import { frameworkError, RpcError } from "../../errors.js";
 import type { AuthContext } from "../../protocol/context.js";
 import { ABORT_FLUSH_MS, type CloseOptions, graceOf, settledWithin, shutdownError } from "../../server/connections.js";
-import type { ResolvedMethod, RpcServer } from "../../server/server.js";
+import type { ResolvedMethod, RpcServer, ServerCore } from "../../server/types.js";
 import { TRANSPORT_OPTIONS_METHOD } from "../../wire/keys.js";
 import { authenticateRequest } from "./authenticate.js";
 import { contentTypeRefusal, readRequestBody } from "./body.js";
@@ -124,7 +124,7 @@ function route(config: HttpConfig, state: CallState, req: UniversalRequest, requ
 }
 
 /** The facts of the request a call's context carries (`ctx.transportMetadata`, cookies, trace context). */
-function callEnv(server: RpcServer, req: UniversalRequest, auth: AuthContext): CallEnv {
+function callEnv(server: ServerCore, req: UniversalRequest, auth: AuthContext): CallEnv {
   const transportMetadata: Record<string, string> = {};
   if (req.remoteAddr) transportMetadata.remote_addr = req.remoteAddr;
   const ua = req.headers.get("user-agent");
@@ -140,14 +140,16 @@ function callEnv(server: RpcServer, req: UniversalRequest, auth: AuthContext): C
     transport: "http",
     transportMetadata,
     auth,
-    cookies: parseCookieHeader(req.headers.get("cookie")),
-    traceContext,
-    ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+    http: {
+      cookies: parseCookieHeader(req.headers.get("cookie")),
+      traceContext,
+      ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+    },
   };
 }
 
 /** The method a route names; 404 when no hosted protocol has it. */
-function resolveMethod(server: RpcServer, protocol: string, method: string): Result<ResolvedMethod> {
+function resolveMethod(server: ServerCore, protocol: string, method: string): Result<ResolvedMethod> {
   if (protocol.includes("%")) {
     return answer(
       errorStreamReply(

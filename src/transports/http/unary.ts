@@ -7,6 +7,11 @@ import { HeaderCookieJar } from "./cookies.js";
 import { errorStreamReply, type Reply } from "./replies.js";
 import { admissionReply, checkRequest, decodeRequest, isErrorAnswer, typeError } from "./requests.js";
 
+/** `env` with `jar` taking the unary call's cookies. */
+function withCookieJar(env: CallEnv, jar: HeaderCookieJar): CallEnv {
+  return env.http === undefined ? env : { ...env, http: { ...env.http, cookieJar: jar } };
+}
+
 /**
  * Runs one unary call from its request body: the answer stream under the response budget, with
  * the `Set-Cookie` headers the handler queued. `resolved` is null for a reserved method, which
@@ -26,7 +31,7 @@ export async function serveUnary(
   const request = checkRequest(server, decoded.value, resolved, method);
   if (!request.ok) return request.reply;
   const jar = new HeaderCookieJar();
-  const reply = await run({ ...env, cookieJar: jar }, async (call) => {
+  const reply = await run(withCookieJar(env, jar), async (call) => {
     const admission = call.admit(request.value);
     if (admission.kind === "answer") return admissionReply(server, call.error, call.origin, admission.answer);
     if (admission.kind !== "unary") {
