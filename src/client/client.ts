@@ -35,6 +35,7 @@ import {
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../wire/messages.js";
 import { resolvePointer, type SegmentAccess, segmentMetadata, toPointer } from "../wire/shm-pointer.js";
 import { describeProtocol, listProtocols, type ProtocolListing, type ServiceDescription } from "./describe.js";
+import { type ClientInterceptor, interceptorList, interceptStream, interceptUnary } from "./interceptors.js";
 import {
   type CallChannel,
   type CallTarget,
@@ -80,6 +81,11 @@ export interface ClientOptions {
    * owns the segment (`connectSubprocess({ shm })` negotiates and owns one for you). Default: none.
    */
   readonly shm?: SegmentAccess;
+  /**
+   * Wrap every call the client makes, the first outermost (see `ClientInterceptor`): add request
+   * metadata, observe answers and errors, refuse or retry calls. Default: none.
+   */
+  readonly interceptors?: readonly ClientInterceptor[];
 }
 
 /**
@@ -830,6 +836,8 @@ class ClientConnection {
 export class RpcClient implements CallChannel {
   /** The connection's protocol state; private, so none of it is in the client's public type. */
   readonly #conn: ClientConnection;
+  /** `ClientOptions.interceptors`, or null when there are none. */
+  readonly #interceptors: readonly ClientInterceptor[] | null;
   /** Receives every non-error log record the server sends for a call (`ClientOptions.onLog`). */
   readonly onLog: ((record: LogRecord) => void) | undefined;
 
@@ -840,6 +848,7 @@ export class RpcClient implements CallChannel {
   ) {
     this.onLog = opts.onLog;
     this.#conn = new ClientConnection(transport, opts);
+    this.#interceptors = interceptorList(opts.interceptors);
   }
 
   /** The shared-memory segment calls use, or null when batches travel on the byte stream only. */
@@ -863,7 +872,13 @@ export class RpcClient implements CallChannel {
   /** Unary call at the batch level: sends `params` (one row) and returns the result batch. */
   unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
     const conn = this.#conn;
-    return traced(target, () => conn.unary(target, params, extra));
+    const interceptors = this.#interceptors;
+    if (interceptors === null) return traced(target, () => conn.unary(target, params, extra));
+    return traced(target, () =>
+      interceptUnary(interceptors, { target, params, extra, headers: null }, (call) =>
+        conn.unary(target, params, call.metadata),
+      ),
+    );
   }
 
   /**
@@ -872,7 +887,13 @@ export class RpcClient implements CallChannel {
    */
   openStream(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<RawStream> {
     const conn = this.#conn;
-    return traced(target, () => conn.open(target, params, opts));
+    const interceptors = this.#interceptors;
+    if (interceptors === null) return traced(target, () => conn.open(target, params, opts));
+    return traced(target, () =>
+      interceptStream(interceptors, { target, params, extra: opts.extra, headers: null }, (call) =>
+        conn.open(target, params, { ...opts, extra: call.metadata }),
+      ),
+    );
   }
 
   /** Calls a unary method of a declared protocol: `client.call(Calc, "add", { a: 1, b: 2 })`. */

@@ -22,6 +22,12 @@ export {
   reflectionNotHosted,
   type ServiceDescription,
 } from "./describe.js";
+export type {
+  ClientAnswer,
+  ClientCall,
+  ClientCallHandler,
+  ClientInterceptor,
+} from "./interceptors.js";
 export {
   type CallChannel,
   type ClientTransport,

@@ -8,10 +8,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { RpcClient } from "../../src/client/client.js";
+import { type ClientOptions, RpcClient } from "../../src/client/client.js";
 import type { RpcServer } from "../../src/server/server.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";
-import type { LogRecord } from "../../src/wire/messages.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 
@@ -93,7 +92,7 @@ export async function spawnSocketWorker(
 /** Our client on our own server over an in-memory pipe. */
 export function memoryClient(
   server: RpcServer,
-  opts: { onLog?: (r: LogRecord) => void; timeoutMs?: number } = {},
+  opts: ClientOptions = {},
 ): { client: RpcClient; served: Promise<void> } {
   const pipe = memoryPipe();
   const served = server.serveConnection(pipe.server).finally(() => pipe.server.close());

@@ -144,11 +144,17 @@ export class Requester {
 
   /**
    * POSTs one Arrow request and decodes the answer's IPC streams as they arrive (`borrow`: as
-   * `decodeStreams`); HTTP failures throw.
+   * `decodeStreams`); HTTP failures throw. `extra`: the call's own headers (its interceptors'),
+   * over the client's, except the two the client owns (`Content-Type` and the response budget).
    */
-  async post(url: string, body: readonly Uint8Array[], borrow: BorrowBuffer | null = null): Promise<RpcResponse> {
+  async post(
+    url: string,
+    body: readonly Uint8Array[],
+    borrow: BorrowBuffer | null = null,
+    extra: Headers | null = null,
+  ): Promise<RpcResponse> {
     if (this.closed) throw frameworkError("transport_error", "the client is closed");
-    let headers = this.base();
+    let headers = extra === null ? this.base() : withCallHeaders(this.base(), extra);
     const carrier: Record<string, string> = {};
     propagation.inject(context.active(), carrier);
     for (const [k, v] of Object.entries(carrier)) {
@@ -182,6 +188,20 @@ export class Requester {
     this.inFlight.clear();
     this.watchdog?.close();
   }
+}
+
+/** Header names a call's headers cannot replace (as `Headers` lists them: lower case). */
+const CLIENT_OWNED = new Set(["content-type", ACCEPT_MAX_RESPONSE_BYTES_HEADER.toLowerCase()]);
+
+/** `base` with a call's headers added or replacing the client's (a copy when there are any). */
+function withCallHeaders(base: Readonly<Record<string, string>>, extra: Headers): Readonly<Record<string, string>> {
+  let out: Record<string, string> | null = null;
+  extra.forEach((value, name) => {
+    if (CLIENT_OWNED.has(name)) return;
+    out ??= { ...base };
+    out[name] = value;
+  });
+  return out ?? base;
 }
 
 /** An Arrow answer's streams; bytes that are not Arrow fail as `HttpError`, the body's own failure as itself. */

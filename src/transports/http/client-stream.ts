@@ -13,8 +13,16 @@ import type { BodyStream, RpcResponse } from "./client-requests.js";
 
 /** What a stream needs of its client: sending a turn, and reading an answer's stream. */
 export interface StreamTurns {
-  /** POSTs a turn to `/exchange` (`borrow`: where the answer's data batch may be read). */
-  turn(target: CallTarget, batch: RecordBatch, borrow: BorrowBuffer | null): Promise<RpcResponse>;
+  /**
+   * POSTs a turn to `/exchange` (`borrow`: where the answer's data batch may be read; `headers`:
+   * the call's own, set by its interceptors).
+   */
+  turn(
+    target: CallTarget,
+    batch: RecordBatch,
+    borrow: BorrowBuffer | null,
+    headers: Headers | null,
+  ): Promise<RpcResponse>;
   /** One answer stream's batches, logs delivered and an error batch thrown. */
   scan(stream: BodyStream | undefined): RecordBatch[];
 }
@@ -55,6 +63,8 @@ export interface OpenedStream {
   readonly callToken: string | null;
   /** Where each turn's data batch is read when the caller borrows batches; released when the stream ends. */
   readonly borrow: BorrowBuffer | null;
+  /** Headers every turn sends (the call's interceptors'), or null. */
+  readonly headers: Headers | null;
 }
 
 /** A stream over `turns`, from what its `/init` answer gave. */
@@ -67,6 +77,7 @@ export function httpStream(turns: StreamTurns, opened: OpenedStream): HttpStream
     opened.cursor,
     opened.callToken,
     opened.borrow,
+    opened.headers,
   );
 }
 
@@ -83,6 +94,7 @@ class TurnStream implements HttpStream {
     private cursor: string | null,
     private readonly callToken: string | null,
     private readonly borrow: BorrowBuffer | null,
+    private readonly headers: Headers | null,
   ) {}
 
   /** True once the stream has ended (finished by the server, or closed/cancelled). */
@@ -138,7 +150,7 @@ class TurnStream implements HttpStream {
         return null;
       }
       try {
-        const res = await this.client.turn(this.target, this.tokens(batch, cursor), this.borrow);
+        const res = await this.client.turn(this.target, this.tokens(batch, cursor), this.borrow, this.headers);
         const out = this.client.scan(res.streams[0]);
         if (res.status !== 200) {
           throw unexpectedStatus(res.status, `${this.target.method}/exchange answered without an error batch`);
@@ -197,6 +209,7 @@ class TurnStream implements HttpStream {
           this.target,
           this.tokens(emptyBatch(EMPTY_SCHEMA), cursor, [CANCEL_KEY, "1"]),
           null,
+          this.headers,
         );
         this.client.scan(res.streams[0]);
       } catch {

@@ -28,6 +28,7 @@ import {
   type ProtocolListing,
   type ServiceDescription,
 } from "../../client/describe.js";
+import { type ClientInterceptor, interceptorList, interceptStream, interceptUnary } from "../../client/interceptors.js";
 import type { CallChannel, CallTarget, RequestMetadata, StreamOpenOptions } from "../../client/transport.js";
 import {
   type CallOptions,
@@ -77,6 +78,12 @@ export interface HttpClientOptions {
   readonly fetch?: typeof fetch;
   /** Largest decoded response body accepted, sent as `VGI-Accept-Max-Response-Bytes` (min 65536; null: no cap, no header). Default: 256 MiB. */
   readonly maxResponseBytes?: number | null;
+  /**
+   * Wrap every call the client makes, the first outermost (see `ClientInterceptor`): add request
+   * metadata or headers (`call.headers`, sent with each of the call's requests), observe answers
+   * and errors, refuse or retry calls. Default: none.
+   */
+  readonly interceptors?: readonly ClientInterceptor[];
 }
 
 /** A vgi-rpc client over HTTP. Implements `CallChannel`, so `proxy(client, Protocol)` works on it. */
@@ -88,6 +95,8 @@ export class HttpClient implements CallChannel {
   private readonly destroyAgents: () => void;
   /** What this client's streams send their turns through. */
   private readonly turns: StreamTurns;
+  /** `HttpClientOptions.interceptors`, or null when there are none. */
+  private readonly interceptors: readonly ClientInterceptor[] | null;
   private closed = false;
 
   constructor(baseUrl: string | URL, opts: HttpClientOptions = {}) {
@@ -95,6 +104,7 @@ export class HttpClient implements CallChannel {
     const prefix = (opts.prefix ?? "").replace(/\/+$/, "");
     this.url = prefix === "" ? base : `${base}${prefix.startsWith("/") ? "" : "/"}${prefix}`;
     this.onLog = opts.onLog;
+    this.interceptors = interceptorList(opts.interceptors);
     const node = opts.fetch === undefined ? nodePost() : null;
     let send: ReturnType<typeof fetchPost>;
     if (node !== null) {
@@ -121,8 +131,8 @@ export class HttpClient implements CallChannel {
       maxResponseBytes: cap,
     });
     this.turns = {
-      turn: (target, batch, borrow) =>
-        this.requests.post(this.routeUrl(target, "/exchange"), encodeStream(batch.schema, [batch]), borrow),
+      turn: (target, batch, borrow, headers) =>
+        this.requests.post(this.routeUrl(target, "/exchange"), encodeStream(batch.schema, [batch]), borrow, headers),
       scan: (stream) => this.scan(stream),
     };
   }
@@ -164,22 +174,36 @@ export class HttpClient implements CallChannel {
 
   /** Unary call at the batch level: sends `params` (one row) and returns the result batch. */
   unaryBatch(target: CallTarget, params: RecordBatch, extra?: RequestMetadata): Promise<RecordBatch> {
-    return traced(target, async () => {
-      const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
-      const res = await this.requests.post(this.routeUrl(target), body);
-      const batches = this.scan(res.streams[0]);
-      const result = batches[0];
-      if (result === undefined || res.status !== 200) {
-        throw result === undefined
-          ? frameworkError(
-              "protocol_error",
-              `${target.method}() response stream ended without a result batch. The server must write a result or error batch for every unary call.`,
-              { type: "ProtocolError" },
-            )
-          : unexpectedStatus(res.status, `${target.method}() answered without an error batch`);
-      }
-      return result;
-    });
+    const interceptors = this.interceptors;
+    if (interceptors === null) return traced(target, () => this.unaryRequest(target, params, extra, null));
+    return traced(target, () =>
+      interceptUnary(interceptors, { target, params, extra, headers: new Headers() }, (call) =>
+        this.unaryRequest(target, params, call.metadata, call.headers),
+      ),
+    );
+  }
+
+  /** One unary request (`headers`: an interceptor's, over the client's). */
+  private async unaryRequest(
+    target: CallTarget,
+    params: RecordBatch,
+    extra: RequestMetadata | undefined,
+    headers: Headers | null,
+  ): Promise<RecordBatch> {
+    const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
+    const res = await this.requests.post(this.routeUrl(target), body, null, headers);
+    const batches = this.scan(res.streams[0]);
+    const result = batches[0];
+    if (result === undefined || res.status !== 200) {
+      throw result === undefined
+        ? frameworkError(
+            "protocol_error",
+            `${target.method}() response stream ended without a result batch. The server must write a result or error batch for every unary call.`,
+            { type: "ProtocolError" },
+          )
+        : unexpectedStatus(res.status, `${target.method}() answered without an error batch`);
+    }
+    return result;
   }
 
   /**
@@ -188,41 +212,55 @@ export class HttpClient implements CallChannel {
    * reuses (the /init answer's batches are always the caller's own).
    */
   openStream(target: CallTarget, params: RecordBatch, opts: StreamOpenOptions): Promise<HttpStream> {
-    return traced(target, async () => {
-      const body = encodeStream(params.schema, [requestBatch(params, target, opts.extra)]);
-      const res = await this.requests.post(this.routeUrl(target, "/init"), body);
-      let index = 0;
-      let header: RecordBatch | null = null;
-      if (opts.hasHeader) {
-        const h = this.scan(res.streams[index++]);
-        if (h[0] === undefined) {
-          throw frameworkError("protocol_error", "Stream header IPC stream ended without a data batch.", {
-            type: "ProtocolError",
-          });
-        }
-        header = stripTokens(h[0]);
+    const interceptors = this.interceptors;
+    if (interceptors === null) return traced(target, () => this.initRequest(target, params, opts, opts.extra, null));
+    return traced(target, () =>
+      interceptStream(interceptors, { target, params, extra: opts.extra, headers: new Headers() }, (call) =>
+        this.initRequest(target, params, opts, call.metadata, call.headers),
+      ),
+    );
+  }
+
+  /** One `/init` request; the stream's turns send `headers` too. */
+  private async initRequest(
+    target: CallTarget,
+    params: RecordBatch,
+    opts: StreamOpenOptions,
+    extra: RequestMetadata | undefined,
+    headers: Headers | null,
+  ): Promise<HttpStream> {
+    const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
+    const res = await this.requests.post(this.routeUrl(target, "/init"), body, null, headers);
+    let index = 0;
+    let header: RecordBatch | null = null;
+    if (opts.hasHeader) {
+      const h = this.scan(res.streams[index++]);
+      if (h[0] === undefined) {
+        throw frameworkError("protocol_error", "Stream header IPC stream ended without a data batch.", {
+          type: "ProtocolError",
+        });
       }
-      const pending: RecordBatch[] = [];
-      let cursor: string | null = null;
-      let callToken: string | null = null;
-      for (const b of this.scan(res.streams[index])) {
-        if (b.numRows === 0 && b.metadata.has(STREAM_STATE_KEY)) {
-          cursor = b.metadata.get(STREAM_STATE_KEY)!;
-          callToken = b.metadata.get(CALL_STATE_KEY) ?? null;
-          break;
-        }
-        pending.push(b);
-        if (pending.length > 1) {
-          throw frameworkError("protocol_error", "producer init response contained multiple data batches", {
-            type: "ProtocolError",
-          });
-        }
+      header = stripTokens(h[0]);
+    }
+    const pending: RecordBatch[] = [];
+    let cursor: string | null = null;
+    let callToken: string | null = null;
+    for (const b of this.scan(res.streams[index])) {
+      if (b.numRows === 0 && b.metadata.has(STREAM_STATE_KEY)) {
+        cursor = b.metadata.get(STREAM_STATE_KEY)!;
+        callToken = b.metadata.get(CALL_STATE_KEY) ?? null;
+        break;
       }
-      if (res.status !== 200)
-        throw unexpectedStatus(res.status, `${target.method}/init answered without an error batch`);
-      const borrow = opts.borrow ? new BorrowBuffer() : null;
-      return httpStream(this.turns, { target, header, pending, cursor, callToken, borrow });
-    });
+      pending.push(b);
+      if (pending.length > 1) {
+        throw frameworkError("protocol_error", "producer init response contained multiple data batches", {
+          type: "ProtocolError",
+        });
+      }
+    }
+    if (res.status !== 200) throw unexpectedStatus(res.status, `${target.method}/init answered without an error batch`);
+    const borrow = opts.borrow ? new BorrowBuffer() : null;
+    return httpStream(this.turns, { target, header, pending, cursor, callToken, borrow, headers });
   }
 
   /** Calls a unary method of a declared protocol: `client.call(Calc, "add", { a: 1, b: 2 })`. */

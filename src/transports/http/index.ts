@@ -1,4 +1,5 @@
 export * from "../../auth/index.js";
+export type { ClientAnswer, ClientCall, ClientCallHandler, ClientInterceptor } from "../../client/interceptors.js";
 export {
   DEFAULT_HEADERS_TIMEOUT_MS,
   DEFAULT_KEEP_ALIVE_TIMEOUT_MS,

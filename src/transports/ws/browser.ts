@@ -8,6 +8,7 @@
 
 export { type ClientOptions, RpcClient } from "../../client/client.js";
 export type { ServiceDescription } from "../../client/describe.js";
+export type { ClientAnswer, ClientCall, ClientCallHandler, ClientInterceptor } from "../../client/interceptors.js";
 export type { CallChannel, ClientTransport, StreamChannel } from "../../client/transport.js";
 export {
   type CallOptions,
