@@ -33,6 +33,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "
 import { batchFromColumns, schemaOf } from "../src/protocol/batch.js";
 import { t } from "../src/protocol/types.js";
 import { createAccessLog } from "../src/server/access-log.js";
+import type { CallInterceptor } from "../src/server/interceptors.js";
 import { memoryPipe } from "../src/transports/memory/index.js";
 import { connectSubprocess, outputPair } from "../src/transports/stdio/client.js";
 import { MessageFramer } from "../src/wire/framer.js";
@@ -104,8 +105,19 @@ function report(f: Figure): void {
 const NOOP = concatBytes(requestBytes("noop", {}, {}, {}, "bench.Bench.v1", null));
 const THREE = concatBytes(requestBytes("three", Row, { i: [7n], f: [0.5], s: ["row-7"] }, {}, "bench.Bench.v1", null));
 
-/** Sequential calls (no-op, or `request`) over an in-process pipe; returns calls/s. */
-async function inProcessUnary(observed: boolean, seconds: number, request = NOOP): Promise<number> {
+/** A server interceptor that only passes the call on: what the interceptor mechanism itself costs. */
+const PASS_THROUGH: CallInterceptor = (next) => (call) => next(call);
+
+/**
+ * Sequential calls (no-op, or `request`) over an in-process pipe, with the access log on
+ * (`observed`) and `interceptors`; returns calls/s.
+ */
+async function inProcessUnary(
+  observed: boolean,
+  seconds: number,
+  request = NOOP,
+  interceptors: readonly CallInterceptor[] = [],
+): Promise<number> {
   const observers: Array<() => Promise<void>> = [];
   let onCallEnd: ((r: import("../src/server/records.js").CallRecord) => void) | undefined;
   if (observed) {
@@ -113,7 +125,7 @@ async function inProcessUnary(observed: boolean, seconds: number, request = NOOP
     onCallEnd = log.observer;
     observers.push(() => log.close());
   }
-  const server = benchServer(onCallEnd ? { onCallEnd } : {});
+  const server = benchServer(onCallEnd ? { onCallEnd, interceptors } : { interceptors });
   const pipe = memoryPipe();
   const served = server.serveConnection(pipe.server);
   const framer = new MessageFramer(pipe.client.input[Symbol.asyncIterator]());
@@ -621,6 +633,16 @@ async function main(): Promise<void> {
       unit: "calls/s",
       limit: "same call, no observers",
       ratio: observed / plain,
+    });
+    // The interceptor chain: none (the path above), and one that only calls next.
+    const intercepted = await inProcessUnary(false, SECS, NOOP, [PASS_THROUGH]);
+    report({
+      figure: "unary no-op calls/s, one pass-through interceptor",
+      transport: "memory",
+      value: intercepted,
+      unit: "calls/s",
+      limit: "same call, no interceptor",
+      ratio: intercepted / plain,
     });
     // What verifying headers and checking batches would cost a small call if nothing were cached.
     const three = await inProcessUnary(false, SECS, THREE);

@@ -7,7 +7,7 @@ import { frameworkError, RpcError } from "../../errors.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
 import { withMetadata } from "../../wire/batches.js";
 import { METHOD_KEY, PROTOCOL_KEY } from "../../wire/keys.js";
-import { classifyBatch, type Origin } from "../../wire/messages.js";
+import type { Origin } from "../../wire/messages.js";
 import type { Answer } from "./calls.js";
 import { decodeIpcBody } from "./ipc-body.js";
 import { answer, arrowReply, errorStreamReply, ok, type Reply, type Result, unauthorizedReply } from "./replies.js";
@@ -15,12 +15,6 @@ import { answer, arrowReply, errorStreamReply, ok, type Reply, type Result, unau
 /** The `TypeError` the reference answers a request that does not fit its route with. */
 export function typeError(message: string): RpcError {
   return new RpcError(message, { type: "TypeError", code: "INVALID_ARGUMENT" });
-}
-
-/** True when a stream of batches ends in an error batch. */
-export function isErrorAnswer(batches: readonly RecordBatch[]): boolean {
-  const last = batches[batches.length - 1];
-  return last !== undefined && classifyBatch(last) === "error";
 }
 
 /** The body's first batch (null: none); 400 when the body is not a readable Arrow stream. */
@@ -94,8 +88,5 @@ export function refusalReply(server: RpcServer, error: RpcError | null, origin: 
 
 /** The reply to a request admission answered itself: a refusal, 400 for an error, else 200. */
 export function admissionReply(server: RpcServer, error: RpcError | null, origin: Origin, refused: Answer): Reply {
-  return (
-    refusalReply(server, error, origin) ??
-    arrowReply(isErrorAnswer(refused.batches) ? 400 : 200, refused.schema, refused.batches)
-  );
+  return refusalReply(server, error, origin) ?? arrowReply(error !== null ? 400 : 200, refused.schema, refused.batches);
 }

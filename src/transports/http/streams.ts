@@ -20,7 +20,7 @@ import { classifyBatch } from "../../wire/messages.js";
 import { budgetedAnswer, tighter } from "./budget.js";
 import type { CallEnv, OpenStream, RunCall } from "./calls.js";
 import { answer, answerBatches, errorStreamReply, ok, type Reply, type Result } from "./replies.js";
-import { admissionReply, checkRequest, decodeRequest, isErrorAnswer, refusalReply, typeError } from "./requests.js";
+import { admissionReply, checkRequest, decodeRequest, refusalReply, typeError } from "./requests.js";
 import {
   type CallTokenData,
   openCallToken,
@@ -123,7 +123,7 @@ export async function serveInit(route: StreamRoute, body: Uint8Array): Promise<R
       for (const k of [STREAM_STATE_KEY, CALL_STATE_KEY, CANCEL_KEY]) tickMd.delete(k);
       const turn = await call.turn(stream, emptyBatch(EMPTY_SCHEMA, tickMd));
       out.push(...turn.batches);
-      failed = isErrorAnswer(turn.batches);
+      failed = call.error !== null;
       if (turn.cancelled) call.cancelled();
       if (!turn.done) {
         const next = sealCursor(route, callId, stream);
@@ -215,7 +215,7 @@ export async function serveExchange(route: StreamRoute, body: Uint8Array): Promi
       call.cancelled();
       return answerBatches(stream.outputSchema, [], false);
     }
-    let failed = isErrorAnswer(turn.batches);
+    let failed = call.error !== null;
     let batches: RecordBatch[] = [...turn.batches];
     if (!failed && (!producer || !turn.done)) {
       // The next cursor rides on an exchange's data batch, or on a zero-row batch after a producer's.

@@ -5,7 +5,7 @@ import { budgetedAnswer } from "./budget.js";
 import type { CallEnv, RunCall } from "./calls.js";
 import { HeaderCookieJar } from "./cookies.js";
 import { errorStreamReply, type Reply } from "./replies.js";
-import { admissionReply, checkRequest, decodeRequest, isErrorAnswer, typeError } from "./requests.js";
+import { admissionReply, checkRequest, decodeRequest, typeError } from "./requests.js";
 
 /** `env` with `jar` taking the unary call's cookies. */
 function withCookieJar(env: CallEnv, jar: HeaderCookieJar): CallEnv {
@@ -42,7 +42,7 @@ export async function serveUnary(
       );
     }
     const answer = await call.unary(admission.method, admission.params);
-    const failed = isErrorAnswer(answer.batches);
+    const failed = call.error !== null;
     return budgetedAnswer(call, encodeStream(answer.schema, answer.batches), failed, budget, answer.schema);
   });
   for (const c of jar.headers) reply.headers.push(["Set-Cookie", c]);
