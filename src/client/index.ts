@@ -24,6 +24,7 @@ export {
 } from "./describe.js";
 export {
   type CallChannel,
+  type ClientSideChannel,
   type ClientTransport,
   MAX_IN_FLIGHT,
   type StreamChannel,

@@ -69,8 +69,11 @@ export interface CallEnv {
    * batch's own `traceparent`/`tracestate` metadata takes precedence.
    */
   readonly traceContext?: Readonly<Record<string, string>>;
-  /** Whether this connection takes the shared-memory side channel. Default: false. */
-  readonly sharedMemory?: boolean;
+  /**
+   * Whether this connection offers a side channel (`__transport_options__` answers `shm=true`).
+   * Default: false.
+   */
+  readonly sideChannel?: boolean;
   /** An idempotency key the transport received outside the request batch (HTTP `Idempotency-Key`). */
   readonly idempotencyKey?: string;
 }
@@ -641,7 +644,7 @@ export function admit(call: Call, request: RecordBatch | null): Admission {
   }
   if (methodName === TRANSPORT_OPTIONS_METHOD) {
     const caps = new Map([
-      [TRANSPORT_SHM_KEY, call.env.sharedMemory === true ? "true" : "false"],
+      [TRANSPORT_SHM_KEY, call.env.sideChannel === true ? "true" : "false"],
       [REQUEST_VERSION_KEY, REQUEST_VERSION],
       [SERVER_ID_KEY, server.serverId],
     ]);
