@@ -26,6 +26,7 @@ export {
   type ClientCallHandler,
   type ClientInterceptor,
   type ClientOptions,
+  type ClientSideChannel,
   type ClientTransport,
   DEFAULT_PIPELINE_WINDOW,
   type ExchangeSession,
@@ -113,7 +114,7 @@ export {
   type ValueOf,
 } from "./protocol/types.js";
 export { type AccessLog, type AccessLogOptions, createAccessLog } from "./server/access-log.js";
-export type { Connection } from "./server/connection.js";
+export type { Connection, SideChannel } from "./server/connection.js";
 export { type CloseOptions, DEFAULT_CLOSE_GRACE_MS } from "./server/connections.js";
 export type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./server/interceptors.js";
 export type { CallObserver, CallRecord } from "./server/records.js";

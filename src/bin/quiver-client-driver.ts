@@ -93,8 +93,9 @@ async function handle(req: Json): Promise<Json> {
         const argv = (Array.isArray(req.target) ? req.target : [req.target]).map(String);
         // shm: the pipe plus a segment of `shm_size` bytes, negotiated with the worker.
         const shm = transport === "shm" ? { shm: { size: Number(req.shm_size ?? 4 * 1024 * 1024) } } : {};
-        client = await connectSubprocess(argv[0]!, argv.slice(1), { ...opts, ...shm, stderr: "inherit" });
-        if (transport === "shm" && client.sharedMemory === null) {
+        const piped = await connectSubprocess(argv[0]!, argv.slice(1), { ...opts, ...shm, stderr: "inherit" });
+        client = piped;
+        if (transport === "shm" && piped.sharedMemory === null) {
           return { ok: false, error: { error_message: "the worker declined the shared-memory segment" } };
         }
       } else if (transport === "unix") {

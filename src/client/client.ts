@@ -28,17 +28,17 @@ import {
   PROTOCOL_VERSION_KEY,
   REQUEST_VERSION,
   REQUEST_VERSION_KEY,
-  SHM_OFFSET_KEY,
   TRACEPARENT_KEY,
   TRACESTATE_KEY,
 } from "../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../wire/messages.js";
-import { resolvePointer, type SegmentAccess, segmentMetadata, toPointer } from "../wire/shm-pointer.js";
+import { unfollowablePointer } from "../wire/pointer-batch.js";
 import { describeProtocol, listProtocols, type ProtocolListing, type ServiceDescription } from "./describe.js";
 import { type ClientInterceptor, interceptorList, interceptStream, interceptUnary } from "./interceptors.js";
 import {
   type CallChannel,
   type CallTarget,
+  type ClientSideChannel,
   type ClientTransport,
   checkInFlight,
   type RequestMetadata,
@@ -75,12 +75,11 @@ export interface ClientOptions {
   /** Largest IPC message accepted from the server, in bytes. Default: 4 GiB. */
   readonly maxMessageBytes?: number;
   /**
-   * A shared-memory segment the server can attach (pipes to a worker on this machine): requests
-   * advertise it, batches of 128 KiB and more travel through it as pointer batches, and the
-   * server may answer through it. Used as given, without asking the worker first; the caller
-   * owns the segment (`connectSubprocess({ shm })` negotiates and owns one for you). Default: none.
+   * A side channel beside the byte stream for large batches (shared memory beside a pipe to a
+   * worker on this machine: `pipeConnect(r, w, { shm })` and `connectSubprocess({ shm })` plug
+   * one in). Used as given, without asking the server first. Default: none.
    */
-  readonly shm?: SegmentAccess;
+  readonly sideChannel?: ClientSideChannel;
   /**
    * Wrap every call the client makes, the first outermost (see `ClientInterceptor`): add request
    * metadata, observe answers and errors, refuse or retry calls. Default: none.
@@ -206,8 +205,10 @@ class StreamReader {
       }
       if (kind === "shm_pointer") {
         try {
-          // Resolving frees the region: the reader owns what it consumed.
-          return resolvePointer(b, this.conn.sharedMemory);
+          // A batch standing for one in the side channel; without a channel it cannot be followed.
+          const side = this.conn.sideChannel;
+          if (side === null) throw unfollowablePointer();
+          return side.incoming(b);
         } catch (err) {
           await this.drain();
           throw err;
@@ -232,10 +233,10 @@ class StreamReader {
   }
 }
 
-/** An input batch moved into a shared-memory segment: where, so that it can be freed if unread. */
+/** An input batch the side channel carries: what was sent for it, so that it can be reclaimed if unread. */
 interface InputRegion {
-  readonly segment: SegmentAccess;
-  readonly offset: number;
+  readonly channel: ClientSideChannel;
+  readonly sent: RecordBatch;
 }
 
 /**
@@ -275,9 +276,9 @@ export interface RawStream extends StreamChannel {
    * stays open when `inputs` ends (for more turns, `close()` or `cancel()`); a server error closes
    * it, as in `send`; leaving early (break, an error from `inputs`) cancels it. Nothing else runs
    * on the stream meanwhile: `send`, `close` and `cancel` wait until the generator is finished,
-   * so iterate it to its end or call its `return()` (as `for await` does). Inputs moved into a
-   * shared-memory segment that the server never read (it failed, or was cancelled, with them
-   * still queued) are freed once the stream has ended.
+   * so iterate it to its end or call its `return()` (as `for await` does). Inputs sent through the
+   * side channel (a shared-memory segment) that the server never read (it failed, or was
+   * cancelled, with them still queued) are reclaimed (freed) once the stream has ended.
    */
   pipeline(
     inputs: Iterable<RecordBatch> | AsyncIterable<RecordBatch>,
@@ -394,8 +395,8 @@ class SessionStream implements RawStream {
   }
 
   /**
-   * Appends one input batch's messages to `chunks` (the schema message first, once); returns the
-   * shared-memory region the batch was moved into, or null when it travels inline.
+   * Appends one input batch's messages to `chunks` (the schema message first, once); returns
+   * what the side channel carries for the batch, or null when it travels inline.
    */
   private encodeInput(batch: RecordBatch, chunks: Uint8Array[]): InputRegion | null {
     const given = batch as Partial<RecordBatch> | null | undefined;
@@ -409,12 +410,11 @@ class SessionStream implements RawStream {
     }
     // The stream's encoder is kept only once its first batch encoded.
     const encoder = this.encoder ?? new IpcStreamEncoder(batch.schema);
-    const segment = this.conn.sharedMemory;
-    const out = this.conn.outgoing(batch);
+    const side = this.conn.sideChannel;
+    const out = side === null ? batch : side.outgoing(batch);
     for (const c of encoder.batch(out)) chunks.push(c);
     this.encoder = encoder;
-    const offset = out === batch || segment === null ? undefined : out.metadata.get(SHM_OFFSET_KEY);
-    return offset === undefined ? null : { segment: segment!, offset: Number(offset) };
+    return out === batch ? null : { channel: side!, sent: out };
   }
 
   /** See `RawStream.pipeline`. */
@@ -438,7 +438,7 @@ class SessionStream implements RawStream {
     let writes: Promise<void> = Promise.resolve();
     // Bytes queued and not yet handed to the OS.
     let unwritten = 0;
-    // Each input in flight, oldest first: its shared-memory region, or null.
+    // Each input in flight, oldest first: what the side channel carries for it, or null.
     const regions: Array<InputRegion | null> = [];
     // Regions the server may still hold: freed only when the stream ended as the protocol says.
     let freeUnread = true;
@@ -516,14 +516,14 @@ class SessionStream implements RawStream {
           if (this.state === "open") await this.cancelNow(writes, () => regions.shift());
           await closing;
         }
-        // Freed only once the output reached its EOS: every input the server will read is read.
-        // A broken connection leaves its segment unused: nothing there is freed.
+        // Reclaimed only once the output reached its EOS: every input the server will read is
+        // read. A broken connection leaves its side channel unused: nothing there is reclaimed.
         if (freeUnread && this.state !== "open" && !this.conn.isBroken && this.reader?.done === true) {
           for (const r of regions.splice(0)) {
             try {
-              r?.segment.free(r.offset);
+              r?.channel.reclaim(r.sent);
             } catch {
-              // A segment closed or unusable: nothing left to free in it.
+              // A channel closed or unusable: nothing left to reclaim in it.
             }
           }
         }
@@ -603,7 +603,7 @@ class SessionStream implements RawStream {
 
 /**
  * The protocol state of one client connection: the framer, the queue of calls waiting for the
- * connection, the timeout, the shared-memory segment, and whether the transport broke. Kept off
+ * connection, the timeout, the side channel, and whether the transport broke. Kept off
  * `RpcClient` (which holds one in a private field) so that the streams and readers working on it
  * reach these operations without their being part of the client's public type.
  */
@@ -618,8 +618,8 @@ class ClientConnection {
   private readonly waiting: Array<{ grant(release: Release): void; refuse(err: RpcError): void }> = [];
   private broken: RpcError | null = null;
   private closed = false;
-  /** The shared-memory segment calls use, or null when batches travel on the byte stream only. */
-  sharedMemory: SegmentAccess | null;
+  /** The side channel calls use, or null when batches travel on the byte stream only. */
+  sideChannel: ClientSideChannel | null;
   readonly onLog: ((record: LogRecord) => void) | undefined;
 
   constructor(
@@ -627,7 +627,7 @@ class ClientConnection {
     opts: ClientOptions,
   ) {
     this.onLog = opts.onLog;
-    this.sharedMemory = opts.shm ?? null;
+    this.sideChannel = opts.sideChannel ?? null;
     const t = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.timeoutMs = t > 0 && Number.isFinite(t) ? t : 0;
     this.watchdog = this.timeoutMs > 0 ? new Watchdog(this.timeoutMs) : null;
@@ -637,19 +637,13 @@ class ClientConnection {
     );
   }
 
-  /** A data batch as it goes on the wire: a pointer when it belongs in the segment. */
-  outgoing(batch: RecordBatch): RecordBatch {
-    const seg = this.sharedMemory;
-    return seg === null || batch.numRows === 0 ? batch : toPointer(batch, seg);
-  }
-
-  /** The request batch, advertising the segment (and moved into it when large). */
+  /** The request batch, advertising the side channel (and sent through it when it says so). */
   request(params: RecordBatch, target: CallTarget, extra?: RequestMetadata): RecordBatch {
-    const seg = this.sharedMemory;
-    if (seg === null) return requestBatch(params, target, extra);
+    const side = this.sideChannel;
+    if (side === null) return requestBatch(params, target, extra);
     const md = new Map(extra ?? []);
-    for (const [k, v] of segmentMetadata(seg)) md.set(k, v);
-    return this.outgoing(requestBatch(params, target, md));
+    for (const [k, v] of side.requestMetadata) md.set(k, v);
+    return side.outgoing(requestBatch(params, target, md));
   }
 
   /** True after a transport failure: every later call fails with that `transport_error`. */
@@ -851,17 +845,18 @@ export class RpcClient implements CallChannel {
     this.#interceptors = interceptorList(opts.interceptors);
   }
 
-  /** The shared-memory segment calls use, or null when batches travel on the byte stream only. */
-  get sharedMemory(): SegmentAccess | null {
-    return this.#conn.sharedMemory;
+  /** The side channel calls use, or null when batches travel on the byte stream only. */
+  get sideChannel(): ClientSideChannel | null {
+    return this.#conn.sideChannel;
   }
 
   /**
-   * Starts (or, with null, stops) using a shared-memory segment for the calls that follow. The
-   * caller owns the segment and must keep it mapped while the client uses it.
+   * Starts (or, with null, stops) using a side channel for the calls that follow. The caller
+   * owns what the channel holds (a shared-memory segment) and keeps it usable while the client
+   * uses it.
    */
-  useSharedMemory(segment: SegmentAccess | null): void {
-    this.#conn.sharedMemory = segment;
+  useSideChannel(channel: ClientSideChannel | null): void {
+    this.#conn.sideChannel = channel;
   }
 
   /** True after a transport failure: every later call fails with that `transport_error`. */

@@ -30,6 +30,7 @@ export type {
 } from "./interceptors.js";
 export {
   type CallChannel,
+  type ClientSideChannel,
   type ClientTransport,
   MAX_IN_FLIGHT,
   type StreamChannel,

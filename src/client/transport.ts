@@ -3,6 +3,9 @@
  *
  * - `ClientTransport`: a duplex byte stream to one server. Session transports (pipe, subprocess,
  *   Unix, TCP, in-memory) implement it, and `RpcClient` runs the protocol over it.
+ * - `ClientSideChannel`: a path beside that byte stream for large batches (shared memory beside a
+ *   pipe, implemented in `transports/shm`); `RpcClient` hands it what it sends and the pointer
+ *   batches it receives.
  * - `CallChannel` / `StreamChannel`: calls at the batch level. `RpcClient` implements them; a
  *   stateless transport (HTTP: one request per unary call or stream turn, state in tokens)
  *   implements them directly. The typed layer (`call`/`stream`/`exchange`, `proxy()`) and
@@ -25,6 +28,32 @@ export interface ClientTransport {
    * its worker printed to stdout); returns the error the client reports. Default: as is.
    */
   explainReadError?(err: RpcError): RpcError;
+}
+
+/**
+ * A side channel beside a session transport's byte stream that carries large batches out of band
+ * (shared memory beside a pipe: `transports/shm`). The client sends every request and stream
+ * input through `outgoing` and resolves, through `incoming`, the batches the server sent that
+ * stand for one in the channel; it knows nothing else of the channel.
+ */
+export interface ClientSideChannel {
+  /** Metadata every request carries so the server can take the channel (a segment's name and size). */
+  readonly requestMetadata: RequestMetadata;
+  /**
+   * A batch about to be sent (a request, or a stream's input): the batch to write instead,
+   * standing for it in the channel, or itself.
+   */
+  outgoing(batch: RecordBatch): RecordBatch;
+  /**
+   * A batch the server sent that stands for one in the channel (a shared-memory pointer batch):
+   * the batch it stands for. Throws an `RpcError` (`protocol_error`) when it cannot be followed.
+   */
+  incoming(batch: RecordBatch): RecordBatch;
+  /**
+   * Takes back what `outgoing` put in the channel for an input the server discarded unread;
+   * `sent` is the batch `outgoing` returned. May throw (the channel is unusable): ignored.
+   */
+  reclaim(sent: RecordBatch): void;
 }
 
 /** Where a request goes: the routing key, the method. */

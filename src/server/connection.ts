@@ -2,24 +2,35 @@
  * The seam between session transports (stdio, sockets, WebSocket) and the dispatch core: a
  * duplex byte stream plus what the transport knows about its peer.
  */
+import type { RecordBatch } from "apache-arrow";
 import type { AuthContext } from "../protocol/context.js";
-import type { SegmentAccess } from "../wire/shm-pointer.js";
-
-/** A segment a worker attached on a client's behalf; closing it unmaps, never unlinks. */
-export interface AttachedSegment extends SegmentAccess {
-  close(): void;
-}
 
 /**
- * The shared-memory side channel, offered by transports whose peer shares this machine's kernel
- * (pipes). Without it a connection answers `__transport_options__` with `shm=false` and treats
- * any pointer batch as an error.
+ * A side channel beside the byte stream that carries large batches out of band (shared memory
+ * beside a pipe, implemented in `transports/shm`), for one connection. The session hands it the
+ * batches it reads and, for the calls whose request used it, the data batches it answers with;
+ * what the channel does with them is its own business. Without one a connection answers
+ * `__transport_options__` with `shm=false` and refuses any pointer batch.
  */
-export interface SharedMemoryAccess {
-  /** Whether segments can be attached here (answers `__transport_options__`). */
+export interface SideChannel {
+  /** Whether the peer may use the channel here (what `__transport_options__` answers). */
   readonly available: boolean;
-  /** Attaches the client's segment named in request metadata (header validated). */
-  attach(name: string, size: number): Promise<AttachedSegment>;
+  /**
+   * A request batch as read, before it is dispatched: the channel takes what its metadata offers
+   * (attaching a segment it names) and resolves it when it stands for a batch in the channel.
+   * `answers` is true when the call's data batches go through `output`. Rejects with the error
+   * that refuses the request (answered, and the connection goes on).
+   */
+  request(batch: RecordBatch): Promise<{ readonly batch: RecordBatch; readonly answers: boolean }>;
+  /** A stream's input batch as read: the batch the stream sees (itself, or the one it stands for). Throws to fail the stream. */
+  input(batch: RecordBatch): RecordBatch;
+  /**
+   * A data batch with rows answering a call whose request the channel answers: the batch to
+   * write instead (standing for it in the channel), or itself.
+   */
+  output(batch: RecordBatch): RecordBatch;
+  /** The session ended: releases what the channel holds (never fails). */
+  close(): void;
 }
 
 export interface Connection {
@@ -42,8 +53,11 @@ export interface Connection {
   readonly transportMetadata?: Readonly<Record<string, string>>;
   /** The connection's identity, resolved once at accept; anonymous when absent. */
   readonly auth?: AuthContext;
-  /** The shared-memory side channel; absent on transports that cannot offer it. */
-  readonly sharedMemory?: SharedMemoryAccess;
+  /**
+   * The connection's side channel; absent on transports that cannot offer one. The session
+   * serving the connection closes it when it ends.
+   */
+  readonly sideChannel?: SideChannel;
   /**
    * Aborted when the call in progress must stop: the peer went away, or the listener's shutdown
    * grace ran out. The call is aborted with `signal.reason` when it is an `RpcError`, else as

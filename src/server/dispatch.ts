@@ -57,8 +57,11 @@ export interface CallEnv {
   readonly transport: string;
   readonly transportMetadata: Readonly<Record<string, string>>;
   readonly auth: AuthContext;
-  /** Whether this connection takes the shared-memory side channel. Default: false. */
-  readonly sharedMemory?: boolean;
+  /**
+   * Whether this connection offers a side channel (`__transport_options__` answers `shm=true`).
+   * Default: false.
+   */
+  readonly sideChannel?: boolean;
   /** What only an HTTP request carries into its call (headers outside the request batch). */
   readonly http?: HttpCallExtra;
 }
@@ -649,7 +652,7 @@ export function admit(call: Call, request: RecordBatch | null): Admission {
   }
   if (methodName === TRANSPORT_OPTIONS_METHOD) {
     const caps = new Map([
-      [TRANSPORT_SHM_KEY, call.env.sharedMemory === true ? "true" : "false"],
+      [TRANSPORT_SHM_KEY, call.env.sideChannel === true ? "true" : "false"],
       [REQUEST_VERSION_KEY, REQUEST_VERSION],
       [SERVER_ID_KEY, server.serverId],
     ]);

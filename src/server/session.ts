@@ -9,9 +9,8 @@ import { frameworkError, RpcError } from "../errors.js";
 import { ANONYMOUS } from "../protocol/context.js";
 import { MessageFramer } from "../wire/framer.js";
 import { EOS, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
-import { SHM_OFFSET_KEY, SHM_SEGMENT_NAME_KEY, SHM_SEGMENT_SIZE_KEY } from "../wire/keys.js";
-import { isPointerBatch, resolvePointer, type SegmentAccess, toPointer } from "../wire/shm-pointer.js";
-import type { AttachedSegment, Connection, SharedMemoryAccess } from "./connection.js";
+import { withoutSideChannel } from "../wire/pointer-batch.js";
+import type { Connection, SideChannel } from "./connection.js";
 import type { Answer, CallEnv } from "./dispatch.js";
 import { type ActiveCall, type ActiveStream, dispatch, peerGone, refuseUnread } from "./dispatcher.js";
 import { coreOf, type RpcServer, type ServerCore } from "./types.js";
@@ -90,71 +89,17 @@ class StreamReader {
   }
 }
 
-/**
- * Segment names a worker agrees to attach: one path component of portable characters (what POSIX
- * `shm_open` and every reference client produce), so a request cannot name a file elsewhere.
- */
-const SEGMENT_NAME = /^\/?(?!\.{1,2}$)[A-Za-z0-9._-]{1,250}$/;
-
-/**
- * The segment a client advertised on this connection, attached on first sight and kept for the
- * connection's life (the reference's per-connection cache): later requests may carry only
- * offsets.
- */
-class SegmentCache {
-  private name: string | null = null;
-  segment: AttachedSegment | null = null;
-
-  constructor(private readonly access: SharedMemoryAccess | undefined) {}
-
-  /** Attaches the segment `md` names when it first appears or changes. */
-  async refresh(md: ReadonlyMap<string, string>): Promise<void> {
-    const name = md.get(SHM_SEGMENT_NAME_KEY);
-    if (name === undefined || name === this.name) return;
-    const rawSize = md.get(SHM_SEGMENT_SIZE_KEY);
-    // As the reference: a segment advertised without a usable size is ignored.
-    if (rawSize === undefined || !/^\d+$/.test(rawSize) || !Number.isSafeInteger(Number(rawSize))) return;
-    if (this.access === undefined || !this.access.available) return;
-    if (!SEGMENT_NAME.test(name)) {
-      throw frameworkError("protocol_error", `refusing to attach shared-memory segment '${name}': not a segment name`);
-    }
-    let attached: AttachedSegment;
-    try {
-      attached = await this.access.attach(name, Number(rawSize));
-    } catch (err) {
-      throw frameworkError(
-        "protocol_error",
-        `cannot attach shared-memory segment '${name}': ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-    this.close();
-    this.segment = attached;
-    this.name = name;
-  }
-
-  close(): void {
-    try {
-      this.segment?.close();
-    } catch {
-      // Unmapping a segment we are done with cannot fail in a way worth reporting.
-    }
-    this.segment = null;
-    this.name = null;
-  }
-}
-
-/** Data batches with rows go through the segment when one serves this call and they are large. */
-function routed(batches: readonly RecordBatch[], segment: SegmentAccess | null): readonly RecordBatch[] {
-  if (segment === null) return batches;
-  return batches.map((b) => (b.numRows > 0 ? toPointer(b, segment) : b));
+/** Data batches with rows go through the side channel when it answers this call. */
+function routed(batches: readonly RecordBatch[], side: SideChannel | null): readonly RecordBatch[] {
+  if (side === null) return batches;
+  return batches.map((b) => (b.numRows > 0 ? side.output(b) : b));
 }
 
 /** Writes one IPC stream at a time to the connection. */
-async function writeAnswer(conn: Connection, answer: Answer, segment: SegmentAccess | null = null): Promise<void> {
+async function writeAnswer(conn: Connection, answer: Answer, side: SideChannel | null = null): Promise<void> {
   const enc = new IpcStreamEncoder(answer.schema);
   const chunks = enc.begin();
-  for (const b of routed(answer.batches, segment)) chunks.push(...enc.batch(b));
+  for (const b of routed(answer.batches, side)) chunks.push(...enc.batch(b));
   chunks.push(EOS);
   await conn.write(chunks);
 }
@@ -168,7 +113,7 @@ export async function serveSession(rpcServer: RpcServer, conn: Connection): Prom
     transport: conn.transport,
     transportMetadata: conn.transportMetadata ?? {},
     auth: conn.auth ?? ANONYMOUS,
-    sharedMemory: conn.sharedMemory?.available === true,
+    sideChannel: conn.sideChannel?.available === true,
   };
   const session = new Session(server, conn, framer, env);
   try {
@@ -183,7 +128,8 @@ const CLOSING = Symbol("closing");
 
 /** One connection's calls, one after the other. */
 class Session {
-  private readonly segments: SegmentCache;
+  /** The connection's side channel, or null (then pointer batches are refused). */
+  private readonly side: SideChannel | null;
   /** The call in progress, to abort when the peer goes away or the listener gives up on it. */
   private current: ActiveCall | null = null;
   private readonly onAbort = () => {
@@ -200,7 +146,7 @@ class Session {
     private readonly framer: MessageFramer,
     private readonly env: CallEnv,
   ) {
-    this.segments = new SegmentCache(conn.sharedMemory);
+    this.side = conn.sideChannel ?? null;
     conn.signal?.addEventListener("abort", this.onAbort, { once: true });
     const closing = conn.closing;
     this.closing =
@@ -217,7 +163,7 @@ class Session {
   close(): void {
     this.conn.signal?.removeEventListener("abort", this.onAbort);
     if (this.onClosing !== null) this.conn.closing?.removeEventListener("abort", this.onClosing);
-    this.segments.close();
+    this.side?.close();
   }
 
   /** True once no further request may start (the listener is closing or the server draining). */
@@ -243,22 +189,25 @@ class Session {
         if (lost) return;
         continue;
       }
-      // The shared-memory side channel: attach what the request advertises, follow a request that
-      // arrived as a pointer, and answer through the segment only when this request used it.
-      let segment: SegmentAccess | null = null;
+      // The side channel takes what the request offers and resolves a request that stands for a
+      // batch in it; the call's answers go through it only when it says this request used it.
+      let output: SideChannel | null = null;
       if (request !== null) {
-        const md = request.metadata;
+        const read = request;
         try {
-          await this.segments.refresh(md);
-          if (isPointerBatch(request)) request = resolvePointer(request, this.segments.segment);
+          if (this.side === null) request = withoutSideChannel(read);
+          else {
+            const taken = await this.side.request(read);
+            request = taken.batch;
+            if (taken.answers) output = this.side;
+          }
         } catch (err) {
-          await writeAnswer(conn, refuseUnread(this.env, err, request)).catch(() => {});
+          await writeAnswer(conn, refuseUnread(this.env, err, read)).catch(() => {});
           continue;
         }
-        if (md.has(SHM_OFFSET_KEY) || md.has(SHM_SEGMENT_NAME_KEY)) segment = this.segments.segment;
       }
       try {
-        await this.server.track(this.serveCall(request, { input: this.segments.segment, output: segment }));
+        await this.server.track(this.serveCall(request, output));
       } catch (err) {
         // An input stream that left the bytes unframed: the call answered what it could (an open
         // output stream ends with the error), and nothing after it can be read.
@@ -270,17 +219,15 @@ class Session {
     }
   }
 
-  private async serveCall(
-    request: RecordBatch | null,
-    shm: { readonly input: SegmentAccess | null; readonly output: SegmentAccess | null },
-  ): Promise<void> {
+  /** Runs one call; `output` is the side channel its data batches go through, or null. */
+  private async serveCall(request: RecordBatch | null, output: SideChannel | null): Promise<void> {
     const { conn, framer } = this;
     const outcome = await dispatch(this.env, request, (call) => {
       this.current = call;
       if (conn.signal?.aborted) this.onAbort();
     });
     if (outcome.kind === "answer") {
-      await writeAnswer(conn, outcome.answer, outcome.drainInput ? null : shm.output);
+      await writeAnswer(conn, outcome.answer, outcome.drainInput ? null : output);
       // The client still sends one input stream after a refused or failed stream call.
       if (outcome.drainInput) await discardInput(framer);
       return;
@@ -305,7 +252,7 @@ class Session {
     }
     const enc = new IpcStreamEncoder(stream.outputSchema);
     await conn.write([...enc.begin(), ...outcome.initLogs.flatMap((b) => enc.batch(b))]);
-    await this.runTurns(stream, input, enc, shm);
+    await this.runTurns(stream, input, enc, output);
   }
 
   /** Feeds the stream its inputs, writes each turn's batches, and ends its output stream. */
@@ -313,9 +260,9 @@ class Session {
     stream: ActiveStream,
     input: StreamReader,
     enc: IpcStreamEncoder,
-    shm: { readonly input: SegmentAccess | null; readonly output: SegmentAccess | null },
+    output: SideChannel | null,
   ): Promise<void> {
-    const { conn, framer } = this;
+    const { conn, framer, side } = this;
     let inputDone = false;
     let lost: FramingLost | null = null;
     // Borrowed inputs are read over the last one, so every answer written (which may view its
@@ -347,17 +294,14 @@ class Session {
           inputDone = true;
           break;
         }
-        if (isPointerBatch(batch)) {
-          try {
-            // Resolving frees the region: the reader owns what it consumed.
-            batch = resolvePointer(batch, shm.input);
-          } catch (err) {
-            await conn.write(stream.fail(err).flatMap((b) => enc.batch(b)));
-            break;
-          }
+        try {
+          batch = side === null ? withoutSideChannel(batch) : side.input(batch);
+        } catch (err) {
+          await conn.write(stream.fail(err).flatMap((b) => enc.batch(b)));
+          break;
         }
         const turn = await stream.turn(batch);
-        if (turn.batches.length > 0) await conn.write(routed(turn.batches, shm.output).flatMap((b) => enc.batch(b)));
+        if (turn.batches.length > 0) await conn.write(routed(turn.batches, output).flatMap((b) => enc.batch(b)));
         if (turn.done) break;
       }
       await conn.write([EOS]);

@@ -22,9 +22,9 @@ import { t } from "../../src/protocol/types.js";
 import { bind, createServer, type RpcServer } from "../../src/server/server.js";
 import { connectHttp } from "../../src/transports/http/client.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";
+import { type SegmentAccess, segmentMetadata, toPointer } from "../../src/transports/shm/pointer.js";
 import { recordBatch } from "../../src/wire/batches.js";
 import { IpcStreamEncoder } from "../../src/wire/ipc.js";
-import { type SegmentAccess, segmentMetadata, toPointer } from "../../src/wire/shm-pointer.js";
 import { concat } from "./mutators.js";
 
 /** A whole conversation on one session connection. */

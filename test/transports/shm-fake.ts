@@ -3,7 +3,7 @@
  * one buffer, shared by name within this process. It lets the integration layer (pointer batches,
  * attach, ownership) be tested over an in-memory pipe without mapping anything.
  */
-import type { AttachedSegment, SharedMemoryAccess } from "../../src/server/connection.js";
+import type { AttachedSegment, SharedMemoryAccess } from "../../src/transports/shm/server.js";
 
 const HEADER = 64 * 1024;
 const registry = new Map<string, FakeSegment>();

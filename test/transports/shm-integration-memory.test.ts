@@ -10,10 +10,11 @@ import { RpcClient } from "../../src/client/client.js";
 import { paramsBatch, proxy, targetOf } from "../../src/client/typed.js";
 import { ConformanceService, createConformanceImplementation } from "../../src/conformance/service.js";
 import { RpcError } from "../../src/errors.js";
-import type { SharedMemoryAccess } from "../../src/server/connection.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";
+import { SharedMemoryChannel } from "../../src/transports/shm/client.js";
 import { workerTakesSharedMemory } from "../../src/transports/shm/negotiate.js";
+import { sharedMemorySideChannel } from "../../src/transports/shm/server.js";
 import { emptyBatch } from "../../src/wire/batches.js";
 import { MessageFramer } from "../../src/wire/framer.js";
 import { encodeStream } from "../../src/wire/ipc.js";
@@ -51,7 +52,7 @@ function rig(opts: { clientSegment?: boolean; serverAccess?: boolean; size?: num
       for (const c of chunks) bytes.toClient += c.byteLength;
       await pipe.server.write(chunks);
     },
-    ...(access ? { sharedMemory: access as SharedMemoryAccess } : {}),
+    ...(access ? { sideChannel: sharedMemorySideChannel(access) } : {}),
   };
   const served = server.serveConnection(conn).finally(() => pipe.server.close());
   const segment =
@@ -66,7 +67,7 @@ function rig(opts: { clientSegment?: boolean; serverAccess?: boolean; size?: num
       },
       close: () => pipe.client.close(),
     },
-    { timeoutMs: 10_000, ...(segment ? { shm: segment } : {}) },
+    { timeoutMs: 10_000, ...(segment ? { sideChannel: new SharedMemoryChannel(segment) } : {}) },
   );
   return {
     client,
@@ -359,7 +360,7 @@ function pointerServer(md: ReadonlyMap<string, string>, clientSegment: FakeSegme
   })();
   const client = new RpcClient(
     { name: "memory", input: pipe.client.input, write: pipe.client.write, close: () => pipe.client.close() },
-    { timeoutMs: 5_000, ...(clientSegment ? { shm: clientSegment } : {}) },
+    { timeoutMs: 5_000, ...(clientSegment ? { sideChannel: new SharedMemoryChannel(clientSegment) } : {}) },
   );
   return client;
 }

@@ -9,12 +9,12 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
-import type { RpcClient } from "../../src/client/client.js";
 import { paramsBatch, proxy, targetOf } from "../../src/client/typed.js";
 import { ConformanceService } from "../../src/conformance/service.js";
 import { RpcError } from "../../src/errors.js";
 import { workerTakesSharedMemory } from "../../src/transports/shm/negotiate.js";
 import { ShmSegment, shmSupport } from "../../src/transports/shm/segment.js";
+import type { PipeClient } from "../../src/transports/stdio/client.js";
 import { connectSubprocess, pipeConnect } from "../../src/transports/stdio/client.js";
 import { emptyBatch } from "../../src/wire/batches.js";
 import { SHM_LENGTH_KEY, SHM_OFFSET_KEY } from "../../src/wire/keys.js";
@@ -27,7 +27,7 @@ const skip = support.available ? false : `shared memory unavailable: ${support.r
 
 describe("our client ↔ our worker through a shared-memory segment", { skip }, () => {
   let segment: ShmSegment;
-  let client: RpcClient;
+  let client: PipeClient;
   let kill: () => void;
   const up = counter();
   const down = counter();

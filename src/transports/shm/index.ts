@@ -1,7 +1,8 @@
 /**
  * `quiver-rpc/shm`: the shared-memory segment vgi-rpc peers use beside a pipe for large batches,
- * and the codec for what goes into an allocation. Loading this subpath loads the native addon
- * (when built); nothing else in the package does.
+ * the codec for what goes into an allocation, and the side channels that plug a segment into a
+ * client (`SharedMemoryChannel`) or a served connection (`sharedMemorySideChannel`). Loading this
+ * subpath loads the native addon (when built); nothing else in the package does.
  */
 export {
   batchByteSize,
@@ -12,6 +13,7 @@ export {
   type ReadFromShmOptions,
   readBatchFromShm,
   resolveShmMinBatchBytes,
+  type SegmentAccess,
   SHM_MIN_BATCH_BYTES,
   SHM_MIN_BATCH_BYTES_ENV,
   type ShmPayload,
@@ -19,6 +21,7 @@ export {
   type WriteToShmOptions,
   writeBatchToShm,
 } from "../../wire/shm-codec.js";
+export { SharedMemoryChannel } from "./client.js";
 export {
   ALLOC_ENTRY_SIZE,
   BACKING_ENV,
@@ -38,3 +41,4 @@ export {
   shmSupport,
   VERSION,
 } from "./segment.js";
+export { type AttachedSegment, type SharedMemoryAccess, sharedMemorySideChannel } from "./server.js";

@@ -6,10 +6,10 @@
  */
 import type { Logger } from "pino";
 import type { CallChannel } from "../../client/transport.js";
-import type { AttachedSegment, SharedMemoryAccess } from "../../server/connection.js";
 import { EMPTY_SCHEMA, emptyBatch } from "../../wire/batches.js";
 import { TRANSPORT_OPTIONS_METHOD, TRANSPORT_SHM_KEY } from "../../wire/keys.js";
-import type { SegmentAccess } from "../../wire/shm-pointer.js";
+import type { SegmentAccess } from "./pointer.js";
+import type { AttachedSegment, SharedMemoryAccess } from "./server.js";
 
 /** A segment this process created or attached. */
 export interface OwnedSegment extends AttachedSegment {

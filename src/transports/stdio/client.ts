@@ -14,7 +14,9 @@ import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError, NonIpcBytesError } from "../../errors.js";
 import { writableSink } from "../node/sink.js";
 import { type SocketSource, socketSource } from "../node/socket-source.js";
+import { SharedMemoryChannel, segmentOf } from "../shm/client.js";
 import { createSegment, type OwnedSegment, sharedMemorySupport, workerTakesSharedMemory } from "../shm/negotiate.js";
+import type { SegmentAccess } from "../shm/pointer.js";
 
 /**
  * A client transport over a readable (server → client) and a writable (client → server).
@@ -42,15 +44,47 @@ export function pipeTransport(
   };
 }
 
+export interface PipeClientOptions extends ClientOptions {
+  /**
+   * A shared-memory segment the worker can attach (`ShmSegment.create(size)` from
+   * `quiver-rpc/shm`): requests advertise it, batches of 128 KiB and more travel through it as
+   * pointer batches, and the worker may answer through it. Used as given, without asking the
+   * worker first (`workerTakesSharedMemory` asks); the caller owns the segment. Replaces
+   * `sideChannel`. Default: none.
+   */
+  readonly shm?: SegmentAccess;
+}
+
+/** A client over a pipe: an `RpcClient` that can use a shared-memory segment beside the pipe. */
+export class PipeClient extends RpcClient {
+  constructor(transport: ClientTransport, opts: PipeClientOptions = {}) {
+    const { shm, ...clientOpts } = opts;
+    super(transport, shm === undefined ? clientOpts : { ...clientOpts, sideChannel: new SharedMemoryChannel(shm) });
+  }
+
+  /** The shared-memory segment calls use, or null when batches travel on the pipe only. */
+  get sharedMemory(): SegmentAccess | null {
+    return segmentOf(this.sideChannel);
+  }
+
+  /**
+   * Starts (or, with null, stops) using a shared-memory segment for the calls that follow. The
+   * caller owns the segment and must keep it mapped while the client uses it.
+   */
+  useSharedMemory(segment: SegmentAccess | null): void {
+    this.useSideChannel(segment === null ? null : new SharedMemoryChannel(segment));
+  }
+}
+
 /**
  * A client over any duplex pipe (e.g. a worker's stdout and stdin). With `shm`, that segment is
  * used from the first call, without asking the worker; the caller keeps owning it.
  */
-export function pipeConnect(readable: Readable, writable: Writable, opts: ClientOptions = {}): RpcClient {
-  return new RpcClient(pipeTransport(readable, writable), opts);
+export function pipeConnect(readable: Readable, writable: Writable, opts: PipeClientOptions = {}): PipeClient {
+  return new PipeClient(pipeTransport(readable, writable), opts);
 }
 
-export interface SubprocessOptions extends Omit<ClientOptions, "shm"> {
+export interface SubprocessOptions extends Omit<ClientOptions, "sideChannel"> {
   /**
    * Offer the worker a shared-memory segment of `size` total bytes (64 KiB header included):
    * the client creates it, asks the worker with `__transport_options__` before the first call,
@@ -85,7 +119,7 @@ export interface SubprocessOptions extends Omit<ClientOptions, "shm"> {
  * child's stdout is the client's own socket, so `process.stdout` is null (unless the socket pair
  * could not be made and `spawn` made the pipe).
  */
-export interface SubprocessClient extends RpcClient {
+export interface SubprocessClient extends PipeClient {
   readonly process: ChildProcess;
 }
 
@@ -238,7 +272,7 @@ export async function connectSubprocess(
     },
   };
   const { shm, ...clientOpts } = opts;
-  const client = new RpcClient(transport, clientOpts) as SubprocessClient;
+  const client = new PipeClient(transport, clientOpts) as SubprocessClient;
   Object.defineProperty(client, "process", { value: child, enumerable: true });
   if (shm !== undefined) {
     try {

@@ -1,6 +1,8 @@
 export { workerTakesSharedMemory } from "../shm/negotiate.js";
 export {
   connectSubprocess,
+  PipeClient,
+  type PipeClientOptions,
   pipeConnect,
   pipeTransport,
   type SubprocessClient,

@@ -7,13 +7,14 @@ import { fstatSync } from "node:fs";
 import { type ConnectOpts, Socket, type SocketConstructorOpts } from "node:net";
 import type { Readable, Writable } from "node:stream";
 import type { AuthContext } from "../../protocol/context.js";
-import type { Connection, SharedMemoryAccess } from "../../server/connection.js";
+import type { Connection } from "../../server/connection.js";
 import { type CloseOptions, ConnectionSet, type TrackedConnection } from "../../server/connections.js";
 import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
 import { type WriteChunk, writableSink } from "../node/sink.js";
 import { socketSource } from "../node/socket-source.js";
 import { pipeSharedMemory } from "../shm/negotiate.js";
+import { type SharedMemoryAccess, sharedMemorySideChannel } from "../shm/server.js";
 
 export interface StdioServeOptions {
   /**
@@ -150,7 +151,7 @@ async function serve(
     // its last request and still read the answer.
     output.once("error", () => tracked.peerGone(peerGone("pipe")));
     const shm = opts.sharedMemory ?? true;
-    const sharedMemory = shm === false ? undefined : shm === true ? await pipeSharedMemory(server.logger) : shm;
+    const access = shm === false ? undefined : shm === true ? await pipeSharedMemory(server.logger) : shm;
     const conn: Connection = {
       input: input as AsyncIterable<Uint8Array>,
       write: sink.write,
@@ -158,7 +159,7 @@ async function serve(
       transport: "pipe",
       closing: tracked.closing,
       signal: tracked.signal,
-      ...(sharedMemory ? { sharedMemory } : {}),
+      ...(access ? { sideChannel: sharedMemorySideChannel(access) } : {}),
       ...(opts.auth !== undefined ? { auth: opts.auth } : {}),
     };
     try {

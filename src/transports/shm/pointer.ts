@@ -8,17 +8,23 @@
  * This module only needs the `SegmentAccess` shape, so it never loads the native mapping.
  */
 import { RecordBatch } from "apache-arrow";
-import { frameworkError, RpcError } from "../errors.js";
-import { emptyBatch } from "./batches.js";
+import { frameworkError, RpcError } from "../../errors.js";
+import { emptyBatch } from "../../wire/batches.js";
 import {
-  LOG_LEVEL_KEY,
   SHM_LENGTH_KEY,
   SHM_OFFSET_KEY,
   SHM_SEGMENT_NAME_KEY,
   SHM_SEGMENT_SIZE_KEY,
   SHM_SOURCE_KEY,
-} from "./keys.js";
-import { batchByteSize, decodeFromShm, encodeForShm, type SegmentAccess, SHM_MIN_BATCH_BYTES } from "./shm-codec.js";
+} from "../../wire/keys.js";
+import { unfollowablePointer } from "../../wire/pointer-batch.js";
+import {
+  batchByteSize,
+  decodeFromShm,
+  encodeForShm,
+  type SegmentAccess,
+  SHM_MIN_BATCH_BYTES,
+} from "../../wire/shm-codec.js";
 
 export type { SegmentAccess };
 
@@ -28,11 +34,6 @@ export function segmentMetadata(segment: SegmentAccess): [string, string][] {
     [SHM_SEGMENT_NAME_KEY, segment.name],
     [SHM_SEGMENT_SIZE_KEY, String(segment.size)],
   ];
-}
-
-/** True for a zero-row batch carrying an shm offset and no log level (the reference's test). */
-export function isPointerBatch(batch: RecordBatch): boolean {
-  return batch.numRows === 0 && batch.metadata.has(SHM_OFFSET_KEY) && !batch.metadata.has(LOG_LEVEL_KEY);
 }
 
 /**
@@ -90,12 +91,7 @@ function parseDecimal(md: ReadonlyMap<string, string>, key: string): number {
  * cause is the segment's `ShmError`.
  */
 export function resolvePointer(batch: RecordBatch, segment: SegmentAccess | null): RecordBatch {
-  if (segment === null) {
-    throw frameworkError(
-      "protocol_error",
-      "received a shared-memory pointer batch, but no shared-memory segment is attached to this connection",
-    );
-  }
+  if (segment === null) throw unfollowablePointer();
   const md = batch.metadata;
   const offset = parseDecimal(md, SHM_OFFSET_KEY);
   const length = parseDecimal(md, SHM_LENGTH_KEY);
