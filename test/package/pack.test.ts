@@ -1,10 +1,13 @@
 /**
  * The package as a user installs it: `npm pack` of the built `dist/` (npm test builds it before
- * the tests run), installed offline into an empty project, then every entry point in
- * package.json's `exports` imported at run time, and every symbol README.md and docs/ document
- * imported under TypeScript `strict` with NodeNext resolution and `skipLibCheck: false` (so every
- * declaration file those imports reach is checked too). The browser entry is also checked as a
- * page would see it: DOM types and no Node types.
+ * the tests run, emptying dist/ first), installed offline into an empty project as `npm install`
+ * would (dependencies and optional ones, no dev ones; no install scripts). Then:
+ * - the package ships LICENSE, no dist/ file that no current source compiles to, and no source
+ *   map naming a file the package lacks;
+ * - every entry point in package.json's `exports` is imported at run time, and every symbol
+ *   README.md and docs/ document imported under TypeScript `strict` with NodeNext resolution and
+ *   `skipLibCheck: false` (so every declaration file those imports reach is checked too). The
+ *   browser entry is also checked as a page would see it: DOM types and no Node types.
  */
 import assert from "node:assert/strict";
 import { type SpawnSyncReturns, spawnSync } from "node:child_process";
@@ -20,7 +23,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join, posix, relative } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
@@ -215,10 +218,33 @@ test("the published declarations carry no @internal member", () => {
 const work = mkdtempSync(join(tmpdir(), "quiver-pack-"));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-test("the packed package installs offline, and every documented export imports under strict NodeNext", () => {
+interface Consumer {
+  /** The consumer project. */
+  readonly app: string;
+  /** The installed package in it. */
+  readonly installedAt: string;
+}
+
+/** The consumer project with the packed package installed (or why it could not be), made on first use. */
+let consumer: Consumer | Error | undefined;
+
+function installPacked(): Consumer {
+  if (consumer === undefined) {
+    try {
+      consumer = packAndInstall();
+    } catch (err) {
+      consumer = err instanceof Error ? err : new Error(String(err));
+    }
+  }
+  if (consumer instanceof Error) throw consumer;
+  return consumer;
+}
+
+function packAndInstall(): Consumer {
   requireBuild();
 
-  // npm pack: the `files` of package.json, as npm publish would send them.
+  // npm pack: the `files` of package.json, as npm publish would send them (without prepack: the
+  // tests run on the build npm test has just made).
   const packed = run("npm", ["pack", "--ignore-scripts", "--silent", "--pack-destination", work], root, 60_000);
   assert.equal(packed.status, 0, `npm pack failed:\n${tail(packed.stderr)}`);
   const tarball = join(work, packed.stdout.trim().split("\n").at(-1)!);
@@ -258,11 +284,11 @@ test("the packed package installs offline, and every documented export imports u
     join(app, "package-lock.json"),
     JSON.stringify({ name: "consumer", lockfileVersion: 3, requires: true, packages }),
   );
-  // No install scripts (the native addon's build is tested elsewhere) and no optional
-  // dependencies (the OpenTelemetry SDK and bufferutil): the import surface needs neither.
+  // What `npm install quiver-rpc` installs (dependencies and optional dependencies, no dev ones),
+  // but without install scripts: the native addon's build is tested elsewhere.
   const installed = run(
     "npm",
-    ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", "--omit=optional", tarball],
+    ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", tarball],
     app,
     120_000,
   );
@@ -271,6 +297,72 @@ test("the packed package installs offline, and every documented export imports u
     0,
     `could not install the packed package offline from the npm cache (run \`npm ci\` once, online, to fill it):\n${tail(installed.stderr)}`,
   );
+  return { app, installedAt: join(app, "node_modules", pkg.name) };
+}
+
+/** Every file under `dir`, as `/`-separated paths relative to it (symbolic links not followed). */
+function filesUnder(dir: string, prefix = ""): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) out.push(...filesUnder(join(dir, entry.name), `${prefix}${entry.name}/`));
+    else if (entry.isFile()) out.push(`${prefix}${entry.name}`);
+  }
+  return out;
+}
+
+test("the package ships its LICENSE, only the current build, and no source map pointing outside it", () => {
+  const { installedAt } = installPacked();
+  const files = filesUnder(installedAt);
+  const shipped = new Set(files);
+
+  assert.equal(pkg.license, "Apache-2.0");
+  assert.ok(shipped.has("LICENSE"), "LICENSE is not in the package");
+  const license = readFileSync(join(installedAt, "LICENSE"), "utf8");
+  for (const line of ["Apache License", "Version 2.0, January 2004", "END OF TERMS AND CONDITIONS"]) {
+    assert.ok(license.includes(line), `LICENSE is not the Apache License 2.0 text (no "${line}")`);
+  }
+
+  // dist/ holds what the current sources compile to and nothing else (npm run build empties it first).
+  const stale = files.filter(
+    (f) =>
+      f.startsWith("dist/") &&
+      !existsSync(join(root, "src", `${f.slice("dist/".length).replace(/(\.d\.ts|\.js)(\.map)?$/, "")}.ts`)),
+  );
+  assert.deepEqual(stale, [], "files in dist/ that no source in src/ compiles to (a stale build: npm run build)");
+
+  // A source map (a .map file, or inline) names only files in the package, or carries their text.
+  const problems: string[] = [];
+  const checkMap = (
+    where: string,
+    mapDir: string,
+    map: { sources?: string[]; sourceRoot?: string; sourcesContent?: (string | null)[] },
+  ) => {
+    for (const [i, source] of (map.sources ?? []).entries()) {
+      if (typeof map.sourcesContent?.[i] === "string") continue;
+      const target = posix.normalize(posix.join(mapDir, map.sourceRoot ?? "", source));
+      if (!shipped.has(target)) problems.push(`${where} maps to ${target}, not in the package and not inlined`);
+    }
+  };
+  for (const f of files) {
+    if (f.endsWith(".map")) {
+      checkMap(f, posix.dirname(f), JSON.parse(readFileSync(join(installedAt, f), "utf8")));
+      continue;
+    }
+    if (!/\.(?:[cm]?js|d\.[cm]?ts)$/.test(f)) continue;
+    const url = /^\/[/*][#@] sourceMappingURL=(\S+?)(?:\s*\*\/)?\s*$/m.exec(
+      readFileSync(join(installedAt, f), "utf8"),
+    )?.[1];
+    if (url === undefined) continue;
+    const inline = /^data:application\/json(?:;charset=[^;,]+)?;base64,(.*)$/.exec(url);
+    if (inline !== null) checkMap(f, posix.dirname(f), JSON.parse(Buffer.from(inline[1]!, "base64").toString("utf8")));
+    else if (!shipped.has(posix.normalize(posix.join(posix.dirname(f), url))))
+      problems.push(`${f} names source map ${url}, not in the package`);
+  }
+  assert.deepEqual(problems, [], "source maps that point outside the package");
+});
+
+test("every documented export imports under strict NodeNext", () => {
+  const { app } = installPacked();
 
   // Every entry point resolves and loads; every documented value is there at run time.
   const documented = documentedImports();
@@ -320,7 +412,9 @@ test("the packed package installs offline, and every documented export imports u
   }
   const browserEntry = `${pkg.name}/ws/client`;
   writeFileSync(join(app, "page.ts"), importLine(browserEntry, documented.get(browserEntry) ?? []));
+  // Node's types as this repository pins them, in place of any a dependency brought along.
   mkdirSync(join(app, "node_modules/@types"), { recursive: true });
+  rmSync(join(app, "node_modules/@types/node"), { recursive: true, force: true });
   symlinkSync(join(root, "node_modules/@types/node"), join(app, "node_modules/@types/node"), "dir");
   const compilerOptions = {
     target: "ES2022",
