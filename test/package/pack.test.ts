@@ -2,8 +2,11 @@
  * The package as a user installs it: `npm pack` of the built `dist/` (npm test builds it before
  * the tests run, emptying dist/ first), installed offline into an empty project as `npm install`
  * would (dependencies and optional ones, no dev ones; no install scripts). Then:
+ * - the install's footprint (packages, MB) is printed, held to the 25 MB goal of #24, and holds
+ *   no OpenTelemetry package but the API;
  * - the package ships LICENSE, no dist/ file that no current source compiles to, and no source
  *   map naming a file the package lacks;
+ * - the bins start, and a worker asked for traces without the SDK says how to add it;
  * - every entry point in package.json's `exports` is imported at run time, and every symbol
  *   README.md and docs/ document imported under TypeScript `strict` with NodeNext resolution and
  *   `skipLibCheck: false` (so every declaration file those imports reach is checked too). The
@@ -14,6 +17,7 @@ import { type SpawnSyncReturns, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -310,6 +314,84 @@ function filesUnder(dir: string, prefix = ""): string[] {
   return out;
 }
 
+interface Installed {
+  readonly name: string;
+  /** The package's files' sizes, its own node_modules left out. */
+  readonly bytes: number;
+  /** As allocated on this file system, directories included (what `du` counts). */
+  readonly allocated: number;
+}
+
+/** Every package under a `node_modules`, nested ones included (symbolic links not followed). */
+function installedPackages(nodeModules: string): Installed[] {
+  const out: Installed[] = [];
+  const measure = (dir: string, size: { bytes: number; allocated: number }, packageRoot: boolean): void => {
+    size.allocated += lstatSync(dir).blocks * 512;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (packageRoot && entry.name === "node_modules") continue;
+      const p = join(dir, entry.name);
+      if (entry.isDirectory()) measure(p, size, false);
+      else if (entry.isFile()) {
+        const st = lstatSync(p);
+        size.bytes += st.size;
+        size.allocated += st.blocks * 512;
+      }
+    }
+  };
+  const walk = (modules: string): void => {
+    for (const entry of readdirSync(modules, { withFileTypes: true })) {
+      if (!entry.isDirectory() || entry.name.startsWith(".")) continue;
+      const dirs = entry.name.startsWith("@")
+        ? readdirSync(join(modules, entry.name), { withFileTypes: true })
+            .filter((e) => e.isDirectory())
+            .map((e) => join(modules, entry.name, e.name))
+        : [join(modules, entry.name)];
+      for (const dir of dirs) {
+        if (!existsSync(join(dir, "package.json"))) continue;
+        const size = { bytes: 0, allocated: 0 };
+        measure(dir, size, true);
+        out.push({ name: relative(nodeModules, dir), ...size });
+        if (existsSync(join(dir, "node_modules"))) walk(join(dir, "node_modules"));
+      }
+    }
+  };
+  walk(nodeModules);
+  return out;
+}
+
+const MB = 1_000_000;
+/**
+ * The issue's goal for a default install (#24): node_modules at most 25 MB, counted as its files'
+ * bytes (the space allocated for them depends on the file system's block size; it is printed too).
+ */
+const FOOTPRINT_LIMIT_BYTES = 25 * MB;
+
+test("the default install is small: no OpenTelemetry SDK, at most 25 MB of node_modules", (t) => {
+  const { app } = installPacked();
+  const otel = readdirSync(join(app, "node_modules/@opentelemetry")).sort();
+  assert.deepEqual(
+    otel,
+    ["api"],
+    "the library depends on @opentelemetry/api only (the bins load the SDK when present)",
+  );
+  const installed = installedPackages(join(app, "node_modules")).sort((x, y) => y.bytes - x.bytes);
+  const sum = (key: "bytes" | "allocated") => installed.reduce((n, p) => n + p[key], 0);
+  const bytes = sum("bytes");
+  const mb = (n: number) => (n / MB).toFixed(1);
+  t.diagnostic(
+    `default install: ${installed.length} packages (${pkg.name} and ${installed.length - 1} dependencies), ` +
+      `${mb(bytes)} MB of files (${mb(sum("allocated"))} MB allocated on this file system); largest: ` +
+      installed
+        .slice(0, 4)
+        .map((p) => `${p.name} ${mb(p.bytes)} MB`)
+        .join(", "),
+  );
+  assert.ok(
+    bytes <= FOOTPRINT_LIMIT_BYTES,
+    `node_modules holds ${mb(bytes)} MB of files, over the ${mb(FOOTPRINT_LIMIT_BYTES)} MB goal`,
+  );
+});
+
 test("the package ships its LICENSE, only the current build, and no source map pointing outside it", () => {
   const { installedAt } = installPacked();
   const files = filesUnder(installedAt);
@@ -359,6 +441,26 @@ test("the package ships its LICENSE, only the current build, and no source map p
       problems.push(`${f} names source map ${url}, not in the package`);
   }
   assert.deepEqual(problems, [], "source maps that point outside the package");
+});
+
+test("the bins run from the installed package, and without the OpenTelemetry SDK say how to add it", () => {
+  const { installedAt } = installPacked();
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_")));
+  const bin = (name: string) => join(installedAt, pkg.bin?.[name] ?? `no bin ${name}`);
+
+  const help = spawnSync(process.execPath, [bin("quiver"), "--help"], { encoding: "utf8", env, timeout: 30_000 });
+  assert.equal(help.status, 0, `quiver --help failed:\n${tail(help.stderr)}`);
+  assert.match(help.stdout, /usage/i);
+
+  // Traces asked for, the SDK absent: the worker says so, serves (here: an empty stdin) and exits 0.
+  const worker = spawnSync(process.execPath, [bin("quiver-conformance"), "--pipe"], {
+    encoding: "utf8",
+    env: { ...env, OTEL_TRACES_EXPORTER: "console" },
+    input: "",
+    timeout: 30_000,
+  });
+  assert.equal(worker.status, 0, `quiver-conformance --pipe failed:\n${tail(worker.stderr)}`);
+  assert.match(worker.stderr, /@opentelemetry\/sdk-node is not installed.*npm install @opentelemetry\/sdk-node/);
 });
 
 test("every documented export imports under strict NodeNext", () => {
