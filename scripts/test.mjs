@@ -64,7 +64,7 @@ const python = ensurePython(root);
 must("typecheck (tsc --noEmit)", "npx", ["tsc", "--noEmit", "-p", "tsconfig.json"]);
 must("lint (biome, warnings are errors)", "npx", ["biome", "check", "--error-on-warnings", "."]);
 must("import cycles (dpdm: none allowed)", process.execPath, ["scripts/check-cycles.mjs"]);
-must("build", "npx", ["tsc", "-p", "tsconfig.build.json"]);
+must("build (dist/ emptied first)", "npm", ["run", "build"]);
 
 step("unit and contract tests (node:test)");
 {

@@ -2,14 +2,33 @@
  * OpenTelemetry for the executables (never the library, which depends on the API only): when
  * the standard `OTEL_*` variables ask for traces, start `@opentelemetry/sdk-node`, which reads
  * them itself (e.g. `OTEL_TRACES_EXPORTER=console`, `OTEL_EXPORTER_OTLP_ENDPOINT=...`).
+ *
+ * The SDK is not a dependency of the package (it brings some 70 packages): it is loaded only
+ * when traces are asked for, from wherever Node resolves it next to quiver-rpc, and a missing SDK
+ * is reported with the command that adds it; the executable then runs without traces.
  */
 import { Console } from "node:console";
 
-/** True when the environment configures a trace exporter. */
-function tracesRequested(env: NodeJS.ProcessEnv): boolean {
+const SDK = "@opentelemetry/sdk-node";
+
+/** The variable that asks for traces (as `NAME=value`), or null when none does. */
+function tracesRequested(env: NodeJS.ProcessEnv): string | null {
   const exporter = env.OTEL_TRACES_EXPORTER;
-  if (exporter !== undefined) return exporter !== "none";
-  return env.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined;
+  if (exporter !== undefined) return exporter === "none" ? null : `OTEL_TRACES_EXPORTER=${exporter}`;
+  for (const name of ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]) {
+    if (env[name] !== undefined) return `${name}=${env[name]}`;
+  }
+  return null;
+}
+
+/** True when `err` says the SDK package itself cannot be found (not one of its own imports). */
+function sdkMissing(err: unknown): boolean {
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  return (
+    (code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") &&
+    typeof message === "string" &&
+    message.includes(`'${SDK}'`)
+  );
 }
 
 /**
@@ -23,16 +42,30 @@ export function consoleToStderr(): void {
   }
 }
 
-/** Starts the SDK if asked to; returns a shutdown function that flushes spans. */
+/**
+ * Starts the SDK if the environment asks for traces; returns a shutdown function that flushes
+ * spans. Without the SDK installed, says so on stderr (with how to add it) and traces nothing.
+ */
 export async function startTelemetry(serviceName: string): Promise<() => Promise<void>> {
-  if (!tracesRequested(process.env)) return async () => {};
+  const asked = tracesRequested(process.env);
+  if (asked === null) return async () => {};
+  let NodeSDK: typeof import("@opentelemetry/sdk-node").NodeSDK;
   try {
-    const { NodeSDK } = await import("@opentelemetry/sdk-node");
+    ({ NodeSDK } = await import("@opentelemetry/sdk-node"));
+  } catch (err) {
+    process.stderr.write(
+      sdkMissing(err)
+        ? `telemetry: ${asked} asks for traces, but ${SDK} is not installed, so none are recorded; add it next to quiver-rpc with \`npm install ${SDK}\`\n`
+        : `telemetry: ${asked} asks for traces, but ${SDK} could not be loaded: ${String(err)}\n`,
+    );
+    return async () => {};
+  }
+  try {
     const sdk = new NodeSDK({ serviceName: process.env.OTEL_SERVICE_NAME ?? serviceName });
     sdk.start();
     return () => sdk.shutdown();
   } catch (err) {
-    process.stderr.write(`telemetry: OTEL_* is set but @opentelemetry/sdk-node could not start: ${String(err)}\n`);
+    process.stderr.write(`telemetry: ${asked} asks for traces, but ${SDK} could not start: ${String(err)}\n`);
     return async () => {};
   }
 }

@@ -1,16 +1,23 @@
 /**
  * The package as a user installs it: `npm pack` of the built `dist/` (npm test builds it before
- * the tests run), installed offline into an empty project, then every entry point in
- * package.json's `exports` imported at run time, and every symbol README.md and docs/ document
- * imported under TypeScript `strict` with NodeNext resolution and `skipLibCheck: false` (so every
- * declaration file those imports reach is checked too). The browser entry is also checked as a
- * page would see it: DOM types and no Node types.
+ * the tests run, emptying dist/ first), installed offline into an empty project as `npm install`
+ * would (dependencies and optional ones, no dev ones; no install scripts). Then:
+ * - the install's footprint (packages, MB) is printed, held to the 25 MB goal of #24, and holds
+ *   no OpenTelemetry package but the API;
+ * - the package ships LICENSE, no dist/ file that no current source compiles to, and no source
+ *   map naming a file the package lacks;
+ * - the bins start, and a worker asked for traces without the SDK says how to add it;
+ * - every entry point in package.json's `exports` is imported at run time, and every symbol
+ *   README.md and docs/ document imported under TypeScript `strict` with NodeNext resolution and
+ *   `skipLibCheck: false` (so every declaration file those imports reach is checked too). The
+ *   browser entry is also checked as a page would see it: DOM types and no Node types.
  */
 import assert from "node:assert/strict";
 import { type SpawnSyncReturns, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -20,7 +27,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join, posix, relative } from "node:path";
 import { after, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
@@ -219,10 +226,33 @@ test("the published declarations carry no @internal member", () => {
 const work = mkdtempSync(join(tmpdir(), "quiver-pack-"));
 after(() => rmSync(work, { recursive: true, force: true }));
 
-test("the packed package installs offline, and every documented export imports under strict NodeNext", () => {
+interface Consumer {
+  /** The consumer project. */
+  readonly app: string;
+  /** The installed package in it. */
+  readonly installedAt: string;
+}
+
+/** The consumer project with the packed package installed (or why it could not be), made on first use. */
+let consumer: Consumer | Error | undefined;
+
+function installPacked(): Consumer {
+  if (consumer === undefined) {
+    try {
+      consumer = packAndInstall();
+    } catch (err) {
+      consumer = err instanceof Error ? err : new Error(String(err));
+    }
+  }
+  if (consumer instanceof Error) throw consumer;
+  return consumer;
+}
+
+function packAndInstall(): Consumer {
   requireBuild();
 
-  // npm pack: the `files` of package.json, as npm publish would send them.
+  // npm pack: the `files` of package.json, as npm publish would send them (without prepack: the
+  // tests run on the build npm test has just made).
   const packed = run("npm", ["pack", "--ignore-scripts", "--silent", "--pack-destination", work], root, 60_000);
   assert.equal(packed.status, 0, `npm pack failed:\n${tail(packed.stderr)}`);
   const tarball = join(work, packed.stdout.trim().split("\n").at(-1)!);
@@ -262,11 +292,11 @@ test("the packed package installs offline, and every documented export imports u
     join(app, "package-lock.json"),
     JSON.stringify({ name: "consumer", lockfileVersion: 3, requires: true, packages }),
   );
-  // No install scripts (the native addon's build is tested elsewhere) and no optional
-  // dependencies (the OpenTelemetry SDK and bufferutil): the import surface needs neither.
+  // What `npm install quiver-rpc` installs (dependencies and optional dependencies, no dev ones),
+  // but without install scripts: the native addon's build is tested elsewhere.
   const installed = run(
     "npm",
-    ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", "--omit=optional", tarball],
+    ["install", "--offline", "--no-audit", "--no-fund", "--ignore-scripts", tarball],
     app,
     120_000,
   );
@@ -275,6 +305,170 @@ test("the packed package installs offline, and every documented export imports u
     0,
     `could not install the packed package offline from the npm cache (run \`npm ci\` once, online, to fill it):\n${tail(installed.stderr)}`,
   );
+  return { app, installedAt: join(app, "node_modules", pkg.name) };
+}
+
+/** Every file under `dir`, as `/`-separated paths relative to it (symbolic links not followed). */
+function filesUnder(dir: string, prefix = ""): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) out.push(...filesUnder(join(dir, entry.name), `${prefix}${entry.name}/`));
+    else if (entry.isFile()) out.push(`${prefix}${entry.name}`);
+  }
+  return out;
+}
+
+interface Installed {
+  readonly name: string;
+  /** The package's files' sizes, its own node_modules left out. */
+  readonly bytes: number;
+  /** As allocated on this file system, directories included (what `du` counts). */
+  readonly allocated: number;
+}
+
+/** Every package under a `node_modules`, nested ones included (symbolic links not followed). */
+function installedPackages(nodeModules: string): Installed[] {
+  const out: Installed[] = [];
+  const measure = (dir: string, size: { bytes: number; allocated: number }, packageRoot: boolean): void => {
+    size.allocated += lstatSync(dir).blocks * 512;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      if (packageRoot && entry.name === "node_modules") continue;
+      const p = join(dir, entry.name);
+      if (entry.isDirectory()) measure(p, size, false);
+      else if (entry.isFile()) {
+        const st = lstatSync(p);
+        size.bytes += st.size;
+        size.allocated += st.blocks * 512;
+      }
+    }
+  };
+  const walk = (modules: string): void => {
+    for (const entry of readdirSync(modules, { withFileTypes: true })) {
+      if (!entry.isDirectory() || entry.name.startsWith(".")) continue;
+      const dirs = entry.name.startsWith("@")
+        ? readdirSync(join(modules, entry.name), { withFileTypes: true })
+            .filter((e) => e.isDirectory())
+            .map((e) => join(modules, entry.name, e.name))
+        : [join(modules, entry.name)];
+      for (const dir of dirs) {
+        if (!existsSync(join(dir, "package.json"))) continue;
+        const size = { bytes: 0, allocated: 0 };
+        measure(dir, size, true);
+        out.push({ name: relative(nodeModules, dir), ...size });
+        if (existsSync(join(dir, "node_modules"))) walk(join(dir, "node_modules"));
+      }
+    }
+  };
+  walk(nodeModules);
+  return out;
+}
+
+const MB = 1_000_000;
+/**
+ * The issue's goal for a default install (#24): node_modules at most 25 MB, counted as its files'
+ * bytes (the space allocated for them depends on the file system's block size; it is printed too).
+ */
+const FOOTPRINT_LIMIT_BYTES = 25 * MB;
+
+test("the default install is small: no OpenTelemetry SDK, at most 25 MB of node_modules", (t) => {
+  const { app } = installPacked();
+  const otel = readdirSync(join(app, "node_modules/@opentelemetry")).sort();
+  assert.deepEqual(
+    otel,
+    ["api"],
+    "the library depends on @opentelemetry/api only (the bins load the SDK when present)",
+  );
+  const installed = installedPackages(join(app, "node_modules")).sort((x, y) => y.bytes - x.bytes);
+  const sum = (key: "bytes" | "allocated") => installed.reduce((n, p) => n + p[key], 0);
+  const bytes = sum("bytes");
+  const mb = (n: number) => (n / MB).toFixed(1);
+  t.diagnostic(
+    `default install: ${installed.length} packages (${pkg.name} and ${installed.length - 1} dependencies), ` +
+      `${mb(bytes)} MB of files (${mb(sum("allocated"))} MB allocated on this file system); largest: ` +
+      installed
+        .slice(0, 4)
+        .map((p) => `${p.name} ${mb(p.bytes)} MB`)
+        .join(", "),
+  );
+  assert.ok(
+    bytes <= FOOTPRINT_LIMIT_BYTES,
+    `node_modules holds ${mb(bytes)} MB of files, over the ${mb(FOOTPRINT_LIMIT_BYTES)} MB goal`,
+  );
+});
+
+test("the package ships its LICENSE, only the current build, and no source map pointing outside it", () => {
+  const { installedAt } = installPacked();
+  const files = filesUnder(installedAt);
+  const shipped = new Set(files);
+
+  assert.equal(pkg.license, "Apache-2.0");
+  assert.ok(shipped.has("LICENSE"), "LICENSE is not in the package");
+  const license = readFileSync(join(installedAt, "LICENSE"), "utf8");
+  for (const line of ["Apache License", "Version 2.0, January 2004", "END OF TERMS AND CONDITIONS"]) {
+    assert.ok(license.includes(line), `LICENSE is not the Apache License 2.0 text (no "${line}")`);
+  }
+
+  // dist/ holds what the current sources compile to and nothing else (npm run build empties it first).
+  const stale = files.filter(
+    (f) =>
+      f.startsWith("dist/") &&
+      !existsSync(join(root, "src", `${f.slice("dist/".length).replace(/(\.d\.ts|\.js)(\.map)?$/, "")}.ts`)),
+  );
+  assert.deepEqual(stale, [], "files in dist/ that no source in src/ compiles to (a stale build: npm run build)");
+
+  // A source map (a .map file, or inline) names only files in the package, or carries their text.
+  const problems: string[] = [];
+  const checkMap = (
+    where: string,
+    mapDir: string,
+    map: { sources?: string[]; sourceRoot?: string; sourcesContent?: (string | null)[] },
+  ) => {
+    for (const [i, source] of (map.sources ?? []).entries()) {
+      if (typeof map.sourcesContent?.[i] === "string") continue;
+      const target = posix.normalize(posix.join(mapDir, map.sourceRoot ?? "", source));
+      if (!shipped.has(target)) problems.push(`${where} maps to ${target}, not in the package and not inlined`);
+    }
+  };
+  for (const f of files) {
+    if (f.endsWith(".map")) {
+      checkMap(f, posix.dirname(f), JSON.parse(readFileSync(join(installedAt, f), "utf8")));
+      continue;
+    }
+    if (!/\.(?:[cm]?js|d\.[cm]?ts)$/.test(f)) continue;
+    const url = /^\/[/*][#@] sourceMappingURL=(\S+?)(?:\s*\*\/)?\s*$/m.exec(
+      readFileSync(join(installedAt, f), "utf8"),
+    )?.[1];
+    if (url === undefined) continue;
+    const inline = /^data:application\/json(?:;charset=[^;,]+)?;base64,(.*)$/.exec(url);
+    if (inline !== null) checkMap(f, posix.dirname(f), JSON.parse(Buffer.from(inline[1]!, "base64").toString("utf8")));
+    else if (!shipped.has(posix.normalize(posix.join(posix.dirname(f), url))))
+      problems.push(`${f} names source map ${url}, not in the package`);
+  }
+  assert.deepEqual(problems, [], "source maps that point outside the package");
+});
+
+test("the bins run from the installed package, and without the OpenTelemetry SDK say how to add it", () => {
+  const { installedAt } = installPacked();
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("OTEL_")));
+  const bin = (name: string) => join(installedAt, pkg.bin?.[name] ?? `no bin ${name}`);
+
+  const help = spawnSync(process.execPath, [bin("quiver"), "--help"], { encoding: "utf8", env, timeout: 30_000 });
+  assert.equal(help.status, 0, `quiver --help failed:\n${tail(help.stderr)}`);
+  assert.match(help.stdout, /usage/i);
+
+  // Traces asked for, the SDK absent: the worker says so, serves (here: an empty stdin) and exits 0.
+  const worker = spawnSync(process.execPath, [bin("quiver-conformance"), "--pipe"], {
+    encoding: "utf8",
+    env: { ...env, OTEL_TRACES_EXPORTER: "console" },
+    input: "",
+    timeout: 30_000,
+  });
+  assert.equal(worker.status, 0, `quiver-conformance --pipe failed:\n${tail(worker.stderr)}`);
+  assert.match(worker.stderr, /@opentelemetry\/sdk-node is not installed.*npm install @opentelemetry\/sdk-node/);
+});
+
+test("every documented export imports under strict NodeNext", () => {
+  const { app } = installPacked();
 
   // Every entry point resolves and loads; every documented value is there at run time.
   const documented = documentedImports();
@@ -324,7 +518,9 @@ test("the packed package installs offline, and every documented export imports u
   }
   const browserEntry = `${pkg.name}/ws/client`;
   writeFileSync(join(app, "page.ts"), importLine(browserEntry, documented.get(browserEntry) ?? []));
+  // Node's types as this repository pins them, in place of any a dependency brought along.
   mkdirSync(join(app, "node_modules/@types"), { recursive: true });
+  rmSync(join(app, "node_modules/@types/node"), { recursive: true, force: true });
   symlinkSync(join(root, "node_modules/@types/node"), join(app, "node_modules/@types/node"), "dir");
   const compilerOptions = {
     target: "ES2022",
