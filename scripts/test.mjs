@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The whole test suite: typecheck, lint, the import-cycle check, build, unit/contract tests (the
-// package test among them packs and installs the built package), then the pinned Python
+// The whole test suite: typecheck, lint, the import-cycle check, build, the API reference (TypeDoc,
+// warnings are errors), unit/contract tests (the package test among them packs and installs the
+// built package; test/examples type-checks and runs examples/), then the pinned Python
 // reference's conformance runner against our worker over a pipe (plain, and with a shared-memory
 // segment), a Unix socket, TCP, WebSocket
 // (through the pipe-to-WebSocket bridge) and HTTP. The Python environment is created on first use
@@ -65,6 +66,7 @@ must("typecheck (tsc --noEmit)", "npx", ["tsc", "--noEmit", "-p", "tsconfig.json
 must("lint (biome, warnings are errors)", "npx", ["biome", "check", "--error-on-warnings", "."]);
 must("import cycles (dpdm: none allowed)", process.execPath, ["scripts/check-cycles.mjs"]);
 must("build (dist/ emptied first)", "npm", ["run", "build"]);
+must("API reference (typedoc into docs/api, warnings are errors)", "npx", ["typedoc"]);
 
 step("unit and contract tests (node:test)");
 {

@@ -4,6 +4,8 @@
  * errors, auth helpers, observability (call records, statistics, the access log) and the batch
  * helpers. Each transport is a subpath export (`quiver-rpc/stdio`, `/socket`, `/http`, `/ws`,
  * `/ws/client`, `/memory`, `/shm`); the framing and the transports' shared plumbing are not exported.
+ *
+ * @module quiver-rpc
  */
 
 export {

@@ -10,12 +10,15 @@
  * - every entry point in package.json's `exports` is imported at run time, and every symbol
  *   README.md and docs/ document imported under TypeScript `strict` with NodeNext resolution and
  *   `skipLibCheck: false` (so every declaration file those imports reach is checked too). The
- *   browser entry is also checked as a page would see it: DOM types and no Node types.
+ *   browser entry is also checked as a page would see it: DOM types and no Node types;
+ * - the README's quick start is copied into that project, type-checked with the rest and run
+ *   under tsx.
  */
 import assert from "node:assert/strict";
 import { type SpawnSyncReturns, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
+  copyFileSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -45,6 +48,9 @@ interface PackageJson {
   readonly optionalDependencies?: Record<string, string>;
   readonly exports: Record<string, string | { readonly types: string; readonly import: string }>;
 }
+/** The README's quick start, as examples/quickstart holds it. */
+const QUICKSTART = ["protocol.ts", "server.ts", "client.ts"] as const;
+
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as PackageJson;
 
 /**
@@ -516,6 +522,13 @@ test("every documented export imports under strict NodeNext", () => {
     writeFileSync(join(app, file), importLine(entry, names));
     nodeFiles.push(file);
   }
+  // The README's quick start (examples/quickstart, which test/examples keeps equal to the README),
+  // copied into the consumer as a user would: type-checked with the rest, then run below.
+  mkdirSync(join(app, "quickstart"));
+  for (const f of QUICKSTART) {
+    copyFileSync(join(root, "examples/quickstart", f), join(app, "quickstart", f));
+    nodeFiles.push(`quickstart/${f}`);
+  }
   const browserEntry = `${pkg.name}/ws/client`;
   writeFileSync(join(app, "page.ts"), importLine(browserEntry, documented.get(browserEntry) ?? []));
   // Node's types as this repository pins them, in place of any a dependency brought along.
@@ -547,4 +560,10 @@ test("every documented export imports under strict NodeNext", () => {
       `tsc -p ${project} in the consumer failed:\n${tail(checked.stdout)}${tail(checked.stderr)}`,
     );
   }
+
+  // The quick start runs as written, under tsx (the README's `npx tsx client.ts`).
+  symlinkSync(join(root, "node_modules/tsx"), join(app, "node_modules/tsx"), "dir");
+  const quick = run(process.execPath, ["--import", "tsx", "quickstart/client.ts"], app, 60_000);
+  assert.equal(quick.status, 0, `the quick start failed in the consumer:\n${tail(quick.stdout)}${tail(quick.stderr)}`);
+  assert.deepEqual(quick.stdout.trim().split("\n"), ["3", "0n", "1n", "2n", "[ { x: 2 }, { x: 4 } ]"]);
 });

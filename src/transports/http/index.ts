@@ -1,3 +1,9 @@
+/**
+ * `quiver-rpc/http`: the HTTP server (`listenHttp`, or `createHttpHandler` for a server or runtime of
+ * your own), the HTTP client (`connectHttp`), and the authenticators and auth helpers.
+ *
+ * @module quiver-rpc/http
+ */
 export * from "../../auth/index.js";
 export type { ClientAnswer, ClientCall, ClientCallHandler, ClientInterceptor } from "../../client/interceptors.js";
 export {

@@ -1,6 +1,8 @@
 /**
  * An in-memory duplex byte pipe: two ends, each with an input iterable and a writer. For tests
  * and for embedding a server in the same process as its caller.
+ *
+ * @module quiver-rpc/memory
  */
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";

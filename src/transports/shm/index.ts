@@ -3,6 +3,8 @@
  * the codec for what goes into an allocation, and the side channels that plug a segment into a
  * client (`SharedMemoryChannel`) or a served connection (`sharedMemorySideChannel`). Loading this
  * subpath loads the native addon (when built); nothing else in the package does.
+ *
+ * @module quiver-rpc/shm
  */
 export {
   batchByteSize,

@@ -1,3 +1,9 @@
+/**
+ * `quiver-rpc/stdio`: a worker serving on its stdin and stdout (`serveStdio`), and the client that
+ * starts a worker as a subprocess (`connectSubprocess`) or speaks over a pair of streams (`pipeConnect`).
+ *
+ * @module quiver-rpc/stdio
+ */
 export { workerTakesSharedMemory } from "../shm/negotiate.js";
 export {
   connectSubprocess,

@@ -4,6 +4,8 @@
  * `test/browser` bundles this file for Chromium and fails on any `node:` module). The package root
  * also exports the server, so a page imports from here instead: the WebSocket client, the
  * protocol declarations shared with the server, the typed proxy and the error class.
+ *
+ * @module quiver-rpc/ws/client
  */
 
 export { type ClientOptions, RpcClient } from "../../client/client.js";

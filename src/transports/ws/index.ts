@@ -1,3 +1,9 @@
+/**
+ * `quiver-rpc/ws`: the WebSocket server (`attachWebSocket` to an HTTP server, or `listenWebSocket`),
+ * the client (`connectWebSocket`, `connectWebSocketClient`) and the pipe-to-WebSocket bridge.
+ *
+ * @module quiver-rpc/ws
+ */
 export { bridgeWebSocket } from "./bridge.js";
 export { connectWebSocket, connectWebSocketClient, type WebSocketClientOptions } from "./client.js";
 export {
