@@ -44,6 +44,14 @@ export interface MethodDescription {
   readonly resultSchema: Schema;
   readonly hasHeader: boolean;
   readonly headerSchema: Schema | null;
+  /**
+   * A stream's input schema (the empty schema for a producer); null for unary methods and when
+   * the server does not describe it (quiver's extension column: the reference's description
+   * carries no stream input or output schema).
+   */
+  readonly inputSchema: Schema | null;
+  /** A stream's output schema; null for unary methods, when not described, or when the stream picks it at init. */
+  readonly outputSchema: Schema | null;
   /** For streams: true (exchange), false (producer), null (unknown). Null for unary. */
   readonly isExchange: boolean | null;
   /**
@@ -129,6 +137,11 @@ export async function schemaFromIpc(bytes: Uint8Array | null | undefined): Promi
   return schema;
 }
 
+/** An extension schema column: null when absent or empty (not described), else the schema it holds. */
+async function describedSchema(bytes: unknown): Promise<Schema | null> {
+  return bytes instanceof Uint8Array && bytes.byteLength > 0 ? schemaFromIpc(bytes) : null;
+}
+
 async function payloadRow(bytes: unknown): Promise<Record<string, unknown>> {
   if (!(bytes instanceof Uint8Array)) throw frameworkError("protocol_error", "reflection result is not binary");
   const { batches } = await decodeIpc(bytes);
@@ -206,6 +219,8 @@ export async function describeProtocol(client: CallChannel, protocol?: string): 
       resultSchema: await schemaFromIpc(m.result_schema_ipc as Uint8Array),
       hasHeader,
       headerSchema: hasHeader ? await schemaFromIpc(m.header_schema_ipc as Uint8Array) : null,
+      inputSchema: await describedSchema(m.input_schema_ipc),
+      outputSchema: await describedSchema(m.output_schema_ipc),
       isExchange: kind === "exchange" ? true : kind === "producer" ? false : null,
       security: securityOf(m.security),
     });

@@ -41,6 +41,12 @@ export interface DescribedMethod extends MethodShape {
   readonly streamKind: "" | "unknown" | "producer" | "exchange";
   /** Security requirements; null or absent for an open method. */
   readonly security?: SecurityRequirement | null;
+  /**
+   * A stream's declared schemas, for the stream-schema extension columns: its input (the empty
+   * schema for a producer) and its output (null when the handler picks it at init). Absent for
+   * unary methods, and for streams whose schemas are not known ahead of a call.
+   */
+  readonly streamSchemas?: { readonly input: Schema; readonly output: Schema | null };
 }
 
 /** A hosted protocol as reflection describes it. */
@@ -86,7 +92,27 @@ const METHOD_INFO_TYPE = new Struct([
 export const SECURITY_COLUMN = "security";
 export const SECURITY_SCHEMES_COLUMN = "security_schemes";
 
-const SECURED_METHOD_INFO_TYPE = new Struct([...METHOD_INFO_TYPE.children, utf8(SECURITY_COLUMN)]);
+/**
+ * Stream-schema extension columns, present only when a protocol has stream methods with declared
+ * schemas (so a protocol of unary methods is described exactly as the reference describes it;
+ * the reference's description carries no stream input or output schema, its streams choosing
+ * them at init). Like the security columns, the reference's decoder ignores them.
+ * - `MethodInfo.input_schema_ipc`: a stream's input schema as an IPC schema message (the empty
+ *   schema's for a producer); empty bytes for unary methods.
+ * - `MethodInfo.output_schema_ipc`: a stream's output schema; empty bytes for unary methods and
+ *   for a stream whose handler picks its output schema at init.
+ */
+export const INPUT_SCHEMA_COLUMN = "input_schema_ipc";
+export const OUTPUT_SCHEMA_COLUMN = "output_schema_ipc";
+
+/** `MethodInfo` with the extension columns the description carries. */
+function methodInfoType(secured: boolean, streams: boolean): Struct {
+  return new Struct([
+    ...METHOD_INFO_TYPE.children,
+    ...(secured ? [utf8(SECURITY_COLUMN)] : []),
+    ...(streams ? [binary(INPUT_SCHEMA_COLUMN), binary(OUTPUT_SCHEMA_COLUMN)] : []),
+  ]);
+}
 
 /** `ProtocolSummary.ARROW_SCHEMA` as a struct type. */
 const PROTOCOL_SUMMARY_TYPE = new Struct([
@@ -109,12 +135,18 @@ export const SERVICE_DESCRIPTION_SCHEMA: Schema = new Schema([
   listOf("methods", METHOD_INFO_TYPE),
 ]);
 
+/** `SERVICE_DESCRIPTION_SCHEMA` with the extension columns a description carries (security, stream schemas). */
+export function serviceDescriptionSchema(secured: boolean, streams: boolean): Schema {
+  if (!secured && !streams) return SERVICE_DESCRIPTION_SCHEMA;
+  return new Schema([
+    ...SERVICE_DESCRIPTION_SCHEMA.fields.slice(0, -1),
+    listOf("methods", methodInfoType(secured, streams)),
+    ...(secured ? [utf8(SECURITY_SCHEMES_COLUMN)] : []),
+  ]);
+}
+
 /** `SERVICE_DESCRIPTION_SCHEMA` with the security extension columns. */
-export const SECURED_SERVICE_DESCRIPTION_SCHEMA: Schema = new Schema([
-  ...SERVICE_DESCRIPTION_SCHEMA.fields.slice(0, -1),
-  listOf("methods", SECURED_METHOD_INFO_TYPE),
-  utf8(SECURITY_SCHEMES_COLUMN),
-]);
+export const SECURED_SERVICE_DESCRIPTION_SCHEMA: Schema = serviceDescriptionSchema(true, false);
 
 /** The reference's `ProtocolList.ARROW_SCHEMA`. */
 export const PROTOCOL_LIST_SCHEMA: Schema = new Schema([
@@ -177,28 +209,37 @@ function oneRowStream(schema: Schema, row: Readonly<Record<string, unknown>>): U
  */
 export function encodeServiceDescription(p: DescribedProtocol): Uint8Array {
   const methods = [...p.methods].sort((a, b) => compareCodePoints(a.name, b.name));
-  const row = {
+  const secured = methods.filter((m) => m.security);
+  const streams = methods.some((m) => m.streamSchemas !== undefined);
+  const row: Record<string, unknown> = {
     protocol: p.name,
     protocol_version: p.version,
     protocol_hash: p.hash,
     deprecated: false,
     deprecation_message: "",
     features: [],
-    methods: methods.map(methodRow),
+    methods: methods.map((m) => ({
+      ...methodRow(m),
+      ...(secured.length > 0 ? { [SECURITY_COLUMN]: m.security ? JSON.stringify(m.security) : "" } : {}),
+      ...(streams
+        ? {
+            [INPUT_SCHEMA_COLUMN]: optionalSchema(m.streamSchemas?.input ?? null),
+            [OUTPUT_SCHEMA_COLUMN]: optionalSchema(m.streamSchemas?.output ?? null),
+          }
+        : {}),
+    })),
   };
-  const secured = methods.filter((m) => m.security);
-  if (secured.length === 0) return oneRowStream(SERVICE_DESCRIPTION_SCHEMA, row);
-  const named = new Set(secured.flatMap((m) => Object.keys(m.security ?? {})));
-  const schemes = Object.fromEntries(
-    Object.entries(p.securitySchemes ?? {})
-      .filter(([name]) => named.has(name))
-      .sort(([a], [b]) => compareCodePoints(a, b)),
-  );
-  return oneRowStream(SECURED_SERVICE_DESCRIPTION_SCHEMA, {
-    ...row,
-    methods: methods.map((m) => ({ ...methodRow(m), security: m.security ? JSON.stringify(m.security) : "" })),
-    security_schemes: JSON.stringify(schemes),
-  });
+  if (secured.length > 0) {
+    const named = new Set(secured.flatMap((m) => Object.keys(m.security ?? {})));
+    row[SECURITY_SCHEMES_COLUMN] = JSON.stringify(
+      Object.fromEntries(
+        Object.entries(p.securitySchemes ?? {})
+          .filter(([name]) => named.has(name))
+          .sort(([a], [b]) => compareCodePoints(a, b)),
+      ),
+    );
+  }
+  return oneRowStream(serviceDescriptionSchema(secured.length > 0, streams), row);
 }
 
 /** `ProtocolList` (the answer to `list_protocols()`), protocols in the order given. */

@@ -140,6 +140,7 @@ function shapeOf(name: string, decl: MethodDecl, schemas: MethodSchemas): Descri
     headerSchema: schemas.header,
     streamKind: decl.kind === "unary" ? "" : decl.kind,
     security: decl.security,
+    ...(schemas.input !== null ? { streamSchemas: { input: schemas.input, output: schemas.output } } : {}),
   };
 }
 

@@ -1,14 +1,18 @@
 /**
  * The CLI's value reading and writing: JSON whose numbers keep every digit, `k=v` text read by
  * the declared type (refused, never guessed, when it is no value of that type), and output that
- * writes integers whole at any magnitude.
+ * writes integers whole at any magnitude; parameters and exchange input read by their declared
+ * schemas, and `-H` headers.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { DataType } from "apache-arrow";
+import { type DataType, Field, Float64, List, Schema, Utf8 } from "apache-arrow";
+import { parseHeader, UsageError } from "../../src/bin/cli-args.js";
+import { batchOf, exchangeInputs, paramsFromArgs, paramsFromJson } from "../../src/bin/cli-input.js";
 import { JsonNumber, jsonOut, parseJson, toJsonText, valueFromJson, valueFromText } from "../../src/bin/cli-values.js";
 import { InvalidValueError } from "../../src/errors.js";
 import { t } from "../../src/protocol/types.js";
+import { encodeStream } from "../../src/wire/ipc.js";
 
 const type = (spec: { readonly arrowType: DataType }) => spec.arrowType;
 
@@ -92,4 +96,92 @@ test("output writes decimals as their exact text and bytes as Python shows them"
   assert.deepEqual(jsonOut(type(t.map(t.int64(), t.list(t.decimal128(3, 1)))), new Map([[2n ** 63n - 1n, [15n]]])), {
     "9223372036854775807": ["1.5"],
   });
+});
+
+const params = new Schema([
+  new Field("a", new Float64(), false),
+  new Field("tags", new List(new Field("item", new Utf8(), true)), true),
+]);
+
+/** The message an `InvalidValueError` was refused with (the test fails on anything else). */
+function refusal(run: () => unknown): string {
+  try {
+    run();
+  } catch (e) {
+    assert.ok(e instanceof InvalidValueError, String(e));
+    return e.message;
+  }
+  assert.fail("not refused");
+}
+
+test("parameters: every value by its declared type; missing, null, unknown and non-JSON refused naming the parameter", () => {
+  assert.deepEqual(paramsFromArgs("m", ["a=1.5", 'tags=["x"]'], params), { a: 1.5, tags: ["x"] });
+  assert.deepEqual(paramsFromArgs("m", ["a=2"], params), { a: 2 });
+  assert.deepEqual(paramsFromJson("m", '{"a": 3, "tags": null}', params), { a: 3, tags: null });
+  assert.equal(
+    refusal(() => paramsFromArgs("m", [], params)),
+    "m() parameter 'a': no value given, and it is not nullable (float64)",
+  );
+  assert.equal(
+    refusal(() => paramsFromJson("m", '{"a": null}', params)),
+    "m() parameter 'a': null given, but it is not nullable (float64)",
+  );
+  assert.match(
+    refusal(() => paramsFromArgs("m", ["a=1", "tags=[x"], params)),
+    /^m\(\) parameter 'tags': not JSON \(/,
+  );
+  assert.equal(
+    refusal(() => paramsFromJson("m", '{"a": true}', params)),
+    "m() parameter 'a': expected a number for float64, got true",
+  );
+  assert.throws(
+    () => paramsFromArgs("m", ["b=1"], params),
+    (e: unknown) => e instanceof UsageError && e.message === "Unknown parameter 'b'. Available: a, tags",
+  );
+  assert.throws(() => paramsFromArgs("m", ["a"], params), UsageError);
+  assert.throws(() => paramsFromJson("m", "[1]", params), /--json takes a JSON object/);
+  assert.throws(() => paramsFromJson("m", "{", params), /--json is not JSON/);
+});
+
+test("exchange input: Arrow IPC batches as they are, JSON lines by the declared schema or an inferred one", () => {
+  const input = new Schema([new Field("x", new Float64(), false)]);
+  const arrow = Buffer.concat(encodeStream(input, [batchOf("m", "input field", input, { x: 1 })]));
+  const fromArrow = exchangeInputs("m", arrow, null, "in.arrow");
+  assert.deepEqual(
+    fromArrow.map((b) => [b.numRows, b.schema.fields.map((f) => f.name)]),
+    [[1, ["x"]]],
+  );
+  assert.throws(
+    () => exchangeInputs("m", arrow.subarray(0, 20), null, "in.arrow"),
+    /in\.arrow is not a readable Arrow IPC stream/,
+  );
+
+  const jsonl = new TextEncoder().encode('{"x": 1}\n\n{"x": "2.5"}\n');
+  const declared = exchangeInputs("m", jsonl, input, "in.jsonl");
+  assert.deepEqual(
+    declared.map((b) => [b.schema.fields[0]!.type.toString(), b.getChildAt(0)!.get(0)]),
+    [
+      ["Float64", 1],
+      ["Float64", 2.5],
+    ],
+  );
+  // Without a declared schema a column of integers is int64, as pyarrow infers it.
+  const inferred = exchangeInputs("m", new TextEncoder().encode('{"x": 1}\n'), null, "stdin");
+  assert.equal(inferred[0]!.schema.fields[0]!.type.toString(), "Int64");
+  assert.equal(
+    refusal(() => exchangeInputs("m", new TextEncoder().encode('{"x": 1}\n{}\n'), input, "in.jsonl")),
+    "in.jsonl line 2: m() input field 'x': no value given, and it is not nullable (float64)",
+  );
+  assert.throws(
+    () => exchangeInputs("m", new TextEncoder().encode("[1]\n"), input, "stdin"),
+    (e: unknown) =>
+      e instanceof UsageError && e.message === "stdin line 1: each input line must be a JSON object, got: [1]",
+  );
+});
+
+test("headers: -H 'Name: value', trimmed; a malformed one is a usage error", () => {
+  assert.deepEqual(parseHeader("Authorization:  Bearer t "), ["Authorization", "Bearer t"]);
+  assert.deepEqual(parseHeader("X-Empty:"), ["X-Empty", ""]);
+  for (const bad of ["no colon", ": v", "Bad Name: v", "A: b\r\nC: d"])
+    assert.throws(() => parseHeader(bad), UsageError, bad);
 });

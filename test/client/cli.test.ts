@@ -4,47 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { test } from "node:test";
+import { jsonLines as lines, runQuiver as quiver } from "../helpers/quiver-cli.js";
 import { ourWorker, referenceWorker, type SocketWorker, socketPath, spawnSocketWorker } from "./helpers.js";
-
-const CLI = join(new URL("../..", import.meta.url).pathname, "src/bin/quiver.ts");
-
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs the CLI with a hard timeout; `input` is written to its stdin (which is then closed). */
-function quiver(args: readonly string[], input = "", timeoutMs = 20_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => {
-      stdout += c.toString("utf8");
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString("utf8");
-    });
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`quiver ${args.join(" ")} did not finish within ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
-
-const lines = (s: string): unknown[] =>
-  s
-    .split("\n")
-    .filter((l) => l.trim() !== "")
-    .map((l) => JSON.parse(l) as unknown);
 
 function workerCmd(): string {
   const [cmd, args] = referenceWorker("--pipe", "--describe");
@@ -67,6 +29,18 @@ test("quiver describe --cmd <reference worker> lists its methods (JSON and table
     result_schema: "result: double not null",
   });
   assert.equal(methods.produce_n!.method_type, "stream");
+  // The reference describes a stream's header schema, but not its input or output schema.
+  assert.deepEqual(methods.produce_with_header, {
+    method_type: "stream",
+    has_return: false,
+    params_schema: "count: int64 not null",
+    result_schema: "",
+    has_header: true,
+    stream_kind: "producer",
+    header_schema: "total_expected: int64 not null\ndescription: string not null",
+    output_schema: null,
+  });
+  assert.equal(methods.exchange_scale!.input_schema, null);
 
   const table = await quiver(["--cmd", workerCmd(), "--format", "table", "describe"]);
   assert.equal(table.code, 0, table.stderr);
@@ -130,18 +104,19 @@ test("quiver call: server errors go to stderr as JSON with exit code 1; usage er
   assert.equal(err.type, "ValueError");
   assert.equal(err.message, "boom");
   const unknown = await quiver(["--cmd", workerCmd(), "call", "no_such_method"]);
-  assert.equal(unknown.code, 1);
+  assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /Unknown method 'no_such_method'/);
   const usage = await quiver(["describe"]);
   assert.equal(usage.code, 2);
 });
 
-test("quiver call: values are read by their declared type; one that is not is refused naming the parameter, exit 1", async () => {
+test("quiver call: values are read by their declared type; one that is not is refused naming the parameter, exit 2", async () => {
   const refused = async (args: string[], type: string, message: string) => {
     const r = await quiver(["--cmd", workerCmd(), "call", ...args]);
-    assert.equal(r.code, 1, `${args.join(" ")}: ${r.stdout}`);
+    assert.equal(r.code, 2, `${args.join(" ")}: ${r.stdout}`);
     assert.equal(r.stdout, "");
-    assert.deepEqual((lines(r.stderr).at(-1) as { error: unknown }).error, { type, message });
+    const { error } = lines(r.stderr).at(-1) as { error: Record<string, unknown> };
+    assert.deepEqual([error.type, error.message], [type, message]);
   };
   await refused(
     ["add_floats", "a=one", "b=2"],

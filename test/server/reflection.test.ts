@@ -2,7 +2,11 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { test } from "node:test";
-import { tableFromIPC } from "apache-arrow";
+import { Field, Schema, tableFromIPC, Utf8 } from "apache-arrow";
+import type { RpcClient } from "../../src/client/client.js";
+import { columnFromJson, plainRows } from "../../src/client/values.js";
+import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
+import { t as types } from "../../src/protocol/types.js";
 import { computeProtocolHash } from "../../src/server/protocol-hash.js";
 import {
   type DescribedMethod,
@@ -15,7 +19,10 @@ import {
   reflectionMethodShapes,
   SERVICE_DESCRIPTION_SCHEMA,
 } from "../../src/server/reflection.js";
+import { bind, createServer } from "../../src/server/server.js";
+import { batchFromData } from "../../src/wire/batches.js";
 import { encodeSchemaMessage } from "../../src/wire/ipc.js";
+import { memoryClient } from "../client/helpers.js";
 
 const toBase64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 
@@ -269,4 +276,83 @@ test("our schema messages for every fixture schema read back in pyarrow as the r
   const result = runPython(ROUNDTRIP_SCRIPT, pairs) as { checked: number; bad: unknown[] };
   assert.equal(result.checked, pairs.length);
   assert.deepEqual(result.bad, []);
+});
+
+/** The raw `ServiceDescription` bytes a server answers `describe(protocol)` with. */
+async function describePayload(client: RpcClient, protocol: string): Promise<Uint8Array> {
+  const params = batchFromData(DESCRIBE_PARAMS, [columnFromJson(new Utf8(), [protocol])], 1);
+  const result = await client.unaryBatch({ protocol: REFLECTION_PROTOCOL, method: "describe" }, params);
+  return plainRows(result)[0]!.result as Uint8Array;
+}
+
+const DESCRIBE_PARAMS = new Schema([new Field("protocol", new Utf8(), false)]);
+
+test("stream-schema extension: a quiver server describes each stream's input and output schemas", async (t) => {
+  const Streams = defineProtocol(
+    "test.Streams.v1",
+    {},
+    {
+      add: unary({ a: types.int64() }, types.int64()),
+      rows: producer({}, { output: { i: types.int64() }, header: { total: types.int64() } }),
+      scale: exchange({}, { input: { x: types.float64() }, output: { y: types.float64() } }),
+      dynamic: producer({}, { output: "dynamic" }),
+    },
+  );
+  const Unary = defineProtocol("test.UnaryOnly.v1", {}, { add: unary({ a: types.int64() }, types.int64()) });
+  const server = createServer({
+    protocols: [
+      bind(Streams, {
+        add: ({ a }) => a,
+        rows: { init: () => ({ state: {}, header: { total: 0n } }), produce: (_s, out) => out.finish() },
+        scale: { init: () => ({ state: {} }), process: (_s, input, out) => out.emitColumns({ y: input.column("x") }) },
+        dynamic: {
+          init: () => ({ state: {}, outputSchema: SERVICE_DESCRIPTION_SCHEMA }),
+          produce: (_s, out) => out.finish(),
+        },
+      }),
+      bind(Unary, { add: ({ a }) => a }),
+    ],
+  });
+  const { client } = memoryClient(server);
+  let payload: Uint8Array;
+  try {
+    const d = await client.describe("test.Streams.v1");
+    const fields = (s: { fields: readonly { name: string; type: unknown }[] } | null | undefined) =>
+      s ? s.fields.map((f) => `${f.name}: ${String(f.type)}`) : s;
+    assert.deepEqual(fields(d.methods.get("add")!.inputSchema), null);
+    assert.deepEqual(fields(d.methods.get("add")!.outputSchema), null);
+    assert.deepEqual(fields(d.methods.get("rows")!.inputSchema), []);
+    assert.deepEqual(fields(d.methods.get("rows")!.outputSchema), ["i: Int64"]);
+    assert.deepEqual(fields(d.methods.get("rows")!.headerSchema), ["total: Int64"]);
+    assert.deepEqual(fields(d.methods.get("scale")!.inputSchema), ["x: Float64"]);
+    assert.deepEqual(fields(d.methods.get("scale")!.outputSchema), ["y: Float64"]);
+    assert.equal(d.methods.get("dynamic")!.outputSchema, null);
+    const u = await client.describe("test.UnaryOnly.v1");
+    assert.equal(u.methods.get("add")!.inputSchema, null);
+    // A protocol of unary methods is described exactly as the reference describes it.
+    assert.deepEqual(
+      tableFromIPC(await describePayload(client, "test.UnaryOnly.v1")).schema.fields.map((f) => String(f.type)),
+      SERVICE_DESCRIPTION_SCHEMA.fields.map((f) => String(f.type)),
+    );
+    payload = await describePayload(client, "test.Streams.v1");
+  } finally {
+    await client.close();
+  }
+  if (noPython()) {
+    t.skip(SKIP_MESSAGE);
+    return;
+  }
+  // The reference's decoder reads the extended description (it ignores the extension columns).
+  const script = `
+import base64, json, sys
+from vgi_rpc.rpc._reflection import ServiceDescription
+d = ServiceDescription.deserialize_from_bytes(base64.b64decode(json.load(sys.stdin)))
+print(json.dumps([[m.name, m.stream_kind] for m in d.methods]))
+`;
+  assert.deepEqual(runPython(script, toBase64(payload)), [
+    ["add", ""],
+    ["dynamic", "producer"],
+    ["rows", "producer"],
+    ["scale", "exchange"],
+  ]);
 });

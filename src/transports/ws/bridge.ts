@@ -8,13 +8,30 @@
  * A WebSocket has no half-close, so EOF on stdin closes the WebSocket (1000) once everything
  * written has been sent; the server's answers to earlier requests have already arrived then,
  * since the protocol is lockstep.
+ *
+ * When the WebSocket cannot be opened (the upgrade refused with 401, the server unreachable),
+ * the bridge answers each request its pipe client sends with that error, as a server answers a
+ * request it cannot serve, so the client's call fails with it (kind `transport_error`, code
+ * `UNAUTHENTICATED` for a 401, the HTTP status and `VGI-Auth-Reason` in the message and in a
+ * `quiver.WebSocketRefused` detail) rather than with a closed pipe.
  */
 import type { Readable, Writable } from "node:stream";
+import type { RecordBatch } from "apache-arrow";
+import type { ClientTransport } from "../../client/transport.js";
 import { RpcError } from "../../errors.js";
+import { EMPTY_SCHEMA } from "../../wire/batches.js";
+import { MessageFramer } from "../../wire/framer.js";
+import { encodeStream, IpcStreamDecoder } from "../../wire/ipc.js";
+import { METHOD_KEY, REQUEST_ID_KEY } from "../../wire/keys.js";
+import { errorBatch } from "../../wire/messages.js";
 import { writableSink } from "../node/sink.js";
 import { connectWebSocket, type WebSocketClientOptions } from "./client.js";
 
-/** Relays `input` → WebSocket `url` → `output` until either side ends; resolves to an exit code. */
+/**
+ * Relays `input` → WebSocket `url` → `output` until either side ends; resolves to an exit code
+ * (1 after a failure, reported to `onError`). A WebSocket that cannot be opened is reported, and
+ * every request read from `input` is answered with its error until `input` ends.
+ */
 export async function bridgeWebSocket(
   url: string,
   input: Readable,
@@ -22,7 +39,15 @@ export async function bridgeWebSocket(
   opts: WebSocketClientOptions & { readonly onError?: (message: string) => void } = {},
 ): Promise<number> {
   const report = opts.onError ?? (() => {});
-  const transport = await connectWebSocket(url, opts);
+  let transport: ClientTransport;
+  try {
+    transport = await connectWebSocket(url, opts);
+  } catch (err) {
+    const refusal = RpcError.from(err);
+    report(`quiver bridge: ${refusal.message}`);
+    await answerWith(refusal, input, output);
+    return 1;
+  }
   const sink = writableSink(output);
   let status = 0;
   let stop = false;
@@ -59,51 +84,36 @@ export async function bridgeWebSocket(
   return status;
 }
 
-const USAGE = `usage: quiver bridge --ws URL [--header "Name: value" ...]
-
-Speaks the vgi-rpc pipe protocol on stdin/stdout and relays it to the WebSocket at URL, e.g.
-  vgi-rpc-test --cmd "quiver bridge --ws ws://127.0.0.1:8765/ws"
-`;
-
-/** `quiver bridge` on the process's stdin/stdout; returns the exit code. */
-export async function bridgeMain(argv: readonly string[]): Promise<number> {
-  let url: string | undefined;
-  const headers: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const eq = a.startsWith("--") ? a.indexOf("=") : -1;
-    const flag = eq > 0 ? a.slice(0, eq) : a;
-    const value = (): string | undefined => (eq > 0 ? a.slice(eq + 1) : argv[++i]);
-    if (flag === "-h" || flag === "--help") {
-      process.stdout.write(USAGE);
-      return 0;
-    }
-    if (flag === "--ws") url = value();
-    else if (flag === "--header" || flag === "-H") {
-      const h = value() ?? "";
-      const colon = h.indexOf(":");
-      if (colon <= 0) {
-        process.stderr.write(`quiver bridge: --header wants "Name: value", got '${h}'\n\n${USAGE}`);
-        return 2;
-      }
-      headers[h.slice(0, colon).trim()] = h.slice(colon + 1).trim();
-    } else {
-      process.stderr.write(`quiver bridge: unexpected argument '${a}'\n\n${USAGE}`);
-      return 2;
-    }
-  }
-  if (url === undefined || !/^wss?:\/\//.test(url)) {
-    process.stderr.write(`quiver bridge: --ws wants a ws:// or wss:// URL\n\n${USAGE}`);
-    return 2;
-  }
+/**
+ * Reads IPC streams from `input` until it ends and answers each request (a stream whose first
+ * batch names a method) with `err` on the empty schema, as a server answers a request it cannot
+ * route. Other streams (the input stream a client still sends after its stream call failed) are
+ * read and dropped. Bytes that are not IPC end it.
+ */
+async function answerWith(err: RpcError, input: Readable, output: Writable): Promise<void> {
+  const sink = writableSink(output);
+  const framer = new MessageFramer((input as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]());
   try {
-    return await bridgeWebSocket(url, process.stdin, process.stdout, {
-      implementation: "ws",
-      ...(Object.keys(headers).length > 0 ? { headers } : {}),
-      onError: (m) => process.stderr.write(`${m}\n`),
-    });
-  } catch (err) {
-    process.stderr.write(`quiver bridge: ${RpcError.from(err).message}\n`);
-    return 1;
+    for (;;) {
+      const decoder = new IpcStreamDecoder();
+      let first: RecordBatch | null = null;
+      for (;;) {
+        const frame = await framer.next();
+        if (frame === "end") return;
+        if (frame === "eos") break;
+        const out = decoder.accept(frame);
+        if (first === null && out !== null && "numRows" in out) first = out;
+      }
+      if (first?.metadata.has(METHOD_KEY)) {
+        const origin = { serverId: "", requestId: first.metadata.get(REQUEST_ID_KEY) ?? "" };
+        await sink.write(encodeStream(EMPTY_SCHEMA, [errorBatch(EMPTY_SCHEMA, err, origin, false)]));
+      }
+    }
+  } catch {
+    // Not IPC, or the client went away: nothing more to answer.
+  } finally {
+    await sink.flush().catch(() => {});
+    output.end();
+    input.destroy();
   }
 }
