@@ -19,8 +19,10 @@ export interface AuthContext {
   /** Authentication realm (`""` when anonymous); written to logs as `auth_domain`. */
   readonly domain: string;
   /**
-   * The security scheme that produced this identity (`jwt`, `apikey`, `bearer`, `mtls`, or what a
-   * custom authenticator names); methods' `security` requirements name schemes. `""` when anonymous.
+   * The security scheme that produced this identity: what its authenticator names (the JWT, API-key
+   * and mTLS factories name theirs; a bearer factory keeps the scheme of the context it returns, which
+   * `authenticated()` sets to the domain unless given `{ scheme }`). Methods' `security` requirements
+   * name schemes. `""` when anonymous.
    */
   readonly scheme: string;
   readonly authenticated: boolean;
