@@ -145,14 +145,18 @@ export function caseFromJson(text: string): FuzzCase {
 
 /** `bytes` as one to three writes, split at random points. */
 export function splitWrites(rng: Rng, bytes: Uint8Array): Uint8Array[] {
+  // At most one piece per byte: the cuts are distinct offsets in 1..length-1.
   const pieces =
     bytes.byteLength < 2
       ? 1
-      : rng.weighted([
-          [1, 6],
-          [2, 3],
-          [3, 1],
-        ] as const);
+      : Math.min(
+          bytes.byteLength,
+          rng.weighted([
+            [1, 6],
+            [2, 3],
+            [3, 1],
+          ] as const),
+        );
   const cuts = new Set<number>();
   while (cuts.size < pieces - 1) cuts.add(rng.range(1, bytes.byteLength - 1));
   const at = [0, ...[...cuts].sort((a, b) => a - b), bytes.byteLength];

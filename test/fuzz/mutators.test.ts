@@ -273,6 +273,18 @@ describe("fuzz cases", () => {
     assert.ok(back.input.kind === "shm" && back.input.segment.image.byteLength > 0);
   });
 
+  test("split writes of two or three bytes never ask for more pieces than there are bytes", () => {
+    const r = new Rng(3);
+    for (const length of [2, 3]) {
+      const bytes = r.bytes(length);
+      for (let i = 0; i < 200; i++) {
+        const pieces = splitWrites(r, bytes);
+        assert.ok(pieces.length >= 1 && pieces.length <= length);
+        assert.deepEqual(Buffer.concat(pieces), Buffer.from(bytes));
+      }
+    }
+  });
+
   test("split writes back into the bytes they came from", () => {
     const r = new Rng(2);
     const bytes = r.bytes(500);
