@@ -322,19 +322,26 @@ export class Call {
 
   /**
    * `work`'s result, unless the call is aborted first: then `onAbort(reason)`'s (and `work`'s
-   * eventual result is dropped). `work` must not reject. A call races one piece of work at a time
+   * eventual result is dropped); a rejection of `work` rejects it. A call races one piece of work at a time
    * (its handler, then each turn), so one slot holds the race.
    */
   unlessAborted<T>(work: Promise<T>, onAbort: (reason: RpcError) => T): Promise<T> {
     if (this.abortReason !== null) return Promise.resolve(onAbort(this.abortReason));
-    return new Promise<T>((resolve) => {
+    return new Promise<T>((resolve, reject) => {
       const race = (reason: RpcError) => resolve(onAbort(reason));
       this.race = race;
-      void work.then((value) => {
-        if (this.race !== race) return; // aborted first: already answered
-        this.race = null;
-        resolve(value);
-      });
+      work.then(
+        (value) => {
+          if (this.race !== race) return; // aborted first: already answered
+          this.race = null;
+          resolve(value);
+        },
+        (err: unknown) => {
+          if (this.race !== race) return;
+          this.race = null;
+          reject(err);
+        },
+      );
     });
   }
 

@@ -109,8 +109,14 @@ export async function dispatch(
       call.end();
       return { kind: "answer", answer: admission.answer, drainInput: admission.drainInput === true };
     }
+    // The common path (no interceptor to wait for) runs without the helpers' extra promises.
     if (admission.kind === "unary") {
-      const answer = await answerUnary(call, admission.method, admission.params);
+      const schema = admission.method.schemas.result;
+      const answer =
+        (call.entered === null ? null : await refusedByInterceptors(call, schema)) ??
+        (await call.unlessAborted(runUnary(call, admission.method, admission.params), (reason) =>
+          call.errorAnswer(schema, reason),
+        ));
       call.end();
       return { kind: "answer", answer, drainInput: false };
     }
@@ -148,7 +154,7 @@ async function refusedByInterceptors(call: Call, schema: Schema): Promise<Answer
 /** A unary call's answer: refused, the handler's, or the abort reason if the call is aborted first. */
 async function answerUnary(call: Call, method: ResolvedMethod, params: Record<string, unknown>): Promise<Answer> {
   const schema = method.schemas.result;
-  const refused = await refusedByInterceptors(call, schema);
+  const refused = call.entered === null ? null : await refusedByInterceptors(call, schema);
   if (refused !== null) return refused;
   const running = runUnary(call, method, params).catch((err: unknown) => call.errorAnswer(schema, err));
   return call.unlessAborted(running, (reason) => call.errorAnswer(schema, reason));
@@ -160,7 +166,7 @@ async function openOrAnswer(
   method: ResolvedMethod,
   params: Record<string, unknown>,
 ): Promise<StreamOpening> {
-  const refused = await refusedByInterceptors(call, EMPTY_SCHEMA);
+  const refused = call.entered === null ? null : await refusedByInterceptors(call, EMPTY_SCHEMA);
   if (refused !== null) return { ok: false, answer: refused };
   return call.unlessAborted(openStream(call, method, params), (reason) => ({
     ok: false as const,
@@ -250,7 +256,7 @@ class RequestScope implements RequestCall {
 
   async turn(stream: OpenStream, input: RecordBatch): Promise<TurnResult> {
     // A resumed stream's turn is a call of its own: its interceptors may refuse it.
-    const refused = await refusedByInterceptors(this.call, stream.outputSchema);
+    const refused = this.call.entered === null ? null : await refusedByInterceptors(this.call, stream.outputSchema);
     if (refused !== null) return { batches: refused.batches, done: true, cancelled: false };
     return turnUnlessAborted(this.call, stream, input);
   }
