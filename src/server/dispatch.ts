@@ -258,8 +258,6 @@ export class Call {
   /** Made when a handler first reads `ctx.signal` (most never do). */
   private controller: AbortController | null = null;
   private abortReason: RpcError | null = null;
-  /** Who waits for an abort (`whenAborted`). */
-  private abortWaiters: ((reason: RpcError) => void)[] | null = null;
   /** The work `unlessAborted` is racing, answered with the reason on abort. */
   private race: ((reason: RpcError) => void) | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
@@ -304,20 +302,6 @@ export class Call {
     const race = this.race;
     this.race = null;
     race?.(reason);
-    const waiters = this.abortWaiters;
-    this.abortWaiters = null;
-    if (waiters !== null) for (const w of waiters) w(reason);
-  }
-
-  private onAborted(waiter: (reason: RpcError) => void): void {
-    if (this.abortWaiters === null) this.abortWaiters = [waiter];
-    else this.abortWaiters.push(waiter);
-  }
-
-  /** Resolves with the abort reason when the call is aborted (never otherwise). */
-  whenAborted(): Promise<RpcError> {
-    if (this.abortReason !== null) return Promise.resolve(this.abortReason);
-    return new Promise((resolve) => this.onAborted(resolve));
   }
 
   /**
@@ -441,7 +425,6 @@ export class Call {
     if (this.ended) return;
     this.ended = true;
     if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
-    this.abortWaiters = null;
     this.race = null;
     const e = this.failure;
     const outcome: CallOutcome = {

@@ -345,9 +345,12 @@ export class ActiveStream implements ActiveCall {
     return this.call.abortedWith;
   }
 
-  /** Resolves with the abort reason if the stream is aborted (never otherwise). */
-  whenAborted(): Promise<RpcError> {
-    return this.call.whenAborted();
+  /**
+   * `work`'s result, or `onAbort(reason)`'s if the stream is aborted first (`work`'s result then
+   * dropped); one wait at a time (the call's one slot).
+   */
+  unlessAborted<T>(work: Promise<T>, onAbort: (reason: RpcError) => T): Promise<T> {
+    return this.call.unlessAborted(work, onAbort);
   }
 
   abort(reason: RpcError): void {

@@ -136,9 +136,16 @@ class Session {
     const reason = this.conn.signal?.reason;
     this.current?.abort(reason instanceof RpcError ? reason : peerGone(this.conn.transport));
   };
-  /** Resolves when the listener is closing (never without `conn.closing`). */
-  private readonly closing: Promise<typeof CLOSING>;
-  private onClosing: (() => void) | null = null;
+  /**
+   * The wait for the next request, answered with `CLOSING` if the listener starts closing first
+   * (one slot: racing a long-lived promise per request would keep a reaction per request alive).
+   */
+  private waiting: ((value: typeof CLOSING) => void) | null = null;
+  private readonly onClosing = () => {
+    const waiting = this.waiting;
+    this.waiting = null;
+    waiting?.(CLOSING);
+  };
 
   constructor(
     private readonly server: ServerCore,
@@ -148,21 +155,34 @@ class Session {
   ) {
     this.side = conn.sideChannel ?? null;
     conn.signal?.addEventListener("abort", this.onAbort, { once: true });
-    const closing = conn.closing;
-    this.closing =
-      closing === undefined
-        ? new Promise<typeof CLOSING>(() => {})
-        : closing.aborted
-          ? Promise.resolve(CLOSING)
-          : new Promise((resolve) => {
-              this.onClosing = () => resolve(CLOSING);
-              closing.addEventListener("abort", this.onClosing, { once: true });
-            });
+    conn.closing?.addEventListener("abort", this.onClosing, { once: true });
+  }
+
+  /** `work`'s result, or `CLOSING` when the listener starts closing first (`work`'s result then dropped). */
+  private unlessClosing<T>(work: Promise<T>): Promise<T | typeof CLOSING> {
+    const closing = this.conn.closing;
+    if (closing === undefined) return work;
+    if (closing.aborted) return Promise.resolve(CLOSING);
+    return new Promise<T | typeof CLOSING>((resolve, reject) => {
+      this.waiting = resolve;
+      work.then(
+        (value) => {
+          if (this.waiting !== resolve) return; // closing won
+          this.waiting = null;
+          resolve(value);
+        },
+        (err: unknown) => {
+          if (this.waiting !== resolve) return;
+          this.waiting = null;
+          reject(err);
+        },
+      );
+    });
   }
 
   close(): void {
     this.conn.signal?.removeEventListener("abort", this.onAbort);
-    if (this.onClosing !== null) this.conn.closing?.removeEventListener("abort", this.onClosing);
+    this.conn.closing?.removeEventListener("abort", this.onClosing);
     this.side?.close();
   }
 
@@ -178,7 +198,7 @@ class Session {
       let request: RecordBatch | null;
       try {
         // An idle connection of a closing listener stops waiting for its next request.
-        const schema = await Promise.race([reader.open(), this.closing]);
+        const schema = await this.unlessClosing(reader.open());
         if (schema === null || schema === CLOSING) return; // clean close between calls, or shutdown
         request = await reader.next();
         if (request !== null) await reader.drain();
@@ -269,14 +289,18 @@ class Session {
     // input) is handed to the OS before the next input is read; the buffer is let go when the
     // stream ends (answers still queued keep it alive).
     const flush = stream.borrowInput ? conn.flush?.bind(conn) : undefined;
-    // An aborted stream stops waiting for its client's next input.
-    const aborted = stream.whenAborted();
     try {
       for (;;) {
         if (flush !== undefined) await flush();
         let batch: RecordBatch | RpcError | null;
         try {
-          batch = stream.aborted ?? (await Promise.race([input.next(flush !== undefined), aborted]));
+          // An aborted stream stops waiting for its client's next input.
+          batch =
+            stream.aborted ??
+            (await stream.unlessAborted<RecordBatch | RpcError | null>(
+              input.next(flush !== undefined),
+              (reason) => reason,
+            ));
         } catch (err) {
           // A malformed input ends the stream with the error on the output schema, as a failed
           // turn does; the connection goes on only if the bytes are still framed.
