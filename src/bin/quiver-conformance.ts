@@ -19,11 +19,17 @@
  *   --access-log PATH                  append JSONL access-log records to PATH
  *   --access-log-debug                 accepted for compatibility (payloads are never logged)
  *   --no-shm                           (pipe) decline the shared-memory side channel
+ *   --fake-storage URL                 externalize output batches through the reference's fake
+ *                                      storage service at URL (every transport)
+ *   --externalize-threshold N          bytes from which a batch is externalized (default 4096)
+ *   --external-compression zstd|gzip   compress externalized objects (quiver's flag: the
+ *                                      reference's suites wire compression in-process)
  */
 import { parseArgs } from "node:util";
 import { type Authenticator, AuthFailure, type AuthReason } from "../auth/types.js";
 import { createSecondaryImplementation, SecondaryProtocol } from "../conformance/secondary.js";
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
+import { FakeStorage } from "../external/storage.js";
 import { createAccessLog } from "../server/access-log.js";
 import { bind, createServer } from "../server/server.js";
 import { createHttpHandler, listenHttp } from "../transports/http/server.js";
@@ -60,6 +66,9 @@ async function main(): Promise<void> {
         "no-compression": { type: "boolean" },
         describe: { type: "boolean" },
         "no-shm": { type: "boolean" },
+        "fake-storage": { type: "string" },
+        "externalize-threshold": { type: "string" },
+        "external-compression": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -74,19 +83,35 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip]]\n",
     );
     return;
   }
   // stdout carries IPC only (in stdio mode); diagnostics and console exporters go to stderr.
   consoleToStderr();
   const stopTelemetry = await startTelemetry("quiver-conformance");
+  const thresholdRaw = values["externalize-threshold"];
+  const threshold = typeof thresholdRaw === "string" ? Number(thresholdRaw) : 4096;
+  if (!Number.isSafeInteger(threshold) || threshold < 0) {
+    fail(`--externalize-threshold must be >= 0, got '${String(thresholdRaw)}'`);
+  }
+  const storage = typeof values["fake-storage"] === "string" ? new FakeStorage(values["fake-storage"]) : null;
+  const algorithm = values["external-compression"];
+  if (algorithm !== undefined && algorithm !== "zstd" && algorithm !== "gzip") {
+    fail(`--external-compression wants 'zstd' or 'gzip', got '${String(algorithm)}'`);
+  }
+  const compression = algorithm === undefined ? undefined : { algorithm: algorithm as "zstd" | "gzip" };
+  const external =
+    storage === null
+      ? null
+      : { storage, thresholdBytes: threshold, ...(compression === undefined ? {} : { compression }) };
   const server = createServer({
     // The reference sends tracebacks by default and its suites check for them
     // (TestTracebackPolicy); quiver's default is off, so this worker opts in.
     includeTracebacks: true,
+    ...(external === null ? {} : { external }),
     protocols: [
-      bind(ConformanceService, createConformanceImplementation()),
+      bind(ConformanceService, createConformanceImplementation(external)),
       bind(SecondaryProtocol, createSecondaryImplementation()),
     ],
   });

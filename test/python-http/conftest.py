@@ -15,8 +15,13 @@ the matching flags:
 ``conformance_http_small_request_cap_port`` ``--http --max-request-bytes 4096``
 ``conformance_describe`` / ``conformance_protocol_connector``  the default worker, over HTTP
 
-Fixtures for features quiver does not serve (external storage, CORS, sticky
-sessions) skip, naming the reason.  Raw byte-stream connections do not exist
+``conformance_fake_storage``            the reference's fake storage service (in this process)
+``conformance_http_with_storage_port``  ``--http --fake-storage URL`` (threshold 4096)
+``conformance_http_with_zstd_storage_port`` the same plus ``--external-compression zstd``
+
+Fixtures for features quiver does not serve (the externalized-response cap,
+server-side pointer resolution, CORS, sticky sessions) skip, naming the reason;
+so do the external-storage items listed in ``_NOT_BUILT`` at the end.  Raw byte-stream connections do not exist
 over HTTP; the pipe/unix/tcp harness in ``test/python`` covers them.
 """
 
@@ -26,6 +31,7 @@ import contextlib
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -39,6 +45,9 @@ from vgi_rpc.http import http_connect
 from vgi_rpc.log import Message
 
 ROOT = Path(__file__).resolve().parents[2]
+# Shared helpers with the byte-stream harness (test/python).
+sys.path.insert(0, str(ROOT / "test" / "python"))
+from _quiver_worker import fake_storage_service  # noqa: E402
 ConnFactory = Callable[..., contextlib.AbstractContextManager[Any]]
 
 
@@ -127,10 +136,30 @@ def _unsupported(what: str) -> Any:
     return fixture
 
 
-conformance_http_externalized_cap_port = _unsupported("external storage (externalized-response cap)")
-conformance_http_with_storage_port = _unsupported("external storage")
-conformance_http_with_zstd_storage_port = _unsupported("external storage")
-conformance_fake_storage = _unsupported("fake storage backend")
+conformance_http_externalized_cap_port = _unsupported("externalized-response cap (max_externalized_response_bytes)")
+conformance_http_external_security_port = _unsupported(
+    "server-side resolution of client-sent pointers (external-fetch caps, per-hop URL validation)"
+)
+
+
+@pytest.fixture(scope="session")
+def conformance_fake_storage() -> Iterator[str]:
+    """The reference's in-memory fake storage service, on loopback, for the whole session."""
+    with fake_storage_service() as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="session")
+def conformance_http_with_storage_port(conformance_fake_storage: str) -> Iterator[int]:
+    with _http_worker("--fake-storage", conformance_fake_storage) as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_with_zstd_storage_port(conformance_fake_storage: str) -> Iterator[int]:
+    with _http_worker("--fake-storage", conformance_fake_storage, "--external-compression", "zstd") as port:
+        yield port
+
 conformance_http_cors_port = _unsupported("CORS configuration")
 conformance_http_sticky_auth_port = _unsupported("sticky sessions")
 conformance_http_sticky_short_ttl_port = _unsupported("sticky sessions")
@@ -176,3 +205,36 @@ def conformance_http_small_request_cap_port() -> Iterator[int]:
     with _http_worker("--max-request-bytes", "4096") as port:
         yield port
 
+
+# ---------------------------------------------------------------------------
+# External-storage items for parts of #25 not built yet.  Each is skipped by
+# name with the missing piece, so the rest of every external group runs.
+# ---------------------------------------------------------------------------
+
+_NO_INBOUND = "not built yet (#25): the server resolving client-sent pointer batches"
+_NO_UPLOADS = "not built yet (#25): upload URLs (request_upload_urls, capability headers, client uploads)"
+_NOT_BUILT: dict[str, str] = {
+    "TestExternalInputRoutes::test_unary_resolves_external_input": _NO_INBOUND,
+    "TestExternalInputRoutes::test_stream_init_resolves_external_input": _NO_INBOUND,
+    "TestExternalInputRoutes::test_exchange_resolves_external_input": _NO_INBOUND,
+    "TestExternalInputRoutes::test_exchange_external_input_carries_the_payloads_metadata": _NO_INBOUND,
+    "TestExternalFetchFailures": _NO_INBOUND,
+    "TestExternalStorageUrlPair": _NO_UPLOADS,
+    "TestExternalLocation::test_capabilities_advertise_externalization": _NO_UPLOADS,
+    "TestExternalLocation::test_request_upload_urls_returns_pairs": _NO_UPLOADS,
+    "TestExternalLocation::test_client_to_server_auto_externalization": _NO_UPLOADS,
+    # Byte-stream transports only: test/python runs this group over pipe, unix and tcp.
+    "TestExternalByteStream": "byte-stream externalization is covered by test/python (pipe, unix, tcp)",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip, naming the reason, the external-storage items listed in ``_NOT_BUILT``."""
+    for item in items:
+        cls = getattr(item, "cls", None)
+        if cls is None:
+            continue
+        name = item.name.split("[", 1)[0]
+        reason = _NOT_BUILT.get(f"{cls.__name__}::{name}") or _NOT_BUILT.get(cls.__name__)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))

@@ -21,7 +21,7 @@
  * Requests go out through client-requests.ts; streams continue in client-stream.ts.
  */
 import type { RecordBatch } from "apache-arrow";
-import { requestBatch, traced } from "../../client/client.js";
+import { requestBatch, resolvePointer, traced } from "../../client/client.js";
 import {
   describeProtocol,
   listProtocols,
@@ -29,7 +29,13 @@ import {
   type ServiceDescription,
 } from "../../client/describe.js";
 import { type ClientInterceptor, interceptorList, interceptStream, interceptUnary } from "../../client/interceptors.js";
-import type { CallChannel, CallTarget, RequestMetadata, StreamOpenOptions } from "../../client/transport.js";
+import type {
+  CallChannel,
+  CallTarget,
+  PointerResolver,
+  RequestMetadata,
+  StreamOpenOptions,
+} from "../../client/transport.js";
 import {
   type CallOptions,
   type ClientMethod,
@@ -84,6 +90,11 @@ export interface HttpClientOptions {
    * and errors, refuse or retry calls. Default: none.
    */
   readonly interceptors?: readonly ClientInterceptor[];
+  /**
+   * Resolves external-location pointer batches (`new ExternalResolver({ ... })`): see
+   * `ClientOptions.external`. Default: none (a pointer fails the call).
+   */
+  readonly external?: PointerResolver;
 }
 
 /** A vgi-rpc client over HTTP. Implements `CallChannel`, so `proxy(client, Protocol)` works on it. */
@@ -97,6 +108,8 @@ export class HttpClient implements CallChannel {
   private readonly turns: StreamTurns;
   /** `HttpClientOptions.interceptors`, or null when there are none. */
   private readonly interceptors: readonly ClientInterceptor[] | null;
+  /** `HttpClientOptions.external`, or null. */
+  private readonly external: PointerResolver | null;
   private closed = false;
 
   constructor(baseUrl: string | URL, opts: HttpClientOptions = {}) {
@@ -105,6 +118,7 @@ export class HttpClient implements CallChannel {
     this.url = prefix === "" ? base : `${base}${prefix.startsWith("/") ? "" : "/"}${prefix}`;
     this.onLog = opts.onLog;
     this.interceptors = interceptorList(opts.interceptors);
+    this.external = opts.external ?? null;
     const node = opts.fetch === undefined ? nodePost() : null;
     let send: ReturnType<typeof fetchPost>;
     if (node !== null) {
@@ -153,19 +167,21 @@ export class HttpClient implements CallChannel {
   }
 
   /**
-   * Walks one response stream: logs go to `onLog`, an EXCEPTION batch throws, pointer batches
-   * throw (not resolved here); returns the remaining batches in order.
+   * Walks one response stream: logs go to `onLog`, an EXCEPTION batch throws, external-location
+   * pointers are resolved (`HttpClientOptions.external`), shared-memory pointers throw; returns
+   * the remaining batches in order.
    */
-  private scan(stream: BodyStream | undefined): RecordBatch[] {
+  private async scan(stream: BodyStream | undefined): Promise<RecordBatch[]> {
     const out: RecordBatch[] = [];
     for (const b of stream?.batches ?? []) {
       const kind = classifyBatch(b);
       if (kind === "log") this.log(b);
       else if (kind === "error") throw errorFromMetadata(b.metadata);
-      else if (kind === "external_pointer" || kind === "shm_pointer") {
+      else if (kind === "external_pointer") out.push(await resolvePointer(this.external, b, this.onLog));
+      else if (kind === "shm_pointer") {
         throw frameworkError(
           "protocol_error",
-          `the server sent a ${kind === "shm_pointer" ? "shared-memory" : "external-location"} pointer batch, which this client does not resolve`,
+          "the server sent a shared-memory pointer batch, which this client does not resolve",
         );
       } else out.push(b);
     }
@@ -192,7 +208,7 @@ export class HttpClient implements CallChannel {
   ): Promise<RecordBatch> {
     const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
     const res = await this.requests.post(this.routeUrl(target), body, null, headers);
-    const batches = this.scan(res.streams[0]);
+    const batches = await this.scan(res.streams[0]);
     const result = batches[0];
     if (result === undefined || res.status !== 200) {
       throw result === undefined
@@ -234,7 +250,7 @@ export class HttpClient implements CallChannel {
     let index = 0;
     let header: RecordBatch | null = null;
     if (opts.hasHeader) {
-      const h = this.scan(res.streams[index++]);
+      const h = await this.scan(res.streams[index++]);
       if (h[0] === undefined) {
         throw frameworkError("protocol_error", "Stream header IPC stream ended without a data batch.", {
           type: "ProtocolError",
@@ -245,7 +261,7 @@ export class HttpClient implements CallChannel {
     const pending: RecordBatch[] = [];
     let cursor: string | null = null;
     let callToken: string | null = null;
-    for (const b of this.scan(res.streams[index])) {
+    for (const b of await this.scan(res.streams[index])) {
       if (b.numRows === 0 && b.metadata.has(STREAM_STATE_KEY)) {
         cursor = b.metadata.get(STREAM_STATE_KEY)!;
         callToken = b.metadata.get(CALL_STATE_KEY) ?? null;
