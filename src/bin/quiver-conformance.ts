@@ -24,11 +24,15 @@
  *   --externalize-threshold N          bytes from which a batch is externalized (default 4096)
  *   --external-compression zstd|gzip   compress externalized objects (quiver's flag: the
  *                                      reference's suites wire compression in-process)
+ *   --external-max-fetch-bytes N       caps on fetching client-sent pointers (encoded, decoded);
+ *   --external-max-decompressed-bytes N  the URLs fetched must be http(s) to a loopback host,
+ *   --external-url-host H              or to H only when given (quiver's flags)
  */
 import { parseArgs } from "node:util";
 import { type Authenticator, AuthFailure, type AuthReason } from "../auth/types.js";
 import { createSecondaryImplementation, SecondaryProtocol } from "../conformance/secondary.js";
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
+import { loopbackOnly } from "../external/fetch.js";
 import { FakeStorage } from "../external/storage.js";
 import { createAccessLog } from "../server/access-log.js";
 import { bind, createServer } from "../server/server.js";
@@ -69,6 +73,9 @@ async function main(): Promise<void> {
         "fake-storage": { type: "string" },
         "externalize-threshold": { type: "string" },
         "external-compression": { type: "string" },
+        "external-max-fetch-bytes": { type: "string" },
+        "external-max-decompressed-bytes": { type: "string" },
+        "external-url-host": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -83,7 +90,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip]]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
@@ -101,10 +108,33 @@ async function main(): Promise<void> {
     fail(`--external-compression wants 'zstd' or 'gzip', got '${String(algorithm)}'`);
   }
   const compression = algorithm === undefined ? undefined : { algorithm: algorithm as "zstd" | "gzip" };
+  const cap = (name: string): number | undefined => {
+    const raw = values[name];
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < 1) fail(`--${name} wants a positive integer, got '${String(raw)}'`);
+    return n;
+  };
+  const maxFetchBytes = cap("external-max-fetch-bytes");
+  const maxDecompressedBytes = cap("external-max-decompressed-bytes");
+  const onlyHost = values["external-url-host"];
+  // Client-sent pointers are fetched from loopback only (the reference worker's policy), or from
+  // the one host named.
+  const urlValidator = (url: string): void => {
+    loopbackOnly(url);
+    if (typeof onlyHost === "string" && new URL(url).hostname !== onlyHost) {
+      throw new Error(`refusing external location host ${new URL(url).hostname} (only ${onlyHost} is allowed)`);
+    }
+  };
+  const fetch = {
+    urlValidator,
+    ...(maxFetchBytes === undefined ? {} : { maxFetchBytes }),
+    ...(maxDecompressedBytes === undefined ? {} : { maxDecompressedBytes }),
+  };
   const external =
     storage === null
       ? null
-      : { storage, thresholdBytes: threshold, ...(compression === undefined ? {} : { compression }) };
+      : { storage, thresholdBytes: threshold, fetch, ...(compression === undefined ? {} : { compression }) };
   const server = createServer({
     // The reference sends tracebacks by default and its suites check for them
     // (TestTracebackPolicy); quiver's default is off, so this worker opts in.

@@ -10,7 +10,9 @@ import type { RecordBatch, Schema } from "apache-arrow";
 import { encodeBody } from "../transports/http/compression.js";
 import { concatBytes, encodeStream } from "../wire/ipc.js";
 import { classifyBatch } from "../wire/messages.js";
+import type { FetchOptions } from "./fetch.js";
 import { makePointerBatch, totalBufferSize } from "./pointer.js";
+import { ExternalResolver } from "./resolve.js";
 import type { ContentEncoding, ExternalStorage } from "./storage.js";
 
 /** Compression applied to externalized objects before upload. */
@@ -31,6 +33,12 @@ export interface ExternalizePolicy {
   readonly thresholdBytes?: number;
   /** Compress objects before upload (the client decodes by `Content-Encoding`). Default: none. */
   readonly compression?: ExternalCompression;
+  /**
+   * How the server fetches pointers its clients send in place of a request or an exchange input
+   * (resolved on every transport while `external` is set). Default: `FetchOptions`' defaults,
+   * https URLs only.
+   */
+  readonly fetch?: FetchOptions;
 }
 
 /** The default externalization threshold: 1 MiB, as the reference. */
@@ -41,6 +49,8 @@ export interface CheckedPolicy {
   readonly storage: ExternalStorage;
   readonly thresholdBytes: number;
   readonly compression: ExternalCompression | undefined;
+  /** Resolves client-sent pointers. */
+  readonly inbound: ExternalResolver;
 }
 
 /** Checks a policy given to `createServer`; returns it normalized. */
@@ -54,7 +64,12 @@ export function checkPolicy(policy: ExternalizePolicy): CheckedPolicy {
   if (algorithm !== undefined && algorithm !== "zstd" && algorithm !== "gzip") {
     throw new RangeError(`external.compression.algorithm must be 'zstd' or 'gzip', got '${String(algorithm)}'`);
   }
-  return { storage: policy.storage, thresholdBytes: threshold, compression: policy.compression };
+  return {
+    storage: policy.storage,
+    thresholdBytes: threshold,
+    compression: policy.compression,
+    inbound: new ExternalResolver(policy.fetch),
+  };
 }
 
 /** A published object: the URL and the hex SHA-256 of its raw IPC bytes. */

@@ -41,7 +41,7 @@ function sameSchema(a: Schema, b: Schema): boolean {
  * how many resolutions run at once.
  */
 export class ExternalResolver {
-  readonly config: FetchConfig;
+  private readonly config: FetchConfig;
   private active = 0;
   private readonly waiting: (() => void)[] = [];
 

@@ -137,9 +137,6 @@ def _unsupported(what: str) -> Any:
 
 
 conformance_http_externalized_cap_port = _unsupported("externalized-response cap (max_externalized_response_bytes)")
-conformance_http_external_security_port = _unsupported(
-    "server-side resolution of client-sent pointers (external-fetch caps, per-hop URL validation)"
-)
 
 
 @pytest.fixture(scope="session")
@@ -152,6 +149,23 @@ def conformance_fake_storage() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def conformance_http_with_storage_port(conformance_fake_storage: str) -> Iterator[int]:
     with _http_worker("--fake-storage", conformance_fake_storage) as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_external_security_port(conformance_fake_storage: str) -> Iterator[int]:
+    """Client-sent pointers fetched under 4 KiB encoded / 8 KiB decoded caps, from 127.0.0.1 only."""
+    flags = (
+        "--fake-storage",
+        conformance_fake_storage,
+        "--external-max-fetch-bytes",
+        "4096",
+        "--external-max-decompressed-bytes",
+        "8192",
+        "--external-url-host",
+        "127.0.0.1",
+    )
+    with _http_worker(*flags) as port:
         yield port
 
 
@@ -211,14 +225,8 @@ def conformance_http_small_request_cap_port() -> Iterator[int]:
 # name with the missing piece, so the rest of every external group runs.
 # ---------------------------------------------------------------------------
 
-_NO_INBOUND = "not built yet (#25): the server resolving client-sent pointer batches"
 _NO_UPLOADS = "not built yet (#25): upload URLs (request_upload_urls, capability headers, client uploads)"
 _NOT_BUILT: dict[str, str] = {
-    "TestExternalInputRoutes::test_unary_resolves_external_input": _NO_INBOUND,
-    "TestExternalInputRoutes::test_stream_init_resolves_external_input": _NO_INBOUND,
-    "TestExternalInputRoutes::test_exchange_resolves_external_input": _NO_INBOUND,
-    "TestExternalInputRoutes::test_exchange_external_input_carries_the_payloads_metadata": _NO_INBOUND,
-    "TestExternalFetchFailures": _NO_INBOUND,
     "TestExternalStorageUrlPair": _NO_UPLOADS,
     "TestExternalLocation::test_capabilities_advertise_externalization": _NO_UPLOADS,
     "TestExternalLocation::test_request_upload_urls_returns_pairs": _NO_UPLOADS,

@@ -4,13 +4,24 @@
  */
 import type { RecordBatch } from "apache-arrow";
 import { frameworkError, RpcError } from "../../errors.js";
+import { isPointerBatch } from "../../external/pointer.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
-import { withMetadata } from "../../wire/batches.js";
+import { coreOf } from "../../server/types.js";
+import { EMPTY_SCHEMA, withMetadata } from "../../wire/batches.js";
 import { METHOD_KEY, PROTOCOL_KEY } from "../../wire/keys.js";
-import type { Origin } from "../../wire/messages.js";
+import { errorBatch, type Origin } from "../../wire/messages.js";
 import type { Answer } from "./calls.js";
 import { decodeIpcBody } from "./ipc-body.js";
-import { answer, arrowReply, errorStreamReply, ok, type Reply, type Result, unauthorizedReply } from "./replies.js";
+import {
+  answer,
+  answerBatches,
+  arrowReply,
+  errorStreamReply,
+  ok,
+  type Reply,
+  type Result,
+  unauthorizedReply,
+} from "./replies.js";
 
 /** The `TypeError` the reference answers a request that does not fit its route with. */
 export function typeError(message: string): RpcError {
@@ -19,11 +30,28 @@ export function typeError(message: string): RpcError {
 
 /** The body's first batch (null: none); 400 when the body is not a readable Arrow stream. */
 export async function decodeRequest(server: RpcServer, body: Uint8Array): Promise<Result<RecordBatch | null>> {
+  let batch: RecordBatch | null;
   try {
     const decoded = await decodeIpcBody(body, server.maxMessageBytes);
-    return ok(decoded.batches[0] ?? null);
+    batch = decoded.batches[0] ?? null;
   } catch (err) {
     return answer(errorStreamReply(server, 400, RpcError.from(err)));
+  }
+  const policy = coreOf(server).external;
+  if (batch === null || policy === null || !isPointerBatch(batch)) return ok(batch);
+  // A client-sent pointer: the request (or exchange input) it stands for, fetched before dispatch;
+  // a failed fetch is the call's error, as the reference answers it.
+  try {
+    return ok(await policy.inbound.resolve(batch));
+  } catch (err) {
+    const origin = { serverId: server.serverId, requestId: "" };
+    return answer(
+      answerBatches(
+        EMPTY_SCHEMA,
+        [errorBatch(EMPTY_SCHEMA, RpcError.from(err), origin, server.includeTracebacks)],
+        true,
+      ),
+    );
   }
 }
 
