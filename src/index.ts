@@ -82,6 +82,8 @@ export {
   makePointerBatch,
   publishExternal,
   redactUrl,
+  type UploadUrl,
+  type UploadUrlProvider,
   type UrlValidator,
 } from "./external/index.js";
 export {

@@ -20,7 +20,8 @@
  *   --access-log-debug                 accepted for compatibility (payloads are never logged)
  *   --no-shm                           (pipe) decline the shared-memory side channel
  *   --fake-storage URL                 externalize output batches through the reference's fake
- *                                      storage service at URL (every transport)
+ *                                      storage service at URL (every transport); over HTTP, also
+ *                                      vend upload URLs from it (__upload_url__/init)
  *   --externalize-threshold N          bytes from which a batch is externalized (default 4096)
  *   --external-compression zstd|gzip   compress externalized objects (quiver's flag: the
  *                                      reference's suites wire compression in-process)
@@ -209,6 +210,8 @@ async function main(): Promise<void> {
       ...(typeof keyHex === "string" ? { tokenKey: Buffer.from(keyHex, "hex") } : {}),
       ...(authenticate ? { authenticate } : {}),
       compressResponses: values["no-compression"] !== true,
+      // With fake storage, clients may also upload large inputs through vended URL pairs.
+      ...(storage === null ? {} : { uploadUrls: storage, maxUploadBytes: 256 * 1024 * 1024 }),
     });
     process.stdout.write(`PORT:${listener.port}\n`);
     return;

@@ -23,4 +23,10 @@ export {
   totalBufferSize,
 } from "./pointer.js";
 export { ExternalResolver } from "./resolve.js";
-export { type ContentEncoding, type ExternalStorage, FakeStorage } from "./storage.js";
+export {
+  type ContentEncoding,
+  type ExternalStorage,
+  FakeStorage,
+  type UploadUrl,
+  type UploadUrlProvider,
+} from "./storage.js";

@@ -19,6 +19,22 @@ export interface ExternalStorage {
   upload(data: Uint8Array, schema: Schema, opts: { readonly contentEncoding?: ContentEncoding }): Promise<string>;
 }
 
+/** A pre-signed URL pair for a client upload: PUT to one, GET from the other (signatures are per method). */
+export interface UploadUrl {
+  readonly uploadUrl: string;
+  readonly downloadUrl: string;
+  readonly expiresAt: Date;
+}
+
+/**
+ * Vends upload URL pairs (the reference's `UploadUrlProvider`): what the HTTP server's
+ * `__upload_url__/init` route answers with (`HttpServerOptions.uploadUrls`). May be called
+ * concurrently.
+ */
+export interface UploadUrlProvider {
+  uploadUrl(schema: Schema): Promise<UploadUrl>;
+}
+
 /** What `POST /alloc` answers. */
 interface Allocation {
   readonly object_url?: unknown;
@@ -32,7 +48,7 @@ interface Allocation {
  * first (with `Content-Encoding` when coded), and the second is returned. Serve one with
  * `python -m vgi_rpc.conformance.fake_storage --port 0`, or `serveFakeStorage` in the tests.
  */
-export class FakeStorage implements ExternalStorage {
+export class FakeStorage implements ExternalStorage, UploadUrlProvider {
   readonly baseUrl: string;
 
   constructor(
@@ -42,24 +58,38 @@ export class FakeStorage implements ExternalStorage {
     this.baseUrl = baseUrl.replace(/\/+$/, "");
   }
 
+  /** Allocates a blob: its URL pair (valid for an hour, as the reference's adapter says). */
+  async uploadUrl(_schema?: Schema): Promise<UploadUrl> {
+    const alloc = await this.alloc({}, AbortSignal.timeout(this.timeoutMs));
+    return { uploadUrl: alloc.upload, downloadUrl: alloc.download, expiresAt: new Date(Date.now() + 3_600_000) };
+  }
+
+  private async alloc(body: object, signal: AbortSignal): Promise<{ upload: string; download: string }> {
+    const allocRes = await fetch(`${this.baseUrl}/alloc`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+    if (!allocRes.ok) throw new Error(`fake storage: POST /alloc answered ${allocRes.status}`);
+    const alloc = (await allocRes.json()) as Allocation;
+    const legacy = typeof alloc.object_url === "string" ? alloc.object_url : undefined;
+    const upload = typeof alloc.upload_url === "string" ? alloc.upload_url : legacy;
+    const download = typeof alloc.download_url === "string" ? alloc.download_url : legacy;
+    if (upload === undefined || download === undefined) throw new Error("fake storage: /alloc named no URLs");
+    return { upload, download };
+  }
+
   async upload(
     data: Uint8Array,
     _schema: Schema,
     opts: { readonly contentEncoding?: ContentEncoding } = {},
   ): Promise<string> {
     const signal = AbortSignal.timeout(this.timeoutMs);
-    const allocRes = await fetch(`${this.baseUrl}/alloc`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(opts.contentEncoding === undefined ? {} : { content_encoding: opts.contentEncoding }),
+    const { upload: uploadUrl, download: downloadUrl } = await this.alloc(
+      opts.contentEncoding === undefined ? {} : { content_encoding: opts.contentEncoding },
       signal,
-    });
-    if (!allocRes.ok) throw new Error(`fake storage: POST /alloc answered ${allocRes.status}`);
-    const alloc = (await allocRes.json()) as Allocation;
-    const legacy = typeof alloc.object_url === "string" ? alloc.object_url : undefined;
-    const uploadUrl = typeof alloc.upload_url === "string" ? alloc.upload_url : legacy;
-    const downloadUrl = typeof alloc.download_url === "string" ? alloc.download_url : legacy;
-    if (uploadUrl === undefined || downloadUrl === undefined) throw new Error("fake storage: /alloc named no URLs");
+    );
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
     if (opts.contentEncoding !== undefined) headers["content-encoding"] = opts.contentEncoding;
     const put = await fetch(uploadUrl, { method: "PUT", headers, body: data as Uint8Array<ArrayBuffer>, signal });

@@ -25,6 +25,7 @@ import { t } from "../../src/protocol/types.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { connectHttp } from "../../src/transports/http/client.js";
 import { listenHttp } from "../../src/transports/http/listen.js";
+import { concatBytes, decodeStreamBytes, encodeStream } from "../../src/wire/ipc.js";
 import type { LogRecord } from "../../src/wire/messages.js";
 import { memoryClient } from "../client/helpers.js";
 import { type FakeStorageServer, serveFakeStorage } from "../helpers/fake-storage.js";
@@ -244,4 +245,46 @@ test("the server resolves client-sent pointers on a byte stream: a request and a
   assert.deepEqual([...out!.getChild("x")!], [15, 20]);
   await stream.close();
   await client.close();
+});
+
+test("HTTP: __upload_url__/init vends method-bound URL pairs and the capabilities say so", async () => {
+  const server = makeServer(1 << 30);
+  const listener = await listenHttp(server, {
+    port: 0,
+    uploadUrls: new FakeStorage(storage.baseUrl),
+    maxUploadBytes: 1 << 20,
+  });
+  const base = `http://127.0.0.1:${listener.port}`;
+  try {
+    const caps = await fetch(`${base}/health`, { method: "OPTIONS" });
+    assert.equal(caps.headers.get("vgi-upload-url-support"), "true");
+    assert.equal(caps.headers.get("vgi-max-upload-bytes"), String(1 << 20));
+    assert.equal(caps.headers.get("vgi-externalization-enabled"), "true");
+    const post = (method: string, count: bigint) =>
+      fetch(`${base}/__upload_url__/init`, {
+        method: "POST",
+        headers: { "content-type": "application/vnd.apache.arrow.stream" },
+        body: concatBytes(
+          encodeStream(schemaOf({ count: t.int64() }), [
+            requestBatch(batchFromRows({ count: t.int64() }, [{ count }]), { protocol: "", method }),
+          ]),
+        ) as Uint8Array<ArrayBuffer>,
+      });
+    const res = await post("__upload_url__", 2n);
+    assert.equal(res.status, 200);
+    const answer = decodeStreamBytes(new Uint8Array(await res.arrayBuffer()))!;
+    const batch = answer.batches[0]!;
+    assert.equal(batch.numRows, 2);
+    const upload = String(batch.getChild("upload_url")!.get(0));
+    const download = String(batch.getChild("download_url")!.get(0));
+    assert.match(upload, /\/upload\//);
+    assert.match(download, /\/download\//);
+    assert.ok(Number(batch.getChild("expires_at")!.get(0)) > Date.now());
+    const put = await fetch(upload, { method: "PUT", body: "payload" });
+    assert.equal(put.status, 204);
+    assert.equal(await (await fetch(download)).text(), "payload");
+    assert.equal((await post("something_else", 1n)).status, 400);
+  } finally {
+    await server.close();
+  }
 });

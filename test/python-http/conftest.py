@@ -16,13 +16,16 @@ the matching flags:
 ``conformance_describe`` / ``conformance_protocol_connector``  the default worker, over HTTP
 
 ``conformance_fake_storage``            the reference's fake storage service (in this process)
-``conformance_http_with_storage_port``  ``--http --fake-storage URL`` (threshold 4096)
-``conformance_http_with_zstd_storage_port`` the same plus ``--external-compression zstd``
+``conformance_http_with_storage_port``  ``--http --fake-storage URL --max-request-bytes 32768``
+                                        (threshold 4096; vends upload URLs)
+``conformance_http_with_zstd_storage_port`` ``--fake-storage URL --external-compression zstd``
+``conformance_http_external_security_port`` fake storage with 4 KiB / 8 KiB fetch caps, 127.0.0.1 only
 
 Fixtures for features quiver does not serve (the externalized-response cap,
-server-side pointer resolution, CORS, sticky sessions) skip, naming the reason;
-so do the external-storage items listed in ``_NOT_BUILT`` at the end.  Raw byte-stream connections do not exist
-over HTTP; the pipe/unix/tcp harness in ``test/python`` covers them.
+CORS, sticky sessions) skip, naming the reason; so does ``TestExternalByteStream``
+(``_SKIPPED_BY_NAME`` at the end), which ``test/python`` runs.  Raw byte-stream
+connections do not exist over HTTP; the pipe/unix/tcp harness in ``test/python``
+covers them.
 """
 
 from __future__ import annotations
@@ -148,7 +151,9 @@ def conformance_fake_storage() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def conformance_http_with_storage_port(conformance_fake_storage: str) -> Iterator[int]:
-    with _http_worker("--fake-storage", conformance_fake_storage) as port:
+    # A request cap under the suite's 40 000-character upload payload, so its client meets a 413
+    # and uploads through the vended URLs.
+    with _http_worker("--fake-storage", conformance_fake_storage, "--max-request-bytes", "32768") as port:
         yield port
 
 
@@ -221,28 +226,23 @@ def conformance_http_small_request_cap_port() -> Iterator[int]:
 
 
 # ---------------------------------------------------------------------------
-# External-storage items for parts of #25 not built yet.  Each is skipped by
-# name with the missing piece, so the rest of every external group runs.
+# External-storage items skipped by name, with the reason, so the rest of every
+# external group runs.
 # ---------------------------------------------------------------------------
 
-_NO_UPLOADS = "not built yet (#25): upload URLs (request_upload_urls, capability headers, client uploads)"
-_NOT_BUILT: dict[str, str] = {
-    "TestExternalStorageUrlPair": _NO_UPLOADS,
-    "TestExternalLocation::test_capabilities_advertise_externalization": _NO_UPLOADS,
-    "TestExternalLocation::test_request_upload_urls_returns_pairs": _NO_UPLOADS,
-    "TestExternalLocation::test_client_to_server_auto_externalization": _NO_UPLOADS,
+_SKIPPED_BY_NAME: dict[str, str] = {
     # Byte-stream transports only: test/python runs this group over pipe, unix and tcp.
     "TestExternalByteStream": "byte-stream externalization is covered by test/python (pipe, unix, tcp)",
 }
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip, naming the reason, the external-storage items listed in ``_NOT_BUILT``."""
+    """Skip, naming the reason, the external-storage items listed in ``_SKIPPED_BY_NAME``."""
     for item in items:
         cls = getattr(item, "cls", None)
         if cls is None:
             continue
         name = item.name.split("[", 1)[0]
-        reason = _NOT_BUILT.get(f"{cls.__name__}::{name}") or _NOT_BUILT.get(cls.__name__)
+        reason = _SKIPPED_BY_NAME.get(f"{cls.__name__}::{name}") or _SKIPPED_BY_NAME.get(cls.__name__)
         if reason is not None:
             item.add_marker(pytest.mark.skip(reason=reason))

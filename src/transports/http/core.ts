@@ -35,6 +35,7 @@ import { type CallRoute, parseRoute } from "./routes.js";
 import { serveExchange, serveInit } from "./streams.js";
 import { serveUnary } from "./unary.js";
 import type { UniversalRequest, UniversalResponse } from "./universal.js";
+import { serveUploadUrls, UPLOAD_URL_METHOD } from "./upload-urls.js";
 
 /** The transport for one `RpcServer`, independent of any HTTP server. */
 export interface HttpCore {
@@ -205,6 +206,14 @@ async function call(
     const refused = contentTypeRefusal(server, req.headers);
     if (refused !== null) return refused;
     return server.track(serveUnary(server, env, null, route.method, body.value, run, budget.value));
+  }
+  if (config.uploadUrls !== null && route.kind === "unary" && route.protocol === UPLOAD_URL_METHOD) {
+    // `POST {prefix}/__upload_url__/init` (two segments, so routed as a unary path).
+    if (route.method === "init") {
+      const refused = contentTypeRefusal(server, req.headers);
+      if (refused !== null) return refused;
+      return server.track(serveUploadUrls(server, config.uploadUrls, body.value));
+    }
   }
   const resolved = resolveMethod(server, route.protocol, route.method);
   if (!resolved.ok) return resolved.reply;
