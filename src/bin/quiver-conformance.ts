@@ -12,6 +12,7 @@
  *     [--auth reject|reason]           refuse every RPC with 401 (the suite's auth fixture), or
  *                                      refuse with the reason named in X-Conformance-Auth-Reason
  *     [--no-compression]               advertise and produce no response coding
+ *     [--max-externalized-response-bytes N]  cap on what one response uploads (with --fake-storage)
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
  *   quiver-conformance --ws            serve WebSocket at /ws and HTTP (root prefix) on one port,
@@ -69,6 +70,7 @@ async function main(): Promise<void> {
         "token-key": { type: "string" },
         auth: { type: "string" },
         "no-compression": { type: "boolean" },
+        "max-externalized-response-bytes": { type: "string" },
         describe: { type: "boolean" },
         "no-shm": { type: "boolean" },
         "fake-storage": { type: "string" },
@@ -91,7 +93,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
@@ -179,6 +181,7 @@ async function main(): Promise<void> {
       fail("--token-key wants 64 hex characters (32 bytes)");
     }
     const maxRequest = int("max-request-bytes");
+    const maxExternalized = int("max-externalized-response-bytes");
     const authMode = values.auth;
     if (authMode !== undefined && authMode !== "reject" && authMode !== "reason") {
       fail(`--auth wants 'reject' or 'reason', got '${String(authMode)}'`);
@@ -212,6 +215,7 @@ async function main(): Promise<void> {
       compressResponses: values["no-compression"] !== true,
       // With fake storage, clients may also upload large inputs through vended URL pairs.
       ...(storage === null ? {} : { uploadUrls: storage, maxUploadBytes: 256 * 1024 * 1024 }),
+      ...(maxExternalized === null ? {} : { maxExternalizedResponseBytes: maxExternalized }),
     });
     process.stdout.write(`PORT:${listener.port}\n`);
     return;

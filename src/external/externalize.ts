@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import type { RecordBatch, Schema } from "apache-arrow";
+import { RuntimeError } from "../errors.js";
 import { encodeBody } from "../transports/http/compression.js";
 import { concatBytes, encodeStream } from "../wire/ipc.js";
 import { classifyBatch } from "../wire/messages.js";
@@ -119,13 +120,56 @@ export function serializeStream(schema: Schema, batches: readonly RecordBatch[])
 type Policy = CheckedPolicy;
 
 /**
+ * A per-response cap on externalized bytes (HTTP's `maxExternalizedResponseBytes`): what one
+ * response may upload, checked before each upload (against the batch's buffer size, as the
+ * reference predicts it) and after (against the bytes uploaded). Uploaded bytes cannot be taken
+ * back, so it is hard on every kind of call.
+ */
+export interface ExternalBudget {
+  readonly limit: number;
+  /** Raw IPC bytes this response has uploaded so far. */
+  used: number;
+}
+
+function overshoot(bytes: number, budget: ExternalBudget, method: string): RuntimeError {
+  return new RuntimeError(
+    `Externalised payload exceeds max_externalized_response_bytes (${bytes} > ${budget.limit}) for method '${method}'`,
+  );
+}
+
+/** Uploads `batches` as one stream under `budget` (null: none); the pointer for them. */
+async function uploadUnder(
+  schema: Schema,
+  batches: readonly RecordBatch[],
+  predicted: number,
+  policy: Policy,
+  budget: ExternalBudget | null,
+  method: string,
+): Promise<RecordBatch> {
+  if (budget !== null && budget.used + predicted > budget.limit)
+    throw overshoot(budget.used + predicted, budget, method);
+  const up = await uploadIpc(serializeStream(schema, batches), schema, policy.storage, policy.compression);
+  if (budget !== null) {
+    budget.used += up.rawBytes;
+    if (budget.used > budget.limit) throw overshoot(budget.used, budget, method);
+  }
+  return makePointerBatch(schema, up.url, up.sha256);
+}
+
+/**
  * A unary result or stream header: the pointer replacing `batch` when it has rows and is at or
  * above the threshold, else `batch` itself.
  */
-export async function externalizeBatch(batch: RecordBatch, policy: Policy): Promise<RecordBatch> {
-  if (batch.numRows === 0 || totalBufferSize(batch) < policy.thresholdBytes) return batch;
-  const up = await uploadIpc(serializeStream(batch.schema, [batch]), batch.schema, policy.storage, policy.compression);
-  return makePointerBatch(batch.schema, up.url, up.sha256);
+export async function externalizeBatch(
+  batch: RecordBatch,
+  policy: Policy,
+  budget: ExternalBudget | null = null,
+  method = "",
+): Promise<RecordBatch> {
+  if (batch.numRows === 0) return batch;
+  const size = totalBufferSize(batch);
+  if (size < policy.thresholdBytes) return batch;
+  return uploadUnder(batch.schema, [batch], size, policy, budget, method);
 }
 
 /**
@@ -137,11 +181,14 @@ export async function externalizeTurn(
   schema: Schema,
   batches: readonly RecordBatch[],
   policy: Policy,
+  budget: ExternalBudget | null = null,
+  method = "",
 ): Promise<readonly RecordBatch[]> {
   const data = batches.find((b) => classifyBatch(b) === "data");
-  if (data === undefined || totalBufferSize(data) < policy.thresholdBytes) return batches;
-  const up = await uploadIpc(serializeStream(schema, batches), schema, policy.storage, policy.compression);
-  return [makePointerBatch(schema, up.url, up.sha256)];
+  if (data === undefined) return batches;
+  const size = totalBufferSize(data);
+  if (size < policy.thresholdBytes) return batches;
+  return [await uploadUnder(schema, batches, size, policy, budget, method)];
 }
 
 /**

@@ -24,6 +24,7 @@ import {
   isPointerBatch,
   LOCATION_FETCH_MS_KEY,
   LOCATION_KEY,
+  LOCATION_SHA256_KEY,
   LOCATION_SOURCE_KEY,
   pointerTarget,
   redactUrl,
@@ -137,4 +138,16 @@ export class ExternalResolver {
     if (next !== undefined) next();
     else this.active--;
   }
+}
+
+/**
+ * A resolved request batch as a server dispatches it: the fetched columns under the pointer's own
+ * metadata (method, protocol, versions, trace context), less the pointer keys — the reference takes
+ * a request's dispatch metadata from the outer batch, always.
+ */
+export function asRequest(pointer: RecordBatch, resolved: RecordBatch): RecordBatch {
+  const metadata = new Map(pointer.metadata);
+  metadata.delete(LOCATION_KEY);
+  metadata.delete(LOCATION_SHA256_KEY);
+  return batchFromData(resolved.schema, resolved.data.children, resolved.numRows, metadata);
 }

@@ -10,7 +10,7 @@ import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
 import { frameworkError, RpcError } from "../errors.js";
-import { ExternalRef, externalizeBatch, externalizeTurn } from "../external/externalize.js";
+import { type ExternalBudget, ExternalRef, externalizeBatch, externalizeTurn } from "../external/externalize.js";
 import { batchFromRows, columnFromBatch, oneValueBatch, rowsFromBatch } from "../protocol/batch.js";
 import type { AuthContext, CallContext, CookieOptions, Injected, LogExtra, LogLevel } from "../protocol/context.js";
 import type { InputBatch, MethodDecl, OutputSpec } from "../protocol/methods.js";
@@ -83,6 +83,8 @@ export interface HttpCallExtra {
   readonly traceContext: Readonly<Record<string, string>>;
   /** The `Idempotency-Key` header. */
   readonly idempotencyKey?: string;
+  /** This response's cap on externalized bytes (`maxExternalizedResponseBytes`), if any. */
+  readonly externalBudget?: ExternalBudget;
 }
 
 /** The request-metadata key a client puts its idempotency key under (the HTTP header's name). */
@@ -743,7 +745,9 @@ export async function runUnary(call: Call, method: ResolvedMethod, params: Recor
       }
       result = oneValueBatch(decl.result, value ?? null, schema, "result", { method: method.name, role: "result" });
       const policy = call.env.server.external;
-      if (policy !== null) result = await externalizeBatch(result, policy);
+      if (policy !== null) {
+        result = await externalizeBatch(result, policy, call.env.http?.externalBudget ?? null, method.name);
+      }
     }
   } catch (err) {
     call.failed(err);
@@ -834,7 +838,9 @@ export async function openStream(
         role: "header field",
       });
       const policy = call.env.server.external;
-      const headerOut = policy === null ? headerBatch : await externalizeBatch(headerBatch, policy);
+      const budget = call.env.http?.externalBudget ?? null;
+      const headerOut =
+        policy === null ? headerBatch : await externalizeBatch(headerBatch, policy, budget, method.name);
       const batches = [...logs.drain(headerSchema), headerOut];
       call.wrote(batches);
       header = { schema: headerSchema, batches };
@@ -934,8 +940,11 @@ export async function runTurn(
     });
     out.validate();
     const policy = call.env.server.external;
+    const budget = call.env.http?.externalBudget ?? null;
     const batches =
-      policy === null || !externalize ? out.batches : await externalizeTurn(stream.outputSchema, out.batches, policy);
+      policy === null || !externalize
+        ? out.batches
+        : await externalizeTurn(stream.outputSchema, out.batches, policy, budget, method.name);
     call.wrote(batches);
     return { batches, done: out.finished, cancelled: false };
   } catch (err) {

@@ -7,6 +7,7 @@
 import type { RecordBatch, Schema } from "apache-arrow";
 import { frameworkError, RpcError } from "../errors.js";
 import { isPointerBatch } from "../external/pointer.js";
+import { asRequest } from "../external/resolve.js";
 import { ANONYMOUS } from "../protocol/context.js";
 import { MessageFramer } from "../wire/framer.js";
 import { EOS, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
@@ -203,7 +204,8 @@ class Session {
             if (taken.answers) output = this.side;
           }
           const policy = this.server.external;
-          if (policy !== null && isPointerBatch(request)) request = await policy.inbound.resolve(request);
+          if (policy !== null && isPointerBatch(request))
+            request = asRequest(request, await policy.inbound.resolve(request));
         } catch (err) {
           await writeAnswer(conn, refuseUnread(this.env, err, read)).catch(() => {});
           continue;

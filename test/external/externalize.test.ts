@@ -288,3 +288,66 @@ test("HTTP: __upload_url__/init vends method-bound URL pairs and the capabilitie
     await server.close();
   }
 });
+
+test("HTTP: maxExternalizedResponseBytes refuses an upload that would pass it, and says so", async () => {
+  const server = makeServer(1024);
+  const listener = await listenHttp(server, { port: 0, maxExternalizedResponseBytes: 8192 });
+  const base = `http://127.0.0.1:${listener.port}`;
+  const client = connectHttp(base, { external: resolver() });
+  try {
+    const caps = await fetch(`${base}/health`, { method: "OPTIONS" });
+    assert.equal(caps.headers.get("vgi-max-externalized-response-bytes"), "8192");
+    const api = proxy(client, Big);
+    const before = storage.objects.size;
+    await assert.rejects(
+      api.echo({ value: "x".repeat(100_000) }),
+      (e: unknown) =>
+        e instanceof RpcError && e.type === "RuntimeError" && /exceeds max_externalized_response_bytes/.test(e.message),
+    );
+    assert.equal(storage.objects.size, before, "refused before the upload");
+    // Under the cap it still externalizes; each request has its own budget.
+    assert.equal(await api.echo({ value: "y".repeat(4000) }), "y".repeat(4000));
+    assert.equal(await api.echo({ value: "z".repeat(4000) }), "z".repeat(4000));
+    assert.equal(storage.objects.size, before + 2);
+  } finally {
+    client.close();
+    await server.close();
+  }
+});
+
+test("HTTP client uploads: a request over the server's cap goes up through a vended URL, a pointer in its place", async () => {
+  const server = makeServer(1 << 30);
+  const listener = await listenHttp(server, {
+    port: 0,
+    maxRequestBytes: 4096,
+    uploadUrls: new FakeStorage(storage.baseUrl),
+  });
+  const base = `http://127.0.0.1:${listener.port}`;
+  const big = "q".repeat(20_000);
+  const plain = connectHttp(base, { external: resolver() });
+  const uploading = connectHttp(base, { external: resolver(), uploads: { urlValidator: loopbackOnly } });
+  try {
+    await assert.rejects(proxy(plain, Big).echo({ value: big }), (e: unknown) => e instanceof RpcError);
+    const before = storage.objects.size;
+    assert.equal(await proxy(uploading, Big).echo({ value: big }), big);
+    assert.equal(storage.objects.size, before + 1, "the request was uploaded");
+    // An exchange input over the cap too: its state tokens ride on the pointer.
+    const ex = await proxy(uploading, Big).scale({ factor: 2 });
+    const xs = Array.from({ length: 1000 }, (_, i) => ({ x: i }));
+    assert.deepEqual(
+      (await ex.exchange(xs)).map((r) => r.x),
+      xs.map((r) => r.x * 2),
+    );
+    await ex.close();
+    // A vended URL the validator refuses fails the call before anything is PUT.
+    const strict = connectHttp(base, { external: resolver(), uploads: {} });
+    const count = storage.objects.size;
+    await assert.rejects(proxy(strict, Big).echo({ value: big }), /upload URL rejected/);
+    assert.equal(storage.objects.size, count);
+    strict.close();
+  } finally {
+    plain.close();
+    uploading.close();
+    await server.close();
+  }
+});

@@ -20,9 +20,9 @@ the matching flags:
                                         (threshold 4096; vends upload URLs)
 ``conformance_http_with_zstd_storage_port`` ``--fake-storage URL --external-compression zstd``
 ``conformance_http_external_security_port`` fake storage with 4 KiB / 8 KiB fetch caps, 127.0.0.1 only
+``conformance_http_externalized_cap_port`` fake storage, ``--max-externalized-response-bytes 65536``
 
-Fixtures for features quiver does not serve (the externalized-response cap,
-CORS, sticky sessions) skip, naming the reason; so does ``TestExternalByteStream``
+Fixtures for features quiver does not serve (CORS, sticky sessions) skip, naming the reason; so does ``TestExternalByteStream``
 (``_SKIPPED_BY_NAME`` at the end), which ``test/python`` runs.  Raw byte-stream
 connections do not exist over HTTP; the pipe/unix/tcp harness in ``test/python``
 covers them.
@@ -139,7 +139,6 @@ def _unsupported(what: str) -> Any:
     return fixture
 
 
-conformance_http_externalized_cap_port = _unsupported("externalized-response cap (max_externalized_response_bytes)")
 
 
 @pytest.fixture(scope="session")
@@ -154,6 +153,14 @@ def conformance_http_with_storage_port(conformance_fake_storage: str) -> Iterato
     # A request cap under the suite's 40 000-character upload payload, so its client meets a 413
     # and uploads through the vended URLs.
     with _http_worker("--fake-storage", conformance_fake_storage, "--max-request-bytes", "32768") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_externalized_cap_port(conformance_fake_storage: str) -> Iterator[int]:
+    """Storage wired, 64 KiB of uploads per response, no wire cap (so the external cap is what fails)."""
+    flags = ("--fake-storage", conformance_fake_storage, "--max-externalized-response-bytes", "65536")
+    with _http_worker(*flags) as port:
         yield port
 
 

@@ -52,9 +52,10 @@ import { BorrowBuffer } from "../../wire/framer.js";
 import { encodeStream } from "../../wire/ipc.js";
 import { CALL_STATE_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../../wire/messages.js";
-import { unexpectedStatus } from "./client-errors.js";
-import { type BodyStream, Requester } from "./client-requests.js";
+import { HttpError, unexpectedStatus } from "./client-errors.js";
+import { type BodyStream, Requester, type RpcResponse } from "./client-requests.js";
 import { type HttpStream, httpStream, type StreamTurns, stripTokens } from "./client-stream.js";
+import { type UploadOptions, uploadRequest } from "./client-upload.js";
 import { MIN_RESPONSE_BUDGET_BYTES } from "./headers.js";
 import { fetchPost, nodePost } from "./post.js";
 
@@ -95,6 +96,12 @@ export interface HttpClientOptions {
    * `ClientOptions.external`. Default: none (a pointer fails the call).
    */
   readonly external?: PointerResolver;
+  /**
+   * Upload a request the server refuses as too large (413) through an upload URL it vends, and
+   * send a pointer instead (a server with external storage and upload URLs resolves it). Default:
+   * none (the 413 fails the call).
+   */
+  readonly uploads?: UploadOptions;
 }
 
 /** A vgi-rpc client over HTTP. Implements `CallChannel`, so `proxy(client, Protocol)` works on it. */
@@ -110,6 +117,8 @@ export class HttpClient implements CallChannel {
   private readonly interceptors: readonly ClientInterceptor[] | null;
   /** `HttpClientOptions.external`, or null. */
   private readonly external: PointerResolver | null;
+  /** `HttpClientOptions.uploads`, or null. */
+  private readonly uploads: UploadOptions | null;
   private closed = false;
 
   constructor(baseUrl: string | URL, opts: HttpClientOptions = {}) {
@@ -119,6 +128,7 @@ export class HttpClient implements CallChannel {
     this.onLog = opts.onLog;
     this.interceptors = interceptorList(opts.interceptors);
     this.external = opts.external ?? null;
+    this.uploads = opts.uploads ?? null;
     const node = opts.fetch === undefined ? nodePost() : null;
     let send: ReturnType<typeof fetchPost>;
     if (node !== null) {
@@ -146,9 +156,31 @@ export class HttpClient implements CallChannel {
     });
     this.turns = {
       turn: (target, batch, borrow, headers) =>
-        this.requests.post(this.routeUrl(target, "/exchange"), encodeStream(batch.schema, [batch]), borrow, headers),
+        this.post(this.routeUrl(target, "/exchange"), encodeStream(batch.schema, [batch]), borrow, headers),
       scan: (stream) => this.scan(stream),
     };
+  }
+
+  /** One request; a 413 is answered by uploading the body and sending a pointer (`uploads`). */
+  private async post(
+    url: string,
+    body: readonly Uint8Array[],
+    borrow: BorrowBuffer | null,
+    headers: Headers | null,
+  ): Promise<RpcResponse> {
+    try {
+      return await this.requests.post(url, body, borrow, headers);
+    } catch (err) {
+      const uploads = this.uploads;
+      if (uploads === null || !(err instanceof HttpError) || err.status !== 413) throw err;
+      const pointer = await uploadRequest(
+        body,
+        `${this.url}/__upload_url__/init`,
+        (u, b) => this.requests.post(u, b, null, headers),
+        uploads,
+      );
+      return this.requests.post(url, pointer, borrow, headers);
+    }
   }
 
   /** The URL of a method route (`suffix`: `""`, `/init` or `/exchange`). */
@@ -207,7 +239,7 @@ export class HttpClient implements CallChannel {
     headers: Headers | null,
   ): Promise<RecordBatch> {
     const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
-    const res = await this.requests.post(this.routeUrl(target), body, null, headers);
+    const res = await this.post(this.routeUrl(target), body, null, headers);
     const batches = await this.scan(res.streams[0]);
     const result = batches[0];
     if (result === undefined || res.status !== 200) {
@@ -246,7 +278,7 @@ export class HttpClient implements CallChannel {
     headers: Headers | null,
   ): Promise<HttpStream> {
     const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
-    const res = await this.requests.post(this.routeUrl(target, "/init"), body, null, headers);
+    const res = await this.post(this.routeUrl(target, "/init"), body, null, headers);
     let index = 0;
     let header: RecordBatch | null = null;
     if (opts.hasHeader) {

@@ -8,6 +8,7 @@ import { type Encoding, loadZstd, producibleEncodings } from "./compression.js";
 import {
   ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER,
   EXTERNALIZATION_ENABLED_HEADER,
+  MAX_EXTERNALIZED_RESPONSE_BYTES_HEADER,
   MAX_REQUEST_BYTES_HEADER,
   MAX_RESPONSE_BYTES_HEADER,
   MAX_UPLOAD_BYTES_HEADER,
@@ -68,6 +69,14 @@ export interface HttpServerOptions {
   readonly uploadUrls?: UploadUrlProvider;
   /** Advertised as `VGI-Max-Upload-Bytes` with `uploadUrls`. Default: none (not advertised). */
   readonly maxUploadBytes?: number;
+  /**
+   * The most one response (a unary call, a stream's init, one exchange) may upload to external
+   * storage (`ServerOptions.external`), in raw IPC bytes: an upload that would pass it is refused
+   * before it happens, with a `RuntimeError` naming `max_externalized_response_bytes`; advertised as
+   * `VGI-Max-Externalized-Response-Bytes`. Hard on every kind of call (uploaded bytes cannot be
+   * taken back). Default: none.
+   */
+  readonly maxExternalizedResponseBytes?: number;
 }
 
 /** The options of one handler, checked and with their defaults applied. */
@@ -91,6 +100,8 @@ export interface HttpConfig {
   readonly healthBody: Uint8Array;
   /** `HttpServerOptions.uploadUrls`, or null. */
   readonly uploadUrls: UploadUrlProvider | null;
+  /** `HttpServerOptions.maxExternalizedResponseBytes`, or null. */
+  readonly maxExternalizedResponseBytes: number | null;
 }
 
 const utf8 = new TextEncoder();
@@ -131,6 +142,11 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
   if (maxUploadBytes !== undefined && (!Number.isSafeInteger(maxUploadBytes) || maxUploadBytes < 1)) {
     throw new RangeError(`maxUploadBytes must be a positive integer, got ${maxUploadBytes}`);
   }
+  const maxExternalized = options.maxExternalizedResponseBytes ?? null;
+  if (maxExternalized !== null && (!Number.isSafeInteger(maxExternalized) || maxExternalized < 0)) {
+    throw new RangeError(`maxExternalizedResponseBytes must be an integer >= 0, got ${maxExternalized}`);
+  }
+  if (maxExternalized !== null) caps.push([MAX_EXTERNALIZED_RESPONSE_BYTES_HEADER, String(maxExternalized)]);
   if (options.uploadUrls !== undefined) {
     caps.push([UPLOAD_URL_HEADER, "true"]);
     if (maxUploadBytes !== undefined) caps.push([MAX_UPLOAD_BYTES_HEADER, String(maxUploadBytes)]);
@@ -150,6 +166,7 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     capabilityHeaders: caps,
     capabilitiesCacheControl: `public, max-age=${options.capabilitiesMaxAgeSeconds ?? 300}`,
     uploadUrls: options.uploadUrls ?? null,
+    maxExternalizedResponseBytes: maxExternalized,
     healthBody: utf8.encode(JSON.stringify({ status: "ok", server_id: server.serverId, protocol: primary })),
   };
 }

@@ -188,7 +188,7 @@ async function openTokens(
 /** Runs one more turn of a stream (or its cancel) from an exchange request. */
 export async function serveExchange(route: StreamRoute, body: Uint8Array): Promise<Reply> {
   const { server, method: resolved } = route;
-  const decoded = await decodeRequest(server, body);
+  const decoded = await decodeRequest(server, body, "input");
   if (!decoded.ok) return decoded.reply;
   const input = decoded.value;
   if (input === null) {
@@ -244,7 +244,8 @@ export async function serveExchange(route: StreamRoute, body: Uint8Array): Promi
     const policy = coreOf(server).external;
     if (!producer && policy !== null && !failed) {
       try {
-        batches = [...(await externalizeTurn(stream.outputSchema, batches, policy))];
+        const budget = route.env.http?.externalBudget ?? null;
+        batches = [...(await externalizeTurn(stream.outputSchema, batches, policy, budget, resolved.name))];
       } catch (err) {
         batches = call.fail(stream.outputSchema, err).batches.slice();
         failed = true;
