@@ -6,7 +6,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 
 /** What the environment must hold; a change here rebuilds it. */
-export const PINNED = ["vgi-rpc[http,conformance,cli]==0.52.2", "pytest==9.2.0", "pytest-timeout==2.4.0"];
+export const PINNED = ["vgi-rpc[http,conformance,cli,external]==0.52.2", "pytest==9.2.0", "pytest-timeout==2.4.0"];
 const VENV = ".venv-conformance";
 
 export function venvBin(root, name) {

@@ -16,6 +16,8 @@ import type { RawStream, RpcClient } from "../client/client.js";
 import { decodeIpc } from "../client/describe.js";
 import type { CallTarget } from "../client/transport.js";
 import { RpcError } from "../errors.js";
+import { loopbackOnly } from "../external/fetch.js";
+import { ExternalResolver } from "../external/resolve.js";
 import { connectTcp, connectUnix } from "../transports/socket/client.js";
 import { connectSubprocess } from "../transports/stdio/client.js";
 import { encodeStream } from "../wire/ipc.js";
@@ -88,7 +90,10 @@ async function handle(req: Json): Promise<Json> {
     case "connect": {
       protocol = String(req.protocol ?? "");
       const transport = String(req.transport);
-      const opts = { onLog, timeoutMs: 60_000 };
+      // `external`: the driver's client resolves external-location pointers (the reference's
+      // fake storage is on loopback).
+      const external = req.external === true ? { external: new ExternalResolver({ urlValidator: loopbackOnly }) } : {};
+      const opts = { onLog, timeoutMs: 60_000, ...external };
       if (transport === "stdio" || transport === "pipe" || transport === "shm") {
         const argv = (Array.isArray(req.target) ? req.target : [req.target]).map(String);
         // shm: the pipe plus a segment of `shm_size` bytes, negotiated with the worker.

@@ -12,6 +12,7 @@
  *     [--auth reject|reason]           refuse every RPC with 401 (the suite's auth fixture), or
  *                                      refuse with the reason named in X-Conformance-Auth-Reason
  *     [--no-compression]               advertise and produce no response coding
+ *     [--max-externalized-response-bytes N]  cap on what one response uploads (with --fake-storage)
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
  *   quiver-conformance --ws            serve WebSocket at /ws and HTTP (root prefix) on one port,
@@ -19,11 +20,22 @@
  *   --access-log PATH                  append JSONL access-log records to PATH
  *   --access-log-debug                 accepted for compatibility (payloads are never logged)
  *   --no-shm                           (pipe) decline the shared-memory side channel
+ *   --fake-storage URL                 externalize output batches through the reference's fake
+ *                                      storage service at URL (every transport); over HTTP, also
+ *                                      vend upload URLs from it (__upload_url__/init)
+ *   --externalize-threshold N          bytes from which a batch is externalized (default 4096)
+ *   --external-compression zstd|gzip   compress externalized objects (quiver's flag: the
+ *                                      reference's suites wire compression in-process)
+ *   --external-max-fetch-bytes N       caps on fetching client-sent pointers (encoded, decoded);
+ *   --external-max-decompressed-bytes N  the URLs fetched must be http(s) to a loopback host,
+ *   --external-url-host H              or to H only when given (quiver's flags)
  */
 import { parseArgs } from "node:util";
 import { type Authenticator, AuthFailure, type AuthReason } from "../auth/types.js";
 import { createSecondaryImplementation, SecondaryProtocol } from "../conformance/secondary.js";
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
+import { loopbackOnly } from "../external/fetch.js";
+import { FakeStorage } from "../external/storage.js";
 import { createAccessLog } from "../server/access-log.js";
 import { bind, createServer } from "../server/server.js";
 import { createHttpHandler, listenHttp } from "../transports/http/server.js";
@@ -58,8 +70,15 @@ async function main(): Promise<void> {
         "token-key": { type: "string" },
         auth: { type: "string" },
         "no-compression": { type: "boolean" },
+        "max-externalized-response-bytes": { type: "string" },
         describe: { type: "boolean" },
         "no-shm": { type: "boolean" },
+        "fake-storage": { type: "string" },
+        "externalize-threshold": { type: "string" },
+        "external-compression": { type: "string" },
+        "external-max-fetch-bytes": { type: "string" },
+        "external-max-decompressed-bytes": { type: "string" },
+        "external-url-host": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -74,19 +93,58 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
   // stdout carries IPC only (in stdio mode); diagnostics and console exporters go to stderr.
   consoleToStderr();
   const stopTelemetry = await startTelemetry("quiver-conformance");
+  const thresholdRaw = values["externalize-threshold"];
+  const threshold = typeof thresholdRaw === "string" ? Number(thresholdRaw) : 4096;
+  if (!Number.isSafeInteger(threshold) || threshold < 0) {
+    fail(`--externalize-threshold must be >= 0, got '${String(thresholdRaw)}'`);
+  }
+  const storage = typeof values["fake-storage"] === "string" ? new FakeStorage(values["fake-storage"]) : null;
+  const algorithm = values["external-compression"];
+  if (algorithm !== undefined && algorithm !== "zstd" && algorithm !== "gzip") {
+    fail(`--external-compression wants 'zstd' or 'gzip', got '${String(algorithm)}'`);
+  }
+  const compression = algorithm === undefined ? undefined : { algorithm: algorithm as "zstd" | "gzip" };
+  const cap = (name: string): number | undefined => {
+    const raw = values[name];
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < 1) fail(`--${name} wants a positive integer, got '${String(raw)}'`);
+    return n;
+  };
+  const maxFetchBytes = cap("external-max-fetch-bytes");
+  const maxDecompressedBytes = cap("external-max-decompressed-bytes");
+  const onlyHost = values["external-url-host"];
+  // Client-sent pointers are fetched from loopback only (the reference worker's policy), or from
+  // the one host named.
+  const urlValidator = (url: string): void => {
+    loopbackOnly(url);
+    if (typeof onlyHost === "string" && new URL(url).hostname !== onlyHost) {
+      throw new Error(`refusing external location host ${new URL(url).hostname} (only ${onlyHost} is allowed)`);
+    }
+  };
+  const fetch = {
+    urlValidator,
+    ...(maxFetchBytes === undefined ? {} : { maxFetchBytes }),
+    ...(maxDecompressedBytes === undefined ? {} : { maxDecompressedBytes }),
+  };
+  const external =
+    storage === null
+      ? null
+      : { storage, thresholdBytes: threshold, fetch, ...(compression === undefined ? {} : { compression }) };
   const server = createServer({
     // The reference sends tracebacks by default and its suites check for them
     // (TestTracebackPolicy); quiver's default is off, so this worker opts in.
     includeTracebacks: true,
+    ...(external === null ? {} : { external }),
     protocols: [
-      bind(ConformanceService, createConformanceImplementation()),
+      bind(ConformanceService, createConformanceImplementation(external)),
       bind(SecondaryProtocol, createSecondaryImplementation()),
     ],
   });
@@ -123,6 +181,7 @@ async function main(): Promise<void> {
       fail("--token-key wants 64 hex characters (32 bytes)");
     }
     const maxRequest = int("max-request-bytes");
+    const maxExternalized = int("max-externalized-response-bytes");
     const authMode = values.auth;
     if (authMode !== undefined && authMode !== "reject" && authMode !== "reason") {
       fail(`--auth wants 'reject' or 'reason', got '${String(authMode)}'`);
@@ -154,6 +213,9 @@ async function main(): Promise<void> {
       ...(typeof keyHex === "string" ? { tokenKey: Buffer.from(keyHex, "hex") } : {}),
       ...(authenticate ? { authenticate } : {}),
       compressResponses: values["no-compression"] !== true,
+      // With fake storage, clients may also upload large inputs through vended URL pairs.
+      ...(storage === null ? {} : { uploadUrls: storage, maxUploadBytes: 256 * 1024 * 1024 }),
+      ...(maxExternalized === null ? {} : { maxExternalizedResponseBytes: maxExternalized }),
     });
     process.stdout.write(`PORT:${listener.port}\n`);
     return;

@@ -41,6 +41,7 @@ import {
   type ClientSideChannel,
   type ClientTransport,
   checkInFlight,
+  type PointerResolver,
   type RequestMetadata,
   type StreamChannel,
   type StreamOpenOptions,
@@ -59,6 +60,31 @@ import {
   type ProducerOptions,
   type StreamOptions,
 } from "./typed.js";
+
+/**
+ * The batch an external-location `pointer` stands for, through `resolver` (its log batches to
+ * `onLog`); without a resolver, the `protocol_error` saying how to configure one.
+ */
+export async function resolvePointer(
+  resolver: PointerResolver | null,
+  pointer: RecordBatch,
+  onLog: ((r: LogRecord) => void) | undefined,
+): Promise<RecordBatch> {
+  if (resolver === null) {
+    throw frameworkError(
+      "protocol_error",
+      "the server sent an external-location pointer batch; pass `external: new ExternalResolver(...)` in the client's options to resolve it",
+    );
+  }
+  return resolver.resolve(pointer, (log) => {
+    if (onLog === undefined) return;
+    try {
+      onLog(readLogRecord(log.metadata));
+    } catch {
+      // A throwing log callback must not fail the call.
+    }
+  });
+}
 
 /** Default bound on any single wait for the server (a response message, or write backpressure). */
 export const DEFAULT_TIMEOUT_MS = 120_000;
@@ -85,6 +111,12 @@ export interface ClientOptions {
    * metadata, observe answers and errors, refuse or retry calls. Default: none.
    */
   readonly interceptors?: readonly ClientInterceptor[];
+  /**
+   * Resolves external-location pointer batches (a server externalizing large batches sends them):
+   * `new ExternalResolver({ urlValidator, ... })`. Without one a pointer fails the call with a
+   * `protocol_error` naming this option. Default: none.
+   */
+  readonly external?: PointerResolver;
 }
 
 /**
@@ -215,11 +247,12 @@ class StreamReader {
         }
       }
       if (kind === "external_pointer") {
-        await this.drain();
-        throw frameworkError(
-          "protocol_error",
-          "the server sent an external-location pointer batch, which this client does not resolve",
-        );
+        try {
+          return await resolvePointer(this.conn.external, b, onLog);
+        } catch (err) {
+          await this.drain();
+          throw err;
+        }
       }
       return b;
     }
@@ -621,6 +654,8 @@ class ClientConnection {
   /** The side channel calls use, or null when batches travel on the byte stream only. */
   sideChannel: ClientSideChannel | null;
   readonly onLog: ((record: LogRecord) => void) | undefined;
+  /** Follows external-location pointers (`ClientOptions.external`), or null. */
+  readonly external: PointerResolver | null;
 
   constructor(
     private readonly transport: ClientTransport,
@@ -628,6 +663,7 @@ class ClientConnection {
   ) {
     this.onLog = opts.onLog;
     this.sideChannel = opts.sideChannel ?? null;
+    this.external = opts.external ?? null;
     const t = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.timeoutMs = t > 0 && Number.isFinite(t) ? t : 0;
     this.watchdog = this.timeoutMs > 0 ? new Watchdog(this.timeoutMs) : null;

@@ -33,6 +33,7 @@ export {
   type ClientSideChannel,
   type ClientTransport,
   MAX_IN_FLIGHT,
+  type PointerResolver,
   type StreamChannel,
   type StreamOpenOptions,
 } from "./transport.js";

@@ -57,6 +57,19 @@ export interface ClientSideChannel {
 }
 
 /** Where a request goes: the routing key, the method. */
+/**
+ * Follows external-location pointer batches (`ExternalResolver` from the package, Node only):
+ * what a client given one (`external` in its options) does with a pointer the server sent in
+ * place of a large batch.
+ */
+export interface PointerResolver {
+  /**
+   * The batch `pointer` stands for; log batches found on the way go to `onLog`, an error batch is
+   * thrown as its `RpcError`. Fails with `ExternalFetchError`.
+   */
+  resolve(pointer: RecordBatch, onLog?: (log: RecordBatch) => void): Promise<RecordBatch>;
+}
+
 export interface CallTarget {
   /** `vgi_rpc.protocol`. */
   readonly protocol: string;

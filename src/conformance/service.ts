@@ -11,6 +11,8 @@
 import { closeSync, existsSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { type Data, type Float64, Int64, makeData } from "apache-arrow";
 import { RpcError, RuntimeError, ValueError } from "../errors.js";
+import { type ExternalCompression, type ExternalRef, publishExternal } from "../external/externalize.js";
+import type { ExternalStorage } from "../external/storage.js";
 import { batchFromData, batchFromRows, schemaOf } from "../protocol/batch.js";
 import type { LogLevel } from "../protocol/context.js";
 import {
@@ -588,7 +590,17 @@ function scaleTurn(
 // Implementation
 
 /** The reference implementation's behaviour, method by method. */
-export function createConformanceImplementation(): Implementation<typeof ConformanceService> {
+/** What the worker's `published_string` publishes through (its `--fake-storage`), if anything. */
+export interface ConformanceExternal {
+  readonly storage: ExternalStorage;
+  readonly compression?: ExternalCompression;
+}
+
+export function createConformanceImplementation(
+  external: ConformanceExternal | null = null,
+): Implementation<typeof ConformanceService> {
+  // published_string's refs, published once per (value, include_sha256), as the reference caches them.
+  const published = new Map<string, Promise<ExternalRef>>();
   return {
     // Unary: scalar echo
     echo_string: ({ value }) => value,
@@ -597,9 +609,20 @@ export function createConformanceImplementation(): Implementation<typeof Conform
       if (target_bytes < 0n) throw new ValueError("target_bytes must be non-negative");
       return new Uint8Array(Number(target_bytes));
     },
-    published_string: () => {
-      // No external storage here: the reference's answer without `--fake-storage`.
-      throw new RuntimeError("published_string requires external storage");
+    published_string: async ({ value, include_sha256 }) => {
+      // Without external storage: the reference's answer without `--fake-storage`.
+      if (external === null) throw new RuntimeError("published_string requires external storage");
+      const key = JSON.stringify([value, include_sha256]);
+      let ref = published.get(key);
+      if (ref === undefined) {
+        const fields = { result: t.utf8() };
+        const batch = batchFromRows(fields, [{ result: value }], undefined, schemaOf(fields));
+        ref = publishExternal(batch, external.storage, external.compression, { includeSha256: include_sha256 });
+        published.set(key, ref);
+        ref.catch(() => published.delete(key));
+      }
+      // The server answers an ExternalRef with its pointer batch in place of a value.
+      return (await ref) as unknown as string;
     },
     echo_int: ({ value }) => value,
     echo_float: ({ value }) => value,

@@ -10,6 +10,7 @@ import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
 import { frameworkError, RpcError } from "../errors.js";
+import { type ExternalBudget, ExternalRef, externalizeBatch, externalizeTurn } from "../external/externalize.js";
 import { batchFromRows, columnFromBatch, oneValueBatch, rowsFromBatch } from "../protocol/batch.js";
 import type { AuthContext, CallContext, CookieOptions, Injected, LogExtra, LogLevel } from "../protocol/context.js";
 import type { InputBatch, MethodDecl, OutputSpec } from "../protocol/methods.js";
@@ -82,6 +83,8 @@ export interface HttpCallExtra {
   readonly traceContext: Readonly<Record<string, string>>;
   /** The `Idempotency-Key` header. */
   readonly idempotencyKey?: string;
+  /** This response's cap on externalized bytes (`maxExternalizedResponseBytes`), if any. */
+  readonly externalBudget?: ExternalBudget;
 }
 
 /** The request-metadata key a client puts its idempotency key under (the HTTP header's name). */
@@ -724,12 +727,17 @@ export async function runUnary(call: Call, method: ResolvedMethod, params: Recor
     const ctx = await handlerContext(call, method, clientLog);
     const handler = method.handler as (p: Record<string, unknown>, c: CallContext<Injected>) => unknown;
     const value = await context.with(call.otelContext, () => handler(params, ctx));
-    if (decl.result === null) result = emptyBatch(EMPTY_SCHEMA);
+    if (value instanceof ExternalRef) result = value.pointerBatch(schema);
+    else if (decl.result === null) result = emptyBatch(EMPTY_SCHEMA);
     else {
       if ((value === null || value === undefined) && !decl.result.nullable) {
         throw new TypeError(`${method.name}() expected a non-None return value but got None`);
       }
       result = oneValueBatch(decl.result, value ?? null, schema, "result", { method: method.name, role: "result" });
+      const policy = call.env.server.external;
+      if (policy !== null) {
+        result = await externalizeBatch(result, policy, call.env.http?.externalBudget ?? null, method.name);
+      }
     }
   } catch (err) {
     call.failed(err);
@@ -819,7 +827,11 @@ export async function openStream(
         method: method.name,
         role: "header field",
       });
-      const batches = [...logs.drain(headerSchema), headerBatch];
+      const policy = call.env.server.external;
+      const budget = call.env.http?.externalBudget ?? null;
+      const headerOut =
+        policy === null ? headerBatch : await externalizeBatch(headerBatch, policy, budget, method.name);
+      const batches = [...logs.drain(headerSchema), headerOut];
       call.wrote(batches);
       header = { schema: headerSchema, batches };
     }
@@ -876,9 +888,16 @@ function isProducerStream(stream: OpenStream): boolean {
 
 /**
  * Runs one turn for `input` (a producer tick, an exchange batch, or a cancel). Errors become a
- * trailing EXCEPTION batch on the output schema and end the stream.
+ * trailing EXCEPTION batch on the output schema and end the stream. The turn's batches are
+ * externalized under the server's policy unless `externalize` is false (the HTTP exchange, which
+ * first adds its cursor to the data batch, externalizes them itself).
  */
-export async function runTurn(call: Call, stream: OpenStream, input: RecordBatch): Promise<TurnResult> {
+export async function runTurn(
+  call: Call,
+  stream: OpenStream,
+  input: RecordBatch,
+  externalize = true,
+): Promise<TurnResult> {
   const { method } = stream;
   const decl: MethodDecl = method.decl;
   const handler = method.handler as ErasedStreamHandler;
@@ -910,8 +929,14 @@ export async function runTurn(call: Call, stream: OpenStream, input: RecordBatch
       return handler.process?.(stream.state, inputView(inputFields, coerced, metadata), out, ctx);
     });
     out.validate();
-    call.wrote(out.batches);
-    return { batches: out.batches, done: out.finished, cancelled: false };
+    const policy = call.env.server.external;
+    const budget = call.env.http?.externalBudget ?? null;
+    const batches =
+      policy === null || !externalize
+        ? out.batches
+        : await externalizeTurn(stream.outputSchema, out.batches, policy, budget, method.name);
+    call.wrote(batches);
+    return { batches, done: out.finished, cancelled: false };
   } catch (err) {
     const answer = call.errorAnswer(stream.outputSchema, err);
     return { batches: answer.batches, done: true, cancelled: false };

@@ -175,8 +175,8 @@ async function openOrAnswer(
 }
 
 /** One turn, answered with the abort reason if the call is aborted first (its late output dropped). */
-function turnUnlessAborted(call: Call, open: OpenStream, input: RecordBatch): Promise<TurnResult> {
-  return call.unlessAborted(runTurn(call, open, input), (reason) => ({
+function turnUnlessAborted(call: Call, open: OpenStream, input: RecordBatch, externalize = true): Promise<TurnResult> {
+  return call.unlessAborted(runTurn(call, open, input, externalize), (reason) => ({
     batches: call.errorAnswer(open.outputSchema, reason).batches,
     done: true,
     cancelled: false,
@@ -206,8 +206,11 @@ export interface RequestCall extends ActiveCall {
    * refusal, recorded as the call's failure, or null.
    */
   resume(method: ResolvedMethod, streamId: string, input: RecordBatch): RpcError | null;
-  /** Runs one turn of an open stream (an interceptor's refusal answered as the turn's error). */
-  turn(stream: OpenStream, input: RecordBatch): Promise<TurnResult>;
+  /**
+   * Runs one turn of an open stream (an interceptor's refusal answered as the turn's error); its
+   * batches are externalized under the server's policy unless `externalize` is false.
+   */
+  turn(stream: OpenStream, input: RecordBatch, externalize?: boolean): Promise<TurnResult>;
   /** An answer of one error batch on `schema`, recorded as the call's failure. */
   fail(schema: Schema, err: unknown): Answer;
   /** Counts batches the transport writes besides the handler's (token batches). */
@@ -254,11 +257,11 @@ class RequestScope implements RequestCall {
     return refusal;
   }
 
-  async turn(stream: OpenStream, input: RecordBatch): Promise<TurnResult> {
+  async turn(stream: OpenStream, input: RecordBatch, externalize = true): Promise<TurnResult> {
     // A resumed stream's turn is a call of its own: its interceptors may refuse it.
     const refused = this.call.entered === null ? null : await refusedByInterceptors(this.call, stream.outputSchema);
     if (refused !== null) return { batches: refused.batches, done: true, cancelled: false };
-    return turnUnlessAborted(this.call, stream, input);
+    return turnUnlessAborted(this.call, stream, input, externalize);
   }
 
   fail(schema: Schema, err: unknown): Answer {

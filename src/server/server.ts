@@ -6,6 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { type Logger, pino } from "pino";
 import { frameworkError } from "../errors.js";
+import { checkPolicy, type ExternalizePolicy } from "../external/externalize.js";
 import {
   type Implementation,
   type MethodDecl,
@@ -121,6 +122,14 @@ export interface ServerOptions {
    * declared here makes `createServer` throw. Default: none.
    */
   readonly securitySchemes?: SecuritySchemes;
+  /**
+   * Externalize large output batches (see docs/external-storage.md): a unary result, stream
+   * header or stream turn whose data batch holds at least `thresholdBytes` is uploaded to
+   * `storage` as an Arrow IPC stream and replaced on the wire by the reference's pointer batch,
+   * on every transport. Default: none (everything inline). A unary handler may return an
+   * `ExternalRef` whether or not this is set.
+   */
+  readonly external?: ExternalizePolicy;
 }
 
 const VERSION_RE = /^(\d+)\.(\d+)\.(\d+)$/;
@@ -255,6 +264,7 @@ export function createServer(opts: ServerOptions): RpcServer {
     logger: opts.logger ?? pino({ level: "silent" }),
     protocols,
     securitySchemes,
+    external: opts.external === undefined ? null : checkPolicy(opts.external),
     get draining() {
       return draining;
     },

@@ -6,6 +6,8 @@
  */
 import type { RecordBatch, Schema } from "apache-arrow";
 import { frameworkError, RpcError } from "../errors.js";
+import { isPointerBatch } from "../external/pointer.js";
+import { asRequest } from "../external/resolve.js";
 import { ANONYMOUS } from "../protocol/context.js";
 import { MessageFramer } from "../wire/framer.js";
 import { EOS, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
@@ -221,6 +223,9 @@ class Session {
             request = taken.batch;
             if (taken.answers) output = this.side;
           }
+          const policy = this.server.external;
+          if (policy !== null && isPointerBatch(request))
+            request = asRequest(request, await policy.inbound.resolve(request));
         } catch (err) {
           await writeAnswer(conn, refuseUnread(this.env, err, read)).catch(() => {});
           continue;
@@ -320,6 +325,8 @@ class Session {
         }
         try {
           batch = side === null ? withoutSideChannel(batch) : side.input(batch);
+          const policy = this.server.external;
+          if (policy !== null && isPointerBatch(batch)) batch = await policy.inbound.resolve(batch);
         } catch (err) {
           await conn.write(stream.fail(err).flatMap((b) => enc.batch(b)));
           break;

@@ -4,6 +4,7 @@
  * the `RpcServer` interface.
  */
 import type { Logger } from "pino";
+import type { CheckedPolicy } from "../external/externalize.js";
 import type { MethodDecl, MethodSchemas } from "../protocol/methods.js";
 import type { Connection } from "./connection.js";
 import type { CloseOptions } from "./connections.js";
@@ -88,6 +89,8 @@ export interface ServerCore extends RpcServer {
   track<T>(work: Promise<T>): Promise<T>;
   /** Feeds a finished call's record to every observer. */
   notify(record: CallRecord): void;
+  /** The externalization policy (`ServerOptions.external`), checked; null for none. */
+  readonly external: CheckedPolicy | null;
   /** True while at least one observer is registered (calls skip building records otherwise). */
   readonly observed: boolean;
 }

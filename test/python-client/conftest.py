@@ -5,7 +5,8 @@ quiver's, reached through the reference's ``ClientDriver`` and quiver's driver p
 (``QUIVER_CLIENT_DRIVER``, default ``node --import tsx src/bin/quiver-client-driver.ts``).
 Transports: ``stdio`` (a fresh worker per connection), ``unix`` and ``tcp`` (one threaded
 worker per session). Groups that need HTTP, raw byte access to the transport, or a server
-process to sample skip, naming why.
+process to sample skip, naming why. ``TestExternalByteStream`` runs on each transport against
+a reference worker externalizing through the reference's fake storage, quiver's client resolving.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from vgi_rpc.introspect import ServiceDescription
 from vgi_rpc.log import Message
 
 ROOT = Path(__file__).resolve().parents[2]
+# Shared helpers with the byte-stream harness (test/python).
+sys.path.insert(0, str(ROOT / "test" / "python"))
+from _quiver_worker import fake_storage_service  # noqa: E402
 _BIN = Path(sys.executable).parent
 _WORKER = [str(_BIN / "vgi-rpc-conformance"), "--describe"]
 _DRIVER = shlex.split(
@@ -161,8 +165,77 @@ def conformance_http_external_security_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def conformance_fake_storage() -> str:
-    pytest.skip("quiver's client resolves no external locations")
+def conformance_fake_storage() -> Iterator[str]:
+    """The reference's in-memory fake storage service, on loopback, for the whole session."""
+    with fake_storage_service() as base_url:
+        yield base_url
+
+
+# ---------------------------------------------------------------------------
+# Byte-stream externalization (TestExternalByteStream) with quiver's client
+# resolving: the reference worker externalizes through the fake storage at
+# threshold 1; the group runs once per selected transport.
+# ---------------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize the byte-stream externalization group over the selected transports."""
+    if metafunc.cls is not None and metafunc.cls.__name__ == "TestExternalByteStream":
+        # Not shm: with a segment the reference worker sends data through it, not through storage.
+        metafunc.fixturenames.append("quiver_external_transport")
+        metafunc.parametrize("quiver_external_transport", [t for t in _TRANSPORTS if t != "shm"])
+
+
+def _external_flags(storage_url: str) -> list[str]:
+    return ["--fake-storage", storage_url, "--externalize-threshold", "1"]
+
+
+@pytest.fixture(scope="session")
+def quiver_ref_external_workers(conformance_fake_storage: str) -> Iterator[Callable[[str], str]]:
+    """Externalizing reference socket workers, started on first use, one per transport."""
+    procs: list[subprocess.Popen[bytes]] = []
+    addresses: dict[str, str] = {}
+    tmp = tempfile.mkdtemp(prefix="quiver-client-ext-")
+
+    def get(transport: str) -> str:
+        if transport not in addresses:
+            where = ["--unix", os.path.join(tmp, "ref.sock")] if transport == "unix" else ["--tcp", "127.0.0.1:0"]
+            proc, line = _spawn_socket_worker([*where, *_external_flags(conformance_fake_storage)])
+            procs.append(proc)
+            addresses[transport] = where[1] if transport == "unix" else line.removeprefix("TCP:")
+        return addresses[transport]
+
+    try:
+        yield get
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def conformance_bytestream_external_target(request: pytest.FixtureRequest, conformance_fake_storage: str) -> Any:
+    """quiver's client (with its resolver) against an externalizing reference worker."""
+    from vgi_rpc.conformance._external_bytestream_pytest import ByteStreamExternalTarget
+    from vgi_rpc.external import ClientExternalConfig
+
+    transport = str(request.getfixturevalue("quiver_external_transport"))
+    storage = conformance_fake_storage
+
+    def connect(on_log: Callable[[Message], None] | None = None) -> Any:
+        if transport == "stdio":
+            target: object = [*_WORKER, "--pipe", *_external_flags(storage)]
+        else:
+            target = request.getfixturevalue("quiver_ref_external_workers")(transport)
+        # Only the presence of the config crosses to the driver: quiver's client resolves.
+        return _driver().connect(transport, target, on_log, external_config=ClientExternalConfig())
+
+    def uploaded_objects() -> int:
+        import httpx2
+
+        return int(httpx2.get(f"{storage}/_stats", timeout=5.0).json()["object_count"])
+
+    return ByteStreamExternalTarget(name=f"quiver-client-{transport}", connect=connect, uploaded_objects=uploaded_objects)
 
 
 # Per-test outcomes, by transport, for scripts/run-client-conformance.mjs.
@@ -173,7 +246,7 @@ def _transport_of(item: pytest.Item) -> str | None:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return None
-    for name in ("conformance_conn", "conformance_describe"):
+    for name in ("conformance_conn", "conformance_describe", "quiver_external_transport"):
         if name in callspec.params:
             return str(callspec.params[name])
     return None

@@ -15,9 +15,17 @@ the matching flags:
 ``conformance_http_small_request_cap_port`` ``--http --max-request-bytes 4096``
 ``conformance_describe`` / ``conformance_protocol_connector``  the default worker, over HTTP
 
-Fixtures for features quiver does not serve (external storage, CORS, sticky
-sessions) skip, naming the reason.  Raw byte-stream connections do not exist
-over HTTP; the pipe/unix/tcp harness in ``test/python`` covers them.
+``conformance_fake_storage``            the reference's fake storage service (in this process)
+``conformance_http_with_storage_port``  ``--http --fake-storage URL --max-request-bytes 32768``
+                                        (threshold 4096; vends upload URLs)
+``conformance_http_with_zstd_storage_port`` ``--fake-storage URL --external-compression zstd``
+``conformance_http_external_security_port`` fake storage with 4 KiB / 8 KiB fetch caps, 127.0.0.1 only
+``conformance_http_externalized_cap_port`` fake storage, ``--max-externalized-response-bytes 65536``
+
+Fixtures for features quiver does not serve (CORS, sticky sessions) skip, naming the reason; so does ``TestExternalByteStream``
+(``_SKIPPED_BY_NAME`` at the end), which ``test/python`` runs.  Raw byte-stream
+connections do not exist over HTTP; the pipe/unix/tcp harness in ``test/python``
+covers them.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import contextlib
 import os
 import shlex
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -39,6 +48,9 @@ from vgi_rpc.http import http_connect
 from vgi_rpc.log import Message
 
 ROOT = Path(__file__).resolve().parents[2]
+# Shared helpers with the byte-stream harness (test/python).
+sys.path.insert(0, str(ROOT / "test" / "python"))
+from _quiver_worker import fake_storage_service  # noqa: E402
 ConnFactory = Callable[..., contextlib.AbstractContextManager[Any]]
 
 
@@ -127,10 +139,53 @@ def _unsupported(what: str) -> Any:
     return fixture
 
 
-conformance_http_externalized_cap_port = _unsupported("external storage (externalized-response cap)")
-conformance_http_with_storage_port = _unsupported("external storage")
-conformance_http_with_zstd_storage_port = _unsupported("external storage")
-conformance_fake_storage = _unsupported("fake storage backend")
+
+
+@pytest.fixture(scope="session")
+def conformance_fake_storage() -> Iterator[str]:
+    """The reference's in-memory fake storage service, on loopback, for the whole session."""
+    with fake_storage_service() as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="session")
+def conformance_http_with_storage_port(conformance_fake_storage: str) -> Iterator[int]:
+    # A request cap under the suite's 40 000-character upload payload, so its client meets a 413
+    # and uploads through the vended URLs.
+    with _http_worker("--fake-storage", conformance_fake_storage, "--max-request-bytes", "32768") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_externalized_cap_port(conformance_fake_storage: str) -> Iterator[int]:
+    """Storage wired, 64 KiB of uploads per response, no wire cap (so the external cap is what fails)."""
+    flags = ("--fake-storage", conformance_fake_storage, "--max-externalized-response-bytes", "65536")
+    with _http_worker(*flags) as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_external_security_port(conformance_fake_storage: str) -> Iterator[int]:
+    """Client-sent pointers fetched under 4 KiB encoded / 8 KiB decoded caps, from 127.0.0.1 only."""
+    flags = (
+        "--fake-storage",
+        conformance_fake_storage,
+        "--external-max-fetch-bytes",
+        "4096",
+        "--external-max-decompressed-bytes",
+        "8192",
+        "--external-url-host",
+        "127.0.0.1",
+    )
+    with _http_worker(*flags) as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_with_zstd_storage_port(conformance_fake_storage: str) -> Iterator[int]:
+    with _http_worker("--fake-storage", conformance_fake_storage, "--external-compression", "zstd") as port:
+        yield port
+
 conformance_http_cors_port = _unsupported("CORS configuration")
 conformance_http_sticky_auth_port = _unsupported("sticky sessions")
 conformance_http_sticky_short_ttl_port = _unsupported("sticky sessions")
@@ -176,3 +231,25 @@ def conformance_http_small_request_cap_port() -> Iterator[int]:
     with _http_worker("--max-request-bytes", "4096") as port:
         yield port
 
+
+# ---------------------------------------------------------------------------
+# External-storage items skipped by name, with the reason, so the rest of every
+# external group runs.
+# ---------------------------------------------------------------------------
+
+_SKIPPED_BY_NAME: dict[str, str] = {
+    # Byte-stream transports only: test/python runs this group over pipe, unix and tcp.
+    "TestExternalByteStream": "byte-stream externalization is covered by test/python (pipe, unix, tcp)",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip, naming the reason, the external-storage items listed in ``_SKIPPED_BY_NAME``."""
+    for item in items:
+        cls = getattr(item, "cls", None)
+        if cls is None:
+            continue
+        name = item.name.split("[", 1)[0]
+        reason = _SKIPPED_BY_NAME.get(f"{cls.__name__}::{name}") or _SKIPPED_BY_NAME.get(cls.__name__)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))

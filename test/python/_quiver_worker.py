@@ -62,9 +62,9 @@ def selected_transports() -> list[str]:
 _STDERR_LOGGER = logging.getLogger("quiver.worker.stderr")
 
 
-def spawn_pipe_worker() -> SubprocessTransport:
+def spawn_pipe_worker(flags: tuple[str, ...] = ()) -> SubprocessTransport:
     """Start one stdio worker; its stderr lines go to a logger pytest captures per test."""
-    return SubprocessTransport(worker_cmd(), stderr=StderrMode.PIPE, stderr_logger=_STDERR_LOGGER)
+    return SubprocessTransport([*worker_cmd(), *flags], stderr=StderrMode.PIPE, stderr_logger=_STDERR_LOGGER)
 
 
 class SharedPipeWorker:
@@ -182,11 +182,11 @@ def _spawn_listening(args: list[str], startup_timeout: float = 30.0) -> Iterator
 
 
 @contextmanager
-def unix_worker(*, with_pid: bool = False) -> Iterator[Any]:
+def unix_worker(*, with_pid: bool = False, flags: tuple[str, ...] = ()) -> Iterator[Any]:
     """A worker listening on a fresh Unix socket; yields the path (or ``(pid, path)``)."""
     path = short_unix_path("conf")
     try:
-        with _spawn_listening(["--unix", path]) as (proc, line):
+        with _spawn_listening(["--unix", path, *flags]) as (proc, line):
             assert line == f"UNIX:{path}", f"expected UNIX:{path}, got {line!r}"
             _wait_for(lambda: _probe_unix(path), f"unix worker at {path}")
             yield (proc.pid, path) if with_pid else path
@@ -196,12 +196,24 @@ def unix_worker(*, with_pid: bool = False) -> Iterator[Any]:
 
 
 @contextmanager
-def tcp_worker(*, with_pid: bool = False) -> Iterator[Any]:
+def tcp_worker(*, with_pid: bool = False, flags: tuple[str, ...] = ()) -> Iterator[Any]:
     """A worker on an OS-chosen loopback TCP port; yields ``(host, port)`` (or ``(pid, (host, port))``)."""
-    with _spawn_listening(["--tcp", "127.0.0.1:0"]) as (proc, line):
+    with _spawn_listening(["--tcp", "127.0.0.1:0", *flags]) as (proc, line):
         assert line.startswith("TCP:"), f"expected TCP:<host>:<port>, got {line!r}"
         host, _, port_text = line[len("TCP:") :].rpartition(":")
         host = host or "127.0.0.1"
         port = int(port_text)
         _wait_for(lambda: _probe_tcp(host, port), f"tcp worker at {host}:{port}")
         yield (proc.pid, (host, port)) if with_pid else (host, port)
+
+
+@contextmanager
+def fake_storage_service() -> Iterator[str]:
+    """The reference's in-memory fake storage service on loopback; yields its base URL."""
+    from vgi_rpc.conformance.fake_storage import serve_in_thread
+
+    base_url, shutdown = serve_in_thread()
+    try:
+        yield base_url
+    finally:
+        shutdown()

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from _quiver_worker import (
     SharedPipeWorker,
+    fake_storage_service,
     selected_transports,
     spawn_pipe_worker,
     tcp_worker,
@@ -96,7 +97,7 @@ def _transport_of(item: pytest.Item) -> str | None:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return None
-    for name in ("conformance_conn", "conformance_raw_conn", "conformance_describe"):
+    for name in ("conformance_conn", "conformance_raw_conn", "conformance_describe", "quiver_external_transport"):
         if name in callspec.params:
             return str(callspec.params[name])
     return None
@@ -306,15 +307,86 @@ def conformance_http_external_security_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def conformance_fake_storage() -> str:
-    """External storage for the external-location groups.
+def conformance_fake_storage() -> Iterator[str]:
+    """The reference's in-memory fake storage service, on loopback, for the whole session."""
+    with fake_storage_service() as base_url:
+        yield base_url
 
-    quiver implements no external locations (on any transport), so this skips.
-    Supplying real fake storage here would assert the opposite: the byte-stream
-    externalization group fails a runner that supplies storage but no
-    externalizing byte-stream target.
-    """
-    pytest.skip("quiver implements no external locations (ExternalLocation) on any transport")
+
+# ---------------------------------------------------------------------------
+# Byte-stream externalization (TestExternalByteStream): the group asks for one
+# ``conformance_bytestream_external_target``; here it runs once per selected
+# transport, against a worker started with ``--fake-storage URL
+# --externalize-threshold 1`` and a reference client resolving pointers from
+# loopback only.
+# ---------------------------------------------------------------------------
+
+_EXTERNAL_GROUP = "TestExternalByteStream"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize the byte-stream externalization group over the selected transports."""
+    if metafunc.cls is not None and metafunc.cls.__name__ == _EXTERNAL_GROUP:
+        metafunc.fixturenames.append("quiver_external_transport")
+        metafunc.parametrize("quiver_external_transport", _TRANSPORTS)
+
+
+def _external_flags(storage_url: str) -> tuple[str, ...]:
+    return ("--fake-storage", storage_url, "--externalize-threshold", "1")
+
+
+@pytest.fixture(scope="session")
+def quiver_external_workers(conformance_fake_storage: str) -> Iterator[dict[str, Any]]:
+    """Externalizing socket workers, started on first use, one per transport."""
+    with contextlib.ExitStack() as stack:
+        workers: dict[str, Any] = {}
+
+        def get(transport: str) -> Any:
+            if transport not in workers:
+                flags = _external_flags(conformance_fake_storage)
+                spawn = unix_worker if transport == "unix" else tcp_worker
+                workers[transport] = stack.enter_context(spawn(flags=flags))
+            return workers[transport]
+
+        yield {"get": get}
+
+
+@pytest.fixture
+def conformance_bytestream_external_target(
+    request: pytest.FixtureRequest, conformance_fake_storage: str
+) -> Any:
+    """A connection to an externalizing quiver worker over this item's transport."""
+    from vgi_rpc.conformance._external_bytestream_pytest import ByteStreamExternalTarget
+    from vgi_rpc.conformance._cli import _loopback_only_validator
+    from vgi_rpc.external import ClientExternalConfig
+
+    transport = str(request.getfixturevalue("quiver_external_transport"))
+    config = ClientExternalConfig(url_validator=_loopback_only_validator)
+    storage = conformance_fake_storage
+
+    @contextlib.contextmanager
+    def connect(on_log: Callable[[Message], None] | None = None) -> Iterator[Any]:
+        if transport == "pipe":
+            sub = spawn_pipe_worker(_external_flags(storage))
+            try:
+                yield _RpcProxy(ConformanceService, sub, on_log, external_config=config)
+            finally:
+                sub.close()
+            return
+        address = request.getfixturevalue("quiver_external_workers")["get"](transport)
+        if transport == "unix":
+            with unix_connect(ConformanceService, address, on_log=on_log, external_location=config) as proxy:
+                yield proxy
+        else:
+            with tcp_connect(ConformanceService, address[0], address[1], on_log=on_log, external_location=config) as proxy:
+                yield proxy
+
+    def uploaded_objects() -> int:
+        import httpx2
+
+        return int(httpx2.get(f"{storage}/_stats", timeout=5.0).json()["object_count"])
+
+    return ByteStreamExternalTarget(name=f"quiver-{transport}", connect=connect, uploaded_objects=uploaded_objects)
 
 
 # ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ export interface StreamTurns {
     headers: Headers | null,
   ): Promise<RpcResponse>;
   /** One answer stream's batches, logs delivered and an error batch thrown. */
-  scan(stream: BodyStream | undefined): RecordBatch[];
+  scan(stream: BodyStream | undefined): Promise<RecordBatch[]>;
 }
 
 /** `batch` without the stream tokens (what the caller sees). */
@@ -151,7 +151,7 @@ class TurnStream implements HttpStream {
       }
       try {
         const res = await this.client.turn(this.target, this.tokens(batch, cursor), this.borrow, this.headers);
-        const out = this.client.scan(res.streams[0]);
+        const out = await this.client.scan(res.streams[0]);
         if (res.status !== 200) {
           throw unexpectedStatus(res.status, `${this.target.method}/exchange answered without an error batch`);
         }
@@ -211,7 +211,7 @@ class TurnStream implements HttpStream {
           null,
           this.headers,
         );
-        this.client.scan(res.streams[0]);
+        await this.client.scan(res.streams[0]);
       } catch {
         // Best effort, as the reference.
       }

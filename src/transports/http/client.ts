@@ -21,7 +21,7 @@
  * Requests go out through client-requests.ts; streams continue in client-stream.ts.
  */
 import type { RecordBatch } from "apache-arrow";
-import { requestBatch, traced } from "../../client/client.js";
+import { requestBatch, resolvePointer, traced } from "../../client/client.js";
 import {
   describeProtocol,
   listProtocols,
@@ -29,7 +29,13 @@ import {
   type ServiceDescription,
 } from "../../client/describe.js";
 import { type ClientInterceptor, interceptorList, interceptStream, interceptUnary } from "../../client/interceptors.js";
-import type { CallChannel, CallTarget, RequestMetadata, StreamOpenOptions } from "../../client/transport.js";
+import type {
+  CallChannel,
+  CallTarget,
+  PointerResolver,
+  RequestMetadata,
+  StreamOpenOptions,
+} from "../../client/transport.js";
 import {
   type CallOptions,
   type ClientMethod,
@@ -46,9 +52,10 @@ import { BorrowBuffer } from "../../wire/framer.js";
 import { encodeStream } from "../../wire/ipc.js";
 import { CALL_STATE_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../../wire/messages.js";
-import { unexpectedStatus } from "./client-errors.js";
-import { type BodyStream, Requester } from "./client-requests.js";
+import { HttpError, unexpectedStatus } from "./client-errors.js";
+import { type BodyStream, Requester, type RpcResponse } from "./client-requests.js";
 import { type HttpStream, httpStream, type StreamTurns, stripTokens } from "./client-stream.js";
+import { type UploadOptions, uploadRequest } from "./client-upload.js";
 import { MIN_RESPONSE_BUDGET_BYTES } from "./headers.js";
 import { fetchPost, nodePost } from "./post.js";
 
@@ -84,6 +91,17 @@ export interface HttpClientOptions {
    * and errors, refuse or retry calls. Default: none.
    */
   readonly interceptors?: readonly ClientInterceptor[];
+  /**
+   * Resolves external-location pointer batches (`new ExternalResolver({ ... })`): see
+   * `ClientOptions.external`. Default: none (a pointer fails the call).
+   */
+  readonly external?: PointerResolver;
+  /**
+   * Upload a request the server refuses as too large (413) through an upload URL it vends, and
+   * send a pointer instead (a server with external storage and upload URLs resolves it). Default:
+   * none (the 413 fails the call).
+   */
+  readonly uploads?: UploadOptions;
 }
 
 /** A vgi-rpc client over HTTP. Implements `CallChannel`, so `proxy(client, Protocol)` works on it. */
@@ -97,6 +115,10 @@ export class HttpClient implements CallChannel {
   private readonly turns: StreamTurns;
   /** `HttpClientOptions.interceptors`, or null when there are none. */
   private readonly interceptors: readonly ClientInterceptor[] | null;
+  /** `HttpClientOptions.external`, or null. */
+  private readonly external: PointerResolver | null;
+  /** `HttpClientOptions.uploads`, or null. */
+  private readonly uploads: UploadOptions | null;
   private closed = false;
 
   constructor(baseUrl: string | URL, opts: HttpClientOptions = {}) {
@@ -105,6 +127,8 @@ export class HttpClient implements CallChannel {
     this.url = prefix === "" ? base : `${base}${prefix.startsWith("/") ? "" : "/"}${prefix}`;
     this.onLog = opts.onLog;
     this.interceptors = interceptorList(opts.interceptors);
+    this.external = opts.external ?? null;
+    this.uploads = opts.uploads ?? null;
     const node = opts.fetch === undefined ? nodePost() : null;
     let send: ReturnType<typeof fetchPost>;
     if (node !== null) {
@@ -132,9 +156,31 @@ export class HttpClient implements CallChannel {
     });
     this.turns = {
       turn: (target, batch, borrow, headers) =>
-        this.requests.post(this.routeUrl(target, "/exchange"), encodeStream(batch.schema, [batch]), borrow, headers),
+        this.post(this.routeUrl(target, "/exchange"), encodeStream(batch.schema, [batch]), borrow, headers),
       scan: (stream) => this.scan(stream),
     };
+  }
+
+  /** One request; a 413 is answered by uploading the body and sending a pointer (`uploads`). */
+  private async post(
+    url: string,
+    body: readonly Uint8Array[],
+    borrow: BorrowBuffer | null,
+    headers: Headers | null,
+  ): Promise<RpcResponse> {
+    try {
+      return await this.requests.post(url, body, borrow, headers);
+    } catch (err) {
+      const uploads = this.uploads;
+      if (uploads === null || !(err instanceof HttpError) || err.status !== 413) throw err;
+      const pointer = await uploadRequest(
+        body,
+        `${this.url}/__upload_url__/init`,
+        (u, b) => this.requests.post(u, b, null, headers),
+        uploads,
+      );
+      return this.requests.post(url, pointer, borrow, headers);
+    }
   }
 
   /** The URL of a method route (`suffix`: `""`, `/init` or `/exchange`). */
@@ -153,19 +199,21 @@ export class HttpClient implements CallChannel {
   }
 
   /**
-   * Walks one response stream: logs go to `onLog`, an EXCEPTION batch throws, pointer batches
-   * throw (not resolved here); returns the remaining batches in order.
+   * Walks one response stream: logs go to `onLog`, an EXCEPTION batch throws, external-location
+   * pointers are resolved (`HttpClientOptions.external`), shared-memory pointers throw; returns
+   * the remaining batches in order.
    */
-  private scan(stream: BodyStream | undefined): RecordBatch[] {
+  private async scan(stream: BodyStream | undefined): Promise<RecordBatch[]> {
     const out: RecordBatch[] = [];
     for (const b of stream?.batches ?? []) {
       const kind = classifyBatch(b);
       if (kind === "log") this.log(b);
       else if (kind === "error") throw errorFromMetadata(b.metadata);
-      else if (kind === "external_pointer" || kind === "shm_pointer") {
+      else if (kind === "external_pointer") out.push(await resolvePointer(this.external, b, this.onLog));
+      else if (kind === "shm_pointer") {
         throw frameworkError(
           "protocol_error",
-          `the server sent a ${kind === "shm_pointer" ? "shared-memory" : "external-location"} pointer batch, which this client does not resolve`,
+          "the server sent a shared-memory pointer batch, which this client does not resolve",
         );
       } else out.push(b);
     }
@@ -191,8 +239,8 @@ export class HttpClient implements CallChannel {
     headers: Headers | null,
   ): Promise<RecordBatch> {
     const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
-    const res = await this.requests.post(this.routeUrl(target), body, null, headers);
-    const batches = this.scan(res.streams[0]);
+    const res = await this.post(this.routeUrl(target), body, null, headers);
+    const batches = await this.scan(res.streams[0]);
     const result = batches[0];
     if (result === undefined || res.status !== 200) {
       throw result === undefined
@@ -230,11 +278,11 @@ export class HttpClient implements CallChannel {
     headers: Headers | null,
   ): Promise<HttpStream> {
     const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
-    const res = await this.requests.post(this.routeUrl(target, "/init"), body, null, headers);
+    const res = await this.post(this.routeUrl(target, "/init"), body, null, headers);
     let index = 0;
     let header: RecordBatch | null = null;
     if (opts.hasHeader) {
-      const h = this.scan(res.streams[index++]);
+      const h = await this.scan(res.streams[index++]);
       if (h[0] === undefined) {
         throw frameworkError("protocol_error", "Stream header IPC stream ended without a data batch.", {
           type: "ProtocolError",
@@ -245,7 +293,7 @@ export class HttpClient implements CallChannel {
     const pending: RecordBatch[] = [];
     let cursor: string | null = null;
     let callToken: string | null = null;
-    for (const b of this.scan(res.streams[index])) {
+    for (const b of await this.scan(res.streams[index])) {
       if (b.numRows === 0 && b.metadata.has(STREAM_STATE_KEY)) {
         cursor = b.metadata.get(STREAM_STATE_KEY)!;
         callToken = b.metadata.get(CALL_STATE_KEY) ?? null;

@@ -1,16 +1,20 @@
 /** The HTTP server's options, and what one handler derives from them once. */
 import { randomBytes } from "node:crypto";
 import type { Authenticator } from "../../auth/types.js";
+import type { UploadUrlProvider } from "../../external/storage.js";
 import { coreOf, type RpcServer, type ServerCore } from "../../server/types.js";
 import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
 import { type Encoding, loadZstd, producibleEncodings } from "./compression.js";
 import {
   ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER,
   EXTERNALIZATION_ENABLED_HEADER,
+  MAX_EXTERNALIZED_RESPONSE_BYTES_HEADER,
   MAX_REQUEST_BYTES_HEADER,
   MAX_RESPONSE_BYTES_HEADER,
+  MAX_UPLOAD_BYTES_HEADER,
   MIN_RESPONSE_BUDGET_BYTES,
   SUPPORTED_ENCODINGS_HEADER,
+  UPLOAD_URL_HEADER,
 } from "./headers.js";
 import { DEFAULT_MAX_ZSTD_WINDOW_BYTES } from "./inflate.js";
 import type { TokenKeyring } from "./tokens.js";
@@ -57,6 +61,22 @@ export interface HttpServerOptions {
    * pipelined or not, waits before it is read or run. Default: 1 MiB.
    */
   readonly writeHighWaterMark?: number;
+  /**
+   * Vend upload URL pairs on `POST {prefix}/__upload_url__/init` (`request_upload_urls` in the
+   * reference's client) and advertise it (`VGI-Upload-URL-Support: true`): clients upload large
+   * inputs there and send pointer batches, which a server with `external` set resolves. Default: none.
+   */
+  readonly uploadUrls?: UploadUrlProvider;
+  /** Advertised as `VGI-Max-Upload-Bytes` with `uploadUrls`. Default: none (not advertised). */
+  readonly maxUploadBytes?: number;
+  /**
+   * The most one response (a unary call, a stream's init, one exchange) may upload to external
+   * storage (`ServerOptions.external`), in raw IPC bytes: an upload that would pass it is refused
+   * before it happens, with a `RuntimeError` naming `max_externalized_response_bytes`; advertised as
+   * `VGI-Max-Externalized-Response-Bytes`. Hard on every kind of call (uploaded bytes cannot be
+   * taken back). Default: none.
+   */
+  readonly maxExternalizedResponseBytes?: number;
 }
 
 /** The options of one handler, checked and with their defaults applied. */
@@ -78,6 +98,10 @@ export interface HttpConfig {
   readonly capabilitiesCacheControl: string;
   /** The `/health` body, made once. */
   readonly healthBody: Uint8Array;
+  /** `HttpServerOptions.uploadUrls`, or null. */
+  readonly uploadUrls: UploadUrlProvider | null;
+  /** `HttpServerOptions.maxExternalizedResponseBytes`, or null. */
+  readonly maxExternalizedResponseBytes: number | null;
 }
 
 const utf8 = new TextEncoder();
@@ -113,7 +137,20 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
   if (maxRequestBytes !== null) caps.push([MAX_REQUEST_BYTES_HEADER, String(maxRequestBytes)]);
   if (maxResponseBytes !== null) caps.push([MAX_RESPONSE_BYTES_HEADER, String(maxResponseBytes)]);
   caps.push([ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER, "true"]);
-  caps.push([EXTERNALIZATION_ENABLED_HEADER, "false"]);
+  caps.push([EXTERNALIZATION_ENABLED_HEADER, server.external === null ? "false" : "true"]);
+  const maxUploadBytes = options.maxUploadBytes;
+  if (maxUploadBytes !== undefined && (!Number.isSafeInteger(maxUploadBytes) || maxUploadBytes < 1)) {
+    throw new RangeError(`maxUploadBytes must be a positive integer, got ${maxUploadBytes}`);
+  }
+  const maxExternalized = options.maxExternalizedResponseBytes ?? null;
+  if (maxExternalized !== null && (!Number.isSafeInteger(maxExternalized) || maxExternalized < 0)) {
+    throw new RangeError(`maxExternalizedResponseBytes must be an integer >= 0, got ${maxExternalized}`);
+  }
+  if (maxExternalized !== null) caps.push([MAX_EXTERNALIZED_RESPONSE_BYTES_HEADER, String(maxExternalized)]);
+  if (options.uploadUrls !== undefined) {
+    caps.push([UPLOAD_URL_HEADER, "true"]);
+    if (maxUploadBytes !== undefined) caps.push([MAX_UPLOAD_BYTES_HEADER, String(maxUploadBytes)]);
+  }
   caps.push([SUPPORTED_ENCODINGS_HEADER, encodings.join(", ")]);
   const primary = [...server.protocols.keys()][0] ?? "";
   return {
@@ -128,6 +165,8 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     levels: { gzip: options.gzipLevel ?? 6, zstd: options.zstdLevel ?? 1 },
     capabilityHeaders: caps,
     capabilitiesCacheControl: `public, max-age=${options.capabilitiesMaxAgeSeconds ?? 300}`,
+    uploadUrls: options.uploadUrls ?? null,
+    maxExternalizedResponseBytes: maxExternalized,
     healthBody: utf8.encode(JSON.stringify({ status: "ok", server_id: server.serverId, protocol: primary })),
   };
 }

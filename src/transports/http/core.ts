@@ -35,6 +35,7 @@ import { type CallRoute, parseRoute } from "./routes.js";
 import { serveExchange, serveInit } from "./streams.js";
 import { serveUnary } from "./unary.js";
 import type { UniversalRequest, UniversalResponse } from "./universal.js";
+import { serveUploadUrls, UPLOAD_URL_METHOD } from "./upload-urls.js";
 
 /** The transport for one `RpcServer`, independent of any HTTP server. */
 export interface HttpCore {
@@ -124,7 +125,7 @@ function route(config: HttpConfig, state: CallState, req: UniversalRequest, requ
 }
 
 /** The facts of the request a call's context carries (`ctx.transportMetadata`, cookies, trace context). */
-function callEnv(server: ServerCore, req: UniversalRequest, auth: AuthContext): CallEnv {
+function callEnv(server: ServerCore, req: UniversalRequest, auth: AuthContext, externalCap: number | null): CallEnv {
   const transportMetadata: Record<string, string> = {};
   if (req.remoteAddr) transportMetadata.remote_addr = req.remoteAddr;
   const ua = req.headers.get("user-agent");
@@ -144,6 +145,8 @@ function callEnv(server: ServerCore, req: UniversalRequest, auth: AuthContext): 
       cookies: parseCookieHeader(req.headers.get("cookie")),
       traceContext,
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+      // One budget per request: a unary call, a stream's init, or one exchange turn.
+      ...(externalCap !== null && server.external !== null ? { externalBudget: { limit: externalCap, used: 0 } } : {}),
     },
   };
 }
@@ -192,7 +195,7 @@ async function call(
   if (!body.ok) return body.reply;
   const budget = responseBudget(server, req.headers.get(ACCEPT_MAX_RESPONSE_BYTES_HEADER), config.maxResponseBytes);
   if (!budget.ok) return budget.reply;
-  const env = callEnv(server, req, auth.value);
+  const env = callEnv(server, req, auth.value, config.maxExternalizedResponseBytes);
   const run: RunCall = (callEnv, work) => state.calls.run(callEnv, requestId, req.signal, work);
   if (route.kind === "reserved") {
     if (route.method !== TRANSPORT_OPTIONS_METHOD) {
@@ -205,6 +208,14 @@ async function call(
     const refused = contentTypeRefusal(server, req.headers);
     if (refused !== null) return refused;
     return server.track(serveUnary(server, env, null, route.method, body.value, run, budget.value));
+  }
+  if (config.uploadUrls !== null && route.kind === "unary" && route.protocol === UPLOAD_URL_METHOD) {
+    // `POST {prefix}/__upload_url__/init` (two segments, so routed as a unary path).
+    if (route.method === "init") {
+      const refused = contentTypeRefusal(server, req.headers);
+      if (refused !== null) return refused;
+      return server.track(serveUploadUrls(server, config.uploadUrls, body.value));
+    }
   }
   const resolved = resolveMethod(server, route.protocol, route.method);
   if (!resolved.ok) return resolved.reply;

@@ -21,6 +21,12 @@ export const ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER = "VGI-Accept-Max-Response
 export const SUPPORTED_ENCODINGS_HEADER = "VGI-Supported-Encodings";
 /** `false`: answers never point at external storage. */
 export const EXTERNALIZATION_ENABLED_HEADER = "VGI-Externalization-Enabled";
+/** Capability: the most a response may upload to external storage (`maxExternalizedResponseBytes`). */
+export const MAX_EXTERNALIZED_RESPONSE_BYTES_HEADER = "VGI-Max-Externalized-Response-Bytes";
+/** Capability: the server vends upload URLs (`POST {prefix}/__upload_url__/init`). */
+export const UPLOAD_URL_HEADER = "VGI-Upload-URL-Support";
+/** Capability: the largest object a client may upload through a vended URL. */
+export const MAX_UPLOAD_BYTES_HEADER = "VGI-Max-Upload-Bytes";
 /** The reason code of a 401. */
 export const AUTH_REASON_HEADER = "VGI-Auth-Reason";
 

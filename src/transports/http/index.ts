@@ -22,6 +22,7 @@ export {
   HttpError,
   type HttpStream,
 } from "./client.js";
+export type { UploadOptions } from "./client-upload.js";
 export { DEFAULT_MAX_REQUEST_BYTES, type HttpServerOptions } from "./config.js";
 export { createHttpHandler, type HttpHandler } from "./handler.js";
 export { ARROW_CONTENT_TYPE } from "./headers.js";

@@ -4,26 +4,71 @@
  */
 import type { RecordBatch } from "apache-arrow";
 import { frameworkError, RpcError } from "../../errors.js";
+import { isPointerBatch } from "../../external/pointer.js";
+import { asRequest } from "../../external/resolve.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
-import { withMetadata } from "../../wire/batches.js";
-import { METHOD_KEY, PROTOCOL_KEY } from "../../wire/keys.js";
-import type { Origin } from "../../wire/messages.js";
+import { coreOf } from "../../server/types.js";
+import { EMPTY_SCHEMA, withMetadata } from "../../wire/batches.js";
+import { CALL_STATE_KEY, METHOD_KEY, PROTOCOL_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
+import { errorBatch, type Origin } from "../../wire/messages.js";
 import type { Answer } from "./calls.js";
 import { decodeIpcBody } from "./ipc-body.js";
-import { answer, arrowReply, errorStreamReply, ok, type Reply, type Result, unauthorizedReply } from "./replies.js";
+import {
+  answer,
+  answerBatches,
+  arrowReply,
+  errorStreamReply,
+  ok,
+  type Reply,
+  type Result,
+  unauthorizedReply,
+} from "./replies.js";
 
 /** The `TypeError` the reference answers a request that does not fit its route with. */
 export function typeError(message: string): RpcError {
   return new RpcError(message, { type: "TypeError", code: "INVALID_ARGUMENT" });
 }
 
-/** The body's first batch (null: none); 400 when the body is not a readable Arrow stream. */
-export async function decodeRequest(server: RpcServer, body: Uint8Array): Promise<Result<RecordBatch | null>> {
+/**
+ * The body's first batch (null: none); 400 when the body is not a readable Arrow stream. A pointer
+ * batch is resolved (while the server externalizes): a request (`role` `"request"`: unary, init)
+ * keeps the pointer's dispatch metadata; an exchange input (`"input"`) gets the payload's metadata,
+ * with the pointer's state tokens, as the reference reads them before resolving.
+ */
+export async function decodeRequest(
+  server: RpcServer,
+  body: Uint8Array,
+  role: "request" | "input" = "request",
+): Promise<Result<RecordBatch | null>> {
+  let batch: RecordBatch | null;
   try {
     const decoded = await decodeIpcBody(body, server.maxMessageBytes);
-    return ok(decoded.batches[0] ?? null);
+    batch = decoded.batches[0] ?? null;
   } catch (err) {
     return answer(errorStreamReply(server, 400, RpcError.from(err)));
+  }
+  const policy = coreOf(server).external;
+  if (batch === null || policy === null || !isPointerBatch(batch)) return ok(batch);
+  // A client-sent pointer: the request (or exchange input) it stands for, fetched before dispatch;
+  // a failed fetch is the call's error, as the reference answers it.
+  try {
+    const resolved = await policy.inbound.resolve(batch);
+    if (role === "request") return ok(asRequest(batch, resolved));
+    const metadata = new Map(resolved.metadata);
+    for (const key of [STREAM_STATE_KEY, CALL_STATE_KEY]) {
+      const token = batch.metadata.get(key);
+      if (token !== undefined) metadata.set(key, token);
+    }
+    return ok(withMetadata(resolved, metadata));
+  } catch (err) {
+    const origin = { serverId: server.serverId, requestId: "" };
+    return answer(
+      answerBatches(
+        EMPTY_SCHEMA,
+        [errorBatch(EMPTY_SCHEMA, RpcError.from(err), origin, server.includeTracebacks)],
+        true,
+      ),
+    );
   }
 }
 

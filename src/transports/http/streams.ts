@@ -11,8 +11,10 @@
 import { randomBytes } from "node:crypto";
 import type { RecordBatch } from "apache-arrow";
 import { RpcError } from "../../errors.js";
+import { externalizeTurn } from "../../external/externalize.js";
 import type { AuthContext } from "../../protocol/context.js";
 import type { ResolvedMethod, RpcServer } from "../../server/server.js";
+import { coreOf } from "../../server/types.js";
 import { EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
 import { encodeStream } from "../../wire/ipc.js";
 import { CALL_STATE_KEY, CANCEL_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
@@ -186,7 +188,7 @@ async function openTokens(
 /** Runs one more turn of a stream (or its cancel) from an exchange request. */
 export async function serveExchange(route: StreamRoute, body: Uint8Array): Promise<Reply> {
   const { server, method: resolved } = route;
-  const decoded = await decodeRequest(server, body);
+  const decoded = await decodeRequest(server, body, "input");
   if (!decoded.ok) return decoded.reply;
   const input = decoded.value;
   if (input === null) {
@@ -210,7 +212,8 @@ export async function serveExchange(route: StreamRoute, body: Uint8Array): Promi
     const producer = stream.inputSchema.fields.length === 0;
     // A stream whose input schema is empty continues as a producer, as the reference's HTTP server
     // runs it: its turn processes a tick carrying this request's metadata, whatever columns came.
-    const turn = await call.turn(stream, producer ? emptyBatch(EMPTY_SCHEMA, input.metadata) : input);
+    // An exchange's cursor rides inside its data batch, so the turn is externalized after it is added.
+    const turn = await call.turn(stream, producer ? emptyBatch(EMPTY_SCHEMA, input.metadata) : input, producer);
     if (turn.cancelled) {
       call.cancelled();
       return answerBatches(stream.outputSchema, [], false);
@@ -236,6 +239,16 @@ export async function serveExchange(route: StreamRoute, body: Uint8Array): Promi
         const merged = new Map(data.metadata);
         merged.set(STREAM_STATE_KEY, next.token);
         batches[idx] = withMetadata(data, merged);
+      }
+    }
+    const policy = coreOf(server).external;
+    if (!producer && policy !== null && !failed) {
+      try {
+        const budget = route.env.http?.externalBudget ?? null;
+        batches = [...(await externalizeTurn(stream.outputSchema, batches, policy, budget, resolved.name))];
+      } catch (err) {
+        batches = call.fail(stream.outputSchema, err).batches.slice();
+        failed = true;
       }
     }
     return budgetedAnswer(call, encodeStream(stream.outputSchema, batches), failed, limit, EMPTY_SCHEMA);

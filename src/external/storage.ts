@@ -1,0 +1,100 @@
+/**
+ * Where externalized batches go: one small interface (`ExternalStorage`), and the reference's
+ * fake storage protocol (`vgi_rpc/conformance/fake_storage.py`) behind it for tests and the
+ * conformance runs. quiver never deletes what it uploads: expire objects with the store's own
+ * lifecycle rules, as the reference asks of its operators.
+ */
+import type { Schema } from "apache-arrow";
+
+/** A content coding applied to an uploaded object (stored so that fetchers can decode it). */
+export type ContentEncoding = "zstd" | "gzip";
+
+/** A storage backend for externalized batches. */
+export interface ExternalStorage {
+  /**
+   * Stores `data` (a complete Arrow IPC stream, encoded with `contentEncoding` when given) and
+   * resolves with a URL a client can GET it from (typically pre-signed). May be called
+   * concurrently.
+   */
+  upload(data: Uint8Array, schema: Schema, opts: { readonly contentEncoding?: ContentEncoding }): Promise<string>;
+}
+
+/** A pre-signed URL pair for a client upload: PUT to one, GET from the other (signatures are per method). */
+export interface UploadUrl {
+  readonly uploadUrl: string;
+  readonly downloadUrl: string;
+  readonly expiresAt: Date;
+}
+
+/**
+ * Vends upload URL pairs (the reference's `UploadUrlProvider`): what the HTTP server's
+ * `__upload_url__/init` route answers with (`HttpServerOptions.uploadUrls`). May be called
+ * concurrently.
+ */
+export interface UploadUrlProvider {
+  uploadUrl(schema: Schema): Promise<UploadUrl>;
+}
+
+/** What `POST /alloc` answers. */
+interface Allocation {
+  readonly object_url?: unknown;
+  readonly upload_url?: unknown;
+  readonly download_url?: unknown;
+}
+
+/**
+ * The reference's fake storage service as an `ExternalStorage`: `POST {base}/alloc` vends an
+ * upload (PUT-only) and a download (GET/HEAD-only) URL for a new blob, the bytes are PUT to the
+ * first (with `Content-Encoding` when coded), and the second is returned. Serve one with
+ * `python -m vgi_rpc.conformance.fake_storage --port 0`, or `serveFakeStorage` in the tests.
+ */
+export class FakeStorage implements ExternalStorage, UploadUrlProvider {
+  readonly baseUrl: string;
+
+  constructor(
+    baseUrl: string,
+    private readonly timeoutMs = 10_000,
+  ) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+  }
+
+  /** Allocates a blob: its URL pair (valid for an hour, as the reference's adapter says). */
+  async uploadUrl(_schema?: Schema): Promise<UploadUrl> {
+    const alloc = await this.alloc({}, AbortSignal.timeout(this.timeoutMs));
+    return { uploadUrl: alloc.upload, downloadUrl: alloc.download, expiresAt: new Date(Date.now() + 3_600_000) };
+  }
+
+  private async alloc(body: object, signal: AbortSignal): Promise<{ upload: string; download: string }> {
+    const allocRes = await fetch(`${this.baseUrl}/alloc`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+    if (!allocRes.ok) throw new Error(`fake storage: POST /alloc answered ${allocRes.status}`);
+    const alloc = (await allocRes.json()) as Allocation;
+    const legacy = typeof alloc.object_url === "string" ? alloc.object_url : undefined;
+    const upload = typeof alloc.upload_url === "string" ? alloc.upload_url : legacy;
+    const download = typeof alloc.download_url === "string" ? alloc.download_url : legacy;
+    if (upload === undefined || download === undefined) throw new Error("fake storage: /alloc named no URLs");
+    return { upload, download };
+  }
+
+  async upload(
+    data: Uint8Array,
+    _schema: Schema,
+    opts: { readonly contentEncoding?: ContentEncoding } = {},
+  ): Promise<string> {
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    const { upload: uploadUrl, download: downloadUrl } = await this.alloc(
+      opts.contentEncoding === undefined ? {} : { content_encoding: opts.contentEncoding },
+      signal,
+    );
+    const headers: Record<string, string> = { "content-type": "application/octet-stream" };
+    if (opts.contentEncoding !== undefined) headers["content-encoding"] = opts.contentEncoding;
+    const put = await fetch(uploadUrl, { method: "PUT", headers, body: data as Uint8Array<ArrayBuffer>, signal });
+    await put.arrayBuffer();
+    if (!put.ok) throw new Error(`fake storage: PUT answered ${put.status}`);
+    return downloadUrl;
+  }
+}
