@@ -281,23 +281,34 @@ class RequestScope implements RequestCall {
   }
 }
 
+/** What a stateless transport learns of each call's life (see `withRequestCall`). */
+export interface RequestCallHooks {
+  /** The call exists: the transport may abort it from now on (its client went away, its listener is closing). */
+  readonly started: (call: ActiveCall) => void;
+  /** The call ended (its record and interceptors out), just before `withRequestCall` settles. */
+  readonly ended: (call: ActiveCall) => void;
+}
+
 /**
  * Runs `work` as one call's life on a stateless transport: the call starts here and ends (its
  * record, statistics, span and interceptors out) when `work` settles, a failure of `work` itself
- * recorded as the call's. `onCall` receives the call at once, so the transport can abort it (its
- * client went away, its listener is closing).
+ * recorded as the call's. `hooks` hear of the call's start and end.
  */
 export function withRequestCall<T>(
   env: CallEnv,
   requestId: string,
   work: (call: RequestCall) => Promise<T>,
-  onCall?: (call: ActiveCall) => void,
+  hooks?: RequestCallHooks,
 ): Promise<T> {
   const scope = new RequestScope(new Call(env, requestId));
-  onCall?.(scope);
+  hooks?.started(scope);
+  const end = (): void => {
+    scope.call.end(scope.isCancelled);
+    hooks?.ended(scope);
+  };
   const failed = (err: unknown): Promise<never> => {
     scope.call.failed(err);
-    scope.call.end(scope.isCancelled);
+    end();
     return Promise.reject(err);
   };
   let running: Promise<T>;
@@ -308,7 +319,7 @@ export function withRequestCall<T>(
   }
   // Settled by hand rather than in an async frame with a finally: one promise less per call.
   return running.then((value) => {
-    scope.call.end(scope.isCancelled);
+    end();
     return value;
   }, failed);
 }

@@ -29,17 +29,23 @@ export interface RequestGate {
   /**
    * Runs `serve` (which answers `res` and resolves once it has ended it) when it is `res`'s turn on
    * its connection: at once on an idle connection, later behind unwritten answers, and never if
-   * the connection closes first.
+   * the connection closes first. `serve` gets its request's `watchGone` (see `UniversalRequest`):
+   * the connection closing while `serve` runs is the client going away.
    */
-  enter(res: ServerResponse, serve: () => Promise<void>): void;
+  enter(res: ServerResponse, serve: (watchGone: WatchGone) => Promise<void>): void;
   /** Requests waiting for their turn, over all connections. */
   readonly waiting: number;
 }
 
+/** Registers a listener run once if the client goes away; returns its unregistering function. */
+export type WatchGone = (listener: () => void) => () => void;
+
 interface Waiting {
   readonly res: ServerResponse;
-  readonly serve: () => Promise<void>;
+  readonly serve: (watchGone: WatchGone) => Promise<void>;
 }
+
+const unwatched = (): void => {};
 
 /** The count of waiting requests a gate shares with its connections. */
 interface Tally {
@@ -56,6 +62,8 @@ class ConnectionTurns {
   private watched: ServerResponse | null = null;
   private readonly waiting: Waiting[] = [];
   private closed = false;
+  /** Told when the connection closes while a request is served (one request is served at a time). */
+  private gone: (() => void) | null = null;
 
   constructor(
     private readonly socket: Socket,
@@ -66,7 +74,7 @@ class ConnectionTurns {
     socket.once("close", this.drop);
   }
 
-  enter(res: ServerResponse, serve: () => Promise<void>): void {
+  enter(res: ServerResponse, serve: (watchGone: WatchGone) => Promise<void>): void {
     if (this.closed) return;
     this.waiting.push({ res, serve });
     this.tally.waiting++;
@@ -99,12 +107,24 @@ class ConnectionTurns {
       this.tally.waiting--;
       this.serving = true;
       this.last = next.res;
-      next.serve().then(this.served, this.served);
+      next.serve(this.watchGone).then(this.served, this.served);
     }
+  };
+
+  private readonly watchGone: WatchGone = (listener) => {
+    if (this.closed) {
+      listener();
+      return unwatched;
+    }
+    this.gone = listener;
+    return () => {
+      if (this.gone === listener) this.gone = null;
+    };
   };
 
   private readonly served = (): void => {
     this.serving = false;
+    this.gone = null;
     this.pump();
   };
 
@@ -116,6 +136,9 @@ class ConnectionTurns {
     this.last = null;
     this.watched = null;
     this.socket.off("drain", this.pump);
+    const gone = this.gone;
+    this.gone = null;
+    if (this.serving) gone?.();
   };
 }
 

@@ -15,7 +15,7 @@ import { responseBudget } from "./budget.js";
 import { type CallEnv, HttpCalls, newRequestId, type RunCall } from "./calls.js";
 import { pickResponseEncoding } from "./compression.js";
 import { type HttpConfig, type HttpServerOptions, resolveConfig } from "./config.js";
-import { parseCookieHeader } from "./cookies.js";
+import { HeaderCookieJar, parseCookieHeader } from "./cookies.js";
 import { ACCEPT_MAX_RESPONSE_BYTES_HEADER, REQUEST_ID_HEADER } from "./headers.js";
 import {
   allowReply,
@@ -59,10 +59,10 @@ export function createHttpCore(server: RpcServer, options: HttpServerOptions): H
   let closed: Promise<void> | null = null;
   const shutdown = async (graceMs: number): Promise<void> => {
     closing = true;
-    await settledWithin(calls.running(), graceMs);
+    await settledWithin([calls.idle()], graceMs);
     if (calls.size === 0) return;
     calls.abortAll(shutdownError(graceMs));
-    await settledWithin(calls.running(), ABORT_FLUSH_MS);
+    await settledWithin([calls.idle()], ABORT_FLUSH_MS);
   };
   const state: CallState = {
     calls,
@@ -125,7 +125,13 @@ function route(config: HttpConfig, state: CallState, req: UniversalRequest, requ
 }
 
 /** The facts of the request a call's context carries (`ctx.transportMetadata`, cookies, trace context). */
-function callEnv(server: ServerCore, req: UniversalRequest, auth: AuthContext, externalCap: number | null): CallEnv {
+function callEnv(
+  server: ServerCore,
+  req: UniversalRequest,
+  auth: AuthContext,
+  externalCap: number | null,
+  cookieJar: HeaderCookieJar | null,
+): CallEnv {
   const transportMetadata: Record<string, string> = {};
   if (req.remoteAddr) transportMetadata.remote_addr = req.remoteAddr;
   const ua = req.headers.get("user-agent");
@@ -145,6 +151,7 @@ function callEnv(server: ServerCore, req: UniversalRequest, auth: AuthContext, e
       cookies: parseCookieHeader(req.headers.get("cookie")),
       traceContext,
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+      ...(cookieJar !== null ? { cookieJar } : {}),
       // One budget per request: a unary call, a stream's init, or one exchange turn.
       ...(externalCap !== null && server.external !== null ? { externalBudget: { limit: externalCap, used: 0 } } : {}),
     },
@@ -195,8 +202,10 @@ async function call(
   if (!body.ok) return body.reply;
   const budget = responseBudget(server, req.headers.get(ACCEPT_MAX_RESPONSE_BYTES_HEADER), config.maxResponseBytes);
   if (!budget.ok) return budget.reply;
-  const env = callEnv(server, req, auth.value, config.maxExternalizedResponseBytes);
-  const run: RunCall = (callEnv, work) => state.calls.run(callEnv, requestId, req.signal, work);
+  // A unary call may set cookies (its answer carries them); nothing else may.
+  const jar = route.kind === "unary" || route.kind === "reserved" ? new HeaderCookieJar() : null;
+  const env = callEnv(server, req, auth.value, config.maxExternalizedResponseBytes, jar);
+  const run: RunCall = (callEnv, work) => state.calls.run(callEnv, requestId, req, work);
   if (route.kind === "reserved") {
     if (route.method !== TRANSPORT_OPTIONS_METHOD) {
       const error = frameworkError(
@@ -207,7 +216,7 @@ async function call(
     }
     const refused = contentTypeRefusal(server, req.headers);
     if (refused !== null) return refused;
-    return server.track(serveUnary(server, env, null, route.method, body.value, run, budget.value));
+    return server.track(serveUnary(server, env, null, route.method, body.value, run, budget.value, jar));
   }
   if (config.uploadUrls !== null && route.kind === "unary" && route.protocol === UPLOAD_URL_METHOD) {
     // `POST {prefix}/__upload_url__/init` (two segments, so routed as a unary path).
@@ -237,7 +246,7 @@ async function call(
   const refused = contentTypeRefusal(server, req.headers);
   if (refused !== null) return refused;
   if (route.kind === "unary") {
-    return server.track(serveUnary(server, env, method, route.method, body.value, run, budget.value));
+    return server.track(serveUnary(server, env, method, route.method, body.value, run, budget.value, jar));
   }
   const stream = { server, keys: config.keys, env, method, run, budget: budget.value };
   return server.track(route.kind === "init" ? serveInit(stream, body.value) : serveExchange(stream, body.value));

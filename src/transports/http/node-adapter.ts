@@ -7,7 +7,7 @@ import { headersOf, peerCertificateOf } from "../../auth/node.js";
 import type { RpcServer } from "../../server/server.js";
 import { concatBytes, totalBytes } from "../../wire/ipc.js";
 import { bodyBuffer, joinBuffers, POOLED_MIN_BYTES } from "../node/buffer-pool.js";
-import { createRequestGate } from "./backpressure.js";
+import { createRequestGate, type WatchGone } from "./backpressure.js";
 import type { HttpCore } from "./core.js";
 import { endWithPieces } from "./outgoing.js";
 import { internalErrorReply } from "./replies.js";
@@ -75,23 +75,19 @@ function readNodeBody(
 /** Serves `core` as a `node:http` listener; `writeHighWaterMark` as in `HttpServerOptions`. */
 export function nodeListener(core: HttpCore, server: RpcServer, writeHighWaterMark: number): NodeListener {
   const gate = createRequestGate(writeHighWaterMark);
-  const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+  const serve = async (req: IncomingMessage, res: ServerResponse, watchGone: WatchGone): Promise<void> => {
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const declared = req.headers["content-length"];
     let consumed = false;
-    // Aborted when the connection closes before this answer is written (the client went away).
-    const gone = new AbortController();
-    res.once("close", () => {
-      if (!res.writableFinished) gone.abort();
-    });
     const request: UniversalRequest = {
       method: (req.method ?? "GET").toUpperCase(),
       path: q < 0 ? url : url.slice(0, q),
       headers: headersOf(req),
       remoteAddr: req.socket.remoteAddress ?? "",
       peerCertificate: peerCertificateOf(req),
-      signal: gone.signal,
+      // The gate tells when the connection closes while this request is served (the client went away).
+      watchGone,
       readBody: (limit) => {
         consumed = true;
         return readNodeBody(req, declared === undefined ? null : Number(declared), limit);
@@ -118,8 +114,8 @@ export function nodeListener(core: HttpCore, server: RpcServer, writeHighWaterMa
     if (!consumed && !req.complete) req.resume();
   };
   const listener = (req: IncomingMessage, res: ServerResponse): void => {
-    gate.enter(res, () =>
-      serve(req, res).catch((err: unknown) => {
+    gate.enter(res, (watchGone) =>
+      serve(req, res, watchGone).catch((err: unknown) => {
         // Writing the answer failed half-way: the connection's framing is unknown, so it goes.
         server.logger.error({ err }, "HTTP response failure");
         res.destroy();

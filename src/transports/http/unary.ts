@@ -3,19 +3,14 @@ import type { ResolvedMethod, RpcServer } from "../../server/server.js";
 import { encodeStream } from "../../wire/ipc.js";
 import { budgetedAnswer } from "./budget.js";
 import type { CallEnv, RunCall } from "./calls.js";
-import { HeaderCookieJar } from "./cookies.js";
+import type { HeaderCookieJar } from "./cookies.js";
 import { errorStreamReply, type Reply } from "./replies.js";
 import { admissionReply, checkRequest, decodeRequest, typeError } from "./requests.js";
 
-/** `env` with `jar` taking the unary call's cookies. */
-function withCookieJar(env: CallEnv, jar: HeaderCookieJar): CallEnv {
-  return env.http === undefined ? env : { ...env, http: { ...env.http, cookieJar: jar } };
-}
-
 /**
  * Runs one unary call from its request body: the answer stream under the response budget, with
- * the `Set-Cookie` headers the handler queued. `resolved` is null for a reserved method, which
- * admission answers itself.
+ * the `Set-Cookie` headers the handler queued in `jar` (the one `env` carries). `resolved` is null
+ * for a reserved method, which admission answers itself.
  */
 export async function serveUnary(
   server: RpcServer,
@@ -25,13 +20,13 @@ export async function serveUnary(
   body: Uint8Array,
   run: RunCall,
   budget: number | null,
+  jar: HeaderCookieJar | null,
 ): Promise<Reply> {
   const decoded = await decodeRequest(server, body);
   if (!decoded.ok) return decoded.reply;
   const request = checkRequest(server, decoded.value, resolved, method);
   if (!request.ok) return request.reply;
-  const jar = new HeaderCookieJar();
-  const reply = await run(withCookieJar(env, jar), async (call) => {
+  const reply = await run(env, async (call) => {
     const admission = call.admit(request.value);
     if (admission.kind === "answer") return admissionReply(server, call.error, call.origin, admission.answer);
     if (admission.kind !== "unary") {
@@ -45,6 +40,6 @@ export async function serveUnary(
     const failed = call.error !== null;
     return budgetedAnswer(call, encodeStream(answer.schema, answer.batches), failed, budget, answer.schema);
   });
-  for (const c of jar.headers) reply.headers.push(["Set-Cookie", c]);
+  if (jar !== null) for (const c of jar.headers) reply.headers.push(["Set-Cookie", c]);
   return reply;
 }
