@@ -17,7 +17,6 @@ import { context, ProxyTracerProvider, propagation, SpanKind, SpanStatusCode, tr
 import type { RecordBatch, Schema } from "apache-arrow";
 import { compareFields } from "apache-arrow/visitor/typecomparator";
 import { frameworkError, RpcError } from "../errors.js";
-import type { ProtocolDecl } from "../protocol/methods.js";
 import { EMPTY_SCHEMA, emptyBatch, recordBatch } from "../wire/batches.js";
 import { type FrameResult, MessageFramer } from "../wire/framer.js";
 import { encodeStream, IpcStreamDecoder, IpcStreamEncoder, totalBytes } from "../wire/ipc.js";
@@ -33,10 +32,9 @@ import {
 } from "../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../wire/messages.js";
 import { unfollowablePointer } from "../wire/pointer-batch.js";
-import { describeProtocol, listProtocols, type ProtocolListing, type ServiceDescription } from "./describe.js";
+import { TypedChannel } from "./channel.js";
 import { type ClientInterceptor, interceptorList, interceptStream, interceptUnary } from "./interceptors.js";
 import {
-  type CallChannel,
   type CallTarget,
   type ClientSideChannel,
   type ClientTransport,
@@ -49,17 +47,6 @@ import {
 import { Watchdog } from "./watchdog.js";
 
 export type { CallTarget, RequestMetadata } from "./transport.js";
-
-import {
-  type CallOptions,
-  type ClientMethod,
-  callUnary,
-  type MethodsOfKind,
-  openExchange,
-  openProducer,
-  type ProducerOptions,
-  type StreamOptions,
-} from "./typed.js";
 
 /**
  * The batch an external-location `pointer` stands for, through `resolver` (its log batches to
@@ -863,7 +850,7 @@ class ClientConnection {
 }
 
 /** A client over one session transport. */
-export class RpcClient implements CallChannel {
+export class RpcClient extends TypedChannel {
   /** The connection's protocol state; private, so none of it is in the client's public type. */
   readonly #conn: ClientConnection;
   /** `ClientOptions.interceptors`, or null when there are none. */
@@ -876,6 +863,7 @@ export class RpcClient implements CallChannel {
     readonly transport: ClientTransport,
     opts: ClientOptions = {},
   ) {
+    super();
     this.onLog = opts.onLog;
     this.#conn = new ClientConnection(transport, opts);
     this.#interceptors = interceptorList(opts.interceptors);
@@ -925,46 +913,6 @@ export class RpcClient implements CallChannel {
         conn.open(target, params, { ...opts, extra: call.metadata }),
       ),
     );
-  }
-
-  /** Calls a unary method of a declared protocol: `client.call(Calc, "add", { a: 1, b: 2 })`. */
-  call<P extends ProtocolDecl, K extends MethodsOfKind<P, "unary">>(
-    protocol: P,
-    method: K,
-    ...args: Parameters<ClientMethod<P["methods"][K]>>
-  ): ReturnType<ClientMethod<P["methods"][K]>> {
-    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, CallOptions | undefined];
-    return callUnary(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
-  }
-
-  /** Opens a producer stream: iterate its rows; `header` when declared; `signal` cancels. */
-  stream<P extends ProtocolDecl, K extends MethodsOfKind<P, "producer">>(
-    protocol: P,
-    method: K,
-    ...args: Parameters<ClientMethod<P["methods"][K]>>
-  ): ReturnType<ClientMethod<P["methods"][K]>> {
-    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, ProducerOptions | undefined];
-    return openProducer(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
-  }
-
-  /** Opens an exchange session: `exchange(rows)` per turn, then `close()` (or `cancel()`). */
-  exchange<P extends ProtocolDecl, K extends MethodsOfKind<P, "exchange">>(
-    protocol: P,
-    method: K,
-    ...args: Parameters<ClientMethod<P["methods"][K]>>
-  ): ReturnType<ClientMethod<P["methods"][K]>> {
-    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, StreamOptions | undefined];
-    return openExchange(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
-  }
-
-  /** Describes a hosted protocol via `vgi_rpc.Reflection.v1` (default: the primary one). */
-  describe(protocol?: string): Promise<ServiceDescription> {
-    return describeProtocol(this, protocol);
-  }
-
-  /** Lists the hosted protocols via `vgi_rpc.Reflection.v1`. */
-  listProtocols(): Promise<ProtocolListing> {
-    return listProtocols(this);
   }
 
   /** Closes the connection (waits for nothing; a stream in progress fails with `transport_error`). */

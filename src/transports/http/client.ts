@@ -21,33 +21,11 @@
  * Requests go out through client-requests.ts; streams continue in client-stream.ts.
  */
 import type { RecordBatch } from "apache-arrow";
+import { TypedChannel } from "../../client/channel.js";
 import { requestBatch, resolvePointer, traced } from "../../client/client.js";
-import {
-  describeProtocol,
-  listProtocols,
-  type ProtocolListing,
-  type ServiceDescription,
-} from "../../client/describe.js";
 import { type ClientInterceptor, interceptorList, interceptStream, interceptUnary } from "../../client/interceptors.js";
-import type {
-  CallChannel,
-  CallTarget,
-  PointerResolver,
-  RequestMetadata,
-  StreamOpenOptions,
-} from "../../client/transport.js";
-import {
-  type CallOptions,
-  type ClientMethod,
-  callUnary,
-  type MethodsOfKind,
-  openExchange,
-  openProducer,
-  type ProducerOptions,
-  type StreamOptions,
-} from "../../client/typed.js";
+import type { CallTarget, PointerResolver, RequestMetadata, StreamOpenOptions } from "../../client/transport.js";
 import { frameworkError } from "../../errors.js";
-import type { ProtocolDecl } from "../../protocol/methods.js";
 import { BorrowBuffer } from "../../wire/framer.js";
 import { encodeStream } from "../../wire/ipc.js";
 import { CALL_STATE_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
@@ -105,7 +83,7 @@ export interface HttpClientOptions {
 }
 
 /** A vgi-rpc client over HTTP. Implements `CallChannel`, so `proxy(client, Protocol)` works on it. */
-export class HttpClient implements CallChannel {
+export class HttpClient extends TypedChannel {
   /** Base URL plus prefix, without a trailing slash. */
   readonly url: string;
   readonly onLog: ((record: LogRecord) => void) | undefined;
@@ -122,6 +100,7 @@ export class HttpClient implements CallChannel {
   private closed = false;
 
   constructor(baseUrl: string | URL, opts: HttpClientOptions = {}) {
+    super();
     const base = String(baseUrl).replace(/\/+$/, "");
     const prefix = (opts.prefix ?? "").replace(/\/+$/, "");
     this.url = prefix === "" ? base : `${base}${prefix.startsWith("/") ? "" : "/"}${prefix}`;
@@ -309,46 +288,6 @@ export class HttpClient implements CallChannel {
     if (res.status !== 200) throw unexpectedStatus(res.status, `${target.method}/init answered without an error batch`);
     const borrow = opts.borrow ? new BorrowBuffer() : null;
     return httpStream(this.turns, { target, header, pending, cursor, callToken, borrow, headers });
-  }
-
-  /** Calls a unary method of a declared protocol: `client.call(Calc, "add", { a: 1, b: 2 })`. */
-  call<P extends ProtocolDecl, K extends MethodsOfKind<P, "unary">>(
-    protocol: P,
-    method: K,
-    ...args: Parameters<ClientMethod<P["methods"][K]>>
-  ): ReturnType<ClientMethod<P["methods"][K]>> {
-    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, CallOptions | undefined];
-    return callUnary(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
-  }
-
-  /** Opens a producer stream: iterate its rows; `header` when declared; `signal` cancels. */
-  stream<P extends ProtocolDecl, K extends MethodsOfKind<P, "producer">>(
-    protocol: P,
-    method: K,
-    ...args: Parameters<ClientMethod<P["methods"][K]>>
-  ): ReturnType<ClientMethod<P["methods"][K]>> {
-    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, ProducerOptions | undefined];
-    return openProducer(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
-  }
-
-  /** Opens an exchange session: `exchange(rows)` per turn, then `close()` (or `cancel()`). */
-  exchange<P extends ProtocolDecl, K extends MethodsOfKind<P, "exchange">>(
-    protocol: P,
-    method: K,
-    ...args: Parameters<ClientMethod<P["methods"][K]>>
-  ): ReturnType<ClientMethod<P["methods"][K]>> {
-    const [params, opts] = args as [Readonly<Record<string, unknown>> | undefined, StreamOptions | undefined];
-    return openExchange(this, protocol, method, params, opts) as ReturnType<ClientMethod<P["methods"][K]>>;
-  }
-
-  /** Describes a hosted protocol via `vgi_rpc.Reflection.v1` (default: the primary one). */
-  describe(protocol?: string): Promise<ServiceDescription> {
-    return describeProtocol(this, protocol);
-  }
-
-  /** Lists the hosted protocols via `vgi_rpc.Reflection.v1`. */
-  listProtocols(): Promise<ProtocolListing> {
-    return listProtocols(this);
   }
 
   /** Aborts requests in flight; later calls fail with `transport_error`. Idempotent. */
