@@ -12,6 +12,7 @@
  *     [--auth reject|reason]           refuse every RPC with 401 (the suite's auth fixture), or
  *                                      refuse with the reason named in X-Conformance-Auth-Reason
  *     [--no-compression]               advertise and produce no response coding
+ *     [--cors-origin ORIGIN]...        allow these origins cross-origin (CORS; repeatable, or *)
  *     [--max-externalized-response-bytes N]  cap on what one response uploads (with --fake-storage)
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
@@ -50,7 +51,7 @@ function fail(message: string): never {
 }
 
 async function main(): Promise<void> {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     let positionals: string[];
     ({ values, positionals } = parseArgs({
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
         "token-key": { type: "string" },
         auth: { type: "string" },
         "no-compression": { type: "boolean" },
+        "cors-origin": { type: "string", multiple: true },
         "max-externalized-response-bytes": { type: "string" },
         describe: { type: "boolean" },
         "no-shm": { type: "boolean" },
@@ -93,7 +95,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--cors-origin ORIGIN]... [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
@@ -204,6 +206,7 @@ async function main(): Promise<void> {
               throw new Error("refused without a classified reason");
             }
           : undefined;
+    const corsOrigins = values["cors-origin"] as string[] | undefined;
     const listener = await listenHttp(server, {
       host: typeof values.host === "string" ? values.host : "127.0.0.1",
       port,
@@ -216,6 +219,7 @@ async function main(): Promise<void> {
       // With fake storage, clients may also upload large inputs through vended URL pairs.
       ...(storage === null ? {} : { uploadUrls: storage, maxUploadBytes: 256 * 1024 * 1024 }),
       ...(maxExternalized === null ? {} : { maxExternalizedResponseBytes: maxExternalized }),
+      ...(corsOrigins === undefined ? {} : { cors: { origins: corsOrigins.includes("*") ? "*" : corsOrigins } }),
     });
     process.stdout.write(`PORT:${listener.port}\n`);
     return;

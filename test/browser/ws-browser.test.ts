@@ -7,91 +7,21 @@
  * (`.ci/run` installs it on a fresh machine). `QUIVER_CHROMIUM` overrides its path.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import type { ServerResponse } from "node:http";
-import { builtinModules } from "node:module";
-import { tmpdir } from "node:os";
-import { dirname, join, relative, resolve } from "node:path";
+import { mkdirSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { build, type Plugin } from "esbuild";
-import { type BrowserContext, chromium } from "playwright-core";
 import { AuthFailure, authenticated } from "../../src/auth/types.js";
 import { RpcError } from "../../src/errors.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { listenWebSocket } from "../../src/transports/ws/server.js";
+import { bundleForBrowser, launchBrowser, serveText } from "./harness.js";
 import { Calc } from "./protocol.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
 /** Where the screenshot of the finished page goes (git-ignored). */
 const screenshotPath = join(root, ".browser-test", "ws-browser.png");
-
-/** Flags for Chromium on a machine with no network but loopback: no background connections. */
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-/** The Chromium binary to drive, or an error saying how to get one. */
-function chromiumPath(): string {
-  const override = process.env.QUIVER_CHROMIUM;
-  if (override !== undefined && override !== "") {
-    if (!existsSync(override)) throw new Error(`QUIVER_CHROMIUM=${override} does not exist`);
-    return override;
-  }
-  const path = "/usr/bin/chromium";
-  if (!existsSync(path)) {
-    throw new Error(
-      `Chromium is required by the browser test and ${path} is missing. Install it ` +
-        "(`sudo apt-get install -y chromium`; `.ci/run` does this) or set QUIVER_CHROMIUM=/path/to/chromium.",
-    );
-  }
-  return path;
-}
-
-/** Fails the bundle on any Node built-in: the browser entry must not reach one. */
-const noNodeModules: Plugin = {
-  name: "no-node-modules",
-  setup(b) {
-    const names = builtinModules
-      .filter((m) => !m.startsWith("node:"))
-      .map((m) => m.replace(/[/\\^$.*+?()[\]{}|]/g, "\\$&"));
-    const filter = new RegExp(`^(?:node:.*|(?:${names.join("|")})(?:/.*)?)$`);
-    b.onResolve({ filter }, (args) => ({
-      errors: [
-        {
-          text: `the browser bundle reaches the Node module '${args.path}' (imported by ${relative(root, args.importer)})`,
-        },
-      ],
-    }));
-  },
-};
-
-/** Bundles a script (`page.ts` by default) and what it imports for the browser, in memory. */
-async function bundleForBrowser(source?: string): Promise<string> {
-  const out = await build({
-    ...(source === undefined
-      ? { entryPoints: [join(here, "page.ts")] }
-      : { stdin: { contents: source, resolveDir: here, sourcefile: "inline.ts", loader: "ts" } }),
-    bundle: true,
-    format: "esm",
-    platform: "browser",
-    target: "es2022",
-    write: false,
-    logLevel: "silent",
-    plugins: [noNodeModules],
-  });
-  const js = out.outputFiles[0];
-  assert.ok(js !== undefined, "esbuild produced no output");
-  return js.text;
-}
 
 test("the browser bundle fails on any Node built-in module it reaches", async () => {
   for (const name of ["node:fs", "fs", "stream/web"]) {
@@ -102,15 +32,9 @@ test("the browser bundle fails on any Node built-in module it reaches", async ()
   }
 });
 
-function serveText(res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, { "content-type": `${type}; charset=utf-8`, "cache-control": "no-store" });
-  res.end(body);
-}
-
 test("a page in headless Chromium calls a quiver service over WebSocket with the browser client", {
   timeout: 90_000,
 }, async () => {
-  const executablePath = chromiumPath();
   const pageJs = await bundleForBrowser();
   const html = readFileSync(join(here, "index.html"), "utf8");
 
@@ -173,16 +97,10 @@ test("a page in headless Chromium calls a quiver service over WebSocket with the
       else serveText(res, 404, "text/plain", "not found");
     },
   });
-  const profile = mkdtempSync(join(tmpdir(), "quiver-chromium-"));
-  let context: BrowserContext | undefined;
+  let browser: Awaited<ReturnType<typeof launchBrowser>> | undefined;
   try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: 30_000,
-    });
-    const page = context.pages()[0] ?? (await context.newPage());
+    browser = await launchBrowser();
+    const page = browser.page;
     const problems: string[] = [];
     page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
     page.on("console", (msg) => {
@@ -214,8 +132,7 @@ test("a page in headless Chromium calls a quiver service over WebSocket with the
     assert.match(await text("whoami"), /^ws page-visitor Mozilla\/5\.0 .*HeadlessChrome\//);
     assert.deepEqual(problems, []);
   } finally {
-    await context?.close();
+    await browser?.close();
     await listener.close();
-    rmSync(profile, { recursive: true, force: true });
   }
 });

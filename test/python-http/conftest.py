@@ -21,8 +21,9 @@ the matching flags:
 ``conformance_http_with_zstd_storage_port`` ``--fake-storage URL --external-compression zstd``
 ``conformance_http_external_security_port`` fake storage with 4 KiB / 8 KiB fetch caps, 127.0.0.1 only
 ``conformance_http_externalized_cap_port`` fake storage, ``--max-externalized-response-bytes 65536``
+``conformance_http_cors_port``          ``--cors-origin https://conformance.example`` with fake storage
 
-Fixtures for features quiver does not serve (CORS, sticky sessions) skip, naming the reason; so does ``TestExternalByteStream``
+Fixtures for features quiver does not serve (sticky sessions) skip, naming the reason; so does ``TestExternalByteStream``
 (``_SKIPPED_BY_NAME`` at the end), which ``test/python`` runs.  Raw byte-stream
 connections do not exist over HTTP; the pipe/unix/tcp harness in ``test/python``
 covers them.
@@ -186,7 +187,15 @@ def conformance_http_with_zstd_storage_port(conformance_fake_storage: str) -> It
     with _http_worker("--fake-storage", conformance_fake_storage, "--external-compression", "zstd") as port:
         yield port
 
-conformance_http_cors_port = _unsupported("CORS configuration")
+@pytest.fixture(scope="session")
+def conformance_http_cors_port(conformance_fake_storage: str) -> Iterator[int]:
+    # Storage wired too: the suite checks that every capability the worker advertises (the upload
+    # and externalization ones among them) is exposed to browsers.
+    flags = ("--cors-origin", "https://conformance.example", "--fake-storage", conformance_fake_storage)
+    with _http_worker(*flags) as port:
+        yield port
+
+
 conformance_http_sticky_auth_port = _unsupported("sticky sessions")
 conformance_http_sticky_short_ttl_port = _unsupported("sticky sessions")
 conformance_http_sticky_peer_ports = _unsupported("sticky sessions")

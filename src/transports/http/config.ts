@@ -5,6 +5,7 @@ import type { UploadUrlProvider } from "../../external/storage.js";
 import { coreOf, type RpcServer, type ServerCore } from "../../server/types.js";
 import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
 import { type Encoding, loadZstd, producibleEncodings } from "./compression.js";
+import { type CorsOptions, type CorsPolicy, corsPolicy } from "./cors.js";
 import {
   ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER,
   EXTERNALIZATION_ENABLED_HEADER,
@@ -77,6 +78,12 @@ export interface HttpServerOptions {
    * taken back). Default: none.
    */
   readonly maxExternalizedResponseBytes?: number;
+  /**
+   * Cross-origin access for browser clients (see `CorsOptions`): allowed origins, credentials,
+   * preflight lifetime, `Cross-Origin-Resource-Policy`. Default: none (no CORS header is sent, so
+   * browsers keep answers from pages of other origins).
+   */
+  readonly cors?: CorsOptions;
 }
 
 /** The options of one handler, checked and with their defaults applied. */
@@ -102,6 +109,8 @@ export interface HttpConfig {
   readonly uploadUrls: UploadUrlProvider | null;
   /** `HttpServerOptions.maxExternalizedResponseBytes`, or null. */
   readonly maxExternalizedResponseBytes: number | null;
+  /** `HttpServerOptions.cors` checked, or null (off). */
+  readonly cors: CorsPolicy | null;
 }
 
 const utf8 = new TextEncoder();
@@ -167,6 +176,13 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     capabilitiesCacheControl: `public, max-age=${options.capabilitiesMaxAgeSeconds ?? 300}`,
     uploadUrls: options.uploadUrls ?? null,
     maxExternalizedResponseBytes: maxExternalized,
+    cors:
+      options.cors === undefined
+        ? null
+        : corsPolicy(
+            options.cors,
+            caps.map(([name]) => name),
+          ),
     healthBody: utf8.encode(JSON.stringify({ status: "ok", server_id: server.serverId, protocol: primary })),
   };
 }

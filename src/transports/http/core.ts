@@ -16,6 +16,7 @@ import { type CallEnv, HttpCalls, newRequestId, type RunCall } from "./calls.js"
 import { pickResponseEncoding } from "./compression.js";
 import { type HttpConfig, type HttpServerOptions, resolveConfig } from "./config.js";
 import { HeaderCookieJar, parseCookieHeader } from "./cookies.js";
+import { addCorsHeaders } from "./cors.js";
 import { ACCEPT_MAX_RESPONSE_BYTES_HEADER, REQUEST_ID_HEADER } from "./headers.js";
 import {
   allowReply,
@@ -94,6 +95,7 @@ export function createHttpCore(server: RpcServer, options: HttpServerOptions): H
         server.logger.error({ err: e }, "HTTP transport failure");
         reply = internalErrorReply(e.message);
       }
+      if (config.cors !== null) addCorsHeaders(config.cors, req, reply.headers);
       return respond(config, req.method, reply, requestId, coding);
     },
   };

@@ -24,6 +24,7 @@ export {
 } from "./client.js";
 export type { UploadOptions } from "./client-upload.js";
 export { DEFAULT_MAX_REQUEST_BYTES, type HttpServerOptions } from "./config.js";
+export type { CorsOptions } from "./cors.js";
 export { createHttpHandler, type HttpHandler } from "./handler.js";
 export { ARROW_CONTENT_TYPE } from "./headers.js";
 export { type HttpListener, type HttpListenOptions, listenHttp } from "./listen.js";
