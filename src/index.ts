@@ -8,6 +8,7 @@
  * @module quiver-rpc
  */
 
+export { type CrossSiteOptions, requireCsrf } from "./auth/cross-site.js";
 export {
   anonymous,
   authenticated,

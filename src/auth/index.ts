@@ -1,3 +1,4 @@
+export { type CrossSiteOptions, requireCsrf } from "./cross-site.js";
 export {
   type ApiKeyAuthenticateOptions,
   apiKeyAuthenticate,

@@ -132,6 +132,13 @@ export interface CallContext<I extends object = Record<never, never>> {
   /** Cookies the request carried (HTTP only; empty elsewhere). */
   readonly cookies: ReadonlyMap<string, string>;
   /**
+   * False when the request (or the WebSocket upgrade that opened its connection) carried cookies
+   * and nothing shows it was not forged by another site's page: no `Origin` from a trusted page, no
+   * CSRF token header matching its cookie. Handlers that change state for a cookie-authenticated
+   * caller call `requireCsrf(ctx)`. True on every request without cookies and on pipes and sockets.
+   */
+  readonly csrfVerified: boolean;
+  /**
    * Queues a `Set-Cookie` on the response. Only a unary call served over HTTP can set cookies;
    * anywhere else this throws an `RpcError` of kind `cookie_not_allowed` and nothing is written.
    */

@@ -53,6 +53,8 @@ export interface Connection {
   readonly transportMetadata?: Readonly<Record<string, string>>;
   /** The connection's identity, resolved once at accept; anonymous when absent. */
   readonly auth?: AuthContext;
+  /** `ctx.csrfVerified` for the connection's calls (see auth/cross-site.ts). Default: true. */
+  readonly csrfVerified?: boolean;
   /**
    * The connection's side channel; absent on transports that cannot offer one. The session
    * serving the connection closes it when it ends.

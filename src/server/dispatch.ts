@@ -65,6 +65,11 @@ export interface CallEnv {
   readonly sideChannel?: boolean;
   /** What only an HTTP request carries into its call (headers outside the request batch). */
   readonly http?: HttpCallExtra;
+  /**
+   * False when the request (or WebSocket upgrade) carried cookies and nothing shows which page
+   * sent it (`ctx.csrfVerified`, see auth/cross-site.ts). Default: true.
+   */
+  readonly csrfVerified?: boolean;
 }
 
 /** The HTTP transport's part of a call's environment: what its headers say beyond the request batch. */
@@ -518,6 +523,7 @@ export class Call {
       },
       injected,
       cookies: this.env.http?.cookies ?? NO_COOKIES,
+      csrfVerified: this.env.csrfVerified ?? true,
       setCookie: (name, value, options = {}) => (jar ? jar.set(name, value, options) : refuse()),
       deleteCookie: (name, options = {}) => (jar ? jar.delete(name, options) : refuse()),
       auth: this.env.auth,

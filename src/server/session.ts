@@ -116,6 +116,7 @@ export async function serveSession(rpcServer: RpcServer, conn: Connection): Prom
     transportMetadata: conn.transportMetadata ?? {},
     auth: conn.auth ?? ANONYMOUS,
     sideChannel: conn.sideChannel?.available === true,
+    ...(conn.csrfVerified === false ? { csrfVerified: false } : {}),
   };
   const session = new Session(server, conn, framer, env);
   try {

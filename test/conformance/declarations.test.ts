@@ -255,6 +255,7 @@ function fakeContext(logs: LogRecord[] = []): CallContext {
       logs.push(extra === undefined ? { level, message } : { level, message, extra });
     },
     cookies: new Map(),
+    csrfVerified: true,
     setCookie() {
       assert.fail("conformance handlers set no cookies");
     },

@@ -1,5 +1,6 @@
 /** The HTTP server's options, and what one handler derives from them once. */
 import { randomBytes } from "node:crypto";
+import { type CrossSiteOptions, type CrossSitePolicy, crossSitePolicy } from "../../auth/cross-site.js";
 import type { Authenticator } from "../../auth/types.js";
 import type { UploadUrlProvider } from "../../external/storage.js";
 import { coreOf, type RpcServer, type ServerCore } from "../../server/types.js";
@@ -26,7 +27,7 @@ export const DEFAULT_CALL_TOKEN_CACHE_ENTRIES = 1024;
 export const DEFAULT_MAX_REQUEST_BYTES = 256 * 1024 * 1024;
 
 /** Options of `createHttpHandler` / `listenHttp`. */
-export interface HttpServerOptions {
+export interface HttpServerOptions extends CrossSiteOptions {
   /** URL prefix of every route, e.g. `/vgi`. Default: `""` (the root). */
   readonly prefix?: string;
   /** 32-byte XChaCha20-Poly1305 key sealing stream tokens; share it so instances can continue each other's streams. Default: random per handler. */
@@ -111,9 +112,19 @@ export interface HttpConfig {
   readonly maxExternalizedResponseBytes: number | null;
   /** `HttpServerOptions.cors` checked, or null (off). */
   readonly cors: CorsPolicy | null;
+  /** Which pages may send requests with cookies (`trustedOrigins`, the CORS credential origins), and the CSRF token names. */
+  readonly crossSite: CrossSitePolicy;
 }
 
 const utf8 = new TextEncoder();
+
+/** The origins CORS lets send credentials: trusted with cookies too (`"*"`: every allowed origin). */
+function corsCredentialOrigins(cors: CorsOptions | undefined): readonly string[] {
+  if (cors === undefined || cors.credentials === undefined) return [];
+  if (cors.credentials !== "*") return cors.credentials;
+  if (cors.origins === "*") throw new TypeError('cors: credentials "*" needs a list of origins, not origins "*"');
+  return cors.origins;
+}
 
 /** Checks `options` and derives the handler's configuration; throws on an unusable option. */
 export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions): HttpConfig {
@@ -176,6 +187,7 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     capabilitiesCacheControl: `public, max-age=${options.capabilitiesMaxAgeSeconds ?? 300}`,
     uploadUrls: options.uploadUrls ?? null,
     maxExternalizedResponseBytes: maxExternalized,
+    crossSite: crossSitePolicy(options, corsCredentialOrigins(options.cors)),
     cors:
       options.cors === undefined
         ? null

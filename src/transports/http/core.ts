@@ -4,6 +4,7 @@
  * the response budget, resolve the method, run the call), each returning what the next needs or
  * the reply that ends it; only a failure of the transport itself is thrown, and answered 500.
  */
+import { crossSiteError, crossSiteVerdict } from "../../auth/cross-site.js";
 import { frameworkError, RpcError } from "../../errors.js";
 import type { AuthContext } from "../../protocol/context.js";
 import { ABORT_FLUSH_MS, type CloseOptions, graceOf, settledWithin, shutdownError } from "../../server/connections.js";
@@ -133,6 +134,7 @@ function callEnv(
   auth: AuthContext,
   externalCap: number | null,
   cookieJar: HeaderCookieJar | null,
+  csrfVerified: boolean,
 ): CallEnv {
   const transportMetadata: Record<string, string> = {};
   if (req.remoteAddr) transportMetadata.remote_addr = req.remoteAddr;
@@ -149,6 +151,7 @@ function callEnv(
     transport: "http",
     transportMetadata,
     auth,
+    ...(csrfVerified ? {} : { csrfVerified }),
     http: {
       cookies: parseCookieHeader(req.headers.get("cookie")),
       traceContext,
@@ -198,6 +201,9 @@ async function call(
       frameworkError("server_draining", "The server is shutting down and accepts no new calls."),
     );
   }
+  // Cookies sent by a page of an untrusted origin are refused before anything reads them.
+  const crossSite = crossSiteVerdict(config.crossSite, req.headers);
+  if (crossSite.refused !== null) return errorStreamReply(server, 403, crossSiteError(crossSite.refused));
   const auth = await authenticateRequest(req, config.options.authenticate, server);
   if (!auth.ok) return auth.reply;
   const body = await readRequestBody(req, config);
@@ -206,7 +212,7 @@ async function call(
   if (!budget.ok) return budget.reply;
   // A unary call may set cookies (its answer carries them); nothing else may.
   const jar = route.kind === "unary" || route.kind === "reserved" ? new HeaderCookieJar() : null;
-  const env = callEnv(server, req, auth.value, config.maxExternalizedResponseBytes, jar);
+  const env = callEnv(server, req, auth.value, config.maxExternalizedResponseBytes, jar, crossSite.csrfVerified);
   const run: RunCall = (callEnv, work) => state.calls.run(callEnv, requestId, req, work);
   if (route.kind === "reserved") {
     if (route.method !== TRANSPORT_OPTIONS_METHOD) {

@@ -19,6 +19,7 @@
 import { type IncomingMessage, type RequestListener, type Server, STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
+import { type CrossSiteOptions, crossSitePolicy, crossSiteVerdict } from "../../auth/cross-site.js";
 import { headersOf, peerCertificateOf } from "../../auth/node.js";
 import { type Authenticator, type AuthRequest, authReasonOf } from "../../auth/types.js";
 import { frameworkError, type RpcError } from "../../errors.js";
@@ -38,8 +39,13 @@ export const DEFAULT_WS_PATH = "/ws";
 /** Default `maxPayload`: 64 MiB (quiver's client sends messages of at most 1 MiB). */
 export const DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024;
 
-/** Options of `attachWebSocket` / `listenWebSocket`. */
-export interface WebSocketServerOptions {
+/**
+ * Options of `attachWebSocket` / `listenWebSocket`. `trustedOrigins` (and the CSRF token names)
+ * decide which pages may open a connection with the user's cookies: an upgrade that carries
+ * cookies from a page of another, untrusted origin is refused 403 (cross-site WebSocket
+ * hijacking); see `CrossSiteOptions`.
+ */
+export interface WebSocketServerOptions extends CrossSiteOptions {
   /** URL path accepting upgrades (query string ignored); other paths are left to other `upgrade` listeners, or answered 404. Default: `/ws`. */
   readonly path?: string;
   /** Resolves each upgrade request's caller; throwing answers 401 and opens no socket. Default: every caller anonymous. */
@@ -123,6 +129,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
   const pongTimeout = opts.pongTimeoutMs ?? 10_000;
   const maxConnections = opts.maxConnections ?? 1024;
   const closeTimeout = opts.closeTimeoutMs ?? 2_000;
+  const crossSitePolicyOf = crossSitePolicy(opts);
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
@@ -153,7 +160,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     }
   };
 
-  const serve = (ws: WebSocket, req: IncomingMessage, auth: AuthContext): void => {
+  const serve = (ws: WebSocket, req: IncomingMessage, auth: AuthContext, csrfVerified: boolean): void => {
     open.add(ws);
     const tracked = connections.track(() => ws.terminate());
     ws.binaryType = "nodebuffer";
@@ -246,6 +253,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
       transport: "ws",
       transportMetadata: meta,
       auth,
+      ...(csrfVerified ? {} : { csrfVerified }),
       closing: tracked.closing,
       signal: tracked.signal,
     };
@@ -284,13 +292,23 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
         refuse(socket, 503, [["Retry-After", "1"]], { error: "unavailable", detail: "too many connections" });
         return true;
       }
+      // Cookies sent by a page of an untrusted origin: no socket, whatever they authenticate.
+      const crossSite = crossSiteVerdict(crossSitePolicyOf, headersOf(req));
+      if (crossSite.refused !== null) {
+        server.logger.warn(
+          { remote_addr: req.socket.remoteAddress, origin: req.headers.origin, transport: "ws" },
+          "Cross-site upgrade refused",
+        );
+        refuse(socket, 403, [["Cache-Control", "no-store"]], { error: "forbidden", detail: crossSite.refused });
+        return true;
+      }
       pendingUpgrades++;
       void authenticate(req, reqPath).then((verdict) => {
         pendingUpgrades--;
         if (socket.destroyed) return;
         if ("auth" in verdict) {
           const { auth } = verdict;
-          wss.handleUpgrade(req, socket, head, (ws) => serve(ws, req, auth));
+          wss.handleUpgrade(req, socket, head, (ws) => serve(ws, req, auth, crossSite.csrfVerified));
           return;
         }
         refuse(
