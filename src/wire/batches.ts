@@ -1,5 +1,5 @@
 /** Assembling record batches from column data; zero-row batches for framework messages. */
-import { BufferType, Data, type DataType, type Field, makeBuilder, RecordBatch, Schema, Struct } from "apache-arrow";
+import { Data, type DataType, type Field, makeBuilder, RecordBatch, Schema, Struct } from "apache-arrow";
 
 /** The schema with no fields: parameterless requests, void results, producer ticks. */
 export const EMPTY_SCHEMA: Schema = new Schema([]);
@@ -26,6 +26,15 @@ export function recordBatch(schema: Schema, data: Data<Struct>, metadata?: Map<s
   return batch;
 }
 
+/**
+ * The buffers argument of a struct `Data` with no validity: one array shared by every batch (the
+ * `Data` constructor only reads it; the empty bitmap has no bytes to change). An array like the
+ * ones arrow-js passes itself, so the constructor's reads of it stay monomorphic.
+ */
+export const STRUCT_BUFFERS = [undefined, undefined, new Uint8Array(0)] as unknown as ConstructorParameters<
+  typeof Data<Struct>
+>[4];
+
 /** Assembles a batch from column data; `metadata` becomes the batch's IPC custom metadata. */
 export function batchFromData(
   schema: Schema,
@@ -34,7 +43,7 @@ export function batchFromData(
   metadata?: ReadonlyMap<string, string>,
 ): RecordBatch {
   // What makeData builds for a struct with no validity, without its visitor dispatch.
-  const data = new Data(structOf(schema), 0, length, 0, { [BufferType.VALIDITY]: new Uint8Array(0) }, [...children]);
+  const data = new Data(structOf(schema), 0, length, 0, STRUCT_BUFFERS, [...children]);
   return recordBatch(schema, data, metadata ? new Map(metadata) : undefined);
 }
 

@@ -9,10 +9,11 @@
  * general encoder's; test/wire/lean.test.ts asserts that over many schemas and values. Anything
  * outside the fast path's shapes returns null and goes the general way.
  */
-import { BufferType, Data, DataType, type RecordBatch, type Schema, Struct, Type } from "apache-arrow";
+import { Data, DataType, type RecordBatch, type Schema, Struct, Type } from "apache-arrow";
 import { MessageHeader } from "apache-arrow/fb/message-header";
 import { MetadataVersion } from "apache-arrow/fb/metadata-version";
 import { BufferRegion, FieldNode, Message, RecordBatch as RecordBatchHeader } from "apache-arrow/ipc/metadata/message";
+import { STRUCT_BUFFERS } from "./batches.js";
 import { smallBytes } from "./slab.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -728,5 +729,5 @@ export function loadLean(schema: Schema, message: LeanMessage, body: Uint8Array)
       children[i] = new Data(type, 0, length, nullCount, [undefined, values, nullBitmap]);
     }
   }
-  return new Data(struct, 0, message.rows, 0, { [BufferType.VALIDITY]: new Uint8Array(0) }, children);
+  return new Data(struct, 0, message.rows, 0, STRUCT_BUFFERS, children);
 }
