@@ -27,7 +27,7 @@ import { methodSchemas } from "../protocol/methods.js";
 import { typeText } from "../protocol/type-tokens.js";
 import type { FieldSpecs, RowOf, TypeSpec, ValueOf } from "../protocol/types.js";
 import { batchFromData, EMPTY_SCHEMA } from "../wire/batches.js";
-import { TIMEOUT_MS_KEY } from "../wire/keys.js";
+import { IDEMPOTENCY_KEY_METADATA, TIMEOUT_MS_KEY } from "../wire/keys.js";
 import {
   type CallChannel,
   type CallTarget,
@@ -99,7 +99,7 @@ function extraMetadata(opts: CallOptions): RequestMetadata | undefined {
     return opts.metadata;
   }
   const md = new Map(opts.metadata ?? []);
-  if (opts.idempotencyKey !== undefined) md.set("idempotency-key", opts.idempotencyKey);
+  if (opts.idempotencyKey !== undefined) md.set(IDEMPOTENCY_KEY_METADATA, opts.idempotencyKey);
   if (opts.requestId !== undefined) md.set("vgi_rpc.request_id", opts.requestId);
   if (opts.timeoutMs !== undefined) {
     if (!Number.isSafeInteger(opts.timeoutMs) || opts.timeoutMs <= 0) {
@@ -611,6 +611,46 @@ export type ClientMethod<D> =
       : D extends ExchangeDecl<infer P, infer I, infer O, infer H, infer _S>
         ? (...args: ParamsArgs<P, StreamOptions>) => Promise<ExchangeSession<RowOf<I>, OutRow<O>, HeaderOf<H>>>
         : never;
+
+/**
+ * A typed producer stream over a batch-level stream already open, e.g. one resumed from its
+ * checkpoint (`HttpClient.resumeStream`): rows decoded by `method`'s declaration. No header (it
+ * came with the stream's opening).
+ */
+export function producerStream<P extends ProtocolDecl, K extends MethodsOfKind<P, "producer">>(
+  raw: StreamChannel,
+  protocol: P,
+  method: K,
+  opts: Pick<ProducerOptions, "signal" | "prefetch"> = {},
+): P["methods"][K] extends ProducerDecl<infer _P, infer O, infer _H, infer _S>
+  ? ProducerStream<OutRow<O>, null>
+  : never {
+  const decl = declOf(protocol, method, "producer") as ProducerDecl;
+  const prefetch = opts.prefetch ?? 1;
+  checkInFlight(`${method}(): prefetch`, prefetch);
+  return new TypedProducerStream(raw, null, (b) => decodeRows(method, decl.output, b), opts.signal, prefetch) as never;
+}
+
+/** A typed exchange session over a batch-level stream already open (see `producerStream`). */
+export function exchangeSession<P extends ProtocolDecl, K extends MethodsOfKind<P, "exchange">>(
+  raw: StreamChannel,
+  protocol: P,
+  method: K,
+  opts: Pick<StreamOptions, "signal"> = {},
+): P["methods"][K] extends ExchangeDecl<infer _P, infer I, infer O, infer _H, infer _S>
+  ? ExchangeSession<RowOf<I>, OutRow<O>, null>
+  : never {
+  const decl = declOf(protocol, method, "exchange") as ExchangeDecl;
+  const inputSchema = methodSchemas(decl).input!;
+  return new TypedExchangeSession(
+    raw,
+    null,
+    (rows, metadata) =>
+      batchFromRows(decl.input, rows as RowOf<FieldSpecs>[], metadata, inputSchema, { method, role: "input field" }),
+    (b) => decodeRows(method, decl.output, b),
+    opts.signal,
+  ) as never;
+}
 
 /** A typed client for a protocol: one method per declaration. */
 export type ProtocolClient<P extends ProtocolDecl> = {

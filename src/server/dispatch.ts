@@ -20,6 +20,7 @@ import { EMPTY_SCHEMA, emptyBatch } from "../wire/batches.js";
 import {
   CALL_STATE_KEY,
   CANCEL_KEY,
+  IDEMPOTENCY_KEY_METADATA,
   METHOD_KEY,
   PROTOCOL_KEY,
   PROTOCOL_VERSION_KEY,
@@ -91,9 +92,6 @@ export interface HttpCallExtra {
   /** This response's cap on externalized bytes (`maxExternalizedResponseBytes`), if any. */
   readonly externalBudget?: ExternalBudget;
 }
-
-/** The request-metadata key a client puts its idempotency key under (the HTTP header's name). */
-export const IDEMPOTENCY_KEY_METADATA = "idempotency-key";
 
 /** Client-chosen request ids and idempotency keys: printable, bounded, safe in logs and headers. */
 const CLIENT_ID = /^[\x21-\x7e]{1,255}$/;

@@ -40,3 +40,6 @@ export const TIMEOUT_MS_KEY = "quiver.timeout_ms";
 /** Built-in method names owned by no protocol. */
 export const TRANSPORT_OPTIONS_METHOD = "__transport_options__";
 export const RETIRED_DESCRIBE_METHOD = "__describe__";
+
+/** The request-metadata key a client puts its idempotency key under (the HTTP header's name). */
+export const IDEMPOTENCY_KEY_METADATA = "idempotency-key";

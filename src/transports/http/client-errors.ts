@@ -12,10 +12,20 @@ export class HttpError extends RpcError {
   readonly status: number;
   /** The `VGI-Auth-Reason` of a 401 (`unauthorized`, `expired_credential`, ...), else `""`. */
   readonly authReason: string;
+  /** The answer's `Retry-After`, in ms, or null. */
+  readonly retryAfterMs: number | null;
 
   constructor(
     message: string,
-    opts: { status: number; type: string; code: ErrorCode; kind: string; authReason?: string; cause?: unknown },
+    opts: {
+      status: number;
+      type: string;
+      code: ErrorCode;
+      kind: string;
+      authReason?: string;
+      retryAfterMs?: number | null;
+      cause?: unknown;
+    },
   ) {
     super(message, {
       type: opts.type,
@@ -26,10 +36,22 @@ export class HttpError extends RpcError {
     this.name = "HttpError";
     this.status = opts.status;
     this.authReason = opts.authReason ?? "";
+    this.retryAfterMs = opts.retryAfterMs ?? null;
   }
 }
 
 const decoder = new TextDecoder();
+
+/**
+ * A `Retry-After` value in ms (delta-seconds or an HTTP date), or null when absent or unreadable.
+ */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
+  if (value === null) return null;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
 
 /** The first 200 bytes of a body as text, for error messages. */
 export function preview(bytes: Uint8Array): string {
@@ -82,11 +104,25 @@ export function statusError(
   if (status === 408 || status === 504) {
     return new HttpError(message, { status, type: "HttpError", code: "DEADLINE_EXCEEDED", kind: "transport_error" });
   }
+  const retryAfterMs = parseRetryAfter(headers.header("retry-after"));
   if (status === 429) {
-    return new HttpError(message, { status, type: "HttpError", code: "RESOURCE_EXHAUSTED", kind: "transport_error" });
+    return new HttpError(message, {
+      status,
+      type: "HttpError",
+      code: "RESOURCE_EXHAUSTED",
+      kind: "transport_error",
+      retryAfterMs,
+    });
   }
-  if (status >= 500)
-    return new HttpError(message, { status, type: "HttpError", code: "UNAVAILABLE", kind: "transport_error" });
+  if (status >= 500) {
+    return new HttpError(message, {
+      status,
+      type: "HttpError",
+      code: "UNAVAILABLE",
+      kind: "transport_error",
+      retryAfterMs,
+    });
+  }
   return new HttpError(message, { status, type: "HttpError", code: "INVALID_ARGUMENT", kind: "protocol_error" });
 }
 

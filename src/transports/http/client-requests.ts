@@ -9,7 +9,7 @@ import { Watchdog } from "../../client/watchdog.js";
 import { frameworkError, RpcError } from "../../errors.js";
 import { type BorrowBuffer, MessageFramer } from "../../wire/framer.js";
 import { IpcStreamDecoder } from "../../wire/ipc.js";
-import { HttpError, noAnswerError, preview, statusError } from "./client-errors.js";
+import { HttpError, noAnswerError, parseRetryAfter, preview, statusError } from "./client-errors.js";
 import { ACCEPT_MAX_RESPONSE_BYTES_HEADER, ARROW_CONTENT_TYPE } from "./headers.js";
 import { type Cancellation, type Post, type PostAnswer, readAll } from "./post.js";
 
@@ -22,6 +22,8 @@ export interface BodyStream {
 export interface RpcResponse {
   readonly status: number;
   readonly streams: BodyStream[];
+  /** The answer's `Retry-After`, in ms (read on a 429 or 503 only), or null. */
+  readonly retryAfterMs: number | null;
 }
 
 /**
@@ -170,7 +172,8 @@ export class Requester {
       if (status === 401 || contentType !== ARROW_CONTENT_TYPE) {
         throw statusError(status, answer, await readAll(answer), url);
       }
-      return { status, streams: await decode(answer, borrow) };
+      const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(answer.header("retry-after")) : null;
+      return { status, streams: await decode(answer, borrow), retryAfterMs };
     } catch (err) {
       if (err instanceof RpcError) throw err;
       throw this.networkError(err, url, request);

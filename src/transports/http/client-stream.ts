@@ -4,11 +4,11 @@
  */
 import type { RecordBatch } from "apache-arrow";
 import type { CallTarget, StreamChannel } from "../../client/transport.js";
-import { frameworkError } from "../../errors.js";
+import { frameworkError, RpcError } from "../../errors.js";
 import { batchFromData, EMPTY_SCHEMA, emptyBatch, withMetadata } from "../../wire/batches.js";
 import type { BorrowBuffer } from "../../wire/framer.js";
 import { CALL_STATE_KEY, CANCEL_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
-import { unexpectedStatus } from "./client-errors.js";
+import { HttpError, unexpectedStatus } from "./client-errors.js";
 import type { BodyStream, RpcResponse } from "./client-requests.js";
 
 /** What a stream needs of its client: sending a turn, and reading an answer's stream. */
@@ -42,13 +42,39 @@ function isPlainTick(batch: RecordBatch): boolean {
 }
 
 /**
+ * Where a stream over HTTP stands between turns: its tokens, which any instance sharing the
+ * server's token key continues from (`HttpClient.resumeStream`). Plain strings: store or send it
+ * as JSON. The tokens expire with the server's `tokenTtlSeconds`.
+ */
+export interface HttpStreamCheckpoint {
+  readonly protocol: string;
+  readonly method: string;
+  readonly cursor: string;
+  readonly callToken: string | null;
+}
+
+/**
  * A stream over HTTP: each `send`/`tick` is one `/exchange` request carrying the cursor and call
- * tokens. Any failed turn (a server error or an HTTP failure) ends the stream. `close()` sends
- * nothing (stateless HTTP holds nothing to release); `cancel()` sends the protocol's cancel batch.
+ * tokens. A turn the server answered with an error ends the stream. A turn that got no answer or
+ * only a transient status (after the client's retries) leaves it where it was: send the same
+ * input again, or take its `checkpoint()` and resume it later, from any client. `close()` sends
+ * nothing (stateless HTTP holds nothing to release); `cancel()` sends the protocol's cancel batch
+ * (nothing after such a failure: the stream stays resumable from its checkpoint).
  */
 export interface HttpStream extends StreamChannel {
   /** True when the server finished the stream (producer end) rather than the client closing it. */
   readonly finished: boolean;
+  /**
+   * The stream's tokens before its next turn, or null when there is nothing to resume: it ended,
+   * the server finished it, or a batch its `/init` answer carried is still unread.
+   */
+  checkpoint(): HttpStreamCheckpoint | null;
+}
+
+/** True for a failure after which the turn may be sent again: no answer, or a transient one. */
+function resumable(err: unknown): boolean {
+  if (err instanceof HttpError) return err.status === 0 || err.status === 429 || err.status >= 502;
+  return err instanceof RpcError && (err.kind === "server_draining" || err.kind === "transport_error");
 }
 
 /** What the server's `/init` answer opened a stream with. */
@@ -83,6 +109,8 @@ export function httpStream(turns: StreamTurns, opened: OpenedStream): HttpStream
 
 class TurnStream implements HttpStream {
   private state: "open" | "finished" | "closed" = "open";
+  /** The last turn failed with no (or a transient) answer: the tokens are still good. */
+  private interrupted = false;
   private ops: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -151,6 +179,7 @@ class TurnStream implements HttpStream {
       }
       try {
         const res = await this.client.turn(this.target, this.tokens(batch, cursor), this.borrow, this.headers);
+        this.interrupted = false;
         const out = await this.client.scan(res.streams[0]);
         if (res.status !== 200) {
           throw unexpectedStatus(res.status, `${this.target.method}/exchange answered without an error batch`);
@@ -173,11 +202,23 @@ class TurnStream implements HttpStream {
         }
         return stripTokens(first);
       } catch (err) {
+        if (resumable(err)) {
+          // Nothing changed on the server's side that the tokens do not cover: stay at this turn.
+          this.interrupted = true;
+          throw err;
+        }
         this.end("closed");
         this.pending.length = 0;
         throw err;
       }
     });
+  }
+
+  checkpoint(): HttpStreamCheckpoint | null {
+    const cursor = this.cursor;
+    if (cursor === null || this.pending.length > 0) return null;
+    if (this.state !== "open" && !(this.state === "closed" && this.interrupted)) return null;
+    return { protocol: this.target.protocol, method: this.target.method, cursor, callToken: this.callToken };
   }
 
   /** A producer tick: a zero-row batch on the empty schema, optionally carrying metadata. */
@@ -203,7 +244,9 @@ class TurnStream implements HttpStream {
       this.end("closed");
       this.pending.length = 0;
       const cursor = this.cursor;
-      if (cursor === null) return;
+      // After a turn that got no answer, the server is likely out of reach and the stream is
+      // kept resumable from its checkpoint: nothing is sent.
+      if (cursor === null || this.interrupted) return;
       try {
         const res = await this.client.turn(
           this.target,

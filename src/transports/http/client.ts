@@ -23,22 +23,31 @@
 import type { RecordBatch } from "apache-arrow";
 import { TypedChannel } from "../../client/channel.js";
 import { requestBatch, resolvePointer, traced } from "../../client/client.js";
+import { REFLECTION_PROTOCOL } from "../../client/describe.js";
 import { type ClientInterceptor, interceptorList, interceptStream, interceptUnary } from "../../client/interceptors.js";
 import type { CallTarget, PointerResolver, RequestMetadata, StreamOpenOptions } from "../../client/transport.js";
 import { frameworkError } from "../../errors.js";
 import { BorrowBuffer } from "../../wire/framer.js";
 import { encodeStream } from "../../wire/ipc.js";
-import { CALL_STATE_KEY, STREAM_STATE_KEY } from "../../wire/keys.js";
+import { CALL_STATE_KEY, IDEMPOTENCY_KEY_METADATA, STREAM_STATE_KEY } from "../../wire/keys.js";
 import { classifyBatch, errorFromMetadata, type LogRecord, readLogRecord } from "../../wire/messages.js";
 import { HttpError, unexpectedStatus } from "./client-errors.js";
 import { type BodyStream, Requester, type RpcResponse } from "./client-requests.js";
-import { type HttpStream, httpStream, type StreamTurns, stripTokens } from "./client-stream.js";
+import { type HttpRetryOptions, type RetryPolicy, retryPolicy, TransientAnswer, withRetries } from "./client-retry.js";
+import {
+  type HttpStream,
+  type HttpStreamCheckpoint,
+  httpStream,
+  type StreamTurns,
+  stripTokens,
+} from "./client-stream.js";
 import { type UploadOptions, uploadRequest } from "./client-upload.js";
 import { MIN_RESPONSE_BUDGET_BYTES } from "./headers.js";
 import { fetchPost, nodePost } from "./post.js";
 
 export { HttpError } from "./client-errors.js";
-export type { HttpStream } from "./client-stream.js";
+export type { HttpRetryOptions } from "./client-retry.js";
+export type { HttpStream, HttpStreamCheckpoint } from "./client-stream.js";
 
 /** Default `timeoutMs`: 120 s per HTTP request. */
 export const DEFAULT_HTTP_TIMEOUT_MS = 120_000;
@@ -80,6 +89,14 @@ export interface HttpClientOptions {
    * none (the 413 fails the call).
    */
   readonly uploads?: UploadOptions;
+  /**
+   * Retry replay-safe requests that got no answer or a transient status (429, 502, 503, 504):
+   * every stream turn (re-sent from the same tokens), and unary calls and stream opens that carry
+   * an idempotency key (`CallOptions.idempotencyKey`, or an `Idempotency-Key` header) or describe
+   * the server. Backoff is exponential with full jitter, honouring `Retry-After`; see
+   * `HttpRetryOptions`. false: never retry. Default: 3 retries from 500 ms, at most 30 s apart.
+   */
+  readonly retry?: HttpRetryOptions | false;
 }
 
 /** A vgi-rpc client over HTTP. Implements `CallChannel`, so `proxy(client, Protocol)` works on it. */
@@ -97,6 +114,10 @@ export class HttpClient extends TypedChannel {
   private readonly external: PointerResolver | null;
   /** `HttpClientOptions.uploads`, or null. */
   private readonly uploads: UploadOptions | null;
+  /** `HttpClientOptions.retry`, checked. */
+  private readonly retry: RetryPolicy;
+  /** The client's own headers carry an idempotency key (every call is then replay-safe). */
+  private readonly keyedHeaders: boolean;
   private closed = false;
 
   constructor(baseUrl: string | URL, opts: HttpClientOptions = {}) {
@@ -108,6 +129,8 @@ export class HttpClient extends TypedChannel {
     this.interceptors = interceptorList(opts.interceptors);
     this.external = opts.external ?? null;
     this.uploads = opts.uploads ?? null;
+    this.retry = retryPolicy(opts.retry);
+    this.keyedHeaders = new Headers(opts.headers ?? {}).has("idempotency-key");
     const node = opts.fetch === undefined ? nodePost() : null;
     let send: ReturnType<typeof fetchPost>;
     if (node !== null) {
@@ -134,10 +157,47 @@ export class HttpClient extends TypedChannel {
       maxResponseBytes: cap,
     });
     this.turns = {
+      // A turn is always replay-safe: the server keeps nothing between turns, so the same tokens
+      // start the turn again from the same state.
       turn: (target, batch, borrow, headers) =>
-        this.post(this.routeUrl(target, "/exchange"), encodeStream(batch.schema, [batch]), borrow, headers),
+        this.request(this.routeUrl(target, "/exchange"), encodeStream(batch.schema, [batch]), borrow, headers, true),
       scan: (stream) => this.scan(stream),
     };
+  }
+
+  /**
+   * One request, retried under `HttpClientOptions.retry` when `replaySafe`: a failure with no
+   * answer or a transient status is sent again; the last transient Arrow answer is returned for
+   * its error batch to be read.
+   */
+  private request(
+    url: string,
+    body: readonly Uint8Array[],
+    borrow: BorrowBuffer | null,
+    headers: Headers | null,
+    replaySafe: boolean,
+  ): Promise<RpcResponse> {
+    const policy = this.retry;
+    if (!replaySafe || policy.maxRetries === 0) return this.post(url, body, borrow, headers);
+    return withRetries(
+      policy,
+      async () => {
+        const res = await this.post(url, body, borrow, headers);
+        if (policy.retryableStatuses.has(res.status)) throw new TransientAnswer(res.status, res.retryAfterMs, res);
+        return res;
+      },
+      () => this.closed,
+    );
+  }
+
+  /** Whether a call may be sent twice: it carries an idempotency key, or only reads the server's description. */
+  private replaySafe(target: CallTarget, extra: RequestMetadata | undefined, headers: Headers | null): boolean {
+    return (
+      target.protocol === REFLECTION_PROTOCOL ||
+      this.keyedHeaders ||
+      extra?.has(IDEMPOTENCY_KEY_METADATA) === true ||
+      headers?.has("idempotency-key") === true
+    );
   }
 
   /** One request; a 413 is answered by uploading the body and sending a pointer (`uploads`). */
@@ -218,7 +278,7 @@ export class HttpClient extends TypedChannel {
     headers: Headers | null,
   ): Promise<RecordBatch> {
     const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
-    const res = await this.post(this.routeUrl(target), body, null, headers);
+    const res = await this.request(this.routeUrl(target), body, null, headers, this.replaySafe(target, extra, headers));
     const batches = await this.scan(res.streams[0]);
     const result = batches[0];
     if (result === undefined || res.status !== 200) {
@@ -257,7 +317,13 @@ export class HttpClient extends TypedChannel {
     headers: Headers | null,
   ): Promise<HttpStream> {
     const body = encodeStream(params.schema, [requestBatch(params, target, extra)]);
-    const res = await this.post(this.routeUrl(target, "/init"), body, null, headers);
+    const res = await this.request(
+      this.routeUrl(target, "/init"),
+      body,
+      null,
+      headers,
+      this.replaySafe(target, extra, headers),
+    );
     let index = 0;
     let header: RecordBatch | null = null;
     if (opts.hasHeader) {
@@ -288,6 +354,38 @@ export class HttpClient extends TypedChannel {
     if (res.status !== 200) throw unexpectedStatus(res.status, `${target.method}/init answered without an error batch`);
     const borrow = opts.borrow ? new BorrowBuffer() : null;
     return httpStream(this.turns, { target, header, pending, cursor, callToken, borrow, headers });
+  }
+
+  /**
+   * Continues a stream from its checkpoint (`HttpStream.checkpoint()`), taken by this client or
+   * another, before or after a restart: its next turn is sent with the checkpoint's tokens, to
+   * any server sharing the token key of the one that opened it. `borrow` as in
+   * `StreamOpenOptions`; `headers` go with every turn (the original call's interceptors' are not
+   * in the checkpoint). Wrap it for typed rows with `producerStream`/`exchangeSession`.
+   */
+  resumeStream(
+    checkpoint: HttpStreamCheckpoint,
+    opts: { readonly borrow?: boolean; readonly headers?: HeadersInit } = {},
+  ): HttpStream {
+    const { protocol, method, cursor, callToken } = checkpoint;
+    for (const [name, v] of [
+      ["protocol", protocol],
+      ["method", method],
+      ["cursor", cursor],
+    ] as const) {
+      if (typeof v !== "string" || v === "") throw new TypeError(`checkpoint.${name} must be a non-empty string`);
+    }
+    if (callToken !== null && typeof callToken !== "string")
+      throw new TypeError("checkpoint.callToken must be a string or null");
+    return httpStream(this.turns, {
+      target: { protocol, method },
+      header: null,
+      pending: [],
+      cursor,
+      callToken,
+      borrow: opts.borrow ? new BorrowBuffer() : null,
+      headers: opts.headers === undefined ? null : new Headers(opts.headers),
+    });
   }
 
   /** Aborts requests in flight; later calls fail with `transport_error`. Idempotent. */

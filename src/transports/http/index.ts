@@ -20,7 +20,9 @@ export {
   HttpClient,
   type HttpClientOptions,
   HttpError,
+  type HttpRetryOptions,
   type HttpStream,
+  type HttpStreamCheckpoint,
 } from "./client.js";
 export type { UploadOptions } from "./client-upload.js";
 export { DEFAULT_MAX_REQUEST_BYTES, type HttpServerOptions } from "./config.js";

@@ -15,10 +15,12 @@ export type { CallChannel, ClientTransport, StreamChannel } from "../../client/t
 export {
   type CallOptions,
   type ExchangeSession,
+  exchangeSession,
   type PipelineOptions,
   type ProducerOptions,
   type ProducerStream,
   type ProtocolClient,
+  producerStream,
   proxy,
   type StreamOptions,
 } from "../../client/typed.js";
