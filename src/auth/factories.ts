@@ -302,8 +302,40 @@ function joseReason(err: unknown): AuthReason {
   return "invalid_credential";
 }
 
+/** What an authenticator knows of the OAuth authorization servers whose tokens it takes. */
+export interface OAuthIssuance {
+  /** The accepted token issuers (`iss`): the authorization servers. */
+  readonly issuers: readonly string[];
+  /** The accepted audiences (`aud`): the first names this resource. */
+  readonly audiences: readonly string[];
+}
+
+const issuance = new WeakMap<Authenticator, OAuthIssuance>();
+
+/**
+ * The issuers and audiences `authenticator` verifies tokens against (a `jwtAuthenticate`, or a
+ * chain whose first such member it is), or null: what OAuth discovery advertises
+ * (`HttpServerOptions.oauthResource`), so the two are configured once.
+ */
+export function oauthIssuanceOf(authenticator: Authenticator | undefined): OAuthIssuance | null {
+  return authenticator === undefined ? null : (issuance.get(authenticator) ?? null);
+}
+
 /** JWT bearer tokens verified against a JWKS: signature, issuer, audience, expiry. */
 export function jwtAuthenticate(options: JwtAuthenticateOptions): Authenticator {
+  const authenticator = jwtAuthenticator(options);
+  issuance.set(authenticator, {
+    issuers: Object.freeze(listOf(options.issuer)),
+    audiences: Object.freeze(listOf(options.audience)),
+  });
+  return authenticator;
+}
+
+function listOf(v: string | readonly string[]): string[] {
+  return typeof v === "string" ? [v] : [...v];
+}
+
+function jwtAuthenticator(options: JwtAuthenticateOptions): Authenticator {
   const list = (v: string | readonly string[] | undefined): unknown[] =>
     typeof v === "string" || v === undefined || v === null ? [v] : [...v];
   const names = { whitespace: "edges", unique: false } as const;
@@ -549,7 +581,7 @@ export function mtlsAuthenticateXfcc(
  */
 export function chainAuthenticate(...authenticators: readonly Authenticator[]): Authenticator {
   if (authenticators.length === 0) throw new TypeError("chainAuthenticate needs at least one authenticator");
-  return async (request) => {
+  const chained: Authenticator = async (request) => {
     const reasons: AuthReason[] = [];
     const messages: string[] = [];
     for (const authenticate of authenticators) {
@@ -567,4 +599,7 @@ export function chainAuthenticate(...authenticators: readonly Authenticator[]): 
       : (reasons.find((r) => r !== "missing_credential") ?? "unauthorized");
     throw new AuthFailure(combined, `No authenticator accepted the request (${messages.join("; ")})`);
   };
+  const jwt = authenticators.map(oauthIssuanceOf).find((i) => i !== null);
+  if (jwt !== undefined) issuance.set(chained, jwt);
+  return chained;
 }

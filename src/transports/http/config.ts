@@ -19,6 +19,7 @@ import {
   UPLOAD_URL_HEADER,
 } from "./headers.js";
 import { DEFAULT_MAX_ZSTD_WINDOW_BYTES } from "./inflate.js";
+import { type OAuthDiscovery, type OAuthResourceOptions, oauthDiscovery } from "./oauth.js";
 import type { TokenKeyring } from "./tokens.js";
 
 /** Default `callTokenCacheEntries`. */
@@ -85,6 +86,13 @@ export interface HttpServerOptions extends CrossSiteOptions {
    * browsers keep answers from pages of other origins).
    */
   readonly cors?: CorsOptions;
+  /**
+   * OAuth discovery (RFC 9728): serve the protected-resource metadata at
+   * `/.well-known/oauth-protected-resource{prefix}` and name it in every 401's `WWW-Authenticate`.
+   * `true` takes the resource and the authorization servers from the `jwtAuthenticate` authenticator
+   * (its audience and issuers); an object gives or adds to them. Default: none.
+   */
+  readonly oauthResource?: OAuthResourceOptions | true;
 }
 
 /** The options of one handler, checked and with their defaults applied. */
@@ -114,6 +122,8 @@ export interface HttpConfig {
   readonly cors: CorsPolicy | null;
   /** Which pages may send requests with cookies (`trustedOrigins`, the CORS credential origins), and the CSRF token names. */
   readonly crossSite: CrossSitePolicy;
+  /** `HttpServerOptions.oauthResource` made into its document and challenge, or null. */
+  readonly oauth: OAuthDiscovery | null;
 }
 
 const utf8 = new TextEncoder();
@@ -188,6 +198,10 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     uploadUrls: options.uploadUrls ?? null,
     maxExternalizedResponseBytes: maxExternalized,
     crossSite: crossSitePolicy(options, corsCredentialOrigins(options.cors)),
+    oauth:
+      options.oauthResource === undefined
+        ? null
+        : oauthDiscovery(options.oauthResource, options.authenticate, (options.prefix ?? "").replace(/\/+$/, "")),
     cors:
       options.cors === undefined
         ? null

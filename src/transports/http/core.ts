@@ -27,6 +27,7 @@ import {
   internalErrorReply,
   methodNotAllowedReply,
   notFoundReply,
+  oauthMetadataReply,
   ok,
   type Reply,
   type Result,
@@ -96,6 +97,7 @@ export function createHttpCore(server: RpcServer, options: HttpServerOptions): H
         server.logger.error({ err: e }, "HTTP transport failure");
         reply = internalErrorReply(e.message);
       }
+      if (reply.status === 401 && config.oauth !== null) challengeWith(reply, config.oauth.challenge);
       if (config.cors !== null) addCorsHeaders(config.cors, req, reply.headers);
       return respond(config, req.method, reply, requestId, coding);
     },
@@ -108,7 +110,15 @@ interface CallState {
   readonly closing: boolean;
 }
 
+/** `reply`'s `WWW-Authenticate` set to `challenge` (OAuth discovery's). */
+function challengeWith(reply: Reply, challenge: string): void {
+  const at = reply.headers.findIndex(([k]) => k.toLowerCase() === "www-authenticate");
+  if (at >= 0) reply.headers.splice(at, 1);
+  reply.headers.push(["WWW-Authenticate", challenge]);
+}
+
 function route(config: HttpConfig, state: CallState, req: UniversalRequest, requestId: string): Reply | Promise<Reply> {
+  if (config.oauth !== null && req.path === config.oauth.path) return oauthMetadataReply(req.method, config.oauth.body);
   const route = parseRoute(req.method, req.path, config.prefix);
   switch (route.kind) {
     case "health":

@@ -132,3 +132,15 @@ export function internalErrorReply(message?: string): Reply {
       : { title: "500 Internal Server Error", description: message },
   );
 }
+
+/** The OAuth protected-resource metadata document (`GET`/`HEAD`; else 405). */
+export function oauthMetadataReply(method: string, body: Uint8Array): Reply {
+  if (method === "OPTIONS") return allowReply("GET, HEAD, OPTIONS");
+  if (method !== "GET" && method !== "HEAD") return methodNotAllowedReply("GET, HEAD, OPTIONS");
+  return {
+    status: 200,
+    headers: [["Cache-Control", "public, max-age=60"]],
+    body: [body],
+    contentType: "application/json",
+  };
+}
