@@ -20,6 +20,7 @@ import {
 } from "./headers.js";
 import { DEFAULT_MAX_ZSTD_WINDOW_BYTES } from "./inflate.js";
 import { type OAuthDiscovery, type OAuthResourceOptions, oauthDiscovery } from "./oauth.js";
+import { describePage, hostsReflection, landingPage } from "./pages.js";
 import type { TokenKeyring } from "./tokens.js";
 
 /** Default `callTokenCacheEntries`. */
@@ -93,6 +94,12 @@ export interface HttpServerOptions extends CrossSiteOptions {
    * (its audience and issuers); an object gives or adds to them. Default: none.
    */
   readonly oauthResource?: OAuthResourceOptions | true;
+  /**
+   * Serve the HTML pages: a landing page at `GET {prefix}` and, when the server hosts reflection,
+   * the API page at `GET {prefix}/describe` (both after authentication, like the RPC routes).
+   * Default: true (as the reference).
+   */
+  readonly pages?: boolean;
 }
 
 /** The options of one handler, checked and with their defaults applied. */
@@ -124,6 +131,8 @@ export interface HttpConfig {
   readonly crossSite: CrossSitePolicy;
   /** `HttpServerOptions.oauthResource` made into its document and challenge, or null. */
   readonly oauth: OAuthDiscovery | null;
+  /** The HTML pages, made once, or null when `pages` is false. */
+  readonly pages: { readonly landing: Uint8Array; readonly describe: Uint8Array | null } | null;
 }
 
 const utf8 = new TextEncoder();
@@ -134,6 +143,12 @@ function corsCredentialOrigins(cors: CorsOptions | undefined): readonly string[]
   if (cors.credentials !== "*") return cors.credentials;
   if (cors.origins === "*") throw new TypeError('cors: credentials "*" needs a list of origins, not origins "*"');
   return cors.origins;
+}
+
+/** The landing page and, with reflection, the API page. */
+function htmlPages(server: ServerCore, prefix: string): HttpConfig["pages"] {
+  const describe = hostsReflection(server) ? describePage(server) : null;
+  return { landing: landingPage(server, prefix, describe === null ? null : `${prefix}/describe`), describe };
 }
 
 /** Checks `options` and derives the handler's configuration; throws on an unusable option. */
@@ -198,6 +213,7 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     uploadUrls: options.uploadUrls ?? null,
     maxExternalizedResponseBytes: maxExternalized,
     crossSite: crossSitePolicy(options, corsCredentialOrigins(options.cors)),
+    pages: options.pages === false ? null : htmlPages(server, (options.prefix ?? "").replace(/\/+$/, "")),
     oauth:
       options.oauthResource === undefined
         ? null

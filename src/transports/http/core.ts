@@ -24,6 +24,7 @@ import {
   answer,
   errorStreamReply,
   healthReply,
+  htmlReply,
   internalErrorReply,
   methodNotAllowedReply,
   notFoundReply,
@@ -110,6 +111,21 @@ interface CallState {
   readonly closing: boolean;
 }
 
+/** The HTML page a `GET`/`HEAD` asks for (`HttpServerOptions.pages`), or null. */
+function pageOf(config: HttpConfig, req: UniversalRequest): Uint8Array | null {
+  const pages = config.pages;
+  if (pages === null || (req.method !== "GET" && req.method !== "HEAD")) return null;
+  const p = config.prefix;
+  if (req.path === p || req.path === `${p}/`) return pages.landing;
+  return req.path === `${p}/describe` ? pages.describe : null;
+}
+
+/** A page, once its caller is authenticated (as for any route but `/health`). */
+async function servePage(config: HttpConfig, req: UniversalRequest, html: Uint8Array): Promise<Reply> {
+  const auth = await authenticateRequest(req, config.options.authenticate, config.server);
+  return auth.ok ? htmlReply(html) : auth.reply;
+}
+
 /** `reply`'s `WWW-Authenticate` set to `challenge` (OAuth discovery's). */
 function challengeWith(reply: Reply, challenge: string): void {
   const at = reply.headers.findIndex(([k]) => k.toLowerCase() === "www-authenticate");
@@ -119,6 +135,8 @@ function challengeWith(reply: Reply, challenge: string): void {
 
 function route(config: HttpConfig, state: CallState, req: UniversalRequest, requestId: string): Reply | Promise<Reply> {
   if (config.oauth !== null && req.path === config.oauth.path) return oauthMetadataReply(req.method, config.oauth.body);
+  const html = pageOf(config, req);
+  if (html !== null) return servePage(config, req, html);
   const route = parseRoute(req.method, req.path, config.prefix);
   switch (route.kind) {
     case "health":

@@ -27,8 +27,8 @@ export {
 export type { UploadOptions } from "./client-upload.js";
 export { DEFAULT_MAX_REQUEST_BYTES, type HttpServerOptions } from "./config.js";
 export type { CorsOptions } from "./cors.js";
-export type { OAuthResourceOptions } from "./oauth.js";
 export { createHttpHandler, type HttpHandler } from "./handler.js";
 export { ARROW_CONTENT_TYPE } from "./headers.js";
 export { type HttpListener, type HttpListenOptions, listenHttp } from "./listen.js";
+export type { OAuthResourceOptions } from "./oauth.js";
 export type { BodyTooLarge, UniversalRequest, UniversalResponse } from "./universal.js";

@@ -144,3 +144,13 @@ export function oauthMetadataReply(method: string, body: Uint8Array): Reply {
     contentType: "application/json",
   };
 }
+
+/** An HTML page (never cached: it names the server instance). */
+export function htmlReply(body: Uint8Array): Reply {
+  return {
+    status: 200,
+    headers: [["Cache-Control", "no-cache, no-store, must-revalidate, max-age=0"]],
+    body: [body],
+    contentType: "text/html; charset=utf-8",
+  };
+}
