@@ -19,6 +19,25 @@ export {
   type XfccElement,
 } from "./factories.js";
 export {
+  DEFAULT_REPLAY_CAPACITY,
+  deriveProofSecret,
+  mintProof,
+  NonceCache,
+  PROOF_CLAIMS_KEY,
+  PROOF_HEADER,
+  PROOF_REQUIRED_HEADER,
+  type PreconditionGate,
+  type ProofClaims,
+  ProofError,
+  type ProofReason,
+  type ProofSecrets,
+  type ProxyProofOptions,
+  parseProofSecrets,
+  proxyProofGate,
+  requireAll,
+  verifyProof,
+} from "./proxy-proof.js";
+export {
   AuthConfigError,
   type AuthContext,
   type Authenticator,

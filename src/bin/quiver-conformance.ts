@@ -13,6 +13,8 @@
  *                                      refuse with the reason named in X-Conformance-Auth-Reason
  *     [--no-compression]               advertise and produce no response coding
  *     [--cors-origin ORIGIN]...        allow these origins cross-origin (CORS; repeatable, or *)
+ *     [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,...
+ *      [--proxy-proof-skew SECONDS] [--no-proxy-proof-replay-cache]]  gate calls on a proxy's proof
  *     [--max-externalized-response-bytes N]  cap on what one response uploads (with --fake-storage)
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
@@ -32,6 +34,7 @@
  *   --external-url-host H              or to H only when given (quiver's flags)
  */
 import { parseArgs } from "node:util";
+import { parseProofSecrets, proxyProofGate, requireAll } from "../auth/proxy-proof.js";
 import { type Authenticator, AuthFailure, type AuthReason } from "../auth/types.js";
 import { createSecondaryImplementation, SecondaryProtocol } from "../conformance/secondary.js";
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
@@ -72,6 +75,11 @@ async function main(): Promise<void> {
         auth: { type: "string" },
         "no-compression": { type: "boolean" },
         "cors-origin": { type: "string", multiple: true },
+        "proxy-proof-mode": { type: "string" },
+        "proxy-proof-origin": { type: "string" },
+        "proxy-proof-secrets": { type: "string" },
+        "proxy-proof-skew": { type: "string" },
+        "no-proxy-proof-replay-cache": { type: "boolean" },
         "max-externalized-response-bytes": { type: "string" },
         describe: { type: "boolean" },
         "no-shm": { type: "boolean" },
@@ -95,7 +103,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--cors-origin ORIGIN]... [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--cors-origin ORIGIN]... [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,... [--proxy-proof-skew S] [--no-proxy-proof-replay-cache]] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
@@ -206,6 +214,27 @@ async function main(): Promise<void> {
               throw new Error("refused without a classified reason");
             }
           : undefined;
+    const proofMode = values["proxy-proof-mode"];
+    let gated = authenticate;
+    if (proofMode !== undefined) {
+      if (proofMode !== "require" && proofMode !== "allow") {
+        fail(`--proxy-proof-mode wants 'require' or 'allow', got '${String(proofMode)}'`);
+      }
+      try {
+        const gate = proxyProofGate({
+          mode: proofMode,
+          originId: String(values["proxy-proof-origin"] ?? ""),
+          secrets: parseProofSecrets(String(values["proxy-proof-secrets"] ?? "")),
+          skewSeconds: int("proxy-proof-skew") ?? 30,
+          replayCache: values["no-proxy-proof-replay-cache"] !== true,
+          onReject: (reason, diagnosis) =>
+            server.logger.warn({ proof_reason: reason, proof_detail: diagnosis }, "proxy proof rejected"),
+        });
+        gated = requireAll(gate, authenticate);
+      } catch (err) {
+        fail(`--proxy-proof-*: ${(err as Error).message}`);
+      }
+    }
     const corsOrigins = values["cors-origin"] as string[] | undefined;
     const listener = await listenHttp(server, {
       host: typeof values.host === "string" ? values.host : "127.0.0.1",
@@ -214,7 +243,7 @@ async function main(): Promise<void> {
       maxResponseBytes: int("max-response-bytes"),
       ...(maxRequest === null ? {} : { maxRequestBytes: maxRequest }),
       ...(typeof keyHex === "string" ? { tokenKey: Buffer.from(keyHex, "hex") } : {}),
-      ...(authenticate ? { authenticate } : {}),
+      ...(gated ? { authenticate: gated } : {}),
       compressResponses: values["no-compression"] !== true,
       // With fake storage, clients may also upload large inputs through vended URL pairs.
       ...(storage === null ? {} : { uploadUrls: storage, maxUploadBytes: 256 * 1024 * 1024 }),

@@ -22,6 +22,7 @@ the matching flags:
 ``conformance_http_external_security_port`` fake storage with 4 KiB / 8 KiB fetch caps, 127.0.0.1 only
 ``conformance_http_externalized_cap_port`` fake storage, ``--max-externalized-response-bytes 65536``
 ``conformance_http_cors_port``          ``--cors-origin https://conformance.example`` with fake storage
+``proof_worker_factory``                ``--proxy-proof-mode/-origin/-secrets/-skew`` per ``ProofWorkerConfig``
 
 Fixtures for features quiver does not serve (sticky sessions) skip, naming the reason; so does ``TestExternalByteStream``
 (``_SKIPPED_BY_NAME`` at the end), which ``test/python`` runs.  Raw byte-stream
@@ -194,6 +195,31 @@ def conformance_http_cors_port(conformance_fake_storage: str) -> Iterator[int]:
     flags = ("--cors-origin", "https://conformance.example", "--fake-storage", conformance_fake_storage)
     with _http_worker(*flags) as port:
         yield port
+
+
+@pytest.fixture(scope="session")
+def proof_worker_factory() -> Callable[[Any], contextlib.AbstractContextManager[Any]]:
+    """Spawns a proxy-proof worker (``--proxy-proof-*``) for a ``ProofWorkerConfig``."""
+    from vgi_rpc.conformance.proof_harness import ProofWorker
+
+    @contextlib.contextmanager
+    def factory(config: Any) -> Iterator[Any]:
+        flags = [
+            "--proxy-proof-mode",
+            config.mode,
+            "--proxy-proof-origin",
+            config.origin_id,
+            "--proxy-proof-secrets",
+            config.secrets,
+            "--proxy-proof-skew",
+            str(config.skew_seconds),
+        ]
+        if not config.replay_cache:
+            flags.append("--no-proxy-proof-replay-cache")
+        with _http_worker(*flags) as port:
+            yield ProofWorker(port=port, prefix="", config=config)
+
+    return factory
 
 
 conformance_http_sticky_auth_port = _unsupported("sticky sessions")

@@ -1,6 +1,7 @@
 /** The HTTP server's options, and what one handler derives from them once. */
 import { randomBytes } from "node:crypto";
 import { type CrossSiteOptions, type CrossSitePolicy, crossSitePolicy } from "../../auth/cross-site.js";
+import { PROOF_HEADER, PROOF_REQUIRED_HEADER, proxyHeadersOf } from "../../auth/proxy-proof.js";
 import type { Authenticator } from "../../auth/types.js";
 import type { UploadUrlProvider } from "../../external/storage.js";
 import { coreOf, type RpcServer, type ServerCore } from "../../server/types.js";
@@ -9,6 +10,7 @@ import { type Encoding, loadZstd, producibleEncodings } from "./compression.js";
 import { type CorsOptions, type CorsPolicy, corsPolicy } from "./cors.js";
 import {
   ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER,
+  AUTH_PROXY_REQUIRED_HEADER,
   EXTERNALIZATION_ENABLED_HEADER,
   MAX_EXTERNALIZED_RESPONSE_BYTES_HEADER,
   MAX_REQUEST_BYTES_HEADER,
@@ -131,6 +133,11 @@ export interface HttpConfig {
   readonly crossSite: CrossSitePolicy;
   /** `HttpServerOptions.oauthResource` made into its document and challenge, or null. */
   readonly oauth: OAuthDiscovery | null;
+  /**
+   * The note a 401 carries when the authenticator depends on a trusted proxy's headers (a proxy
+   * proof gate): `VGI-Auth-Proxy-Required: true` and `proxy_hint`; null otherwise.
+   */
+  readonly proxyHint: string | null;
   /** The HTML pages, made once, or null when `pages` is false. */
   readonly pages: { readonly landing: Uint8Array; readonly describe: Uint8Array | null } | null;
 }
@@ -143,6 +150,19 @@ function corsCredentialOrigins(cors: CorsOptions | undefined): readonly string[]
   if (cors.credentials !== "*") return cors.credentials;
   if (cors.origins === "*") throw new TypeError('cors: credentials "*" needs a list of origins, not origins "*"');
   return cors.origins;
+}
+
+/** The operator's note on a 401 of a service behind a proxy that must add `headers` (the reference's words). */
+function proxyHint(headers: readonly string[]): string | null {
+  if (headers.length === 0) return null;
+  const one = headers.length === 1;
+  return (
+    "This service only accepts requests that arrive through its configured reverse proxy, " +
+    `which must set the ${headers.join(", ")} ${one ? "header" : "headers"}. A rejection here is as likely to be a proxy that is ` +
+    `not forwarding ${one ? "that header" : "those headers"} — or a request ` +
+    "that reached the service without passing through the proxy at all — as it is a bad " +
+    "credential. Check the proxy configuration before rotating credentials."
+  );
 }
 
 /** The landing page and, with reflection, the API page. */
@@ -197,6 +217,8 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     if (maxUploadBytes !== undefined) caps.push([MAX_UPLOAD_BYTES_HEADER, String(maxUploadBytes)]);
   }
   caps.push([SUPPORTED_ENCODINGS_HEADER, encodings.join(", ")]);
+  const proxyHeaders = proxyHeadersOf(options.authenticate);
+  if (proxyHeaders.includes(PROOF_HEADER)) caps.push([PROOF_REQUIRED_HEADER, "true"]);
   const primary = [...server.protocols.keys()][0] ?? "";
   return {
     server,
@@ -213,6 +235,7 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     uploadUrls: options.uploadUrls ?? null,
     maxExternalizedResponseBytes: maxExternalized,
     crossSite: crossSitePolicy(options, corsCredentialOrigins(options.cors)),
+    proxyHint: proxyHint(proxyHeaders),
     pages: options.pages === false ? null : htmlPages(server, (options.prefix ?? "").replace(/\/+$/, "")),
     oauth:
       options.oauthResource === undefined
@@ -221,10 +244,10 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     cors:
       options.cors === undefined
         ? null
-        : corsPolicy(
-            options.cors,
-            caps.map(([name]) => name),
-          ),
+        : corsPolicy(options.cors, [
+            ...caps.map(([name]) => name),
+            ...(proxyHeaders.length > 0 ? [AUTH_PROXY_REQUIRED_HEADER] : []),
+          ]),
     healthBody: utf8.encode(JSON.stringify({ status: "ok", server_id: server.serverId, protocol: primary })),
   };
 }

@@ -9,6 +9,7 @@ import { frameworkError, RpcError } from "../../errors.js";
 import type { AuthContext } from "../../protocol/context.js";
 import { ABORT_FLUSH_MS, type CloseOptions, graceOf, settledWithin, shutdownError } from "../../server/connections.js";
 import type { ResolvedMethod, RpcServer, ServerCore } from "../../server/types.js";
+import { concatBytes } from "../../wire/ipc.js";
 import { TRANSPORT_OPTIONS_METHOD } from "../../wire/keys.js";
 import { authenticateRequest } from "./authenticate.js";
 import { contentTypeRefusal, readRequestBody } from "./body.js";
@@ -18,7 +19,7 @@ import { pickResponseEncoding } from "./compression.js";
 import { type HttpConfig, type HttpServerOptions, resolveConfig } from "./config.js";
 import { HeaderCookieJar, parseCookieHeader } from "./cookies.js";
 import { addCorsHeaders } from "./cors.js";
-import { ACCEPT_MAX_RESPONSE_BYTES_HEADER, REQUEST_ID_HEADER } from "./headers.js";
+import { ACCEPT_MAX_RESPONSE_BYTES_HEADER, AUTH_PROXY_REQUIRED_HEADER, REQUEST_ID_HEADER } from "./headers.js";
 import {
   allowReply,
   answer,
@@ -98,6 +99,7 @@ export function createHttpCore(server: RpcServer, options: HttpServerOptions): H
         server.logger.error({ err: e }, "HTTP transport failure");
         reply = internalErrorReply(e.message);
       }
+      if (reply.status === 401 && config.proxyHint !== null) reply = withProxyHint(reply, config.proxyHint);
       if (reply.status === 401 && config.oauth !== null) challengeWith(reply, config.oauth.challenge);
       if (config.cors !== null) addCorsHeaders(config.cors, req, reply.headers);
       return respond(config, req.method, reply, requestId, coding);
@@ -124,6 +126,20 @@ function pageOf(config: HttpConfig, req: UniversalRequest): Uint8Array | null {
 async function servePage(config: HttpConfig, req: UniversalRequest, html: Uint8Array): Promise<Reply> {
   const auth = await authenticateRequest(req, config.options.authenticate, config.server);
   return auth.ok ? htmlReply(html) : auth.reply;
+}
+
+/** A 401 with the proxy note: `VGI-Auth-Proxy-Required: true`, and `proxy_hint` in its JSON body. */
+function withProxyHint(reply: Reply, hint: string): Reply {
+  let body = reply.body;
+  if (reply.contentType === "application/json") {
+    try {
+      const value = JSON.parse(new TextDecoder().decode(concatBytes(reply.body))) as Record<string, unknown>;
+      body = [new TextEncoder().encode(JSON.stringify({ ...value, proxy_hint: hint }))];
+    } catch {
+      // Not the JSON envelope: the header alone says it.
+    }
+  }
+  return { ...reply, headers: [...reply.headers, [AUTH_PROXY_REQUIRED_HEADER, "true"]], body };
 }
 
 /** `reply`'s `WWW-Authenticate` set to `challenge` (OAuth discovery's). */

@@ -29,6 +29,8 @@ export const UPLOAD_URL_HEADER = "VGI-Upload-URL-Support";
 export const MAX_UPLOAD_BYTES_HEADER = "VGI-Max-Upload-Bytes";
 /** The reason code of a 401. */
 export const AUTH_REASON_HEADER = "VGI-Auth-Reason";
+/** `true` on a 401 of a service whose authentication depends on a trusted proxy's headers. */
+export const AUTH_PROXY_REQUIRED_HEADER = "VGI-Auth-Proxy-Required";
 
 /** The smallest response budget either side accepts (`VGI-Accept-Max-Response-Bytes`, `maxResponseBytes`). */
 export const MIN_RESPONSE_BUDGET_BYTES = 65536;
