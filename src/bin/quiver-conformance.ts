@@ -13,6 +13,8 @@
  *                                      refuse with the reason named in X-Conformance-Auth-Reason
  *     [--no-compression]               advertise and produce no response coding
  *     [--cors-origin ORIGIN]...        allow these origins cross-origin (CORS; repeatable, or *)
+ *     [--serve-start-fail-once]        the start hook fails on the first call, then succeeds
+ *   --transport-kind-probe             also host TransportKindProbe.transport_kind() (every transport)
  *     [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,...
  *      [--proxy-proof-skew SECONDS] [--no-proxy-proof-replay-cache]]  gate calls on a proxy's proof
  *     [--max-externalized-response-bytes N]  cap on what one response uploads (with --fake-storage)
@@ -40,6 +42,8 @@ import { createSecondaryImplementation, SecondaryProtocol } from "../conformance
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
 import { loopbackOnly } from "../external/fetch.js";
 import { FakeStorage } from "../external/storage.js";
+import { defineProtocol, unary } from "../protocol/methods.js";
+import { t } from "../protocol/types.js";
 import { createAccessLog } from "../server/access-log.js";
 import { bind, createServer } from "../server/server.js";
 import { createHttpHandler, listenHttp } from "../transports/http/server.js";
@@ -51,6 +55,19 @@ import { consoleToStderr, startTelemetry } from "./telemetry.js";
 function fail(message: string): never {
   process.stderr.write(`quiver-conformance: ${message}\n`);
   process.exit(2);
+}
+
+/** The runners' transport-kind probe (`--transport-kind-probe`): which transport a call saw. */
+const TransportKindProbe = defineProtocol("TransportKindProbe", {}, { transport_kind: unary({}, t.utf8()) });
+
+/** A start hook that fails the first time it runs. */
+function failOnce(): () => void {
+  let failed = false;
+  return () => {
+    if (failed) return;
+    failed = true;
+    throw new Error("injected onServeStart failure (--serve-start-fail-once)");
+  };
 }
 
 async function main(): Promise<void> {
@@ -80,6 +97,8 @@ async function main(): Promise<void> {
         "proxy-proof-secrets": { type: "string" },
         "proxy-proof-skew": { type: "string" },
         "no-proxy-proof-replay-cache": { type: "boolean" },
+        "serve-start-fail-once": { type: "boolean" },
+        "transport-kind-probe": { type: "boolean" },
         "max-externalized-response-bytes": { type: "string" },
         describe: { type: "boolean" },
         "no-shm": { type: "boolean" },
@@ -103,7 +122,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--cors-origin ORIGIN]... [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,... [--proxy-proof-skew S] [--no-proxy-proof-replay-cache]] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--cors-origin ORIGIN]... [--serve-start-fail-once] [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,... [--proxy-proof-skew S] [--no-proxy-proof-replay-cache]] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--transport-kind-probe] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
@@ -156,7 +175,12 @@ async function main(): Promise<void> {
     protocols: [
       bind(ConformanceService, createConformanceImplementation(external)),
       bind(SecondaryProtocol, createSecondaryImplementation()),
+      ...(values["transport-kind-probe"] === true
+        ? [bind(TransportKindProbe, { transport_kind: (_p, ctx) => ctx.transport })]
+        : []),
     ],
+    // The reference's lifecycle fixture: the start hook fails once, then succeeds.
+    ...(values["serve-start-fail-once"] === true ? { onServeStart: failOnce() } : {}),
   });
   const log =
     typeof values["access-log"] === "string"

@@ -130,6 +130,14 @@ export interface ServerOptions {
    * `ExternalRef` whether or not this is set.
    */
   readonly external?: ExternalizePolicy;
+  /**
+   * Startup work run once per transport kind (`pipe`, `unix`, `tcp`, `http`, `ws`, ...), before that
+   * transport's first call is served (the reference's `on_serve_start`): open pools, warm caches.
+   * Calls that arrive meanwhile wait for it. If it throws, the call that fired it fails (HTTP: 500;
+   * a session transport: the connection is closed) and the next call runs it again, so a transient
+   * failure leaves the server usable. Default: none.
+   */
+  readonly onServeStart?: (info: { readonly transport: string }) => void | Promise<void>;
 }
 
 const VERSION_RE = /^(\d+)\.(\d+)\.(\d+)$/;
@@ -252,6 +260,10 @@ export function createServer(opts: ServerOptions): RpcServer {
   const active = new Set<Promise<unknown>>();
   const observers = new Set<CallObserver>();
   if (opts.onCallEnd) observers.add(opts.onCallEnd);
+  const onServeStart = opts.onServeStart;
+  /** Transports whose start hook has run; the runs in progress. */
+  const started = new Set<string>();
+  const starting = new Map<string, Promise<void>>();
 
   const server: ServerCore = {
     [SERVER_CORE]: true,
@@ -267,6 +279,28 @@ export function createServer(opts: ServerOptions): RpcServer {
     external: opts.external === undefined ? null : checkPolicy(opts.external),
     get draining() {
       return draining;
+    },
+    serveStart(transport) {
+      if (onServeStart === undefined || started.has(transport)) return null;
+      let run = starting.get(transport);
+      if (run === undefined) {
+        // The hook runs a microtask later, so the run is registered before it can settle.
+        run = Promise.resolve()
+          .then(() => onServeStart({ transport }))
+          .then(
+            () => {
+              started.add(transport);
+              starting.delete(transport);
+            },
+            (err: unknown) => {
+              starting.delete(transport);
+              server.logger.error({ err, transport }, "onServeStart failed; the next call runs it again");
+              throw err;
+            },
+          );
+        starting.set(transport, run);
+      }
+      return run;
     },
     serveConnection(conn) {
       if (conn.closing !== undefined) return serveSession(server, conn);

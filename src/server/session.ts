@@ -118,6 +118,17 @@ export async function serveSession(rpcServer: RpcServer, conn: Connection): Prom
     sideChannel: conn.sideChannel?.available === true,
     ...(conn.csrfVerified === false ? { csrfVerified: false } : {}),
   };
+  const starting = server.serveStart(conn.transport);
+  if (starting !== null) {
+    try {
+      await starting;
+    } catch {
+      // Logged by serveStart. A session cannot answer before its first request: it ends, and
+      // its transport closes the connection (the next connection runs the hook again).
+      conn.sideChannel?.close();
+      return;
+    }
+  }
   const session = new Session(server, conn, framer, env);
   try {
     await session.serve();

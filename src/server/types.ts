@@ -93,6 +93,11 @@ export interface ServerCore extends RpcServer {
   readonly external: CheckedPolicy | null;
   /** True while at least one observer is registered (calls skip building records otherwise). */
   readonly observed: boolean;
+  /**
+   * Runs `ServerOptions.onServeStart` for `transport` unless it already succeeded (then null, at
+   * no cost): settles when it has run, rejecting with its failure.
+   */
+  serveStart(transport: string): Promise<void> | null;
 }
 
 /** The core of a server made by `createServer`; throws for any other object. */

@@ -64,8 +64,9 @@ def _worker_cmd() -> list[str]:
 
 
 @contextlib.contextmanager
-def _http_worker(*flags: str) -> Iterator[int]:
-    """Start ``quiver-conformance --http FLAGS``, wait for ``PORT:<n>``, stop it afterwards."""
+def _http_worker(*flags: str, with_pid: bool = False) -> Iterator[Any]:
+    """Start ``quiver-conformance --http FLAGS``, wait for ``PORT:<n>``, stop it afterwards; yields
+    the port (or ``(pid, port)``)."""
     proc = subprocess.Popen(
         [*_worker_cmd(), "--http", *flags],
         stdin=subprocess.DEVNULL,
@@ -80,7 +81,8 @@ def _http_worker(*flags: str) -> Iterator[int]:
     try:
         if not line or not line[0].startswith("PORT:"):
             raise RuntimeError(f"HTTP worker {flags} did not print PORT:<n> (got {line!r})")
-        yield int(line[0][len("PORT:") :].strip())
+        port = int(line[0][len("PORT:") :].strip())
+        yield (proc.pid, port) if with_pid else port
     finally:
         proc.terminate()
         try:
@@ -220,6 +222,42 @@ def proof_worker_factory() -> Callable[[Any], contextlib.AbstractContextManager[
             yield ProofWorker(port=port, prefix="", config=config)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def conformance_http_serve_start_fail_once_port() -> Iterator[int]:
+    """A worker whose start hook fails on the first call (500), then succeeds."""
+    with _http_worker("--serve-start-fail-once") as port:
+        yield port
+
+
+@pytest.fixture
+def conformance_transport_kind_probes() -> Iterator[list[tuple[str, Callable[[], str]]]]:
+    """The HTTP probe: a ``--transport-kind-probe`` worker reports ``http`` for a call over HTTP."""
+    from _quiver_worker import TransportKindProbe
+
+    with _http_worker("--transport-kind-probe") as port:
+
+        def probe() -> str:
+            with http_connect(TransportKindProbe, f"http://127.0.0.1:{port}") as proxy:
+                return str(proxy.transport_kind())
+
+        yield [("http", probe)]
+
+
+@pytest.fixture
+def conformance_resource_soak_target() -> Iterator[Any]:
+    """A dedicated HTTP worker, its PID and a fresh-client factory, for ``TestResourceSoak``
+    (the reference's default limits, none loosened)."""
+    from vgi_rpc.conformance._resource_soak_pytest import ResourceSoakLimits, ResourceSoakTarget
+
+    with _http_worker(with_pid=True) as (pid, port):
+        yield ResourceSoakTarget(
+            name="quiver-http",
+            pid=pid,
+            connect=lambda: http_connect(ConformanceService, f"http://127.0.0.1:{port}"),
+            limits=ResourceSoakLimits(),
+        )
 
 
 conformance_http_sticky_auth_port = _unsupported("sticky sessions")

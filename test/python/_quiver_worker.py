@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from vgi_rpc.rpc import StderrMode, SubprocessTransport
 
@@ -217,3 +217,11 @@ def fake_storage_service() -> Iterator[str]:
         yield base_url
     finally:
         shutdown()
+
+
+class TransportKindProbe(Protocol):
+    """What quiver's worker also hosts with ``--transport-kind-probe``: the transport a call saw."""
+
+    def transport_kind(self) -> str:
+        """The call's ``ctx.transport``."""
+        ...

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from _quiver_worker import (
     SharedPipeWorker,
+    TransportKindProbe,
     fake_storage_service,
     selected_transports,
     spawn_pipe_worker,
@@ -251,6 +252,38 @@ def conformance_resource_soak_target() -> Iterator[Any]:
             connect=connect,
             limits=ResourceSoakLimits(),
         )
+
+
+@pytest.fixture
+def conformance_transport_kind_probes() -> Iterator[list[tuple[str, Callable[[], str]]]]:
+    """One probe per selected transport: a worker started with ``--transport-kind-probe`` reports
+    the transport its call saw (``TransportKindProbe.transport_kind``, outside ConformanceService)."""
+    flags = ("--transport-kind-probe",)
+    with contextlib.ExitStack() as stack:
+        probes: list[tuple[str, Callable[[], str]]] = []
+        for transport in _TRANSPORTS:
+            if transport == "pipe":
+
+                def pipe_probe() -> str:
+                    sub = spawn_pipe_worker(flags)
+                    try:
+                        return str(_RpcProxy(TransportKindProbe, sub, None).transport_kind())
+                    finally:
+                        sub.close()
+
+                probes.append(("pipe", pipe_probe))
+            elif transport == "unix":
+                path = stack.enter_context(unix_worker(flags=flags))
+                probes.append(("unix", lambda path=path: _probe_with(unix_connect(TransportKindProbe, path))))
+            elif transport == "tcp":
+                host, port = stack.enter_context(tcp_worker(flags=flags))
+                probes.append(("tcp", lambda h=host, p=port: _probe_with(tcp_connect(TransportKindProbe, h, p))))
+        yield probes
+
+
+def _probe_with(connection: contextlib.AbstractContextManager[Any]) -> str:
+    with connection as proxy:
+        return str(proxy.transport_kind())
 
 
 # ---------------------------------------------------------------------------

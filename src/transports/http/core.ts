@@ -245,6 +245,14 @@ async function call(
       frameworkError("server_draining", "The server is shutting down and accepts no new calls."),
     );
   }
+  const starting = server.serveStart("http");
+  if (starting !== null) {
+    try {
+      await starting;
+    } catch (err) {
+      return internalErrorReply(`the server's start hook failed: ${RpcError.from(err).message}`);
+    }
+  }
   // Cookies sent by a page of an untrusted origin are refused before anything reads them.
   const crossSite = crossSiteVerdict(config.crossSite, req.headers);
   if (crossSite.refused !== null) return errorStreamReply(server, 403, crossSiteError(crossSite.refused));
