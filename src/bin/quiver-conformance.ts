@@ -13,6 +13,11 @@
  *                                      refuse with the reason named in X-Conformance-Auth-Reason
  *     [--no-compression]               advertise and produce no response coding
  *     [--max-externalized-response-bytes N]  cap on what one response uploads (with --fake-storage)
+ *     [--identity off|both|introspect-only|grants]  host vgi_rpc.Identity.v2 under the pinned
+ *                                      policy of IDENTITY_CONFORMANCE_FIXTURE.md, authenticated by the
+ *                                      fixture's spoofable X-Conformance-Principal / -Auth-Time headers
+ *                                      (TEST ONLY): both hooks, the resolver alone, or the resolver
+ *                                      with sealed grants (the fixture keys) and conformance.Whoami.v1
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
  *   quiver-conformance --ws            serve WebSocket at /ws and HTTP (root prefix) on one port,
@@ -32,6 +37,12 @@
  */
 import { parseArgs } from "node:util";
 import { type Authenticator, AuthFailure, type AuthReason } from "../auth/types.js";
+import {
+  conformanceHeaderAuthenticate,
+  conformanceIdentity,
+  createWhoamiImplementation,
+  WhoamiProtocol,
+} from "../conformance/identity.js";
 import { createSecondaryImplementation, SecondaryProtocol } from "../conformance/secondary.js";
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
 import { loopbackOnly } from "../external/fetch.js";
@@ -69,6 +80,7 @@ async function main(): Promise<void> {
         "max-request-bytes": { type: "string" },
         "token-key": { type: "string" },
         auth: { type: "string" },
+        identity: { type: "string" },
         "no-compression": { type: "boolean" },
         "max-externalized-response-bytes": { type: "string" },
         describe: { type: "boolean" },
@@ -93,7 +105,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--identity off|both|introspect-only|grants] [--no-compression] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
@@ -138,6 +150,19 @@ async function main(): Promise<void> {
     storage === null
       ? null
       : { storage, thresholdBytes: threshold, fetch, ...(compression === undefined ? {} : { compression }) };
+  const identityMode = values.identity ?? "off";
+  if (
+    identityMode !== "off" &&
+    identityMode !== "both" &&
+    identityMode !== "introspect-only" &&
+    identityMode !== "grants"
+  ) {
+    fail(`--identity wants 'off', 'both', 'introspect-only' or 'grants', got '${String(identityMode)}'`);
+  }
+  // The fixture's callers are named by request headers, which only HTTP carries.
+  if (identityMode !== "off" && values.http !== true) fail("--identity needs --http");
+  if (identityMode !== "off" && values.auth !== undefined) fail("--identity and --auth exclude each other");
+  const identity = identityMode === "off" ? null : conformanceIdentity(identityMode);
   const server = createServer({
     // The reference sends tracebacks by default and its suites check for them
     // (TestTracebackPolicy); quiver's default is off, so this worker opts in.
@@ -146,7 +171,10 @@ async function main(): Promise<void> {
     protocols: [
       bind(ConformanceService, createConformanceImplementation(external)),
       bind(SecondaryProtocol, createSecondaryImplementation()),
+      // The grant worker also hosts the probe reporting how a request was authenticated.
+      ...(identityMode === "grants" ? [bind(WhoamiProtocol, createWhoamiImplementation())] : []),
     ],
+    ...(identity === null ? {} : { identity }),
   });
   const log =
     typeof values["access-log"] === "string"
@@ -203,7 +231,9 @@ async function main(): Promise<void> {
               if (requestable.has(want)) throw new AuthFailure(want as AuthReason, `refused as requested (${want})`);
               throw new Error("refused without a classified reason");
             }
-          : undefined;
+          : identity !== null
+            ? conformanceHeaderAuthenticate
+            : undefined;
     const listener = await listenHttp(server, {
       host: typeof values.host === "string" ? values.host : "127.0.0.1",
       port,

@@ -1,5 +1,6 @@
 /** The HTTP server's options, and what one handler derives from them once. */
 import { randomBytes } from "node:crypto";
+import { identityAuthenticate } from "../../auth/identity-bearer.js";
 import type { Authenticator } from "../../auth/types.js";
 import type { UploadUrlProvider } from "../../external/storage.js";
 import { coreOf, type RpcServer, type ServerCore } from "../../server/types.js";
@@ -46,8 +47,16 @@ export interface HttpServerOptions {
   readonly maxZstdWindowBytes?: number;
   /** Largest response body (decoded Arrow bytes) a call may produce; larger ones answer `ResponseTooLargeError`. Min 65536. Default: null (only the client's `VGI-Accept-Max-Response-Bytes` applies). */
   readonly maxResponseBytes?: number | null;
-  /** Resolves each request's caller; throwing answers 401. `/health` and `OPTIONS` are exempt. Default: every caller anonymous. */
+  /** Resolves each request's caller; throwing answers 401 (503 for an `AuthUnavailableError`). `/health` and `OPTIONS` are exempt. Default: every caller anonymous. */
   readonly authenticate?: Authenticator;
+  /**
+   * When the server hosts `vgi_rpc.Identity.v2` with sealed grants or a `resolveToken` hook, accept
+   * those credentials as bearers after `authenticate` (`identityAuthenticate`): a sealed grant
+   * authenticates with domain `grant`, a resolved token with domain `token`. false leaves
+   * `authenticate` as given (compose `grantAuthenticate` / `resolveTokenAuthenticate` yourself).
+   * Default: true.
+   */
+  readonly identityBearer?: boolean;
   /** Compress responses with the client's preferred coding (zstd or gzip); false advertises and produces none. Default: true. */
   readonly compressResponses?: boolean;
   /** gzip level for responses (1-9). Default: 6. */
@@ -83,6 +92,8 @@ export interface HttpServerOptions {
 export interface HttpConfig {
   readonly server: ServerCore;
   readonly options: HttpServerOptions;
+  /** `options.authenticate`, followed by the identity bearer authenticators when they apply. */
+  readonly authenticate: Authenticator | undefined;
   /** `prefix` without trailing slashes. */
   readonly prefix: string;
   readonly keys: TokenKeyring;
@@ -153,9 +164,11 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
   }
   caps.push([SUPPORTED_ENCODINGS_HEADER, encodings.join(", ")]);
   const primary = [...server.protocols.keys()][0] ?? "";
+  const bearer = options.identityBearer === false ? null : server.identityBearer;
   return {
     server,
     options,
+    authenticate: bearer === null ? options.authenticate : identityAuthenticate(options.authenticate, bearer),
     prefix: (options.prefix ?? "").replace(/\/+$/, ""),
     keys,
     maxRequestBytes,

@@ -196,7 +196,7 @@ async function call(
       frameworkError("server_draining", "The server is shutting down and accepts no new calls."),
     );
   }
-  const auth = await authenticateRequest(req, config.options.authenticate, server);
+  const auth = await authenticateRequest(req, config.authenticate, server);
   if (!auth.ok) return auth.reply;
   const body = await readRequestBody(req, config);
   if (!body.ok) return body.reply;
