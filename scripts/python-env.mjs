@@ -1,7 +1,7 @@
 // Creates and reuses the pinned Python environment that hosts the reference conformance suite.
 // Fails loudly (never skips) when no Python >= 3.13 exists or the package index is unreachable.
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 
@@ -57,6 +57,16 @@ export function ensurePython(root) {
       "No Python >= 3.13 found (the pinned vgi-rpc 0.52.2 needs it).\n" +
         "Fix: install Python 3.13+ (e.g. `pyenv install 3.13`), or point VGI_RPC_PYTHON at one:\n" +
         "  VGI_RPC_PYTHON=/path/to/python3.13 npm test",
+    );
+  }
+  // A worktree that links another checkout's environment must not rebuild it: `venv --clear`
+  // follows the link and empties the environment every checkout sharing it runs on.
+  const venvDir = join(root, VENV);
+  if (existsSync(venvDir) && lstatSync(venvDir).isSymbolicLink()) {
+    die(
+      `${venvDir} is a link to a shared environment (${realpathSync(venvDir)}) whose stamp does not match ` +
+        `this checkout's pins (${PINNED.join(", ")}); refusing to rebuild it in place.\n` +
+        "Fix: remove the link to give this checkout its own environment, or bring the two checkouts' pins in line.",
     );
   }
   process.stdout.write(`[conformance environment] creating ${VENV} with ${base}\n`);

@@ -55,6 +55,8 @@ export function parseErrorCode(value: unknown): ErrorCode {
  *   down and the grace for calls in flight ran out.
  * - `deadline_exceeded`: the call ran past its deadline (the server's `callTimeoutMs`, or the
  *   client's timeout sent with the request).
+ * - `introspection_refused`, `token_unresolved`, `stale_auth`, `grant_refused`,
+ *   `identity_unavailable`: `vgi_rpc.Identity.v2`'s five (docs/identity.md).
  */
 export type FrameworkErrorKind =
   | "method_not_implemented"
@@ -71,10 +73,23 @@ export type FrameworkErrorKind =
   | "permission_denied"
   | "idempotency_key_required"
   | "cancelled"
-  | "deadline_exceeded";
+  | "deadline_exceeded"
+  | "introspection_refused"
+  | "token_unresolved"
+  | "stale_auth"
+  | "grant_refused"
+  | "identity_unavailable";
 
 /** A structured error detail (`vgi_rpc.error_details` entry); `@type` names its schema. */
 export type ErrorDetail = Readonly<Record<string, unknown>> & { readonly "@type": string };
+
+/**
+ * A `vgi_rpc.RetryInfo` error detail: wait at least `seconds` before retrying. A whole number
+ * travels as an integer, as the reference's `RetryInfo.to_json()` writes it.
+ */
+export function retryInfo(seconds: number): ErrorDetail {
+  return { "@type": "vgi_rpc.RetryInfo", retry_delay_seconds: seconds };
+}
 
 export interface RpcErrorOptions {
   /** Exception type name as the reference reports it (`ValueError`, `RuntimeError`, ...). */
@@ -112,6 +127,46 @@ export class RpcError extends Error {
     if (err instanceof RpcError) return err;
     if (err instanceof Error) return new RpcError(err.message, { type: err.name, cause: err });
     return new RpcError(String(err), { cause: err });
+  }
+}
+
+/**
+ * An answer that is not knowable now (an authority or store could not be asked): code
+ * `UNAVAILABLE` and a `vgi_rpc.RetryInfo` detail saying when to ask again. The base of
+ * `AuthUnavailableError` and `IdentityUnavailableError`; throw one of those.
+ */
+export class UnavailableError extends RpcError {
+  /** Seconds the caller should wait before asking again. */
+  readonly retryAfterSeconds: number;
+  /** The operator-facing text as given (`""` when none); never a credential. */
+  readonly detail: string;
+
+  constructor(
+    detail: string,
+    opts: {
+      /** The message when `detail` is empty. */
+      readonly fallback: string;
+      readonly type: string;
+      readonly kind?: string;
+      /** Default: 5. A finite number >= 0, else a `RangeError`. */
+      readonly retryAfterSeconds?: number;
+      readonly cause?: unknown;
+    },
+  ) {
+    const retryAfterSeconds = opts.retryAfterSeconds ?? 5;
+    if (!Number.isFinite(retryAfterSeconds) || retryAfterSeconds < 0) {
+      throw new RangeError(`retryAfterSeconds must be a finite number >= 0, got ${retryAfterSeconds}`);
+    }
+    super(detail || opts.fallback, {
+      type: opts.type,
+      code: "UNAVAILABLE",
+      ...(opts.kind === undefined ? {} : { kind: opts.kind }),
+      details: [retryInfo(retryAfterSeconds)],
+      ...(opts.cause === undefined ? {} : { cause: opts.cause }),
+    });
+    this.name = opts.type;
+    this.detail = detail;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }
 
@@ -249,6 +304,11 @@ export function frameworkError(
     idempotency_key_required: ["IdempotencyKeyRequiredError", "INVALID_ARGUMENT"],
     cancelled: ["CancelledError", "CANCELLED"],
     deadline_exceeded: ["DeadlineExceededError", "DEADLINE_EXCEEDED"],
+    introspection_refused: ["IntrospectionRefusedError", "PERMISSION_DENIED"],
+    token_unresolved: ["TokenUnresolvedError", "NOT_FOUND"],
+    stale_auth: ["StaleAuthError", "UNAUTHENTICATED"],
+    grant_refused: ["GrantRefusedError", "PERMISSION_DENIED"],
+    identity_unavailable: ["IdentityUnavailableError", "UNAVAILABLE"],
   };
   const [type, code] = defaults[kind];
   return new RpcError(message, { type: opts.type ?? type, code: opts.code ?? code, kind, ...opts });

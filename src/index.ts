@@ -10,6 +10,40 @@
 
 export { type CrossSiteOptions, requireCsrf } from "./auth/cross-site.js";
 export {
+  DEFAULT_GRANT_CLOCK_SKEW_SECONDS,
+  DEFAULT_GRANT_MAX_TTL_SECONDS,
+  GRANT_AUDIENCE_ENV,
+  GRANT_KEYS_ENV,
+  GRANT_MAX_TTL_ENV,
+  GRANT_TOKEN_PREFIX,
+  type GrantClaims,
+  GrantInvalidError,
+  type GrantKeys,
+  type GrantKeysOptions,
+  type GrantMintRequest,
+  grantKeyId,
+  grantKeys,
+  grantKeysFromEnv,
+  MAX_GRANT_TOKEN_CHARS,
+  mintGrantToken,
+  parseGrantKeys,
+  verifyGrantToken,
+} from "./auth/grants.js";
+export {
+  DEFAULT_MAX_AUTH_AGE_SECONDS,
+  DEFAULT_TOKEN_TTL_SECONDS,
+  GrantRefusedError,
+  type GrantRequest,
+  IdentityUnavailableError,
+  type IssuedGrant,
+  MAX_TOKEN_BYTES,
+  type MintGrant,
+  type ResolveToken,
+  sealedGrantMinter,
+  type TokenIdentity,
+} from "./auth/identity.js";
+export {
+  AuthUnavailableError,
   anonymous,
   authenticated,
   authenticatedUser,
@@ -64,6 +98,8 @@ export {
   RpcError,
   type RpcErrorOptions,
   RuntimeError,
+  retryInfo,
+  UnavailableError,
   ValueError,
 } from "./errors.js";
 export {
@@ -145,6 +181,13 @@ export {
 export { type AccessLog, type AccessLogOptions, createAccessLog } from "./server/access-log.js";
 export type { Connection, SideChannel } from "./server/connection.js";
 export { type CloseOptions, DEFAULT_CLOSE_GRACE_MS } from "./server/connections.js";
+export {
+  decodeIssuedGrant,
+  decodeTokenIdentity,
+  IDENTITY_PROTOCOL,
+  type IdentityOptions,
+  IdentityProtocol,
+} from "./server/identity.js";
 export type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./server/interceptors.js";
 export type { CallObserver, CallRecord } from "./server/records.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";

@@ -21,6 +21,7 @@ import {
   AuthFailure,
   type AuthReason,
   type AuthRequest,
+  AuthUnavailableError,
   authenticated,
   authReasonOf,
   type CredentialProblem,
@@ -575,9 +576,10 @@ export function mtlsAuthenticateXfcc(
 
 /**
  * Tries each authenticator in order; the first that accepts wins. A refusal with reason
- * `insufficient_scope` (identified but forbidden) stops the chain. When all refuse, the 401 names
- * every reason: `missing_credential` only if every member saw no credential, else the first
- * substantive reason.
+ * `insufficient_scope` (identified but forbidden), a final refusal (`AuthFailure` with `final`)
+ * and an `AuthUnavailableError` (the authority could not be asked: 503, not 401) stop the chain.
+ * When all refuse, the 401 names every reason: `missing_credential` only if every member saw no
+ * credential, else the first substantive reason.
  */
 export function chainAuthenticate(...authenticators: readonly Authenticator[]): Authenticator {
   if (authenticators.length === 0) throw new TypeError("chainAuthenticate needs at least one authenticator");
@@ -589,7 +591,8 @@ export function chainAuthenticate(...authenticators: readonly Authenticator[]): 
         return await authenticate(request);
       } catch (err) {
         const reason = authReasonOf(err);
-        if (reason === "insufficient_scope") throw err;
+        if (reason === "insufficient_scope" || err instanceof AuthUnavailableError) throw err;
+        if (err instanceof AuthFailure && err.final) throw err;
         reasons.push(reason);
         messages.push((err as Error)?.message || String(err));
       }

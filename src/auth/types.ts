@@ -3,7 +3,7 @@
  * returns, and the failure it throws. An authenticator that throws makes the transport answer
  * 401 with a reason code; one that returns fills `ctx.auth` for the handler.
  */
-import { frameworkError, RpcError } from "../errors.js";
+import { frameworkError, RpcError, UnavailableError } from "../errors.js";
 import { ANONYMOUS, type AuthContext, type CallContext } from "../protocol/context.js";
 
 export type { AuthContext } from "../protocol/context.js";
@@ -44,13 +44,36 @@ export type AuthReason =
 
 /** A refused credential, with the reason code the 401 carries. */
 export class AuthFailure extends Error {
+  /**
+   * True when no later authenticator may accept the request instead: `chainAuthenticate` stops at
+   * this refusal (a sealed grant that did not verify must not fall through to a resolver that might
+   * answer for it). Default: false, the chain moves on.
+   */
+  readonly final: boolean;
+
   constructor(
     readonly reason: AuthReason,
     message: string,
-    options?: { cause?: unknown },
+    options?: { readonly cause?: unknown; readonly final?: boolean },
   ) {
-    super(message, options);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "AuthFailure";
+    this.final = options?.final ?? false;
+  }
+}
+
+/**
+ * The authority that decides about a credential could not be asked (a store or identity provider
+ * down, a timeout, a 5xx): not a refusal. Over HTTP an authenticator that throws it answers 503
+ * with `Retry-After`, never 401, so callers do not re-authenticate against a service that is merely
+ * down; `chainAuthenticate` passes it on instead of trying the next authenticator. Thrown by a
+ * `vgi_rpc.Identity.v2` hook (`resolveToken`, `mintGrant`), the call fails with
+ * `identity_unavailable` carrying the same retry hint. The reference's `AuthUnavailableError`.
+ * As a call's error: code `UNAVAILABLE`, a `vgi_rpc.RetryInfo` detail.
+ */
+export class AuthUnavailableError extends UnavailableError {
+  constructor(detail = "", options: { readonly retryAfterSeconds?: number; readonly cause?: unknown } = {}) {
+    super(detail, { fallback: "authentication service unavailable", type: "AuthUnavailableError", ...options });
   }
 }
 

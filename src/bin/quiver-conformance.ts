@@ -18,6 +18,11 @@
  *     [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,...
  *      [--proxy-proof-skew SECONDS] [--no-proxy-proof-replay-cache]]  gate calls on a proxy's proof
  *     [--max-externalized-response-bytes N]  cap on what one response uploads (with --fake-storage)
+ *     [--identity off|both|introspect-only|grants]  host vgi_rpc.Identity.v2 under the pinned
+ *                                      policy of IDENTITY_CONFORMANCE_FIXTURE.md, authenticated by the
+ *                                      fixture's spoofable X-Conformance-Principal / -Auth-Time headers
+ *                                      (TEST ONLY): both hooks, the resolver alone, or the resolver
+ *                                      with sealed grants (the fixture keys) and conformance.Whoami.v1
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
  *   quiver-conformance --ws            serve WebSocket at /ws and HTTP (root prefix) on one port,
@@ -38,6 +43,12 @@
 import { parseArgs } from "node:util";
 import { parseProofSecrets, proxyProofGate, requireAll } from "../auth/proxy-proof.js";
 import { type Authenticator, AuthFailure, type AuthReason } from "../auth/types.js";
+import {
+  conformanceHeaderAuthenticate,
+  conformanceIdentity,
+  createWhoamiImplementation,
+  WhoamiProtocol,
+} from "../conformance/identity.js";
 import { createSecondaryImplementation, SecondaryProtocol } from "../conformance/secondary.js";
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
 import { loopbackOnly } from "../external/fetch.js";
@@ -90,6 +101,7 @@ async function main(): Promise<void> {
         "max-request-bytes": { type: "string" },
         "token-key": { type: "string" },
         auth: { type: "string" },
+        identity: { type: "string" },
         "no-compression": { type: "boolean" },
         "cors-origin": { type: "string", multiple: true },
         "proxy-proof-mode": { type: "string" },
@@ -122,7 +134,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--no-compression] [--cors-origin ORIGIN]... [--serve-start-fail-once] [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,... [--proxy-proof-skew S] [--no-proxy-proof-replay-cache]] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--transport-kind-probe] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--identity off|both|introspect-only|grants] [--no-compression] [--cors-origin ORIGIN]... [--serve-start-fail-once] [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,... [--proxy-proof-skew S] [--no-proxy-proof-replay-cache]] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--transport-kind-probe] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
@@ -167,6 +179,19 @@ async function main(): Promise<void> {
     storage === null
       ? null
       : { storage, thresholdBytes: threshold, fetch, ...(compression === undefined ? {} : { compression }) };
+  const identityMode = values.identity ?? "off";
+  if (
+    identityMode !== "off" &&
+    identityMode !== "both" &&
+    identityMode !== "introspect-only" &&
+    identityMode !== "grants"
+  ) {
+    fail(`--identity wants 'off', 'both', 'introspect-only' or 'grants', got '${String(identityMode)}'`);
+  }
+  // The fixture's callers are named by request headers, which only HTTP carries.
+  if (identityMode !== "off" && values.http !== true) fail("--identity needs --http");
+  if (identityMode !== "off" && values.auth !== undefined) fail("--identity and --auth exclude each other");
+  const identity = identityMode === "off" ? null : conformanceIdentity(identityMode);
   const server = createServer({
     // The reference sends tracebacks by default and its suites check for them
     // (TestTracebackPolicy); quiver's default is off, so this worker opts in.
@@ -178,7 +203,10 @@ async function main(): Promise<void> {
       ...(values["transport-kind-probe"] === true
         ? [bind(TransportKindProbe, { transport_kind: (_p, ctx) => ctx.transport })]
         : []),
+      // The grant worker also hosts the probe reporting how a request was authenticated.
+      ...(identityMode === "grants" ? [bind(WhoamiProtocol, createWhoamiImplementation())] : []),
     ],
+    ...(identity === null ? {} : { identity }),
     // The reference's lifecycle fixture: the start hook fails once, then succeeds.
     ...(values["serve-start-fail-once"] === true ? { onServeStart: failOnce() } : {}),
   });
@@ -237,7 +265,9 @@ async function main(): Promise<void> {
               if (requestable.has(want)) throw new AuthFailure(want as AuthReason, `refused as requested (${want})`);
               throw new Error("refused without a classified reason");
             }
-          : undefined;
+          : identity !== null
+            ? conformanceHeaderAuthenticate
+            : undefined;
     const proofMode = values["proxy-proof-mode"];
     let gated = authenticate;
     if (proofMode !== undefined) {

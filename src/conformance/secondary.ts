@@ -8,7 +8,7 @@
  * - the error model: `fail` raises the code and kind the caller names with a fixed detail list,
  *   and `fail_oversized` raises details over the 4 KiB cap.
  */
-import { ERROR_CODES, type ErrorCode, type ErrorDetail, RpcError } from "../errors.js";
+import { ERROR_CODES, type ErrorCode, type ErrorDetail, RpcError, retryInfo } from "../errors.js";
 import { defineProtocol, type Implementation, unary } from "../protocol/methods.js";
 import { t } from "../protocol/types.js";
 import { pyRstrip, pyStrRepr } from "./pyrepr.js";
@@ -45,11 +45,6 @@ export const OVERSIZED_PADDING_BYTES = 5000;
 
 /** The exception type the reference's `StatusError` reports on the wire. */
 const STATUS_ERROR = "StatusError";
-
-/** `RetryInfo(retry_delay_seconds=...).to_json()`; a whole number travels as an integer. */
-function retryInfo(seconds: number): ErrorDetail {
-  return { "@type": "vgi_rpc.RetryInfo", retry_delay_seconds: seconds };
-}
 
 /** The detail array `fail` sends, in wire order: ErrorInfo, RetryInfo when positive, the probe. */
 export function expectedFailDetails(retryDelaySeconds: number): ErrorDetail[] {

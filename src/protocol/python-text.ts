@@ -68,6 +68,25 @@ export function pyJsonNumber(x: number | bigint): string {
   return pyFloatRepr(x);
 }
 
+/**
+ * Orders strings by Unicode code point, which is how Python sorts `str` (and therefore how the
+ * reference orders both JSON object keys and method names). JavaScript's default sort compares
+ * UTF-16 code units, which differs for astral characters versus U+E000..U+FFFF.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const ia = a[Symbol.iterator]();
+  const ib = b[Symbol.iterator]();
+  for (;;) {
+    const ca = ia.next();
+    const cb = ib.next();
+    if (ca.done === true) return cb.done === true ? 0 : -1;
+    if (cb.done === true) return 1;
+    const pa = ca.value.codePointAt(0) ?? 0;
+    const pb = cb.value.codePointAt(0) ?? 0;
+    if (pa !== pb) return pa - pb;
+  }
+}
+
 /** How to write: `json.dumps` keyword arguments. */
 export interface PyJsonOptions {
   /** `separators=(",", ":")` when true; Python's default `(", ", ": ")` otherwise. */
@@ -76,6 +95,8 @@ export interface PyJsonOptions {
   readonly ensureAscii: boolean;
   /** `allow_nan`: write NaN and infinities as `NaN` / `Infinity` (default) or throw. */
   readonly allowNan: boolean;
+  /** `sort_keys`: object keys in code-point order, at every depth. Default: false (insertion order). */
+  readonly sortKeys?: boolean;
 }
 
 /** `json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)`. */
@@ -149,7 +170,9 @@ export function pyJsonDumps(value: unknown, options: PyJsonOptions): string {
           text = `[${v.map((item) => write(item) ?? "null").join(itemSep)}]`;
         } else {
           const parts: string[] = [];
-          for (const [k, item] of Object.entries(v)) {
+          const entries = Object.entries(v);
+          if (options.sortKeys === true) entries.sort(([a], [b]) => compareCodePoints(a, b));
+          for (const [k, item] of entries) {
             const written = write(item);
             if (written !== undefined) parts.push(`${pyJsonString(k, options.ensureAscii)}${keySep}${written}`);
           }

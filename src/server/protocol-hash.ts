@@ -12,7 +12,10 @@
  */
 import { createHash } from "node:crypto";
 import type { Schema } from "apache-arrow";
+import { compareCodePoints } from "../protocol/python-text.js";
 import { type FieldToken, schemaTokens } from "../protocol/type-tokens.js";
+
+export { compareCodePoints };
 
 /** Domain separator; moves only when the hash definition moves. */
 export const HASH_DOMAIN = "vgi_rpc.protocol_hash.v1|";
@@ -43,25 +46,6 @@ export interface MethodEntry {
 export interface ProtocolDescription {
   readonly protocol: string;
   readonly methods: readonly MethodEntry[];
-}
-
-/**
- * Orders strings by Unicode code point, which is how Python sorts `str` (and therefore how the
- * reference orders both JSON object keys and method names). JavaScript's default sort compares
- * UTF-16 code units, which differs for astral characters versus U+E000..U+FFFF.
- */
-export function compareCodePoints(a: string, b: string): number {
-  const ia = a[Symbol.iterator]();
-  const ib = b[Symbol.iterator]();
-  for (;;) {
-    const ca = ia.next();
-    const cb = ib.next();
-    if (ca.done === true) return cb.done === true ? 0 : -1;
-    if (cb.done === true) return 1;
-    const pa = ca.value.codePointAt(0) ?? 0;
-    const pb = cb.value.codePointAt(0) ?? 0;
-    if (pa !== pb) return pa - pb;
-  }
 }
 
 function hex4(code: number): string {

@@ -30,6 +30,7 @@ import {
 
 export type { HostedProtocol, ResolvedMethod, RpcServer } from "./types.js";
 
+import { hostIdentity, IDENTITY_PROTOCOL, type IdentityOptions } from "./identity.js";
 import type { CallInterceptor } from "./interceptors.js";
 import { computeProtocolHash, type MethodShape } from "./protocol-hash.js";
 import {
@@ -138,6 +139,13 @@ export interface ServerOptions {
    * failure leaves the server usable. Default: none.
    */
   readonly onServeStart?: (info: { readonly transport: string }) => void | Promise<void>;
+  /**
+   * Host `vgi_rpc.Identity.v2` (see docs/identity.md): `introspect_token` when `resolveToken` is
+   * given, `issue_grant` when `mintGrant` or `grantKeys` is; over HTTP, sealed grants and resolved
+   * tokens are then accepted as bearer credentials. Registered after reflection, with only the
+   * methods whose hook exists. Default: none (the protocol is not hosted).
+   */
+  readonly identity?: IdentityOptions;
 }
 
 const VERSION_RE = /^(\d+)\.(\d+)\.(\d+)$/;
@@ -253,6 +261,12 @@ export function createServer(opts: ServerOptions): RpcServer {
     };
     protocols.set(REFLECTION_PROTOCOL, host(reflection));
   }
+  // Identity after reflection, so it appears in reflection's answers, narrowed to its configured methods.
+  const identity = opts.identity === undefined ? null : hostIdentity(opts.identity);
+  if (identity?.protocol) {
+    if (protocols.has(IDENTITY_PROTOCOL)) throw new TypeError(`protocol '${IDENTITY_PROTOCOL}' is hosted twice`);
+    protocols.set(IDENTITY_PROTOCOL, host({ protocol: identity.protocol, implementation: identity.implementation }));
+  }
 
   let draining = false;
   const listeners = new Set<Closable>();
@@ -277,6 +291,7 @@ export function createServer(opts: ServerOptions): RpcServer {
     protocols,
     securitySchemes,
     external: opts.external === undefined ? null : checkPolicy(opts.external),
+    identityBearer: identity === null ? null : identity.bearer,
     get draining() {
       return draining;
     },

@@ -4,6 +4,7 @@
  * the `RpcServer` interface.
  */
 import type { Logger } from "pino";
+import type { IdentityBearerSources } from "../auth/identity-bearer.js";
 import type { CheckedPolicy } from "../external/externalize.js";
 import type { MethodDecl, MethodSchemas } from "../protocol/methods.js";
 import type { Connection } from "./connection.js";
@@ -91,6 +92,8 @@ export interface ServerCore extends RpcServer {
   notify(record: CallRecord): void;
   /** The externalization policy (`ServerOptions.external`), checked; null for none. */
   readonly external: CheckedPolicy | null;
+  /** Where identity bearer credentials come from (`ServerOptions.identity`); null without identity. */
+  readonly identityBearer: IdentityBearerSources | null;
   /** True while at least one observer is registered (calls skip building records otherwise). */
   readonly observed: boolean;
   /**

@@ -23,10 +23,7 @@ import {
   requireAuthenticated,
 } from "../../src/auth/index.js";
 import { RpcError } from "../../src/errors.js";
-
-function req(headers: Record<string, string> = {}, peerCertificate: PeerCertificate | null = null): AuthRequest {
-  return { method: "POST", path: "/p/m", headers: new Headers(headers), remoteAddr: "127.0.0.1", peerCertificate };
-}
+import { authRequest as req } from "../helpers/auth.js";
 
 async function refusal(auth: Authenticator, request: AuthRequest): Promise<AuthFailure> {
   try {

@@ -7,7 +7,6 @@ import { describe, it } from "node:test";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import {
   AuthFailure,
-  type AuthRequest,
   anonymous,
   apiKeyAuthenticate,
   authenticated,
@@ -24,16 +23,7 @@ import {
 } from "../../src/auth/index.js";
 import { RpcError } from "../../src/errors.js";
 import { securityRefusal } from "../../src/server/security.js";
-
-function req(headers: Record<string, string> = {}): AuthRequest {
-  return {
-    method: "POST",
-    path: "/p/m",
-    headers: new Headers(headers),
-    remoteAddr: "127.0.0.1",
-    peerCertificate: null,
-  };
-}
+import { authRequest as req } from "../helpers/auth.js";
 
 function kindOf(fn: () => unknown): string {
   try {

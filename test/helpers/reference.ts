@@ -3,6 +3,7 @@
  * (scripts/dump-reference-protocols.py), its schemas decoded, and the Python interpreter of the
  * conformance environment for tests that ask the reference itself.
  */
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import type { Schema } from "apache-arrow";
 import { Message } from "apache-arrow/ipc/metadata/message";
@@ -56,3 +57,17 @@ export const schemaFromBase64 = (b64: string): Schema =>
 /** The conformance environment's Python (set by `npm test`; the venv's by default). */
 export const PYTHON: string =
   process.env.VGI_PYTHON ?? new URL("../../.venv-conformance/bin/python", import.meta.url).pathname;
+
+/**
+ * The path of a file inside the installed reference package (`vgi_rpc/<relative>`), asked of the
+ * conformance environment's Python so it follows `VGI_PYTHON`.
+ */
+export function referencePackageFile(relative: string): string {
+  const r = spawnSync(
+    PYTHON,
+    ["-c", "import pathlib, sys, vgi_rpc; print(pathlib.Path(vgi_rpc.__file__).parent / sys.argv[1])", relative],
+    { encoding: "utf8", timeout: 30_000 },
+  );
+  if (r.status !== 0) throw new Error(`cannot locate vgi_rpc/${relative}: ${r.stderr || r.error}`);
+  return r.stdout.trim();
+}

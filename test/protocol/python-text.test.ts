@@ -81,3 +81,13 @@ test("whole numbers are written as the integers they hold and bigints as their d
   assert.equal(pyJsonNumber(12345678901234567890123n), "12345678901234567890123");
   assert.equal(pyJsonNumber(1e-7), "1e-07");
 });
+
+test("sortKeys orders object keys by code point at every depth, as json.dumps(sort_keys=True) does", () => {
+  // JS orders integer-like keys first and numerically; Python sorts every key as a string.
+  const value = { b: 1, "10": { z: [{ y: 1, x: 2 }], a: "é" }, "9": null, a: true, "\u{1F600}": 0, "\uFFFD": 1 };
+  assert.equal(
+    pyJsonDumps(value, { compact: true, ensureAscii: true, allowNan: true, sortKeys: true }),
+    // json.dumps(value, sort_keys=True, separators=(",", ":"))
+    '{"10":{"a":"\\u00e9","z":[{"x":2,"y":1}]},"9":null,"a":true,"b":1,"\\ufffd":1,"\\ud83d\\ude00":0}',
+  );
+});

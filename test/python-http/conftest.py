@@ -15,6 +15,13 @@ the matching flags:
 ``conformance_http_small_request_cap_port`` ``--http --max-request-bytes 4096``
 ``conformance_describe`` / ``conformance_protocol_connector``  the default worker, over HTTP
 
+``conformance_http_identity_port``      ``--http --identity both``: ``vgi_rpc.Identity.v2`` with the
+                                        resolve and mint hooks of IDENTITY_CONFORMANCE_FIXTURE.md,
+                                        callers named by the fixture's X-Conformance-* headers
+``conformance_http_identity_introspect_only_port`` ``--http --identity introspect-only`` (no mint hook)
+``conformance_http_grant_port``         ``--http --identity grants``: the resolver, sealed grants under
+                                        the fixture keys (no mint hook), ``conformance.Whoami.v1``
+
 ``conformance_fake_storage``            the reference's fake storage service (in this process)
 ``conformance_http_with_storage_port``  ``--http --fake-storage URL --max-request-bytes 32768``
                                         (threshold 4096; vends upload URLs)
@@ -113,6 +120,27 @@ def conformance_http_auth_reason_port() -> Iterator[int]:
 @pytest.fixture(scope="session")
 def conformance_http_strict_cap_port() -> Iterator[int]:
     with _http_worker("--max-response-bytes", "65536") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_identity_port() -> Iterator[int]:
+    """Both identity hooks. Session-scoped: the fixture's hooks are pure, so one worker answers alike every time."""
+    with _http_worker("--identity", "both") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_identity_introspect_only_port() -> Iterator[int]:
+    """The resolve hook only: ``issue_grant`` is absent and the protocol hash narrows."""
+    with _http_worker("--identity", "introspect-only") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def conformance_http_grant_port() -> Iterator[int]:
+    """The grant worker: resolver, sealed grants under the fixture keys, ``conformance.Whoami.v1``."""
+    with _http_worker("--identity", "grants") as port:
         yield port
 
 

@@ -11,10 +11,14 @@ provides; this file provides them for the transports quiver serves today:
           connection per ``conformance_conn()``.
 ``tcp``   the same over loopback TCP.
 
-HTTP does not exist yet.  Groups that take an HTTP worker fixture as a direct
-argument get a fixture that skips, naming the reason -- the same mechanism the
-reference's own non-HTTP runner (``_hosted_pytest.conformance_http_port``) uses.
-Groups that look their fixture up optionally (``request.getfixturevalue`` ->
+HTTP groups run in ``test/python-http``, against quiver's HTTP worker.  Here,
+groups that take an HTTP worker fixture as a direct argument get a fixture that
+skips, naming the reason -- the same mechanism the reference's own non-HTTP
+runner (``_hosted_pytest.conformance_http_port``) uses.  The identity and grant
+groups (``vgi_rpc.Identity.v2``) are HTTP-only by the reference's design
+(IDENTITY_CONFORMANCE_FIXTURE.md §2: their callers are named by request
+headers), so their fixtures skip here the same way.  Other groups that look
+their fixture up optionally (``request.getfixturevalue`` ->
 ``FixtureLookupError`` -> skip) find nothing here and skip on their own.
 """
 
@@ -287,14 +291,36 @@ def _probe_with(connection: contextlib.AbstractContextManager[Any]) -> str:
 
 
 # ---------------------------------------------------------------------------
-# HTTP worker fixtures the suite requests as direct arguments.  quiver has no
-# HTTP transport yet, so each one skips with that reason rather than erroring
-# with "fixture not found".  Optional fixtures the suite looks up with
-# getfixturevalue() are deliberately *not* defined: their groups skip by the
-# suite's own FixtureLookupError handling.
+# HTTP worker fixtures the suite requests.  This harness serves pipe, unix and
+# tcp; test/python-http runs the HTTP groups against quiver's HTTP worker.  Each
+# fixture skips with that reason rather than erroring with "fixture not found".
+# Other optional fixtures the suite looks up with getfixturevalue() are not
+# defined: their groups skip by the suite's own FixtureLookupError handling.
 # ---------------------------------------------------------------------------
 
-_NO_HTTP = "quiver-conformance has no HTTP transport yet (--http is unsupported); HTTP-only group"
+_NO_HTTP = "HTTP-only group: test/python-http runs it against quiver's HTTP worker"
+_HTTP_IDENTITY = (
+    "vgi_rpc.Identity.v2 group: HTTP-only by design (its callers are named by request headers, "
+    "IDENTITY_CONFORMANCE_FIXTURE.md §2); test/python-http runs it against quiver's HTTP identity workers"
+)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_identity_port() -> int:
+    """The both-hooks identity worker (HTTP-only)."""
+    pytest.skip(_HTTP_IDENTITY)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_identity_introspect_only_port() -> int:
+    """The introspect-only identity worker (HTTP-only)."""
+    pytest.skip(_HTTP_IDENTITY)
+
+
+@pytest.fixture(scope="session")
+def conformance_http_grant_port() -> int:
+    """The sealed-grant worker (HTTP-only)."""
+    pytest.skip(_HTTP_IDENTITY)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
@@ -24,7 +23,6 @@ import {
   chainAuthenticate,
   jwtAuthenticate,
 } from "../../src/auth/index.js";
-import { RpcClient } from "../../src/client/client.js";
 import type { CallChannel } from "../../src/client/transport.js";
 import { proxy } from "../../src/client/typed.js";
 import { RpcError } from "../../src/errors.js";
@@ -35,11 +33,9 @@ import { createAccessLog } from "../../src/server/access-log.js";
 import type { CallRecord } from "../../src/server/records.js";
 import { bind, createServer, type RpcServer } from "../../src/server/server.js";
 import { connectHttp, HttpError, listenHttp } from "../../src/transports/http/index.js";
-import { memoryPipe } from "../../src/transports/memory/index.js";
-import { connectTcp, connectUnix, listenSocket } from "../../src/transports/socket/index.js";
-import { pipeConnect, serveStdio } from "../../src/transports/stdio/index.js";
+import { connectTcp, listenSocket } from "../../src/transports/socket/index.js";
 import { connectWebSocketClient, listenWebSocket } from "../../src/transports/ws/index.js";
-import { socketPath } from "../client/helpers.js";
+import { type Harness as SessionHarness, sessionHarnesses } from "../helpers/session-harness.js";
 
 const exporter = new InMemorySpanExporter();
 const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
@@ -128,7 +124,6 @@ const makeServer = () => {
 // Callers
 
 type Who = "writer" | "reader" | "worker" | "other" | "anonymous";
-const CALLERS: readonly Who[] = ["writer", "reader", "worker", "other", "anonymous"];
 
 /** Who each caller is on transports that name the caller per connection. */
 const IDENTITY: Record<Who, AuthContext> = {
@@ -176,66 +171,10 @@ before(async () => {
 // ---------------------------------------------------------------------------------------------
 // Transports
 
-interface Harness {
-  connect(who: Who): Promise<CallChannel & { close(): Promise<void> }>;
-  close(): Promise<void>;
-}
+type Harness = SessionHarness<Who>;
 
 const harnesses: Record<string, (server: RpcServer) => Promise<Harness>> = {
-  memory: async (server) => ({
-    async connect(who) {
-      const pipe = memoryPipe("memory", IDENTITY[who]);
-      void server.serveConnection(pipe.server).finally(() => pipe.server.close());
-      return new RpcClient({
-        name: "memory",
-        input: pipe.client.input,
-        write: pipe.client.write,
-        close: () => pipe.client.close(),
-      });
-    },
-    close: async () => {},
-  }),
-  pipe: async (server) => ({
-    async connect(who) {
-      const toServer = new PassThrough();
-      const toClient = new PassThrough();
-      void serveStdio(server, { input: toServer, output: toClient, auth: IDENTITY[who] });
-      return pipeConnect(toClient, toServer);
-    },
-    close: async () => {},
-  }),
-  unix: async (server) => {
-    const listeners = await Promise.all(
-      CALLERS.map((who) =>
-        listenSocket(server, { path: socketPath(`${who}.sock`), authenticate: () => IDENTITY[who] }),
-      ),
-    );
-    return {
-      connect: (who) => {
-        const address = listeners[CALLERS.indexOf(who)]!.address;
-        assert.ok("path" in address);
-        return connectUnix(address.path);
-      },
-      close: async () => {
-        await Promise.all(listeners.map((l) => l.close()));
-      },
-    };
-  },
-  tcp: async (server) => {
-    const listeners = await Promise.all(
-      CALLERS.map((who) => listenSocket(server, { port: 0, authenticate: () => IDENTITY[who] })),
-    );
-    return {
-      connect: (who) => {
-        const address = listeners[CALLERS.indexOf(who)]!.address;
-        assert.ok("port" in address);
-        return connectTcp(address.host, address.port);
-      },
-      close: async () => {
-        await Promise.all(listeners.map((l) => l.close()));
-      },
-    };
-  },
+  ...sessionHarnesses(IDENTITY),
   http: async (server) => {
     const listener = await listenHttp(server, { authenticate: httpAuth });
     return {

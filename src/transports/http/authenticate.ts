@@ -1,14 +1,14 @@
 /** Authentication of an RPC request: the caller, or the 401 that refuses it. */
-import { type Authenticator, type AuthRequest, authReasonOf } from "../../auth/types.js";
+import { type Authenticator, type AuthRequest, AuthUnavailableError, authReasonOf } from "../../auth/types.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { RpcServer } from "../../server/server.js";
-import { answer, ok, type Result, unauthorizedReply } from "./replies.js";
+import { answer, ok, type Result, unauthorizedReply, unavailableReply } from "./replies.js";
 import type { UniversalRequest } from "./universal.js";
 
 /**
  * Runs `authenticate` on the request line, headers and connection facts (never the body). An
  * authenticator that throws refuses the request: 401 with the reason it names (`AuthFailure`),
- * logged as a warning.
+ * logged as a warning; an `AuthUnavailableError` answers 503 with its `Retry-After` instead.
  */
 export async function authenticateRequest(
   req: UniversalRequest,
@@ -26,6 +26,12 @@ export async function authenticateRequest(
   try {
     return ok(await authenticate(request));
   } catch (err) {
+    if (err instanceof AuthUnavailableError) {
+      // Not a refusal: the authority could not be asked. A 401 would send every caller to
+      // re-authenticate against a service that is merely down.
+      server.logger.warn({ remote_addr: req.remoteAddr }, "Authentication unavailable");
+      return answer(unavailableReply(err.retryAfterSeconds));
+    }
     const reason = authReasonOf(err);
     server.logger.warn({ remote_addr: req.remoteAddr, auth_reason: reason }, "Auth failure");
     return answer(unauthorizedReply(reason, `authentication rejected: ${(err as Error)?.message ?? String(err)}`));

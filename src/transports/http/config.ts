@@ -1,6 +1,7 @@
 /** The HTTP server's options, and what one handler derives from them once. */
 import { randomBytes } from "node:crypto";
 import { type CrossSiteOptions, type CrossSitePolicy, crossSitePolicy } from "../../auth/cross-site.js";
+import { identityAuthenticate } from "../../auth/identity-bearer.js";
 import { PROOF_HEADER, PROOF_REQUIRED_HEADER, proxyHeadersOf } from "../../auth/proxy-proof.js";
 import type { Authenticator } from "../../auth/types.js";
 import type { UploadUrlProvider } from "../../external/storage.js";
@@ -52,8 +53,16 @@ export interface HttpServerOptions extends CrossSiteOptions {
   readonly maxZstdWindowBytes?: number;
   /** Largest response body (decoded Arrow bytes) a call may produce; larger ones answer `ResponseTooLargeError`. Min 65536. Default: null (only the client's `VGI-Accept-Max-Response-Bytes` applies). */
   readonly maxResponseBytes?: number | null;
-  /** Resolves each request's caller; throwing answers 401. `/health` and `OPTIONS` are exempt. Default: every caller anonymous. */
+  /** Resolves each request's caller; throwing answers 401 (503 for an `AuthUnavailableError`). `/health` and `OPTIONS` are exempt. Default: every caller anonymous. */
   readonly authenticate?: Authenticator;
+  /**
+   * When the server hosts `vgi_rpc.Identity.v2` with sealed grants or a `resolveToken` hook, accept
+   * those credentials as bearers after `authenticate` (`identityAuthenticate`): a sealed grant
+   * authenticates with domain `grant`, a resolved token with domain `token`. false leaves
+   * `authenticate` as given (compose `grantAuthenticate` / `resolveTokenAuthenticate` yourself).
+   * Default: true.
+   */
+  readonly identityBearer?: boolean;
   /** Compress responses with the client's preferred coding (zstd or gzip); false advertises and produces none. Default: true. */
   readonly compressResponses?: boolean;
   /** gzip level for responses (1-9). Default: 6. */
@@ -108,6 +117,8 @@ export interface HttpServerOptions extends CrossSiteOptions {
 export interface HttpConfig {
   readonly server: ServerCore;
   readonly options: HttpServerOptions;
+  /** `options.authenticate`, followed by the identity bearer authenticators when they apply. */
+  readonly authenticate: Authenticator | undefined;
   /** `prefix` without trailing slashes. */
   readonly prefix: string;
   readonly keys: TokenKeyring;
@@ -220,9 +231,11 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
   const proxyHeaders = proxyHeadersOf(options.authenticate);
   if (proxyHeaders.includes(PROOF_HEADER)) caps.push([PROOF_REQUIRED_HEADER, "true"]);
   const primary = [...server.protocols.keys()][0] ?? "";
+  const bearer = options.identityBearer === false ? null : server.identityBearer;
   return {
     server,
     options,
+    authenticate: bearer === null ? options.authenticate : identityAuthenticate(options.authenticate, bearer),
     prefix: (options.prefix ?? "").replace(/\/+$/, ""),
     keys,
     maxRequestBytes,

@@ -124,7 +124,7 @@ function pageOf(config: HttpConfig, req: UniversalRequest): Uint8Array | null {
 
 /** A page, once its caller is authenticated (as for any route but `/health`). */
 async function servePage(config: HttpConfig, req: UniversalRequest, html: Uint8Array): Promise<Reply> {
-  const auth = await authenticateRequest(req, config.options.authenticate, config.server);
+  const auth = await authenticateRequest(req, config.authenticate, config.server);
   return auth.ok ? htmlReply(html) : auth.reply;
 }
 
@@ -256,7 +256,7 @@ async function call(
   // Cookies sent by a page of an untrusted origin are refused before anything reads them.
   const crossSite = crossSiteVerdict(config.crossSite, req.headers);
   if (crossSite.refused !== null) return errorStreamReply(server, 403, crossSiteError(crossSite.refused));
-  const auth = await authenticateRequest(req, config.options.authenticate, server);
+  const auth = await authenticateRequest(req, config.authenticate, server);
   if (!auth.ok) return auth.reply;
   const body = await readRequestBody(req, config);
   if (!body.ok) return body.reply;

@@ -93,6 +93,16 @@ export function unauthorizedReply(reason: string, detail: string, errorKind?: st
   return reply;
 }
 
+/**
+ * 503 for an authenticator that could not ask its authority (`AuthUnavailableError`): the
+ * reference's JSON envelope and `Retry-After` in whole seconds (rounded up).
+ */
+export function unavailableReply(retryAfterSeconds: number): Reply {
+  const reply = problemReply(503, "503 Service Unavailable", "authentication authority unavailable");
+  reply.headers.push(["Retry-After", String(Math.ceil(retryAfterSeconds))], ["Cache-Control", "no-store"]);
+  return reply;
+}
+
 /** 200 with `Allow`, no body: an `OPTIONS` answer (the capability headers come with every reply). */
 export function allowReply(methods: string): Reply {
   return { status: 200, headers: [["Allow", methods]], body: [], contentType: "" };
