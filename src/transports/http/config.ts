@@ -19,6 +19,7 @@ import {
   UPLOAD_URL_HEADER,
 } from "./headers.js";
 import { DEFAULT_MAX_ZSTD_WINDOW_BYTES } from "./inflate.js";
+import { type StickyConfig, type StickyOptions, stickyConfig } from "./sticky.js";
 import type { TokenKeyring } from "./tokens.js";
 
 /** Default `callTokenCacheEntries`. */
@@ -85,6 +86,14 @@ export interface HttpServerOptions extends CrossSiteOptions {
    * browsers keep answers from pages of other origins).
    */
   readonly cors?: CorsOptions;
+  /**
+   * Sticky sessions (`true` for the defaults, or `StickyOptions`): handlers may keep state in this
+   * instance's memory across calls (`ctx.openSession`), found again by the sealed `VGI-Session`
+   * token the client sends back; advertised as `VGI-Sticky-Enabled`, closed by `DELETE
+   * {prefix}/__session__`. Tokens are sealed with `tokenKey` and name this server's id, so another
+   * instance answers them `session_lost`. Default: off.
+   */
+  readonly sticky?: boolean | StickyOptions;
 }
 
 /** The options of one handler, checked and with their defaults applied. */
@@ -114,6 +123,8 @@ export interface HttpConfig {
   readonly cors: CorsPolicy | null;
   /** Which pages may send requests with cookies (`trustedOrigins`, the CORS credential origins), and the CSRF token names. */
   readonly crossSite: CrossSitePolicy;
+  /** `HttpServerOptions.sticky` checked, or null (off). */
+  readonly sticky: StickyConfig | null;
 }
 
 const utf8 = new TextEncoder();
@@ -172,6 +183,8 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     if (maxUploadBytes !== undefined) caps.push([MAX_UPLOAD_BYTES_HEADER, String(maxUploadBytes)]);
   }
   caps.push([SUPPORTED_ENCODINGS_HEADER, encodings.join(", ")]);
+  const sticky = options.sticky === undefined || options.sticky === false ? null : stickyConfig(options.sticky);
+  if (sticky !== null) for (const [name, value] of sticky.capabilityHeaders) caps.push([name, value]);
   const primary = [...server.protocols.keys()][0] ?? "";
   return {
     server,
@@ -191,10 +204,8 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     cors:
       options.cors === undefined
         ? null
-        : corsPolicy(
-            options.cors,
-            caps.map(([name]) => name),
-          ),
+        : corsPolicy(options.cors, [...caps.map(([name]) => name), ...(sticky?.exposed ?? [])]),
+    sticky,
     healthBody: utf8.encode(JSON.stringify({ status: "ok", server_id: server.serverId, protocol: primary })),
   };
 }
