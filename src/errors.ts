@@ -47,8 +47,6 @@ export function parseErrorCode(value: unknown): ErrorCode {
  * - `cookie_not_allowed`: a cookie was set outside a unary HTTP call.
  * - `session_lost`: an HTTP sticky-session token did not resolve to a live session here (forged,
  *   another caller's, minted by another instance, expired, closed or evicted).
- * - `session_not_available`: a handler opened or closed a sticky session where there can be none
- *   (not HTTP, sticky sessions off, the client did not send `VGI-Session-Accept`, one already open).
  * - `session_limit`: a sticky-session bound was reached (`maxSessions`, or too many requests
  *   waiting on one session).
  * - `unauthenticated`: the method has security requirements and the caller is anonymous (HTTP 401).
@@ -74,7 +72,6 @@ export type FrameworkErrorKind =
   | "server_draining"
   | "cookie_not_allowed"
   | "session_lost"
-  | "session_not_available"
   | "session_limit"
   | "unauthenticated"
   | "permission_denied"
@@ -254,8 +251,6 @@ export function frameworkError(
     server_draining: ["ServerDrainingError", "UNAVAILABLE"],
     cookie_not_allowed: ["CookieNotAllowedError", "FAILED_PRECONDITION"],
     session_lost: ["SessionLostError", "ABORTED"],
-    // The reference raises a plain RuntimeError here, and its conformance suite checks the type.
-    session_not_available: ["RuntimeError", "FAILED_PRECONDITION"],
     session_limit: ["SessionLimitError", "RESOURCE_EXHAUSTED"],
     unauthenticated: ["AuthenticationError", "UNAUTHENTICATED"],
     permission_denied: ["PermissionError", "PERMISSION_DENIED"],

@@ -1048,7 +1048,7 @@ export function createConformanceImplementation(
     // Sticky sessions: this server has no sticky-session support, so these fail exactly as the
     // reference does on a transport without it (`ctx.session` is None, `open_session` refuses).
     // Sticky sessions: real over HTTP with sticky sessions on; elsewhere `ctx.openSession` refuses
-    // (session_not_available, a RuntimeError as in the reference) and no session is ever bound.
+    // (the reference's RuntimeError) and no session is ever bound.
     open_counter: ({ initial }, ctx) => {
       ctx.openSession(new StickyCounter(initial));
       return initial;

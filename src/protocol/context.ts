@@ -160,16 +160,16 @@ export interface CallContext<I extends object = Record<never, never>> {
    * caller, which the client sends back. `state` lives until `closeSession`, its lifetime
    * (`ttlSeconds`, default the server's `sticky.defaultTtlSeconds`), an idle timeout, a
    * `DELETE {prefix}/__session__` or the server's shutdown; then its `close()` method, if it has
-   * one, is called. Throws an `RpcError` of kind `session_not_available` (type `RuntimeError`)
-   * off HTTP, without sticky sessions, when the client did not send `VGI-Session-Accept: true`,
-   * or when a session is already bound; `server_draining` while the sessions drain;
+   * one, is called. Throws a `RuntimeError` (as the reference, word for word) off HTTP, without
+   * sticky sessions, when the client did not send `VGI-Session-Accept: true`, or when a session
+   * is already bound; an `RpcError` of kind `server_draining` while the sessions drain;
    * `session_limit` at `maxSessions`; a `RangeError` for a `ttlSeconds` outside (0, `maxTtlSeconds`].
    */
   openSession(state: unknown, options?: SessionOptions): void;
   /**
    * Closes the bound session (its state's `close()` runs now) and tells the client to drop its
-   * token; idempotent, and harmless when no session is bound. Throws `session_not_available` off
-   * HTTP or without sticky sessions.
+   * token; idempotent, and harmless when no session is bound. Throws a `RuntimeError` off HTTP or
+   * without sticky sessions.
    */
   closeSession(): void;
 }

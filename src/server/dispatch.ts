@@ -9,7 +9,7 @@ import { randomFillSync } from "node:crypto";
 import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
-import { frameworkError, RpcError } from "../errors.js";
+import { frameworkError, RpcError, RuntimeError } from "../errors.js";
 import { type ExternalBudget, ExternalRef, externalizeBatch, externalizeTurn } from "../external/externalize.js";
 import { batchFromRows, columnFromBatch, oneValueBatch, rowsFromBatch } from "../protocol/batch.js";
 import type {
@@ -100,7 +100,7 @@ export interface HttpCallExtra {
   readonly externalBudget?: ExternalBudget;
   /**
    * The request's sticky session (`ctx.session`, `openSession`, `closeSession`): supplied when the
-   * handler keeps sticky sessions; without it opening one throws `session_not_available`.
+   * handler keeps sticky sessions; without it opening one throws the reference's `RuntimeError`.
    */
   readonly session?: SessionSink;
 }
@@ -545,10 +545,9 @@ export class Call {
     const call = this;
     const session = this.env.http?.session;
     const noSessions = (): never => {
-      throw frameworkError(
-        "session_not_available",
-        `sticky sessions not available on this transport ('${this.env.transport}'${this.env.transport === "http" ? " without sticky sessions enabled" : ""})`,
-      );
+      // The reference's RuntimeError, word for word (no kind, code UNKNOWN): its clients and our
+      // differential test compare it.
+      throw new RuntimeError("sticky sessions not available on this transport");
     };
     return {
       get signal() {

@@ -21,6 +21,7 @@ import { defineProtocol, exchange, producer, unary } from "../../src/protocol/me
 import { t } from "../../src/protocol/types.js";
 import type { CallRecord } from "../../src/server/records.js";
 import { bind, createServer, type RpcServer } from "../../src/server/server.js";
+import { tokenCipher } from "../../src/transports/http/aead.js";
 import {
   connectHttp,
   type HttpClient,
@@ -159,6 +160,14 @@ async function start(sticky: StickyOptions | boolean = true, opts: HttpListenOpt
   };
 }
 
+/** The reference's RuntimeError for a session that cannot be opened, word for word (no kind, code UNKNOWN). */
+function assertNoSession(e: RpcError, message: RegExp): void {
+  assert.equal(e.type, "RuntimeError");
+  assert.equal(e.kind, "");
+  assert.equal(e.code, "UNKNOWN");
+  assert.match(e.message, message);
+}
+
 function assertLost(e: RpcError, message?: RegExp): void {
   assert.equal(e.type, "SessionLostError");
   assert.equal(e.kind, "session_lost");
@@ -226,10 +235,10 @@ describe("sticky sessions over HTTP", () => {
   });
 
   test("a client that did not opt in cannot have a session opened for it", async () => {
-    const e = await rejection(s.svc.open({ initial: 1n }));
-    assert.equal(e.type, "RuntimeError");
-    assert.equal(e.kind, "session_not_available");
-    assert.match(e.message, /VGI-Session-Accept/);
+    assertNoSession(
+      await rejection(s.svc.open({ initial: 1n })),
+      /^client did not opt in to sticky sessions \(missing VGI-Session-Accept: true header/,
+    );
     assert.equal(await s.svc.peek({}), null);
   });
 
@@ -237,9 +246,10 @@ describe("sticky sessions over HTTP", () => {
     const sess = s.client.withSession();
     const svc = proxy(sess, Proto);
     await svc.open({ initial: 1n });
-    const e = await rejection(svc.open({ initial: 2n }));
-    assert.equal(e.kind, "session_not_available");
-    assert.match(e.message, /already active/);
+    assertNoSession(
+      await rejection(svc.open({ initial: 2n })),
+      /^a sticky session is already active for this request$/,
+    );
     await sess.close();
   });
 
@@ -675,10 +685,10 @@ describe("without sticky sessions", () => {
       assert.equal((await deleteSession(r.listener.url, "x")).status, 405);
       assert.equal(r.listener.handler.sessions, null);
       const sess = r.client.withSession();
-      const e = await rejection(proxy(sess, Proto).open({ initial: 1n }));
-      assert.equal(e.kind, "session_not_available");
-      assert.equal(e.type, "RuntimeError");
-      assert.match(e.message, /^sticky sessions not available on this transport/);
+      assertNoSession(
+        await rejection(proxy(sess, Proto).open({ initial: 1n })),
+        /^sticky sessions not available on this transport$/,
+      );
       // A session header is nobody's business here.
       assert.equal(await proxy(r.client.withSession({ token: "whatever" }), Proto).peek({}), null);
       assert.equal(records.at(-1)?.sessionAction, "");
@@ -691,9 +701,7 @@ describe("without sticky sessions", () => {
     const { client, served } = memoryClient(makeServer());
     try {
       const svc = proxy(client, Proto);
-      const e = await rejection(svc.open({ initial: 1n }));
-      assert.equal(e.kind, "session_not_available");
-      assert.equal(e.type, "RuntimeError");
+      assertNoSession(await rejection(svc.open({ initial: 1n })), /^sticky sessions not available on this transport$/);
       assert.equal(await svc.peek({}), null);
     } finally {
       await client.close();
@@ -755,6 +763,23 @@ describe("the session token", () => {
     const v2 = Buffer.from(raw);
     v2[0] = 2;
     lost(() => openSessionToken(v2.toString("base64url"), key, sessionAad(alice)));
+  });
+
+  test("a frame sealed with the right key but the wrong shape is session_lost, whatever its length byte says", () => {
+    const key = randomBytes(32);
+    const aad = sessionAad(ANONYMOUS);
+    for (let length = 0; length <= 96; length++) {
+      for (const idLength of [0, 1, 12, length - 29, length - 28, 255]) {
+        const plain = randomBytes(length);
+        if (length > 8) plain[8] = Math.max(0, Math.min(255, idLength));
+        const nonce = randomBytes(24);
+        const envelope = Buffer.concat([Buffer.of(1), nonce, tokenCipher.seal(key, nonce, aad, plain)]);
+        const frameFits = length >= 9 && length === 9 + plain[8]! + 12 + 8;
+        const text = envelope.toString("base64url");
+        if (frameFits) assert.equal(openSessionToken(text, key, aad).sessionId.byteLength, 12);
+        else assert.throws(() => openSessionToken(text, key, aad), /malformed session token/);
+      }
+    }
   });
 
   test("its AAD is the reference's: the v6 state prefix, the identity tail, the server scope", () => {

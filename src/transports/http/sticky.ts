@@ -20,7 +20,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import { frameworkError, type RpcError } from "../../errors.js";
+import { frameworkError, type RpcError, RuntimeError } from "../../errors.js";
 import type { AuthContext, SessionOptions } from "../../protocol/context.js";
 import type { SessionAction, SessionSink } from "../../server/dispatch.js";
 import {
@@ -454,13 +454,13 @@ export class RequestSession implements SessionSink {
 
   open(state: unknown, options: SessionOptions): void {
     if (!this.accepts) {
-      throw frameworkError(
-        "session_not_available",
-        `client did not opt in to sticky sessions (missing ${SESSION_ACCEPT_HEADER}: true header — open the call inside a session: withSession() on quiver's HTTP client, with_session_token() on the reference's)`,
+      // The reference's messages, word for word (quiver's client: `withSession()`).
+      throw new RuntimeError(
+        `client did not opt in to sticky sessions (missing ${SESSION_ACCEPT_HEADER}: true header — open the call inside an HttpConnection.with_session_token() block)`,
       );
     }
     if (this.entry !== null) {
-      throw frameworkError("session_not_available", "a sticky session is already active for this request");
+      throw new RuntimeError("a sticky session is already active for this request");
     }
     const { entry, token } = this.registry.open(state, options, this.auth);
     this.entry = entry;
