@@ -45,6 +45,10 @@ export function parseErrorCode(value: unknown): ErrorCode {
  * - `message_too_large`: a message exceeded a configured size limit.
  * - `server_draining`: the server is shutting down and refuses new calls.
  * - `cookie_not_allowed`: a cookie was set outside a unary HTTP call.
+ * - `session_lost`: an HTTP sticky-session token did not resolve to a live session here (forged,
+ *   another caller's, minted by another instance, expired, closed or evicted).
+ * - `session_limit`: a sticky-session bound was reached (`maxSessions`, or too many requests
+ *   waiting on one session).
  * - `unauthenticated`: the method has security requirements and the caller is anonymous (HTTP 401).
  * - `permission_denied`: the caller is authenticated but satisfies none of the method's security
  *   requirements (wrong scheme or missing scope), or lacks a role or capability a handler
@@ -69,6 +73,8 @@ export type FrameworkErrorKind =
   | "message_too_large"
   | "server_draining"
   | "cookie_not_allowed"
+  | "session_lost"
+  | "session_limit"
   | "unauthenticated"
   | "permission_denied"
   | "idempotency_key_required"
@@ -299,6 +305,8 @@ export function frameworkError(
     message_too_large: ["MessageTooLargeError", "RESOURCE_EXHAUSTED"],
     server_draining: ["ServerDrainingError", "UNAVAILABLE"],
     cookie_not_allowed: ["CookieNotAllowedError", "FAILED_PRECONDITION"],
+    session_lost: ["SessionLostError", "ABORTED"],
+    session_limit: ["SessionLimitError", "RESOURCE_EXHAUSTED"],
     unauthenticated: ["AuthenticationError", "UNAUTHENTICATED"],
     permission_denied: ["PermissionError", "PERMISSION_DENIED"],
     idempotency_key_required: ["IdempotencyKeyRequiredError", "INVALID_ARGUMENT"],

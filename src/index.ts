@@ -141,6 +141,7 @@ export {
   type Injected,
   type LogExtra,
   type LogLevel,
+  type SessionOptions,
 } from "./protocol/context.js";
 export {
   type ContextOf,

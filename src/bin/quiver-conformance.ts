@@ -23,6 +23,13 @@
  *                                      fixture's spoofable X-Conformance-Principal / -Auth-Time headers
  *                                      (TEST ONLY): both hooks, the resolver alone, or the resolver
  *                                      with sealed grants (the fixture keys) and conformance.Whoami.v1
+ *     [--sticky]                       keep sticky sessions (the reference worker's default), with
+ *                                      the echo header x-vgi-conformance-echo: conformance-fixed-marker
+ *                                      and the test-only POST|DELETE /__test_drain__ (drain on, off)
+ *     [--sticky-ttl SECONDS]           sticky, with this default session lifetime (default 300)
+ *     [--sticky-auth]                  sticky, each caller the principal its X-Conformance-Principal
+ *                                      names (anonymous without one)
+ *     [--no-sticky-echo]               sticky without the echo header
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
  *   quiver-conformance --ws            serve WebSocket at /ws and HTTP (root prefix) on one port,
@@ -40,9 +47,10 @@
  *   --external-max-decompressed-bytes N  the URLs fetched must be http(s) to a loopback host,
  *   --external-url-host H              or to H only when given (quiver's flags)
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
 import { parseProofSecrets, proxyProofGate, requireAll } from "../auth/proxy-proof.js";
-import { type Authenticator, AuthFailure, type AuthReason } from "../auth/types.js";
+import { type Authenticator, AuthFailure, type AuthReason, authenticated } from "../auth/types.js";
 import {
   conformanceHeaderAuthenticate,
   conformanceIdentity,
@@ -55,9 +63,10 @@ import { loopbackOnly } from "../external/fetch.js";
 import { FakeStorage } from "../external/storage.js";
 import { defineProtocol, unary } from "../protocol/methods.js";
 import { t } from "../protocol/types.js";
+import { ANONYMOUS } from "../protocol/context.js";
 import { createAccessLog } from "../server/access-log.js";
 import { bind, createServer } from "../server/server.js";
-import { createHttpHandler, listenHttp } from "../transports/http/server.js";
+import { createHttpHandler, type HttpListener, listenHttp } from "../transports/http/server.js";
 import { listenSocket } from "../transports/socket/server.js";
 import { serveStdio } from "../transports/stdio/server.js";
 import { listenWebSocket } from "../transports/ws/server.js";
@@ -79,6 +88,27 @@ function failOnce(): () => void {
     failed = true;
     throw new Error("injected onServeStart failure (--serve-start-fail-once)");
   };
+}
+
+/**
+ * The reference worker's test-only `/__test_drain__` (its `TestSticky::test_drain_rejects_new_opens`
+ * flips the sticky drain flag over the wire): `POST` drains (new sessions refused with
+ * `server_draining`), `DELETE` stops draining; both 204. Every other request goes to the handler.
+ */
+function serveTestDrain(listener: HttpListener): void {
+  const sessions = listener.handler.sessions;
+  if (sessions === null) return;
+  const http = listener.server;
+  http.removeListener("request", listener.handler);
+  http.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url !== "/__test_drain__" || (req.method !== "POST" && req.method !== "DELETE")) {
+      listener.handler(req, res);
+      return;
+    }
+    sessions.setDraining(req.method === "POST");
+    req.resume();
+    res.writeHead(204).end();
+  });
 }
 
 async function main(): Promise<void> {
@@ -112,6 +142,10 @@ async function main(): Promise<void> {
         "serve-start-fail-once": { type: "boolean" },
         "transport-kind-probe": { type: "boolean" },
         "max-externalized-response-bytes": { type: "string" },
+        sticky: { type: "boolean" },
+        "sticky-ttl": { type: "string" },
+        "sticky-auth": { type: "boolean" },
+        "no-sticky-echo": { type: "boolean" },
         describe: { type: "boolean" },
         "no-shm": { type: "boolean" },
         "fake-storage": { type: "string" },
@@ -134,7 +168,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--identity off|both|introspect-only|grants] [--no-compression] [--cors-origin ORIGIN]... [--serve-start-fail-once] [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,... [--proxy-proof-skew S] [--no-proxy-proof-replay-cache]] [--max-externalized-response-bytes N] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--transport-kind-probe] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--identity off|both|introspect-only|grants] [--no-compression] [--cors-origin ORIGIN]... [--serve-start-fail-once] [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,... [--proxy-proof-skew S] [--no-proxy-proof-replay-cache]] [--max-externalized-response-bytes N] [--sticky] [--sticky-ttl SECONDS] [--sticky-auth] [--no-sticky-echo] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--transport-kind-probe] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
@@ -248,14 +282,33 @@ async function main(): Promise<void> {
     if (authMode !== undefined && authMode !== "reject" && authMode !== "reason") {
       fail(`--auth wants 'reject' or 'reason', got '${String(authMode)}'`);
     }
+    const stickyTtl = int("sticky-ttl");
+    if (stickyTtl === 0) fail("--sticky-ttl wants a positive number of seconds");
+    const stickyAuth = values["sticky-auth"] === true;
+    if (stickyAuth && authMode !== undefined) fail("--sticky-auth and --auth are exclusive");
+    const sticky =
+      values.sticky === true || stickyTtl !== null || stickyAuth || values["no-sticky-echo"] === true
+        ? {
+            ...(stickyTtl === null ? {} : { defaultTtlSeconds: stickyTtl }),
+            // The reference worker's fixed marker, which its echo-header conformance case checks.
+            ...(values["no-sticky-echo"] === true
+              ? {}
+              : { echoHeaders: { "x-vgi-conformance-echo": "conformance-fixed-marker" } }),
+          }
+        : null;
     const requestable = new Set([
       "missing_credential",
       "invalid_credential",
       "expired_credential",
       "insufficient_scope",
     ]);
-    const authenticate: Authenticator | undefined =
-      authMode === "reject"
+    const authenticate: Authenticator | undefined = stickyAuth
+      ? (request) => {
+          // The sticky principal-binding fixture (sticky-sessions-spec §9.1): anonymous without the header.
+          const principal = request.headers.get("x-conformance-principal");
+          return principal ? authenticated("conformance", principal) : ANONYMOUS;
+        }
+      : authMode === "reject"
         ? () => {
             throw new Error("this conformance worker refuses every caller");
           }
@@ -303,7 +356,9 @@ async function main(): Promise<void> {
       ...(storage === null ? {} : { uploadUrls: storage, maxUploadBytes: 256 * 1024 * 1024 }),
       ...(maxExternalized === null ? {} : { maxExternalizedResponseBytes: maxExternalized }),
       ...(corsOrigins === undefined ? {} : { cors: { origins: corsOrigins.includes("*") ? "*" : corsOrigins } }),
+      ...(sticky === null ? {} : { sticky }),
     });
+    if (sticky !== null) serveTestDrain(listener);
     process.stdout.write(`PORT:${listener.port}\n`);
     return;
   }

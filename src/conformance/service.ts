@@ -273,7 +273,7 @@ export const ConformanceService = defineProtocol(
       { input: ScaleIO, output: ScaleIO, header: RichHeaderFields, state: ScaleState },
     ),
 
-    // Sticky sessions (HTTP-only in the reference; refused here, as without sticky support)
+    // Sticky sessions (HTTP with sticky sessions on)
     open_counter: unary({ initial: t.int64() }, t.int64()),
     increment_counter: unary({ by: t.int64() }, t.int64()),
     close_counter: unary({}, t.int64()),
@@ -521,6 +521,21 @@ function pyFloatOrNone(x: unknown): string {
 }
 
 const NO_STICKY_COUNTER = "no sticky counter bound to this request";
+
+/** `_StickyCounter`: the state the sticky-session methods keep; `close()` runs when its session ends. */
+export class StickyCounter {
+  closed = false;
+  constructor(public value: bigint) {}
+  close(): void {
+    this.closed = true;
+  }
+}
+
+/** The request's sticky counter, or the reference's RuntimeError when none is bound. */
+function stickyCounter(session: unknown): StickyCounter {
+  if (!(session instanceof StickyCounter)) throw new RuntimeError(NO_STICKY_COUNTER);
+  return session;
+}
 
 function statusesOrThrow(values: readonly (string | null)[], message: string): Status[] {
   return values.map((v) => {
@@ -1032,31 +1047,48 @@ export function createConformanceImplementation(
 
     // Sticky sessions: this server has no sticky-session support, so these fail exactly as the
     // reference does on a transport without it (`ctx.session` is None, `open_session` refuses).
-    open_counter: () => {
-      throw new RuntimeError("sticky sessions not available on this transport");
+    // Sticky sessions: real over HTTP with sticky sessions on; elsewhere `ctx.openSession` refuses
+    // (the reference's RuntimeError) and no session is ever bound.
+    open_counter: ({ initial }, ctx) => {
+      ctx.openSession(new StickyCounter(initial));
+      return initial;
     },
-    increment_counter: () => {
-      throw new RuntimeError(NO_STICKY_COUNTER);
+    increment_counter: ({ by }, ctx) => {
+      const counter = stickyCounter(ctx.session);
+      counter.value += by;
+      return counter.value;
     },
-    close_counter: () => {
-      throw new RuntimeError(NO_STICKY_COUNTER);
+    close_counter: (_params, ctx) => {
+      const counter = stickyCounter(ctx.session);
+      const final = counter.value;
+      ctx.closeSession();
+      return final;
     },
     stream_session_counter: {
-      // `SessionCounterProducerState`: with nothing (more) to emit the stream ends; otherwise
-      // each turn needs the sticky counter, which this server never binds.
+      // `SessionCounterProducerState`: each turn (an HTTP request of its own) finds the counter
+      // again through the session and emits its next value.
       init: ({ count }) => ({ state: counterInit(count) }),
-      produce(state, out) {
+      produce(state, out, ctx) {
         if (state.current >= state.count) {
           out.finish();
           return;
         }
-        throw new RuntimeError(NO_STICKY_COUNTER);
+        const counter = stickyCounter(ctx.session);
+        counter.value += 1n;
+        out.emit([{ value: counter.value }]);
+        state.current += 1n;
       },
     },
     exchange_session_counter: {
       init: () => ({}),
-      process() {
-        throw new RuntimeError(NO_STICKY_COUNTER);
+      process(_state, input, out, ctx) {
+        const counter = stickyCounter(ctx.session);
+        let sum: bigint | null = null;
+        for (const v of input.column("by")) if (v !== null) sum = (sum ?? 0n) + v;
+        // `counter.value += pc.sum(...)`: the sum of no values is None.
+        if (sum === null) throw new TypeError("unsupported operand type(s) for +=: 'int' and 'NoneType'");
+        counter.value += sum;
+        out.emit([{ value: counter.value }]);
       },
     },
   };

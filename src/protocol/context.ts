@@ -145,4 +145,37 @@ export interface CallContext<I extends object = Record<never, never>> {
   setCookie(name: string, value: string, options?: CookieOptions): void;
   /** Queues a cookie deletion (same rules as `setCookie`). */
   deleteCookie(name: string, options?: CookieOptions): void;
+  /**
+   * The state of the sticky session this request is bound to (`openSession` earlier in this
+   * session, on this server instance), or null: the same object on every call of the session, so
+   * narrow it with `instanceof` or a type guard. Always null off HTTP and on a server without
+   * sticky sessions (`HttpServerOptions.sticky`).
+   */
+  readonly session: unknown;
+  /** The bound session's id (24 hex chars, for logs), or null. */
+  readonly sessionId: string | null;
+  /**
+   * Opens a sticky session holding `state` in this server instance's memory for the calls that
+   * follow: the answer carries a sealed `VGI-Session` token, bound to this instance and to the
+   * caller, which the client sends back. `state` lives until `closeSession`, its lifetime
+   * (`ttlSeconds`, default the server's `sticky.defaultTtlSeconds`), an idle timeout, a
+   * `DELETE {prefix}/__session__` or the server's shutdown; then its `close()` method, if it has
+   * one, is called. Throws a `RuntimeError` (as the reference, word for word) off HTTP, without
+   * sticky sessions, when the client did not send `VGI-Session-Accept: true`, or when a session
+   * is already bound; an `RpcError` of kind `server_draining` while the sessions drain;
+   * `session_limit` at `maxSessions`; a `RangeError` for a `ttlSeconds` outside (0, `maxTtlSeconds`].
+   */
+  openSession(state: unknown, options?: SessionOptions): void;
+  /**
+   * Closes the bound session (its state's `close()` runs now) and tells the client to drop its
+   * token; idempotent, and harmless when no session is bound. Throws a `RuntimeError` off HTTP or
+   * without sticky sessions.
+   */
+  closeSession(): void;
+}
+
+/** Options of `CallContext.openSession`. */
+export interface SessionOptions {
+  /** The session's lifetime in seconds, from now. Default: the server's `sticky.defaultTtlSeconds`. */
+  readonly ttlSeconds?: number;
 }

@@ -58,6 +58,8 @@ export function accessRecord(r: CallRecord, serverVersion: string): Record<strin
     rec.request_rows = r.requestRows;
   }
   if (r.streamId) rec.stream_id = r.streamId;
+  if (r.sessionId) rec.session_id = r.sessionId;
+  if (r.sessionAction) rec.session_action = r.sessionAction;
   if (Object.keys(r.auth.claims).length > 0) rec.claims = redactClaims(r.auth.claims);
   rec.transport = r.transport;
   rec.input_batches = r.stats.inputBatches;

@@ -9,10 +9,18 @@ import { randomFillSync } from "node:crypto";
 import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import type { RecordBatch, Schema } from "apache-arrow";
 import type { Logger } from "pino";
-import { frameworkError, RpcError } from "../errors.js";
+import { frameworkError, RpcError, RuntimeError } from "../errors.js";
 import { type ExternalBudget, ExternalRef, externalizeBatch, externalizeTurn } from "../external/externalize.js";
 import { batchFromRows, columnFromBatch, oneValueBatch, rowsFromBatch } from "../protocol/batch.js";
-import type { AuthContext, CallContext, CookieOptions, Injected, LogExtra, LogLevel } from "../protocol/context.js";
+import type {
+  AuthContext,
+  CallContext,
+  CookieOptions,
+  Injected,
+  LogExtra,
+  LogLevel,
+  SessionOptions,
+} from "../protocol/context.js";
 import type { InputBatch, MethodDecl, OutputSpec } from "../protocol/methods.js";
 import { typeText } from "../protocol/type-tokens.js";
 import type { FieldSpecs, RowOf, TypeSpec } from "../protocol/types.js";
@@ -91,6 +99,30 @@ export interface HttpCallExtra {
   readonly idempotencyKey?: string;
   /** This response's cap on externalized bytes (`maxExternalizedResponseBytes`), if any. */
   readonly externalBudget?: ExternalBudget;
+  /**
+   * The request's sticky session (`ctx.session`, `openSession`, `closeSession`): supplied when the
+   * handler keeps sticky sessions; without it opening one throws the reference's `RuntimeError`.
+   */
+  readonly session?: SessionSink;
+}
+
+/** What a sticky session touched by a call did, for its record (`session_action` in the access log). */
+export type SessionAction = "none" | "resume" | "open" | "close";
+
+/** One request's view of the HTTP transport's sticky sessions. */
+export interface SessionSink {
+  /** The bound session's state, or null. */
+  readonly state: unknown;
+  /** The bound session's id (24 hex chars), or null. */
+  readonly id: string | null;
+  /** Opens a session for `state` (see `CallContext.openSession` for what it throws). */
+  open(state: unknown, options: SessionOptions): void;
+  /** Closes the bound session, if any, and has the answer tell the client so. */
+  close(): void;
+  /** What the request did with a session so far. */
+  readonly action: SessionAction;
+  /** The id of the session the request touched, kept after it is closed; `""` for none. */
+  readonly touchedId: string;
 }
 
 /** Client-chosen request ids and idempotency keys: printable, bounded, safe in logs and headers. */
@@ -480,6 +512,8 @@ export class Call {
       requestRows: this.requestRows,
       traceId: ids.traceId,
       spanId: ids.spanId,
+      sessionId: this.env.http?.session?.touchedId ?? "",
+      sessionAction: this.env.http?.session?.action ?? "",
     };
   }
 
@@ -507,6 +541,12 @@ export class Call {
     };
     const idempotencyKey = this.idempotencyKey;
     const call = this;
+    const session = this.env.http?.session;
+    const noSessions = (): never => {
+      // The reference's RuntimeError, word for word (no kind, code UNKNOWN): its clients and our
+      // differential test compare it.
+      throw new RuntimeError("sticky sessions not available on this transport");
+    };
     return {
       get signal() {
         return call.signal;
@@ -524,6 +564,14 @@ export class Call {
       csrfVerified: this.env.csrfVerified ?? true,
       setCookie: (name, value, options = {}) => (jar ? jar.set(name, value, options) : refuse()),
       deleteCookie: (name, options = {}) => (jar ? jar.delete(name, options) : refuse()),
+      get session() {
+        return session === undefined ? null : session.state;
+      },
+      get sessionId() {
+        return session === undefined ? null : session.id;
+      },
+      openSession: (state, options = {}) => (session ? session.open(state, options) : noSessions()),
+      closeSession: () => (session ? session.close() : noSessions()),
       auth: this.env.auth,
       requestId: this.origin.requestId,
       serverId: this.origin.serverId,

@@ -42,6 +42,10 @@ export interface CallRecord {
   /** W3C ids of the call's span when tracing is active, else `""`. */
   readonly traceId: string;
   readonly spanId: string;
+  /** The HTTP sticky session the call was bound to, opened or closed (24 hex chars), else `""`. */
+  readonly sessionId: string;
+  /** What the call did with a sticky session, on a handler that keeps them; `""` elsewhere. */
+  readonly sessionAction: "" | "none" | "resume" | "open" | "close";
 }
 
 /** Receives one record per call when it ends (never throws into dispatch). */

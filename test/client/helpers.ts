@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type ClientOptions, RpcClient } from "../../src/client/client.js";
+import { RpcError } from "../../src/errors.js";
 import type { RpcServer } from "../../src/server/server.js";
 import { memoryPipe } from "../../src/transports/memory/index.js";
 
@@ -101,6 +102,17 @@ export function memoryClient(
     opts,
   );
   return { client, served };
+}
+
+/** Awaits `p`, which must reject with an `RpcError`; returns it. */
+export async function rejection(p: Promise<unknown>): Promise<RpcError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof RpcError, `expected an RpcError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail("expected the call to fail");
 }
 
 /** A bounded wait. */

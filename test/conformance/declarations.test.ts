@@ -45,7 +45,7 @@ import {
   TICK_METADATA_KEY,
 } from "../../src/conformance/service.js";
 import { DATACLASSES, decodeDataclass, encodeDataclass, toStatus } from "../../src/conformance/types.js";
-import { RpcError } from "../../src/errors.js";
+import { RpcError, RuntimeError } from "../../src/errors.js";
 import { batchFromRows, rowsFromBatch, schemaOf } from "../../src/protocol/batch.js";
 import { ANONYMOUS, type CallContext, type LogExtra, type LogLevel } from "../../src/protocol/context.js";
 import {
@@ -261,6 +261,37 @@ function fakeContext(logs: LogRecord[] = []): CallContext {
     },
     deleteCookie() {
       assert.fail("conformance handlers set no cookies");
+    },
+    // As on a pipe: no session, and opening one is refused.
+    session: null,
+    sessionId: null,
+    openSession() {
+      throw new RuntimeError("sticky sessions not available on this transport");
+    },
+    closeSession() {
+      throw new RuntimeError("sticky sessions not available on this transport");
+    },
+  };
+}
+
+/** `fakeContext` with a sticky session that `openSession` binds and `closeSession` ends (calling `close()`). */
+function sessionContext(): CallContext {
+  let state: unknown = null;
+  return {
+    ...fakeContext(),
+    get session() {
+      return state;
+    },
+    get sessionId() {
+      return state === null ? null : "00112233445566778899aabb";
+    },
+    openSession(value) {
+      assert.equal(state, null, "one session per request");
+      state = value;
+    },
+    closeSession() {
+      (state as { close?: () => void } | null)?.close?.();
+      state = null;
     },
   };
 }
@@ -960,6 +991,41 @@ describe("producer streams", () => {
       seen.push(out.finished ? `${name}:done` : `${name}:${rows.map((r) => r.index).join(",")}`);
     }
     assert.deepEqual(seen, ["a:0", "b:0", "a:1", "b:done", "a:done"]);
+  });
+
+  test("the sticky counter is shared by the unary methods and both streams, and closed with its session", async () => {
+    const sctx = sessionContext();
+    assert.equal(await impl.open_counter({ initial: 10n }, sctx), 10n);
+    const counter = sctx.session;
+    assert.equal(await impl.increment_counter({ by: 5n }, sctx), 15n);
+    const producer = await openProducer(M.stream_session_counter, impl.stream_session_counter, { count: 2n }, sctx);
+    const values: unknown[] = [];
+    for (let i = 0; i < 3; i++) {
+      const out = outFor(M.stream_session_counter.output);
+      await producer.produce(out, sctx);
+      if (out.finished) break;
+      values.push(...rowsFromBatch(M.stream_session_counter.output, out.batches()[0]!).map((r) => r.value));
+    }
+    assert.deepEqual(values, [16n, 17n]);
+    const exchange = await openExchange(M.exchange_session_counter, impl.exchange_session_counter, {}, sctx);
+    const out = outFor(M.exchange_session_counter.output);
+    await exchange.process(
+      inputOf(M.exchange_session_counter.input, [{ by: 2n }, { by: null }, { by: 1n }]),
+      out,
+      sctx,
+    );
+    assert.deepEqual(
+      rowsFromBatch(M.exchange_session_counter.output, out.batches()[0]!).map((r) => r.value),
+      [20n],
+    );
+    assert.equal((counter as { closed: boolean }).closed, false);
+    assert.equal(await impl.close_counter({}, sctx), 20n);
+    assert.equal(
+      (counter as { closed: boolean }).closed,
+      true,
+      "close_counter closes the session, which closes the state",
+    );
+    assert.equal(sctx.session, null);
   });
 
   test("stream_session_counter without sessions", async () => {

@@ -3,9 +3,13 @@
  * request headers (content type and coding lies, a body shorter than its Content-Length, odd
  * negotiation headers), compressed bodies (gzip and zstd, valid, corrupt, truncated, bombs),
  * state tokens (garbled, truncated, swapped, forged, expired, and re-sealed around hostile
- * plaintext with the worker's own key) and routes.
+ * plaintext with the worker's own key), sticky-session tokens (garbled, random, sealed around
+ * hostile frames with the worker's key, on calls and on `DELETE /__session__`) and routes.
  */
 import { gzipSync } from "node:zlib";
+import { ANONYMOUS } from "../../src/protocol/context.js";
+import { tokenCipher } from "../../src/transports/http/aead.js";
+import { sealSessionToken, sessionAad } from "../../src/transports/http/session-token.js";
 import { openStateTokenWithTime, type StateTokenKind, sealStateToken } from "../../src/wire/state-token.js";
 import type { FuzzCase, HttpInput } from "./cases.js";
 import { caseRng } from "./cases.js";
@@ -422,6 +426,55 @@ const ROUTE_EDITS: readonly (readonly [string, (r: Rng, i: HttpInput) => HttpInp
 ];
 
 // ---------------------------------------------------------------------------------------------
+// Sticky-session tokens (the worker runs with --sticky)
+
+const SESSION_HEADER = "vgi-session";
+
+/** A session-token envelope (version 1, the anonymous caller's AAD) sealing `plain` under `key`. */
+function sessionEnvelope(r: Rng, key: Uint8Array, plain: Uint8Array): string {
+  const nonce = r.bytes(24);
+  const sealed = tokenCipher.seal(key, nonce, sessionAad(ANONYMOUS), plain);
+  return Buffer.from(concat([Uint8Array.of(1), nonce, sealed])).toString("base64url");
+}
+
+/** A session frame whose server-id length byte is `length`, followed by `rest` bytes. */
+function lyingFrame(r: Rng, length: number, rest: number): Uint8Array {
+  return concat([r.bytes(8), Uint8Array.of(length), r.bytes(rest)]);
+}
+
+const SESSION_EDITS: readonly (readonly [string, (r: Rng, i: HttpInput, key: Uint8Array) => string])[] = [
+  [
+    "garbled session token",
+    (r) =>
+      Array.from({ length: r.range(1, 160) }, () => r.pick(["A", "z", "0", "-", "_", "=", "+", "/", " ", "é"])).join(
+        "",
+      ),
+  ],
+  ["session token of random bytes", (r) => Buffer.from(r.bytes(r.range(0, 200))).toString("base64url")],
+  ["8 KiB session token", () => "A".repeat(8192)],
+  ["session token sealed around random plaintext", (r, _i, key) => sessionEnvelope(r, key, r.bytes(r.range(0, 96)))],
+  [
+    "session token whose server-id length runs past its frame",
+    (r, _i, key) => sessionEnvelope(r, key, lyingFrame(r, r.range(21, 255), r.range(0, 40))),
+  ],
+  [
+    "session token whose frame is longer than it says",
+    (r, _i, key) => sessionEnvelope(r, key, lyingFrame(r, r.range(0, 12), r.range(40, 300))),
+  ],
+  [
+    "session token for an unknown session of another worker",
+    (r, _i, key) =>
+      sealSessionToken(
+        {
+          serverId: Buffer.from(r.bytes(6)).toString("hex"),
+          sessionId: r.bytes(12),
+          expiresAt: r.pick([0, 1_900_000_000, Number.MAX_SAFE_INTEGER]),
+        },
+        key,
+        sessionAad(ANONYMOUS),
+      ),
+  ],
+];
 
 /** Case `index` of the HTTP transport. */
 export async function httpCase(runSeed: number, index: number, ctx: HttpCaseContext): Promise<FuzzCase> {
@@ -437,6 +490,7 @@ export async function httpCase(runSeed: number, index: number, ctx: HttpCaseCont
     ["compression", 2],
     ["tokens", hasTokens ? 3 : 0],
     ["route", 1],
+    ["session", 1],
   ] as const);
   const made = (mutator: string, desc: string, input: HttpInput): FuzzCase => ({
     transport: "http",
@@ -458,6 +512,35 @@ export async function httpCase(runSeed: number, index: number, ctx: HttpCaseCont
   if (cls === "route") {
     const [name, edit] = rng.pick(ROUTE_EDITS);
     return made("http-route", name, edit(rng, base));
+  }
+  if (cls === "session") {
+    const [name, edit] = rng.pick(SESSION_EDITS);
+    const token = edit(rng, base, ctx.tokenKey);
+    let input: HttpInput = { ...base, headers: withHeader(base.headers, SESSION_HEADER, token) };
+    let desc = name;
+    const where = rng.weighted([
+      ["call", 3],
+      ["delete", 2],
+      ["opted-in call with a mutated body", 1],
+      ["doubled header", 1],
+    ] as const);
+    if (where === "delete") {
+      input = {
+        ...input,
+        method: "DELETE",
+        path: "/__session__",
+        body: rng.chance(0.5) ? new Uint8Array(0) : base.body,
+      };
+      desc = `DELETE /__session__: ${name}`;
+    } else if (where === "opted-in call with a mutated body") {
+      const m = mutate(rng, seed.body, others);
+      input = { ...input, headers: withHeader(input.headers, "vgi-session-accept", "true"), body: m.bytes };
+      desc = `${name}, opted in, body ${m.desc}`;
+    } else if (where === "doubled header") {
+      input = { ...input, headers: [...input.headers, [SESSION_HEADER, token]] };
+      desc = `${name}, sent twice`;
+    }
+    return made("http-session", desc, input);
   }
   if (cls === "compression") {
     const [name, fn] = rng.pick(COMPRESSIONS);

@@ -89,7 +89,8 @@ export class Worker {
       args.push("--tcp", "127.0.0.1:0");
       prefix = "TCP:";
     } else if (opts.mode === "http") {
-      args.push("--http");
+      // Sticky sessions on, so session tokens and `DELETE /__session__` meet the parser.
+      args.push("--http", "--sticky");
       if (opts.tokenKeyHex !== undefined) args.push("--token-key", opts.tokenKeyHex);
       prefix = "PORT:";
     } else if (opts.mode === "ws") {

@@ -5,7 +5,7 @@ by ``test_conformance.py``.  Here ``conformance_conn`` has one parametrisation,
 ``http``, and the HTTP fixtures the suite names are quiver workers started with
 the matching flags:
 
-``conformance_http_port``               ``--http``
+``conformance_http_port``               ``--http --sticky`` (sticky on, as the reference worker's default)
 ``conformance_http_auth_port``          ``--http --auth reject``
 ``conformance_http_auth_reason_port``   ``--http --auth reason``
 ``conformance_http_strict_cap_port``    ``--http --max-response-bytes 65536``
@@ -28,10 +28,13 @@ the matching flags:
 ``conformance_http_with_zstd_storage_port`` ``--fake-storage URL --external-compression zstd``
 ``conformance_http_external_security_port`` fake storage with 4 KiB / 8 KiB fetch caps, 127.0.0.1 only
 ``conformance_http_externalized_cap_port`` fake storage, ``--max-externalized-response-bytes 65536``
-``conformance_http_cors_port``          ``--cors-origin https://conformance.example`` with fake storage
+``conformance_http_cors_port``          ``--cors-origin https://conformance.example --sticky`` with fake storage
+``conformance_http_sticky_short_ttl_port`` ``--http --sticky-ttl 1``
+``conformance_http_sticky_peer_ports``  two ``--http --sticky --token-key K`` workers (one key, two server ids)
+``conformance_http_sticky_auth_port``   ``--http --sticky-auth`` (principal from ``X-Conformance-Principal``)
 ``proof_worker_factory``                ``--proxy-proof-mode/-origin/-secrets/-skew`` per ``ProofWorkerConfig``
 
-Fixtures for features quiver does not serve (sticky sessions) skip, naming the reason; so does ``TestExternalByteStream``
+``TestExternalByteStream`` skips, naming the reason
 (``_SKIPPED_BY_NAME`` at the end), which ``test/python`` runs.  Raw byte-stream
 connections do not exist over HTTP; the pipe/unix/tcp harness in ``test/python``
 covers them.
@@ -101,7 +104,8 @@ def _http_worker(*flags: str, with_pid: bool = False) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def conformance_http_port() -> Iterator[int]:
-    with _http_worker() as port:
+    # Sticky sessions on, as the reference's own conformance worker serves them by default.
+    with _http_worker("--sticky") as port:
         yield port
 
 
@@ -163,12 +167,6 @@ def conformance_http_access_log() -> Iterator[tuple[int, Path]]:
             yield port, path
 
 
-def _unsupported(what: str) -> Any:
-    @pytest.fixture(scope="session")
-    def fixture() -> int:
-        pytest.skip(f"quiver's HTTP worker has no {what}")
-
-    return fixture
 
 
 
@@ -222,7 +220,8 @@ def conformance_http_with_zstd_storage_port(conformance_fake_storage: str) -> It
 def conformance_http_cors_port(conformance_fake_storage: str) -> Iterator[int]:
     # Storage wired too: the suite checks that every capability the worker advertises (the upload
     # and externalization ones among them) is exposed to browsers.
-    flags = ("--cors-origin", "https://conformance.example", "--fake-storage", conformance_fake_storage)
+    # Sticky on too: the session headers must be exposed with the rest.
+    flags = ("--cors-origin", "https://conformance.example", "--fake-storage", conformance_fake_storage, "--sticky")
     with _http_worker(*flags) as port:
         yield port
 
@@ -288,9 +287,32 @@ def conformance_resource_soak_target() -> Iterator[Any]:
         )
 
 
-conformance_http_sticky_auth_port = _unsupported("sticky sessions")
-conformance_http_sticky_short_ttl_port = _unsupported("sticky sessions")
-conformance_http_sticky_peer_ports = _unsupported("sticky sessions")
+# The sticky failure-path fixtures (sticky-sessions-spec.md §9.1).
+_STICKY_PEER_TOKEN_KEY = "5f" * 32
+
+
+@pytest.fixture(scope="class")
+def conformance_http_sticky_short_ttl_port() -> Iterator[int]:
+    """A sticky worker advertising a 1 s default session lifetime, for the expiry case."""
+    with _http_worker("--sticky-ttl", "1") as port:
+        yield port
+
+
+@pytest.fixture(scope="class")
+def conformance_http_sticky_peer_ports() -> Iterator[tuple[int, int]]:
+    """Two sticky workers sharing one token key: a token opens on both, only its own worker honours it."""
+    with (
+        _http_worker("--sticky", "--token-key", _STICKY_PEER_TOKEN_KEY) as port_a,
+        _http_worker("--sticky", "--token-key", _STICKY_PEER_TOKEN_KEY) as port_b,
+    ):
+        yield port_a, port_b
+
+
+@pytest.fixture(scope="class")
+def conformance_http_sticky_auth_port() -> Iterator[int]:
+    """A sticky worker whose callers are the principals ``X-Conformance-Principal`` names."""
+    with _http_worker("--sticky-auth") as port:
+        yield port
 
 
 @pytest.fixture(params=["http"])

@@ -11,7 +11,6 @@ import { test } from "node:test";
 import { makeData, type RecordBatch } from "apache-arrow";
 import type { RpcClient } from "../../src/client/client.js";
 import { proxy } from "../../src/client/typed.js";
-import { RpcError } from "../../src/errors.js";
 import { batchFromData, EMPTY_SCHEMA, schemaOf } from "../../src/protocol/batch.js";
 import { defineProtocol, exchange, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
@@ -22,7 +21,7 @@ import { connectWebSocketClient } from "../../src/transports/ws/client.js";
 import { listenWebSocket } from "../../src/transports/ws/server.js";
 import { MessageFramer } from "../../src/wire/framer.js";
 import { concatBytes, encodeStream } from "../../src/wire/ipc.js";
-import { socketPath } from "../client/helpers.js";
+import { rejection, socketPath } from "../client/helpers.js";
 import { readStream } from "../helpers/raw-peer.js";
 
 const Keep = defineProtocol(
@@ -105,16 +104,6 @@ async function listen(over: "unix" | "tcp", opts: SocketServeOptions = {}) {
       ? connectUnix(listener.address.path, { timeoutMs: 30_000 })
       : connectTcp(listener.address.host, listener.address.port, { timeoutMs: 30_000 });
   return { listener, connect };
-}
-
-async function rejection(p: Promise<unknown>): Promise<RpcError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof RpcError, `expected an RpcError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected the call to fail");
 }
 
 for (const over of ["unix", "tcp"] as const) {

@@ -18,6 +18,14 @@ export interface BodyStream {
   readonly batches: RecordBatch[];
 }
 
+/** An answer's headers, as `Requester.post`'s `observe` reads them. */
+export interface AnswerHeaders {
+  /** A header by lower-case name, or null. */
+  header(name: string): string | null;
+  /** Every header name, in lower case. */
+  headerNames(): readonly string[];
+}
+
 /** A decoded response: its status and IPC streams. */
 export interface RpcResponse {
   readonly status: number;
@@ -146,14 +154,16 @@ export class Requester {
 
   /**
    * POSTs one Arrow request and decodes the answer's IPC streams as they arrive (`borrow`: as
-   * `decodeStreams`); HTTP failures throw. `extra`: the call's own headers (its interceptors'),
-   * over the client's, except the two the client owns (`Content-Type` and the response budget).
+   * `decodeStreams`); HTTP failures throw. `extra`: the call's own headers (its interceptors',
+   * a session's), over the client's, except the two the client owns (`Content-Type` and the
+   * response budget). `observe` sees the answer's headers as soon as they arrive, whatever its status.
    */
   async post(
     url: string,
     body: readonly Uint8Array[],
     borrow: BorrowBuffer | null = null,
     extra: Headers | null = null,
+    observe: ((answer: AnswerHeaders) => void) | null = null,
   ): Promise<RpcResponse> {
     if (this.closed) throw frameworkError("transport_error", "the client is closed");
     let headers = extra === null ? this.base() : withCallHeaders(this.base(), extra);
@@ -167,6 +177,7 @@ export class Requester {
     const request = this.track();
     try {
       const answer = await this.options.send(url, headers, body, request, this.options.maxResponseBytes);
+      observe?.(answer);
       const status = answer.status;
       const contentType = (answer.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
       if (status === 401 || contentType !== ARROW_CONTENT_TYPE) {
@@ -174,6 +185,25 @@ export class Requester {
       }
       const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(answer.header("retry-after")) : null;
       return { status, streams: await decode(answer, borrow), retryAfterMs };
+    } catch (err) {
+      if (err instanceof RpcError) throw err;
+      throw this.networkError(err, url, request);
+    } finally {
+      this.release(request);
+    }
+  }
+
+  /**
+   * Sends a request with no body (`DELETE {prefix}/__session__`) under the client's headers and
+   * `extra`, reads its answer whole and returns its status; a failure to get one throws.
+   */
+  async send(method: "DELETE", url: string, extra: Headers): Promise<number> {
+    if (this.closed) throw frameworkError("transport_error", "the client is closed");
+    const request = this.track();
+    try {
+      const answer = await this.options.send(url, withCallHeaders(this.base(), extra), [], request, 65536, method);
+      await readAll(answer);
+      return answer.status;
     } catch (err) {
       if (err instanceof RpcError) throw err;
       throw this.networkError(err, url, request);

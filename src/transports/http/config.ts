@@ -24,6 +24,7 @@ import {
 import { DEFAULT_MAX_ZSTD_WINDOW_BYTES } from "./inflate.js";
 import { type OAuthDiscovery, type OAuthResourceOptions, oauthDiscovery } from "./oauth.js";
 import { describePage, hostsReflection, landingPage } from "./pages.js";
+import { type StickyConfig, type StickyOptions, stickyConfig } from "./sticky.js";
 import type { TokenKeyring } from "./tokens.js";
 
 /** Default `callTokenCacheEntries`. */
@@ -111,6 +112,14 @@ export interface HttpServerOptions extends CrossSiteOptions {
    * Default: true (as the reference).
    */
   readonly pages?: boolean;
+  /**
+   * Sticky sessions (`true` for the defaults, or `StickyOptions`): handlers may keep state in this
+   * instance's memory across calls (`ctx.openSession`), found again by the sealed `VGI-Session`
+   * token the client sends back; advertised as `VGI-Sticky-Enabled`, closed by `DELETE
+   * {prefix}/__session__`. Tokens are sealed with `tokenKey` and name this server's id, so another
+   * instance answers them `session_lost`. Default: off.
+   */
+  readonly sticky?: boolean | StickyOptions;
 }
 
 /** The options of one handler, checked and with their defaults applied. */
@@ -151,6 +160,8 @@ export interface HttpConfig {
   readonly proxyHint: string | null;
   /** The HTML pages, made once, or null when `pages` is false. */
   readonly pages: { readonly landing: Uint8Array; readonly describe: Uint8Array | null } | null;
+  /** `HttpServerOptions.sticky` checked, or null (off). */
+  readonly sticky: StickyConfig | null;
 }
 
 const utf8 = new TextEncoder();
@@ -230,6 +241,8 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
   caps.push([SUPPORTED_ENCODINGS_HEADER, encodings.join(", ")]);
   const proxyHeaders = proxyHeadersOf(options.authenticate);
   if (proxyHeaders.includes(PROOF_HEADER)) caps.push([PROOF_REQUIRED_HEADER, "true"]);
+  const sticky = options.sticky === undefined || options.sticky === false ? null : stickyConfig(options.sticky);
+  if (sticky !== null) for (const [name, value] of sticky.capabilityHeaders) caps.push([name, value]);
   const primary = [...server.protocols.keys()][0] ?? "";
   const bearer = options.identityBearer === false ? null : server.identityBearer;
   return {
@@ -260,7 +273,9 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
         : corsPolicy(options.cors, [
             ...caps.map(([name]) => name),
             ...(proxyHeaders.length > 0 ? [AUTH_PROXY_REQUIRED_HEADER] : []),
+            ...(sticky?.exposed ?? []),
           ]),
+    sticky,
     healthBody: utf8.encode(JSON.stringify({ status: "ok", server_id: server.serverId, protocol: primary })),
   };
 }

@@ -7,6 +7,7 @@ import type { HttpServerOptions } from "./config.js";
 import { createHttpCore } from "./core.js";
 import { fetchHandler } from "./fetch-adapter.js";
 import { nodeListener } from "./node-adapter.js";
+import type { StickySessions } from "./sticky.js";
 import type { UniversalRequest, UniversalResponse } from "./universal.js";
 
 /** A `node:http` request listener that also offers the fetch-style and universal forms. */
@@ -29,10 +30,16 @@ export interface HttpHandler {
   /** Calls in flight (a stream's turn counts while it runs; an idle stream holds nothing). */
   readonly activeCalls: number;
   /**
+   * The sticky sessions (`HttpServerOptions.sticky`): how many are open, draining them before a
+   * rotation, closing them all; null when the handler keeps none.
+   */
+  readonly sessions: StickySessions | null;
+  /**
    * Closes the transport gracefully: calls arriving from now on are answered 503
    * (`server_draining`), calls in flight get `graceMs` (default 10 s) to finish, then are aborted
-   * (their `ctx.signal` fires; they answer with a `cancelled` error). Resolves when they have
-   * answered. Idempotent. `listenHttp`'s `close` does this, then closes the connections.
+   * (their `ctx.signal` fires; they answer with a `cancelled` error), then every sticky session
+   * is closed (its state's `close()` runs). Resolves when they have answered. Idempotent.
+   * `listenHttp`'s `close` does this, then closes the connections.
    */
   close(opts?: CloseOptions): Promise<void>;
 }
@@ -45,6 +52,7 @@ export function createHttpHandler(server: RpcServer, options: HttpServerOptions 
     fetch: fetchHandler(core),
     handle: core.handle,
     close: core.close,
+    sessions: core.sessions,
     server,
     options,
   });

@@ -36,3 +36,20 @@ export const AUTH_PROXY_REQUIRED_HEADER = "VGI-Auth-Proxy-Required";
 export const MIN_RESPONSE_BUDGET_BYTES = 65536;
 /** The largest response budget a client may ask for: 2^53-1. */
 export const MAX_RESPONSE_BUDGET_BYTES = 2 ** 53 - 1;
+
+/** Sticky sessions: the sealed session token, on a request (resume) and on the answer that opened it. */
+export const SESSION_HEADER = "VGI-Session";
+/** `true`: the client tracks session tokens, so a method may open a session for it. */
+export const SESSION_ACCEPT_HEADER = "VGI-Session-Accept";
+/** `true` on an answer: the session was closed; the client drops its token. */
+export const SESSION_CLOSE_HEADER = "VGI-Session-Close";
+/** Capability: `true` when the server keeps sticky sessions. */
+export const STICKY_ENABLED_HEADER = "VGI-Sticky-Enabled";
+/** Capability: the lifetime of a session opened without one, in whole seconds. */
+export const STICKY_DEFAULT_TTL_HEADER = "VGI-Sticky-Default-TTL";
+/** Capability: the names of the headers a client echoes on every request of a session. */
+export const STICKY_ECHO_HEADERS_HEADER = "VGI-Sticky-Echo-Headers";
+/** Prefix of `VGI-Echo-<name>: <value>` on a session-opening answer: send `<name>: <value>` from then on. */
+export const ECHO_HEADER_PREFIX = "VGI-Echo-";
+/** `DELETE {prefix}/__session__` closes the session its `VGI-Session` names. */
+export const SESSION_ENDPOINT = "__session__";

@@ -21,6 +21,8 @@ export {
   type HttpClientOptions,
   HttpError,
   type HttpRetryOptions,
+  HttpSession,
+  type HttpSessionOptions,
   type HttpStream,
   type HttpStreamCheckpoint,
 } from "./client.js";
@@ -28,7 +30,24 @@ export type { UploadOptions } from "./client-upload.js";
 export { DEFAULT_MAX_REQUEST_BYTES, type HttpServerOptions } from "./config.js";
 export type { CorsOptions } from "./cors.js";
 export { createHttpHandler, type HttpHandler } from "./handler.js";
-export { ARROW_CONTENT_TYPE } from "./headers.js";
+export {
+  ARROW_CONTENT_TYPE,
+  ECHO_HEADER_PREFIX,
+  SESSION_ACCEPT_HEADER,
+  SESSION_CLOSE_HEADER,
+  SESSION_HEADER,
+  STICKY_DEFAULT_TTL_HEADER,
+  STICKY_ECHO_HEADERS_HEADER,
+  STICKY_ENABLED_HEADER,
+} from "./headers.js";
 export { type HttpListener, type HttpListenOptions, listenHttp } from "./listen.js";
 export type { OAuthResourceOptions } from "./oauth.js";
+export {
+  DEFAULT_MAX_STICKY_SESSIONS,
+  DEFAULT_MAX_WAITING_PER_SESSION,
+  DEFAULT_STICKY_MAX_TTL_SECONDS,
+  DEFAULT_STICKY_TTL_SECONDS,
+  type StickyOptions,
+  type StickySessions,
+} from "./sticky.js";
 export type { BodyTooLarge, UniversalRequest, UniversalResponse } from "./universal.js";

@@ -26,6 +26,8 @@ export interface PostAnswer {
   readonly status: number;
   /** A response header by lower-case name, or null (repeated headers joined with `, `). */
   header(name: string): string | null;
+  /** The response's header names, in lower case. */
+  headerNames(): readonly string[];
   /**
    * The body as it arrives; under Node a `DirectByteSource`, so a large message body is filled in
    * place from the socket's chunks. It fails as the request does (network failure, abort, a body
@@ -52,13 +54,17 @@ export interface Cancellation {
   onAbort(fn: (() => void) | null): void;
 }
 
-/** Sends a POST of `body`'s pieces in order; resolves once the answer's status and headers are in, rejects on network failure or abort. */
+/**
+ * Sends a POST (or `method`: the sticky-session `DELETE`) of `body`'s pieces in order; resolves
+ * once the answer's status and headers are in, rejects on network failure or abort.
+ */
 export type Post = (
   url: string,
   headers: Readonly<Record<string, string>>,
   body: readonly Uint8Array[],
   cancel: Cancellation,
   maxBytes: number | null,
+  method?: "POST" | "DELETE",
 ) => Promise<PostAnswer>;
 
 /** The error a given-up request fails with, as `fetch` names it. */
@@ -113,15 +119,17 @@ export function tooLarge(total: number, max: number): RpcError {
 
 /** A `Post` over a `fetch` implementation (headers go as a `Headers`, as they always did). */
 export function fetchPost(fetchImpl: typeof fetch): Post {
-  return async (url, headers, body, cancel, maxBytes) => {
+  return async (url, headers, body, cancel, maxBytes, method = "POST") => {
     const controller = new AbortController();
     if (cancel.aborted) controller.abort(abortError(cancel));
     else cancel.onAbort(() => controller.abort(abortError(cancel)));
     const signal = controller.signal;
     const res = await fetchImpl(url, {
-      method: "POST",
+      method,
       headers: new Headers(headers),
-      body: (body.length === 1 ? body[0]! : concatBytes(body)) as Uint8Array<ArrayBuffer>,
+      ...(body.length === 0
+        ? {}
+        : { body: (body.length === 1 ? body[0]! : concatBytes(body)) as Uint8Array<ArrayBuffer> }),
       signal,
     });
     const declared = declaredLength(res.headers.get("content-length"), res.headers.get("content-encoding"));
@@ -153,6 +161,13 @@ export function fetchPost(fetchImpl: typeof fetch): Post {
     return {
       status: res.status,
       header: (name) => res.headers.get(name),
+      headerNames: () => {
+        const names: string[] = [];
+        res.headers.forEach((_value, name) => {
+          names.push(name);
+        });
+        return names;
+      },
       body: { next },
       failure: () => failed,
       head: () => head.bytes,
@@ -193,7 +208,7 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
   const mods = nodeModules();
   if (mods === null) return null;
   const agents: { http?: Http.Agent; https?: Https.Agent } = {};
-  const post: Post = (url, headers, body, cancel, maxBytes) =>
+  const post: Post = (url, headers, body, cancel, maxBytes, method = "POST") =>
     new Promise<PostAnswer>((resolve, reject) => {
       // Cancellation (client close, timeout) is handled here, so the failure is the same AbortError
       // whether it lands before the response (a rejection) or during its body (the body fails).
@@ -221,7 +236,7 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
       const request = (secure ? mods.https : mods.http).request;
       const req = request({
         ...target(url),
-        method: "POST",
+        method,
         agent,
         headers: { ...headers, "content-length": String(totalBytes(body)) },
       });
@@ -273,6 +288,7 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
             const v = raw[name.toLowerCase()];
             return v === undefined ? null : Array.isArray(v) ? v.join(", ") : v;
           },
+          headerNames: () => Object.keys(raw),
           body: q[Symbol.asyncIterator](),
           failure: () => failed,
           head: () => head.bytes,

@@ -108,6 +108,11 @@ export function allowReply(methods: string): Reply {
   return { status: 200, headers: [["Allow", methods]], body: [], contentType: "" };
 }
 
+/** No body under `status` (200, 204). */
+export function emptyReply(status: number): Reply {
+  return { status, headers: [], body: [], contentType: "" };
+}
+
 /** 405 with the methods the route takes. */
 export function methodNotAllowedReply(methods: string): Reply {
   const reply = jsonReply(405, { title: "405 Method Not Allowed" });

@@ -5,11 +5,14 @@
  *   POST {prefix}/{protocol}/{method}/init       open a stream (a producer's first turn runs here)
  *   POST {prefix}/{protocol}/{method}/exchange   one more turn of a stream, or its cancel
  *   POST {prefix}/{__reserved__}                 server-level reserved methods
+ *   DELETE {prefix}/__session__                  close a sticky session (when the handler keeps them)
  *   GET | HEAD | OPTIONS {prefix}/health         health and capability discovery (no auth)
  *
  * Pure: no server, no I/O. Whether a protocol is hosted, whether a method exists and whether its
  * kind fits the route are the core's questions, asked later.
  */
+
+import { SESSION_ENDPOINT } from "./headers.js";
 
 /** What a request line asks for. */
 export type Route =
@@ -25,7 +28,12 @@ export type Route =
   | { readonly kind: "method-not-allowed"; readonly allow: string; readonly ifHosted?: string }
   | { readonly kind: "unary" | "init" | "exchange"; readonly protocol: string; readonly method: string }
   /** A server-level method, `POST {prefix}/__name__`. */
-  | { readonly kind: "reserved"; readonly method: string };
+  | { readonly kind: "reserved"; readonly method: string }
+  /**
+   * Any request method on `{prefix}/__session__`: `DELETE` closes a sticky session on a handler
+   * that keeps them; elsewhere the path is an ordinary reserved-method route.
+   */
+  | { readonly kind: "session"; readonly httpMethod: string };
 
 /** The route kinds that run a call. */
 export type CallRoute = Extract<Route, { readonly protocol: string } | { readonly kind: "reserved" }>;
@@ -51,6 +59,7 @@ export function parseRoute(method: string, path: string, prefix: string): Route 
     if (method === "HEAD") return HEALTH_HEAD;
     return method === "OPTIONS" ? HEALTH_OPTIONS : HEALTH_NOT_ALLOWED;
   }
+  if (segments.length === 1 && segments[0] === SESSION_ENDPOINT) return { kind: "session", httpMethod: method };
   let kind: CallRoute["kind"];
   let protocol = "";
   let name: string;

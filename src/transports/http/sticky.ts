@@ -1,0 +1,555 @@
+/**
+ * Sticky sessions, as the reference defines them (`http/server/_sticky.py`,
+ * `docs/sticky-sessions-spec.md`): state that cannot travel in a token (a cursor, a loaded model,
+ * an open file) kept in this instance's memory and found again by a sealed `VGI-Session` token.
+ *
+ * - A method opens one with `ctx.openSession(state)` when its client sent `VGI-Session-Accept:
+ *   true`; the answer carries `VGI-Session: <token>` (and `VGI-Echo-<name>` routing hints).
+ * - Requests carrying the token get the state back as `ctx.session`; those of one session run one
+ *   at a time (each waits for the previous to answer), different sessions in parallel.
+ * - A token that does not resolve here — forged, another caller's, minted by another instance,
+ *   expired, closed, evicted — is answered `session_lost` (200, `X-VGI-RPC-Error`, an error
+ *   stream), before the request's body is read.
+ * - A session ends at `ctx.closeSession()` (the answer says `VGI-Session-Close: true`), at
+ *   `DELETE {prefix}/__session__`, when its lifetime or idle timeout passes, or at shutdown; its
+ *   state's `close()`, if it has one, runs then (after the call using it, if one is running).
+ *
+ * Off by default (`HttpServerOptions.sticky`). The registry is bounded (`maxSessions`, and
+ * `maxWaitingPerSession` requests queued on one session); a timer sweeps expired sessions while
+ * any are open.
+ */
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import { frameworkError, type RpcError, RuntimeError } from "../../errors.js";
+import type { AuthContext, SessionOptions } from "../../protocol/context.js";
+import type { SessionAction, SessionSink } from "../../server/dispatch.js";
+import {
+  ECHO_HEADER_PREFIX,
+  SESSION_ACCEPT_HEADER,
+  SESSION_CLOSE_HEADER,
+  SESSION_HEADER,
+  STICKY_DEFAULT_TTL_HEADER,
+  STICKY_ECHO_HEADERS_HEADER,
+  STICKY_ENABLED_HEADER,
+} from "./headers.js";
+import { openSessionToken, SESSION_ID_BYTES, sealSessionToken, sessionAad, sessionLost } from "./session-token.js";
+
+/** Default `StickyOptions.defaultTtlSeconds` (the reference's `sticky_default_ttl`). */
+export const DEFAULT_STICKY_TTL_SECONDS = 300;
+/** Default `StickyOptions.maxTtlSeconds`: one day. */
+export const DEFAULT_STICKY_MAX_TTL_SECONDS = 86_400;
+/** Default `StickyOptions.maxSessions`. */
+export const DEFAULT_MAX_STICKY_SESSIONS = 10_000;
+/** Default `StickyOptions.maxWaitingPerSession`. */
+export const DEFAULT_MAX_WAITING_PER_SESSION = 64;
+/** Default `StickyOptions.sweepIntervalMs` (the reference's reaper ticks every second). */
+export const DEFAULT_STICKY_SWEEP_MS = 1_000;
+
+/** `HttpServerOptions.sticky` when given as an object. */
+export interface StickyOptions {
+  /**
+   * Lifetime of a session opened without `ttlSeconds`, in whole seconds (at least 1), advertised
+   * as `VGI-Sticky-Default-TTL`. Lifetimes count from the open; use does not extend them. Default: 300.
+   */
+  readonly defaultTtlSeconds?: number;
+  /** Longest lifetime `openSession` may ask for, in seconds; more throws `RangeError`. Default: 86 400. */
+  readonly maxTtlSeconds?: number;
+  /**
+   * Closes a session no request has used for this long, in seconds, before its lifetime ends
+   * (null: only its lifetime ends it, as in the reference). Default: null.
+   */
+  readonly idleTimeoutSeconds?: number | null;
+  /** Most sessions open at once; opening another fails with `session_limit`. Default: 10 000. */
+  readonly maxSessions?: number;
+  /**
+   * Most requests that may wait for one session while another of its calls runs; more are
+   * answered `session_limit`. Default: 64.
+   */
+  readonly maxWaitingPerSession?: number;
+  /**
+   * Headers the client echoes on every later request of a session, for routing by the load
+   * balancer (e.g. Fly's `fly-force-instance-id: <machine>`): sent as `VGI-Echo-<name>: <value>`
+   * on the answer that opens a session and listed in `VGI-Sticky-Echo-Headers`. Default: none.
+   */
+  readonly echoHeaders?: Readonly<Record<string, string>>;
+  /** How often expired and idle sessions are swept while any are open, in ms. Default: 1000. */
+  readonly sweepIntervalMs?: number;
+}
+
+/** `StickyOptions` checked, in milliseconds. */
+export interface StickyConfig {
+  readonly defaultTtlSeconds: number;
+  readonly maxTtlSeconds: number;
+  readonly idleMs: number | null;
+  readonly maxSessions: number;
+  readonly maxWaiting: number;
+  readonly echo: readonly (readonly [string, string])[];
+  readonly sweepMs: number;
+  /** The capability headers sticky sessions add to every answer. */
+  readonly capabilityHeaders: readonly (readonly [string, string])[];
+  /** The headers a browser client must be able to read (CORS `Access-Control-Expose-Headers`). */
+  readonly exposed: readonly string[];
+}
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+function positive(name: string, value: number, integer: boolean): number {
+  if (
+    typeof value !== "number" ||
+    !(value > 0) ||
+    !Number.isFinite(value) ||
+    (integer && !Number.isSafeInteger(value))
+  ) {
+    throw new RangeError(`sticky.${name} must be a positive ${integer ? "integer" : "number"}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Checks `options` (`true`: every default) and derives the configuration; throws on an unusable value. */
+export function stickyConfig(options: StickyOptions | true): StickyConfig {
+  const o: StickyOptions = options === true ? {} : options;
+  const defaultTtl = positive("defaultTtlSeconds", o.defaultTtlSeconds ?? DEFAULT_STICKY_TTL_SECONDS, true);
+  const maxTtl = positive("maxTtlSeconds", o.maxTtlSeconds ?? DEFAULT_STICKY_MAX_TTL_SECONDS, false);
+  if (defaultTtl > maxTtl)
+    throw new RangeError(`sticky.defaultTtlSeconds (${defaultTtl}) exceeds maxTtlSeconds (${maxTtl})`);
+  const idle = o.idleTimeoutSeconds ?? null;
+  const echo: [string, string][] = [];
+  for (const [name, value] of Object.entries(o.echoHeaders ?? {})) {
+    if (!HEADER_NAME.test(name) || typeof value !== "string" || !HEADER_VALUE.test(value)) {
+      throw new TypeError(`sticky.echoHeaders: ${JSON.stringify(name)} is not a header name with a header value`);
+    }
+    echo.push([name, value]);
+  }
+  const caps: [string, string][] = [
+    [STICKY_ENABLED_HEADER, "true"],
+    [STICKY_DEFAULT_TTL_HEADER, String(defaultTtl)],
+  ];
+  const exposed = [STICKY_ENABLED_HEADER, STICKY_DEFAULT_TTL_HEADER, SESSION_HEADER, SESSION_CLOSE_HEADER];
+  if (echo.length > 0) {
+    caps.push([STICKY_ECHO_HEADERS_HEADER, echo.map(([n]) => n).join(", ")]);
+    exposed.push(STICKY_ECHO_HEADERS_HEADER, ...echo.map(([n]) => `${ECHO_HEADER_PREFIX}${n}`));
+  }
+  return {
+    defaultTtlSeconds: defaultTtl,
+    maxTtlSeconds: maxTtl,
+    idleMs: idle === null ? null : positive("idleTimeoutSeconds", idle, false) * 1000,
+    maxSessions: positive("maxSessions", o.maxSessions ?? DEFAULT_MAX_STICKY_SESSIONS, true),
+    maxWaiting:
+      o.maxWaitingPerSession === 0
+        ? 0
+        : positive("maxWaitingPerSession", o.maxWaitingPerSession ?? DEFAULT_MAX_WAITING_PER_SESSION, true),
+    echo,
+    sweepMs: positive("sweepIntervalMs", o.sweepIntervalMs ?? DEFAULT_STICKY_SWEEP_MS, true),
+    capabilityHeaders: caps,
+    exposed,
+  };
+}
+
+/** One session's turn-taking: its calls run one at a time, in arrival order. */
+class SessionLock {
+  held = false;
+  private readonly waiters: (() => void)[] = [];
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  /** Takes the lock now if it is free. */
+  tryAcquire(): boolean {
+    if (this.held) return false;
+    this.held = true;
+    return true;
+  }
+
+  /** Waits for the lock (it passes to waiters in order). */
+  acquire(): Promise<void> {
+    if (this.tryAcquire()) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiters.shift();
+    if (next !== undefined) next();
+    else this.held = false;
+  }
+}
+
+/** A live session. */
+class Entry {
+  readonly lock = new SessionLock();
+  /** Removed from the registry (closed, expired, evicted); a request waiting for it gets `session_lost`. */
+  removed = false;
+  /** The state's `close()` has been called (or it has none). */
+  stateClosed = false;
+  lastUsed: number;
+
+  constructor(
+    readonly id: Uint8Array,
+    readonly idHex: string,
+    readonly state: unknown,
+    /** Epoch ms after which the session is gone. */
+    readonly expiresAt: number,
+    readonly principalKey: string,
+    now: number,
+  ) {
+    this.lastUsed = now;
+  }
+}
+
+/** The operator's handle on a handler's sticky sessions (`HttpHandler.sessions`). */
+export interface StickySessions {
+  /** Sessions open now. */
+  readonly size: number;
+  /** True while new sessions are refused (`setDraining`). */
+  readonly draining: boolean;
+  /**
+   * Refuses new sessions (`openSession` throws `server_draining`) while `draining` is true;
+   * sessions already open keep serving until they end. For rotating an instance out: drain, wait,
+   * then close it.
+   */
+  setDraining(draining: boolean): void;
+  /** Closes every session now (each state's `close()` runs and is awaited) and forgets them. */
+  closeAll(): Promise<void>;
+}
+
+/**
+ * The caller a session belongs to, as the reference keys its registry (the AAD already binds the
+ * token to its caller; this is the second check behind it).
+ */
+function principalKey(auth: AuthContext): string {
+  const claim = auth.claims.peer_evidence_binding;
+  const binding = typeof claim === "string" && claim !== "" ? `\u0000${claim}` : "";
+  if (!auth.authenticated) return `\u0000anonymous${binding}`;
+  return `${auth.domain}\u0000${auth.principal}${binding}`;
+}
+
+/** One handler's sessions: the registry, its sweeper, and the token key and server id it seals with. */
+export class SessionRegistry implements StickySessions {
+  private readonly entries = new Map<string, Entry>();
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private drainingFlag = false;
+  /** `close()` calls not yet settled, awaited by `closeAll`. */
+  private readonly closing = new Set<Promise<unknown>>();
+
+  constructor(
+    readonly config: StickyConfig,
+    private readonly key: Uint8Array,
+    private readonly serverId: string,
+    private readonly logger: Logger,
+    /** The clock, in epoch ms (tests move it). */
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get draining(): boolean {
+    return this.drainingFlag;
+  }
+
+  setDraining(draining: boolean): void {
+    this.drainingFlag = draining;
+  }
+
+  /** Runs a state's `close()` once, if it has one; a throw or rejection is logged, never raised. */
+  closeState(entry: Entry): void {
+    if (entry.stateClosed) return;
+    entry.stateClosed = true;
+    const state = entry.state as { close?: unknown } | null;
+    const close = state !== null && typeof state === "object" ? state.close : undefined;
+    if (typeof close !== "function") return;
+    const failed = (err: unknown) =>
+      this.logger.error({ err, session_id: entry.idHex }, "a sticky session's close() failed");
+    try {
+      const result: unknown = close.call(state);
+      if (result instanceof Promise) {
+        const settled = result.then(undefined, failed).finally(() => this.closing.delete(settled));
+        this.closing.add(settled);
+      }
+    } catch (err) {
+      failed(err);
+    }
+  }
+
+  /** Removes `entry`; its state closes now, or when the call holding it answers. */
+  retire(entry: Entry): void {
+    if (!entry.removed) {
+      entry.removed = true;
+      this.entries.delete(entry.idHex);
+      if (this.entries.size === 0) this.stopSweeper();
+    }
+    if (!entry.lock.held) this.closeState(entry);
+  }
+
+  /** True when `entry` has outlived its lifetime or idle timeout (`busy`: a call holds it). */
+  private stale(entry: Entry, now: number, busy: boolean): boolean {
+    if (entry.expiresAt < now) return true;
+    const idle = this.config.idleMs;
+    return idle !== null && !busy && now - entry.lastUsed > idle;
+  }
+
+  /** Retires every expired or idle session; returns how many. */
+  sweep(): number {
+    const now = this.now();
+    let n = 0;
+    for (const entry of [...this.entries.values()]) {
+      if (this.stale(entry, now, entry.lock.held)) {
+        this.retire(entry);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  private startSweeper(): void {
+    if (this.timer !== null) return;
+    this.timer = setInterval(() => this.sweep(), this.config.sweepMs);
+    this.timer.unref();
+  }
+
+  private stopSweeper(): void {
+    if (this.timer === null) return;
+    clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /**
+   * Registers `state` for the caller `auth`, held (locked) by the opening request; returns the
+   * entry and its sealed token. Throws `server_draining`, `session_limit`, or `RangeError`.
+   */
+  open(state: unknown, options: SessionOptions, auth: AuthContext): { entry: Entry; token: string } {
+    if (this.drainingFlag) {
+      throw frameworkError("server_draining", "server is draining — new sessions are rejected", {
+        details: [{ "@type": "vgi_rpc.RetryInfo", retry_delay_seconds: 1 }],
+      });
+    }
+    const ttl = options.ttlSeconds ?? this.config.defaultTtlSeconds;
+    if (typeof ttl !== "number" || !(ttl > 0) || ttl > this.config.maxTtlSeconds) {
+      throw new RangeError(`ttlSeconds must be in (0, ${this.config.maxTtlSeconds}], got ${String(ttl)}`);
+    }
+    if (this.entries.size >= this.config.maxSessions) {
+      this.sweep();
+      if (this.entries.size >= this.config.maxSessions) {
+        throw frameworkError(
+          "session_limit",
+          `this server keeps at most ${this.config.maxSessions} sticky sessions, and that many are open`,
+        );
+      }
+    }
+    const now = this.now();
+    const id = new Uint8Array(randomBytes(SESSION_ID_BYTES));
+    const idHex = Buffer.from(id).toString("hex");
+    const entry = new Entry(id, idHex, state, now + ttl * 1000, principalKey(auth), now);
+    entry.lock.tryAcquire();
+    this.entries.set(idHex, entry);
+    this.startSweeper();
+    const token = sealSessionToken(
+      { serverId: this.serverId, sessionId: id, expiresAt: Math.floor(entry.expiresAt / 1000) },
+      this.key,
+      sessionAad(auth),
+    );
+    return { entry, token };
+  }
+
+  /**
+   * The live session `token` names for `auth`, or the `session_lost` error saying why not (the
+   * reference's messages). An expired entry found here is retired.
+   */
+  lookup(token: string, auth: AuthContext): Entry | RpcError {
+    let fields: ReturnType<typeof openSessionToken>;
+    try {
+      fields = openSessionToken(token.trim(), this.key, sessionAad(auth));
+    } catch (err) {
+      return err as RpcError;
+    }
+    if (fields.serverId !== this.serverId) {
+      return sessionLost("session token was issued by a different worker (server_id mismatch)");
+    }
+    const entry = this.entries.get(Buffer.from(fields.sessionId).toString("hex"));
+    const lost = () => sessionLost("session not found, expired, or principal mismatch");
+    if (entry === undefined) return lost();
+    if (this.stale(entry, this.now(), entry.lock.held)) {
+      this.retire(entry);
+      return lost();
+    }
+    if (entry.principalKey !== principalKey(auth)) return lost();
+    return entry;
+  }
+
+  /** Waits for `entry`'s turn; returns false (not holding it) when the session ended meanwhile. */
+  async take(entry: Entry): Promise<boolean> {
+    if (!entry.lock.tryAcquire()) {
+      if (entry.lock.waiting >= this.config.maxWaiting) {
+        throw frameworkError(
+          "session_limit",
+          `${entry.lock.waiting} requests already wait for this sticky session (maxWaitingPerSession)`,
+        );
+      }
+      await entry.lock.acquire();
+    }
+    const now = this.now();
+    if (!entry.removed && this.stale(entry, now, false)) this.retire(entry);
+    if (entry.removed) {
+      this.give(entry);
+      return false;
+    }
+    entry.lastUsed = now;
+    return true;
+  }
+
+  /** Hands `entry` on to its next request; a session retired meanwhile closes its state now. */
+  give(entry: Entry): void {
+    entry.lastUsed = this.now();
+    entry.lock.release();
+    if (entry.removed && !entry.lock.held) this.closeState(entry);
+  }
+
+  async closeAll(): Promise<void> {
+    this.stopSweeper();
+    const all = [...this.entries.values()];
+    this.entries.clear();
+    for (const entry of all) {
+      entry.removed = true;
+      this.closeState(entry);
+    }
+    await Promise.allSettled([...this.closing]);
+  }
+}
+
+/** How a request's session ended up, for its answer's headers. */
+export class RequestSession implements SessionSink {
+  action: SessionAction = "none";
+  touchedId = "";
+  /** The bound session (resumed, or opened by this request); null once closed. */
+  private entry: Entry | null;
+  /** The session whose turn this request holds. */
+  private held: Entry | null = null;
+  /** The token of a session this request opened. */
+  private minted: string | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly registry: SessionRegistry,
+    private readonly auth: AuthContext,
+    /** The client sent `VGI-Session-Accept: true`. */
+    private readonly accepts: boolean,
+    resumed: Entry | null,
+  ) {
+    this.entry = resumed;
+    if (resumed !== null) {
+      this.action = "resume";
+      this.touchedId = resumed.idHex;
+    }
+  }
+
+  get state(): unknown {
+    return this.entry === null ? null : this.entry.state;
+  }
+
+  get id(): string | null {
+    return this.entry === null ? null : this.entry.idHex;
+  }
+
+  open(state: unknown, options: SessionOptions): void {
+    if (!this.accepts) {
+      // The reference's messages, word for word (quiver's client: `withSession()`).
+      throw new RuntimeError(
+        `client did not opt in to sticky sessions (missing ${SESSION_ACCEPT_HEADER}: true header — open the call inside an HttpConnection.with_session_token() block)`,
+      );
+    }
+    if (this.entry !== null) {
+      throw new RuntimeError("a sticky session is already active for this request");
+    }
+    const { entry, token } = this.registry.open(state, options, this.auth);
+    this.entry = entry;
+    this.held = entry;
+    this.minted = token;
+    this.action = "open";
+    this.touchedId = entry.idHex;
+  }
+
+  close(): void {
+    const entry = this.entry;
+    if (entry !== null) {
+      this.entry = null;
+      this.registry.retire(entry);
+      // The handler that closes its session is done with the state: it closes now, and requests
+      // waiting for the session go on (to `session_lost`).
+      this.registry.closeState(entry);
+      if (this.held === entry) {
+        this.held = null;
+        this.registry.give(entry);
+      }
+    }
+    this.closed = true;
+    this.action = "close";
+  }
+
+  /** Waits for the resumed session's turn; false when it ended while this request waited. */
+  async begin(): Promise<boolean> {
+    const entry = this.entry;
+    if (entry === null) return true;
+    if (!(await this.registry.take(entry))) return false;
+    this.held = entry;
+    return true;
+  }
+
+  /** Gives up the session's turn and adds the session headers to the answer. */
+  end(headers: (readonly [string, string])[]): void {
+    const held = this.held;
+    this.held = null;
+    if (held !== null) this.registry.give(held);
+    if (this.minted !== null) {
+      headers.push([SESSION_HEADER, this.minted]);
+      for (const [name, value] of this.registry.config.echo) headers.push([`${ECHO_HEADER_PREFIX}${name}`, value]);
+    }
+    if (this.closed) headers.push([SESSION_CLOSE_HEADER, "true"]);
+  }
+}
+
+/**
+ * The session a request presents (`VGI-Session`), or the `session_lost` error; a request without
+ * one gets a `RequestSession` bound to nothing (its method may open one).
+ */
+export function requestSession(
+  registry: SessionRegistry,
+  headers: { get(name: string): string | null },
+  auth: AuthContext,
+): RequestSession | RpcError {
+  const accepts = (headers.get(SESSION_ACCEPT_HEADER) ?? "").trim().toLowerCase() === "true";
+  const token = headers.get(SESSION_HEADER);
+  if (!token) return new RequestSession(registry, auth, accepts, null);
+  const entry = registry.lookup(token, auth);
+  if (!(entry instanceof Entry)) return entry;
+  return new RequestSession(registry, auth, accepts, entry);
+}
+
+/**
+ * `DELETE {prefix}/__session__`: closes the session the request's token names, after the call
+ * using it (if any) answers. True when one was closed (204); false for anything else — no token,
+ * a token that does not open, another instance's or caller's, no such session — answered 200 so
+ * that a stolen token cannot probe whether a session exists.
+ */
+export async function deleteSession(
+  registry: SessionRegistry,
+  headers: { get(name: string): string | null },
+  auth: AuthContext,
+): Promise<boolean> {
+  const token = headers.get(SESSION_HEADER);
+  if (!token) return false;
+  const entry = registry.lookup(token, auth);
+  if (!(entry instanceof Entry)) return false;
+  let mine: boolean;
+  try {
+    mine = await registry.take(entry);
+  } catch {
+    return false; // too many waiting: its lifetime will end it
+  }
+  if (!mine) return false;
+  registry.retire(entry);
+  registry.closeState(entry);
+  registry.give(entry);
+  return true;
+}
