@@ -61,9 +61,9 @@ import { createSecondaryImplementation, SecondaryProtocol } from "../conformance
 import { ConformanceService, createConformanceImplementation } from "../conformance/service.js";
 import { loopbackOnly } from "../external/fetch.js";
 import { FakeStorage } from "../external/storage.js";
+import { ANONYMOUS } from "../protocol/context.js";
 import { defineProtocol, unary } from "../protocol/methods.js";
 import { t } from "../protocol/types.js";
-import { ANONYMOUS } from "../protocol/context.js";
 import { createAccessLog } from "../server/access-log.js";
 import { bind, createServer } from "../server/server.js";
 import { createHttpHandler, type HttpListener, listenHttp } from "../transports/http/server.js";

@@ -6,54 +6,50 @@
  */
 import { crossSiteError, crossSiteVerdict } from "../../auth/cross-site.js";
 import { frameworkError, RpcError } from "../../errors.js";
-import type { AuthContext } from "../../protocol/context.js";
 import { ABORT_FLUSH_MS, type CloseOptions, graceOf, settledWithin, shutdownError } from "../../server/connections.js";
-import type { ResolvedMethod, RpcServer, ServerCore } from "../../server/types.js";
+import type { RpcServer, ServerCore } from "../../server/types.js";
 import { EMPTY_SCHEMA } from "../../wire/batches.js";
-import { concatBytes, encodeStream } from "../../wire/ipc.js";
+import { encodeStream } from "../../wire/ipc.js";
 import { TRANSPORT_OPTIONS_METHOD } from "../../wire/keys.js";
 import { errorBatch } from "../../wire/messages.js";
 import { authenticateRequest } from "./authenticate.js";
 import { contentTypeRefusal, readRequestBody } from "./body.js";
 import { responseBudget } from "./budget.js";
+import { callEnv, resolveMethod } from "./call-env.js";
 import { type CallEnv, HttpCalls, newRequestId, type RunCall } from "./calls.js";
 import { pickResponseEncoding } from "./compression.js";
 import { type HttpConfig, type HttpServerOptions, resolveConfig } from "./config.js";
-import { HeaderCookieJar, parseCookieHeader } from "./cookies.js";
+import { HeaderCookieJar } from "./cookies.js";
 import { addCorsHeaders } from "./cors.js";
+import { challengeWith, pageOf, servePage, withProxyHint } from "./decorate.js";
 import {
   ACCEPT_MAX_RESPONSE_BYTES_HEADER,
-  AUTH_PROXY_REQUIRED_HEADER,
   REQUEST_ID_HEADER,
   SESSION_CLOSE_HEADER,
   SESSION_ENDPOINT,
 } from "./headers.js";
 import {
   allowReply,
-  answer,
   answerReply,
   emptyReply,
   errorStreamReply,
   healthReply,
-  htmlReply,
   internalErrorReply,
   methodNotAllowedReply,
   notFoundReply,
   oauthMetadataReply,
-  ok,
   type Reply,
-  type Result,
 } from "./replies.js";
 import { typeError } from "./requests.js";
 import { respond } from "./respond.js";
 import { type CallRoute, parseRoute } from "./routes.js";
 import { sessionLost } from "./session-token.js";
-import { deleteSession, type RequestSession, requestSession, SessionRegistry, type StickySessions } from "./sticky.js";
+import { SessionRegistry, type StickySessions } from "./sticky.js";
+import { deleteSession, type RequestSession, requestSession } from "./sticky-request.js";
 import { serveExchange, serveInit } from "./streams.js";
 import { serveUnary } from "./unary.js";
 import type { UniversalRequest, UniversalResponse } from "./universal.js";
 import { serveUploadUrls, UPLOAD_URL_METHOD } from "./upload-urls.js";
-
 /** The transport for one `RpcServer`, independent of any HTTP server. */
 export interface HttpCore {
   readonly config: HttpConfig;
@@ -142,42 +138,6 @@ interface CallState {
   readonly closing: boolean;
 }
 
-/** The HTML page a `GET`/`HEAD` asks for (`HttpServerOptions.pages`), or null. */
-function pageOf(config: HttpConfig, req: UniversalRequest): Uint8Array | null {
-  const pages = config.pages;
-  if (pages === null || (req.method !== "GET" && req.method !== "HEAD")) return null;
-  const p = config.prefix;
-  if (req.path === p || req.path === `${p}/`) return pages.landing;
-  return req.path === `${p}/describe` ? pages.describe : null;
-}
-
-/** A page, once its caller is authenticated (as for any route but `/health`). */
-async function servePage(config: HttpConfig, req: UniversalRequest, html: Uint8Array): Promise<Reply> {
-  const auth = await authenticateRequest(req, config.authenticate, config.server);
-  return auth.ok ? htmlReply(html) : auth.reply;
-}
-
-/** A 401 with the proxy note: `VGI-Auth-Proxy-Required: true`, and `proxy_hint` in its JSON body. */
-function withProxyHint(reply: Reply, hint: string): Reply {
-  let body = reply.body;
-  if (reply.contentType === "application/json") {
-    try {
-      const value = JSON.parse(new TextDecoder().decode(concatBytes(reply.body))) as Record<string, unknown>;
-      body = [new TextEncoder().encode(JSON.stringify({ ...value, proxy_hint: hint }))];
-    } catch {
-      // Not the JSON envelope: the header alone says it.
-    }
-  }
-  return { ...reply, headers: [...reply.headers, [AUTH_PROXY_REQUIRED_HEADER, "true"]], body };
-}
-
-/** `reply`'s `WWW-Authenticate` set to `challenge` (OAuth discovery's). */
-function challengeWith(reply: Reply, challenge: string): void {
-  const at = reply.headers.findIndex(([k]) => k.toLowerCase() === "www-authenticate");
-  if (at >= 0) reply.headers.splice(at, 1);
-  reply.headers.push(["WWW-Authenticate", challenge]);
-}
-
 function route(config: HttpConfig, state: CallState, req: UniversalRequest, requestId: string): Reply | Promise<Reply> {
   if (config.oauth !== null && req.path === config.oauth.path) return oauthMetadataReply(req.method, config.oauth.body);
   const html = pageOf(config, req);
@@ -199,66 +159,6 @@ function route(config: HttpConfig, state: CallState, req: UniversalRequest, requ
       return sessionRoute(config, state, req, route.httpMethod, requestId);
     default:
       return call(config, state, req, route, requestId);
-  }
-}
-
-/** The facts of the request a call's context carries (`ctx.transportMetadata`, cookies, trace context). */
-function callEnv(
-  server: ServerCore,
-  req: UniversalRequest,
-  auth: AuthContext,
-  externalCap: number | null,
-  cookieJar: HeaderCookieJar | null,
-  csrfVerified: boolean,
-  session: RequestSession | null,
-): CallEnv {
-  const transportMetadata: Record<string, string> = {};
-  if (req.remoteAddr) transportMetadata.remote_addr = req.remoteAddr;
-  const ua = req.headers.get("user-agent");
-  if (ua) transportMetadata.user_agent = ua;
-  const traceContext: Record<string, string> = {};
-  for (const h of ["traceparent", "tracestate"]) {
-    const v = req.headers.get(h);
-    if (v) traceContext[h] = v;
-  }
-  const idempotencyKey = req.headers.get("idempotency-key") ?? undefined;
-  return {
-    server,
-    transport: "http",
-    transportMetadata,
-    auth,
-    ...(csrfVerified ? {} : { csrfVerified }),
-    http: {
-      cookies: parseCookieHeader(req.headers.get("cookie")),
-      traceContext,
-      ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
-      ...(cookieJar !== null ? { cookieJar } : {}),
-      ...(session !== null ? { session } : {}),
-      // One budget per request: a unary call, a stream's init, or one exchange turn.
-      ...(externalCap !== null && server.external !== null ? { externalBudget: { limit: externalCap, used: 0 } } : {}),
-    },
-  };
-}
-
-/** The method a route names; 404 when no hosted protocol has it. */
-function resolveMethod(server: ServerCore, protocol: string, method: string): Result<ResolvedMethod> {
-  if (protocol.includes("%")) {
-    return answer(
-      errorStreamReply(
-        server,
-        404,
-        frameworkError(
-          "protocol_not_specified",
-          `Protocol path segment '${protocol}' contains a percent sign. The protocol charset never requires encoding, so this is rejected rather than decoded.`,
-        ),
-      ),
-    );
-  }
-  // Routing errors (bad name, unhosted protocol, no such method) are the dispatch core's, as 404s.
-  try {
-    return ok(server.resolve(protocol, method));
-  } catch (err) {
-    return answer(errorStreamReply(server, 404, RpcError.from(err)));
   }
 }
 

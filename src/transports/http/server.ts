@@ -2,9 +2,14 @@
  * The HTTP transport, server side: where its parts live.
  *
  *   routes.ts        the pure route parser
+ *   config.ts        the options, checked once per handler (cors.ts, oauth.ts, pages.ts,
+ *                    sticky-config.ts)
  *   core.ts          one UniversalRequest in, one UniversalResponse out, in small steps:
  *                    authenticate.ts, body.ts (reading, decoding), budget.ts, requests.ts,
- *                    unary.ts, streams.ts (with tokens.ts), replies.ts, respond.ts
+ *                    call-env.ts, unary.ts, streams.ts (with tokens.ts), replies.ts,
+ *                    decorate.ts (pages, 401 notes), cors.ts, respond.ts
+ *   sticky.ts        sticky sessions' registry (sticky-request.ts: a request's session;
+ *                    session-token.ts: the sealed tokens)
  *   calls.ts         the one seam onto the dispatch core
  *   node-adapter.ts  node:http (with backpressure.ts), fetch-adapter.ts  fetch-style
  *   handler.ts       createHttpHandler, listen.ts  listenHttp
