@@ -4,7 +4,7 @@
  * `x-forwarded-client-cert`, and a chain that tries several in order. Each names the security
  * scheme it produced in `AuthContext.scheme`, which methods' `security` requirements refer to.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual, X509Certificate } from "node:crypto";
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -15,6 +15,7 @@ import {
   jwtVerify,
 } from "jose";
 import type { AuthContext } from "../protocol/context.js";
+import { declareProxyHeaders, proxyHeadersOf } from "./proxy-proof.js";
 import {
   AuthConfigError,
   type Authenticator,
@@ -401,25 +402,72 @@ function certClaims(cert: PeerCertificate): Record<string, unknown> {
   return { fingerprint256: cert.fingerprint256, subject: cert.subject, subjectAltName: cert.subjectAltName };
 }
 
+/** Where `mtlsAuthenticate` finds the client certificate: the TLS connection, or a proxy's header. */
+export interface MtlsCertificateSource {
+  /**
+   * Read the certificate a trusted TLS-terminating proxy forwards in this header, URL-encoded PEM
+   * (nginx: `proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;`), instead of the
+   * connection's. The proxy must verify the certificate and strip the header from what clients
+   * send: whoever can set it can be anyone. A request without it is refused `proxy_required`
+   * (the proxy did not add it), and 401s carry the proxy note. Default: the TLS connection.
+   */
+  readonly header?: string;
+  /** With `header`: refuse a certificate outside its validity period (`expired_credential`). Default: false. */
+  readonly checkExpiry?: boolean;
+}
+
 /** Options of `mtlsAuthenticate`: exactly one of `fingerprints` or `subject`. */
-export type MtlsAuthenticateOptions =
-  | {
-      /** Allowed certificates by SHA-256 fingerprint (hex, colons and case ignored) → principal. */
-      readonly fingerprints: ReadonlyMap<string, string> | Readonly<Record<string, string>>;
-      readonly domain?: string;
-    }
-  | {
-      /**
-       * Accept any certificate the TLS layer verified and take the principal from its subject:
-       * the CN by default, or whatever `principal(cert)` returns (throw to refuse). `allowed`
-       * restricts the accepted principals.
-       */
-      readonly subject: {
-        readonly allowed?: readonly string[];
-        readonly principal?: (cert: PeerCertificate) => string;
-      };
-      readonly domain?: string;
-    };
+export type MtlsAuthenticateOptions = MtlsCertificateSource &
+  (
+    | {
+        /** Allowed certificates by SHA-256 fingerprint (hex, colons and case ignored) → principal. */
+        readonly fingerprints: ReadonlyMap<string, string> | Readonly<Record<string, string>>;
+        readonly domain?: string;
+      }
+    | {
+        /**
+         * Accept any certificate the TLS layer verified and take the principal from its subject:
+         * the CN by default, or whatever `principal(cert)` returns (throw to refuse). `allowed`
+         * restricts the accepted principals.
+         */
+        readonly subject: {
+          readonly allowed?: readonly string[];
+          readonly principal?: (cert: PeerCertificate) => string;
+        };
+        readonly domain?: string;
+      }
+  );
+
+/** The certificate in a proxy's header (URL-encoded PEM), as `PeerCertificate`; refusals as the reference words them. */
+function headerCertificate(request: AuthRequest, header: string, checkExpiry: boolean): PeerCertificate {
+  const raw = request.headers.get(header);
+  if (!raw) throw new AuthFailure("proxy_required", `Missing ${header} header`);
+  let pem: string;
+  try {
+    pem = decodeURIComponent(raw);
+  } catch {
+    throw new AuthFailure("invalid_credential", "Header value is not a PEM certificate");
+  }
+  if (!pem.startsWith("-----BEGIN CERTIFICATE-----")) {
+    throw new AuthFailure("invalid_credential", "Header value is not a PEM certificate");
+  }
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(pem);
+  } catch (err) {
+    throw new AuthFailure("invalid_credential", `Failed to parse PEM certificate: ${(err as Error).message}`);
+  }
+  if (checkExpiry) {
+    const now = Date.now();
+    if (now < Date.parse(cert.validFrom)) throw new AuthFailure("expired_credential", "Certificate is not yet valid");
+    if (now > Date.parse(cert.validTo)) throw new AuthFailure("expired_credential", "Certificate has expired");
+  }
+  return {
+    fingerprint256: normalizeFingerprint(cert.fingerprint256),
+    subject: cert.subject.split("\n").join(","),
+    subjectAltName: cert.subjectAltName ?? "",
+  };
+}
 
 function normalizeFingerprint(fp: string): string {
   return fp.replace(/:/g, "").toLowerCase();
@@ -430,7 +478,24 @@ function normalizeFingerprint(fp: string): string {
  * verified client certificate identifies the caller by fingerprint or by subject.
  */
 export function mtlsAuthenticate(options: MtlsAuthenticateOptions): Authenticator {
+  const authenticate = mtlsAuthenticator(options);
+  if (options.header !== undefined) declareProxyHeaders(authenticate, [options.header]);
+  return authenticate;
+}
+
+function mtlsAuthenticator(options: MtlsAuthenticateOptions): Authenticator {
   const domain = options.domain ?? "mtls";
+  const header = options.header;
+  if (header !== undefined && (typeof header !== "string" || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(header))) {
+    throw new TypeError(`mtlsAuthenticate: header must be a header name, got ${JSON.stringify(header)}`);
+  }
+  const checkExpiry = options.checkExpiry === true;
+  const certOf = (request: AuthRequest): PeerCertificate => {
+    if (header !== undefined) return headerCertificate(request, header, checkExpiry);
+    const cert = request.peerCertificate;
+    if (cert === null) throw new AuthFailure("missing_credential", "No verified client certificate");
+    return cert;
+  };
   if ("fingerprints" in options) {
     const factory = "mtlsAuthenticate";
     const entries = tableEntries<string>(factory, "fingerprints", options.fingerprints);
@@ -454,8 +519,7 @@ export function mtlsAuthenticate(options: MtlsAuthenticateOptions): Authenticato
     );
     const table = new Map(entries.map(([, principal], i) => [fingerprints[i]!, principal]));
     return (request) => {
-      const cert = request.peerCertificate;
-      if (cert === null) throw new AuthFailure("missing_credential", "No verified client certificate");
+      const cert = certOf(request);
       const principal = table.get(normalizeFingerprint(cert.fingerprint256));
       if (principal === undefined) throw new AuthFailure("invalid_credential", "Client certificate is not allowed");
       return authenticated(domain, principal, certClaims(cert));
@@ -463,8 +527,7 @@ export function mtlsAuthenticate(options: MtlsAuthenticateOptions): Authenticato
   }
   const { allowed, principal: pick } = options.subject;
   return (request) => {
-    const cert = request.peerCertificate;
-    if (cert === null) throw new AuthFailure("missing_credential", "No verified client certificate");
+    const cert = certOf(request);
     const principal = pick ? pick(cert) : commonName(cert.subject);
     if (!principal) throw new AuthFailure("invalid_credential", "Client certificate subject has no CN");
     if (allowed !== undefined && !allowed.includes(principal)) {
@@ -604,5 +667,6 @@ export function chainAuthenticate(...authenticators: readonly Authenticator[]): 
   };
   const jwt = authenticators.map(oauthIssuanceOf).find((i) => i !== null);
   if (jwt !== undefined) issuance.set(chained, jwt);
-  return chained;
+  const viaProxy = authenticators.flatMap(proxyHeadersOf);
+  return viaProxy.length > 0 ? declareProxyHeaders(chained, viaProxy) : chained;
 }

@@ -279,6 +279,16 @@ export function proxyProofGate(options: ProxyProofOptions): PreconditionGate {
 const proxyHeaders = new WeakMap<Authenticator, readonly string[]>();
 
 /**
+ * Records that `authenticator` depends on headers a trusted proxy adds (a proof, a forwarded
+ * client certificate): its 401s then carry the proxy note. Returns it.
+ */
+export function declareProxyHeaders(authenticator: Authenticator, headers: readonly string[]): Authenticator {
+  const known = proxyHeaders.get(authenticator) ?? [];
+  proxyHeaders.set(authenticator, [...new Set([...known, ...headers])]);
+  return authenticator;
+}
+
+/**
  * The headers a trusted proxy must add for `authenticator` to pass (its gates'), or none: a 401
  * then says so (`VGI-Auth-Proxy-Required: true` and a `proxy_hint`).
  */
