@@ -173,6 +173,39 @@ export function bearerAuthenticate(options: {
   return (request) => options.validate(bearerToken(request), request);
 }
 
+/**
+ * A session cookie: the value of cookie `name` handed to `validate` (look the session up, verify
+ * its signature), which returns the caller or throws. A request without the cookie is refused
+ * `missing_credential`. Browsers send cookies on their own, so every cookie request is checked for
+ * cross-site forgery (see `trustedOrigins` and `requireCsrf`). The name must be a cookie name.
+ */
+export function cookieAuthenticate(options: {
+  readonly name: string;
+  readonly validate: (value: string, request: AuthRequest) => AuthContext | Promise<AuthContext>;
+}): Authenticator {
+  const { name, validate } = options;
+  if (typeof name !== "string" || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(name)) {
+    throw new TypeError(`cookieAuthenticate: name must be a cookie name, got ${JSON.stringify(name)}`);
+  }
+  return (request) => {
+    const value = cookieNamed(request.headers.get("cookie"), name);
+    if (value === null || value === "") throw new AuthFailure("missing_credential", `Missing ${name} cookie`);
+    return validate(value, request);
+  };
+}
+
+/** The first value of cookie `name` in a `Cookie` header (RFC 6265 syntax, quotes removed), or null. */
+function cookieNamed(header: string | null, name: string): string | null {
+  if (header === null) return null;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq <= 0 || part.slice(0, eq).trim() !== name) continue;
+    const value = part.slice(eq + 1).trim();
+    return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
+  }
+  return null;
+}
+
 function digest(text: string): Buffer {
   return createHash("sha256").update(text, "utf8").digest();
 }

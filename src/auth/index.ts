@@ -10,6 +10,7 @@ export {
   claimAt,
   claimStrings,
   commonName,
+  cookieAuthenticate,
   type JwtAuthenticateOptions,
   jwtAuthenticate,
   type MtlsAuthenticateOptions,

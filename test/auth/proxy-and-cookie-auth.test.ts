@@ -1,12 +1,13 @@
 /**
- * mTLS behind a TLS-terminating proxy: the client certificate read from the proxy's header
+ * mTLS behind a TLS-terminating proxy (the client certificate read from the proxy's header) and session cookies (cookieAuthenticate).
+ * The certificate
  * (URL-encoded PEM), by fingerprint or subject, the refusals, and the proxy note on 401s.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { chainAuthenticate, mtlsAuthenticate } from "../../src/auth/factories.js";
+import { chainAuthenticate, cookieAuthenticate, mtlsAuthenticate } from "../../src/auth/factories.js";
 import { proxyHeadersOf } from "../../src/auth/proxy-proof.js";
-import { AuthFailure, type AuthRequest } from "../../src/auth/types.js";
+import { AuthFailure, type AuthRequest, authenticated } from "../../src/auth/types.js";
 
 /** A self-signed certificate (CN=worker-7, O=Example), valid for a century from 2026-12-07. */
 const PEM = `-----BEGIN CERTIFICATE-----
@@ -84,5 +85,24 @@ describe("mTLS from a proxy's header", () => {
     assert.deepEqual(proxyHeadersOf(chainAuthenticate(viaProxy)), ["X-SSL-Client-Cert"]);
     assert.deepEqual(proxyHeadersOf(mtlsAuthenticate({ subject: {} })), []);
     assert.throws(() => mtlsAuthenticate({ header: "bad header", subject: {} }), /must be a header name/);
+  });
+});
+
+describe("cookieAuthenticate", () => {
+  it("hands the named cookie to validate, and refuses a request without it", async () => {
+    const auth = cookieAuthenticate({
+      name: "sid",
+      validate: (value) => {
+        if (value !== "s-42") throw new AuthFailure("invalid_credential", "unknown session");
+        return authenticated("cookie", "alice");
+      },
+    });
+    assert.equal((await auth(req({ cookie: 'theme=dark; sid="s-42"' }))).principal, "alice");
+    assert.equal(await refusal(() => auth(req({ cookie: "theme=dark" }))), "missing_credential: Missing sid cookie");
+    assert.equal(await refusal(() => auth(req({ cookie: "sid=s-1" }))), "invalid_credential: unknown session");
+    assert.throws(
+      () => cookieAuthenticate({ name: "bad name", validate: () => authenticated("c", "x") }),
+      /cookie name/,
+    );
   });
 });
