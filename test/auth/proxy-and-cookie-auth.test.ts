@@ -1,7 +1,7 @@
 /**
- * mTLS behind a TLS-terminating proxy (the client certificate read from the proxy's header) and session cookies (cookieAuthenticate).
- * The certificate
- * (URL-encoded PEM), by fingerprint or subject, the refusals, and the proxy note on 401s.
+ * mTLS behind a TLS-terminating proxy (the client certificate read from the proxy's header as
+ * URL-encoded PEM, by fingerprint or subject, the refusals, the proxy note on 401s), and session
+ * cookies (`cookieAuthenticate`).
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
