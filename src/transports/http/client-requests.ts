@@ -8,9 +8,9 @@ import type { RecordBatch } from "apache-arrow";
 import { Watchdog } from "../../client/watchdog.js";
 import { frameworkError, RpcError } from "../../errors.js";
 import { type BorrowBuffer, MessageFramer } from "../../wire/framer.js";
-import { IpcStreamDecoder } from "../../wire/ipc.js";
+import { IpcStreamDecoder, totalBytes } from "../../wire/ipc.js";
 import { HttpError, noAnswerError, parseRetryAfter, preview, statusError } from "./client-errors.js";
-import { ACCEPT_MAX_RESPONSE_BYTES_HEADER, ARROW_CONTENT_TYPE } from "./headers.js";
+import { ACCEPT_MAX_RESPONSE_BYTES_HEADER, ARROW_CONTENT_TYPE, SUPPORTED_ENCODINGS_HEADER } from "./headers.js";
 import { type Cancellation, type Post, type PostAnswer, readAll } from "./post.js";
 
 /** One IPC stream of a response body. */
@@ -94,6 +94,22 @@ export interface RequesterOptions {
   readonly timeoutMs: number;
   /** Largest decoded answer accepted (null: no cap). */
   readonly maxResponseBytes: number | null;
+  /**
+   * Gzip request bodies of at least this many bytes once the server said it decodes gzip
+   * (`VGI-Supported-Encodings`); null: never.
+   */
+  readonly compressMinBytes: number | null;
+}
+
+/** `bytes` gzipped with the platform's `CompressionStream` (browsers and Node alike). */
+async function gzip(body: readonly Uint8Array[]): Promise<Uint8Array> {
+  const stream = new Blob(body as Uint8Array<ArrayBuffer>[]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/** The codings a `VGI-Supported-Encodings` value names, lower case. */
+export function encodingsOf(value: string | null): readonly string[] {
+  return value === null ? [] : value.split(",").map((e) => e.trim().toLowerCase()).filter((e) => e !== "");
 }
 
 /** Sends one client's requests and tracks those in flight. */
@@ -104,6 +120,8 @@ export class Requester {
   /** Bounds every request in flight (`timeoutMs`), or null when requests are unbounded. */
   private readonly watchdog: Watchdog | null;
   private closed = false;
+  /** What the server's last answer said it decodes (`VGI-Supported-Encodings`); null before any. */
+  private serverEncodings: readonly string[] | null = null;
 
   constructor(private readonly options: RequesterOptions) {
     this.watchdog = options.timeoutMs > 0 ? new Watchdog(options.timeoutMs) : null;
@@ -173,10 +191,17 @@ export class Requester {
       const name = k.toLowerCase();
       if (!Object.hasOwn(headers, name)) headers = { ...headers, [name]: v };
     }
+    const min = this.options.compressMinBytes;
+    if (min !== null && this.serverEncodings?.includes("gzip") === true && totalBytes(body) >= min) {
+      body = [await gzip(body)];
+      headers = { ...headers, "content-encoding": "gzip" };
+    }
     // The timeout and `close()` cover the whole answer, its body included.
     const request = this.track();
     try {
       const answer = await this.options.send(url, headers, body, request, this.options.maxResponseBytes);
+      const encodings = answer.header(SUPPORTED_ENCODINGS_HEADER);
+      if (encodings !== null) this.serverEncodings = encodingsOf(encodings);
       observe?.(answer);
       const status = answer.status;
       const contentType = (answer.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
@@ -185,6 +210,27 @@ export class Requester {
       }
       const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(answer.header("retry-after")) : null;
       return { status, streams: await decode(answer, borrow), retryAfterMs };
+    } catch (err) {
+      if (err instanceof RpcError) throw err;
+      throw this.networkError(err, url, request);
+    } finally {
+      this.release(request);
+    }
+  }
+
+  /**
+   * `OPTIONS {url}` (the capabilities query): the answer's status and headers, its body read and
+   * dropped; a failure to get one throws.
+   */
+  async capabilities(url: string): Promise<{ readonly status: number; header(name: string): string | null }> {
+    if (this.closed) throw frameworkError("transport_error", "the client is closed");
+    const request = this.track();
+    try {
+      const answer = await this.options.send(url, this.base(), [], request, 65536, "OPTIONS");
+      await readAll(answer);
+      const encodings = answer.header(SUPPORTED_ENCODINGS_HEADER);
+      if (encodings !== null) this.serverEncodings = encodingsOf(encodings);
+      return answer;
     } catch (err) {
       if (err instanceof RpcError) throw err;
       throw this.networkError(err, url, request);

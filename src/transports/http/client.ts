@@ -26,7 +26,7 @@ import { type ClientInterceptor, interceptorList } from "../../client/intercepto
 import type { CallTarget, PointerResolver, RequestMetadata, StreamOpenOptions } from "../../client/transport.js";
 import { BorrowBuffer } from "../../wire/framer.js";
 import type { LogRecord } from "../../wire/messages.js";
-import { Requester } from "./client-requests.js";
+import { encodingsOf, Requester } from "./client-requests.js";
 import { type HttpRetryOptions, retryPolicy } from "./client-retry.js";
 import { type HttpStream, type HttpStreamCheckpoint, httpStream } from "./client-stream.js";
 import type { UploadOptions } from "./client-upload.js";
@@ -89,6 +89,48 @@ export interface HttpClientOptions {
    * `HttpRetryOptions`. false: never retry. Default: 3 retries from 500 ms, at most 30 s apart.
    */
   readonly retry?: HttpRetryOptions | false;
+  /**
+   * Gzip request bodies of at least `minBytes` (default 64 KiB) once the server has said it
+   * decodes gzip (`VGI-Supported-Encodings` on any answer, or `capabilities()`): worth it over a
+   * slow link, pure cost on a fast one. Default: false (bodies are sent as they are).
+   */
+  readonly compressRequests?: boolean | { readonly minBytes?: number };
+}
+
+/** What a server says of itself on every answer (`HttpClient.capabilities()`). */
+export interface HttpCapabilities {
+  /** `VGI-Max-Request-Bytes`: the largest request body it takes, or null when it names none. */
+  readonly maxRequestBytes: number | null;
+  /** `VGI-Max-Response-Bytes`: its own cap on answers, or null. */
+  readonly maxResponseBytes: number | null;
+  /** `VGI-Accept-Max-Response-Bytes-Support: true`: it honours the client's answer budget. */
+  readonly acceptsResponseBudget: boolean;
+  /** `VGI-Supported-Encodings`: the codings it decodes in requests and produces in answers. */
+  readonly supportedEncodings: readonly string[];
+  /** `VGI-Externalization-Enabled`: it may answer with pointers to external storage. */
+  readonly externalizationEnabled: boolean;
+  /** `VGI-Max-Externalized-Response-Bytes`, or null. */
+  readonly maxExternalizedResponseBytes: number | null;
+  /** `VGI-Upload-URL-Support`: it vends upload URLs for large requests. */
+  readonly uploadUrlSupport: boolean;
+  /** `VGI-Max-Upload-Bytes`, or null. */
+  readonly maxUploadBytes: number | null;
+  /** `VGI-Sticky-Enabled`: methods may open sticky sessions. */
+  readonly stickyEnabled: boolean;
+  /** `VGI-Proxy-Proof-Required`: it takes only requests through its proxy. */
+  readonly proxyProofRequired: boolean;
+  /** How long these may be kept (`Cache-Control: max-age`), in seconds, or null. */
+  readonly maxAgeSeconds: number | null;
+}
+
+/** The default `compressRequests.minBytes`. */
+export const DEFAULT_COMPRESS_MIN_BYTES = 64 * 1024;
+
+function compressMinBytes(option: HttpClientOptions["compressRequests"]): number | null {
+  if (option === undefined || option === false) return null;
+  const min = option === true ? DEFAULT_COMPRESS_MIN_BYTES : (option.minBytes ?? DEFAULT_COMPRESS_MIN_BYTES);
+  if (!Number.isSafeInteger(min) || min < 0) throw new RangeError(`compressRequests.minBytes must be an integer >= 0`);
+  return min;
 }
 
 /** A vgi-rpc client over HTTP. Implements `CallChannel`, so `proxy(client, Protocol)` works on it. */
@@ -130,6 +172,7 @@ export class HttpClient extends TypedChannel {
       headers: opts.headers ?? {},
       timeoutMs: t > 0 && Number.isFinite(t) ? t : 0,
       maxResponseBytes: cap,
+      compressMinBytes: compressMinBytes(opts.compressRequests),
     });
     this.core = new ClientCore(
       this.url,
@@ -204,6 +247,30 @@ export class HttpClient extends TypedChannel {
       borrow: opts.borrow ? new BorrowBuffer() : null,
       headers: opts.headers === undefined ? null : new Headers(opts.headers),
     });
+  }
+
+  /** Asks the server what it supports (`OPTIONS {prefix}/health`, which needs no credentials). */
+  async capabilities(): Promise<HttpCapabilities> {
+    const answer = await this.core.requests.capabilities(`${this.url}/health`);
+    const int = (name: string): number | null => {
+      const v = answer.header(name);
+      return v !== null && /^\d{1,16}$/.test(v.trim()) ? Number(v.trim()) : null;
+    };
+    const flag = (name: string): boolean => (answer.header(name) ?? "").trim().toLowerCase() === "true";
+    const maxAge = /(?:^|,)\s*max-age=(\d+)/.exec(answer.header("cache-control") ?? "")?.[1];
+    return {
+      maxRequestBytes: int("VGI-Max-Request-Bytes"),
+      maxResponseBytes: int("VGI-Max-Response-Bytes"),
+      acceptsResponseBudget: flag("VGI-Accept-Max-Response-Bytes-Support"),
+      supportedEncodings: encodingsOf(answer.header("VGI-Supported-Encodings")),
+      externalizationEnabled: flag("VGI-Externalization-Enabled"),
+      maxExternalizedResponseBytes: int("VGI-Max-Externalized-Response-Bytes"),
+      uploadUrlSupport: flag("VGI-Upload-URL-Support"),
+      maxUploadBytes: int("VGI-Max-Upload-Bytes"),
+      stickyEnabled: flag("VGI-Sticky-Enabled"),
+      proxyProofRequired: flag("VGI-Proxy-Proof-Required"),
+      maxAgeSeconds: maxAge === undefined ? null : Number(maxAge),
+    };
   }
 
   /** Aborts requests in flight; later calls fail with `transport_error`. Idempotent. */

@@ -15,8 +15,10 @@ export {
 export { DEFAULT_WRITE_HIGH_WATER_MARK } from "./backpressure.js";
 export {
   connectHttp,
+  DEFAULT_COMPRESS_MIN_BYTES,
   DEFAULT_HTTP_TIMEOUT_MS,
   DEFAULT_MAX_RESPONSE_BYTES,
+  type HttpCapabilities,
   HttpClient,
   type HttpClientOptions,
   HttpError,

@@ -55,7 +55,7 @@ export interface Cancellation {
 }
 
 /**
- * Sends a POST (or `method`: the sticky-session `DELETE`) of `body`'s pieces in order; resolves
+ * Sends a POST (or `method`: the sticky-session `DELETE`, the capabilities `OPTIONS`) of `body`'s pieces in order; resolves
  * once the answer's status and headers are in, rejects on network failure or abort.
  */
 export type Post = (
@@ -64,7 +64,7 @@ export type Post = (
   body: readonly Uint8Array[],
   cancel: Cancellation,
   maxBytes: number | null,
-  method?: "POST" | "DELETE",
+  method?: "POST" | "DELETE" | "OPTIONS",
 ) => Promise<PostAnswer>;
 
 /** The error a given-up request fails with, as `fetch` names it. */
