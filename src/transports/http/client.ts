@@ -225,7 +225,7 @@ export class HttpClient extends TypedChannel {
    */
   resumeStream(
     checkpoint: HttpStreamCheckpoint,
-    opts: { readonly borrow?: boolean; readonly headers?: HeadersInit } = {},
+    opts: { readonly borrow?: boolean; readonly headers?: Readonly<Record<string, string>> } = {},
   ): HttpStream {
     const { protocol, method, cursor, callToken } = checkpoint;
     for (const [name, v] of [
