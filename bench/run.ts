@@ -2,7 +2,7 @@
  * `npm run bench`: throughput and latency figures, each next to a baseline or peer measured in the
  * same run (absolute times drift 1.5-2x between runs on shared machines; ratios do not).
  *
- *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,unary,streams,shm,peers]
+ *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,http-features,unary,streams,shm,peers]
  *
  * Figures, per transport (stdio pipe, Unix socket, TCP, HTTP, WebSocket; shared memory when
  * bench/shm.ts exists). Every server but the in-process one runs in a child, bounded by
@@ -43,6 +43,7 @@ import { LeanMessage } from "../src/wire/lean.js";
 import { verifyMessageHeader } from "../src/wire/verify.js";
 import { messageSpans } from "../test/helpers/ipc-bytes.js";
 import { requestBytes } from "../test/helpers/raw-peer.js";
+import { httpFeatureFigures } from "./http-features.js";
 import {
   BENCH_PREFETCH,
   bestDownload,
@@ -78,7 +79,7 @@ import { runShmBench } from "./shm.js";
 const { values: args } = parseArgs({
   options: { full: { type: "boolean" }, json: { type: "string" }, only: { type: "string" } },
 });
-/** `--only hook,unary,streams,shm,peers`: run only these sections (peers reuse nothing when alone). */
+/** `--only hook,http-features,unary,streams,shm,peers`: run only these sections (peers reuse nothing when alone). */
 const ONLY = args.only === undefined ? null : new Set(args.only.split(","));
 const runs = (section: string) => ONLY === null || ONLY.has(section);
 const FULL = args.full ?? false;
@@ -655,6 +656,11 @@ async function main(): Promise<void> {
       limit: "same call as measured",
       ratio: verified / three,
     });
+  }
+
+  // In process: what HTTP's optional features cost a small call (CORS, sticky sessions, a retried turn).
+  if (runs("http-features")) {
+    for (const f of await httpFeatureFigures(SECS)) report(f);
   }
 
   // quiver's own figures over a pipe and HTTP, for the peer comparisons (measured when skipped).

@@ -104,7 +104,9 @@ export async function withRetries<T>(
         throw err;
       }
       onRetry?.(n, err);
-      await new Promise((resolve) => setTimeout(resolve, delayMs(policy, n, verdict.afterMs)));
+      const wait = delayMs(policy, n, verdict.afterMs);
+      // `Retry-After: 0` (or no backoff) retries at once: a timer would add a millisecond.
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       if (closed()) {
         if (err instanceof TransientAnswer) return err.answer as T;
         throw err;
