@@ -109,7 +109,12 @@ async function gzip(body: readonly Uint8Array[]): Promise<Uint8Array> {
 
 /** The codings a `VGI-Supported-Encodings` value names, lower case. */
 export function encodingsOf(value: string | null): readonly string[] {
-  return value === null ? [] : value.split(",").map((e) => e.trim().toLowerCase()).filter((e) => e !== "");
+  return value === null
+    ? []
+    : value
+        .split(",")
+        .map((e) => e.trim().toLowerCase())
+        .filter((e) => e !== "");
 }
 
 /** Sends one client's requests and tracks those in flight. */
