@@ -14,6 +14,7 @@ export {
   type JwtAuthenticateOptions,
   jwtAuthenticate,
   type MtlsAuthenticateOptions,
+  type MtlsCertificateSource,
   mtlsAuthenticate,
   mtlsAuthenticateXfcc,
   parseXfcc,
