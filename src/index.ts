@@ -71,6 +71,7 @@ export {
   ExternalRef,
   ExternalResolver,
   type ExternalStorage,
+  ExternalStorageError,
   FakeStorage,
   type FetchOptions as ExternalFetchOptions,
   httpsOnly,

@@ -5,6 +5,7 @@
  * lifecycle rules, as the reference asks of its operators.
  */
 import type { Schema } from "apache-arrow";
+import { RpcError } from "../errors.js";
 
 /** A content coding applied to an uploaded object (stored so that fetchers can decode it). */
 export type ContentEncoding = "zstd" | "gzip";
@@ -33,6 +34,29 @@ export interface UploadUrl {
  */
 export interface UploadUrlProvider {
   uploadUrl(schema: Schema): Promise<UploadUrl>;
+}
+
+/**
+ * A storage backend failed to store an object or to sign its URLs (the S3 and GCS backends throw
+ * it, with the SDK's error as `cause`). A call whose output it was externalizing fails with it.
+ */
+export class ExternalStorageError extends RpcError {
+  /** Which backend: `s3`, `gcs`, `fake`. */
+  readonly backend: string;
+  /** The HTTP status the store answered, when it answered one. */
+  readonly status: number | null;
+
+  constructor(message: string, backend: string, opts: { status?: number | null; cause?: unknown } = {}) {
+    super(message, {
+      type: "RuntimeError",
+      code: "UNAVAILABLE",
+      kind: "external_storage_failed",
+      ...(opts.cause === undefined ? {} : { cause: opts.cause }),
+    });
+    this.name = "ExternalStorageError";
+    this.backend = backend;
+    this.status = opts.status ?? null;
+  }
 }
 
 /** What `POST /alloc` answers. */
@@ -71,12 +95,18 @@ export class FakeStorage implements ExternalStorage, UploadUrlProvider {
       body: JSON.stringify(body),
       signal,
     });
-    if (!allocRes.ok) throw new Error(`fake storage: POST /alloc answered ${allocRes.status}`);
+    if (!allocRes.ok) {
+      throw new ExternalStorageError(`fake storage: POST /alloc answered ${allocRes.status}`, "fake", {
+        status: allocRes.status,
+      });
+    }
     const alloc = (await allocRes.json()) as Allocation;
     const legacy = typeof alloc.object_url === "string" ? alloc.object_url : undefined;
     const upload = typeof alloc.upload_url === "string" ? alloc.upload_url : legacy;
     const download = typeof alloc.download_url === "string" ? alloc.download_url : legacy;
-    if (upload === undefined || download === undefined) throw new Error("fake storage: /alloc named no URLs");
+    if (upload === undefined || download === undefined) {
+      throw new ExternalStorageError("fake storage: /alloc named no URLs", "fake");
+    }
     return { upload, download };
   }
 
@@ -94,7 +124,8 @@ export class FakeStorage implements ExternalStorage, UploadUrlProvider {
     if (opts.contentEncoding !== undefined) headers["content-encoding"] = opts.contentEncoding;
     const put = await fetch(uploadUrl, { method: "PUT", headers, body: data as Uint8Array<ArrayBuffer>, signal });
     await put.arrayBuffer();
-    if (!put.ok) throw new Error(`fake storage: PUT answered ${put.status}`);
+    if (!put.ok)
+      throw new ExternalStorageError(`fake storage: PUT answered ${put.status}`, "fake", { status: put.status });
     return downloadUrl;
   }
 }
