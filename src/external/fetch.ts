@@ -140,7 +140,11 @@ export class ExternalFetchError extends RpcError {
   }
 }
 
-/** A failure that retrying cannot mend (a refused URL, a cap, a digest mismatch). */
+/**
+ * A failure that retrying cannot mend, as the reference does not retry it: a refused URL, a cap, a
+ * digest mismatch, a redirect without a usable target, a Range answer that is not 206 or not the
+ * range's size.
+ */
 export class PermanentFetchError extends Error {}
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -214,12 +218,13 @@ async function follow(
       );
     }
     const location = r.headers.location;
-    if (!location) throw new Error(`ExternalLocation redirect had no Location header at ${redactUrl(current)}`);
+    if (!location)
+      throw new PermanentFetchError(`ExternalLocation redirect had no Location header at ${redactUrl(current)}`);
     let next: URL;
     try {
       next = new URL(location, current);
     } catch {
-      throw new Error(`ExternalLocation redirect target is invalid at ${redactUrl(current)}`);
+      throw new PermanentFetchError(`ExternalLocation redirect target is invalid at ${redactUrl(current)}`);
     }
     current = next.href;
   }
@@ -253,12 +258,12 @@ async function readBody(r: Response, cap: number, what: string, exact?: number):
     }
     if (exact !== undefined && total > exact) {
       r.res.destroy();
-      throw new Error(`Range chunk size mismatch: expected ${exact} bytes, got at least ${total}`);
+      throw new PermanentFetchError(`Range chunk size mismatch: expected ${exact} bytes, got at least ${total}`);
     }
     parts.push(chunk);
   }
   if (exact !== undefined && total !== exact) {
-    throw new Error(`Range chunk size mismatch: expected ${exact} bytes, got ${total}`);
+    throw new PermanentFetchError(`Range chunk size mismatch: expected ${exact} bytes, got ${total}`);
   }
   return concatBytes(parts);
 }
@@ -334,7 +339,7 @@ async function fetchRange(
   if (r.status !== 206) {
     checkStatus(r, url);
     r.res.resume();
-    throw new Error(
+    throw new PermanentFetchError(
       `Expected HTTP 206 for Range request, got ${r.status} (bytes=${start}-${end} of ${redactUrl(url)})`,
     );
   }
