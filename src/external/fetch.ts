@@ -273,7 +273,7 @@ async function readBody(r: Response, cap: number, what: string, exact?: number):
  * `X-Amz-Credential`, or their `X-Goog-` twins) or SigV2 (`Signature` with `AWSAccessKeyId` or
  * `GoogleAccessId`) in the query. Their signatures are method-bound, so HEAD would be refused.
  */
-export function isPresigned(url: string): boolean {
+function isPresigned(url: string): boolean {
   let keys: Set<string>;
   try {
     keys = new Set(new URL(url).searchParams.keys());
