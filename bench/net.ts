@@ -47,15 +47,19 @@ export interface ChildServer {
   stop(): Promise<number | null>;
 }
 
-/** Spawns `bench/servers.ts KIND` (with `nodeArgs` for node, e.g. `--cpu-prof`); it exits by itself after `timeoutSeconds` whatever happens. */
+/**
+ * Spawns `bench/servers.ts KIND` (with `nodeArgs` for node, e.g. `--cpu-prof`, and `extra` after
+ * its own arguments); it exits by itself after `timeoutSeconds` whatever happens.
+ */
 export async function spawnServer(
   kind: string,
   timeoutSeconds: number,
   nodeArgs: readonly string[] = [],
+  extra: readonly string[] = [],
 ): Promise<ChildServer> {
   const child: ChildProcessByStdio<Writable, Readable, null> = spawn(
     process.execPath,
-    [...nodeArgs, ...benchScript("servers"), kind, String(timeoutSeconds)],
+    [...nodeArgs, ...benchScript("servers"), kind, String(timeoutSeconds), ...extra],
     { stdio: ["pipe", "pipe", "inherit"] },
   );
   child.stdin.on("error", () => {});

@@ -2,7 +2,7 @@
  * `npm run bench`: throughput and latency figures, each next to a baseline or peer measured in the
  * same run (absolute times drift 1.5-2x between runs on shared machines; ratios do not).
  *
- *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,http-features,unary,streams,shm,peers]
+ *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,http-features,unary,streams,shm,external,peers]
  *
  * Figures, per transport (stdio pipe, Unix socket, TCP, HTTP, WebSocket; shared memory when
  * bench/shm.ts exists). Every server but the in-process one runs in a child, bounded by
@@ -15,6 +15,9 @@
  *   same three columns, against raw one-way bandwidth over the same transport, and the server's
  *   peak RSS against the raw byte source's;
  * - the cost of the per-call hook (access log and OTel spans) in process;
+ * - a 1 GB producer result over HTTP, inline and externalized (to the fake storage protocol, served
+ *   by a Node child holding objects in memory): throughput, and the server's and client's peak RSS
+ *   (each in a process of its own), externalized against inline;
  * - the Python reference (vgi-rpc 0.52.2, its server and client) and the npm peer
  *   (`@query-farm/vgi-rpc` 0.25.4, its server and client) on the same calls over a pipe and
  *   HTTP, printed as quiver / peer (bench/peers/).
@@ -79,7 +82,7 @@ import { runShmBench } from "./shm.js";
 const { values: args } = parseArgs({
   options: { full: { type: "boolean" }, json: { type: "string" }, only: { type: "string" } },
 });
-/** `--only hook,http-features,unary,streams,shm,peers`: run only these sections (peers reuse nothing when alone). */
+/** `--only hook,http-features,unary,streams,shm,external,peers`: run only these sections (peers reuse nothing when alone). */
 const ONLY = args.only === undefined ? null : new Set(args.only.split(","));
 const runs = (section: string) => ONLY === null || ONLY.has(section);
 const FULL = args.full ?? false;
@@ -420,8 +423,9 @@ function reportPeer(
 async function withServer<T>(
   kind: string,
   fn: (ready: Ready) => Promise<T>,
+  extra: readonly string[] = [],
 ): Promise<{ result: T; rss: number | null }> {
-  const child = await spawnServer(kind, CHILD_TIMEOUT_MS / 1000);
+  const child = await spawnServer(kind, CHILD_TIMEOUT_MS / 1000, [], extra);
   let result: T;
   try {
     result = await fn(child.ready);
@@ -430,6 +434,123 @@ async function withServer<T>(
     throw err;
   }
   return { result, rss: await child.stop() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// External storage
+
+/** The external figures' producer result: about 1 GB of IPC bytes, in batches of a million rows. */
+const EXTERNAL_BYTES = 1e9;
+const EXTERNAL_ROWS = 1_000_000;
+
+interface ExternalRun {
+  readonly seconds: number;
+  readonly rows: number;
+  /** Batches that came through storage. */
+  readonly pointers: number;
+  /** The client's peak RSS, bytes. */
+  readonly rss: number;
+}
+
+/** One 1 GB stream read by a fresh client process (bench/external-client.ts). */
+async function externalClient(url: string, batches: number): Promise<ExternalRun> {
+  const out = await childOutput(
+    process.execPath,
+    [...benchScript("external-client"), url, String(batches), String(EXTERNAL_ROWS)],
+    CHILD_TIMEOUT_MS,
+    "the external-storage client",
+  );
+  return JSON.parse(out.trim().split("\n").pop() ?? "") as ExternalRun;
+}
+
+/** Rounds of the external figures (inline, then externalized, each round); the best rate counts. */
+const EXTERNAL_ROUNDS = FULL ? 5 : 3;
+
+/** Peak RSS figures of the external section: the largest any round saw. */
+const maxRss = (values: readonly (number | null)[]) =>
+  values.some((v) => v === null) ? null : Math.max(...(values as number[]));
+
+/** The 1 GB stream inline: a fresh quiver HTTP server and client. */
+async function externalInline(batches: number) {
+  const { result, rss } = await withServer("quiver-http", (ready) => externalClient(ready.http!, batches));
+  return { run: result, serverRss: rss };
+}
+
+/** The 1 GB stream externalized: a fresh fake storage, quiver HTTP server and client. */
+async function externalStored(batches: number) {
+  const storage = await spawnServer("storage", CHILD_TIMEOUT_MS / 1000);
+  try {
+    const { result, rss } = await withServer("quiver-http-external", (ready) => externalClient(ready.http!, batches), [
+      storage.ready.http!,
+    ]);
+    return { run: result, serverRss: rss, storageRss: await storage.stop() };
+  } catch (err) {
+    await storage.stop();
+    throw err;
+  }
+}
+
+/**
+ * A 1 GB producer result over HTTP, inline, then externalized batch by batch (1 MiB threshold,
+ * uncompressed) into the fake storage protocol: the server uploads each batch and answers with its
+ * pointer, the client's resolver fetches it. Each side, and the storage, is a process of its own,
+ * fresh every round; inline and externalized alternate, so both see the machine's load alike.
+ */
+async function externalFigures(): Promise<void> {
+  const perBatch = bytesPerBatch(EXTERNAL_ROWS);
+  const batches = Math.ceil(EXTERNAL_BYTES / perBatch);
+  const bytes = batches * perBatch;
+  const label = `producer ${(bytes / 1e9).toFixed(2)} GB result (${batches} x ${sizeName(EXTERNAL_ROWS)} batches)`;
+  const raw = await withServer("raw-source", (ready) => rawHttpDownload(ready.http!, RAW_BYTES));
+  const inline: Awaited<ReturnType<typeof externalInline>>[] = [];
+  const stored: Awaited<ReturnType<typeof externalStored>>[] = [];
+  for (let round = 0; round < EXTERNAL_ROUNDS; round++) {
+    inline.push(await externalInline(batches));
+    stored.push(await externalStored(batches));
+  }
+  const expected = batches * EXTERNAL_ROWS;
+  for (const [what, runs, pointers] of [
+    ["inline", inline, 0],
+    ["externalized", stored, batches],
+  ] as const) {
+    for (const { run } of runs) {
+      if (run.rows !== expected || run.pointers !== pointers) {
+        throw new Error(
+          `external bench, ${what}: ${run.rows} rows, ${run.pointers} through storage (want ${expected}, ${pointers})`,
+        );
+      }
+    }
+  }
+  const best = (runs: readonly { run: ExternalRun }[]) => Math.max(...runs.map((r) => bytes / r.run.seconds));
+  const inlineRate = best(inline);
+  const storedRate = best(stored);
+  report({
+    figure: `${label}, inline, GB/s`,
+    transport: "http",
+    value: inlineRate / 1e9,
+    unit: "GB/s",
+    limit: "raw node:http GET bandwidth",
+    ratio: inlineRate / raw.result,
+  });
+  report({
+    figure: `${label}, externalized, GB/s`,
+    transport: "http",
+    value: storedRate / 1e9,
+    unit: "GB/s",
+    limit: "same result inline",
+    ratio: storedRate / inlineRate,
+  });
+  const rss = (figure: string, value: number | null, limit: string, of: number | null) => {
+    if (value === null || of === null) return;
+    report({ figure, transport: "http", value: value / 2 ** 20, unit: "MiB", limit, ratio: value / of });
+  };
+  const inlineServer = maxRss(inline.map((r) => r.serverRss));
+  const inlineClient = maxRss(inline.map((r) => r.run.rss));
+  rss(`${label}, inline, server peak RSS`, inlineServer, "result size", bytes);
+  rss(`${label}, inline, client peak RSS`, inlineClient, "result size", bytes);
+  rss(`${label}, externalized, server peak RSS`, maxRss(stored.map((r) => r.serverRss)), "inline server", inlineServer);
+  rss(`${label}, externalized, client peak RSS`, maxRss(stored.map((r) => r.run.rss)), "inline client", inlineClient);
+  rss(`${label}, externalized, fake storage peak RSS`, maxRss(stored.map((r) => r.storageRss)), "result size", bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -770,6 +891,9 @@ async function main(): Promise<void> {
   }
 
   if (runs("shm")) await shmFigures();
+
+  // A 1 GB producer result over HTTP, inline against externalized.
+  if (runs("external")) await externalFigures();
 
   // Peers on the same calls: the Python reference, then the npm peer, over a pipe and HTTP.
   if (runs("peers")) await peerFigures(ours);

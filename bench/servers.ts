@@ -14,7 +14,11 @@
  * - `raw-source`: byte sources on TCP, a Unix socket, `node:http` and `ws`: each sends as many
  *   bytes as the client asks for (see `byteSource`; `GET /bytes/N` over HTTP, an 8-byte count over
  *   `ws`), in 1 MiB writes / messages unless a TCP or Unix client asks for larger ones, as fast as
- *   the transport takes them.
+ *   the transport takes them;
+ * - `storage`: the reference's fake storage protocol (test/helpers/fake-storage.ts: objects held in
+ *   memory) on HTTP, for the external-storage figures;
+ * - `quiver-http-external STORAGE_URL`: the bench service over HTTP, externalizing batches of
+ *   1 MiB and more (the default threshold) into the fake storage at STORAGE_URL (a third argument).
  */
 import { existsSync, unlinkSync } from "node:fs";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
@@ -22,13 +26,19 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type WebSocket, WebSocketServer } from "ws";
+import { loopbackOnly } from "../src/external/fetch.js";
+import { FakeStorage } from "../src/external/storage.js";
+import type { ServerOptions } from "../src/server/server.js";
 import { listenHttp } from "../src/transports/http/server.js";
 import { listenSocket } from "../src/transports/socket/server.js";
 import { listenWebSocket } from "../src/transports/ws/server.js";
+import { serveFakeStorage } from "../test/helpers/fake-storage.js";
 import { benchServer } from "./service.js";
 
 const kind = process.argv[2] ?? "";
 const timeoutSeconds = Number(process.argv[3] ?? "300");
+/** `quiver-http-external`: the fake storage's base URL. */
+const storageUrl = process.argv[4];
 
 const closers: Array<() => Promise<void>> = [];
 const ready: Record<string, unknown> = {};
@@ -235,8 +245,8 @@ async function rawWsSource(): Promise<void> {
   closers.push(() => closeWss(wss));
 }
 
-async function quiver(which: ReadonlySet<string>): Promise<void> {
-  const rpc = benchServer({});
+async function quiver(which: ReadonlySet<string>, opts: Omit<ServerOptions, "protocols"> = {}): Promise<void> {
+  const rpc = benchServer(opts);
   if (which.has("tcp")) {
     const s = await listenSocket(rpc, { host: "127.0.0.1", port: 0 });
     ready.tcp = s.address;
@@ -274,6 +284,21 @@ switch (kind) {
   case "quiver-ws":
     await quiver(new Set([kind.slice("quiver-".length)]));
     break;
+  case "quiver-http-external":
+    if (storageUrl === undefined) {
+      process.stderr.write("quiver-http-external wants the storage URL as its third argument\n");
+      process.exit(2);
+    }
+    await quiver(new Set(["http"]), {
+      external: { storage: new FakeStorage(storageUrl), fetch: { urlValidator: loopbackOnly } },
+    });
+    break;
+  case "storage": {
+    const storage = await serveFakeStorage();
+    ready.http = storage.baseUrl;
+    closers.push(() => storage.close());
+    break;
+  }
   case "raw":
     await rawEcho();
     break;

@@ -3,10 +3,17 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 
 /** What the environment must hold; a change here rebuilds it. */
-export const PINNED = ["vgi-rpc[http,conformance,cli,external]==0.52.2", "pytest==9.2.0", "pytest-timeout==2.4.0"];
+export const PINNED = [
+  "vgi-rpc[http,conformance,cli,external]==0.52.2",
+  "pytest==9.2.0",
+  "pytest-timeout==2.4.0",
+  // The S3-compatible server the S3 backend tests start on loopback (test/external/s3.test.ts).
+  "moto[server]==5.2.6",
+];
 const VENV = ".venv-conformance";
 
 export function venvBin(root, name) {
@@ -84,4 +91,9 @@ export function ensurePython(root) {
   }
   writeFileSync(stamp, want);
   return venvPython;
+}
+
+// `node scripts/python-env.mjs` creates (or checks) the environment and prints its python.
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  process.stdout.write(`${ensurePython(resolve(dirname(fileURLToPath(import.meta.url)), ".."))}\n`);
 }

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensurePython, venvBin } from "./python-env.mjs";
+import { ensureFakeGcsServer } from "./tools.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 process.chdir(root);
@@ -61,6 +62,8 @@ function listTests(dir) {
 }
 
 const python = ensurePython(root);
+// The GCS emulator test/external/gcs.test.ts starts (built with Go into .tools/bin on first use).
+ensureFakeGcsServer(root);
 
 must("typecheck (tsc --noEmit)", "npx", ["tsc", "--noEmit", "-p", "tsconfig.json"]);
 must("lint (biome, warnings are errors)", "npx", ["biome", "check", "--error-on-warnings", "."]);
@@ -106,23 +109,40 @@ const worker = [process.execPath, join(root, "dist/bin/quiver-conformance.js")];
 process.stdout.write(run(venvBin(root, "vgi-rpc-test"), ["--version"], { capture: true }).stdout);
 
 /** Starts the worker with `args` and waits for the line announcing its address. */
-async function startWorker(args, prefix) {
-  const child = spawn(worker[0], [...worker.slice(1), ...args], { stdio: ["ignore", "pipe", "inherit"] });
-  const timer = setTimeout(() => child.kill("SIGKILL"), 30 * 60 * 1000);
-  child.on("exit", () => clearTimeout(timer));
-  let out = "";
-  for await (const chunk of child.stdout) {
-    out += chunk;
-    const line = out.split("\n").find((l) => l.startsWith(prefix));
-    if (line) return { child, address: line.slice(prefix.length).trim() };
-  }
-  throw new Error(`worker ${args.join(" ")} exited without printing ${prefix}`);
+function startWorker(args, prefix) {
+  return startAnnounced(worker[0], [...worker.slice(1), ...args], prefix);
 }
 
-/** One vgi-rpc-test run; returns true when it passed with no failure. */
-function conformance(label, targetArgs) {
+/**
+ * Starts `cmd` and waits for the complete stdout line starting with `prefix`; returns the rest of
+ * it. Its stdout is drained after (never closed under it: a child writing on would fail EPIPE).
+ */
+function startAnnounced(cmd, args, prefix) {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "inherit"] });
+  const timer = setTimeout(() => child.kill("SIGKILL"), 30 * 60 * 1000);
+  child.on("exit", () => clearTimeout(timer));
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const onData = (chunk) => {
+      out += chunk;
+      const line = out
+        .split("\n")
+        .slice(0, -1)
+        .find((l) => l.startsWith(prefix));
+      if (line === undefined) return;
+      child.stdout.off("data", onData);
+      child.stdout.resume();
+      resolve({ child, address: line.slice(prefix.length).trim() });
+    };
+    child.stdout.on("data", onData);
+    child.stdout.once("end", () => reject(new Error(`${cmd} ${args.join(" ")} exited without printing ${prefix}`)));
+  });
+}
+
+/** One vgi-rpc-test run (`runner`: how to start it); returns true when it passed with no failure. */
+function conformance(label, targetArgs, runner = [venvBin(root, "vgi-rpc-test")]) {
   step(`vgi-rpc conformance over ${label} (vgi-rpc-test ${targetArgs[0]})`);
-  const r = run(venvBin(root, "vgi-rpc-test"), [...targetArgs, "--format", "json", "--timeout", "300"], {
+  const r = run(runner[0], [...runner.slice(1), ...targetArgs, "--format", "json", "--timeout", "300"], {
     capture: true,
     maxBuffer: 64 * 1024 * 1024,
   });
@@ -191,6 +211,43 @@ for (const [label, extra, suiteArgs] of [
   const { child, address } = await startWorker(["--http", ...extra], "PORT:");
   ok = conformance(label, ["--url", `http://127.0.0.1:${address}`, ...suiteArgs]) && ok;
   child.kill("SIGTERM");
+}
+// The suite once more with our worker externalizing every batch (threshold 1) through the
+// reference's fake storage, over pipe, unix, tcp and http. The stock vgi-rpc-test opens its
+// connections with no external-location configuration, so it cannot read a pointer from any worker
+// started with --fake-storage (the reference's own included); test/python-external runs the same CLI
+// with its client resolving pointers from loopback, as the reference's pytest suite configures it.
+// Each run has its own storage (the over-2-GiB echo leaves its object there), checked afterwards
+// for what the worker uploaded.
+{
+  const runner = [python, join(root, "test/python-external/vgi_rpc_test_external.py")];
+  const storageSock = join(mkdtempSync(join(tmpdir(), "quiver-")), "storage.sock");
+  for (const [label, args, prefix, target] of [
+    ["pipe-storage", null, null, null],
+    ["unix-storage", ["--unix", storageSock], "UNIX:", (a) => ["--unix", a]],
+    ["tcp-storage", ["--tcp", "127.0.0.1:0"], "TCP:", (a) => ["--tcp", a]],
+    ["http-storage", ["--http"], "PORT:", (a) => ["--url", `http://127.0.0.1:${a}`]],
+  ]) {
+    const storage = await startAnnounced(python, ["-m", "vgi_rpc.conformance.fake_storage", "--port", "0"], "PORT:");
+    const storageUrl = `http://127.0.0.1:${storage.address}`;
+    const external = ["--fake-storage", storageUrl, "--externalize-threshold", "1"];
+    if (args === null) {
+      ok = conformance(label, ["--cmd", [...worker, ...external].join(" ")], runner) && ok;
+    } else {
+      const { child, address } = await startWorker([...args, ...external], prefix);
+      ok = conformance(label, target(address), runner) && ok;
+      child.kill("SIGTERM");
+    }
+    // Proof the run went through the storage: the objects the worker uploaded.
+    const stats = await (await fetch(`${storageUrl}/_stats`)).json();
+    process.stdout.write(`${label}: the worker uploaded ${stats.object_count} objects to the fake storage\n`);
+    if (!(stats.object_count > 0)) {
+      process.stderr.write(`\n${label}: nothing was uploaded: the worker did not externalize.\n`);
+      totals.failed += 1;
+      ok = false;
+    }
+    storage.child.kill("SIGTERM");
+  }
 }
 // The reference's pytest suite over pipe, unix and tcp (the groups that apply to raw transports;
 // HTTP-only and fixture-gated groups skip by the suite's own mechanism). The worker runs with a

@@ -110,6 +110,7 @@ export {
   ExternalRef,
   ExternalResolver,
   type ExternalStorage,
+  ExternalStorageError,
   FakeStorage,
   type FetchOptions as ExternalFetchOptions,
   httpsOnly,

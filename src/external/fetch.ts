@@ -3,8 +3,9 @@
  * every redirect target) passes the URL validator before it is requested; a HEAD probe (a
  * `Range: bytes=0-0` GET for pre-signed URLs, whose signatures are method-bound) learns the size;
  * objects at or above `parallelThresholdBytes` on a server that accepts ranges are fetched as
- * parallel Range requests, smaller ones with one GET; what arrives is held to `maxFetchBytes`
- * (encoded) and `maxDecompressedBytes` (after the `Content-Encoding`, zstd or gzip, is decoded).
+ * parallel Range requests (a straggling one hedged by a second request for the same range),
+ * smaller ones with one GET; what arrives is held to `maxFetchBytes` (encoded) and
+ * `maxDecompressedBytes` (after the `Content-Encoding`, zstd or gzip, is decoded).
  *
  * Requests go through node:http / node:https rather than `fetch`, which would decode gzip
  * itself (and so escape the decoded-size cap).
@@ -57,8 +58,16 @@ export interface FetchOptions {
   readonly parallelThresholdBytes?: number;
   /** Size of each Range request. Default 8 MiB. */
   readonly chunkSizeBytes?: number;
-  /** Range requests in flight at once, per object. Default 8. */
+  /** Range requests in flight at once, per object (hedges included). Default 8. */
   readonly maxParallelRequests?: number;
+  /**
+   * A Range request still running after this many times the median time of the ranges done so far
+   * (once two are done) is hedged: the same range is requested again and the first answer wins.
+   * Default 2 (the reference's); 0 turns hedging off.
+   */
+  readonly speculativeRetryMultiplier?: number;
+  /** Hedge requests per object at most; 0 for no limit but one per range. Default 4 (the reference's). */
+  readonly maxSpeculativeHedges?: number;
   /** Deadline for one fetch (all its requests), in ms. Default 60 000. */
   readonly timeoutMs?: number;
   /** Cap on the encoded (on-the-wire) object size. Default 256 MiB. */
@@ -86,6 +95,8 @@ export function fetchConfig(opts: FetchOptions = {}): FetchConfig {
     parallelThresholdBytes: opts.parallelThresholdBytes ?? 64 * 1024 * 1024,
     chunkSizeBytes: opts.chunkSizeBytes ?? 8 * 1024 * 1024,
     maxParallelRequests: opts.maxParallelRequests ?? 8,
+    speculativeRetryMultiplier: opts.speculativeRetryMultiplier ?? 2,
+    maxSpeculativeHedges: opts.maxSpeculativeHedges ?? 4,
     timeoutMs: opts.timeoutMs ?? 60_000,
     maxFetchBytes,
     maxDecompressedBytes: opts.maxDecompressedBytes ?? maxFetchBytes * 16,
@@ -129,7 +140,11 @@ export class ExternalFetchError extends RpcError {
   }
 }
 
-/** A failure that retrying cannot mend (a refused URL, a cap, a digest mismatch). */
+/**
+ * A failure that retrying cannot mend, as the reference does not retry it: a refused URL, a cap, a
+ * digest mismatch, a redirect without a usable target, a Range answer that is not 206 or not the
+ * range's size.
+ */
 export class PermanentFetchError extends Error {}
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -203,12 +218,13 @@ async function follow(
       );
     }
     const location = r.headers.location;
-    if (!location) throw new Error(`ExternalLocation redirect had no Location header at ${redactUrl(current)}`);
+    if (!location)
+      throw new PermanentFetchError(`ExternalLocation redirect had no Location header at ${redactUrl(current)}`);
     let next: URL;
     try {
       next = new URL(location, current);
     } catch {
-      throw new Error(`ExternalLocation redirect target is invalid at ${redactUrl(current)}`);
+      throw new PermanentFetchError(`ExternalLocation redirect target is invalid at ${redactUrl(current)}`);
     }
     current = next.href;
   }
@@ -242,19 +258,33 @@ async function readBody(r: Response, cap: number, what: string, exact?: number):
     }
     if (exact !== undefined && total > exact) {
       r.res.destroy();
-      throw new Error(`Range chunk size mismatch: expected ${exact} bytes, got at least ${total}`);
+      throw new PermanentFetchError(`Range chunk size mismatch: expected ${exact} bytes, got at least ${total}`);
     }
     parts.push(chunk);
   }
   if (exact !== undefined && total !== exact) {
-    throw new Error(`Range chunk size mismatch: expected ${exact} bytes, got ${total}`);
+    throw new PermanentFetchError(`Range chunk size mismatch: expected ${exact} bytes, got ${total}`);
   }
   return concatBytes(parts);
 }
 
-/** True for URLs that look pre-signed (S3 / GCS signatures in the query): HEAD may be refused. */
+/**
+ * True for URLs that look pre-signed, by the reference's rule: SigV4 (`X-Amz-Signature` and
+ * `X-Amz-Credential`, or their `X-Goog-` twins) or SigV2 (`Signature` with `AWSAccessKeyId` or
+ * `GoogleAccessId`) in the query. Their signatures are method-bound, so HEAD would be refused.
+ */
 function isPresigned(url: string): boolean {
-  return /[?&](X-Amz-Signature|X-Goog-Signature|Signature|GoogleAccessId)=/i.test(url);
+  let keys: Set<string>;
+  try {
+    keys = new Set(new URL(url).searchParams.keys());
+  } catch {
+    return false;
+  }
+  const sigv4 =
+    (keys.has("X-Amz-Signature") && keys.has("X-Amz-Credential")) ||
+    (keys.has("X-Goog-Signature") && keys.has("X-Goog-Credential"));
+  const sigv2 = keys.has("Signature") && (keys.has("AWSAccessKeyId") || keys.has("GoogleAccessId"));
+  return sigv4 || sigv2;
 }
 
 interface Probe {
@@ -271,13 +301,18 @@ const header = (h: http.IncomingHttpHeaders, name: string): string => {
 async function probe(url: string, cfg: FetchConfig, signal: AbortSignal): Promise<Probe> {
   if (isPresigned(url)) {
     const r = await follow("GET", url, cfg, signal, { range: "bytes=0-0" });
-    r.res.resume();
+    const encoding = header(r.headers, "content-encoding");
     if (r.status === 206) {
-      const m = /\/(\d+)\s*$/.exec(header(r.headers, "content-range"));
-      return { length: m ? Number(m[1]) : null, ranges: true, encoding: header(r.headers, "content-encoding") };
+      const m = /^\s*bytes\s+\d+-\d+\/(\d+)\s*$/.exec(header(r.headers, "content-range"));
+      // One byte was asked for: read it, and fail on more (an origin ignoring the range's size).
+      await readBody(r, cfg.maxFetchBytes, "range probe", 1);
+      return { length: m ? Number(m[1]) : null, ranges: true, encoding };
     }
-    if (r.status >= 400) checkStatus(r, url);
-    return { length: null, ranges: false, encoding: header(r.headers, "content-encoding") };
+    r.res.resume();
+    // A signature bound to the method and headers may refuse the probe and still allow a plain GET.
+    if (r.status === 403 || r.status === 405 || r.status === 501) return { length: null, ranges: false, encoding: "" };
+    checkStatus(r, url);
+    return { length: null, ranges: false, encoding };
   }
   const r = await follow("HEAD", url, cfg, signal);
   r.res.resume();
@@ -292,28 +327,148 @@ async function probe(url: string, cfg: FetchConfig, signal: AbortSignal): Promis
   };
 }
 
-/** Fetches `length` bytes as Range requests, at most `maxParallelRequests` in flight. */
+/** One Range request's body: exactly `end - start + 1` bytes from a 206. */
+async function fetchRange(
+  url: string,
+  start: number,
+  end: number,
+  cfg: FetchConfig,
+  signal: AbortSignal,
+): Promise<Uint8Array> {
+  const r = await follow("GET", url, cfg, signal, { range: `bytes=${start}-${end}` });
+  if (r.status !== 206) {
+    checkStatus(r, url);
+    r.res.resume();
+    throw new PermanentFetchError(
+      `Expected HTTP 206 for Range request, got ${r.status} (bytes=${start}-${end} of ${redactUrl(url)})`,
+    );
+  }
+  return readBody(r, cfg.maxFetchBytes, "range fetch", end - start + 1);
+}
+
+/** The median the reference takes: the upper one of an even count. */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+/**
+ * Fetches `length` bytes as Range requests of `chunkSizeBytes`, at most `maxParallelRequests` in
+ * flight, with the reference's time-based hedging: once two ranges are done, a range whose request
+ * has run longer than `speculativeRetryMultiplier` x their median time is requested again (at most
+ * `maxSpeculativeHedges` times per object), and the first answer wins. Unlike the reference, the
+ * time counts from when a request starts rather than from when it was queued, a timer notices a
+ * straggler even when no other range finishes after it, a hedge goes ahead of ranges not yet
+ * started, and the losing request is aborted at once. Any failure of a range not yet fetched fails
+ * the fetch (the attempt is retried whole, as the reference's).
+ */
 async function fetchRanges(url: string, length: number, cfg: FetchConfig, signal: AbortSignal): Promise<Uint8Array> {
   const out = new Uint8Array(length);
   const ranges: [number, number][] = [];
   for (let start = 0; start < length; start += cfg.chunkSizeBytes) {
     ranges.push([start, Math.min(start + cfg.chunkSizeBytes, length) - 1]);
   }
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < ranges.length) {
-      const [start, end] = ranges[next++]!;
-      const r = await follow("GET", url, cfg, signal, { range: `bytes=${start}-${end}` });
-      if (r.status !== 206) {
-        checkStatus(r, url);
-        r.res.resume();
-        throw new Error(`ExternalLocation range request to ${redactUrl(url)} answered ${r.status}, not 206`);
+  const hedging = cfg.speculativeRetryMultiplier > 0;
+  const hedgeCap = cfg.maxSpeculativeHedges === 0 ? ranges.length : cfg.maxSpeculativeHedges;
+  /** Requests in flight, by range: their abort controllers and start times. */
+  const running = new Map<number, { ctl: AbortController; started: number }[]>();
+  const fetched = new Set<number>();
+  const hedged = new Set<number>();
+  const durations: number[] = [];
+  const pending = ranges.map((_, i) => i);
+  const hedges: number[] = [];
+  let active = 0;
+  let timer: NodeJS.Timeout | undefined;
+
+  return new Promise<Uint8Array>((resolve, reject) => {
+    let settled = false;
+    const finish = (err: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+      for (const reqs of running.values()) for (const r of reqs) r.ctl.abort();
+      if (err === null) resolve(out);
+      else reject(err);
+    };
+    const onAbort = (): void => finish(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+
+    /** Queues a hedge for each straggler, and sets a timer for the next range that may become one. */
+    const considerHedges = (): void => {
+      clearTimeout(timer);
+      if (!hedging || settled || durations.length < 2 || hedged.size >= hedgeCap) return;
+      const threshold = median(durations) * cfg.speculativeRetryMultiplier;
+      const now = performance.now();
+      let nextDue = Number.POSITIVE_INFINITY;
+      for (const [i, reqs] of running) {
+        if (hedged.has(i) || fetched.has(i) || reqs.length === 0) continue;
+        const due = reqs[0]!.started + threshold;
+        if (due <= now) {
+          if (hedged.size >= hedgeCap) break;
+          hedged.add(i);
+          hedges.push(i);
+        } else nextDue = Math.min(nextDue, due);
       }
-      out.set(await readBody(r, cfg.maxFetchBytes, "range fetch", end - start + 1), start);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(cfg.maxParallelRequests, ranges.length) }, worker));
-  return out;
+      if (nextDue !== Number.POSITIVE_INFINITY && hedged.size < hedgeCap) {
+        timer = setTimeout(
+          () => {
+            considerHedges();
+            pump();
+          },
+          Math.max(1, Math.ceil(nextDue - now)),
+        );
+        timer.unref();
+      }
+    };
+
+    const launch = (i: number): void => {
+      const [start, end] = ranges[i]!;
+      const ctl = new AbortController();
+      const req = { ctl, started: performance.now() };
+      const reqs = running.get(i) ?? [];
+      reqs.push(req);
+      running.set(i, reqs);
+      active++;
+      fetchRange(url, start, end, cfg, AbortSignal.any([signal, ctl.signal])).then(
+        (bytes) => {
+          active--;
+          reqs.splice(reqs.indexOf(req), 1);
+          if (settled || fetched.has(i)) return;
+          fetched.add(i);
+          out.set(bytes, start);
+          durations.push(performance.now() - req.started);
+          for (const loser of reqs) loser.ctl.abort();
+          running.delete(i);
+          if (fetched.size === ranges.length) {
+            finish(null);
+            return;
+          }
+          considerHedges();
+          pump();
+        },
+        (err: unknown) => {
+          active--;
+          reqs.splice(reqs.indexOf(req), 1);
+          // A request aborted because its twin won, or failing after its range arrived, is no failure.
+          if (settled || fetched.has(i) || ctl.signal.aborted) {
+            pump();
+            return;
+          }
+          finish(err);
+        },
+      );
+    };
+
+    const pump = (): void => {
+      while (!settled && active < cfg.maxParallelRequests) {
+        const i = hedges.shift() ?? pending.shift();
+        if (i === undefined) return;
+        if (!fetched.has(i)) launch(i);
+      }
+    };
+    pump();
+  });
 }
 
 /** The decoded bytes of the object at `url` (one attempt). */

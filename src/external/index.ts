@@ -26,6 +26,7 @@ export { ExternalResolver } from "./resolve.js";
 export {
   type ContentEncoding,
   type ExternalStorage,
+  ExternalStorageError,
   FakeStorage,
   type UploadUrl,
   type UploadUrlProvider,

@@ -4,7 +4,10 @@
  * conformance runs. quiver never deletes what it uploads: expire objects with the store's own
  * lifecycle rules, as the reference asks of its operators.
  */
+import * as http from "node:http";
+import * as https from "node:https";
 import type { Schema } from "apache-arrow";
+import { RpcError } from "../errors.js";
 
 /** A content coding applied to an uploaded object (stored so that fetchers can decode it). */
 export type ContentEncoding = "zstd" | "gzip";
@@ -33,6 +36,29 @@ export interface UploadUrl {
  */
 export interface UploadUrlProvider {
   uploadUrl(schema: Schema): Promise<UploadUrl>;
+}
+
+/**
+ * A storage backend failed to store an object or to sign its URLs (the S3 and GCS backends throw
+ * it, with the SDK's error as `cause`). A call whose output it was externalizing fails with it.
+ */
+export class ExternalStorageError extends RpcError {
+  /** Which backend: `s3`, `gcs`, `fake`. */
+  readonly backend: string;
+  /** The HTTP status the store answered, when it answered one. */
+  readonly status: number | null;
+
+  constructor(message: string, backend: string, opts: { status?: number | null; cause?: unknown } = {}) {
+    super(message, {
+      type: "RuntimeError",
+      code: "UNAVAILABLE",
+      kind: "external_storage_failed",
+      ...(opts.cause === undefined ? {} : { cause: opts.cause }),
+    });
+    this.name = "ExternalStorageError";
+    this.backend = backend;
+    this.status = opts.status ?? null;
+  }
 }
 
 /** What `POST /alloc` answers. */
@@ -71,12 +97,18 @@ export class FakeStorage implements ExternalStorage, UploadUrlProvider {
       body: JSON.stringify(body),
       signal,
     });
-    if (!allocRes.ok) throw new Error(`fake storage: POST /alloc answered ${allocRes.status}`);
+    if (!allocRes.ok) {
+      throw new ExternalStorageError(`fake storage: POST /alloc answered ${allocRes.status}`, "fake", {
+        status: allocRes.status,
+      });
+    }
     const alloc = (await allocRes.json()) as Allocation;
     const legacy = typeof alloc.object_url === "string" ? alloc.object_url : undefined;
     const upload = typeof alloc.upload_url === "string" ? alloc.upload_url : legacy;
     const download = typeof alloc.download_url === "string" ? alloc.download_url : legacy;
-    if (upload === undefined || download === undefined) throw new Error("fake storage: /alloc named no URLs");
+    if (upload === undefined || download === undefined) {
+      throw new ExternalStorageError("fake storage: /alloc named no URLs", "fake");
+    }
     return { upload, download };
   }
 
@@ -92,9 +124,38 @@ export class FakeStorage implements ExternalStorage, UploadUrlProvider {
     );
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
     if (opts.contentEncoding !== undefined) headers["content-encoding"] = opts.contentEncoding;
-    const put = await fetch(uploadUrl, { method: "PUT", headers, body: data as Uint8Array<ArrayBuffer>, signal });
-    await put.arrayBuffer();
-    if (!put.ok) throw new Error(`fake storage: PUT answered ${put.status}`);
+    const status = await put(uploadUrl, data, headers, signal);
+    if (status < 200 || status >= 300) {
+      throw new ExternalStorageError(`fake storage: PUT answered ${status}`, "fake", { status });
+    }
     return downloadUrl;
   }
+}
+
+/**
+ * PUTs `body` with node:http(s), resolving with the status once the answer is read. Not `fetch`:
+ * undici takes twice as long over a large body (a 30 MB PUT on loopback: 82 ms against 42).
+ */
+function put(url: string, body: Uint8Array, headers: Record<string, string>, signal: AbortSignal): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const target = URL.canParse(url) ? new URL(url) : null;
+    if (target === null || (target.protocol !== "http:" && target.protocol !== "https:")) {
+      reject(new ExternalStorageError("fake storage: /alloc named an upload URL that is not http(s)", "fake"));
+      return;
+    }
+    const mod = target.protocol === "https:" ? https : http;
+    const req = mod.request(
+      target,
+      { method: "PUT", headers: { ...headers, "content-length": String(body.byteLength) }, signal },
+      (res) => {
+        res.on("error", reject);
+        res.on("end", () => resolve(res.statusCode ?? 0));
+        res.resume();
+      },
+    );
+    req.on("error", (err) =>
+      reject(new ExternalStorageError(`fake storage: PUT failed: ${err.message}`, "fake", { cause: err })),
+    );
+    req.end(body);
+  });
 }

@@ -11,6 +11,9 @@
  *   README.md and docs/ document imported under TypeScript `strict` with NodeNext resolution and
  *   `skipLibCheck: false` (so every declaration file those imports reach is checked too). The
  *   browser entry is also checked as a page would see it: DOM types and no Node types;
+ * - the storage backends' SDKs are optional peers, not installed by default: without them the
+ *   S3 and GCS factories fail saying which package to install (the type check above then runs
+ *   with the repository's SDKs linked in, as a user who installed them has);
  * - the README's quick start is copied into that project, type-checked with the rest and run
  *   under tsx.
  */
@@ -158,6 +161,20 @@ const DOCUMENTED: Readonly<Record<string, readonly string[]>> = {
     "type ServiceDescription",
   ],
   "quiver-rpc/memory": ["memoryPipe"],
+  "quiver-rpc/external/s3": [
+    "ExternalStorageError",
+    "MissingSdkError",
+    "createS3Storage",
+    "type S3Storage",
+    "type S3StorageOptions",
+  ],
+  "quiver-rpc/external/gcs": [
+    "ExternalStorageError",
+    "MissingSdkError",
+    "createGcsStorage",
+    "type GcsStorage",
+    "type GcsStorageOptions",
+  ],
   "quiver-rpc/shm": [
     "SharedMemoryChannel",
     "ShmError",
@@ -473,6 +490,32 @@ test("the bins run from the installed package, and without the OpenTelemetry SDK
   assert.match(worker.stderr, /@opentelemetry\/sdk-node is not installed.*npm install @opentelemetry\/sdk-node/);
 });
 
+/** The optional peer SDKs, linked from this repository into the consumer when a test needs them. */
+const PEER_SDKS = ["@aws-sdk/client-s3", "@aws-sdk/s3-request-presigner", "@google-cloud/storage"] as const;
+
+test("without their optional SDKs, the S3 and GCS storages fail saying what to install", () => {
+  const { app } = installPacked();
+  for (const sdk of PEER_SDKS) {
+    assert.ok(!existsSync(join(app, "node_modules", sdk)), `${sdk} was installed by default`);
+  }
+  const probe = [
+    `const { createS3Storage, MissingSdkError } = await import("${pkg.name}/external/s3");`,
+    `const { createGcsStorage } = await import("${pkg.name}/external/gcs");`,
+    "for (const make of [() => createS3Storage({ bucket: 'b' }), () => createGcsStorage({ bucket: 'b' })]) {",
+    "  try { await make(); console.log('created'); }",
+    "  catch (e) { console.log(e instanceof MissingSdkError ? e.message : 'other: ' + e); }",
+    "}",
+  ].join("\n");
+  writeFileSync(join(app, "missing-sdk.mjs"), probe);
+  const r = run(process.execPath, ["missing-sdk.mjs"], app, 60_000);
+  assert.equal(r.status, 0, tail(r.stderr));
+  assert.deepEqual(r.stdout.trim().split("\n"), [
+    "quiver-rpc/external/s3 cannot load its SDK (an optional peer dependency): " +
+      "npm install @aws-sdk/client-s3 @aws-sdk/s3-request-presigner",
+    "quiver-rpc/external/gcs cannot load its SDK (an optional peer dependency): npm install @google-cloud/storage",
+  ]);
+});
+
 test("every documented export imports under strict NodeNext", () => {
   const { app } = installPacked();
 
@@ -531,6 +574,12 @@ test("every documented export imports under strict NodeNext", () => {
   }
   const browserEntry = `${pkg.name}/ws/client`;
   writeFileSync(join(app, "page.ts"), importLine(browserEntry, documented.get(browserEntry) ?? []));
+  // The storage backends' types name their SDKs: link them in, as a user of those entries installs them.
+  for (const sdk of PEER_SDKS) {
+    mkdirSync(join(app, "node_modules", sdk, ".."), { recursive: true });
+    if (!existsSync(join(app, "node_modules", sdk)))
+      symlinkSync(join(root, "node_modules", sdk), join(app, "node_modules", sdk), "dir");
+  }
   // Node's types as this repository pins them, in place of any a dependency brought along.
   mkdirSync(join(app, "node_modules/@types"), { recursive: true });
   rmSync(join(app, "node_modules/@types/node"), { recursive: true, force: true });
