@@ -23,7 +23,8 @@
  *   HTTP, printed as quiver / peer (bench/peers/).
  *
  * Every run writes bench/results/report.md (a markdown table, Node version, CPU, date) and
- * bench/results/chart.svg (every ratio on a log axis); `--json FILE` also writes the figures as
+ * bench/results/chart.svg (every ratio on a log axis), a partial one (`--only`) report-partial.md
+ * and chart-partial.svg (git-ignored, so the committed full report stays); `--json FILE` also writes the figures as
  * `[{figure, transport, value, unit, limit, ratio}]`.
  */
 import { spawn } from "node:child_process";
@@ -85,6 +86,8 @@ const { values: args } = parseArgs({
 /** `--only hook,http-features,unary,streams,shm,external,peers`: run only these sections (peers reuse nothing when alone). */
 const ONLY = args.only === undefined ? null : new Set(args.only.split(","));
 const runs = (section: string) => ONLY === null || ONLY.has(section);
+/** The report's file: a partial run (`--only`) does not replace the committed full one. */
+const REPORT = ONLY === null ? "report.md" : "report-partial.md";
 const FULL = args.full ?? false;
 /** Every child process is killed after this long, whatever happens (the run stays bounded). */
 const CHILD_TIMEOUT_MS = (FULL ? 600 : 240) * 1000;
@@ -721,9 +724,9 @@ function writeReport(header: Header, seconds: number): void {
     "",
   ];
   mkdirSync(RESULTS, { recursive: true });
-  writeFileSync(join(RESULTS, "report.md"), lines.join("\n"));
+  writeFileSync(join(RESULTS, REPORT), lines.join("\n"));
   writeFileSync(
-    join(RESULTS, "chart.svg"),
+    join(RESULTS, ONLY === null ? "chart.svg" : "chart-partial.svg"),
     writeChart(figures, `quiver bench — ${header.node}, ${header.cpu}, ${header.date}`),
   );
 }
@@ -904,9 +907,7 @@ async function main(): Promise<void> {
     mkdirSync(dirname(args.json), { recursive: true });
     writeFileSync(args.json, `${JSON.stringify(figures, null, 2)}\n`);
   }
-  process.stdout.write(
-    `\n${figures.length} figures in ${seconds.toFixed(0)} s; report: ${join(RESULTS, "report.md")}\n`,
-  );
+  process.stdout.write(`\n${figures.length} figures in ${seconds.toFixed(0)} s; report: ${join(RESULTS, REPORT)}\n`);
 }
 
 await main();
