@@ -131,28 +131,29 @@ describe("the reference hosting both identity hooks, over HTTP", () => {
   });
 
   it("refuses with the kinds, codes, types and retry hints our server sends", async () => {
-    const cases: [Promise<unknown>, string, string, string][] = [
+    // Each call starts when its case runs: a call started early could reject before it is awaited.
+    const cases: [() => Promise<unknown>, string, string, string][] = [
       [
-        as(OUTSIDER_PRINCIPAL).introspect_token({ token: "x" }),
+        () => as(OUTSIDER_PRINCIPAL).introspect_token({ token: "x" }),
         "introspection_refused",
         "PERMISSION_DENIED",
         "IntrospectionRefusedError",
       ],
       [
-        as(INTROSPECTOR_PRINCIPAL).introspect_token({ token: `${JWS}\u0085` }),
+        () => as(INTROSPECTOR_PRINCIPAL).introspect_token({ token: `${JWS}\u0085` }),
         "token_unresolved",
         "NOT_FOUND",
         "TokenUnresolvedError",
       ],
       [
-        as(MINTER_PRINCIPAL).issue_grant({ purpose: "p", scopes: [], ttl_seconds: 60n }),
+        () => as(MINTER_PRINCIPAL).issue_grant({ purpose: "p", scopes: [], ttl_seconds: 60n }),
         "stale_auth",
         "UNAUTHENTICATED",
         "StaleAuthError",
       ],
     ];
     for (const [call, kind, code, type] of cases) {
-      const err = await refusedWith(call);
+      const err = await refusedWith(call());
       assert.deepEqual([err.kind, err.code, err.type], [kind, code, type]);
     }
     const down = await refusedWith(
