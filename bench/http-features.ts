@@ -8,13 +8,12 @@
  * - a stream turn retried once: every other `/exchange` answered 503 (`Retry-After: 0`) by a
  *   proxy and re-sent by the client, against the same proxy passing everything.
  */
-import { createServer as createHttpServer, request as httpRequest, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { proxy } from "../src/client/typed.js";
 import { defineProtocol, producer, unary } from "../src/protocol/methods.js";
 import { t } from "../src/protocol/types.js";
 import { bind, createServer } from "../src/server/server.js";
 import { connectHttp, type HttpServerOptions, listenHttp } from "../src/transports/http/index.js";
+import { flakyProxy } from "../test/helpers/flaky-proxy.js";
 import { timed } from "./net.js";
 import type { Figure } from "./report.js";
 
@@ -67,34 +66,14 @@ async function unaryRate(
   }
 }
 
-/** A proxy to `target` answering every other `/exchange` 503 when `flaky`. */
-async function proxyTo(target: string, flaky: boolean): Promise<{ url: string; close(): Promise<void> }> {
-  let turns = 0;
-  const server: Server = createHttpServer((req, res) => {
-    if (flaky && (req.url ?? "").endsWith("/exchange") && turns++ % 2 === 0) {
-      req.resume();
-      res.writeHead(503, { "content-type": "text/plain", "retry-after": "0" });
-      res.end("busy");
-      return;
-    }
-    const up = httpRequest(`${target}${req.url}`, { method: req.method, headers: req.headers }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
-    });
-    up.on("error", () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
 /** Producer turns/s through a proxy (every other turn refused once when `flaky`). */
 async function turnRate(seconds: number, flaky: boolean): Promise<number> {
   const listener = await listenHttp(featureServer());
-  const front = await proxyTo(listener.url, flaky);
+  let exchanges = 0;
+  // Every other `/exchange` answered 503 once when `flaky`.
+  const front = await flakyProxy(listener.url, (path) =>
+    flaky && path.endsWith("/exchange") && exchanges++ % 2 === 0 ? 503 : null,
+  );
   const client = connectHttp(front.url, { retry: { maxRetries: 3, backoffBaseMs: 0, backoffMaxMs: 0 } });
   try {
     const features = proxy(client, Features);

@@ -63,11 +63,17 @@ export function crossSitePolicy(options: CrossSiteOptions = {}, extraTrusted: re
   };
 }
 
-/** The value of cookie `name` in a `Cookie` header, or null. */
-function cookieValue(header: string, name: string): string | null {
+/**
+ * The first value of cookie `name` in a `Cookie` header (RFC 6265 syntax, surrounding quotes
+ * removed), or null.
+ */
+export function cookieValue(header: string | null, name: string): string | null {
+  if (header === null) return null;
   for (const part of header.split(";")) {
     const eq = part.indexOf("=");
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    if (eq <= 0 || part.slice(0, eq).trim() !== name) continue;
+    const value = part.slice(eq + 1).trim();
+    return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
   }
   return null;
 }

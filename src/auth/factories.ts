@@ -15,6 +15,7 @@ import {
   jwtVerify,
 } from "jose";
 import type { AuthContext } from "../protocol/context.js";
+import { cookieValue } from "./cross-site.js";
 import { declareProxyHeaders, proxyHeadersOf } from "./proxy-proof.js";
 import {
   AuthConfigError,
@@ -188,22 +189,10 @@ export function cookieAuthenticate(options: {
     throw new TypeError(`cookieAuthenticate: name must be a cookie name, got ${JSON.stringify(name)}`);
   }
   return (request) => {
-    const value = cookieNamed(request.headers.get("cookie"), name);
+    const value = cookieValue(request.headers.get("cookie"), name);
     if (value === null || value === "") throw new AuthFailure("missing_credential", `Missing ${name} cookie`);
     return validate(value, request);
   };
-}
-
-/** The first value of cookie `name` in a `Cookie` header (RFC 6265 syntax, quotes removed), or null. */
-function cookieNamed(header: string | null, name: string): string | null {
-  if (header === null) return null;
-  for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq <= 0 || part.slice(0, eq).trim() !== name) continue;
-    const value = part.slice(eq + 1).trim();
-    return value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value;
-  }
-  return null;
 }
 
 function digest(text: string): Buffer {

@@ -5,8 +5,6 @@
  * on another instance sharing the token key.
  */
 import assert from "node:assert/strict";
-import { createServer as createHttpServer, request as httpRequest, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { producerStream, proxy } from "../../src/client/typed.js";
 import { defineProtocol, producer, unary } from "../../src/protocol/methods.js";
@@ -15,6 +13,7 @@ import { bind, createServer } from "../../src/server/server.js";
 import { parseRetryAfter } from "../../src/transports/http/client-errors.js";
 import { retryPolicy } from "../../src/transports/http/client-retry.js";
 import { connectHttp, HttpError, type HttpStream, listenHttp } from "../../src/transports/http/index.js";
+import { flakyProxy } from "../helpers/flaky-proxy.js";
 
 const Counter = defineProtocol(
   "test.HttpRetry.v1",
@@ -41,36 +40,6 @@ function counterServer(calls = { bump: 0 }) {
       }),
     ],
   });
-}
-
-/**
- * A proxy to `target` that answers `fail(path)`'s status (with `Retry-After: 0`) instead of
- * forwarding when it returns one; counts what it refused.
- */
-async function flakyProxy(target: string, fail: (path: string) => number | null) {
-  const refused: string[] = [];
-  const server: Server = createHttpServer((req, res) => {
-    const status = fail(req.url ?? "");
-    if (status !== null) {
-      refused.push(req.url ?? "");
-      req.resume();
-      res.writeHead(status, { "content-type": "text/plain", "retry-after": "0" });
-      res.end("try again");
-      return;
-    }
-    const up = httpRequest(`${target}${req.url}`, { method: req.method, headers: req.headers }, (upRes) => {
-      res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-      upRes.pipe(res);
-    });
-    up.on("error", () => res.destroy());
-    req.pipe(up);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    refused,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
 const FAST = { backoffBaseMs: 1, backoffMaxMs: 5 };
