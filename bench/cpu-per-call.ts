@@ -6,7 +6,10 @@
  * Linux only (the child's CPU time is read from /proc).
  *
  *   npx tsc -p tsconfig.bench.json    (what `npm run bench` runs first: builds .bench/)
- *   node .bench/bench/cpu-per-call.js tcp,unix,http,ws [N=40000] [noop|three]
+ *   node .bench/bench/cpu-per-call.js tcp,unix,http,ws [N=40000] [noop|three|exchange|pipelined|producer|prefetch]
+ *
+ * `noop` and `three` are unary calls; the others count stream turns of 1-row batches: an exchange
+ * turn by turn, an exchange with 8 inputs sent ahead, a producer, a producer with 8 ticks ahead.
  *
  * `PROF=DIR` also writes the server's CPU profile under DIR/server (add `--cpu-prof` to node for
  * the client's).
@@ -14,12 +17,67 @@
 import { readFileSync } from "node:fs";
 import { proxy } from "../src/client/typed.js";
 import { type NetTransport, quiverChannel, spawnServer } from "./net.js";
-import { Bench } from "./service.js";
+import { Bench, benchBatch } from "./service.js";
 
 /** A process's user + system CPU time so far, in microseconds. */
 function cpuMicros(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+}
+
+/** `run(k)` makes k calls (or k stream turns) of the workload `what`. */
+async function workload(
+  bench: ReturnType<typeof proxy<typeof Bench>>,
+  what: string,
+): Promise<{ run: (k: number) => Promise<void>; close: () => Promise<void> }> {
+  const none = async () => {};
+  const batch = benchBatch(1);
+  const inRuns = (each: () => Promise<void>) => async (k: number) => {
+    for (let i = 0; i < k; i += 1000) await each();
+  };
+  switch (what) {
+    case "noop":
+    case "three": {
+      const call = what === "noop" ? () => bench.noop() : () => bench.three({ i: 7n, f: 0.5, s: "row-7" });
+      return {
+        run: async (k) => {
+          for (let i = 0; i < k; i++) await call();
+        },
+        close: none,
+      };
+    }
+    case "exchange":
+    case "pipelined": {
+      const session = await bench.echo({});
+      const inputs = Array.from({ length: 1000 }, () => batch);
+      const run =
+        what === "exchange"
+          ? async (k: number) => {
+              for (let i = 0; i < k; i++) await session.exchangeBatch(batch);
+            }
+          : inRuns(async () => {
+              for await (const _ of session.pipelineBatches(inputs, { window: 8 })) {
+                // batches only counted by the server's CPU
+              }
+            });
+      return { run, close: () => session.close() };
+    }
+    case "producer":
+    case "prefetch": {
+      const opts = what === "prefetch" ? { prefetch: 8 } : {};
+      return {
+        run: inRuns(async () => {
+          const stream = await bench.rows({ batches: 1000n, rows: 1n }, opts);
+          for await (const _ of stream.batches()) {
+            // drained
+          }
+        }),
+        close: none,
+      };
+    }
+    default:
+      throw new Error(`unknown workload ${what}`);
+  }
 }
 
 const transports = (process.argv[2] ?? "tcp,http,ws").split(",") as NetTransport[];
@@ -31,18 +89,19 @@ const pid = Number(readFileSync(`/proc/self/task/${process.pid}/children`, "utf8
 for (const transport of transports) {
   const channel = await quiverChannel(transport, child.ready);
   const bench = proxy(channel, Bench);
-  const call = what === "noop" ? () => bench.noop() : () => bench.three({ i: 7n, f: 0.5, s: "row-7" });
-  for (let i = 0; i < 20_000; i++) await call(); // warm up both sides
+  const { run, close } = await workload(bench, what);
+  await run(20_000); // warm up both sides
   const server0 = cpuMicros(pid);
   const client0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) await call();
+  await run(n);
   const wall = performance.now() - t0;
   const client = process.cpuUsage(client0);
   const server = cpuMicros(pid) - server0;
   process.stdout.write(
     `${transport} ${what}: client ${((client.user + client.system) / n).toFixed(2)} us, server ${(server / n).toFixed(2)} us, wall ${((wall * 1000) / n).toFixed(1)} us\n`,
   );
+  await close();
   await channel.close();
 }
 await child.stop();

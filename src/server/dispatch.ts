@@ -266,6 +266,119 @@ class CallView implements ServerCall {
   }
 }
 
+/** A call's interceptor chain, once started. */
+interface Chained {
+  readonly view: CallView;
+  readonly entered: Promise<void>;
+  /** Resolves the innermost link of the chain with the call's outcome. */
+  finish: ((outcome: CallOutcome) => void) | null;
+  outcome: CallOutcome | null;
+}
+
+/** The parts of a call few calls use. */
+interface Rare {
+  /** Made when a handler first reads `ctx.signal` (most never do). */
+  controller: AbortController | null;
+  deadlineTimer: NodeJS.Timeout | null;
+  logger: Logger | null;
+}
+
+/**
+ * The `CallContext` handlers receive: one small object per handler invocation (a stream makes one
+ * per turn), its members read from the call when asked. `clientLog` is an own field, so a handler
+ * may pass it on detached; the other methods are the class's.
+ */
+class HandlerContext implements CallContext<Injected> {
+  constructor(
+    private readonly call: Call,
+    private readonly target: ResolvedMethod,
+    readonly clientLog: (level: LogLevel, message: string, extra?: LogExtra) => void,
+    readonly injected: Injected,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.call.signal;
+  }
+  get auth(): AuthContext {
+    return this.call.env.auth;
+  }
+  get requestId(): string {
+    return this.call.origin.requestId;
+  }
+  get serverId(): string {
+    return this.call.origin.serverId;
+  }
+  get protocol(): string {
+    return this.target.protocol.name;
+  }
+  get method(): string {
+    return this.target.name;
+  }
+  get transport(): string {
+    return this.call.env.transport;
+  }
+  get transportMetadata(): Readonly<Record<string, string>> {
+    return this.call.env.transportMetadata;
+  }
+  get requestMetadata(): ReadonlyMap<string, string> {
+    return this.call.requestMetadata;
+  }
+  get logger(): Logger {
+    return this.call.logger;
+  }
+  get idempotencyKey(): string | null {
+    return this.call.idempotencyKey;
+  }
+  requireIdempotencyKey(): string {
+    const key = this.call.idempotencyKey;
+    if (key !== null) return key;
+    throw frameworkError(
+      "idempotency_key_required",
+      `'${this.target.name}' requires an idempotency key: send the 'Idempotency-Key' HTTP header or the '${IDEMPOTENCY_KEY_METADATA}' request metadata key.`,
+    );
+  }
+  get cookies(): ReadonlyMap<string, string> {
+    return this.call.env.http?.cookies ?? NO_COOKIES;
+  }
+  get csrfVerified(): boolean {
+    return this.call.env.csrfVerified ?? true;
+  }
+  /** Where cookies go: only a unary call served over HTTP has a jar. */
+  private jar(): CookieJar {
+    const jar = this.target.decl.kind === "unary" ? this.call.env.http?.cookieJar : undefined;
+    if (jar !== undefined) return jar;
+    const where = this.target.decl.kind === "unary" ? "a unary call" : "a stream";
+    throw frameworkError(
+      "cookie_not_allowed",
+      `cookies can only be set by a unary call served over HTTP; '${this.target.name}' is ${where} on the '${this.call.env.transport}' transport`,
+    );
+  }
+  setCookie(name: string, value: string, options: CookieOptions = {}): void {
+    this.jar().set(name, value, options);
+  }
+  deleteCookie(name: string, options: CookieOptions = {}): void {
+    this.jar().delete(name, options);
+  }
+  /** The request's sticky session, or a refusal word for word as the reference's (no kind, code UNKNOWN). */
+  private sticky(): SessionSink {
+    const session = this.call.env.http?.session;
+    if (session !== undefined) return session;
+    throw new RuntimeError("sticky sessions not available on this transport");
+  }
+  get session(): unknown {
+    return this.call.env.http?.session?.state ?? null;
+  }
+  get sessionId(): string | null {
+    return this.call.env.http?.session?.id ?? null;
+  }
+  openSession(state: unknown, options: SessionOptions = {}): void {
+    this.sticky().open(state, options);
+  }
+  closeSession(): void {
+    this.sticky().close();
+  }
+}
+
 /** One call's bookkeeping, from request to the end of its last turn. */
 export class Call {
   /** Server and request id stamped on log and error batches; the request id may come from the client. */
@@ -283,22 +396,17 @@ export class Call {
   requestRows = 0;
   private failure: RpcError | null = null;
   private ended = false;
-  /** The call as interceptors see it, once its chain started. */
-  private view: CallView | null = null;
-  /** Settles when the interceptor chain reaches the call (see `begin`); null without a chain. */
-  entered: Promise<void> | null = null;
-  /** Resolves the innermost link of the chain with the call's outcome. */
-  private finish: ((outcome: CallOutcome) => void) | null = null;
-  private outcome: CallOutcome | null = null;
+  /** Whether `begin` ran (with or without a chain to start). */
+  private begun = false;
+  /** The interceptor chain's state, when the call has one (most calls on a plain server do not). */
+  private chained: Chained | null = null;
   /** The OpenTelemetry context handlers run in (the call's span active). */
   otelContext: Context = ROOT_CONTEXT;
-  private loggerValue: Logger | null = null;
-  /** Made when a handler first reads `ctx.signal` (most never do). */
-  private controller: AbortController | null = null;
+  /** What few calls use (a logger, `ctx.signal`, a deadline), made on first use. */
+  private rare: Rare | null = null;
   private abortReason: RpcError | null = null;
   /** The work `unlessAborted` is racing, answered with the reason on abort. */
   private race: ((reason: RpcError) => void) | null = null;
-  private deadlineTimer: NodeJS.Timeout | null = null;
 
   constructor(
     readonly env: CallEnv,
@@ -318,13 +426,24 @@ export class Call {
     return this.failure;
   }
 
+  private get extras(): Rare {
+    if (this.rare === null) this.rare = { controller: null, deadlineTimer: null, logger: null };
+    return this.rare;
+  }
+
+  /** Settles when the interceptor chain reaches the call (see `begin`); null without a chain. */
+  get entered(): Promise<void> | null {
+    return this.chained?.entered ?? null;
+  }
+
   /** The signal handlers see as `ctx.signal` (see `abort`). */
   get signal(): AbortSignal {
-    if (this.controller === null) {
-      this.controller = new AbortController();
-      if (this.abortReason !== null) this.controller.abort(this.abortReason);
+    const extras = this.extras;
+    if (extras.controller === null) {
+      extras.controller = new AbortController();
+      if (this.abortReason !== null) extras.controller.abort(this.abortReason);
     }
-    return this.controller.signal;
+    return extras.controller.signal;
   }
 
   /** Why the call was aborted, or null. */
@@ -336,7 +455,7 @@ export class Call {
   abort(reason: RpcError): void {
     if (this.abortReason !== null || this.ended) return;
     this.abortReason = reason;
-    this.controller?.abort(reason);
+    this.rare?.controller?.abort(reason);
     const race = this.race;
     this.race = null;
     race?.(reason);
@@ -369,12 +488,13 @@ export class Call {
 
   /** Aborts the call with `deadline_exceeded` after `ms` unless it ended first. */
   deadline(ms: number): void {
-    if (this.deadlineTimer !== null || this.ended) return;
-    this.deadlineTimer = setTimeout(
+    const extras = this.extras;
+    if (extras.deadlineTimer !== null || this.ended) return;
+    extras.deadlineTimer = setTimeout(
       () => this.abort(frameworkError("deadline_exceeded", `the call did not finish within its deadline of ${ms} ms`)),
       ms,
     );
-    this.deadlineTimer.unref();
+    extras.deadlineTimer.unref();
   }
 
   /** Records output batches as they are written. */
@@ -409,11 +529,10 @@ export class Call {
    * then settles when the chain reaches the call (rejecting when an interceptor refused it).
    */
   begin(): void {
-    if (this.view !== null) return;
+    if (this.begun) return;
+    this.begun = true;
     const interceptors = callInterceptors(this.env.server, this.requestMetadata, this.env.http?.traceContext);
     if (interceptors.length === 0) return;
-    const view = new CallView(this);
-    this.view = view;
     let enter!: () => void;
     let refuse!: (err: unknown) => void;
     const entered = new Promise<void>((resolve, reject) => {
@@ -421,20 +540,21 @@ export class Call {
       refuse = reject;
     });
     entered.catch(() => {}); // the dispatcher reads the refusal; nobody else need
-    this.entered = entered;
+    const chained: Chained = { view: new CallView(this), entered, finish: null, outcome: null };
+    this.chained = chained;
     let inside = false;
     const body: CallHandler = () => {
       inside = true;
       enter();
       return new Promise<CallOutcome>((resolve) => {
-        if (this.outcome !== null) resolve(this.outcome);
-        else this.finish = resolve;
+        if (chained.outcome !== null) resolve(chained.outcome);
+        else chained.finish = resolve;
       });
     };
     chain(
       interceptors,
       body,
-    )(view).catch((err: unknown) => {
+    )(chained.view).catch((err: unknown) => {
       if (!inside) refuse(err);
       else this.env.server.logger.warn({ err }, "an interceptor failed after the call");
     });
@@ -442,7 +562,8 @@ export class Call {
 
   /** The request-bound logger: a child of the server's with the call's identity. */
   get logger(): Logger {
-    if (this.loggerValue === null) {
+    const extras = this.extras;
+    if (extras.logger === null) {
       const bindings: Record<string, string> = {
         server_id: this.origin.serverId,
         method: this.methodName,
@@ -453,17 +574,23 @@ export class Call {
       if (this.env.auth.domain) bindings.auth_domain = this.env.auth.domain;
       const remote = this.env.transportMetadata.remote_addr;
       if (remote) bindings.remote_addr = remote;
-      this.loggerValue = this.env.server.logger.child(bindings);
+      extras.logger = this.env.server.logger.child(bindings);
     }
-    return this.loggerValue;
+    return extras.logger;
   }
 
   /** Ends the call once: its interceptors (observers and tracing included) see the outcome. */
   end(cancelled = false): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    const rare = this.rare;
+    if (rare !== null && rare.deadlineTimer !== null) clearTimeout(rare.deadlineTimer);
     this.race = null;
+    // A call that ended before its method was known (unroutable, unreadable) still passes its
+    // interceptors, so observers record it.
+    if (!this.begun) this.begin();
+    const chained = this.chained;
+    if (chained === null) return; // nothing reads the outcome
     const e = this.failure;
     const outcome: CallOutcome = {
       status: e === null ? "ok" : "error",
@@ -471,13 +598,10 @@ export class Call {
       cancelled,
       durationMs: performance.now() - this.t0,
     };
-    this.outcome = outcome;
-    const finish = this.finish;
-    this.finish = null;
+    chained.outcome = outcome;
+    const finish = chained.finish;
+    chained.finish = null;
     if (finish !== null) finish(outcome);
-    // A call that ended before its method was known (unroutable, unreadable) still passes its
-    // interceptors, so observers record it.
-    else if (this.view === null) this.begin();
   }
 
   /** The record observers receive for this call's `outcome`. */
@@ -530,61 +654,7 @@ export class Call {
     clientLog: (level: LogLevel, message: string, extra?: LogExtra) => void,
     injected: Injected = NOTHING_INJECTED,
   ): CallContext<Injected> {
-    const callLogger = () => this.logger;
-    const jar = method.decl.kind === "unary" ? this.env.http?.cookieJar : undefined;
-    const refuse = (): never => {
-      const where = method.decl.kind === "unary" ? "a unary call" : "a stream";
-      throw frameworkError(
-        "cookie_not_allowed",
-        `cookies can only be set by a unary call served over HTTP; '${method.name}' is ${where} on the '${this.env.transport}' transport`,
-      );
-    };
-    const idempotencyKey = this.idempotencyKey;
-    const call = this;
-    const session = this.env.http?.session;
-    const noSessions = (): never => {
-      // The reference's RuntimeError, word for word (no kind, code UNKNOWN): its clients and our
-      // differential test compare it.
-      throw new RuntimeError("sticky sessions not available on this transport");
-    };
-    return {
-      get signal() {
-        return call.signal;
-      },
-      idempotencyKey,
-      requireIdempotencyKey: () => {
-        if (idempotencyKey !== null) return idempotencyKey;
-        throw frameworkError(
-          "idempotency_key_required",
-          `'${method.name}' requires an idempotency key: send the 'Idempotency-Key' HTTP header or the '${IDEMPOTENCY_KEY_METADATA}' request metadata key.`,
-        );
-      },
-      injected,
-      cookies: this.env.http?.cookies ?? NO_COOKIES,
-      csrfVerified: this.env.csrfVerified ?? true,
-      setCookie: (name, value, options = {}) => (jar ? jar.set(name, value, options) : refuse()),
-      deleteCookie: (name, options = {}) => (jar ? jar.delete(name, options) : refuse()),
-      get session() {
-        return session === undefined ? null : session.state;
-      },
-      get sessionId() {
-        return session === undefined ? null : session.id;
-      },
-      openSession: (state, options = {}) => (session ? session.open(state, options) : noSessions()),
-      closeSession: () => (session ? session.close() : noSessions()),
-      auth: this.env.auth,
-      requestId: this.origin.requestId,
-      serverId: this.origin.serverId,
-      protocol: method.protocol.name,
-      method: method.name,
-      transport: this.env.transport,
-      transportMetadata: this.env.transportMetadata,
-      requestMetadata: this.requestMetadata,
-      get logger() {
-        return callLogger();
-      },
-      clientLog,
-    };
+    return new HandlerContext(this, method, clientLog, injected);
   }
 
   /** A complete answer carrying one error batch on `schema` (recorded as the call's failure). */

@@ -10,7 +10,7 @@ import { isPointerBatch } from "../external/pointer.js";
 import { asRequest } from "../external/resolve.js";
 import { ANONYMOUS } from "../protocol/context.js";
 import { MessageFramer } from "../wire/framer.js";
-import { EOS, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
+import { EOS, type Frame, IpcStreamDecoder, IpcStreamEncoder } from "../wire/ipc.js";
 import { withoutSideChannel } from "../wire/pointer-batch.js";
 import type { Connection, SideChannel } from "./connection.js";
 import type { Answer, CallEnv } from "./dispatch.js";
@@ -66,19 +66,69 @@ class StreamReader {
     }
   }
 
+  /** `open`'s schema when the stream's first message is already buffered, else undefined. */
+  pollOpen(): Schema | undefined {
+    const frame = this.polled();
+    if (frame === null) return undefined;
+    if (frame === "eos") throw new FramingLost(frameworkError("protocol_error", "IPC stream ended before its schema"));
+    this.decoded(frame, true);
+    return this.decoder.schema ?? undefined;
+  }
+
+  /**
+   * The next record batch when it is already buffered, without waiting: null at EOS, undefined
+   * when `next` must be awaited. Throws as `next` rejects. Requests and pipelined inputs usually
+   * arrive whole, and this saves the promises of an async read for each.
+   */
+  poll(): RecordBatch | null | undefined {
+    for (;;) {
+      if (this.ended) return null;
+      const frame = this.polled();
+      if (frame === null) return undefined;
+      const r = this.decoded(frame, false);
+      if (r === "eos") return null;
+      if (r !== null) return r;
+    }
+  }
+
+  /** Consumes the rest of the stream when it is buffered: true once at EOS, false when `drain` must finish. */
+  pollDrain(): boolean {
+    while (!this.ended) {
+      try {
+        if (this.poll() === undefined) return false;
+      } catch (err) {
+        if (err instanceof FramingLost) throw err;
+        // A malformed batch inside a stream we are discarding: keep draining.
+      }
+    }
+    return true;
+  }
+
+  /** The framer's next message if buffered whole, else null. */
+  private polled(): Frame | "eos" | null {
+    try {
+      return this.framer.poll();
+    } catch (err) {
+      throw framingError(err);
+    }
+  }
+
   private async nextMessage(first: boolean, borrow = false): Promise<RecordBatch | "eos" | "end" | null> {
-    let frame: Awaited<ReturnType<MessageFramer["next"]>>;
+    let frame: Frame | "eos" | "end";
     try {
       frame = this.framer.poll() ?? (await this.framer.next(borrow));
     } catch (err) {
-      const e = RpcError.from(err);
-      if (e.kind === "message_too_large") throw e; // body skipped: still framed
-      throw new FramingLost(e);
+      throw framingError(err);
     }
     if (frame === "end") {
       if (first) return "end";
       throw new FramingLost(frameworkError("protocol_error", "byte stream ended inside an IPC stream"));
     }
+    return this.decoded(frame, first);
+  }
+
+  /** What a framed message stands for: a batch, EOS, or null (a schema or dictionary message). */
+  private decoded(frame: Frame | "eos", first: boolean): RecordBatch | "eos" | null {
     if (frame === "eos") {
       this.ended = true;
       return "eos";
@@ -89,6 +139,12 @@ class StreamReader {
     }
     return out === null || !("numRows" in out) ? null : out;
   }
+}
+
+/** A framer failure: `message_too_large` leaves the stream framed (the body was skipped); anything else does not. */
+function framingError(err: unknown): Error {
+  const e = RpcError.from(err);
+  return e.kind === "message_too_large" ? e : new FramingLost(e);
 }
 
 /** Data batches with rows go through the side channel when it answers this call. */
@@ -212,10 +268,12 @@ class Session {
       let request: RecordBatch | null;
       try {
         // An idle connection of a closing listener stops waiting for its next request.
-        const schema = await this.unlessClosing(reader.open());
+        // (A request already buffered whole is read without waiting: most arrive in one piece.)
+        const schema = reader.pollOpen() ?? (await this.unlessClosing(reader.open()));
         if (schema === null || schema === CLOSING) return; // clean close between calls, or shutdown
-        request = await reader.next();
-        if (request !== null) await reader.drain();
+        const polled = reader.poll();
+        request = polled !== undefined ? polled : await reader.next();
+        if (request !== null && !reader.pollDrain()) await reader.drain();
       } catch (err) {
         const lost = err instanceof FramingLost;
         if (!lost) await reader.drain().catch(() => {});
@@ -275,7 +333,7 @@ class Session {
     const input = new StreamReader(framer);
     let inputSchema: Schema | null;
     try {
-      inputSchema = await input.open();
+      inputSchema = input.pollOpen() ?? (await input.open());
     } catch (err) {
       // No input to run turns on: the output stream carries the error alone.
       await writeAnswer(conn, { schema: stream.outputSchema, batches: stream.fail(unframed(err)) });
@@ -312,12 +370,15 @@ class Session {
         let batch: RecordBatch | RpcError | null;
         try {
           // An aborted stream stops waiting for its client's next input.
+          // (An input already buffered whole, as pipelined inputs often are, is read without waiting.)
+          const ready = stream.aborted ?? input.poll();
           batch =
-            stream.aborted ??
-            (await stream.unlessAborted<RecordBatch | RpcError | null>(
-              input.next(flush !== undefined),
-              (reason) => reason,
-            ));
+            ready !== undefined
+              ? ready
+              : await stream.unlessAborted<RecordBatch | RpcError | null>(
+                  input.next(flush !== undefined),
+                  (reason) => reason,
+                );
         } catch (err) {
           // A malformed input ends the stream with the error on the output schema, as a failed
           // turn does; the connection goes on only if the bytes are still framed.
