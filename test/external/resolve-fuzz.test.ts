@@ -17,7 +17,7 @@ import { makePointerBatch } from "../../src/external/pointer.js";
 import { ExternalResolver } from "../../src/external/resolve.js";
 import { schemaOf } from "../../src/protocol/batch.js";
 import { t } from "../../src/protocol/types.js";
-import { encodeBody } from "../../src/transports/http/compression.js";
+import { encodeBody } from "../../src/codec/compression.js";
 import { type ByteSeed, concat, mutate } from "../fuzz/mutators.js";
 import { Rng } from "../fuzz/rng.js";
 import { type FakeStorageServer, serveFakeStorage } from "../helpers/fake-storage.js";

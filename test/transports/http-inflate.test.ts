@@ -14,7 +14,7 @@ import { defineProtocol, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { bind, createServer, type RpcServer } from "../../src/server/server.js";
 import { type HttpListener, listenHttp } from "../../src/transports/http/index.js";
-import { DecompressionLimitExceeded, inflateBody } from "../../src/transports/http/inflate.js";
+import { DecompressionLimitExceeded, inflateBody } from "../../src/codec/inflate.js";
 import { concatBytes, encodeStream } from "../../src/wire/ipc.js";
 import {
   METHOD_KEY,

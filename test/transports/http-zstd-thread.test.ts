@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { it } from "node:test";
 import { decompress } from "fzstd";
-import { encodeBody } from "../../src/transports/http/compression.js";
+import { encodeBody } from "../../src/codec/compression.js";
 
 it("a 4 MiB body is zstd-compressed off the event loop into one frame that decodes to the same bytes", async () => {
   // Half random, half repeated: incompressible enough to take a while, compressible enough to check.

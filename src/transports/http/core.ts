@@ -17,7 +17,7 @@ import { contentTypeRefusal, readRequestBody } from "./body.js";
 import { responseBudget } from "./budget.js";
 import { callEnv, resolveMethod } from "./call-env.js";
 import { type CallEnv, HttpCalls, newRequestId, type RunCall } from "./calls.js";
-import { pickResponseEncoding } from "./compression.js";
+import { pickResponseEncoding } from "../../codec/compression.js";
 import { type HttpConfig, type HttpServerOptions, resolveConfig } from "./config.js";
 import { HeaderCookieJar } from "./cookies.js";
 import { addCorsHeaders } from "./cors.js";
