@@ -161,6 +161,13 @@ const DOCUMENTED: Readonly<Record<string, readonly string[]>> = {
     "type ServiceDescription",
   ],
   "quiver-rpc/memory": ["memoryPipe"],
+  "quiver-rpc/pool": [
+    "createWorkerPool",
+    "type PoolMetrics",
+    "type PooledWorker",
+    "type WorkerPool",
+    "type WorkerPoolOptions",
+  ],
   "quiver-rpc/external/s3": [
     "ExternalStorageError",
     "MissingSdkError",
