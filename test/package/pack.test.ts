@@ -161,6 +161,14 @@ const DOCUMENTED: Readonly<Record<string, readonly string[]>> = {
     "type ServiceDescription",
   ],
   "quiver-rpc/memory": ["memoryPipe"],
+  "quiver-rpc/launch": [
+    "connectLaunched",
+    "gcStateDir",
+    "launchWorker",
+    "launcherHash",
+    "launcherStatus",
+    "type LaunchOptions",
+  ],
   "quiver-rpc/pool": [
     "createWorkerPool",
     "type PoolMetrics",

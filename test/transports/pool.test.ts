@@ -14,6 +14,7 @@ import { pino } from "pino";
 import { RpcError } from "../../src/errors.js";
 import { createWorkerPool, type WorkerPool, type WorkerPoolOptions } from "../../src/transports/pool/index.js";
 import { PoolProbe } from "../fixtures/pool-protocol.js";
+import { alive, until } from "../helpers/processes.js";
 
 const WORKER = fileURLToPath(new URL("../fixtures/pool-worker.ts", import.meta.url));
 const CMD = process.execPath;
@@ -29,23 +30,6 @@ function pool(opts: WorkerPoolOptions = {}): WorkerPool {
 after(async () => {
   await Promise.all(pools.map((p) => p.close()));
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function until(what: string, cond: () => boolean, ms = 5_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test("a returned worker serves the next borrow of the same command, and a busy one is not shared", T, async () => {
   const p = pool();
