@@ -161,6 +161,7 @@ const DOCUMENTED: Readonly<Record<string, readonly string[]>> = {
     "type ServiceDescription",
   ],
   "quiver-rpc/memory": ["memoryPipe"],
+  "quiver-rpc/cluster": ["serveCluster", "type ClusterOptions", "type ClusterPrimary"],
   "quiver-rpc/launch": [
     "connectLaunched",
     "gcStateDir",
