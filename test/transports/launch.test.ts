@@ -199,7 +199,35 @@ test("quiver launch refuses a missing worker command and reports a worker that n
   const none = await run([...QUIVER_CLI, "launch", "--state-dir", state]);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /missing worker command/);
-  const bad = await run([...QUIVER_CLI, "launch", "--state-dir", state, "--", "sh", "-c", "echo noise; exit 3"]);
+  const log = join(state, "worker.log");
+  const bad = await run([
+    ...QUIVER_CLI,
+    "launch",
+    "--state-dir",
+    state,
+    "--worker-stderr",
+    log,
+    "--",
+    "sh",
+    "-c",
+    "echo noise; echo complaint >&2; exit 3",
+  ]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /worker exited before readiness \(rc=3\)/);
+  assert.equal(readFileSync(log, "utf8"), "complaint\n");
+});
+
+test("--socket serves on the path given, locked beside it, and not listed by --status", T, async () => {
+  const state = tempDir();
+  const worker = counted(QUIVER_WORKER, state);
+  const path = join(state, "explicit.sock");
+  const r = await run([...QUIVER_CLI, "launch", "--state-dir", state, "--socket", path, "--", ...worker.argv]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, `UNIX:${path}\n`);
+  assert.ok(existsSync(`${path}.lock`));
+  const client = await connectUnix(path);
+  assert.equal(await proxy(client, ConformanceService).echo_string({ value: "here" }), "here");
+  await client.close();
+  assert.deepEqual(await launcherStatus(state), []);
+  process.kill(worker.pids()[0]!, "SIGTERM");
 });
