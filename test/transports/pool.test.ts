@@ -227,3 +227,27 @@ test("closing the pool ends idle and borrowed workers and refuses later borrows"
   assert.equal(p.metrics.idle, 0);
   assert.equal(p.metrics.active, 0);
 });
+
+test("closing the pool while a worker is being spawned ends that worker and fails its borrow", T, async () => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  const p = pool({ logger: pino({ level: "info" }, sink) });
+  const late = p.borrow(CMD, ARGS);
+  late.catch(() => {});
+  // Past the slot check, into the spawn.
+  await new Promise((r) => setImmediate(r));
+  await p.close();
+  await assert.rejects(late, (e: unknown) => e instanceof RpcError && e.kind === "transport_error");
+  const spawned = lines
+    .map((l) => JSON.parse(l) as { msg: string; worker_pid?: number })
+    .find((l) => l.msg === "spawned worker");
+  assert.ok(spawned?.worker_pid !== undefined);
+  assert.equal(alive(spawned.worker_pid), false, "close() waited for the late worker to end");
+  assert.equal(p.metrics.active, 0);
+  assert.equal(p.metrics.discards, 1);
+});

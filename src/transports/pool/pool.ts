@@ -214,6 +214,8 @@ export function createWorkerPool(opts: WorkerPoolOptions = {}): WorkerPool {
   let closed = false;
   /** Workers being ended, so `close()` can wait for all of them. */
   const ending = new Set<Promise<void>>();
+  /** Spawns in progress, so `close()` can wait for them (a worker spawned after it is ended at once). */
+  const spawning = new Set<Promise<Worker>>();
 
   const idleCount = () => {
     let n = 0;
@@ -295,7 +297,13 @@ export function createWorkerPool(opts: WorkerPoolOptions = {}): WorkerPool {
     }
     counts.spawns++;
     logger.info({ worker_pid: pid, cmd: [cmd, ...args] }, "spawned worker");
-    return { key, client, takesShm, returnedAt: 0 };
+    const worker: Worker = { key, client, takesShm, returnedAt: 0 };
+    if (closed) {
+      counts.discards++;
+      end(worker);
+      throw frameworkError("transport_error", "the worker pool is closed");
+    }
+    return worker;
   };
 
   /** Takes a borrow slot under `maxActive`, waiting for one to be handed over when all are taken. */
@@ -334,7 +342,13 @@ export function createWorkerPool(opts: WorkerPoolOptions = {}): WorkerPool {
       counts.discards++;
       end(w);
     }
-    return { w: await spawnWorker(key, cmd, args), reused: false };
+    const spawned = spawnWorker(key, cmd, args);
+    spawning.add(spawned);
+    try {
+      return { w: await spawned, reused: false };
+    } finally {
+      spawning.delete(spawned);
+    }
   };
 
   const giveBack = (w: Worker, abandoned: boolean): void => {
@@ -411,15 +425,18 @@ export function createWorkerPool(opts: WorkerPoolOptions = {}): WorkerPool {
       release() {
         released ??= (async () => {
           channel.revoke();
-          if (segment !== null) {
-            w.client.useSharedMemory(null);
-            try {
-              segment.close();
-            } finally {
-              segment.unlink();
+          try {
+            if (segment !== null) {
+              w.client.useSharedMemory(null);
+              try {
+                segment.close();
+              } finally {
+                segment.unlink();
+              }
             }
+          } finally {
+            giveBack(w, channel.abandoned);
           }
-          giveBack(w, channel.abandoned);
         })();
         return released;
       },
@@ -454,6 +471,7 @@ export function createWorkerPool(opts: WorkerPoolOptions = {}): WorkerPool {
         for (const w of borrowed) end(w);
         for (const grant of waiting.splice(0)) grant();
       }
+      await Promise.allSettled([...spawning]);
       while (ending.size > 0) await Promise.all([...ending]);
       if (stderrFd !== null) {
         closeSync(stderrFd);
