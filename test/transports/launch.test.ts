@@ -217,6 +217,20 @@ test("quiver launch refuses a missing worker command and reports a worker that n
   assert.equal(readFileSync(log, "utf8"), "complaint\n");
 });
 
+test(
+  "the launcher skips noise before the UNIX line, however long, and refuses a worker bound elsewhere",
+  T,
+  async () => {
+    const state = tempDir();
+    // $1 $2 are the appended --unix PATH.
+    const noisy = ["sh", "-c", 'head -c 300000 /dev/zero | tr "\\0" U; echo; echo "UNIX:$2"; sleep 2', "sh"];
+    const path = await launchWorker({ argv: noisy, stateDir: state, startupTimeoutMs: 10_000 });
+    assert.equal(path, join(state, `${launcherHash(noisy)}.sock`));
+    const elsewhere = ["sh", "-c", 'echo "UNIX:/elsewhere.sock"; sleep 2', "sh"];
+    await assert.rejects(launchWorker({ argv: elsewhere, stateDir: state }), /worker bound to an unexpected path/);
+  },
+);
+
 test("--socket serves on the path given, locked beside it, and not listed by --status", T, async () => {
   const state = tempDir();
   const worker = counted(QUIVER_WORKER, state);

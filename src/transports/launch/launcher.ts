@@ -38,6 +38,8 @@ const HASH_LEN = 16;
 const GC_LIMIT = 16;
 /** The liveness probe's connect timeout, in ms. */
 const PROBE_TIMEOUT_MS = 2_000;
+/** Longest stdout line of a starting worker the launcher keeps; longer ones are noise, dropped. */
+const MAX_LINE_CHARS = 64 * 1024;
 /** Pauses before re-probing a refused socket, in ms (a full accept queue may look refused). */
 const PROBE_REFUSED_BACKOFF_MS = [50, 100, 200] as const;
 
@@ -214,13 +216,17 @@ async function spawnWorker(opts: LaunchOptions, sockPath: string): Promise<Child
         () => finish(frameworkError("transport_error", `worker did not print UNIX:<path> within ${startupMs} ms`)),
         startupMs,
       );
-      const onData = (chunk: Buffer) => {
-        pending += chunk.toString("utf8");
+      /** True while the rest of an over-long line is being dropped. */
+      let skipping = false;
+      const onData = (chunk: string) => {
+        pending += chunk;
         for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
           const line = pending.slice(0, nl).replace(/\r$/, "");
           pending = pending.slice(nl + 1);
+          const tail = skipping;
+          skipping = false;
           // Lines before the readiness line are a worker's import-time noise: skipped.
-          if (!line.startsWith("UNIX:")) continue;
+          if (tail || !line.startsWith("UNIX:")) continue;
           finish(
             line === expected
               ? null
@@ -231,7 +237,13 @@ async function spawnWorker(opts: LaunchOptions, sockPath: string): Promise<Child
           );
           return;
         }
+        // A line without end is noise too: dropped as it comes, so it cannot grow without bound.
+        if (pending.length > MAX_LINE_CHARS) {
+          pending = "";
+          skipping = true;
+        }
       };
+      stdout.setEncoding("utf8");
       stdout.on("data", onData);
       child.once("error", (err) =>
         finish(frameworkError("transport_error", `cannot start worker '${cmd}': ${err.message}`, { cause: err })),
