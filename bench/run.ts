@@ -2,7 +2,7 @@
  * `npm run bench`: throughput and latency figures, each next to a baseline or peer measured in the
  * same run (absolute times drift 1.5-2x between runs on shared machines; ratios do not).
  *
- *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,http-features,unary,streams,shm,external,peers]
+ *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,http-features,workers,unary,streams,shm,external,peers]
  *
  * Figures, per transport (stdio pipe, Unix socket, TCP, HTTP, WebSocket; shared memory when
  * bench/shm.ts exists). Every server but the in-process one runs in a child, bounded by
@@ -15,6 +15,8 @@
  *   same three columns, against raw one-way bandwidth over the same transport, and the server's
  *   peak RSS against the raw byte source's;
  * - the cost of the per-call hook (access log and OTel spans) in process;
+ * - subprocess workers (bench/workers.ts): a call on a pooled worker against a worker spawned per
+ *   call, CPU-bound calls on N pooled pipe workers and on an N-process HTTP cluster against 1;
  * - a 1 GB producer result over HTTP, inline and externalized (to the fake storage protocol, served
  *   by a Node child holding objects in memory): throughput, and the server's and client's peak RSS
  *   (each in a process of its own), externalized against inline;
@@ -79,11 +81,12 @@ import { npmPeerFigures } from "./peers/npm.js";
 import { type Figure, writeChart } from "./report.js";
 import { benchBatch, benchServer, Row } from "./service.js";
 import { runShmBench } from "./shm.js";
+import { workerFigures } from "./workers.js";
 
 const { values: args } = parseArgs({
   options: { full: { type: "boolean" }, json: { type: "string" }, only: { type: "string" } },
 });
-/** `--only hook,http-features,unary,streams,shm,external,peers`: run only these sections (peers reuse nothing when alone). */
+/** `--only hook,http-features,workers,unary,streams,shm,external,peers`: run only these sections (peers reuse nothing when alone). */
 const ONLY = args.only === undefined ? null : new Set(args.only.split(","));
 const runs = (section: string) => ONLY === null || ONLY.has(section);
 /** The report's file: a partial run (`--only`) does not replace the committed full one. */
@@ -785,6 +788,11 @@ async function main(): Promise<void> {
   // In process: what HTTP's optional features cost a small call (CORS, sticky sessions, a retried turn).
   if (runs("http-features")) {
     for (const f of await httpFeatureFigures(SECS)) report(f);
+  }
+
+  // Subprocess workers at scale: a pooled worker vs one spawned per call; N pipe workers and N HTTP processes vs 1.
+  if (runs("workers")) {
+    for (const f of await workerFigures(SECS)) report(f);
   }
 
   // quiver's own figures over a pipe and HTTP, for the peer comparisons (measured when skipped).

@@ -1,12 +1,13 @@
 /**
  * The `quiver` command line: its options, their parsing, and the usage errors (exit 2) a wrong
  * command line gets. `quiver bridge` reads its own few options (`cli-bridge.ts`) with the same
- * header syntax.
+ * header syntax; `quiver launch` its own (`cli-launch.ts`).
  */
 import { readFileSync } from "node:fs";
 
 export const USAGE = `usage: quiver (--cmd "<worker command>" | --unix PATH | --tcp HOST:PORT | --url URL | --ws URL) [options] COMMAND
        quiver bridge --ws URL [-H "Name: value" ...]   relay the pipe protocol on stdin/stdout to a WebSocket server
+       quiver launch [options] -- WORKER_COMMAND...    start or find a warm Unix-socket worker (quiver launch --help)
        quiver --version
 
 commands:
@@ -36,6 +37,30 @@ is wrong (an unknown option, method or parameter, or a value its declared type r
 
 /** A wrong command line: reported with exit status 2, before or instead of any call. */
 export class UsageError extends Error {}
+
+/**
+ * The option at `argv[at]`, spelled `--flag value` or `--flag=value`: its `flag`, `value()` to take
+ * its value (a `UsageError` when there is none), and `last()`, the index of the last argument it
+ * used (where a loop over `argv` goes on from). For the subcommands that read their own options.
+ */
+export function optionAt(
+  argv: readonly string[],
+  at: number,
+): { readonly flag: string; value(): string; last(): number } {
+  const a = argv[at]!;
+  const eq = a.startsWith("--") ? a.indexOf("=") : -1;
+  const flag = eq > 0 ? a.slice(0, eq) : a;
+  let last = at;
+  return {
+    flag,
+    value() {
+      const v = eq > 0 ? a.slice(eq + 1) : argv[++last];
+      if (v === undefined) throw new UsageError(`${flag} needs a value`);
+      return v;
+    },
+    last: () => last,
+  };
+}
 
 export type Format = "auto" | "json" | "table" | "arrow";
 

@@ -1,7 +1,7 @@
 /** `quiver bridge --ws URL`: the pipe protocol on stdin/stdout relayed to a WebSocket server. */
 import { RpcError } from "../errors.js";
 import { bridgeWebSocket } from "../transports/ws/bridge.js";
-import { parseHeader, UsageError } from "./cli-args.js";
+import { optionAt, parseHeader, UsageError } from "./cli-args.js";
 
 const USAGE = `usage: quiver bridge --ws URL [-H "Name: value" ...]
 
@@ -20,14 +20,7 @@ export async function bridgeMain(argv: readonly string[]): Promise<number> {
   const headers: Record<string, string> = {};
   try {
     for (let i = 0; i < argv.length; i++) {
-      const a = argv[i]!;
-      const eq = a.startsWith("--") ? a.indexOf("=") : -1;
-      const flag = eq > 0 ? a.slice(0, eq) : a;
-      const value = (): string => {
-        const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-        if (v === undefined) throw new UsageError(`${flag} needs a value`);
-        return v;
-      };
+      const { flag, value, last } = optionAt(argv, i);
       if (flag === "-h" || flag === "--help") {
         process.stdout.write(USAGE);
         return 0;
@@ -36,7 +29,8 @@ export async function bridgeMain(argv: readonly string[]): Promise<number> {
       else if (flag === "--header" || flag === "-H") {
         const [name, v] = parseHeader(value());
         headers[name] = v;
-      } else throw new UsageError(`unexpected argument '${a}'`);
+      } else throw new UsageError(`unexpected argument '${argv[i]}'`);
+      i = last();
     }
     if (url === undefined || !/^wss?:\/\//.test(url)) throw new UsageError("--ws wants a ws:// or wss:// URL");
   } catch (err) {

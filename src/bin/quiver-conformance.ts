@@ -31,6 +31,9 @@
  *                                      names (anonymous without one)
  *     [--no-sticky-echo]               sticky without the echo header
  *   quiver-conformance --unix PATH     serve a Unix socket, print UNIX:<path>
+ *     [--idle-timeout SEC]             (--unix, --tcp) exit after SEC seconds with no connection
+ *                                      (the launcher's worker contract; before the first connection
+ *                                      the reference's grace of max(SEC, 60) applies; 0 = never)
  *   quiver-conformance --tcp [H:]P     serve TCP (loopback by default), print TCP:<host>:<port>
  *   quiver-conformance --ws            serve WebSocket at /ws and HTTP (root prefix) on one port,
  *     [--host H] [--port P]            print WS:<url> (e.g. WS:ws://127.0.0.1:41234/ws)
@@ -123,6 +126,7 @@ async function main(): Promise<void> {
         host: { type: "string" },
         port: { type: "string" },
         unix: { type: "string" },
+        "idle-timeout": { type: "string" },
         tcp: { type: "string" },
         ws: { type: "boolean" },
         "access-log": { type: "string" },
@@ -168,7 +172,7 @@ async function main(): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--identity off|both|introspect-only|grants] [--no-compression] [--cors-origin ORIGIN]... [--serve-start-fail-once] [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,... [--proxy-proof-skew S] [--no-proxy-proof-replay-cache]] [--max-externalized-response-bytes N] [--sticky] [--sticky-ttl SECONDS] [--sticky-auth] [--no-sticky-echo] | --unix PATH | --tcp [HOST:]PORT | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--transport-kind-probe] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
+      "usage: quiver-conformance [--pipe | --http [PORT] [--host H] [--port P] [--max-response-bytes N] [--max-request-bytes N] [--token-key HEX] [--auth reject|reason] [--identity off|both|introspect-only|grants] [--no-compression] [--cors-origin ORIGIN]... [--serve-start-fail-once] [--proxy-proof-mode require|allow --proxy-proof-origin ID --proxy-proof-secrets kid:hex,... [--proxy-proof-skew S] [--no-proxy-proof-replay-cache]] [--max-externalized-response-bytes N] [--sticky] [--sticky-ttl SECONDS] [--sticky-auth] [--no-sticky-echo] | --unix PATH [--idle-timeout SEC] | --tcp [HOST:]PORT [--idle-timeout SEC] | --ws [--host H] [--port P]] [--access-log PATH] [--access-log-debug] [--no-shm] [--transport-kind-probe] [--fake-storage URL [--externalize-threshold N] [--external-compression zstd|gzip] [--external-max-fetch-bytes N] [--external-max-decompressed-bytes N] [--external-url-host H]]\n",
     );
     return;
   }
@@ -260,6 +264,16 @@ async function main(): Promise<void> {
     process.exit(code);
   };
   const stop = () => void shutdown(0);
+  const idleRaw = values["idle-timeout"];
+  const idleSeconds = typeof idleRaw === "string" ? Number(idleRaw) : 0;
+  if (!Number.isFinite(idleSeconds) || idleSeconds < 0) {
+    fail(`--idle-timeout wants seconds >= 0, got '${String(idleRaw)}'`);
+  }
+  /**
+   * The launcher's contract: a socket worker with no connection for `--idle-timeout` seconds
+   * exits. Ignored without --unix or --tcp, as the reference worker does.
+   */
+  const idle = idleSeconds > 0 ? { idleTimeoutMs: idleSeconds * 1000, onIdle: stop } : {};
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   if (values.http === true) {
@@ -374,7 +388,7 @@ async function main(): Promise<void> {
     return;
   }
   if (typeof values.unix === "string") {
-    await listenSocket(server, { path: values.unix });
+    await listenSocket(server, { path: values.unix, ...idle });
     process.stdout.write(`UNIX:${values.unix}\n`);
     return;
   }
@@ -384,7 +398,7 @@ async function main(): Promise<void> {
     const host = colon >= 0 ? spec.slice(0, colon) || "127.0.0.1" : "127.0.0.1";
     const port = Number(colon >= 0 ? spec.slice(colon + 1) : spec);
     if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`--tcp wants [HOST:]PORT, got '${spec}'`);
-    const sock = await listenSocket(server, { host, port });
+    const sock = await listenSocket(server, { host, port, ...idle });
     const addr = sock.address as { host: string; port: number };
     process.stdout.write(`TCP:${addr.host}:${addr.port}\n`);
     return;

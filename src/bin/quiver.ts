@@ -8,6 +8,7 @@
  *   quiver --url https://svc.example -H "Authorization: Bearer $TOKEN" call generate --json '{"count": 3}'
  *   quiver --ws ws://127.0.0.1:8765/ws --format arrow -o rows.arrow call generate count=3
  *   echo '{"value": 1.5}' | quiver --cmd "./worker" call scale factor=2
+ *   quiver launch -- node worker.js     start (or find) a warm Unix-socket worker, print UNIX:<path>
  *
  * Output: JSON lines (pretty on a terminal), a column-aligned table (`--format table`) or an Arrow
  * IPC stream (`--format arrow`), on stdout or to `-o FILE`. Errors go to stderr as
@@ -192,6 +193,7 @@ function errorJson(e: RpcError): Record<string, unknown> {
 
 async function main(argv: readonly string[]): Promise<number> {
   if (argv[0] === "bridge") return (await import("./cli-bridge.js")).bridgeMain(argv.slice(1));
+  if (argv[0] === "launch") return (await import("./cli-launch.js")).launchMain(argv.slice(1));
   let cfg: Config;
   try {
     const parsed = parseArgs(argv);

@@ -161,6 +161,22 @@ const DOCUMENTED: Readonly<Record<string, readonly string[]>> = {
     "type ServiceDescription",
   ],
   "quiver-rpc/memory": ["memoryPipe"],
+  "quiver-rpc/cluster": ["serveCluster", "type ClusterOptions", "type ClusterPrimary"],
+  "quiver-rpc/launch": [
+    "connectLaunched",
+    "gcStateDir",
+    "launchWorker",
+    "launcherHash",
+    "launcherStatus",
+    "type LaunchOptions",
+  ],
+  "quiver-rpc/pool": [
+    "createWorkerPool",
+    "type PoolMetrics",
+    "type PooledWorker",
+    "type WorkerPool",
+    "type WorkerPoolOptions",
+  ],
   "quiver-rpc/external/s3": [
     "ExternalStorageError",
     "MissingSdkError",

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { createConnection } from "node:net";
 import { test } from "node:test";
 import { makeData, type RecordBatch } from "apache-arrow";
@@ -250,3 +251,33 @@ for (const over of ["unix", "tcp"] as const) {
     }
   });
 }
+
+test("with idleTimeoutMs a listener closes itself once it has had no connection that long, and runs onIdle", async () => {
+  let idled = 0;
+  const started = performance.now();
+  const { listener, connect } = await listen("unix", {
+    idleTimeoutMs: 300,
+    startupGraceMs: 600,
+    onIdle: () => idled++,
+  });
+  const path = (listener.address as { path: string }).path;
+  // Within the startup grace: still there.
+  await new Promise((r) => setTimeout(r, 400));
+  const client = await connect();
+  try {
+    // An open connection keeps it alive past the idle timeout.
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await proxy(client, Keep).ping(), 1n);
+    assert.equal(idled, 0);
+  } finally {
+    await client.close();
+  }
+  const closedAt = performance.now();
+  while (idled === 0 && performance.now() - closedAt < 5_000) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(idled, 1);
+  assert.ok(performance.now() - closedAt >= 250, "not before the idle timeout");
+  assert.ok(performance.now() - started >= 1_150);
+  assert.equal(existsSync(path), false, "the socket path is removed");
+  await rejection(connect());
+  await listener.close();
+});

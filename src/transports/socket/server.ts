@@ -41,6 +41,20 @@ export interface SocketServeOptions {
    * refuse the connection, which is closed unserved. Default: every connection anonymous.
    */
   readonly authenticate?: (peer: SocketPeer) => AuthContext | Promise<AuthContext>;
+  /**
+   * Close the listener once it has had no connection for this long, in ms (the launcher's worker
+   * contract, `--idle-timeout`): it stops as `close()` does and `onIdle` runs. Before the first
+   * connection `startupGraceMs` applies instead. Default: none (serve until closed).
+   */
+  readonly idleTimeoutMs?: number;
+  /**
+   * With `idleTimeoutMs`, how long the listener waits for its first connection, in ms, so a
+   * launcher slow to connect does not find the worker gone. Default: the larger of
+   * `idleTimeoutMs` and 60 000 (the reference's startup grace).
+   */
+  readonly startupGraceMs?: number;
+  /** Runs once the listener closed itself for being idle (e.g. to exit the process). Default: none. */
+  readonly onIdle?: () => void;
 }
 
 /** What a socket server knows about a connecting peer. */
@@ -151,6 +165,21 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
   const transport = opts.path !== undefined ? "unix" : "tcp";
   const connections = new ConnectionSet();
   const maxConnections = opts.maxConnections ?? 1024;
+  const idleTimeoutMs = opts.idleTimeoutMs;
+  if (idleTimeoutMs !== undefined && !(idleTimeoutMs > 0)) {
+    throw new RangeError(`idleTimeoutMs must be positive, got ${idleTimeoutMs}`);
+  }
+  /** Connections open now, for the idle timer. */
+  let open = 0;
+  let idleTimer: NodeJS.Timeout | null = null;
+  const armIdle = (ms: number) => {
+    if (idleTimer !== null) clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      idleTimer = null;
+      if (open > 0) return;
+      void listener.close().then(() => opts.onIdle?.());
+    }, ms);
+  };
   const net: Server = createNetServer({ pauseOnConnect: true }, (accepted) => {
     // Counted here: an adopted connection no longer counts toward `net.maxConnections`.
     if (connections.size >= maxConnections || connections.isClosing) {
@@ -159,7 +188,16 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
     }
     const { socket, input } = adopt(accepted, opts.readHighWaterMark);
     const tracked = connections.track(() => socket.destroy());
-    socket.once("close", () => tracked.peerGone(peerGone(transport)));
+    open++;
+    if (idleTimer !== null) {
+      clearTimeout(idleTimer);
+      idleTimer = null;
+    }
+    socket.once("close", () => {
+      open--;
+      if (open === 0 && idleTimeoutMs !== undefined && !connections.isClosing) armIdle(idleTimeoutMs);
+      tracked.peerGone(peerGone(transport));
+    });
     socket.on("error", () => {});
     void serveSocket(server, socket, input, transport, opts, tracked);
   });
@@ -179,6 +217,8 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
     address,
     close(closeOpts) {
       closed ??= (async () => {
+        if (idleTimer !== null) clearTimeout(idleTimer);
+        idleTimer = null;
         const stopped = new Promise<void>((resolve) => net.close(() => resolve()));
         await connections.close(closeOpts);
         await stopped;
@@ -189,5 +229,6 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
     },
   };
   const unregister = server.addListener(listener);
+  if (idleTimeoutMs !== undefined) armIdle(opts.startupGraceMs ?? Math.max(idleTimeoutMs, 60_000));
   return listener;
 }

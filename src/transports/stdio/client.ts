@@ -93,10 +93,12 @@ export interface SubprocessOptions extends Omit<ClientOptions, "sideChannel"> {
    */
   readonly shm?: { readonly size: number };
   /**
-   * The worker's stderr: `"inherit"` (default), `"ignore"`, or `"pipe"` (read it from
-   * `client.process.stderr`, and keep reading it: a worker blocks once that pipe is full).
+   * The worker's stderr: `"inherit"` (default), `"ignore"`, `"pipe"` (read it from
+   * `client.process.stderr`, and keep reading it: a worker blocks once that pipe is full), or an
+   * open file descriptor the worker writes to (e.g. a log file opened for appending; the caller
+   * keeps owning and closes it).
    */
-  readonly stderr?: "inherit" | "ignore" | "pipe";
+  readonly stderr?: "inherit" | "ignore" | "pipe" | number;
   /** Environment and working directory for the worker. */
   readonly env?: NodeJS.ProcessEnv;
   readonly cwd?: string;
