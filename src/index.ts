@@ -58,13 +58,16 @@ export {
   type CallChannel,
   type CallOptions,
   type CallTarget,
+  CLIENT_DURATION_METRIC,
   type ClientAnswer,
   type ClientCall,
   type ClientCallHandler,
   type ClientInterceptor,
+  type ClientMetricsOptions,
   type ClientOptions,
   type ClientSideChannel,
   type ClientTransport,
+  clientMetricsInterceptor,
   DEFAULT_PIPELINE_WINDOW,
   type ExchangeSession,
   exchangeSession,
@@ -191,6 +194,7 @@ export {
   IdentityProtocol,
 } from "./server/identity.js";
 export type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./server/interceptors.js";
+export { METER_NAME, type MetricsOptions, metricsInterceptor, SERVER_METRICS } from "./server/metrics.js";
 export type { CallObserver, CallRecord } from "./server/records.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";
 export {
