@@ -183,7 +183,14 @@ export {
   type UnionValue,
   type ValueOf,
 } from "./protocol/types.js";
-export { type AccessLog, type AccessLogOptions, createAccessLog } from "./server/access-log.js";
+export {
+  type AccessLog,
+  type AccessLogOptions,
+  type ClaimRedactor,
+  createAccessLog,
+  noRedaction,
+  redactClaims,
+} from "./server/access-log.js";
 export type { Connection, SideChannel } from "./server/connection.js";
 export { type CloseOptions, DEFAULT_CLOSE_GRACE_MS } from "./server/connections.js";
 export {
