@@ -98,6 +98,7 @@ export {
   InvalidValueError,
   type InvalidValueType,
   NonIpcBytesError,
+  quotaFailure,
   RpcError,
   type RpcErrorOptions,
   RuntimeError,
@@ -200,8 +201,15 @@ export {
   type IdentityOptions,
   IdentityProtocol,
 } from "./server/identity.js";
-export type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./server/interceptors.js";
+export type { CallHandler, CallInterceptor, CallOutcome, ServerCall, TurnCheck } from "./server/interceptors.js";
 export { METER_NAME, type MetricsOptions, metricsInterceptor, SERVER_METRICS } from "./server/metrics.js";
+export { type QuotaOptions, type QuotaRule, quotaInterceptor } from "./server/quota.js";
+export {
+  createMemoryQuotaStore,
+  type MemoryQuotaStoreOptions,
+  type QuotaStore,
+  type WindowCount,
+} from "./server/quota-store.js";
 export type { CallObserver, CallRecord } from "./server/records.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";
 export {

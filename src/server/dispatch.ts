@@ -52,6 +52,7 @@ import {
   type ServerCall,
   spanIds,
   type TraceCarrier,
+  type TurnCheck,
   tracingInterceptor,
 } from "./interceptors.js";
 import type { CallRecord } from "./records.js";
@@ -264,6 +265,9 @@ class CallView implements ServerCall {
   set otelContext(value: Context) {
     this.call.otelContext = value;
   }
+  onTurn(check: TurnCheck): void {
+    this.call.turnCheck = check;
+  }
 }
 
 /** One call's bookkeeping, from request to the end of its last turn. */
@@ -292,6 +296,8 @@ export class Call {
   private outcome: CallOutcome | null = null;
   /** The OpenTelemetry context handlers run in (the call's span active). */
   otelContext: Context = ROOT_CONTEXT;
+  /** An interceptor's check after each stream turn (`ServerCall.onTurn`), or null. */
+  turnCheck: TurnCheck | null = null;
   private loggerValue: Logger | null = null;
   /** Made when a handler first reads `ctx.signal` (most never do). */
   private controller: AbortController | null = null;
@@ -988,6 +994,17 @@ export async function runTurn(
         ? out.batches
         : await externalizeTurn(stream.outputSchema, out.batches, policy, budget, method.name);
     call.wrote(batches);
+    if (call.turnCheck !== null) {
+      const refusal = await call.turnCheck(call.stats);
+      if (refusal !== null && !out.finished) {
+        // The turn's batches go out, then the error ends the stream (a quota crossed by this turn).
+        return {
+          batches: [...batches, ...call.errorAnswer(stream.outputSchema, refusal).batches],
+          done: true,
+          cancelled: false,
+        };
+      }
+    }
     return { batches, done: out.finished, cancelled: false };
   } catch (err) {
     const answer = call.errorAnswer(stream.outputSchema, err);

@@ -36,7 +36,8 @@ export function allHarnesses<Who extends string>(
       const listener = await listenHttp(server, { port: 0, authenticate: byHeader });
       return {
         connect: async (who): Promise<CallChannel & { close(): Promise<void> }> =>
-          connectHttp(listener.url, { headers: { "x-caller": who } }),
+          // No retries: a refusal (429) surfaces at once instead of being retried after its delay.
+          connectHttp(listener.url, { headers: { "x-caller": who }, retry: false }),
         close: () => listener.close(),
       };
     },
