@@ -222,6 +222,14 @@ export {
 } from "./server/server.js";
 export type { CallStatistics } from "./server/stats.js";
 export {
+  createUsageMeter,
+  USAGE_PROTOCOL,
+  type UsageEntry,
+  type UsageMeter,
+  type UsageMeterOptions,
+  usageProtocol,
+} from "./server/usage.js";
+export {
   type BufferPoolOptions,
   type BufferPoolStats,
   bufferPoolStats,
