@@ -13,17 +13,21 @@ export interface WindowCount {
   readonly resetMs: number;
 }
 
-/** Counters for quotas: fixed windows and concurrency slots. Implementations must be atomic per call. */
+/**
+ * Counters for quotas: fixed windows and concurrency slots. Each operation must be atomic. An
+ * in-process store may answer at once (a value, not a promise): the quota check then adds no
+ * wait to a call.
+ */
 export interface QuotaStore {
   /** Adds `amount` (0 reads) to `key` in the current window of `windowMs`; the total after. */
-  add(key: string, amount: number, windowMs: number): Promise<WindowCount>;
+  add(key: string, amount: number, windowMs: number): WindowCount | Promise<WindowCount>;
   /**
    * Takes one of `limit` slots of `key`: a token to release it with, or null when all are held.
    * A slot not released within `ttlMs` (its holder died) frees itself.
    */
-  acquire(key: string, limit: number, ttlMs: number): Promise<string | null>;
+  acquire(key: string, limit: number, ttlMs: number): string | null | Promise<string | null>;
   /** Gives back a slot `acquire` handed out. */
-  release(key: string, token: string): Promise<void>;
+  release(key: string, token: string): void | Promise<void>;
 }
 
 export interface MemoryQuotaStoreOptions {
@@ -62,7 +66,7 @@ export function createMemoryQuotaStore(opts: MemoryQuotaStoreOptions = {}): Quot
   };
 
   return {
-    async add(key, amount, windowMs) {
+    add(key, amount, windowMs) {
       const t = now();
       const index = Math.floor(t / windowMs);
       let w = windows.get(key);
@@ -75,7 +79,7 @@ export function createMemoryQuotaStore(opts: MemoryQuotaStoreOptions = {}): Quot
       w.total += amount;
       return { total: w.total, resetMs: (index + 1) * windowMs - t };
     },
-    async acquire(key, limit, ttlMs) {
+    acquire(key, limit, ttlMs) {
       const t = now();
       let held = slots.get(key);
       if (held === undefined) {
@@ -89,7 +93,7 @@ export function createMemoryQuotaStore(opts: MemoryQuotaStoreOptions = {}): Quot
       held.set(token, t + ttlMs);
       return token;
     },
-    async release(key, token) {
+    release(key, token) {
       const held = slots.get(key);
       if (held === undefined) return;
       held.delete(token);

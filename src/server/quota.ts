@@ -8,7 +8,7 @@
  * untouched.
  */
 import { frameworkError, quotaFailure, type RpcError, retryInfo } from "../errors.js";
-import type { CallInterceptor, ServerCall } from "./interceptors.js";
+import type { CallInterceptor, CallOutcome, ServerCall } from "./interceptors.js";
 import { createMemoryQuotaStore, type QuotaStore, type WindowCount } from "./quota-store.js";
 import type { CallStatistics } from "./stats.js";
 
@@ -153,21 +153,32 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
     opts.onStoreError?.(err);
     return null;
   };
+  /** `op`'s answer through `ok`, a failure (thrown or rejected) through `storeFailed`: at once for a store that answers at once. */
+  const ask = <T, R>(op: () => Awaitable<T>, ok: (value: T) => R, failed: (err: unknown) => R): Awaitable<R> => {
+    let answer: Awaitable<T>;
+    try {
+      answer = op();
+    } catch (err) {
+      return failed(err);
+    }
+    return isPromise(answer) ? answer.then(ok, failed) : ok(answer);
+  };
 
-  /** Adds a volume delta to every applicable rule's windows; the limits it crossed. */
-  const addVolume = async (
-    applicable: readonly Rule[],
+  /** Adds a volume delta to every metered rule's windows; the limits it crossed. */
+  const addVolume = (
+    metered: readonly Rule[],
     key: (r: Rule) => string,
     rows: number,
     bytes: number,
     subject: string,
-  ): Promise<Violation[]> => {
-    const checks: Promise<Violation | null>[] = [];
-    for (const r of applicable) {
+  ): Awaitable<Violation[]> => {
+    const checks: Awaitable<Violation | null>[] = [];
+    for (const r of metered) {
       const check = (what: "rows" | "bytes", amount: number, limit: number | undefined) => {
         if (limit === undefined || amount === 0) return;
         checks.push(
-          store.add(`${key(r)}:${what}`, amount, r.windowMs).then(
+          ask(
+            () => store.add(`${key(r)}:${what}`, amount, r.windowMs),
             (c) =>
               c.total > limit
                 ? {
@@ -183,10 +194,10 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
       check("rows", rows, r.spec.rowsPerWindow);
       check("bytes", bytes, r.spec.bytesPerWindow);
     }
-    return (await Promise.all(checks)).filter((v): v is Violation => v !== null);
+    return then(all(checks), (found) => found.filter((v): v is Violation => v !== null));
   };
 
-  return (next) => async (call) => {
+  return (next) => (call) => {
     // Most callers match no rule: nothing is allocated for them.
     let applicable: Rule[] | null = null;
     for (const r of rules) {
@@ -200,9 +211,9 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
     const stream = call.methodType === "stream";
 
     // Admission: every limit read (and the call counted) at once.
-    const checks: Promise<Violation | null>[] = [];
+    const checks: Awaitable<Violation | null>[] = [];
     // A slot's token, null when all are held, "" when the store failed (let through, nothing to release).
-    const slots: Promise<{ readonly rule: Rule; readonly key: string; readonly token: string | null }>[] = [];
+    const slots: Awaitable<Slot>[] = [];
     const over = (r: Rule, description: string, c: WindowCount): Violation => ({
       subject: `${r.name}:${subject}`,
       description,
@@ -212,12 +223,11 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
       const { callsPerSecond, rowsPerWindow, bytesPerWindow, concurrentStreams } = r.spec;
       if (callsPerSecond !== undefined) {
         checks.push(
-          store
-            .add(`${key(r)}:calls`, 1, 1000)
-            .then(
-              (c) => (c.total > callsPerSecond ? over(r, `more than ${callsPerSecond} calls per second`, c) : null),
-              storeFailed,
-            ),
+          ask(
+            () => store.add(`${key(r)}:calls`, 1, 1000),
+            (c) => (c.total > callsPerSecond ? over(r, `more than ${callsPerSecond} calls per second`, c) : null),
+            storeFailed,
+          ),
         );
       }
       for (const [what, limit] of [
@@ -226,70 +236,114 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
       ] as const) {
         if (limit === undefined) continue;
         checks.push(
-          store
-            .add(`${key(r)}:${what}`, 0, r.windowMs)
-            .then(
-              (c) => (c.total >= limit ? over(r, `${c.total} ${what} of ${limit} per ${r.windowMs} ms used`, c) : null),
-              storeFailed,
-            ),
+          ask(
+            () => store.add(`${key(r)}:${what}`, 0, r.windowMs),
+            (c) => (c.total >= limit ? over(r, `${c.total} ${what} of ${limit} per ${r.windowMs} ms used`, c) : null),
+            storeFailed,
+          ),
         );
       }
       if (stream && concurrentStreams !== undefined) {
         const k = `${key(r)}:streams`;
         slots.push(
-          store.acquire(k, concurrentStreams, slotTtl).then(
-            (token) => ({ rule: r, key: k, token }),
-            (err: unknown) => ({ rule: r, key: k, token: storeFailed(err) ?? "" }),
+          ask(
+            () => store.acquire(k, concurrentStreams, slotTtl),
+            (token): Slot => ({ rule: r, key: k, token }),
+            (err): Slot => ({ rule: r, key: k, token: storeFailed(err) ?? "" }),
           ),
         );
       }
     }
-    const [found, held] = await Promise.all([Promise.all(checks), Promise.all(slots)]);
-    const violations = found.filter((v): v is Violation => v !== null);
-    for (const { rule, token } of held) {
-      if (token !== null) continue;
-      violations.push({
-        subject: `${rule.name}:${subject}`,
-        description: `${rule.spec.concurrentStreams} concurrent streams already open`,
-        retryMs: concurrencyRetry,
-      });
-    }
-    const release = () =>
-      Promise.all(
-        held.flatMap(({ key: k, token }) => (token === null || token === "" ? [] : [store.release(k, token)])),
-      ).catch(storeFailed);
-    if (violations.length > 0) {
-      await release();
-      throw quotaExceeded(subject, violations);
-    }
-
-    // Volume: counted as it moves; a stream's turn that crosses a limit ends the stream.
-    const metered = applicable.filter((r) => r.spec.rowsPerWindow !== undefined || r.spec.bytesPerWindow !== undefined);
-    let counted = { rows: 0, bytes: 0 };
-    const countTo = async (st: Readonly<CallStatistics>): Promise<Violation[]> => {
-      const now = volume(st);
-      const rows = now.rows - counted.rows;
-      const bytes = now.bytes - counted.bytes;
-      counted = now;
-      if (rows === 0 && bytes === 0) return [];
-      return addVolume(metered, key, rows, bytes, subject);
-    };
-    if (stream && metered.length > 0) {
-      // Over HTTP each turn is a request of its own, whose client drops a turn's batches when an
-      // error follows them: the crossing turn is answered whole, and the stream's next request is
-      // refused at admission (429), its window being used up.
-      const ends = call.transport !== "http";
-      call.onTurn(async (st) => {
-        const crossed = await countTo(st);
-        return ends && crossed.length > 0 ? quotaExceeded(subject, crossed) : null;
-      });
-    }
-    try {
-      return await next(call);
-    } finally {
+    const admitted = (found: readonly (Violation | null)[], held: readonly Slot[]): Promise<CallOutcome> => {
+      const violations = found.filter((v): v is Violation => v !== null);
+      for (const { rule, token } of held) {
+        if (token !== null) continue;
+        violations.push({
+          subject: `${rule.name}:${subject}`,
+          description: `${rule.spec.concurrentStreams} concurrent streams already open`,
+          retryMs: concurrencyRetry,
+        });
+      }
+      const release = (): Awaitable<unknown> => {
+        const releases: Awaitable<unknown>[] = [];
+        for (const { key: k, token } of held) {
+          if (token !== null && token !== "") releases.push(ask(() => store.release(k, token), noop, storeFailed));
+        }
+        return all(releases);
+      };
+      if (violations.length > 0) {
+        const refusal = quotaExceeded(subject, violations);
+        return Promise.resolve(release()).then(() => Promise.reject(refusal));
+      }
+      // Volume: counted as it moves; a stream's turn that crosses a limit ends the stream.
+      const metered = applicable.filter(
+        (r) => r.spec.rowsPerWindow !== undefined || r.spec.bytesPerWindow !== undefined,
+      );
+      if (metered.length === 0 && held.length === 0) return next(call); // nothing to do once it ends
+      let counted = { rows: 0, bytes: 0 };
+      const countTo = (st: Readonly<CallStatistics>): Awaitable<Violation[]> => {
+        const now = volume(st);
+        const rows = now.rows - counted.rows;
+        const bytes = now.bytes - counted.bytes;
+        counted = now;
+        if (rows === 0 && bytes === 0) return [];
+        return addVolume(metered, key, rows, bytes, subject);
+      };
+      if (stream && metered.length > 0) {
+        // Over HTTP each turn is a request of its own, whose client drops a turn's batches when an
+        // error follows them: the crossing turn is answered whole, and the stream's next request is
+        // refused at admission (429), its window being used up.
+        const ends = call.transport !== "http";
+        call.onTurn((st) =>
+          then(countTo(st), (crossed) => (ends && crossed.length > 0 ? quotaExceeded(subject, crossed) : null)),
+        );
+      }
       // What moved after the last turn (a unary call's whole volume) counts toward the next call.
-      if (metered.length > 0) await countTo(call.stats);
-      if (held.length > 0) await release();
-    }
+      const settle = (): Awaitable<unknown> =>
+        all<unknown>([metered.length > 0 ? countTo(call.stats) : null, release()]);
+      let running: Promise<CallOutcome>;
+      try {
+        running = next(call);
+      } catch (err) {
+        running = Promise.reject(err);
+      }
+      return running.then(
+        (outcome) => then(settle(), () => outcome),
+        (err: unknown) =>
+          then(settle(), () => {
+            throw err;
+          }),
+      );
+    };
+    const found = all(checks);
+    const held = all(slots);
+    if (!isPromise(found) && !isPromise(held)) return admitted(found, held);
+    return Promise.all([found, held]).then(([f, h]) => admitted(f, h));
   };
 }
+
+type Awaitable<T> = T | Promise<T>;
+
+/** A stream slot asked for: its token, null when all are held, `""` when the store failed. */
+interface Slot {
+  readonly rule: Rule;
+  readonly key: string;
+  readonly token: string | null;
+}
+
+function isPromise<T>(v: Awaitable<T>): v is Promise<T> {
+  return v instanceof Promise;
+}
+
+/** The values, at once when none is a promise. */
+function all<T>(values: readonly Awaitable<T>[]): Awaitable<T[]> {
+  for (const v of values) if (isPromise(v)) return Promise.all(values);
+  return values as T[];
+}
+
+/** `f(v)`, after `v` settles when it is a promise. */
+function then<T, R>(v: Awaitable<T>, f: (value: T) => Awaitable<R>): Awaitable<R> {
+  return isPromise(v) ? v.then(f) : f(v);
+}
+
+function noop(): void {}
