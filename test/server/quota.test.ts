@@ -125,22 +125,24 @@ describe("quotas on every transport", () => {
     });
   }
 
-  it("an exchange crossing its limit answers the crossing input, then ends with the error", async () => {
-    const server = serverWith([{ rowsPerWindow: 8 }]);
-    const client = memoryClientAs(server, ALICE);
-    const ex = await proxy(client, P).echo({});
-    // 1 request row, then 3 in + 3 out per exchange: 7, then 13 > 8.
-    assert.deepEqual(await ex.exchange([{ v: 1n }, { v: 2n }, { v: 3n }]), [{ v: 1n }, { v: 2n }, { v: 3n }]);
-    const second = await ex.exchange([{ v: 4n }, { v: 5n }, { v: 6n }]).then(
-      (rows) => rows,
-      (e: unknown) => e,
-    );
-    if (Array.isArray(second)) {
-      assert.deepEqual(second, [{ v: 4n }, { v: 5n }, { v: 6n }]);
-      exhausted(await ex.exchange([{ v: 7n }]).catch((e: unknown) => e));
-    } else exhausted(second);
-    await client.close();
-  });
+  for (const transport of ALL_TRANSPORTS) {
+    it(`${transport}: an exchange crossing its row limit answers the crossing input, then ends with the error`, async () => {
+      const server = serverWith([{ rowsPerWindow: 8 }]);
+      const harness = await allHarnesses({ alice: ALICE })[transport](server);
+      const alice = await harness.connect("alice");
+      try {
+        const ex = await proxy(alice, P).echo({});
+        // 3 in + 3 out per exchange (the parameterless request has no row): 6, then 12 > 8.
+        assert.deepEqual(await ex.exchange([{ v: 1n }, { v: 2n }, { v: 3n }]), [{ v: 1n }, { v: 2n }, { v: 3n }]);
+        assert.deepEqual(await ex.exchange([{ v: 4n }, { v: 5n }, { v: 6n }]), [{ v: 4n }, { v: 5n }, { v: 6n }]);
+        const err = exhausted(await ex.exchange([{ v: 7n }]).catch((e: unknown) => e));
+        assert.match(err.message, /rows of 8 per 60000 ms/);
+      } finally {
+        await alice.close();
+        await harness.close();
+      }
+    });
+  }
 });
 
 describe("quota rules", () => {
