@@ -31,7 +31,10 @@ export interface QuotaStore {
 }
 
 export interface MemoryQuotaStoreOptions {
-  /** Most counters and slot sets kept; past it, ended windows are dropped first, then the oldest. Default: 100 000. */
+  /**
+   * Most counters and slot sets kept; reaching it drops ended windows, then the oldest counters,
+   * down to 90 % (a dropped counter starts again from 0). Default: 100 000.
+   */
   readonly maxKeys?: number;
   /** The clock, in ms since the epoch (tests move it). Default: `Date.now`. */
   readonly now?: () => number;
@@ -56,11 +59,13 @@ export function createMemoryQuotaStore(opts: MemoryQuotaStoreOptions = {}): Quot
       for (const [token, expires] of held) if (expires <= t) held.delete(token);
       if (held.size === 0) slots.delete(key);
     }
-    if (windows.size + slots.size <= maxKeys) return;
+    // Down to 90 %, so a flood of new keys pays for one scan per tenth of maxKeys, not one per key.
+    const target = Math.floor(maxKeys * 0.9);
+    if (windows.size + slots.size <= target) return;
     for (const [key, w] of windows) if (w.index < Math.floor(t / w.windowMs)) windows.delete(key);
     // Still over: drop the oldest (insertion order) until under.
     for (const key of windows.keys()) {
-      if (windows.size + slots.size <= maxKeys) break;
+      if (windows.size + slots.size <= target) break;
       windows.delete(key);
     }
   };

@@ -13,7 +13,7 @@ import { type ErrorDetail, RpcError } from "../../src/errors.js";
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { type QuotaRule, quotaInterceptor } from "../../src/server/quota.js";
-import { createMemoryQuotaStore, type QuotaStore } from "../../src/server/quota-store.js";
+import { createMemoryQuotaStore, type QuotaStore, type WindowCount } from "../../src/server/quota-store.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { listenHttp } from "../../src/transports/http/index.js";
 import { concatBytes } from "../../src/wire/ipc.js";
@@ -238,6 +238,16 @@ describe("quota rules", () => {
     assert.equal((await (await proxy(client, P).tens({ n: 1n })).toArray()).length, 10);
     await client.close();
     assert.ok(failures.length >= 4);
+  });
+
+  it("the memory store answers at once and keeps at most maxKeys counters, dropping the oldest", () => {
+    const store = createMemoryQuotaStore({ maxKeys: 10, now: () => NOW });
+    const add = (key: string) => store.add(key, 1, 60_000) as WindowCount;
+    assert.equal(add("first").total, 1);
+    assert.equal(add("first").total, 2);
+    for (let i = 0; i < 100; i++) add(`flood${i}`);
+    assert.equal(add("flood99").total, 2, "a recent counter is kept");
+    assert.equal(add("first").total, 1, "the oldest was dropped and starts again");
   });
 
   it("refuses malformed rules when the interceptor is made", () => {
