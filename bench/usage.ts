@@ -63,9 +63,9 @@ export async function usageFigures(full: boolean): Promise<Figure[]> {
       memory: ["quota-memory"],
       redis: ["quota-redis", redis.url],
     };
-    const cpu: Record<string, number[]> = {};
+    const cpu: Record<string, number[]> = Object.fromEntries(Object.keys(modes).map((name) => [name, []]));
     for (let round = 0; round < rounds; round++) {
-      for (const [name, mode] of Object.entries(modes)) (cpu[name] ??= []).push(await cpuPerCall(mode, calls));
+      for (const [name, mode] of Object.entries(modes)) cpu[name]!.push(await cpuPerCall(mode, calls));
     }
     const us = Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, median(v)]));
     if (process.env.QUIVER_BENCH_DEBUG) console.error(cpu);

@@ -66,7 +66,22 @@ interface Rule {
   readonly spec: QuotaRule;
   readonly windowMs: number;
   readonly methods: ReadonlySet<string> | null;
+  /** Counts rows or bytes (so a call's volume is added as it moves). */
+  readonly metered: boolean;
+  /** Each subject's store keys, kept so the store's lookups reuse the same strings. */
+  readonly stems: Map<string, Keys>;
 }
+
+/** One subject's store keys under one rule: `prefix` + rule + subject + what is counted. */
+interface Keys {
+  readonly calls: string;
+  readonly rows: string;
+  readonly bytes: string;
+  readonly streams: string;
+}
+
+/** Subjects whose key stems a rule keeps; past it the cache starts over. */
+const MAX_STEMS = 10_000;
 
 interface Violation {
   readonly subject: string;
@@ -100,6 +115,8 @@ function compile(rules: readonly QuotaRule[]): readonly Rule[] {
       spec,
       windowMs: spec.windowMs ?? 60_000,
       methods: spec.methods === undefined ? null : new Set(spec.methods),
+      metered: spec.rowsPerWindow !== undefined || spec.bytesPerWindow !== undefined,
+      stems: new Map(),
     };
   });
 }
@@ -133,6 +150,7 @@ function quotaExceeded(subject: string, violations: readonly Violation[]): RpcEr
 }
 
 const ANONYMOUS_SUBJECT = "<anonymous>";
+const NONE_FOUND: readonly (Violation | null)[] = [];
 
 /** The rows and bytes (in and out together) a call has moved so far. */
 function volume(st: Readonly<CallStatistics>): { readonly rows: number; readonly bytes: number } {
@@ -167,7 +185,7 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
   /** Adds a volume delta to every metered rule's windows; the limits it crossed. */
   const addVolume = (
     metered: readonly Rule[],
-    key: (r: Rule) => string,
+    key: (r: Rule) => Keys,
     rows: number,
     bytes: number,
     subject: string,
@@ -178,7 +196,7 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
         if (limit === undefined || amount === 0) return;
         checks.push(
           ask(
-            () => store.add(`${key(r)}:${what}`, amount, r.windowMs),
+            () => store.add(key(r)[what], amount, r.windowMs),
             (c) =>
               c.total > limit
                 ? {
@@ -207,8 +225,54 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
     }
     if (applicable === null) return next(call);
     const subject = call.auth.principal || ANONYMOUS_SUBJECT;
-    const key = (r: Rule) => `${prefix}${r.name}:${subject}`;
+    const key = (r: Rule): Keys => {
+      let keys = r.stems.get(subject);
+      if (keys === undefined) {
+        if (r.stems.size >= MAX_STEMS) r.stems.clear();
+        const stem = `${prefix}${r.name}:${subject}`;
+        keys = { calls: `${stem}:calls`, rows: `${stem}:rows`, bytes: `${stem}:bytes`, streams: `${stem}:streams` };
+        r.stems.set(subject, keys);
+      }
+      return keys;
+    };
     const stream = call.methodType === "stream";
+
+    // The common case, calls per second alone: checked without the general path's bookkeeping.
+    let callsOnly = true;
+    for (const r of applicable) if (r.metered || (stream && r.spec.concurrentStreams !== undefined)) callsOnly = false;
+    if (callsOnly) {
+      const violations: Violation[] = [];
+      const pending: Promise<Violation | null>[] = [];
+      for (const r of applicable) {
+        const limit = r.spec.callsPerSecond;
+        if (limit === undefined) continue;
+        const judge = (c: WindowCount): Violation | null =>
+          c.total > limit
+            ? {
+                subject: `${r.name}:${subject}`,
+                description: `more than ${limit} calls per second`,
+                retryMs: c.resetMs,
+              }
+            : null;
+        let counted: Awaitable<WindowCount>;
+        try {
+          counted = store.add(key(r).calls, 1, 1000);
+        } catch (err) {
+          storeFailed(err);
+          continue;
+        }
+        if (isPromise(counted)) pending.push(counted.then(judge, storeFailed));
+        else {
+          const v = judge(counted);
+          if (v !== null) violations.push(v);
+        }
+      }
+      const decide = (found: readonly (Violation | null)[]): Promise<CallOutcome> => {
+        for (const v of found) if (v !== null) violations.push(v);
+        return violations.length === 0 ? next(call) : Promise.reject(quotaExceeded(subject, violations));
+      };
+      return pending.length === 0 ? decide(NONE_FOUND) : Promise.all(pending).then(decide);
+    }
 
     // Admission: every limit read (and the call counted) at once.
     const checks: Awaitable<Violation | null>[] = [];
@@ -224,7 +288,7 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
       if (callsPerSecond !== undefined) {
         checks.push(
           ask(
-            () => store.add(`${key(r)}:calls`, 1, 1000),
+            () => store.add(key(r).calls, 1, 1000),
             (c) => (c.total > callsPerSecond ? over(r, `more than ${callsPerSecond} calls per second`, c) : null),
             storeFailed,
           ),
@@ -237,14 +301,14 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
         if (limit === undefined) continue;
         checks.push(
           ask(
-            () => store.add(`${key(r)}:${what}`, 0, r.windowMs),
+            () => store.add(key(r)[what], 0, r.windowMs),
             (c) => (c.total >= limit ? over(r, `${c.total} ${what} of ${limit} per ${r.windowMs} ms used`, c) : null),
             storeFailed,
           ),
         );
       }
       if (stream && concurrentStreams !== undefined) {
-        const k = `${key(r)}:streams`;
+        const k = key(r).streams;
         slots.push(
           ask(
             () => store.acquire(k, concurrentStreams, slotTtl),
@@ -276,9 +340,7 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
         return Promise.resolve(release()).then(() => Promise.reject(refusal));
       }
       // Volume: counted as it moves; a stream's turn that crosses a limit ends the stream.
-      const metered = applicable.filter(
-        (r) => r.spec.rowsPerWindow !== undefined || r.spec.bytesPerWindow !== undefined,
-      );
+      const metered = applicable.filter((r) => r.metered);
       if (metered.length === 0 && held.length === 0) return next(call); // nothing to do once it ends
       let counted = { rows: 0, bytes: 0 };
       const countTo = (st: Readonly<CallStatistics>): Awaitable<Violation[]> => {
