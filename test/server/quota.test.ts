@@ -116,8 +116,9 @@ describe("quotas on every transport", () => {
         const e = exhausted(err);
         assert.match(e.message, /31 rows of 25 per 60000 ms/);
         assert.equal(detail(e, "vgi_rpc.RetryInfo").retry_delay_seconds, 49.75);
-        // The window is used up: the next call is refused at admission.
+        // The window is used up: the next call, or stream, is refused at admission (HTTP: 429).
         exhausted(await svc.ping().catch((x: unknown) => x));
+        exhausted(await (async () => (await svc.tens({ n: 1n })).toArray())().catch((x: unknown) => x));
       } finally {
         await alice.close();
         await harness.close();
