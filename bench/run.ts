@@ -2,7 +2,7 @@
  * `npm run bench`: throughput and latency figures, each next to a baseline or peer measured in the
  * same run (absolute times drift 1.5-2x between runs on shared machines; ratios do not).
  *
- *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,http-features,workers,unary,streams,shm,external,peers]
+ *   node --import tsx bench/run.ts [--full] [--json FILE] [--only hook,http-features,workers,usage,unary,streams,shm,external,peers]
  *
  * Figures, per transport (stdio pipe, Unix socket, TCP, HTTP, WebSocket; shared memory when
  * bench/shm.ts exists). Every server but the in-process one runs in a child, bounded by
@@ -81,12 +81,13 @@ import { npmPeerFigures } from "./peers/npm.js";
 import { type Figure, writeChart } from "./report.js";
 import { benchBatch, benchServer, Row } from "./service.js";
 import { runShmBench } from "./shm.js";
+import { usageFigures } from "./usage.js";
 import { workerFigures } from "./workers.js";
 
 const { values: args } = parseArgs({
   options: { full: { type: "boolean" }, json: { type: "string" }, only: { type: "string" } },
 });
-/** `--only hook,http-features,workers,unary,streams,shm,external,peers`: run only these sections (peers reuse nothing when alone). */
+/** `--only hook,http-features,workers,usage,unary,streams,shm,external,peers`: run only these sections (peers reuse nothing when alone). */
 const ONLY = args.only === undefined ? null : new Set(args.only.split(","));
 const runs = (section: string) => ONLY === null || ONLY.has(section);
 /** The report's file: a partial run (`--only`) does not replace the committed full one. */
@@ -793,6 +794,10 @@ async function main(): Promise<void> {
   // Subprocess workers at scale: a pooled worker vs one spawned per call; N pipe workers and N HTTP processes vs 1.
   if (runs("workers")) {
     for (const f of await workerFigures(SECS)) report(f);
+  }
+  // Over a pipe: what metrics and a quota check (memory and Redis stores) cost a small call.
+  if (runs("usage")) {
+    for (const f of await usageFigures(FULL)) report(f);
   }
 
   // quiver's own figures over a pipe and HTTP, for the peer comparisons (measured when skipped).

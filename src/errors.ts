@@ -59,6 +59,9 @@ export function parseErrorCode(value: unknown): ErrorCode {
  *   down and the grace for calls in flight ran out.
  * - `deadline_exceeded`: the call ran past its deadline (the server's `callTimeoutMs`, or the
  *   client's timeout sent with the request).
+ * - `resource_exhausted`: the caller is over a quota (`quotaInterceptor`): refused at admission
+ *   (HTTP 429 with `Retry-After`) or a stream ended after the batch that crossed it; the details
+ *   carry `vgi_rpc.RetryInfo` and `vgi_rpc.QuotaFailure`.
  * - `introspection_refused`, `token_unresolved`, `stale_auth`, `grant_refused`,
  *   `identity_unavailable`: `vgi_rpc.Identity.v2`'s five (docs/identity.md).
  */
@@ -80,6 +83,7 @@ export type FrameworkErrorKind =
   | "idempotency_key_required"
   | "cancelled"
   | "deadline_exceeded"
+  | "resource_exhausted"
   | "introspection_refused"
   | "token_unresolved"
   | "stale_auth"
@@ -88,6 +92,13 @@ export type FrameworkErrorKind =
 
 /** A structured error detail (`vgi_rpc.error_details` entry); `@type` names its schema. */
 export type ErrorDetail = Readonly<Record<string, unknown>> & { readonly "@type": string };
+
+/** A `vgi_rpc.QuotaFailure` error detail: which limits were hit (the reference's `QuotaFailure`). */
+export function quotaFailure(
+  violations: readonly { readonly subject: string; readonly description: string }[],
+): ErrorDetail {
+  return { "@type": "vgi_rpc.QuotaFailure", violations: violations.map((v) => ({ ...v })) };
+}
 
 /**
  * A `vgi_rpc.RetryInfo` error detail: wait at least `seconds` before retrying. A whole number
@@ -312,6 +323,7 @@ export function frameworkError(
     idempotency_key_required: ["IdempotencyKeyRequiredError", "INVALID_ARGUMENT"],
     cancelled: ["CancelledError", "CANCELLED"],
     deadline_exceeded: ["DeadlineExceededError", "DEADLINE_EXCEEDED"],
+    resource_exhausted: ["ResourceExhaustedError", "RESOURCE_EXHAUSTED"],
     introspection_refused: ["IntrospectionRefusedError", "PERMISSION_DENIED"],
     token_unresolved: ["TokenUnresolvedError", "NOT_FOUND"],
     stale_auth: ["StaleAuthError", "UNAUTHENTICATED"],

@@ -58,13 +58,16 @@ export {
   type CallChannel,
   type CallOptions,
   type CallTarget,
+  CLIENT_DURATION_METRIC,
   type ClientAnswer,
   type ClientCall,
   type ClientCallHandler,
   type ClientInterceptor,
+  type ClientMetricsOptions,
   type ClientOptions,
   type ClientSideChannel,
   type ClientTransport,
+  clientMetricsInterceptor,
   DEFAULT_PIPELINE_WINDOW,
   type ExchangeSession,
   exchangeSession,
@@ -95,6 +98,7 @@ export {
   InvalidValueError,
   type InvalidValueType,
   NonIpcBytesError,
+  quotaFailure,
   RpcError,
   type RpcErrorOptions,
   RuntimeError,
@@ -180,7 +184,14 @@ export {
   type UnionValue,
   type ValueOf,
 } from "./protocol/types.js";
-export { type AccessLog, type AccessLogOptions, createAccessLog } from "./server/access-log.js";
+export {
+  type AccessLog,
+  type AccessLogOptions,
+  type ClaimRedactor,
+  createAccessLog,
+  noRedaction,
+  redactClaims,
+} from "./server/access-log.js";
 export type { Connection, SideChannel } from "./server/connection.js";
 export { type CloseOptions, DEFAULT_CLOSE_GRACE_MS } from "./server/connections.js";
 export {
@@ -190,7 +201,15 @@ export {
   type IdentityOptions,
   IdentityProtocol,
 } from "./server/identity.js";
-export type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./server/interceptors.js";
+export type { CallHandler, CallInterceptor, CallOutcome, ServerCall, TurnCheck } from "./server/interceptors.js";
+export { METER_NAME, type MetricsOptions, metricsInterceptor, SERVER_METRICS } from "./server/metrics.js";
+export { type QuotaOptions, type QuotaRule, quotaInterceptor } from "./server/quota.js";
+export {
+  createMemoryQuotaStore,
+  type MemoryQuotaStoreOptions,
+  type QuotaStore,
+  type WindowCount,
+} from "./server/quota-store.js";
 export type { CallObserver, CallRecord } from "./server/records.js";
 export type { SecurityScheme, SecuritySchemes } from "./server/security.js";
 export {
@@ -202,6 +221,14 @@ export {
   type ServerOptions,
 } from "./server/server.js";
 export type { CallStatistics } from "./server/stats.js";
+export {
+  createUsageMeter,
+  USAGE_PROTOCOL,
+  type UsageEntry,
+  type UsageMeter,
+  type UsageMeterOptions,
+  usageProtocol,
+} from "./server/usage.js";
 export {
   type BufferPoolOptions,
   type BufferPoolStats,

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ValueError } from "../errors.js";
+import { metricsInterceptor } from "../server/metrics.js";
 import { bind, createServer } from "../server/server.js";
 import { listenHttp } from "../transports/http/server.js";
 import { listenSocket } from "../transports/socket/server.js";
@@ -17,6 +18,8 @@ import { Demo } from "./demo-protocol.js";
 import { consoleToStderr, startTelemetry } from "./telemetry.js";
 
 const server = createServer({
+  // No-op until OTEL_METRICS_EXPORTER starts the SDK (see telemetry.ts).
+  interceptors: [metricsInterceptor()],
   protocols: [
     bind(Demo, {
       add: ({ a, b }) => a + b,

@@ -68,6 +68,7 @@ import { ANONYMOUS } from "../protocol/context.js";
 import { defineProtocol, unary } from "../protocol/methods.js";
 import { t } from "../protocol/types.js";
 import { createAccessLog } from "../server/access-log.js";
+import { metricsInterceptor } from "../server/metrics.js";
 import { bind, createServer } from "../server/server.js";
 import { createHttpHandler, type HttpListener, listenHttp } from "../transports/http/server.js";
 import { listenSocket } from "../transports/socket/server.js";
@@ -234,6 +235,8 @@ async function main(): Promise<void> {
     // The reference sends tracebacks by default and its suites check for them
     // (TestTracebackPolicy); quiver's default is off, so this worker opts in.
     includeTracebacks: true,
+    // No-op until OTEL_METRICS_EXPORTER starts the SDK (see telemetry.ts).
+    interceptors: [metricsInterceptor()],
     ...(external === null ? {} : { external }),
     protocols: [
       bind(ConformanceService, createConformanceImplementation(external)),

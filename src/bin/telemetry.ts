@@ -1,21 +1,23 @@
 /**
  * OpenTelemetry for the executables (never the library, which depends on the API only): when
- * the standard `OTEL_*` variables ask for traces, start `@opentelemetry/sdk-node`, which reads
- * them itself (e.g. `OTEL_TRACES_EXPORTER=console`, `OTEL_EXPORTER_OTLP_ENDPOINT=...`).
+ * the standard `OTEL_*` variables ask for traces or metrics, start `@opentelemetry/sdk-node`,
+ * which reads them itself (e.g. `OTEL_TRACES_EXPORTER=console`, `OTEL_METRICS_EXPORTER=console|otlp|prometheus`,
+ * `OTEL_EXPORTER_OTLP_ENDPOINT=...`). A signal not asked for is turned off (`none`) rather than
+ * left to the SDK's default, which would export it over OTLP to a collector nobody set up.
  *
  * The SDK is not a dependency of the package (it brings some 70 packages): it is loaded only
- * when traces are asked for, from wherever Node resolves it next to quiver-rpc, and a missing SDK
- * is reported with the command that adds it; the executable then runs without traces.
+ * when telemetry is asked for, from wherever Node resolves it next to quiver-rpc, and a missing SDK
+ * is reported with the command that adds it; the executable then runs without telemetry.
  */
 import { Console } from "node:console";
 
 const SDK = "@opentelemetry/sdk-node";
 
-/** The variable that asks for traces (as `NAME=value`), or null when none does. */
-function tracesRequested(env: NodeJS.ProcessEnv): string | null {
-  const exporter = env.OTEL_TRACES_EXPORTER;
-  if (exporter !== undefined) return exporter === "none" ? null : `OTEL_TRACES_EXPORTER=${exporter}`;
-  for (const name of ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]) {
+/** The variable that asks for one signal (as `NAME=value`), or null when none does. */
+function signalRequested(env: NodeJS.ProcessEnv, signal: "TRACES" | "METRICS"): string | null {
+  const exporter = env[`OTEL_${signal}_EXPORTER`];
+  if (exporter !== undefined) return exporter === "none" ? null : `OTEL_${signal}_EXPORTER=${exporter}`;
+  for (const name of [`OTEL_EXPORTER_OTLP_${signal}_ENDPOINT`, "OTEL_EXPORTER_OTLP_ENDPOINT"]) {
     if (env[name] !== undefined) return `${name}=${env[name]}`;
   }
   return null;
@@ -43,20 +45,27 @@ export function consoleToStderr(): void {
 }
 
 /**
- * Starts the SDK if the environment asks for traces; returns a shutdown function that flushes
- * spans. Without the SDK installed, says so on stderr (with how to add it) and traces nothing.
+ * Starts the SDK if the environment asks for traces or metrics; returns a shutdown function that
+ * flushes spans and metrics (a `console` metrics exporter prints its last reading then). Without
+ * the SDK installed, says so on stderr (with how to add it) and records nothing.
  */
 export async function startTelemetry(serviceName: string): Promise<() => Promise<void>> {
-  const asked = tracesRequested(process.env);
-  if (asked === null) return async () => {};
+  const traces = signalRequested(process.env, "TRACES");
+  const metrics = signalRequested(process.env, "METRICS");
+  if (traces === null && metrics === null) return async () => {};
+  const asked = [traces, metrics].filter((a) => a !== null).join(" and ");
+  const what = traces === null ? "metrics" : metrics === null ? "traces" : "traces and metrics";
+  // The SDK exports a signal left unset over OTLP by default: only the ones asked for run.
+  if (traces === null) process.env.OTEL_TRACES_EXPORTER = "none";
+  if (metrics === null) process.env.OTEL_METRICS_EXPORTER = "none";
   let NodeSDK: typeof import("@opentelemetry/sdk-node").NodeSDK;
   try {
     ({ NodeSDK } = await import("@opentelemetry/sdk-node"));
   } catch (err) {
     process.stderr.write(
       sdkMissing(err)
-        ? `telemetry: ${asked} asks for traces, but ${SDK} is not installed, so none are recorded; add it next to quiver-rpc with \`npm install ${SDK}\`\n`
-        : `telemetry: ${asked} asks for traces, but ${SDK} could not be loaded: ${String(err)}\n`,
+        ? `telemetry: ${asked} asks for ${what}, but ${SDK} is not installed, so none are recorded; add it next to quiver-rpc with \`npm install ${SDK}\`\n`
+        : `telemetry: ${asked} asks for ${what}, but ${SDK} could not be loaded: ${String(err)}\n`,
     );
     return async () => {};
   }
@@ -65,7 +74,7 @@ export async function startTelemetry(serviceName: string): Promise<() => Promise
     sdk.start();
     return () => sdk.shutdown();
   } catch (err) {
-    process.stderr.write(`telemetry: ${asked} asks for traces, but ${SDK} could not start: ${String(err)}\n`);
+    process.stderr.write(`telemetry: ${asked} asks for ${what}, but ${SDK} could not start: ${String(err)}\n`);
     return async () => {};
   }
 }

@@ -28,6 +28,7 @@ export type {
   ClientCallHandler,
   ClientInterceptor,
 } from "./interceptors.js";
+export { CLIENT_DURATION_METRIC, type ClientMetricsOptions, clientMetricsInterceptor } from "./metrics.js";
 export {
   type CallChannel,
   type ClientSideChannel,

@@ -22,8 +22,8 @@
  */
 import { createGunzip } from "node:zlib";
 import { Decompress } from "fzstd";
-import { concatBytes } from "../wire/ipc.js";
 import { bodyBuffer, POOLED_MIN_BYTES } from "../transports/node/buffer-pool.js";
+import { concatBytes } from "../wire/ipc.js";
 import type { Encoding } from "./compression.js";
 
 /** Default `maxZstdWindowBytes`: 8 MiB, the largest window zstd's levels 1-19 use. */

@@ -7,8 +7,8 @@
 import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import type { RecordBatch, Schema } from "apache-arrow";
-import { RuntimeError } from "../errors.js";
 import { encodeBody } from "../codec/compression.js";
+import { RuntimeError } from "../errors.js";
 import { concatBytes, encodeStream } from "../wire/ipc.js";
 import { classifyBatch } from "../wire/messages.js";
 import type { FetchOptions } from "./fetch.js";

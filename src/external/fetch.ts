@@ -12,8 +12,8 @@
  */
 import * as http from "node:http";
 import * as https from "node:https";
-import { RpcError } from "../errors.js";
 import { DEFAULT_MAX_ZSTD_WINDOW_BYTES, inflateBody } from "../codec/inflate.js";
+import { RpcError } from "../errors.js";
 import { concatBytes } from "../wire/ipc.js";
 import { redactUrl } from "./pointer.js";
 

@@ -2,8 +2,9 @@
  * The access log: one JSON line per call on the `vgi_rpc.access` logger, in the reference's
  * record format (its JSON schema ships in the pinned package as `access_log.schema.json`).
  * Records never carry request or response values — only their shape and sizes — and claims are
- * redacted by key. Writing never blocks or fails a call: a full queue or a failing disk drops
- * records and counts them (`dropped_records` on the next record that gets through).
+ * redacted by key (or by the operator's redactor). Writing never blocks or fails a call: a full
+ * queue or a failing disk drops records and counts them (`dropped_records` on the next record
+ * that gets through). Successes may be sampled (`sampleRate`); errors never are.
  */
 import { createWriteStream, type WriteStream } from "node:fs";
 import type { CallObserver, CallRecord } from "./records.js";
@@ -15,6 +16,9 @@ const REDACT = new RegExp(
   "i",
 );
 
+/** What the access log writes for a call's claims, given them all (see `AccessLogOptions.redactClaims`). */
+export type ClaimRedactor = (claims: Readonly<Record<string, unknown>>) => Record<string, unknown>;
+
 /** The default claim redactor: sensitive values replaced, keys kept. */
 export function redactClaims(claims: Readonly<Record<string, unknown>>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -22,8 +26,43 @@ export function redactClaims(claims: Readonly<Record<string, unknown>>): Record<
   return out;
 }
 
-/** One access-log record as a JSON-ready object (the reference's field names). */
-export function accessRecord(r: CallRecord, serverVersion: string): Record<string, unknown> {
+/** A redactor that keeps every claim as it is (the reference's `no_redaction`). */
+export function noRedaction(claims: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return { ...claims };
+}
+
+/** FNV-1a over a string's UTF-16 units: a cheap, stable 32-bit hash for the sampling decision. */
+function hash32(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/**
+ * Whether a record is kept at sampling rate `rate` (0 to 1): errors always; successes by a
+ * decision keyed on the stream id, else the request id, so every record of one stream (an HTTP
+ * stream's requests) shares one fate — the reference's `AccessLogSampler`.
+ */
+export function sampled(r: Pick<CallRecord, "status" | "streamId" | "requestId">, rate: number): boolean {
+  if (rate >= 1 || r.status === "error") return true;
+  if (rate <= 0) return false;
+  const key = r.streamId || r.requestId;
+  if (!key) return Math.random() < rate;
+  return hash32(key) <= Math.floor(rate * 0xffffffff);
+}
+
+/**
+ * One access-log record as a JSON-ready object (the reference's field names). Claims go through
+ * `redact`; a redactor that throws drops them (never logs them unredacted).
+ */
+export function accessRecord(
+  r: CallRecord,
+  serverVersion: string,
+  redact: ClaimRedactor = redactClaims,
+): Record<string, unknown> {
   const rec: Record<string, unknown> = {
     timestamp: new Date(r.startedAt.getTime() + r.durationMs).toISOString(),
     level: "INFO",
@@ -60,7 +99,13 @@ export function accessRecord(r: CallRecord, serverVersion: string): Record<strin
   if (r.streamId) rec.stream_id = r.streamId;
   if (r.sessionId) rec.session_id = r.sessionId;
   if (r.sessionAction) rec.session_action = r.sessionAction;
-  if (Object.keys(r.auth.claims).length > 0) rec.claims = redactClaims(r.auth.claims);
+  if (Object.keys(r.auth.claims).length > 0) {
+    try {
+      rec.claims = redact(r.auth.claims);
+    } catch {
+      // Fail closed: the record goes out without its claims.
+    }
+  }
   rec.transport = r.transport;
   rec.input_batches = r.stats.inputBatches;
   rec.output_batches = r.stats.outputBatches;
@@ -80,6 +125,13 @@ export interface AccessLogOptions {
   readonly maxQueueBytes?: number;
   /** After a write error, how long to wait before reopening the file, in ms. Default: 1000. */
   readonly retryAfterMs?: number;
+  /**
+   * Fraction of successful calls to log, 0 to 1; errors are always logged, and every kept record
+   * of a sampled log carries `sample_rate` (divide counts by it). Default: 1 (every call).
+   */
+  readonly sampleRate?: number;
+  /** What to write for a call's claims (`noRedaction` keeps them all). Default: `redactClaims`. */
+  readonly redactClaims?: ClaimRedactor;
 }
 
 export interface AccessLog {
@@ -97,6 +149,9 @@ export interface AccessLog {
 export function createAccessLog(opts: AccessLogOptions): AccessLog {
   const maxQueue = opts.maxQueueBytes ?? 8 * 1024 * 1024;
   const retryAfter = opts.retryAfterMs ?? 1000;
+  const rate = opts.sampleRate ?? 1;
+  if (!(rate >= 0 && rate <= 1)) throw new RangeError(`sampleRate must be between 0 and 1, got ${rate}`);
+  const redact = opts.redactClaims ?? redactClaims;
   let stream: WriteStream | null = null;
   let brokenUntil = 0;
   let droppedSinceLast = 0;
@@ -119,12 +174,14 @@ export function createAccessLog(opts: AccessLogOptions): AccessLog {
   };
 
   const observer: CallObserver = (record) => {
+    if (rate < 1 && !sampled(record, rate)) return;
     if (stream === null) {
       if (Date.now() < brokenUntil) return drop();
       stream = open();
     }
     if (stream.writableLength > maxQueue) return drop();
-    const rec = accessRecord(record, opts.serverVersion ?? "");
+    const rec = accessRecord(record, opts.serverVersion ?? "", redact);
+    if (rate < 1) rec.sample_rate = rate;
     if (droppedSinceLast > 0) {
       rec.dropped_records = droppedSinceLast;
       droppedSinceLast = 0;

@@ -52,6 +52,7 @@ import {
   type ServerCall,
   spanIds,
   type TraceCarrier,
+  type TurnCheck,
   tracingInterceptor,
 } from "./interceptors.js";
 import type { CallRecord } from "./records.js";
@@ -264,6 +265,9 @@ class CallView implements ServerCall {
   set otelContext(value: Context) {
     this.call.otelContext = value;
   }
+  onTurn(check: TurnCheck): void {
+    this.call.turnCheck = check;
+  }
 }
 
 /** A call's interceptor chain, once started. */
@@ -402,6 +406,8 @@ export class Call {
   private chained: Chained | null = null;
   /** The OpenTelemetry context handlers run in (the call's span active). */
   otelContext: Context = ROOT_CONTEXT;
+  /** An interceptor's check after each stream turn (`ServerCall.onTurn`), or null. */
+  turnCheck: TurnCheck | null = null;
   /** What few calls use (a logger, `ctx.signal`, a deadline), made on first use. */
   private rare: Rare | null = null;
   private abortReason: RpcError | null = null;
@@ -1058,6 +1064,17 @@ export async function runTurn(
         ? out.batches
         : await externalizeTurn(stream.outputSchema, out.batches, policy, budget, method.name);
     call.wrote(batches);
+    if (call.turnCheck !== null) {
+      const refusal = await call.turnCheck(call.stats);
+      if (refusal !== null && !out.finished) {
+        // The turn's batches go out, then the error ends the stream (a quota crossed by this turn).
+        return {
+          batches: [...batches, ...call.errorAnswer(stream.outputSchema, refusal).batches],
+          done: true,
+          cancelled: false,
+        };
+      }
+    }
     return { batches, done: out.finished, cancelled: false };
   } catch (err) {
     const answer = call.errorAnswer(stream.outputSchema, err);

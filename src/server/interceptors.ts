@@ -47,7 +47,17 @@ export interface ServerCall {
    * it before `next`, e.g. to a span's context; the built-in tracing does.
    */
   otelContext: Context;
+  /**
+   * Runs `check` after each turn of the call's stream (a producer's batch, an exchange's answer
+   * to one input), its batches counted in `stats`: an error it returns ends the stream with that
+   * error right after the turn's batches, unless the turn finished the stream anyway. One check
+   * per call (a later one replaces it); unary calls have no turns. The quota interceptor uses it.
+   */
+  onTurn(check: TurnCheck): void;
 }
+
+/** What `ServerCall.onTurn` runs after each turn: the error to end the stream with, or null. */
+export type TurnCheck = (stats: Readonly<CallStatistics>) => RpcError | null | Promise<RpcError | null>;
 
 /** How a call ended. */
 export interface CallOutcome {

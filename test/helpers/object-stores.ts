@@ -105,8 +105,8 @@ export async function startMoto(lifetimeMs = 10 * 60_000): Promise<LocalStore> {
   return { endpoint, stop: stopper(child) };
 }
 
-/** A port free at the moment of asking (fake-gcs-server cannot report one it chose itself). */
-function freePort(): Promise<number> {
+/** A port free at the moment of asking (fake-gcs-server and redis-server cannot report one they chose). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);

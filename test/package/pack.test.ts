@@ -191,6 +191,12 @@ const DOCUMENTED: Readonly<Record<string, readonly string[]>> = {
     "type GcsStorage",
     "type GcsStorageOptions",
   ],
+  "quiver-rpc/quota/redis": [
+    "MissingSdkError",
+    "createRedisQuotaStore",
+    "type RedisQuotaStore",
+    "type RedisQuotaStoreOptions",
+  ],
   "quiver-rpc/shm": [
     "SharedMemoryChannel",
     "ShmError",
@@ -507,9 +513,9 @@ test("the bins run from the installed package, and without the OpenTelemetry SDK
 });
 
 /** The optional peer SDKs, linked from this repository into the consumer when a test needs them. */
-const PEER_SDKS = ["@aws-sdk/client-s3", "@aws-sdk/s3-request-presigner", "@google-cloud/storage"] as const;
+const PEER_SDKS = ["@aws-sdk/client-s3", "@aws-sdk/s3-request-presigner", "@google-cloud/storage", "redis"] as const;
 
-test("without their optional SDKs, the S3 and GCS storages fail saying what to install", () => {
+test("without their optional SDKs, the S3 and GCS storages and the Redis quota store fail saying what to install", () => {
   const { app } = installPacked();
   for (const sdk of PEER_SDKS) {
     assert.ok(!existsSync(join(app, "node_modules", sdk)), `${sdk} was installed by default`);
@@ -521,6 +527,9 @@ test("without their optional SDKs, the S3 and GCS storages fail saying what to i
     "  try { await make(); console.log('created'); }",
     "  catch (e) { console.log(e instanceof MissingSdkError ? e.message : 'other: ' + e); }",
     "}",
+    `const redis = await import("${pkg.name}/quota/redis");`,
+    "try { await redis.createRedisQuotaStore({ url: 'redis://127.0.0.1:1' }); console.log('created'); }",
+    "catch (e) { console.log(e instanceof redis.MissingSdkError ? e.message : 'other: ' + e); }",
   ].join("\n");
   writeFileSync(join(app, "missing-sdk.mjs"), probe);
   const r = run(process.execPath, ["missing-sdk.mjs"], app, 60_000);
@@ -529,6 +538,7 @@ test("without their optional SDKs, the S3 and GCS storages fail saying what to i
     "quiver-rpc/external/s3 cannot load its SDK (an optional peer dependency): " +
       "npm install @aws-sdk/client-s3 @aws-sdk/s3-request-presigner",
     "quiver-rpc/external/gcs cannot load its SDK (an optional peer dependency): npm install @google-cloud/storage",
+    "quiver-rpc/quota/redis cannot load its SDK (an optional peer dependency): npm install redis",
   ]);
 });
 

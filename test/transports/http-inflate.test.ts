@@ -9,12 +9,12 @@ import { request } from "node:http";
 import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { Zstd } from "@hpcc-js/wasm-zstd";
+import { DecompressionLimitExceeded, inflateBody } from "../../src/codec/inflate.js";
 import { batchFromRows } from "../../src/protocol/batch.js";
 import { defineProtocol, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { bind, createServer, type RpcServer } from "../../src/server/server.js";
 import { type HttpListener, listenHttp } from "../../src/transports/http/index.js";
-import { DecompressionLimitExceeded, inflateBody } from "../../src/codec/inflate.js";
 import { concatBytes, encodeStream } from "../../src/wire/ipc.js";
 import {
   METHOD_KEY,

@@ -2,12 +2,13 @@
  * The request body: read under `maxRequestBytes`, decoded from its content coding under the same
  * cap (see inflate.ts), and its content type checked.
  */
+
+import { DECODABLE_ENCODINGS, type Encoding } from "../../codec/compression.js";
+import { DecompressionLimitExceeded, inflateBody } from "../../codec/inflate.js";
 import { RpcError } from "../../errors.js";
 import type { RpcServer } from "../../server/server.js";
 import { concatBytes } from "../../wire/ipc.js";
-import { DECODABLE_ENCODINGS, type Encoding } from "../../codec/compression.js";
 import { ARROW_CONTENT_TYPE } from "./headers.js";
-import { DecompressionLimitExceeded, inflateBody } from "../../codec/inflate.js";
 import { answer, errorStreamReply, ok, problemReply, type Reply, type Result } from "./replies.js";
 import type { BodyTooLarge, UniversalRequest } from "./universal.js";
 

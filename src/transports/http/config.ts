@@ -4,10 +4,11 @@ import { type CrossSiteOptions, type CrossSitePolicy, crossSitePolicy } from "..
 import { identityAuthenticate } from "../../auth/identity-bearer.js";
 import { PROOF_HEADER, PROOF_REQUIRED_HEADER, proxyHeadersOf } from "../../auth/proxy-proof.js";
 import type { Authenticator } from "../../auth/types.js";
+import { type Encoding, loadZstd, producibleEncodings } from "../../codec/compression.js";
+import { DEFAULT_MAX_ZSTD_WINDOW_BYTES } from "../../codec/inflate.js";
 import type { UploadUrlProvider } from "../../external/storage.js";
 import { coreOf, type RpcServer, type ServerCore } from "../../server/types.js";
 import { STATE_TOKEN_KEY_BYTES } from "../../wire/state-token.js";
-import { type Encoding, loadZstd, producibleEncodings } from "../../codec/compression.js";
 import { type CorsOptions, type CorsPolicy, corsPolicy } from "./cors.js";
 import {
   ACCEPT_MAX_RESPONSE_BYTES_SUPPORT_HEADER,
@@ -21,7 +22,6 @@ import {
   SUPPORTED_ENCODINGS_HEADER,
   UPLOAD_URL_HEADER,
 } from "./headers.js";
-import { DEFAULT_MAX_ZSTD_WINDOW_BYTES } from "../../codec/inflate.js";
 import { type OAuthDiscovery, type OAuthResourceOptions, oauthDiscovery } from "./oauth.js";
 import { describePage, hostsReflection, landingPage } from "./pages.js";
 import { type StickyConfig, type StickyOptions, stickyConfig } from "./sticky.js";

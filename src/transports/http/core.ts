@@ -5,6 +5,7 @@
  * the reply that ends it; only a failure of the transport itself is thrown, and answered 500.
  */
 import { crossSiteError, crossSiteVerdict } from "../../auth/cross-site.js";
+import { pickResponseEncoding } from "../../codec/compression.js";
 import { frameworkError, RpcError } from "../../errors.js";
 import { ABORT_FLUSH_MS, type CloseOptions, graceOf, settledWithin, shutdownError } from "../../server/connections.js";
 import type { RpcServer, ServerCore } from "../../server/types.js";
@@ -17,7 +18,6 @@ import { contentTypeRefusal, readRequestBody } from "./body.js";
 import { responseBudget } from "./budget.js";
 import { callEnv, resolveMethod } from "./call-env.js";
 import { type CallEnv, HttpCalls, newRequestId, type RunCall } from "./calls.js";
-import { pickResponseEncoding } from "../../codec/compression.js";
 import { type HttpConfig, type HttpServerOptions, resolveConfig } from "./config.js";
 import { HeaderCookieJar } from "./cookies.js";
 import { addCorsHeaders } from "./cors.js";

@@ -131,6 +131,21 @@ export function refusalReply(server: RpcServer, error: RpcError | null, origin: 
   return null;
 }
 
+/**
+ * A call refused for a quota (`resource_exhausted`), as HTTP says it: 429 with `Retry-After` (the
+ * error's `vgi_rpc.RetryInfo`, whole seconds rounded up) and the error stream, which the client
+ * reads as the call's error. Null for any other error.
+ */
+export function exhaustedReply(error: RpcError | null, refused: Answer): Reply | null {
+  if (error?.kind !== "resource_exhausted") return null;
+  const reply = arrowReply(429, refused.schema, refused.batches);
+  const delay = error.details.find((d) => d["@type"] === "vgi_rpc.RetryInfo")?.retry_delay_seconds;
+  if (typeof delay === "number" && Number.isFinite(delay)) {
+    reply.headers.push(["Retry-After", String(Math.max(1, Math.ceil(delay)))]);
+  }
+  return reply;
+}
+
 /** The reply to a request admission answered itself: a refusal, 400 for an error, else 200. */
 export function admissionReply(server: RpcServer, error: RpcError | null, origin: Origin, refused: Answer): Reply {
   return refusalReply(server, error, origin) ?? arrowReply(error !== null ? 400 : 200, refused.schema, refused.batches);

@@ -2,8 +2,9 @@
  * A reply made into the response that goes out: the request id echoed, the capability headers
  * every answer carries, and an Arrow body compressed with the coding the client asked for.
  */
-import { concatBytes, totalBytes } from "../../wire/ipc.js";
+
 import { type Encoding, encodeBody } from "../../codec/compression.js";
+import { concatBytes, totalBytes } from "../../wire/ipc.js";
 import type { HttpConfig } from "./config.js";
 import { ARROW_CONTENT_TYPE, REQUEST_ID_HEADER } from "./headers.js";
 import type { Reply } from "./replies.js";

@@ -22,7 +22,7 @@ import { classifyBatch } from "../../wire/messages.js";
 import { budgetedAnswer, tighter } from "./budget.js";
 import type { CallEnv, OpenStream, RunCall } from "./calls.js";
 import { answer, answerBatches, errorStreamReply, ok, type Reply, type Result } from "./replies.js";
-import { admissionReply, checkRequest, decodeRequest, refusalReply, typeError } from "./requests.js";
+import { admissionReply, checkRequest, decodeRequest, exhaustedReply, refusalReply, typeError } from "./requests.js";
 import {
   type CallTokenData,
   openCallToken,
@@ -106,7 +106,11 @@ export async function serveInit(route: StreamRoute, body: Uint8Array): Promise<R
       return errorStreamReply(server, 400, typeError(`Method '${resolved.name}' is not a stream`));
     }
     const opening = await call.open(admission.method, admission.params);
-    if (!opening.ok) return answerBatches(opening.answer.schema, opening.answer.batches, true);
+    if (!opening.ok) {
+      return (
+        exhaustedReply(call.error, opening.answer) ?? answerBatches(opening.answer.schema, opening.answer.batches, true)
+      );
+    }
     const { stream } = opening;
     const callId = randomBytes(16);
     const tokens = sealTokens(route, call.streamId, callId, stream);
@@ -219,6 +223,12 @@ export async function serveExchange(route: StreamRoute, body: Uint8Array): Promi
       return answerBatches(stream.outputSchema, [], false);
     }
     let failed = call.error !== null;
+    // A turn its interceptors refused (a quota) is its error batch alone: 429. A turn that crossed
+    // a limit after producing its batches is answered with them, as any failed turn is.
+    if (failed && turn.batches.length === 1) {
+      const exhausted = exhaustedReply(call.error, { schema: stream.outputSchema, batches: turn.batches });
+      if (exhausted !== null) return exhausted;
+    }
     let batches: RecordBatch[] = [...turn.batches];
     if (!failed && (!producer || !turn.done)) {
       // The next cursor rides on an exchange's data batch, or on a zero-row batch after a producer's.

@@ -5,7 +5,7 @@ import { budgetedAnswer } from "./budget.js";
 import type { CallEnv, RunCall } from "./calls.js";
 import type { HeaderCookieJar } from "./cookies.js";
 import { errorStreamReply, type Reply } from "./replies.js";
-import { admissionReply, checkRequest, decodeRequest, typeError } from "./requests.js";
+import { admissionReply, checkRequest, decodeRequest, exhaustedReply, typeError } from "./requests.js";
 
 /**
  * Runs one unary call from its request body: the answer stream under the response budget, with
@@ -38,6 +38,10 @@ export async function serveUnary(
     }
     const answer = await call.unary(admission.method, admission.params);
     const failed = call.error !== null;
+    if (failed) {
+      const exhausted = exhaustedReply(call.error, answer);
+      if (exhausted !== null) return exhausted;
+    }
     return budgetedAnswer(call, encodeStream(answer.schema, answer.batches), failed, budget, answer.schema);
   });
   if (jar !== null) for (const c of jar.headers) reply.headers.push(["Set-Cookie", c]);

@@ -1,0 +1,122 @@
+/**
+ * `quiver-rpc/quota/redis`: a `QuotaStore` in Redis, so several quiver instances enforce one quota
+ * between them. Every operation is one Lua script run atomically on the server, and windows and
+ * slot expiries read Redis's own clock (`TIME`), so instances whose clocks disagree still count
+ * in the same windows.
+ *
+ * The client library (`redis`, node-redis) is an optional peer dependency, loaded when the store
+ * connects by `url`; or pass any connected client with node-redis's `sendCommand`.
+ *
+ * @module quiver-rpc/quota/redis
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { loadSdk } from "../external/sdk.js";
+import type { QuotaStore, WindowCount } from "../server/quota-store.js";
+
+export { MissingSdkError } from "../external/sdk.js";
+export type { QuotaStore, WindowCount } from "../server/quota-store.js";
+
+/** What the store needs of a Redis client: one raw command, its reply (node-redis's `sendCommand`). */
+export interface RedisCommander {
+  sendCommand(args: readonly string[]): Promise<unknown>;
+}
+
+export interface RedisQuotaStoreOptions {
+  /** The server to connect to (`redis://127.0.0.1:6379`), with the `redis` package. Not with `client`. */
+  readonly url?: string;
+  /** A connected client to use instead (closed by the caller). Default: one made from `url`. */
+  readonly client?: RedisCommander;
+}
+
+/** A quota store in Redis. */
+export interface RedisQuotaStore extends QuotaStore {
+  /** Disconnects the client the store made from `url` (a client passed in is left open). */
+  close(): Promise<void>;
+}
+
+/** Milliseconds on Redis's clock. */
+const NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)";
+
+/**
+ * Adds ARGV[1] to the window of ARGV[2] ms holding now; the window's key is KEYS[1] (a hash tag)
+ * with its index, expiring a second after the window ends. Returns { total, ms until the end }.
+ */
+const ADD = `${NOW}
+local w = tonumber(ARGV[2])
+local idx = math.floor(now / w)
+local k = KEYS[1] .. ':' .. idx
+local total = redis.call('INCRBY', k, ARGV[1])
+local left = (idx + 1) * w - now
+if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, left + 1000) end
+return { total, left }`;
+
+/** Takes one of ARGV[1] slots of KEYS[1] (a sorted set scored by expiry) for ARGV[3] until now + ARGV[2]; 1 or 0. */
+const ACQUIRE = `${NOW}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`;
+
+const sha1 = (script: string): string => createHash("sha1").update(script).digest("hex");
+
+/** True for Redis's `NOSCRIPT` error (the script is not cached on this server, e.g. after a restart). */
+function noScript(err: unknown): boolean {
+  const message = (err as { message?: unknown } | null)?.message;
+  // Redis errors open with their code word; NOSCRIPT is the protocol's, not prose.
+  return typeof message === "string" && message.startsWith("NOSCRIPT");
+}
+
+/** `{key}`: a hash tag, so a key and the window keys made from it live in one cluster slot. */
+const tagged = (key: string): string => `{${key}}`;
+
+/**
+ * Opens a Redis quota store: connects to `url` (loading the `redis` package; `MissingSdkError`
+ * when it is not installed) or uses `client`.
+ */
+export async function createRedisQuotaStore(opts: RedisQuotaStoreOptions): Promise<RedisQuotaStore> {
+  if ((opts.url === undefined) === (opts.client === undefined)) {
+    throw new TypeError("createRedisQuotaStore needs exactly one of url and client");
+  }
+  let client: RedisCommander;
+  let close: () => Promise<void> = async () => {};
+  if (opts.client !== undefined) client = opts.client;
+  else {
+    const url = opts.url!;
+    const { createClient } = await loadSdk("quiver-rpc/quota/redis", ["redis"], () => import("redis"));
+    const made = createClient({ url });
+    // Errors are the commands' to report; an unhandled 'error' event would end the process.
+    made.on("error", () => {});
+    await made.connect();
+    client = { sendCommand: (args) => made.sendCommand(args) };
+    close = async () => {
+      made.destroy();
+    };
+  }
+  const scripts = new Map([ADD, ACQUIRE].map((s) => [s, sha1(s)]));
+  const run = async (script: string, keys: readonly string[], args: readonly string[]): Promise<unknown> => {
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await client.sendCommand(["EVALSHA", scripts.get(script)!, ...tail]);
+    } catch (err) {
+      if (!noScript(err)) throw err;
+      return client.sendCommand(["EVAL", script, ...tail]);
+    }
+  };
+  return {
+    async add(key, amount, windowMs): Promise<WindowCount> {
+      const reply = await run(ADD, [tagged(key)], [String(amount), String(windowMs)]);
+      if (!Array.isArray(reply) || reply.length !== 2) throw new TypeError(`unexpected Redis reply ${String(reply)}`);
+      return { total: Number(reply[0]), resetMs: Number(reply[1]) };
+    },
+    async acquire(key, limit, ttlMs) {
+      const token = randomBytes(12).toString("hex");
+      const reply = await run(ACQUIRE, [tagged(key)], [String(limit), String(ttlMs), token]);
+      return Number(reply) === 1 ? token : null;
+    },
+    async release(key, token) {
+      await client.sendCommand(["ZREM", tagged(key), token]);
+    },
+    close,
+  };
+}

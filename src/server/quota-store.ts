@@ -1,0 +1,108 @@
+/**
+ * Where quota counters live: a small interface, an in-memory store (one process), and — behind
+ * the `quiver-rpc/quota/redis` subpath — a Redis store several instances share. Windows are fixed
+ * and aligned to the epoch (`floor(now / windowMs)`), so every store and instance agrees on
+ * which window a moment belongs to.
+ */
+
+/** A counter's total in its current window. */
+export interface WindowCount {
+  /** The window's total after the addition. */
+  readonly total: number;
+  /** Milliseconds until the window ends (and the total starts again from 0). */
+  readonly resetMs: number;
+}
+
+/**
+ * Counters for quotas: fixed windows and concurrency slots. Each operation must be atomic. An
+ * in-process store may answer at once (a value, not a promise): the quota check then adds no
+ * wait to a call.
+ */
+export interface QuotaStore {
+  /** Adds `amount` (0 reads) to `key` in the current window of `windowMs`; the total after. */
+  add(key: string, amount: number, windowMs: number): WindowCount | Promise<WindowCount>;
+  /**
+   * Takes one of `limit` slots of `key`: a token to release it with, or null when all are held.
+   * A slot not released within `ttlMs` (its holder died) frees itself.
+   */
+  acquire(key: string, limit: number, ttlMs: number): string | null | Promise<string | null>;
+  /** Gives back a slot `acquire` handed out. */
+  release(key: string, token: string): void | Promise<void>;
+}
+
+export interface MemoryQuotaStoreOptions {
+  /**
+   * Most counters and slot sets kept; reaching it drops ended windows, then the oldest counters,
+   * down to 90 % (a dropped counter starts again from 0). Default: 100 000.
+   */
+  readonly maxKeys?: number;
+  /** The clock, in ms since the epoch (tests move it). Default: `Date.now`. */
+  readonly now?: () => number;
+}
+
+interface Window {
+  readonly windowMs: number;
+  readonly index: number;
+  total: number;
+}
+
+/** Quota counters in this process's memory: the default store, right for one instance. */
+export function createMemoryQuotaStore(opts: MemoryQuotaStoreOptions = {}): QuotaStore {
+  const maxKeys = opts.maxKeys ?? 100_000;
+  const now = opts.now ?? Date.now;
+  const windows = new Map<string, Window>();
+  const slots = new Map<string, Map<string, number>>();
+  let nextToken = 0;
+
+  const prune = (t: number): void => {
+    for (const [key, held] of slots) {
+      for (const [token, expires] of held) if (expires <= t) held.delete(token);
+      if (held.size === 0) slots.delete(key);
+    }
+    // Down to 90 %, so a flood of new keys pays for one scan per tenth of maxKeys, not one per key.
+    const target = Math.floor(maxKeys * 0.9);
+    if (windows.size + slots.size <= target) return;
+    for (const [key, w] of windows) if (w.index < Math.floor(t / w.windowMs)) windows.delete(key);
+    // Still over: drop the oldest (insertion order) until under.
+    for (const key of windows.keys()) {
+      if (windows.size + slots.size <= target) break;
+      windows.delete(key);
+    }
+  };
+
+  return {
+    add(key, amount, windowMs) {
+      const t = now();
+      const index = Math.floor(t / windowMs);
+      let w = windows.get(key);
+      if (w === undefined || w.index !== index) {
+        if (w === undefined && windows.size + slots.size >= maxKeys) prune(t);
+        w = { windowMs, index, total: 0 };
+        windows.delete(key); // re-inserted last: insertion order approximates age
+        windows.set(key, w);
+      }
+      w.total += amount;
+      return { total: w.total, resetMs: (index + 1) * windowMs - t };
+    },
+    acquire(key, limit, ttlMs) {
+      const t = now();
+      let held = slots.get(key);
+      if (held === undefined) {
+        if (windows.size + slots.size >= maxKeys) prune(t);
+        held = new Map();
+        slots.set(key, held);
+      }
+      for (const [token, expires] of held) if (expires <= t) held.delete(token);
+      if (held.size >= limit) return null;
+      const token = String(++nextToken);
+      held.set(token, t + ttlMs);
+      return token;
+    },
+    release(key, token) {
+      const held = slots.get(key);
+      if (held === undefined) return;
+      held.delete(token);
+      if (held.size === 0) slots.delete(key);
+    },
+  };
+}
