@@ -9,7 +9,8 @@
  *   node .bench/bench/cpu-per-call.js tcp,unix,http,ws [N=40000] [noop|three|exchange|pipelined|producer|prefetch]
  *
  * `noop` and `three` are unary calls; the others count stream turns of 1-row batches: an exchange
- * turn by turn, an exchange with 8 inputs sent ahead, a producer, a producer with 8 ticks ahead.
+ * turn by turn, an exchange with 8 inputs sent ahead, a producer, a producer with 8 ticks ahead
+ * (`ROWS=10000` for batches of that many rows).
  *
  * `PROF=DIR` also writes the server's CPU profile under DIR/server (add `--cpu-prof` to node for
  * the client's).
@@ -25,13 +26,16 @@ function cpuMicros(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
 }
 
+/** Rows per stream batch. */
+const ROWS = Number(process.env.ROWS ?? "1");
+
 /** `run(k)` makes k calls (or k stream turns) of the workload `what`. */
 async function workload(
   bench: ReturnType<typeof proxy<typeof Bench>>,
   what: string,
 ): Promise<{ run: (k: number) => Promise<void>; close: () => Promise<void> }> {
   const none = async () => {};
-  const batch = benchBatch(1);
+  const batch = benchBatch(ROWS);
   const inRuns = (each: () => Promise<void>) => async (k: number) => {
     for (let i = 0; i < k; i += 1000) await each();
   };
@@ -67,7 +71,7 @@ async function workload(
       const opts = what === "prefetch" ? { prefetch: 8 } : {};
       return {
         run: inRuns(async () => {
-          const stream = await bench.rows({ batches: 1000n, rows: 1n }, opts);
+          const stream = await bench.rows({ batches: 1000n, rows: BigInt(ROWS) }, opts);
           for await (const _ of stream.batches()) {
             // drained
           }
