@@ -553,11 +553,30 @@ describe("sticky session bounds", () => {
     }
   });
 
+  test("maxWaitMs answers a request that waited that long session_limit; the session goes on", async () => {
+    const r = await start({ maxWaitMs: 100 });
+    try {
+      const sess = r.client.withSession();
+      const svc = proxy(sess, Proto);
+      await svc.open({ initial: 0n });
+      const slow = svc.add({ by: 1n, delay_ms: 600n });
+      const waited = await rejection(svc.add({ by: 10n }));
+      assert.equal(waited.kind, "session_limit");
+      assert.match(waited.message, /maxWaitMs/);
+      assert.equal(await slow, 1n);
+      // The request that gave up never ran, and never holds the session: the next one is served.
+      assert.equal(await svc.add({ by: 0n }), 1n);
+    } finally {
+      await r.stop();
+    }
+  });
+
   test("options outside their ranges are refused when the handler is made", async () => {
     const server = makeServer();
     await assert.rejects(listenHttp(server, { sticky: { defaultTtlSeconds: 0 } }), RangeError);
     await assert.rejects(listenHttp(server, { sticky: { defaultTtlSeconds: 1.5 } }), RangeError);
     await assert.rejects(listenHttp(server, { sticky: { maxSessions: -1 } }), RangeError);
+    await assert.rejects(listenHttp(server, { sticky: { maxWaitMs: 0 } }), RangeError);
     await assert.rejects(listenHttp(server, { sticky: { defaultTtlSeconds: 100, maxTtlSeconds: 10 } }), RangeError);
     await assert.rejects(listenHttp(server, { sticky: { echoHeaders: { "bad name": "x" } } }), TypeError);
   });

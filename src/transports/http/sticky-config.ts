@@ -16,6 +16,8 @@ export const DEFAULT_STICKY_MAX_TTL_SECONDS = 86_400;
 export const DEFAULT_MAX_STICKY_SESSIONS = 10_000;
 /** Default `StickyOptions.maxWaitingPerSession`. */
 export const DEFAULT_MAX_WAITING_PER_SESSION = 64;
+/** Default `StickyOptions.maxWaitMs`. */
+export const DEFAULT_STICKY_MAX_WAIT_MS = 30_000;
 /** Default `StickyOptions.sweepIntervalMs` (the reference's reaper ticks every second). */
 export const DEFAULT_STICKY_SWEEP_MS = 1_000;
 
@@ -41,6 +43,12 @@ export interface StickyOptions {
    */
   readonly maxWaitingPerSession?: number;
   /**
+   * Longest a request waits for its session while another of the session's calls runs, in ms;
+   * then it is answered `session_limit` (so a call that never ends cannot hold the requests queued
+   * behind it forever). Default: 30 000.
+   */
+  readonly maxWaitMs?: number;
+  /**
    * Headers the client echoes on every later request of a session, for routing by the load
    * balancer (e.g. Fly's `fly-force-instance-id: <machine>`): sent as `VGI-Echo-<name>: <value>`
    * on the answer that opens a session and listed in `VGI-Sticky-Echo-Headers`. Default: none.
@@ -57,6 +65,7 @@ export interface StickyConfig {
   readonly idleMs: number | null;
   readonly maxSessions: number;
   readonly maxWaiting: number;
+  readonly maxWaitMs: number;
   readonly echo: readonly (readonly [string, string])[];
   readonly sweepMs: number;
   /** The capability headers sticky sessions add to every answer. */
@@ -113,6 +122,7 @@ export function stickyConfig(options: StickyOptions | true): StickyConfig {
       o.maxWaitingPerSession === 0
         ? 0
         : positive("maxWaitingPerSession", o.maxWaitingPerSession ?? DEFAULT_MAX_WAITING_PER_SESSION, true),
+    maxWaitMs: positive("maxWaitMs", o.maxWaitMs ?? DEFAULT_STICKY_MAX_WAIT_MS, false),
     echo,
     sweepMs: positive("sweepIntervalMs", o.sweepIntervalMs ?? DEFAULT_STICKY_SWEEP_MS, true),
     capabilityHeaders: caps,

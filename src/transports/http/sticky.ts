@@ -43,10 +43,25 @@ class SessionLock {
     return true;
   }
 
-  /** Waits for the lock (it passes to waiters in order). */
-  acquire(): Promise<void> {
-    if (this.tryAcquire()) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push(resolve));
+  /**
+   * Waits for the lock (it passes to waiters in order): true once held, false when `timeoutMs`
+   * passed first (the waiter is then out of the queue, so the lock never passes to it).
+   */
+  acquire(timeoutMs: number): Promise<boolean> {
+    if (this.tryAcquire()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const at = this.waiters.indexOf(waiter);
+        if (at >= 0) this.waiters.splice(at, 1);
+        resolve(false);
+      }, timeoutMs);
+      timer.unref();
+      this.waiters.push(waiter);
+    });
   }
 
   release(): void {
@@ -268,7 +283,12 @@ export class SessionRegistry implements StickySessions {
           `${entry.lock.waiting} requests already wait for this sticky session (maxWaitingPerSession)`,
         );
       }
-      await entry.lock.acquire();
+      if (!(await entry.lock.acquire(this.config.maxWaitMs))) {
+        throw frameworkError(
+          "session_limit",
+          `waited ${this.config.maxWaitMs} ms for this sticky session's call in progress (maxWaitMs)`,
+        );
+      }
     }
     const now = this.now();
     if (!entry.removed && this.stale(entry, now, false)) this.retire(entry);
