@@ -50,6 +50,15 @@ describe("HTTP client retries", () => {
     assert.equal(parseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT", Date.parse("Wed, 21 Oct 2015 07:27:58 GMT")), 2000);
     assert.equal(parseRetryAfter("soon"), null);
     assert.equal(parseRetryAfter(null), null);
+    assert.equal(parseRetryAfter("9".repeat(400)), null, "a delay no timer can wait is unreadable, not Infinity");
+    // Whatever a server sends, the answer is null or a whole number of ms a timer can wait.
+    const rng = (n: number) => Math.floor(Math.random() * n);
+    const alphabet = "0123456789 ,:-+GMTWedOct\t\u00e9\u0000x";
+    for (let i = 0; i < 2000; i++) {
+      const s = Array.from({ length: rng(40) }, () => alphabet[rng(alphabet.length)]).join("");
+      const ms = parseRetryAfter(s);
+      assert.ok(ms === null || (Number.isSafeInteger(ms) && ms >= 0), `${JSON.stringify(s)} -> ${ms}`);
+    }
     assert.equal(retryPolicy(false).maxRetries, 0);
     assert.equal(retryPolicy(undefined).maxRetries, 3);
     assert.throws(() => retryPolicy({ maxRetries: -1 }), /maxRetries/);

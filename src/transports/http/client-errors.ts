@@ -43,12 +43,16 @@ export class HttpError extends RpcError {
 const decoder = new TextDecoder();
 
 /**
- * A `Retry-After` value in ms (delta-seconds or an HTTP date), or null when absent or unreadable.
+ * A `Retry-After` value in ms (delta-seconds or an HTTP date), or null when absent or unreadable
+ * (a delay past 2^53 ms, which no timer could wait, is unreadable too).
  */
 export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
   if (value === null) return null;
   const v = value.trim();
-  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  if (/^\d+$/.test(v)) {
+    const ms = Number(v) * 1000;
+    return Number.isSafeInteger(ms) ? ms : null;
+  }
   const at = Date.parse(v);
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
