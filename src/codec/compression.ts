@@ -48,6 +48,16 @@ export function parseEncodingList(header: string | null | undefined): ("zstd" | 
   return out;
 }
 
+/** The response coding a client's headers ask for (see `pickResponseEncoding`). */
+export interface ResponseEncoding {
+  readonly encoding: Encoding | null;
+  readonly custom: boolean;
+}
+
+/** Recent answers of `pickResponseEncoding` per `enabled` list: clients send a few header values, over and over. */
+const picked = new WeakMap<readonly Encoding[], Map<string, ResponseEncoding>>();
+const PICKED_MAX = 64;
+
 /**
  * Picks the response coding: the first the client lists that `enabled` holds, the VGI header's
  * list first. Returns null for no overlap or an explicit `identity` before any match; `custom` says
@@ -57,7 +67,27 @@ export function pickResponseEncoding(
   acceptEncoding: string | null,
   vgiAcceptEncoding: string | null,
   enabled: readonly Encoding[],
-): { encoding: Encoding | null; custom: boolean } {
+): ResponseEncoding {
+  let memo = picked.get(enabled);
+  if (memo === undefined) {
+    memo = new Map();
+    picked.set(enabled, memo);
+  }
+  const key = `${acceptEncoding ?? "\u0000"}\n${vgiAcceptEncoding ?? "\u0000"}`;
+  let answer = memo.get(key);
+  if (answer === undefined) {
+    answer = Object.freeze(pick(acceptEncoding, vgiAcceptEncoding, enabled));
+    if (memo.size >= PICKED_MAX) memo.clear();
+    memo.set(key, answer);
+  }
+  return answer;
+}
+
+function pick(
+  acceptEncoding: string | null,
+  vgiAcceptEncoding: string | null,
+  enabled: readonly Encoding[],
+): ResponseEncoding {
   const standard = parseEncodingList(acceptEncoding);
   const custom = parseEncodingList(vgiAcceptEncoding);
   for (const enc of [...custom, ...standard.filter((e) => !custom.includes(e))]) {
