@@ -13,6 +13,7 @@ import { ANONYMOUS } from "../protocol/context.js";
 import { bearerToken, chainAuthenticate } from "./factories.js";
 import { GRANT_TOKEN_PREFIX, GrantInvalidError, type GrantKeys, verifyGrantToken } from "./grants.js";
 import { IdentityUnavailableError, MAX_TOKEN_BYTES, type ResolveToken, rejectJwsShaped } from "./identity.js";
+import { proxyHeadersOf } from "./proxy-proof.js";
 import { type Authenticator, AuthFailure, AuthUnavailableError, authenticated } from "./types.js";
 
 /** `AuthContext.domain` (and scheme) of a request authenticated by a sealed grant. */
@@ -113,7 +114,10 @@ export interface IdentityBearerSources {
  * `resolveToken`. With neither source, `authenticate` unchanged. With no `authenticate`, a
  * request without an `Authorization` header stays anonymous and one whose bearer nothing accepts
  * is refused. `authenticate` must refuse a credential it does not recognise: one that answers
- * anonymous for every request ends the chain before the identity members run.
+ * anonymous for every request ends the chain before the identity members run. Throws a
+ * `TypeError` when `authenticate` relies on proxy-injected evidence (`proxyHeadersOf`: a
+ * proxy-proof gate, mTLS from a header), as the reference does: the bearers would let a caller
+ * around the proxy in.
  */
 export function identityAuthenticate(
   authenticate: Authenticator | undefined,
@@ -124,5 +128,14 @@ export function identityAuthenticate(
   if (sources.resolveToken !== null) members.push(resolveTokenAuthenticate(sources.resolveToken));
   if (members.length === 0) return authenticate;
   if (authenticate === undefined) return chainAuthenticate(...members, anonymousWithoutCredentials);
+  if (proxyHeadersOf(authenticate).length > 0) {
+    // As the reference refuses it: the bearers would be an OR beside the proxy's evidence.
+    throw new TypeError(
+      "this server's authenticate depends on proxy-injected evidence, and accepting sealed grants or " +
+        "resolveToken bearers would be an OR beside it that bypasses that requirement. Compose it yourself " +
+        "(requireAll(gate, chainAuthenticate(inner, grantAuthenticate(keys), resolveTokenAuthenticate(hook)))) " +
+        "and pass identityBearer: false.",
+    );
+  }
   return chainAuthenticate(authenticate, ...members);
 }

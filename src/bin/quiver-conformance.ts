@@ -344,6 +344,8 @@ async function main(): Promise<void> {
       if (proofMode !== "require" && proofMode !== "allow") {
         fail(`--proxy-proof-mode wants 'require' or 'allow', got '${String(proofMode)}'`);
       }
+      // The identity bearers would be an OR beside the proxy's proof (identityAuthenticate refuses it).
+      if (identity !== null) fail("--proxy-proof-* and --identity exclude each other");
       try {
         const gate = proxyProofGate({
           mode: proofMode,

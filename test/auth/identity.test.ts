@@ -17,6 +17,7 @@ import {
   trimCredential,
 } from "../../src/auth/identity.js";
 import { grantAuthenticate, identityAuthenticate, resolveTokenAuthenticate } from "../../src/auth/identity-bearer.js";
+import { declareProxyHeaders } from "../../src/auth/proxy-proof.js";
 import {
   type Authenticator,
   AuthFailure,
@@ -238,5 +239,17 @@ describe("identity bearer authenticators", () => {
     const grant = mintGrantToken(keys, { principal: "g", scopes: [], purpose: "", ttlSeconds: 60 }).token;
     assert.equal((await both(bearer(grant))).domain, "grant");
     assert.equal(identityAuthenticate(own, { grantKeys: null, resolveToken: null }), own);
+  });
+
+  it("refuses to add bearers beside an authenticator that relies on a proxy's headers, as the reference does", () => {
+    const keys = grantKeys([new Uint8Array(32).fill(7)]);
+    const own: Authenticator = () => authenticated("mtls", "client");
+    const viaProxy = declareProxyHeaders(own, ["x-forwarded-client-cert"]);
+    assert.throws(
+      () => identityAuthenticate(viaProxy, { grantKeys: keys, resolveToken: null }),
+      (err: unknown) => err instanceof TypeError && /proxy-injected evidence/.test(err.message),
+    );
+    // Without bearer sources nothing is added, so nothing is refused.
+    assert.equal(identityAuthenticate(viaProxy, { grantKeys: null, resolveToken: null }), viaProxy);
   });
 });
