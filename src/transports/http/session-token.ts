@@ -33,12 +33,17 @@ const SERVER_SCOPE = "\u0000server";
 
 /** The AAD a session token is sealed under for `auth` (see the module comment). */
 export function sessionAad(auth: AuthContext): Uint8Array {
+  return utf8.encode(sessionAadText(auth));
+}
+
+/** `sessionAad` as text (what is encoded), e.g. to key a cache of opened tokens. */
+export function sessionAadText(auth: AuthContext): string {
   const bindingClaim = auth.claims.peer_evidence_binding;
   const binding = typeof bindingClaim === "string" && bindingClaim !== "" ? bindingClaim : null;
   let text = binding === null ? "vgi_rpc.state.v6\u0000" : "vgi_rpc.state.v7\u0000";
   text += auth.authenticated ? `\u0001${auth.domain}\u0000${auth.principal}` : "\u0000anonymous";
   if (binding !== null) text += `\u0000${binding}`;
-  return utf8.encode(`${text}\u0000${SERVER_SCOPE}`);
+  return `${text}\u0000${SERVER_SCOPE}`;
 }
 
 /** What a session token says. */
