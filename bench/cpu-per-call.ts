@@ -13,7 +13,9 @@
  * (`ROWS=10000` for batches of that many rows).
  *
  * `PROF=DIR` also writes the server's CPU profile under DIR/server (add `--cpu-prof` to node for
- * the client's).
+ * the client's). `SERVER_NODE_ARGS="--max-semi-space-size=2 ..."` passes node flags to the server;
+ * `WARM=N` sets the warm-up turns (default 20 000: with fewer, a 10k-row run measures a server
+ * whose collector has not settled, several times the steady cost).
  */
 import { readFileSync } from "node:fs";
 import { proxy } from "../src/client/typed.js";
@@ -88,13 +90,18 @@ const transports = (process.argv[2] ?? "tcp,http,ws").split(",") as NetTransport
 const n = Number(process.argv[3] ?? "40000");
 const what = process.argv[4] ?? "noop";
 const prof = process.env.PROF;
-const child = await spawnServer("quiver", 600, prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}/server`] : []);
+const serverArgs = (process.env.SERVER_NODE_ARGS ?? "").split(" ").filter((a) => a !== "");
+const child = await spawnServer("quiver", 600, [
+  ...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}/server`] : []),
+  ...serverArgs,
+]);
+const warm = Number(process.env.WARM ?? "20000");
 const pid = Number(readFileSync(`/proc/self/task/${process.pid}/children`, "utf8").trim().split(" ")[0]);
 for (const transport of transports) {
   const channel = await quiverChannel(transport, child.ready);
   const bench = proxy(channel, Bench);
   const { run, close } = await workload(bench, what);
-  await run(20_000); // warm up both sides
+  await run(warm); // warm up both sides
   const server0 = cpuMicros(pid);
   const client0 = process.cpuUsage();
   const t0 = performance.now();

@@ -14,7 +14,7 @@ import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError, RpcError } from "../../errors.js";
 import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
 import { ByteQueue } from "../byte-queue.js";
-import { CloseCode, closeError } from "./shared.js";
+import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES } from "./shared.js";
 
 /** Options of `connectWebSocket`. */
 export interface WebSocketClientOptions {
@@ -24,7 +24,7 @@ export interface WebSocketClientOptions {
   readonly implementation?: "auto" | "global" | "ws";
   /** How long opening may take, in ms. Default: 10 000. */
   readonly connectTimeoutMs?: number;
-  /** Largest WebSocket message sent, in bytes (the byte stream is split). Default: 1 MiB. */
+  /** Largest WebSocket message sent, in bytes (the byte stream is split). Default: 16 KiB. */
   readonly maxSendBytes?: number;
   /** Largest inbound WebSocket message, in bytes (`ws` only; a browser has its own limits). Default: 64 MiB. */
   readonly maxPayload?: number;
@@ -183,7 +183,7 @@ function bytesOf(data: unknown): Uint8Array | null {
  */
 export async function connectWebSocket(url: string, opts: WebSocketClientOptions = {}): Promise<ClientTransport> {
   const timeoutMs = opts.connectTimeoutMs ?? 10_000;
-  const maxSend = opts.maxSendBytes ?? 1024 * 1024;
+  const maxSend = opts.maxSendBytes ?? DEFAULT_MAX_SEND_BYTES;
   const writeHwm = opts.writeHighWaterMark ?? 4 * 1024 * 1024;
   const readHwm = opts.readHighWaterMark ?? 4 * 1024 * 1024;
   const ctor = globalWebSocket();

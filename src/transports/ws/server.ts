@@ -32,11 +32,11 @@ import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
 import { ByteQueue } from "../byte-queue.js";
 import { bodyBuffer } from "../node/buffer-pool.js";
 import { createNodeHttpServer, type NodeHttpTimeouts } from "../node/http-server.js";
-import { CloseCode, closeError } from "./shared.js";
+import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES } from "./shared.js";
 
 /** Default `path`. */
 export const DEFAULT_WS_PATH = "/ws";
-/** Default `maxPayload`: 64 MiB (quiver's client sends messages of at most 1 MiB). */
+/** Default `maxPayload`: 64 MiB (quiver's client sends messages of at most 16 KiB unless told otherwise). */
 export const DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024;
 
 /**
@@ -52,7 +52,7 @@ export interface WebSocketServerOptions extends CrossSiteOptions {
   readonly authenticate?: Authenticator;
   /** Largest single inbound WebSocket message, in bytes; a larger one closes the connection with 1009. Default: 64 MiB. */
   readonly maxPayload?: number;
-  /** Largest WebSocket message the server sends, in bytes (the byte stream is split). Default: 1 MiB. */
+  /** Largest WebSocket message the server sends, in bytes (the byte stream is split). Default: 16 KiB. */
   readonly maxSendBytes?: number;
   /** Queued outbound bytes (`bufferedAmount`) above which writes wait for the peer. Default: 4 MiB. */
   readonly writeHighWaterMark?: number;
@@ -122,7 +122,7 @@ function toBytes(data: RawData): Uint8Array {
 /** Creates a WebSocket endpoint for `server`; feed it `upgrade` events (or use `attachWebSocket`). */
 export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServerOptions = {}): WebSocketEndpoint {
   const path = opts.path ?? DEFAULT_WS_PATH;
-  const maxSend = opts.maxSendBytes ?? 1024 * 1024;
+  const maxSend = opts.maxSendBytes ?? DEFAULT_MAX_SEND_BYTES;
   const writeHwm = opts.writeHighWaterMark ?? 4 * 1024 * 1024;
   const readHwm = opts.readHighWaterMark ?? 4 * 1024 * 1024;
   const pingInterval = opts.pingIntervalMs ?? 30_000;
@@ -160,7 +160,13 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     }
   };
 
-  const serve = (ws: WebSocket, req: IncomingMessage, auth: AuthContext, csrfVerified: boolean): void => {
+  const serve = (
+    ws: WebSocket,
+    socket: Duplex,
+    req: IncomingMessage,
+    auth: AuthContext,
+    csrfVerified: boolean,
+  ): void => {
     open.add(ws);
     const tracked = connections.track(() => ws.terminate());
     ws.binaryType = "nodebuffer";
@@ -213,7 +219,8 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
       pongTimer = undefined;
     });
 
-    const send = (m: Uint8Array): Promise<void> =>
+    /** Sends `m`; resolves once it (and every message before it) reached the OS. */
+    const sendAcked = (m: Uint8Array): Promise<void> =>
       new Promise<void>((resolve, reject) => {
         const onClose = (err: RpcError) => reject(err);
         closeWaiters.add(onClose);
@@ -225,19 +232,39 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
         });
       });
 
-    // The last message sent: its callback runs once it (and so every message before it) reached the OS.
+    // The last acknowledged message: its callback runs once it (and every message before it) reached the OS.
     let lastSent: Promise<void> = Promise.resolve();
+    /** Sends the messages of one write; the last one, and any that fills the buffer, is acknowledged. */
+    const sendCorked = async (pieces: readonly Uint8Array[]): Promise<void> => {
+      for (let i = 0; i < pieces.length; i++) {
+        if (ws.readyState !== ws.OPEN) throw gone();
+        const m = pieces[i]!;
+        if (i < pieces.length - 1 && ws.bufferedAmount + m.byteLength <= writeHwm) {
+          ws.send(m, { binary: true });
+          continue;
+        }
+        const sent = sendAcked(m);
+        sent.catch(() => {});
+        lastSent = sent;
+        if (ws.bufferedAmount > writeHwm) {
+          socket.uncork();
+          try {
+            await sent;
+          } finally {
+            socket.cork();
+          }
+        }
+      }
+    };
+    // The messages of one write leave in one vectored write (corked), however many there are.
     const write = async (chunks: readonly Uint8Array[]): Promise<void> => {
       if (ws.readyState !== ws.OPEN) throw gone();
-      let last: Promise<void> | null = null;
-      for (const m of outgoingPieces(chunks, concatBytes, maxSend)) {
-        if (ws.readyState !== ws.OPEN) throw gone();
-        last = send(m);
-        last.catch(() => {});
-        lastSent = last;
-        if (ws.bufferedAmount > writeHwm) await last;
+      socket.cork();
+      try {
+        await sendCorked(outgoingPieces(chunks, concatBytes, maxSend));
+      } finally {
+        socket.uncork();
       }
-      if (last !== null && ws.bufferedAmount > writeHwm) await last;
     };
 
     const meta: Record<string, string> = {};
@@ -308,7 +335,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
         if (socket.destroyed) return;
         if ("auth" in verdict) {
           const { auth } = verdict;
-          wss.handleUpgrade(req, socket, head, (ws) => serve(ws, req, auth, crossSite.csrfVerified));
+          wss.handleUpgrade(req, socket, head, (ws) => serve(ws, socket, req, auth, crossSite.csrfVerified));
           return;
         }
         refuse(
