@@ -1,8 +1,10 @@
 /**
  * The bench service over stdio with one usage-accounting feature on (`npm run bench -- --only
- * usage`): argv[2] is `plain`, `pass` (one interceptor that only calls next), `metrics` (the metrics interceptor, an SDK meter provider
- * aggregating in memory), `quota-memory` or `quota-redis <url>` (a calls-per-second quota every
- * call is checked against, never reached, in the memory or Redis store).
+ * usage`): argv[2] is `plain`, `pass` (one interceptor that only calls next), `metrics` (the
+ * metrics interceptor, an SDK meter provider aggregating in memory), `metrics-producer` (the same,
+ * its durations kept by a `DurationProducer`), `quota-memory` or `quota-redis <url>` (a
+ * calls-per-second quota every call is checked against, never reached, in the memory or Redis
+ * store).
  */
 import { metrics } from "@opentelemetry/api";
 import {
@@ -13,7 +15,7 @@ import {
 } from "@opentelemetry/sdk-metrics";
 import { createRedisQuotaStore } from "../src/quota/redis.js";
 import type { CallInterceptor } from "../src/server/interceptors.js";
-import { metricsInterceptor } from "../src/server/metrics.js";
+import { durationProducer, metricsInterceptor } from "../src/server/metrics.js";
 import { quotaInterceptor } from "../src/server/quota.js";
 import { serveStdio } from "../src/transports/stdio/server.js";
 import { benchServer } from "./service.js";
@@ -30,12 +32,18 @@ switch (mode) {
     // The interceptor mechanism alone: one interceptor that only calls next.
     interceptors = [(next) => (call) => next(call)];
     break;
-  case "metrics": {
+  case "metrics":
+  case "metrics-producer": {
     // Collected once an hour: the run measures recording and aggregation, not exporting.
+    const durations = mode === "metrics-producer" ? durationProducer() : undefined;
     const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+    const reader = new PeriodicExportingMetricReader({
+      exporter,
+      exportIntervalMillis: 3_600_000,
+      metricProducers: durations === undefined ? [] : [durations],
+    });
     metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
-    interceptors = [metricsInterceptor()];
+    interceptors = [metricsInterceptor(durations === undefined ? {} : { durations })];
     break;
   }
   case "quota-memory":

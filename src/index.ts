@@ -194,6 +194,7 @@ export {
 } from "./server/access-log.js";
 export type { Connection, SideChannel } from "./server/connection.js";
 export { type CloseOptions, DEFAULT_CLOSE_GRACE_MS } from "./server/connections.js";
+export type { DurationMetric, SeriesHistogram } from "./server/durations.js";
 export {
   decodeIssuedGrant,
   decodeTokenIdentity,
@@ -202,7 +203,16 @@ export {
   IdentityProtocol,
 } from "./server/identity.js";
 export type { CallHandler, CallInterceptor, CallOutcome, ServerCall, TurnCheck } from "./server/interceptors.js";
-export { METER_NAME, type MetricsOptions, metricsInterceptor, SERVER_METRICS } from "./server/metrics.js";
+export {
+  DURATION_BOUNDARIES_S,
+  DurationProducer,
+  durationProducer,
+  METER_NAME,
+  type MetricsOptions,
+  metricsInterceptor,
+  type ProducedMetrics,
+  SERVER_METRICS,
+} from "./server/metrics.js";
 export { type QuotaOptions, type QuotaRule, quotaInterceptor } from "./server/quota.js";
 export {
   createMemoryQuotaStore,

@@ -5,6 +5,7 @@
  * No `node:` imports: the browser entry's client runs it.
  */
 import { type Attributes, type Histogram, type MeterProvider, metrics } from "@opentelemetry/api";
+import { DURATION_BOUNDARIES_S } from "../protocol/telemetry.js";
 import type { ClientInterceptor } from "./interceptors.js";
 
 /** The client histogram's name; its unit is seconds (`s`). */
@@ -42,9 +43,11 @@ export function clientMetricsInterceptor(opts: ClientMetricsOptions = {}): Clien
     const now = fixed ?? metrics.getMeterProvider();
     if (histogram === null || now !== provider) {
       provider = now;
-      histogram = now
-        .getMeter("quiver-rpc")
-        .createHistogram(CLIENT_DURATION_METRIC, { unit: "s", description: "Duration of outbound RPC calls" });
+      histogram = now.getMeter("quiver-rpc").createHistogram(CLIENT_DURATION_METRIC, {
+        unit: "s",
+        description: "Duration of outbound RPC calls",
+        advice: { explicitBucketBoundaries: [...DURATION_BOUNDARIES_S] },
+      });
     }
     return histogram;
   };

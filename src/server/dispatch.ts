@@ -273,7 +273,8 @@ class CallView implements ServerCall {
 /** A call's interceptor chain, once started. */
 interface Chained {
   readonly view: CallView;
-  readonly entered: Promise<void>;
+  /** Settles when the chain reaches the call; null when it did so as it started. */
+  entered: Promise<void> | null;
   /** Resolves the innermost link of the chain with the call's outcome. */
   finish: ((outcome: CallOutcome) => void) | null;
   outcome: CallOutcome | null;
@@ -437,7 +438,7 @@ export class Call {
     return this.rare;
   }
 
-  /** Settles when the interceptor chain reaches the call (see `begin`); null without a chain. */
+  /** Settles when the interceptor chain reaches the call (see `begin`); null without a chain or once reached. */
   get entered(): Promise<void> | null {
     return this.chained?.entered ?? null;
   }
@@ -531,27 +532,24 @@ export class Call {
 
   /**
    * Starts the interceptor chain once the method is known (the built-in observers and tracing
-   * first, then `ServerOptions.interceptors`); nothing when none applies to the call. `entered`
-   * then settles when the chain reaches the call (rejecting when an interceptor refused it).
+   * first, then `ServerOptions.interceptors`); nothing when none applies to the call. When an
+   * interceptor has not reached `next` by the time the chain returns (it awaits something first),
+   * `entered` settles once the chain reaches the call, rejecting if an interceptor refused it;
+   * the usual chain, which calls `next` at once, leaves nothing to wait for.
    */
   begin(): void {
     if (this.begun) return;
     this.begun = true;
     const interceptors = callInterceptors(this.env.server, this.requestMetadata, this.env.http?.traceContext);
     if (interceptors.length === 0) return;
-    let enter!: () => void;
-    let refuse!: (err: unknown) => void;
-    const entered = new Promise<void>((resolve, reject) => {
-      enter = resolve;
-      refuse = reject;
-    });
-    entered.catch(() => {}); // the dispatcher reads the refusal; nobody else need
-    const chained: Chained = { view: new CallView(this), entered, finish: null, outcome: null };
+    const chained: Chained = { view: new CallView(this), entered: null, finish: null, outcome: null };
     this.chained = chained;
     let inside = false;
+    let enter: (() => void) | null = null;
+    let refuse: ((err: unknown) => void) | null = null;
     const body: CallHandler = () => {
       inside = true;
-      enter();
+      enter?.();
       return new Promise<CallOutcome>((resolve) => {
         if (chained.outcome !== null) resolve(chained.outcome);
         else chained.finish = resolve;
@@ -561,9 +559,17 @@ export class Call {
       interceptors,
       body,
     )(chained.view).catch((err: unknown) => {
-      if (!inside) refuse(err);
+      if (!inside) refuse!(err);
       else this.env.server.logger.warn({ err }, "an interceptor failed after the call");
     });
+    if (inside) return;
+    // The catch above runs in a later microtask, after this promise exists.
+    const entered = new Promise<void>((resolve, reject) => {
+      enter = resolve;
+      refuse = reject;
+    });
+    entered.catch(() => {}); // the dispatcher reads the refusal; nobody else need
+    chained.entered = entered;
   }
 
   /** The request-bound logger: a child of the server's with the call's identity. */

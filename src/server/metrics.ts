@@ -8,7 +8,12 @@
  */
 import { type Attributes, type Histogram, type MeterProvider, metrics } from "@opentelemetry/api";
 import { RpcError } from "../errors.js";
+import { DURATION_BOUNDARIES_S } from "../protocol/telemetry.js";
+import { DurationProducer, type SeriesHistogram } from "./durations.js";
 import type { CallInterceptor, CallOutcome, ServerCall } from "./interceptors.js";
+
+export { DURATION_BOUNDARIES_S } from "../protocol/telemetry.js";
+export { DurationProducer, type ProducedMetrics } from "./durations.js";
 
 /** The meter's name (the instrumentation scope) for the server and client instruments. */
 export const METER_NAME = "quiver-rpc";
@@ -37,7 +42,28 @@ export interface MetricsOptions {
   readonly includePrincipal?: boolean;
   /** Attributes added to every data point (deployment, region). Default: none. */
   readonly attributes?: Readonly<Record<string, string>>;
+  /**
+   * Keep `rpc.server.duration` here, for a reader to collect through its `metricProducers`,
+   * instead of recording every call through the API (whose SDK hashes each point's attributes:
+   * the larger part of what metrics cost a small call). Default: none (recorded through the API).
+   */
+  readonly durations?: DurationProducer;
 }
+
+/**
+ * A producer of `rpc.server.duration` for `MetricsOptions.durations`, to pass in an SDK reader's
+ * `metricProducers`. Default boundaries: `DURATION_BOUNDARIES_S`.
+ */
+export function durationProducer(opts: { readonly boundaries?: readonly number[] } = {}): DurationProducer {
+  return new DurationProducer({
+    scope: METER_NAME,
+    name: SERVER_METRICS.duration,
+    description: DURATION_DESCRIPTION,
+    ...(opts.boundaries === undefined ? {} : { boundaries: opts.boundaries }),
+  });
+}
+
+const DURATION_DESCRIPTION = "Duration of RPC requests";
 
 /**
  * One series: its attribute sets (made once, reused for every call of the series) and its
@@ -47,6 +73,8 @@ interface Cell {
   readonly attrs: Attributes;
   readonly inAttrs: Attributes;
   readonly outAttrs: Attributes;
+  /** The series' durations when a `DurationProducer` keeps them. */
+  readonly durations: SeriesHistogram | null;
   /** requests, then batches, rows and bytes in, then out. */
   readonly totals: Float64Array;
 }
@@ -54,9 +82,10 @@ interface Cell {
 /** Past this many series, new ones are counted under one overflow series (the SDK's default limit). */
 const MAX_SERIES = 2000;
 
-function cellOf(attrs: Attributes): Cell {
+function cellOf(attrs: Attributes, durations: DurationProducer | undefined): Cell {
   return {
     attrs,
+    durations: durations?.seriesOf(attrs) ?? null,
     inAttrs: { ...attrs, "rpc.vgi_rpc.direction": "in" },
     outAttrs: { ...attrs, "rpc.vgi_rpc.direction": "out" },
     totals: new Float64Array(7),
@@ -68,7 +97,11 @@ function cellOf(attrs: Attributes): Cell {
  * counters are observable, reporting the cells' running totals when the reader collects, so a
  * call costs a few additions instead of seven attribute lookups in the SDK.
  */
-function serverInstruments(provider: MeterProvider, cells: ReadonlyMap<string, Cell>): Histogram {
+function serverInstruments(
+  provider: MeterProvider,
+  cells: ReadonlyMap<string, Cell>,
+  withHistogram: boolean,
+): Histogram | null {
   const meter = provider.getMeter(METER_NAME);
   const requests = meter.createObservableCounter(SERVER_METRICS.requests, {
     unit: "{request}",
@@ -98,7 +131,12 @@ function serverInstruments(provider: MeterProvider, cells: ReadonlyMap<string, C
     },
     [requests, batches, rows, bytes],
   );
-  return meter.createHistogram(SERVER_METRICS.duration, { unit: "s", description: "Duration of RPC requests" });
+  if (!withHistogram) return null; // a DurationProducer reports the durations
+  return meter.createHistogram(SERVER_METRICS.duration, {
+    unit: "s",
+    description: DURATION_DESCRIPTION,
+    advice: { explicitBucketBoundaries: [...DURATION_BOUNDARIES_S] },
+  });
 }
 
 /** Instruments from `fixed`, or from the global provider, made again only when it changes. */
@@ -108,10 +146,10 @@ function instrumentCache<T>(fixed: MeterProvider | undefined, make: (p: MeterPro
     return () => made;
   }
   let provider: MeterProvider | null = null;
-  let made: T | null = null;
+  let made!: T;
   return () => {
     const now = metrics.getMeterProvider();
-    if (now !== provider || made === null) {
+    if (now !== provider) {
       provider = now;
       made = make(now);
     }
@@ -128,7 +166,9 @@ function instrumentCache<T>(fixed: MeterProvider | undefined, make: (p: MeterPro
  */
 export function metricsInterceptor(opts: MetricsOptions = {}): CallInterceptor {
   const cells = new Map<string, Cell>();
-  const duration = instrumentCache(opts.meterProvider, (p) => serverInstruments(p, cells));
+  const duration = instrumentCache(opts.meterProvider, (p) =>
+    serverInstruments(p, cells, opts.durations === undefined),
+  );
   const extra = opts.attributes ?? {};
   const withPrincipal = opts.includePrincipal ?? false;
   const seriesOf = (call: ServerCall, outcome: CallOutcome): Cell => {
@@ -140,7 +180,7 @@ export function metricsInterceptor(opts: MetricsOptions = {}): CallInterceptor {
     let cell = cells.get(key);
     if (cell !== undefined) return cell;
     if (cells.size >= MAX_SERIES) {
-      cell = cells.get("") ?? cellOf({ ...extra, "otel.metric.overflow": true });
+      cell = cells.get("") ?? cellOf({ ...extra, "otel.metric.overflow": true }, opts.durations);
       cells.set("", cell);
       return cell;
     }
@@ -156,7 +196,7 @@ export function metricsInterceptor(opts: MetricsOptions = {}): CallInterceptor {
     if (e !== null) attrs["rpc.vgi_rpc.error_kind"] = kind;
     if (domain) attrs["rpc.vgi_rpc.auth.domain"] = domain;
     if (withPrincipal) attrs["rpc.vgi_rpc.auth.principal"] = principal;
-    cell = cellOf(attrs);
+    cell = cellOf(attrs, opts.durations);
     cells.set(key, cell);
     return cell;
   };
@@ -172,7 +212,8 @@ export function metricsInterceptor(opts: MetricsOptions = {}): CallInterceptor {
     t[4] = t[4]! + st.outputBatches;
     t[5] = t[5]! + st.outputRows;
     t[6] = t[6]! + st.outputBytes;
-    histogram.record(outcome.durationMs / 1000, cell.attrs);
+    if (cell.durations !== null) cell.durations.record(outcome.durationMs / 1000);
+    else histogram?.record(outcome.durationMs / 1000, cell.attrs);
   };
   return (next) => (call) => {
     const t0 = performance.now();

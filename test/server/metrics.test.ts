@@ -14,6 +14,7 @@ import {
   InMemoryMetricExporter,
   MeterProvider,
   type MetricData,
+  type MetricProducer,
   PeriodicExportingMetricReader,
 } from "@opentelemetry/sdk-metrics";
 import { authenticated } from "../../src/auth/types.js";
@@ -22,7 +23,7 @@ import { proxy } from "../../src/client/typed.js";
 import { RpcError, ValueError } from "../../src/errors.js";
 import { defineProtocol, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
-import { metricsInterceptor } from "../../src/server/metrics.js";
+import { DURATION_BOUNDARIES_S, durationProducer, metricsInterceptor } from "../../src/server/metrics.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { ALL_TRANSPORTS, allHarnesses } from "../helpers/all-transports.js";
 import { memoryClientAs } from "../helpers/session-harness.js";
@@ -52,9 +53,9 @@ const impl = bind(P, {
   },
 });
 
-function meterWithReader() {
+function meterWithReader(metricProducers: MetricProducer[] = []) {
   const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 });
+  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000, metricProducers });
   const provider = new MeterProvider({ readers: [reader] });
   return {
     provider,
@@ -180,6 +181,70 @@ describe("server metrics", () => {
     const p = point<number>(find(await otel.collect(), "rpc.server.requests"), { "rpc.method": "echo" });
     assert.equal(p.attributes.status, "error");
     assert.equal(p.attributes["rpc.vgi_rpc.error_kind"], "resource_exhausted");
+  });
+});
+
+describe("durations kept by a DurationProducer", () => {
+  it("aggregates exactly as the SDK's explicit-bucket histogram does", async () => {
+    // Boundary values themselves, values between and beyond them, zero.
+    const values = [0, 0.0001, 0.00011, 0.001, 0.0009999, 0.004, 0.25, 0.2500001, 10, 12.5, 0.0001, 3];
+    const attrs = { "rpc.method": "m", status: "ok" };
+    const durations = durationProducer();
+    const viaSdk = meterWithReader([durations]);
+    const histogram = viaSdk.provider.getMeter("sdk-side").createHistogram("sdk.duration", {
+      unit: "s",
+      advice: { explicitBucketBoundaries: [...DURATION_BOUNDARIES_S] },
+    });
+    const series = durations.seriesOf(attrs);
+    for (const v of values) {
+      histogram.record(v, attrs);
+      series.record(v);
+    }
+    const metrics = await viaSdk.collect();
+    const sdk = point<Histogram>(find(metrics, "sdk.duration"), attrs).value;
+    const ours = point<Histogram>(find(metrics, "rpc.server.duration"), attrs).value;
+    assert.deepEqual(ours, sdk);
+    assert.equal(ours.count, values.length);
+  });
+
+  it("reports rpc.server.duration through a reader's metricProducers, the counters through the API", async () => {
+    const durations = durationProducer();
+    const producer: MetricProducer = durations; // what a reader takes, type-checked
+    const otel = meterWithReader([producer]);
+    const server = createServer({
+      interceptors: [metricsInterceptor({ meterProvider: otel.provider, durations })],
+      protocols: [impl],
+    });
+    const client = memoryClientAs(server, ALICE);
+    const svc = proxy(client, P);
+    assert.equal(await svc.echo({ n: 1n }), 1n);
+    assert.equal(await svc.echo({ n: 2n }), 2n);
+    assert.equal(await svc.echo({ n: 3n }), 3n);
+    await assert.rejects(svc.fail());
+    await client.close();
+    const metrics = await otel.collect();
+    const all = metrics.filter((m) => m.descriptor.name === "rpc.server.duration");
+    assert.equal(all.length, 1, "the API histogram is not made beside the producer's");
+    const duration = all[0]!;
+    assert.equal(duration.descriptor.unit, "s");
+    const base = { "rpc.system": "vgi_rpc", "rpc.service": P.name, "rpc.vgi_rpc.transport": "memory" };
+    const echo = point<Histogram>(duration, { ...base, "rpc.method": "echo", status: "ok" });
+    assert.equal(echo.value.count, 3);
+    assert.deepEqual(echo.value.buckets.boundaries, [...DURATION_BOUNDARIES_S]);
+    assert.equal(
+      echo.value.buckets.counts.reduce((a, b) => a + b, 0),
+      3,
+    );
+    assert.ok((echo.value.sum ?? 0) > 0 && (echo.value.sum ?? 0) < 5, "seconds");
+    const failed = point<Histogram>(duration, { ...base, "rpc.method": "fail", status: "error" });
+    assert.equal(failed.value.count, 1);
+    assert.equal(failed.attributes["rpc.vgi_rpc.error_kind"], "ValueError");
+    const requests = find(metrics, "rpc.server.requests");
+    assert.equal(point<number>(requests, { ...base, "rpc.method": "echo", status: "ok" }).value, 3);
+  });
+
+  it("refuses boundaries that do not increase", () => {
+    assert.throws(() => durationProducer({ boundaries: [0.1, 0.1] }), RangeError);
   });
 });
 
