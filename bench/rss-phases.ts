@@ -9,7 +9,9 @@
  *
  * Over HTTP nothing is sent ahead (its stream turns chain on tokens), as in the stream figures.
  *
- * `SERVER_NODE_ARGS="--trace-gc"` passes node flags to the server (its stderr is this one's).
+ * `SERVER_NODE_ARGS="--import ./probe.mjs"` passes node flags to the server, e.g. a module logging
+ * `process.memoryUsage()` or GC entries (`perf_hooks`) to stderr, which is this process's; not
+ * `--trace-gc`, which writes to stdout (the pipe's byte stream, the other servers' READY line).
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { proxy } from "../src/client/typed.js";
@@ -122,16 +124,8 @@ let overall = 0;
 for (const [name, fn] of phases) {
   const before = rss(pid);
   resetPeak(pid);
-  if (process.env.SIGNAL_SERVER) {
-    process.kill(pid, "SIGUSR2");
-    await new Promise((r) => setTimeout(r, 50));
-  }
   const n = await repeat(fn, name.startsWith("("));
   const peak = peakRss(pid) ?? 0;
-  if (process.env.SIGNAL_SERVER) {
-    process.kill(pid, "SIGUSR2");
-    await new Promise((r) => setTimeout(r, 50));
-  }
   overall = Math.max(overall, peak);
   process.stdout.write(
     `${name.padEnd(36)} x${String(n).padStart(3)}  RSS before ${(before / MiB).toFixed(0).padStart(4)} MiB, peak ${(peak / MiB).toFixed(0).padStart(4)} MiB, after ${(rss(pid) / MiB).toFixed(0).padStart(4)} MiB\n`,
