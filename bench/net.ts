@@ -43,6 +43,8 @@ export interface Ready {
 
 export interface ChildServer {
   readonly ready: Ready;
+  /** The child's process id (its /proc entry). */
+  readonly pid: number;
   /** Closes the child (stdin EOF) and resolves to its peak RSS in bytes (null if it did not say). */
   stop(): Promise<number | null>;
 }
@@ -106,6 +108,7 @@ export async function spawnServer(
   }
   return {
     ready: JSON.parse(readyLine) as Ready,
+    pid: child.pid!,
     async stop() {
       child.stdin.end();
       const rss = await line("RSS ", 10_000);

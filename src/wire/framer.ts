@@ -91,10 +91,15 @@ const BORROW_STEP = 1024 * 1024;
 export class BorrowBuffer {
   private buffer: Uint8Array | null = null;
 
-  /** The first `n` bytes of the buffer (grown, never shrunk, until `release`). */
-  take(n: number): Uint8Array {
+  /**
+   * The first `n` bytes of the buffer (grown, never shrunk, until `release`), from `allocate` when
+   * given: the source's large-body memory, so a borrowing stream reuses what earlier bodies left
+   * idle instead of adding a buffer of its own beside it.
+   */
+  take(n: number, allocate?: (n: number) => Uint8Array): Uint8Array {
     if (this.buffer === null || this.buffer.byteLength < n) {
-      this.buffer = uninitialised(Math.ceil(n / BORROW_STEP) * BORROW_STEP);
+      // (Given memory is taken at the body's size: a pool rounds sizes its own way.)
+      this.buffer = allocate === undefined ? uninitialised(Math.ceil(n / BORROW_STEP) * BORROW_STEP) : allocate(n);
     }
     return this.buffer.subarray(0, n);
   }
@@ -199,8 +204,9 @@ export class MessageFramer {
    */
   private async readDirect(n: number, borrow: boolean): Promise<Uint8Array> {
     const source = this.source as DirectByteSource;
+    const pooled = source.allocate === undefined ? undefined : (size: number) => source.allocate!(size);
     const allocate = (size: number): Uint8Array =>
-      borrow ? this.scratch.take(size) : (source.allocate?.(size) ?? uninitialised(size));
+      borrow ? this.scratch.take(size, pooled) : (pooled ?? uninitialised)(size);
     // A length is only a claim until its bytes arrive: memory is committed at most
     // AHEAD_OF_DATA_BYTES ahead of what was received, growing as the body arrives (a larger body
     // costs one more copy of what came before each growth, a small price at that size).

@@ -293,3 +293,42 @@ test("a body's declared length commits at most 64 MiB ahead of the bytes that ar
   await assert.rejects(framer.next(), /ended inside an IPC message body/);
   assert.deepEqual(sizes, [64 * 1024 * 1024]);
 });
+
+test("borrowed bodies go into the source's large-body memory, one buffer reused until a body outgrows it", async () => {
+  const schema = schemaOf({ v: t.int64() });
+  const batchOf = (n: number) =>
+    batchFromColumns({ v: t.int64() }, { v: Array.from({ length: n }, (_, i) => BigInt(i)) });
+  // Bodies of 80 KB, 80 KB and 160 KB: each over the size read straight into its buffer.
+  const wire = concatBytes(encodeStream(schema, [batchOf(10_000), batchOf(10_000), batchOf(20_000)]));
+  let at = 0;
+  const sizes: number[] = [];
+  const source = {
+    async next(): Promise<IteratorResult<Uint8Array>> {
+      if (at >= wire.byteLength) return { done: true, value: undefined };
+      const piece = wire.slice(at, at + 512);
+      at += piece.byteLength;
+      return { done: false, value: piece };
+    },
+    async readInto(into: Uint8Array): Promise<number> {
+      const k = Math.min(into.byteLength, wire.byteLength - at);
+      into.set(wire.subarray(at, at + k));
+      at += k;
+      return k;
+    },
+    allocate(n: number): Uint8Array {
+      sizes.push(n);
+      return new Uint8Array(n);
+    },
+  };
+  const framer = new MessageFramer(source);
+  const decoder = new IpcStreamDecoder();
+  const seen: bigint[] = [];
+  for (;;) {
+    const frame = await framer.next(true);
+    if (frame === "end" || frame === "eos") break;
+    const out = decoder.accept(frame);
+    if (out !== null && "numRows" in out) seen.push(out.getChild("v")!.get(out.numRows - 1) as bigint);
+  }
+  assert.deepEqual(seen, [9_999n, 9_999n, 19_999n]);
+  assert.deepEqual(sizes, [80_000, 160_000]);
+});
