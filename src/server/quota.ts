@@ -8,7 +8,7 @@
  * untouched.
  */
 import { frameworkError, quotaFailure, type RpcError, retryInfo } from "../errors.js";
-import type { CallInterceptor, CallOutcome, ServerCall } from "./interceptors.js";
+import type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./interceptors.js";
 import { createMemoryQuotaStore, type QuotaStore, type WindowCount } from "./quota-store.js";
 import type { CallStatistics } from "./stats.js";
 
@@ -150,7 +150,6 @@ function quotaExceeded(subject: string, violations: readonly Violation[]): RpcEr
 }
 
 const ANONYMOUS_SUBJECT = "<anonymous>";
-const NONE_FOUND: readonly (Violation | null)[] = [];
 
 /** The rows and bytes (in and out together) a call has moved so far. */
 function volume(st: Readonly<CallStatistics>): { readonly rows: number; readonly bytes: number } {
@@ -215,6 +214,66 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
     return then(all(checks), (found) => found.filter((v): v is Violation => v !== null));
   };
 
+  /** `subject`'s store keys under `r`, made once per subject and kept. */
+  const keysOf = (r: Rule, subject: string): Keys => {
+    let keys = r.stems.get(subject);
+    if (keys === undefined) {
+      if (r.stems.size >= MAX_STEMS) r.stems.clear();
+      const stem = `${prefix}${r.name}:${subject}`;
+      keys = { calls: `${stem}:calls`, rows: `${stem}:rows`, bytes: `${stem}:bytes`, streams: `${stem}:streams` };
+      r.stems.set(subject, keys);
+    }
+    return keys;
+  };
+  const callsOver = (r: Rule, subject: string, c: WindowCount): Violation | null =>
+    c.total > r.spec.callsPerSecond!
+      ? {
+          subject: `${r.name}:${subject}`,
+          description: `more than ${r.spec.callsPerSecond} calls per second`,
+          retryMs: c.resetMs,
+        }
+      : null;
+  /**
+   * Admission when every rule that applies limits calls per second only (the common case): the
+   * call counted in each, then let in or refused. Nothing is allocated for a call let in by a
+   * store that answers at once.
+   */
+  const admitByCalls = (
+    call: ServerCall,
+    next: CallHandler,
+    applicable: readonly Rule[],
+    subject: string,
+  ): Promise<CallOutcome> => {
+    let violations: Violation[] | null = null;
+    let pending: Promise<Violation | null>[] | null = null;
+    for (const r of applicable) {
+      if (r.spec.callsPerSecond === undefined) continue;
+      let counted: Awaitable<WindowCount>;
+      try {
+        counted = store.add(keysOf(r, subject).calls, 1, 1000);
+      } catch (err) {
+        storeFailed(err);
+        continue;
+      }
+      if (isPromise(counted)) {
+        pending ??= [];
+        pending.push(counted.then((c) => callsOver(r, subject, c), storeFailed));
+      } else {
+        const v = callsOver(r, subject, counted);
+        if (v !== null) {
+          violations ??= [];
+          violations.push(v);
+        }
+      }
+    }
+    if (pending === null) return violations === null ? next(call) : Promise.reject(quotaExceeded(subject, violations));
+    return Promise.all(pending).then((found) => {
+      const all = violations ?? [];
+      for (const v of found) if (v !== null) all.push(v);
+      return all.length === 0 ? next(call) : Promise.reject(quotaExceeded(subject, all));
+    });
+  };
+
   return (next) => (call) => {
     // Most callers match no rule: nothing is allocated for them.
     let applicable: Rule[] | null = null;
@@ -225,54 +284,12 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
     }
     if (applicable === null) return next(call);
     const subject = call.auth.principal || ANONYMOUS_SUBJECT;
-    const key = (r: Rule): Keys => {
-      let keys = r.stems.get(subject);
-      if (keys === undefined) {
-        if (r.stems.size >= MAX_STEMS) r.stems.clear();
-        const stem = `${prefix}${r.name}:${subject}`;
-        keys = { calls: `${stem}:calls`, rows: `${stem}:rows`, bytes: `${stem}:bytes`, streams: `${stem}:streams` };
-        r.stems.set(subject, keys);
-      }
-      return keys;
-    };
     const stream = call.methodType === "stream";
-
     // The common case, calls per second alone: checked without the general path's bookkeeping.
     let callsOnly = true;
     for (const r of applicable) if (r.metered || (stream && r.spec.concurrentStreams !== undefined)) callsOnly = false;
-    if (callsOnly) {
-      const violations: Violation[] = [];
-      const pending: Promise<Violation | null>[] = [];
-      for (const r of applicable) {
-        const limit = r.spec.callsPerSecond;
-        if (limit === undefined) continue;
-        const judge = (c: WindowCount): Violation | null =>
-          c.total > limit
-            ? {
-                subject: `${r.name}:${subject}`,
-                description: `more than ${limit} calls per second`,
-                retryMs: c.resetMs,
-              }
-            : null;
-        let counted: Awaitable<WindowCount>;
-        try {
-          counted = store.add(key(r).calls, 1, 1000);
-        } catch (err) {
-          storeFailed(err);
-          continue;
-        }
-        if (isPromise(counted)) pending.push(counted.then(judge, storeFailed));
-        else {
-          const v = judge(counted);
-          if (v !== null) violations.push(v);
-        }
-      }
-      const decide = (found: readonly (Violation | null)[]): Promise<CallOutcome> => {
-        for (const v of found) if (v !== null) violations.push(v);
-        return violations.length === 0 ? next(call) : Promise.reject(quotaExceeded(subject, violations));
-      };
-      return pending.length === 0 ? decide(NONE_FOUND) : Promise.all(pending).then(decide);
-    }
+    if (callsOnly) return admitByCalls(call, next, applicable, subject);
+    const key = (r: Rule): Keys => keysOf(r, subject);
 
     // Admission: every limit read (and the call counted) at once.
     const checks: Awaitable<Violation | null>[] = [];
