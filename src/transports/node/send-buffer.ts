@@ -1,6 +1,7 @@
 /**
- * A larger kernel send buffer for Unix-domain stream sockets (the socket transport's Unix
- * connections and a worker's stdout socket pair).
+ * A larger kernel send buffer for Unix-domain stream sockets: the socket transport's Unix
+ * connections (both ends), a worker's stdout socket pair (made by `connectSubprocess`, or by Node's
+ * spawn: `serveStdio` widens its own stdout) and the worker's stdin.
  *
  * Linux gives a Unix socket 208 KiB of send buffer (net.core.wmem_default), less than one 10k-row
  * batch (about 280 KB): each such batch then leaves in two or three writes with a wait for
