@@ -5,7 +5,9 @@
  * (this script with `writer`), as a server is. Prints turns/s and CPU µs per turn of each side,
  * alternating the two settings for ROUNDS rounds.
  *
- *   npx tsc -p tsconfig.bench.json && node .bench/bench/send-buffer.js [BYTES=279160] [TURNS=20000] [ROUNDS=3]
+ *   npx tsc -p tsconfig.bench.json && node .bench/bench/send-buffer.js [BYTES=279160] [TURNS=20000] [ROUNDS=3] [ASK=UNIX_SEND_BUFFER_BYTES]
+ *
+ * ASK: the send buffer the widened writer asks for (the kernel doubles it).
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -13,7 +15,7 @@ import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { widenSendBuffer } from "../src/transports/node/send-buffer.js";
+import { UNIX_SEND_BUFFER_BYTES, widenSendBuffer } from "../src/transports/node/send-buffer.js";
 
 /** A process's user + system CPU time so far, in microseconds (Linux /proc). */
 function cpuMicros(pid: number): number {
@@ -22,10 +24,10 @@ function cpuMicros(pid: number): number {
 }
 
 /** The writer: listens on `path`, answers every byte it reads with one `bytes`-byte message. */
-function writer(path: string, bytes: number, widen: boolean): void {
+function writer(path: string, bytes: number, ask: number): void {
   const message = Buffer.alloc(bytes, 7);
   const server = createServer((socket) => {
-    if (widen && widenSendBuffer(socket) === null) process.stderr.write("send-buffer: the addon is missing\n");
+    if (ask > 0 && widenSendBuffer(socket, ask) === null) process.stderr.write("send-buffer: the addon is missing\n");
     socket.on("data", (ticks: Buffer) => {
       for (let i = 0; i < ticks.byteLength; i++) socket.write(message);
     });
@@ -35,12 +37,12 @@ function writer(path: string, bytes: number, widen: boolean): void {
 }
 
 /** One run: `turns` lockstep messages from a fresh writer; turns/s and CPU µs per turn of both sides. */
-async function run(bytes: number, turns: number, widen: boolean): Promise<string> {
+async function run(bytes: number, turns: number, ask: number): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), "quiver-sndbuf-"));
   const path = join(dir, "s.sock");
   const child = spawn(
     process.execPath,
-    [fileURLToPath(import.meta.url), "writer", path, String(bytes), widen ? "1" : "0"],
+    [fileURLToPath(import.meta.url), "writer", path, String(bytes), String(ask)],
     {
       stdio: ["ignore", "pipe", "inherit"],
     },
@@ -76,19 +78,20 @@ async function run(bytes: number, turns: number, widen: boolean): Promise<string
   rmSync(dir, { recursive: true, force: true });
   const per = (us: number) => (us / turns).toFixed(1);
   return (
-    `${widen ? "widened" : "default"}: ${(turns / seconds).toFixed(0)} turns/s, ` +
+    `${ask > 0 ? `asked ${ask}` : "default"}: ${(turns / seconds).toFixed(0)} turns/s, ${((turns * bytes) / seconds / 1e9).toFixed(2)} GB/s, ` +
     `writer ${per(writerUs)} us/turn, reader ${per(reader.user + reader.system)} us/turn`
   );
 }
 
 if (process.argv[2] === "writer") {
-  writer(process.argv[3]!, Number(process.argv[4]), process.argv[5] === "1");
+  writer(process.argv[3]!, Number(process.argv[4]), Number(process.argv[5]));
 } else {
   const bytes = Number(process.argv[2] ?? "279160");
   const turns = Number(process.argv[3] ?? "20000");
   const rounds = Number(process.argv[4] ?? "3");
+  const ask = Number(process.argv[5] ?? String(UNIX_SEND_BUFFER_BYTES));
   process.stdout.write(`node ${process.version}, ${bytes}-byte messages, ${turns} turns per run\n`);
   for (let r = 0; r < rounds; r++) {
-    for (const widen of [false, true]) process.stdout.write(`${await run(bytes, turns, widen)}\n`);
+    for (const a of [0, ask]) process.stdout.write(`${await run(bytes, turns, a)}\n`);
   }
 }

@@ -12,10 +12,13 @@ import type { Socket } from "node:net";
 import { loadSendBuffer } from "../shm/native.js";
 
 /**
- * Send buffer asked for: several mid-size batches. The kernel caps it at net.core.wmem_max and
- * counts it doubled; it is a limit on bytes queued for a slow reader, not memory set aside.
+ * Send buffer asked for (the kernel doubles it, and caps it at net.core.wmem_max): room for one
+ * 10k-row batch with margin. Larger is worse for large batches: with 1 MiB asked, bytes wait in
+ * the kernel long enough to leave the CPU caches (bench/send-buffer.ts, 30 MB messages: reader
+ * 2.4-2.8 -> 3.7-4.0 ms each; the bench's 1M-row borrowed producer 0.71 -> 0.61 of raw on Unix).
+ * A limit on bytes queued for a slow reader, not memory set aside.
  */
-export const UNIX_SEND_BUFFER_BYTES = 1024 * 1024;
+export const UNIX_SEND_BUFFER_BYTES = 384 * 1024;
 
 /** The descriptor under a Node socket, or null (not open yet, or a runtime without it). */
 function socketFd(socket: Socket): number | null {
