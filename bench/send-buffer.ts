@@ -40,13 +40,9 @@ function writer(path: string, bytes: number, ask: number): void {
 async function run(bytes: number, turns: number, ask: number): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), "quiver-sndbuf-"));
   const path = join(dir, "s.sock");
-  const child = spawn(
-    process.execPath,
-    [fileURLToPath(import.meta.url), "writer", path, String(bytes), String(ask)],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "writer", path, String(bytes), String(ask)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
   const socket = await new Promise<Socket>((resolve, reject) => {
     const s = connect({ path });
