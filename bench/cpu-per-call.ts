@@ -3,14 +3,15 @@
  * child (`bench/servers.ts quiver`), this process as the client, N sequential calls per transport.
  * CPU time moves far less than wall time when other work shares the machine, so two builds
  * compare by it even on a busy machine (run them alternately, a few rounds, and compare medians).
- * Linux only (the child's CPU time is read from /proc).
+ * Linux only (the child's CPU time is read from /proc). `pipe` spawns a stdio worker (bench/worker.ts)
+ * of its own and reads that worker's CPU time.
  *
  *   npx tsc -p tsconfig.bench.json    (what `npm run bench` runs first: builds .bench/)
- *   node .bench/bench/cpu-per-call.js tcp,unix,http,ws [N=40000] [noop|three|exchange|pipelined|producer|prefetch]
+ *   node .bench/bench/cpu-per-call.js tcp,unix,http,ws,pipe [N=40000] [noop|three|exchange|pipelined|producer|prefetch]
  *
  * `noop` and `three` are unary calls; the others count stream turns of 1-row batches: an exchange
  * turn by turn, an exchange with 8 inputs sent ahead, a producer, a producer with 8 ticks ahead
- * (`ROWS=10000` for batches of that many rows).
+ * (`ROWS=10000` for batches of that many rows; `BORROW=1` reads a producer's batches borrowed).
  *
  * `PROF=DIR` also writes the server's CPU profile under DIR/server (add `--cpu-prof` to node for
  * the client's). `SERVER_NODE_ARGS="--max-semi-space-size=2 ..."` passes node flags to the server;
@@ -19,14 +20,19 @@
  */
 import { readFileSync } from "node:fs";
 import { proxy } from "../src/client/typed.js";
+import { connectSubprocess } from "../src/transports/stdio/client.js";
 import { type NetTransport, quiverChannel, spawnServer } from "./net.js";
+import { benchScript } from "./paths.js";
 import { Bench, benchBatch } from "./service.js";
 
-/** A process's user + system CPU time so far, in microseconds. */
-function cpuMicros(pid: number): number {
+/** A process's user and system CPU time so far, apart, in microseconds. */
+function cpuSplit(pid: number): { user: number; system: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+  return { user: (Number(fields[11]) * 1e6) / 100, system: (Number(fields[12]) * 1e6) / 100 };
 }
+
+/** Producers read with `borrowBatches` (`BORROW=1`). */
+const BORROW = process.env.BORROW === "1";
 
 /** Rows per stream batch. */
 const ROWS = Number(process.env.ROWS ?? "1");
@@ -70,7 +76,7 @@ async function workload(
     }
     case "producer":
     case "prefetch": {
-      const opts = what === "prefetch" ? { prefetch: 8 } : {};
+      const opts = { ...(what === "prefetch" ? { prefetch: 8 } : {}), ...(BORROW ? { borrowBatches: true } : {}) };
       return {
         run: inRuns(async () => {
           const stream = await bench.rows({ batches: 1000n, rows: BigInt(ROWS) }, opts);
@@ -86,7 +92,7 @@ async function workload(
   }
 }
 
-const transports = (process.argv[2] ?? "tcp,http,ws").split(",") as NetTransport[];
+const transports = (process.argv[2] ?? "tcp,http,ws").split(",") as (NetTransport | "pipe")[];
 const n = Number(process.argv[3] ?? "40000");
 const what = process.argv[4] ?? "noop";
 const prof = process.env.PROF;
@@ -96,21 +102,31 @@ const child = await spawnServer("quiver", 600, [
   ...serverArgs,
 ]);
 const warm = Number(process.env.WARM ?? "20000");
-const pid = Number(readFileSync(`/proc/self/task/${process.pid}/children`, "utf8").trim().split(" ")[0]);
+const serverPid = Number(readFileSync(`/proc/self/task/${process.pid}/children`, "utf8").trim().split(" ")[0]);
+const workerArgs = [...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}/worker`] : []), ...serverArgs];
 for (const transport of transports) {
-  const channel = await quiverChannel(transport, child.ready);
+  // `pipe`: a stdio worker of our own (bench/worker.ts), the server whose CPU time is read.
+  const worker =
+    transport === "pipe"
+      ? await connectSubprocess(process.execPath, [...workerArgs, ...benchScript("worker")], { spawnTimeoutMs: 30_000 })
+      : null;
+  const channel = worker ?? (await quiverChannel(transport as NetTransport, child.ready));
+  const pid = worker?.process.pid ?? serverPid;
   const bench = proxy(channel, Bench);
   const { run, close } = await workload(bench, what);
   await run(warm); // warm up both sides
-  const server0 = cpuMicros(pid);
+  const server0 = cpuSplit(pid);
   const client0 = process.cpuUsage();
   const t0 = performance.now();
   await run(n);
   const wall = performance.now() - t0;
   const client = process.cpuUsage(client0);
-  const server = cpuMicros(pid) - server0;
+  const server1 = cpuSplit(pid);
+  const server = server1.user + server1.system - server0.user - server0.system;
+  const per = (us: number) => (us / n).toFixed(2);
   process.stdout.write(
-    `${transport} ${what}: client ${((client.user + client.system) / n).toFixed(2)} us, server ${(server / n).toFixed(2)} us, wall ${((wall * 1000) / n).toFixed(1)} us\n`,
+    `${transport} ${what}: client ${per(client.user + client.system)} us (sys ${per(client.system)}), ` +
+      `server ${per(server)} us (sys ${per(server1.system - server0.system)}), wall ${((wall * 1000) / n).toFixed(1)} us\n`,
   );
   await close();
   await channel.close();

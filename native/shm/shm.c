@@ -1,7 +1,7 @@
 /*
  * quiver native addon. This file: shared memory. It maps a file (a /dev/shm segment or any path)
  * read-write and MAP_SHARED, and hands the mapping to JavaScript as an external ArrayBuffer.
- * pool.c adds the large-buffer pool (`exports.pool`).
+ * pool.c adds the large-buffer pool (`exports.pool`); `sendBuffer` sizes a socket's send buffer.
  *
  * Lifetime rule: the mapping belongs to the ArrayBuffer. It is unmapped only by the buffer's
  * finalizer, which V8 runs once no view of it is reachable, so a view can never point at an
@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -145,12 +146,43 @@ static napi_value Unlink(napi_env env, napi_callback_info info) {
   return rc == 0 ? NULL : throw_errno(env, err, "unlink");
 }
 
+/*
+ * sendBuffer(fd, bytes) -> bytes the kernel now allows (getsockopt, i.e. doubled by Linux).
+ * Raises a socket's SO_SNDBUF to at least `bytes` (the kernel caps it at net.core.wmem_max); a
+ * larger current value is kept. Node has no API for it on stream sockets.
+ */
+static napi_value SendBuffer(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd = -1, bytes = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &bytes) != napi_ok ||
+      fd < 0 || bytes <= 0) {
+    napi_throw_type_error(env, NULL, "sendBuffer(fd: number, bytes: number)");
+    return NULL;
+  }
+  int current = 0;
+  socklen_t len = sizeof current;
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &len) != 0) return throw_errno(env, errno, "getsockopt");
+  if (current < bytes) {
+    int want = bytes;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want) != 0) return throw_errno(env, errno, "setsockopt");
+    len = sizeof current;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &len) != 0) return throw_errno(env, errno, "getsockopt");
+  }
+  napi_value result;
+  napi_create_int32(env, current, &result);
+  return result;
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_value fn;
   napi_create_function(env, "map", NAPI_AUTO_LENGTH, Map, NULL, &fn);
   napi_set_named_property(env, exports, "map", fn);
   napi_create_function(env, "unlink", NAPI_AUTO_LENGTH, Unlink, NULL, &fn);
   napi_set_named_property(env, exports, "unlink", fn);
+  napi_create_function(env, "sendBuffer", NAPI_AUTO_LENGTH, SendBuffer, NULL, &fn);
+  napi_set_named_property(env, exports, "sendBuffer", fn);
   pool_init(env, exports);
   return exports;
 }

@@ -49,7 +49,10 @@ const STATUS_URL = new URL("../../../native/shm/build-status.json", import.meta.
 /** The environment variable that forces the file-I/O backing (`QUIVER_SHM_BACKING=file`). */
 export const BACKING_ENV = "QUIVER_SHM_BACKING";
 
-type Addon = NativeShm & { readonly pool?: NativePool };
+/** Raises a socket's SO_SNDBUF to at least `bytes`; returns the kernel's value (see native/shm/shm.c). */
+export type SendBufferSetter = (fd: number, bytes: number) => number;
+
+type Addon = NativeShm & { readonly pool?: NativePool; readonly sendBuffer?: SendBufferSetter };
 
 let loaded: { addon: Addon } | { reason: string } | undefined;
 
@@ -83,6 +86,12 @@ export function loadPool(): { pool: NativePool } | { reason: string } {
   const r = loadAddon();
   if ("reason" in r) return r;
   return r.addon.pool === undefined ? { reason: "native addon has no pool (rebuild it)" } : { pool: r.addon.pool };
+}
+
+/** The addon's `sendBuffer`, or null without the addon (or with one built before it had it). */
+export function loadSendBuffer(): SendBufferSetter | null {
+  const r = loadAddon();
+  return "addon" in r && typeof r.addon.sendBuffer === "function" ? r.addon.sendBuffer : null;
 }
 
 function loadAddon(): { addon: Addon } | { reason: string } {

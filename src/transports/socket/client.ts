@@ -3,6 +3,7 @@ import { connect, type Socket } from "node:net";
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError } from "../../errors.js";
+import { widenSendBuffer } from "../node/send-buffer.js";
 import { writableSink } from "../node/sink.js";
 import { type SocketSource, socketSource } from "../node/socket-source.js";
 
@@ -55,6 +56,7 @@ async function open(
       reject(frameworkError("transport_error", `cannot connect to ${name} ${where}: ${err.message}`, { cause: err }));
     });
   });
+  if ("path" in options) widenSendBuffer(socket);
   return new RpcClient(socketTransport(socket, name, source), opts);
 }
 

@@ -16,6 +16,7 @@ import type { Connection } from "../../server/connection.js";
 import { type CloseOptions, ConnectionSet, type TrackedConnection } from "../../server/connections.js";
 import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
+import { widenSendBuffer } from "../node/send-buffer.js";
 import { writableSink } from "../node/sink.js";
 import { type SocketSource, socketSource } from "../node/socket-source.js";
 
@@ -125,6 +126,7 @@ async function serveSocket(
   tracked: TrackedConnection,
 ) {
   socket.setNoDelay?.(true);
+  if (transport === "unix") widenSendBuffer(socket);
   const sink = writableSink(socket);
   const meta: Record<string, string> = {};
   if (socket.remoteAddress) meta.remote_addr = `${socket.remoteAddress}:${socket.remotePort ?? ""}`;

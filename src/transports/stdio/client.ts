@@ -12,6 +12,7 @@ import type { Readable, Writable } from "node:stream";
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError, NonIpcBytesError } from "../../errors.js";
+import { widenSendBuffer } from "../node/send-buffer.js";
 import { writableSink } from "../node/sink.js";
 import { type SocketSource, socketSource } from "../node/socket-source.js";
 import { SharedMemoryChannel, segmentOf } from "../shm/client.js";
@@ -136,7 +137,8 @@ async function offerSegment(size: number): Promise<OwnedSegment | null> {
  * A connected pair of Unix stream sockets: `ours`, created with `onread`, and `theirs`, to be
  * the worker's stdout. libuv gives a worker's stdout a socket pair too; making it here lets our
  * end be created with `onread`, so the worker's batches land straight in their message buffers
- * (see `socketSource`). Null where that cannot be done (Windows, no usable temp directory): the
+ * (see `socketSource`); the worker's end gets a send buffer that holds a mid-size batch
+ * (`widenSendBuffer`). Null where that cannot be done (Windows, no usable temp directory): the
  * caller then lets `spawn` make the pipe. (The bench's raw pipe baseline reads through one too.)
  */
 export async function outputPair(onread: OnReadOpts): Promise<{ ours: Socket; theirs: Socket } | null> {
@@ -162,7 +164,9 @@ export async function outputPair(onread: OnReadOpts): Promise<{ ours: Socket; th
       socket.once("connect", resolve);
       socket.once("error", reject);
     });
-    return { ours: socket, theirs: await accepted };
+    const theirs = await accepted;
+    widenSendBuffer(theirs);
+    return { ours: socket, theirs };
   } catch {
     ours?.destroy();
     return null;
@@ -219,6 +223,7 @@ export async function connectSubprocess(
   const stdout: Readable = pair?.ours ?? child.stdout!;
   const stdin = child.stdin!;
   stdin.on("error", () => {});
+  widenSendBuffer(stdin as Socket);
   const exited = new Promise<void>((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once("exit", () => resolve());

@@ -11,6 +11,7 @@ import type { Connection } from "../../server/connection.js";
 import { type CloseOptions, ConnectionSet, type TrackedConnection } from "../../server/connections.js";
 import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
+import { widenSendBuffer } from "../node/send-buffer.js";
 import { type WriteChunk, writableSink } from "../node/sink.js";
 import { socketSource } from "../node/socket-source.js";
 import { pipeSharedMemory } from "../shm/negotiate.js";
@@ -82,6 +83,8 @@ function claimStdout(): { readonly output: Writable; readonly write: WriteChunk;
   const previous = stdout.write;
   const toStderr = (...args: unknown[]): boolean => (stderr.write as (...a: unknown[]) => boolean).apply(stderr, args);
   stdout.write = toStderr as typeof stdout.write;
+  // A socket pair (what Node's spawn makes) holds only 208 KiB unread by default; a pipe or a file is left as it is.
+  if (stdout instanceof Socket) widenSendBuffer(stdout);
   return {
     output: stdout,
     write: (chunk, done) => (previous as WriteChunk).call(stdout, chunk, done),
