@@ -296,14 +296,26 @@ export interface RawStream extends StreamChannel {
    * stays open when `inputs` ends (for more turns, `close()` or `cancel()`); a server error closes
    * it, as in `send`; leaving early (break, an error from `inputs`) cancels it. Nothing else runs
    * on the stream meanwhile: `send`, `close` and `cancel` wait until the generator is finished,
-   * so iterate it to its end or call its `return()` (as `for await` does). Inputs sent through the
-   * side channel (a shared-memory segment) that the server never read (it failed, or was
-   * cancelled, with them still queued) are reclaimed (freed) once the stream has ended.
+   * so iterate it to its end or call its `return()` (as `for await` does). With a side channel (a
+   * shared-memory segment) the inputs go one at a time, whatever `window` (its allocation table
+   * has no lock; see `inFlightLimit`); inputs the server never read are freed once the stream ended.
    */
   pipeline(
     inputs: Iterable<RecordBatch> | AsyncIterable<RecordBatch>,
     window: number,
   ): AsyncGenerator<RecordBatch, void, undefined>;
+}
+
+/**
+ * How many inputs a pipeline may have in flight: `window`, or one while a shared-memory segment
+ * carries batches. The segment's allocation table has no lock (the reference's `shm.py`: "the
+ * lockstep RPC protocol guarantees only one side is active at a time"): inputs sent ahead would
+ * have this side allocating while the worker allocates answers and frees inputs, and a table
+ * changed by both at once loses regions or corrupts (seen as leaked regions and stalled
+ * exchanges against the reference worker, test/interop/shm-python.test.ts).
+ */
+function inFlightLimit(conn: ClientConnection, window: number): number {
+  return conn.sideChannel === null ? window : 1;
 }
 
 /** `RawStream` over a connection: holds the connection until the stream ends. */
@@ -443,6 +455,7 @@ class SessionStream implements RawStream {
     window: number,
   ): AsyncGenerator<RecordBatch, void, undefined> {
     checkInFlight("window", window);
+    const ahead = inFlightLimit(this.conn, window);
     let unlock = () => {};
     const held = new Promise<void>((resolve) => {
       unlock = resolve;
@@ -470,7 +483,7 @@ class SessionStream implements RawStream {
           : (inputs as Iterable<RecordBatch>)[Symbol.iterator]();
       this.reader ??= new StreamReader(this.conn);
       for (;;) {
-        while (!exhausted && this.owed < window && (this.owed === 0 || unwritten < PIPELINE_UNWRITTEN_BYTES)) {
+        while (!exhausted && this.owed < ahead && (this.owed === 0 || unwritten < PIPELINE_UNWRITTEN_BYTES)) {
           const next = await it.next();
           if (next.done) {
             exhausted = true;
