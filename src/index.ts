@@ -205,7 +205,7 @@ export {
 export type { CallHandler, CallInterceptor, CallOutcome, ServerCall, TurnCheck } from "./server/interceptors.js";
 export {
   DURATION_BOUNDARIES_S,
-  DurationProducer,
+  type DurationProducer,
   durationProducer,
   METER_NAME,
   type MetricsOptions,

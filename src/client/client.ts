@@ -283,7 +283,8 @@ export interface RawStream extends StreamChannel {
    * sent before the answer is read, so the server produces the following batches while this one
    * is consumed; `ahead` is from 1 to `MAX_IN_FLIGHT`. `pull(1)` is `tick()`. Ticks the server
    * does not answer (it finished, failed, or was cancelled or closed) are read and discarded by
-   * the server, as the protocol has it.
+   * the server, as the protocol has it. With a side channel (a shared-memory segment) one tick
+   * is in flight, whatever `ahead` (see `inFlightLimit`).
    */
   pull(ahead: number): Promise<RecordBatch | null>;
   /**
@@ -307,15 +308,15 @@ export interface RawStream extends StreamChannel {
 }
 
 /**
- * How many inputs a pipeline may have in flight: `window`, or one while a shared-memory segment
- * carries batches. The segment's allocation table has no lock (the reference's `shm.py`: "the
- * lockstep RPC protocol guarantees only one side is active at a time"): inputs sent ahead would
- * have this side allocating while the worker allocates answers and frees inputs, and a table
- * changed by both at once loses regions or corrupts (seen as leaked regions and stalled
- * exchanges against the reference worker, test/interop/shm-python.test.ts).
+ * How many ticks or inputs a stream may have in flight: `asked`, or one while a shared-memory
+ * segment carries batches. The segment's allocation table has no lock (the reference's `shm.py`:
+ * "the lockstep RPC protocol guarantees only one side is active at a time"): a turn sent ahead
+ * would have this side allocating inputs or freeing answers while the worker allocates the next
+ * answers, and a table changed by both at once loses regions or corrupts (seen as leaked regions
+ * and stalled exchanges against the reference worker, test/interop/shm-python.test.ts).
  */
-function inFlightLimit(conn: ClientConnection, window: number): number {
-  return conn.sideChannel === null ? window : 1;
+function inFlightLimit(conn: ClientConnection, asked: number): number {
+  return conn.sideChannel === null ? asked : 1;
 }
 
 /** `RawStream` over a connection: holds the connection until the stream ends. */
@@ -382,9 +383,10 @@ class SessionStream implements RawStream {
     } catch (err) {
       return Promise.reject(err);
     }
+    const limit = inFlightLimit(this.conn, ahead);
     return this.turn(() => {
       const ticks: RecordBatch[] = [];
-      for (let n = ahead - this.owed; n > 0; n--) ticks.push(emptyBatch(EMPTY_SCHEMA));
+      for (let n = limit - this.owed; n > 0; n--) ticks.push(emptyBatch(EMPTY_SCHEMA));
       return ticks;
     });
   }

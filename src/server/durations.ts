@@ -120,8 +120,10 @@ export class DurationProducer {
 
   constructor(private readonly metric: DurationMetric) {
     const b = metric.boundaries ?? DURATION_BOUNDARIES_S;
-    for (let i = 1; i < b.length; i++) {
-      if (!(b[i]! > b[i - 1]!)) throw new RangeError("duration boundaries must be increasing");
+    for (let i = 0; i < b.length; i++) {
+      if (!Number.isFinite(b[i]) || (i > 0 && !(b[i]! > b[i - 1]!))) {
+        throw new RangeError("duration boundaries must be finite and increasing");
+      }
     }
     this.boundaries = [...b];
   }

@@ -13,7 +13,7 @@ import { DurationProducer, type SeriesHistogram } from "./durations.js";
 import type { CallInterceptor, CallOutcome, ServerCall } from "./interceptors.js";
 
 export { DURATION_BOUNDARIES_S } from "../protocol/telemetry.js";
-export { DurationProducer, type ProducedMetrics } from "./durations.js";
+export type { DurationProducer, ProducedMetrics } from "./durations.js";
 
 /** The meter's name (the instrumentation scope) for the server and client instruments. */
 export const METER_NAME = "quiver-rpc";

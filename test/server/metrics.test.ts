@@ -243,8 +243,10 @@ describe("durations kept by a DurationProducer", () => {
     assert.equal(point<number>(requests, { ...base, "rpc.method": "echo", status: "ok" }).value, 3);
   });
 
-  it("refuses boundaries that do not increase", () => {
+  it("refuses boundaries that are not finite and increasing", () => {
     assert.throws(() => durationProducer({ boundaries: [0.1, 0.1] }), RangeError);
+    assert.throws(() => durationProducer({ boundaries: [Number.NaN] }), RangeError);
+    assert.throws(() => durationProducer({ boundaries: [0.1, Number.POSITIVE_INFINITY] }), RangeError);
   });
 });
 
