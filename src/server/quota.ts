@@ -306,7 +306,7 @@ export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
         checks.push(
           ask(
             () => store.add(key(r).calls, 1, 1000),
-            (c) => (c.total > callsPerSecond ? over(r, `more than ${callsPerSecond} calls per second`, c) : null),
+            (c) => callsOver(r, subject, c),
             storeFailed,
           ),
         );
