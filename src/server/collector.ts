@@ -12,11 +12,12 @@ import { sameFields } from "./validate.js";
 /** Log batches waiting for the response stream to open (unary calls and stream inits). */
 export class LogBuffer {
   private readonly pending: Map<string, string>[] = [];
-  constructor(private readonly origin: Origin) {}
+  /** `call.origin` is read when a record is added (a call that logs nothing never draws a request id). */
+  constructor(private readonly call: { readonly origin: Origin }) {}
 
   add(level: LogLevel, message: string, extra: LogExtra | undefined): void {
     // Encoded now so a non-serializable extra fails inside the handler, as its own error.
-    this.pending.push(logMetadata(level, message, extra, this.origin));
+    this.pending.push(logMetadata(level, message, extra, this.call.origin));
   }
 
   /** Takes the buffered records as zero-row batches on `schema`. */

@@ -386,8 +386,9 @@ class HandlerContext implements CallContext<Injected> {
 
 /** One call's bookkeeping, from request to the end of its last turn. */
 export class Call {
-  /** Server and request id stamped on log and error batches; the request id may come from the client. */
-  origin: Origin;
+  /** The request id: the transport's, the client's (see `received`), or drawn when first read. */
+  private requestIdValue: string | null;
+  private originValue: Origin | null = null;
   private readonly fixedRequestId: boolean;
   readonly stats: CallStatistics = newStatistics();
   /** Wall-clock start in ms (the Date is made only for a call record). */
@@ -419,8 +420,20 @@ export class Call {
     readonly env: CallEnv,
     requestId?: string,
   ) {
-    this.origin = { serverId: env.server.serverId, requestId: requestId ?? hex(8) };
+    this.requestIdValue = requestId ?? null;
     this.fixedRequestId = requestId !== undefined;
+  }
+
+  /**
+   * Server and request id stamped on log and error batches. A call nothing asks about (no log,
+   * error, logger or observer) never draws a random id.
+   */
+  get origin(): Origin {
+    if (this.originValue === null) {
+      this.requestIdValue ??= hex(8);
+      this.originValue = { serverId: this.env.server.serverId, requestId: this.requestIdValue };
+    }
+    return this.originValue;
   }
 
   /** When the call started. */
@@ -520,7 +533,10 @@ export class Call {
     // A client-chosen request id correlates its logs with ours, unless the transport fixed one
     // (HTTP's X-Request-ID, already echoed in the response headers).
     const fromClient = this.fixedRequestId ? undefined : clientId(request.metadata.get(REQUEST_ID_KEY));
-    if (fromClient !== undefined) this.origin = { serverId: this.origin.serverId, requestId: fromClient };
+    if (fromClient !== undefined) {
+      this.requestIdValue = fromClient;
+      this.originValue = null;
+    }
     this.requestSchema = request.schema;
     this.requestRows = request.numRows;
   }
@@ -854,7 +870,7 @@ export async function runUnary(call: Call, method: ResolvedMethod, params: Recor
   const decl = method.decl;
   if (decl.kind !== "unary") throw new Error("runUnary needs a unary method");
   const schema = method.schemas.result;
-  const logs = new LogBuffer(call.origin);
+  const logs = new LogBuffer(call);
   const clientLog = (level: LogLevel, message: string, extra?: LogExtra) => logs.add(level, message, extra);
   let result: RecordBatch;
   try {
@@ -938,7 +954,7 @@ export async function openStream(
   const decl = method.decl;
   if (decl.kind === "unary") throw new Error("openStream needs a stream method");
   call.streamId ||= hex(16);
-  const logs = new LogBuffer(call.origin);
+  const logs = new LogBuffer(call);
   try {
     const ctx = await handlerContext(call, method, (level, message, extra) => logs.add(level, message, extra));
     const handler = method.handler as ErasedStreamHandler;
