@@ -568,16 +568,37 @@ function readString(bytes: Uint8Array, dv: DataView, offsetAt: number): string {
   if (from + length > bytes.byteLength) throw NOT_LEAN;
   stringBudget -= length;
   if (stringBudget < 0) throw NOT_LEAN;
-  if (length < 64) {
-    let s = "";
-    for (let i = 0; i < length; i++) {
-      const c = bytes[from + i]!;
-      if (c > 0x7f) return textDecoder.decode(bytes.subarray(from, from + length));
-      s += String.fromCharCode(c);
-    }
-    return s;
-  }
+  if (length < 64) return recentAscii(bytes, from, length) ?? textDecoder.decode(bytes.subarray(from, from + length));
   return textDecoder.decode(bytes.subarray(from, from + length));
+}
+
+/** Slots of `recentAscii`'s table (a power of two). */
+const RECENT_SLOTS = 256;
+const recent: (string | undefined)[] = new Array(RECENT_SLOTS);
+
+/**
+ * A short ASCII string of metadata: the one read before from the same bytes when it is still in
+ * a small table indexed by a hash of them (the keys, and most values, repeat message after
+ * message), else made and put there. Null when a byte is not ASCII.
+ */
+function recentAscii(bytes: Uint8Array, from: number, length: number): string | null {
+  let h = length;
+  for (let i = 0; i < length; i++) {
+    const c = bytes[from + i]!;
+    if (c > 0x7f) return null;
+    h = (Math.imul(h, 31) + c) | 0;
+  }
+  const slot = (h ^ (h >>> 16)) & (RECENT_SLOTS - 1);
+  const known = recent[slot];
+  if (known !== undefined && known.length === length) {
+    let i = 0;
+    while (i < length && known.charCodeAt(i) === bytes[from + i]) i++;
+    if (i === length) return known;
+  }
+  let s = "";
+  for (let i = 0; i < length; i++) s += String.fromCharCode(bytes[from + i]!);
+  recent[slot] = s;
+  return s;
 }
 
 /**

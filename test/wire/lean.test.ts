@@ -295,3 +295,27 @@ test("a schema message seen before decodes to the same Schema, whose cached mess
     ],
   );
 });
+
+test("metadata strings read back exactly, however many repeat or share a slot of the recent-string table", () => {
+  const next = rng(17);
+  const word = (n: number) =>
+    Array.from({ length: n }, () => String.fromCharCode(0x20 + Math.floor(next() * 95))).join("");
+  // Many distinct keys and values of a few lengths: far more than the table holds, so slots are
+  // shared and overwritten; some values repeat, one is not ASCII, one is long.
+  const entries: [string, string][] = [];
+  for (let i = 0; i < 600; i++) entries.push([`k${word(1 + (i % 5))}${i}`, i % 3 === 0 ? "same" : word(i % 7)]);
+  entries.push(["naïve", "größe"], ["long", word(200)], ["", ""]);
+  const decode = (md: Map<string, string>) => {
+    const message = concatBytes(encodeRecordBatchGeneral(emptyBatch(EMPTY_SCHEMA, md)));
+    const length = new DataView(message.buffer, message.byteOffset).getInt32(4, true);
+    const lean = decodeRecordBatchLean(message.subarray(8, 8 + length));
+    assert.ok(lean !== null);
+    return lean.metadata;
+  };
+  for (let round = 0; round < 3; round++) {
+    for (let at = 0; at < entries.length; at += 50) {
+      const md = new Map(entries.slice(at, at + 50));
+      assert.deepEqual([...decode(md)], [...md]);
+    }
+  }
+});
