@@ -345,12 +345,22 @@ function knownSchemaMessage(flatbuffer: Uint8Array): KnownSchema | null {
   const n = flatbuffer.byteLength;
   const candidates = n <= MAX_CACHED_SCHEMA_BYTES ? knownSchemas.get(n) : undefined;
   if (candidates === undefined) return null;
-  outer: for (const known of candidates) {
-    const bytes = known.bytes;
-    for (let i = 0; i < n; i++) if (bytes[i] !== flatbuffer[i]) continue outer;
-    return known;
-  }
+  for (const known of candidates) if (sameBytes(known.bytes, flatbuffer)) return known;
   return null;
+}
+
+/** Node's Buffer.compare when present (the wire layer also runs in browsers). */
+const compareBytes = (globalThis as { Buffer?: { compare(a: Uint8Array, b: Uint8Array): number } }).Buffer?.compare;
+
+/**
+ * Whether `a` and `b` hold the same bytes. Node's memcmp is 5-10x faster than a loop here over a
+ * schema message's few hundred bytes.
+ */
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  if (compareBytes !== undefined) return compareBytes(a, b) === 0;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

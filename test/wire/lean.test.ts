@@ -296,6 +296,31 @@ test("a schema message seen before decodes to the same Schema, whose cached mess
   );
 });
 
+test("two schema messages of the same length that differ in one byte decode to their own schemas", async () => {
+  const schemaOfWire = async (fields: FieldSpecs) => {
+    const batch = batchFromColumns(fields, Object.fromEntries(Object.keys(fields).map((k) => [k, [1n]])));
+    const framer = new MessageFramer(once(new Uint8Array(concatBytes(encodeStream(batch.schema, [batch])))));
+    const first = await framer.next();
+    assert.ok(typeof first === "object" && first.schema !== undefined);
+    return first.schema;
+  };
+  // Names of one length: the messages differ only in the name's bytes.
+  for (let round = 0; round < 2; round++) {
+    assert.deepEqual(
+      (await schemaOfWire({ aaaa: t.int64() })).fields.map((f) => f.name),
+      ["aaaa"],
+    );
+    assert.deepEqual(
+      (await schemaOfWire({ aaab: t.int64() })).fields.map((f) => f.name),
+      ["aaab"],
+    );
+    assert.deepEqual(
+      (await schemaOfWire({ baaa: t.int64() })).fields.map((f) => f.name),
+      ["baaa"],
+    );
+  }
+});
+
 test("metadata strings read back exactly, however many repeat or share a slot of the recent-string table", () => {
   const next = rng(17);
   const word = (n: number) =>
