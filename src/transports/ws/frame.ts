@@ -2,11 +2,12 @@
  * Small writes as whole WebSocket frames, for the transports running on the `ws` package (server,
  * and the client under Node). No `node:` imports.
  *
- * `ws.send` joins nothing: a write's pieces are first joined into one message, `ws` then writes
+ * `ws.send` takes one buffer: a write's pieces were first joined into one message, `ws` then writes
  * the frame as [header, payload] (a vectored write, corked) or, on a client, copies the payload
  * once more to mask it, and each send builds its options and (on the server) an acknowledgement.
- * For the small writes of unary calls that is much of the transport's CPU per call. A write of at
- * most `MAX_FAST_FRAME_PAYLOAD` bytes is instead framed here: the pieces are copied once, behind
+ * For the small writes of unary calls that is much of the transport's CPU per call. A write that
+ * fits one message (at most `maxSendBytes` and `MAX_FAST_FRAME_PAYLOAD`) is instead framed here: the
+ * pieces are copied once, behind
  * the header, into one buffer that is written to the socket `ws` writes to. The bytes are exactly
  * the frame `ws.send(joined, { binary: true })` writes (FIN, opcode 2, the shortest length form;
  * a client's masked with a fresh random key), one WebSocket message per write as before.
