@@ -17,8 +17,14 @@
  * the client's). `SERVER_NODE_ARGS="--max-semi-space-size=2 ..."` passes node flags to the server;
  * `WARM=N` sets the warm-up turns (default 20 000: with fewer, a 10k-row run measures a server
  * whose collector has not settled, several times the steady cost).
+ *
+ * `CONC=K` (network transports) makes the calls (or turns) K at a time, each loop on its own
+ * connection as `npm run bench` does at c=16: the N calls (and the warm-up) are split over K loops.
+ * `raw-ws` (as a transport) is the bench's raw lane: 100-byte ping-pongs with the `ws` echo of
+ * `bench/servers.ts raw`, the floor `ws` itself sets (the workload is ignored).
  */
 import { readFileSync } from "node:fs";
+import { WebSocket } from "ws";
 import { proxy } from "../src/client/typed.js";
 import { connectSubprocess } from "../src/transports/stdio/client.js";
 import { type NetTransport, quiverChannel, spawnServer } from "./net.js";
@@ -36,6 +42,9 @@ const BORROW = process.env.BORROW === "1";
 
 /** Rows per stream batch. */
 const ROWS = Number(process.env.ROWS ?? "1");
+
+/** Unary calls in flight, one connection each (`CONC=K`). */
+const CONC = Number(process.env.CONC ?? "1");
 
 /** `run(k)` makes k calls (or k stream turns) of the workload `what`. */
 async function workload(
@@ -92,7 +101,7 @@ async function workload(
   }
 }
 
-const transports = (process.argv[2] ?? "tcp,http,ws").split(",") as (NetTransport | "pipe")[];
+const transports = (process.argv[2] ?? "tcp,http,ws").split(",") as (NetTransport | "pipe" | "raw-ws")[];
 const n = Number(process.argv[3] ?? "40000");
 const what = process.argv[4] ?? "noop";
 const prof = process.env.PROF;
@@ -104,16 +113,79 @@ const child = await spawnServer("quiver", 600, [
 const warm = Number(process.env.WARM ?? "20000");
 const serverPid = Number(readFileSync(`/proc/self/task/${process.pid}/children`, "utf8").trim().split(" ")[0]);
 const workerArgs = [...(prof ? ["--cpu-prof", `--cpu-prof-dir=${prof}/worker`] : []), ...serverArgs];
-for (const transport of transports) {
+
+/** One loop of calls per connection, the server's pid, and how to close it all. */
+interface Lanes {
+  readonly loops: readonly ((k: number) => Promise<void>)[];
+  readonly pid: number;
+  close(): Promise<void>;
+}
+
+/** `raw-ws`: 100-byte ping-pongs with the `ws` echo of `bench/servers.ts raw`, the floor `ws` sets. */
+async function rawWsLanes(): Promise<Lanes> {
+  const raw = await spawnServer("raw", 600, serverArgs);
+  const sockets = await Promise.all(
+    Array.from(
+      { length: CONC },
+      () =>
+        new Promise<WebSocket>((resolve, reject) => {
+          const ws = new WebSocket(raw.ready.ws!, { perMessageDeflate: false });
+          ws.binaryType = "nodebuffer";
+          ws.once("open", () => resolve(ws));
+          ws.once("error", reject);
+        }),
+    ),
+  );
+  const ping = Buffer.alloc(100, 7);
+  const loops = sockets.map((ws) => {
+    let wake: (() => void) | null = null;
+    ws.on("message", () => wake?.());
+    return async (k: number) => {
+      for (let i = 0; i < k; i++) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          ws.send(ping, { binary: true });
+        });
+      }
+    };
+  });
+  return {
+    loops,
+    pid: raw.pid,
+    async close() {
+      for (const ws of sockets) ws.terminate();
+      await raw.stop();
+    },
+  };
+}
+
+async function quiverLanes(transport: NetTransport | "pipe"): Promise<Lanes> {
   // `pipe`: a stdio worker of our own (bench/worker.ts), the server whose CPU time is read.
   const worker =
     transport === "pipe"
       ? await connectSubprocess(process.execPath, [...workerArgs, ...benchScript("worker")], { spawnTimeoutMs: 30_000 })
       : null;
-  const channel = worker ?? (await quiverChannel(transport as NetTransport, child.ready));
-  const pid = worker?.process.pid ?? serverPid;
-  const bench = proxy(channel, Bench);
-  const { run, close } = await workload(bench, what);
+  const channels =
+    worker !== null
+      ? [worker]
+      : await Promise.all(Array.from({ length: CONC }, () => quiverChannel(transport as NetTransport, child.ready)));
+  const loads = await Promise.all(channels.map((channel) => workload(proxy(channel, Bench), what)));
+  return {
+    loops: loads.map((l) => l.run),
+    pid: worker?.process.pid ?? serverPid,
+    async close() {
+      for (const l of loads) await l.close();
+      for (const channel of channels) await channel.close();
+    },
+  };
+}
+
+for (const transport of transports) {
+  const { loops, pid, close } = transport === "raw-ws" ? await rawWsLanes() : await quiverLanes(transport);
+  /** k calls split over the loops, all at once. */
+  const run = async (k: number) => {
+    await Promise.all(loops.map((loop) => loop(Math.ceil(k / loops.length))));
+  };
   await run(warm); // warm up both sides
   const server0 = cpuSplit(pid);
   const client0 = process.cpuUsage();
@@ -123,13 +195,13 @@ for (const transport of transports) {
   const client = process.cpuUsage(client0);
   const server1 = cpuSplit(pid);
   const server = server1.user + server1.system - server0.user - server0.system;
-  const per = (us: number) => (us / n).toFixed(2);
+  const calls = Math.ceil(n / loops.length) * loops.length;
+  const per = (us: number) => (us / calls).toFixed(2);
   process.stdout.write(
-    `${transport} ${what}: client ${per(client.user + client.system)} us (sys ${per(client.system)}), ` +
-      `server ${per(server)} us (sys ${per(server1.system - server0.system)}), wall ${((wall * 1000) / n).toFixed(1)} us\n`,
+    `${transport} ${what}${loops.length > 1 ? ` c=${loops.length}` : ""}: client ${per(client.user + client.system)} us (sys ${per(client.system)}), ` +
+      `server ${per(server)} us (sys ${per(server1.system - server0.system)}), wall ${((wall * 1000) / calls).toFixed(1)} us\n`,
   );
   await close();
-  await channel.close();
 }
 await child.stop();
 process.exit(0);

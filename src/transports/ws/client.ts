@@ -14,6 +14,7 @@ import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError, RpcError } from "../../errors.js";
 import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
 import { ByteQueue } from "../byte-queue.js";
+import { binaryFrame, byteTotal, MAX_FAST_FRAME_PAYLOAD } from "./frame.js";
 import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES } from "./shared.js";
 
 /** Options of `connectWebSocket`. */
@@ -59,18 +60,37 @@ function globalWebSocket(): SocketCtor | undefined {
   return (globalThis as { WebSocket?: SocketCtor }).WebSocket;
 }
 
-/** Opens `url` with the `ws` package; resolves to the open socket plus pause/resume. */
+/** What `ws` gives beyond a WHATWG socket. */
+interface WsExtras {
+  readonly pause: () => void;
+  readonly resume: () => void;
+  readonly terminate: () => void;
+  /** Listens for messages without `ws`'s WHATWG event objects: binary ones as bytes, text ones as null. */
+  readonly onMessage: (listener: (data: Uint8Array | null) => void) => void;
+  /**
+   * Writes `chunks` as one masked frame straight to the socket (see `binaryFrame`) when they are
+   * at most `MAX_FAST_FRAME_PAYLOAD` bytes; false (nothing written) otherwise.
+   */
+  readonly sendSmall: (chunks: readonly Uint8Array[], total: number) => boolean;
+}
+
+/** Opens `url` with the `ws` package; resolves to the open socket plus what `ws` adds. */
 async function openWithWs(
   url: string,
   opts: WebSocketClientOptions,
   timeoutMs: number,
-): Promise<{ socket: Socket; pause: () => void; resume: () => void; terminate: () => void }> {
+): Promise<{ socket: Socket } & WsExtras> {
   const { WebSocket: WsSocket } = await import("ws");
   const ws = new WsSocket(url, {
     headers: { ...opts.headers },
     maxPayload: opts.maxPayload ?? 64 * 1024 * 1024,
     perMessageDeflate: false,
     handshakeTimeout: timeoutMs,
+  });
+  // The socket `ws` writes to, from the upgrade's response (public API, unlike `ws._socket`).
+  let raw: import("node:stream").Writable | null = null;
+  ws.once("upgrade", (res) => {
+    raw = res.socket;
   });
   await new Promise<void>((resolve, reject) => {
     let settled = false;
@@ -120,12 +140,24 @@ async function openWithWs(
     });
   });
   ws.binaryType = "nodebuffer";
+  const socket = raw as import("node:stream").Writable | null;
   return {
     socket: ws as unknown as Socket,
     pause: () => ws.pause(),
     resume: () => ws.resume(),
     terminate: () => ws.terminate(),
+    onMessage: (listener) => ws.on("message", (data, isBinary) => listener(isBinary ? wsBytes(data) : null)),
+    sendSmall: (chunks, total) => {
+      if (socket === null || total > MAX_FAST_FRAME_PAYLOAD) return false;
+      if (total > 0) socket.write(binaryFrame(chunks, total, true, Buffer.allocUnsafe));
+      return true;
+    },
   };
+}
+
+/** A `ws` message's bytes (`nodebuffer`: a Buffer, or its fragments). */
+function wsBytes(data: unknown): Uint8Array {
+  return Array.isArray(data) ? Buffer.concat(data as Uint8Array[]) : (data as Uint8Array);
 }
 
 /** Opens `url` with a WHATWG `WebSocket`. */
@@ -192,27 +224,23 @@ export async function connectWebSocket(url: string, opts: WebSocketClientOptions
   if (useGlobal && ctor === undefined) throw new TypeError("no global WebSocket in this runtime");
 
   let socket: Socket;
-  let pause = () => {};
-  let resume = () => {};
-  let terminate: () => void;
-  if (useGlobal) {
-    socket = await openWithGlobal(ctor!, url, timeoutMs);
-    terminate = () => socket.close();
-  } else {
-    ({ socket, pause, resume, terminate } = await openWithWs(url, opts, timeoutMs));
-  }
+  let extras: WsExtras | null = null;
+  if (useGlobal) socket = await openWithGlobal(ctor!, url, timeoutMs);
+  else ({ socket, ...extras } = await openWithWs(url, opts, timeoutMs));
+  const terminate = extras?.terminate ?? (() => socket.close());
 
-  const input = new ByteQueue(readHwm, pause, resume);
+  const input = new ByteQueue(readHwm, extras?.pause ?? (() => {}), extras?.resume ?? (() => {}));
   let closedError: RpcError | null = null;
   const closeWaiters = new Set<() => void>();
-  socket.addEventListener("message", (ev) => {
-    const bytes = bytesOf(ev.data);
+  const onMessage = (bytes: Uint8Array | null) => {
     if (bytes === null) {
       socket.close(CloseCode.unsupportedData, "binary messages only");
       return;
     }
     input.push(bytes);
-  });
+  };
+  if (extras !== null) extras.onMessage(onMessage);
+  else socket.addEventListener("message", (ev) => onMessage(bytesOf(ev.data)));
   socket.addEventListener("close", (ev) => {
     const err = closeError(ev.code ?? CloseCode.abnormal, ev.reason ?? "");
     closedError = err ?? frameworkError("transport_error", "the server closed the connection");
@@ -245,6 +273,13 @@ export async function connectWebSocket(url: string, opts: WebSocketClientOptions
     name: "ws",
     input,
     async write(chunks) {
+      // A small write (a call's request) as one frame written here, else `ws` messages.
+      const total = byteTotal(chunks);
+      if (socket.readyState !== OPEN) throw closedError ?? frameworkError("transport_error", "WebSocket is closed");
+      if (total <= maxSend && extras?.sendSmall(chunks, total)) {
+        if (socket.bufferedAmount > writeHwm) await drained(writeHwm);
+        return;
+      }
       for (const m of outgoingPieces(chunks, concatBytes, maxSend)) {
         if (socket.readyState !== OPEN) throw closedError ?? frameworkError("transport_error", "WebSocket is closed");
         socket.send(m);

@@ -32,6 +32,7 @@ import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
 import { ByteQueue } from "../byte-queue.js";
 import { bodyBuffer } from "../node/buffer-pool.js";
 import { createNodeHttpServer, type NodeHttpTimeouts } from "../node/http-server.js";
+import { binaryFrame, byteTotal, MAX_FAST_FRAME_PAYLOAD } from "./frame.js";
 import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES } from "./shared.js";
 
 /** Default `path`. */
@@ -119,6 +120,55 @@ function toBytes(data: RawData): Uint8Array {
   return data;
 }
 
+/** Writes small writes as single frames (see `binaryFrame`) and tells when they reached the OS. */
+interface SmallFrameWriter {
+  /** Writes `chunks` as one frame if they are small enough; false (nothing written) otherwise. */
+  write(chunks: readonly Uint8Array[]): boolean;
+  /** Resolves once every frame written here so far has been handed to the OS (or the socket closed). */
+  flushed(): Promise<void>;
+  /** The connection closed: nothing more will be acknowledged. */
+  closed(): void;
+}
+
+/**
+ * A server's small-frame writer on `socket`, the socket `ws` writes to (the caller checks the
+ * connection is open and under its high-water mark). Frames are acknowledged by counting the
+ * socket's write callbacks, which run in order: no promise per write.
+ */
+function smallFrameWriter(socket: Duplex, maxSend: number): SmallFrameWriter {
+  const largest = Math.min(maxSend, MAX_FAST_FRAME_PAYLOAD);
+  let written = 0;
+  let acked = 0;
+  let waiters: Array<() => void> = [];
+  const settle = () => {
+    const w = waiters;
+    waiters = [];
+    for (const resolve of w) resolve();
+  };
+  const onWritten = () => {
+    acked++;
+    if (acked === written && waiters.length > 0) settle();
+  };
+  return {
+    write(chunks) {
+      const total = byteTotal(chunks);
+      if (total > largest) return false;
+      if (total === 0) return true;
+      written++;
+      socket.write(binaryFrame(chunks, total, false, Buffer.allocUnsafe), onWritten);
+      return true;
+    },
+    flushed() {
+      if (acked === written || socket.destroyed) return Promise.resolve();
+      return new Promise<void>((resolve) => waiters.push(resolve));
+    },
+    closed() {
+      acked = written;
+      settle();
+    },
+  };
+}
+
 /** Creates a WebSocket endpoint for `server`; feed it `upgrade` events (or use `attachWebSocket`). */
 export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServerOptions = {}): WebSocketEndpoint {
   const path = opts.path ?? DEFAULT_WS_PATH;
@@ -193,6 +243,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     });
     ws.on("close", (code, reason) => {
       open.delete(ws);
+      frames.closed();
       clearInterval(pinger);
       clearTimeout(pongTimer);
       inputEnded = true;
@@ -256,9 +307,14 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
         }
       }
     };
-    // The messages of one write leave in one vectored write (corked), however many there are.
+    const frames = smallFrameWriter(socket, maxSend);
+    // A small write is one frame written here; others leave as `ws` messages in one vectored write (corked).
     const write = async (chunks: readonly Uint8Array[]): Promise<void> => {
       if (ws.readyState !== ws.OPEN) throw gone();
+      if (ws.bufferedAmount <= writeHwm && frames.write(chunks)) {
+        if (ws.bufferedAmount > writeHwm) await frames.flushed();
+        return;
+      }
       socket.cork();
       try {
         await sendCorked(outgoingPieces(chunks, concatBytes, maxSend));
@@ -272,7 +328,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     const ua = req.headers["user-agent"];
     if (ua) meta.user_agent = ua;
     // A failed send has closed the connection, which the next read or write reports.
-    const flush = () => lastSent.catch(() => {});
+    const flush = () => Promise.all([lastSent.catch(() => {}), frames.flushed()]).then(() => {});
     const conn: Connection = {
       input,
       write,
