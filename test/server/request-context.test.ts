@@ -37,6 +37,7 @@ const P = defineProtocol(
   { version: "1.0.0" },
   {
     whoami: unary({}, t.utf8()),
+    log_then_id: unary({}, t.utf8()),
     close_issue: unary({ id: t.int64() }, t.utf8()),
     with_org: unary({}, t.utf8(), {
       inject: {
@@ -75,6 +76,11 @@ function makeServer(): RpcServer {
       bind(P, {
         whoami: (_p, ctx) =>
           JSON.stringify([ctx.requestId, ctx.method, ctx.protocol, ctx.transport, ctx.idempotencyKey]),
+        log_then_id: (_p, ctx) => {
+          // The log is written before anything reads the id: both must carry the same one.
+          ctx.clientLog("INFO", "before the id");
+          return ctx.requestId;
+        },
         close_issue: ({ id }, ctx) => `closed ${id} once as ${ctx.requireIdempotencyKey()}`,
         with_org: (_p, ctx) => `${ctx.injected.org.slug}/${ctx.injected.tier}`,
         broken: (_p, ctx) => {
@@ -119,6 +125,22 @@ describe("request context", () => {
     // A malformed id (spaces, control characters) is replaced, not trusted.
     const [replaced] = JSON.parse(await p.whoami({}, { requestId: "not ok\n" })) as string[];
     assert.match(replaced!, /^[0-9a-f]{16}$/);
+    await client.close();
+  });
+
+  test("one request id for the call: its log batches, ctx.requestId and its record, minted or the client's", async () => {
+    const logs: string[] = [];
+    const { client } = memoryClient(makeServer(), { onLog: (r) => logs.push(r.requestId) });
+    const p = proxy(client, P);
+    const minted = await p.log_then_id();
+    assert.match(minted, /^[0-9a-f]{16}$/);
+    assert.deepEqual(logs, [minted]);
+    assert.equal(records.at(-1)!.requestId, minted);
+    const again = await p.log_then_id();
+    assert.notEqual(again, minted, "a fresh id per call");
+    assert.equal(await p.log_then_id({}, { requestId: "req-7" }), "req-7");
+    assert.deepEqual(logs, [minted, again, "req-7"]);
+    assert.equal(records.at(-1)!.requestId, "req-7");
     await client.close();
   });
 
