@@ -208,6 +208,7 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
   const mods = nodeModules();
   if (mods === null) return null;
   const agents: { http?: Http.Agent; https?: Https.Agent } = {};
+  const join = pooledJoin();
   const post: Post = (url, headers, body, cancel, maxBytes, method = "POST") =>
     new Promise<PostAnswer>((resolve, reject) => {
       // Cancellation (client close, timeout) is handled here, so the failure is the same AbortError
@@ -297,7 +298,7 @@ export function nodePost(): { readonly post: Post; destroy(): void } | null {
           head: () => head.bytes,
         });
       });
-      endWithPieces(req, body);
+      endWithPieces(req, body, join);
     });
   return {
     post,
@@ -335,6 +336,16 @@ interface Target {
   readonly path: string;
   /** The host, bracketed when IPv6, with the port unless it is the scheme's default (`URL.host`). */
   readonly host: string;
+}
+
+/**
+ * Joins a request's small pieces with Node's `Buffer.concat`, whose small allocations come from
+ * its pooled memory: a fresh `ArrayBuffer` per request (`concatBytes`) is a zeroed allocation and
+ * a backing store for the collector to sweep, per call.
+ */
+function pooledJoin(): (run: readonly Uint8Array[]) => Uint8Array {
+  const NodeBuffer = (globalThis as { Buffer?: { concat(list: readonly Uint8Array[]): Uint8Array } }).Buffer;
+  return NodeBuffer === undefined ? concatBytes : (run) => NodeBuffer.concat(run);
 }
 
 /** Request targets by URL: a client posts to a few routes, and parsing a URL per call adds up. */
