@@ -110,11 +110,18 @@ export interface ClientOptions {
  * Runs `fn` inside a CLIENT span `vgi_rpc/<method>` (a no-op unless an OpenTelemetry SDK is
  * registered), so that the trace context `requestMetadata` injects is the call's own.
  */
-export async function traced<T>(target: CallTarget, fn: () => Promise<T>): Promise<T> {
+export function traced<T>(target: CallTarget, fn: () => Promise<T>): Promise<T> {
   // No tracer provider: the span would be non-recording and carry the active context's span
   // context unchanged, so the call (and the trace context it injects) is the same without it.
+  // Its promise is returned as it is (an async wrapper costs a promise and two microtask turns).
   const provider = trace.getTracerProvider();
-  if (provider instanceof ProxyTracerProvider && provider.getDelegateTracer("quiver-rpc") === undefined) return fn();
+  if (provider instanceof ProxyTracerProvider && provider.getDelegateTracer("quiver-rpc") === undefined) {
+    try {
+      return fn();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
   const tracer = trace.getTracer("quiver-rpc");
   return tracer.startActiveSpan(
     `vgi_rpc/${target.method}`,

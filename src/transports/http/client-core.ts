@@ -103,7 +103,7 @@ export class ClientCore {
    * One request (in `session`: with its headers, its answer's session headers read); a 413 is
    * answered by uploading the body and sending a pointer (`uploads`).
    */
-  async post(
+  post(
     url: string,
     body: readonly Uint8Array[],
     borrow: BorrowBuffer | null,
@@ -112,11 +112,11 @@ export class ClientCore {
   ): Promise<RpcResponse> {
     const headers = session === null ? callHeaders : session.headers(callHeaders);
     const observe = session === null ? null : session.observe;
-    try {
-      return await this.requests.post(url, body, borrow, headers, observe);
-    } catch (err) {
-      const uploads = this.uploads;
-      if (uploads === null || !(err instanceof HttpError) || err.status !== 413) throw err;
+    const sent = this.requests.post(url, body, borrow, headers, observe);
+    const uploads = this.uploads;
+    if (uploads === null) return sent;
+    return sent.catch(async (err: unknown) => {
+      if (!(err instanceof HttpError) || err.status !== 413) throw err;
       const pointer = await uploadRequest(
         body,
         `${this.url}/__upload_url__/init`,
@@ -124,7 +124,7 @@ export class ClientCore {
         uploads,
       );
       return this.requests.post(url, pointer, borrow, headers, observe);
-    }
+    });
   }
 
   /** The URL of a method route (`suffix`: `""`, `/init` or `/exchange`). */

@@ -46,7 +46,9 @@ async function decodeStreams(body: AsyncIterator<Uint8Array>, borrow: BorrowBuff
   let decoder: IpcStreamDecoder | null = null;
   let current: RecordBatch[] = [];
   for (;;) {
-    const frame = await framer.next(borrowing);
+    // Messages already buffered (a small answer arrives whole) are framed without a promise each;
+    // while borrowing, `next` decides where a large body goes.
+    const frame = (borrowing ? null : framer.poll()) ?? (await framer.next(borrowing));
     if (frame === "end") break;
     if (frame === "eos") {
       if (decoder !== null) out.push({ batches: current });
@@ -127,6 +129,8 @@ export class Requester {
   private closed = false;
   /** What the server's last answer said it decodes (`VGI-Supported-Encodings`); null before any. */
   private serverEncodings: readonly string[] | null = null;
+  /** The `VGI-Supported-Encodings` value `serverEncodings` was read from. */
+  private serverEncodingsHeader: string | null = null;
 
   constructor(private readonly options: RequesterOptions) {
     this.watchdog = options.timeoutMs > 0 ? new Watchdog(options.timeoutMs) : null;
@@ -151,6 +155,13 @@ export class Requester {
   private release(request: PendingRequest): void {
     if (request.wait !== 0) this.watchdog?.stop(request.wait);
     this.inFlight.delete(request);
+  }
+
+  /** Notes what an answer's `VGI-Supported-Encodings` says (split only when it changes: it comes on every answer). */
+  private sawEncodings(value: string | null): void {
+    if (value === null || value === this.serverEncodingsHeader) return;
+    this.serverEncodingsHeader = value;
+    this.serverEncodings = encodingsOf(value);
   }
 
   private networkError(err: unknown, url: string, request: PendingRequest): HttpError {
@@ -192,9 +203,9 @@ export class Requester {
     let headers = extra === null ? this.base() : withCallHeaders(this.base(), extra);
     const carrier: Record<string, string> = {};
     propagation.inject(context.active(), carrier);
-    for (const [k, v] of Object.entries(carrier)) {
+    for (const k in carrier) {
       const name = k.toLowerCase();
-      if (!Object.hasOwn(headers, name)) headers = { ...headers, [name]: v };
+      if (!Object.hasOwn(headers, name)) headers = { ...headers, [name]: carrier[k]! };
     }
     const min = this.options.compressMinBytes;
     if (min !== null && this.serverEncodings?.includes("gzip") === true && totalBytes(body) >= min) {
@@ -205,12 +216,10 @@ export class Requester {
     const request = this.track();
     try {
       const answer = await this.options.send(url, headers, body, request, this.options.maxResponseBytes);
-      const encodings = answer.header(SUPPORTED_ENCODINGS_HEADER);
-      if (encodings !== null) this.serverEncodings = encodingsOf(encodings);
+      this.sawEncodings(answer.header(SUPPORTED_ENCODINGS));
       observe?.(answer);
       const status = answer.status;
-      const contentType = (answer.header("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
-      if (status === 401 || contentType !== ARROW_CONTENT_TYPE) {
+      if (status === 401 || !isArrow(answer.header("content-type"))) {
         throw statusError(status, answer, await readAll(answer), url);
       }
       const retryAfterMs = status === 429 || status === 503 ? parseRetryAfter(answer.header("retry-after")) : null;
@@ -233,8 +242,7 @@ export class Requester {
     try {
       const answer = await this.options.send(url, this.base(), [], request, 65536, "OPTIONS");
       await readAll(answer);
-      const encodings = answer.header(SUPPORTED_ENCODINGS_HEADER);
-      if (encodings !== null) this.serverEncodings = encodingsOf(encodings);
+      this.sawEncodings(answer.header(SUPPORTED_ENCODINGS));
       return answer;
     } catch (err) {
       if (err instanceof RpcError) throw err;
@@ -272,6 +280,15 @@ export class Requester {
     this.inFlight.clear();
     this.watchdog?.close();
   }
+}
+
+/** `SUPPORTED_ENCODINGS_HEADER` as answers' headers are looked up (lower case). */
+const SUPPORTED_ENCODINGS = SUPPORTED_ENCODINGS_HEADER.toLowerCase();
+
+/** Whether a `Content-Type` value is Arrow's stream type (parameters and case aside). */
+function isArrow(contentType: string | null): boolean {
+  if (contentType === ARROW_CONTENT_TYPE) return true;
+  return (contentType ?? "").split(";")[0]!.trim().toLowerCase() === ARROW_CONTENT_TYPE;
 }
 
 /** Header names a call's headers cannot replace (as `Headers` lists them: lower case). */
