@@ -281,6 +281,37 @@ describe("HTTP client → our server in process", () => {
     assert.equal((await s.toArray()).length, 2);
   });
 
+  test("a caller's own Content-Length is replaced by the body's, and its Host header is sent as given", async () => {
+    // A server that keeps each request's raw headers and body size, and refuses it.
+    const seen: { headers: string[]; bytes: number }[] = [];
+    const raw = createHttpServer((req, res) => {
+      let bytes = 0;
+      req.on("data", (d: Buffer) => {
+        bytes += d.byteLength;
+      });
+      req.on("end", () => {
+        seen.push({ headers: req.rawHeaders, bytes });
+        res.writeHead(500, { "content-type": "text/plain" }).end("no");
+      });
+    });
+    await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
+      const client = connectHttp(url, { headers: { "Content-Length": "3", Host: "example.test", "X-Custom": "yes" } });
+      await assert.rejects(proxy(client, Proto).add({ a: 1, b: 1 }));
+      await client.close();
+      const { headers, bytes } = seen[0]!;
+      const named = (name: string) =>
+        headers.flatMap((h, i) => (i % 2 === 0 && h.toLowerCase() === name ? [headers[i + 1]!] : []));
+      assert.ok(bytes > 3);
+      assert.deepEqual(named("content-length"), [String(bytes)]);
+      assert.deepEqual(named("host"), ["example.test"]);
+      assert.deepEqual(named("x-custom"), ["yes"]);
+    } finally {
+      raw.close();
+    }
+  });
+
   test("413: a body over the server's cap is message_too_large", async () => {
     const good = connectHttp(authed.url, { headers: { Authorization: "Bearer s3cret" } });
     await rejectsRpc(proxy(good, Proto).fail({ message: "x".repeat(8192) }), (e) => {

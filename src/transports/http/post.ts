@@ -321,6 +321,8 @@ function headerList(headers: Readonly<Record<string, string>>, contentLength: nu
   const list: string[] = [];
   let hasHost = false;
   for (const name in headers) {
+    // The body's length is ours to state (as `setHeader` replaced a caller's, whatever its case).
+    if (name.length === 14 && name.toLowerCase() === "content-length") continue;
     list.push(name, headers[name]!);
     if (name.length === 4 && name.toLowerCase() === "host") hasHost = true;
   }
