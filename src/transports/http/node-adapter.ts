@@ -52,8 +52,9 @@ function readNodeBody(
     };
     const onEnd = () => {
       done();
-      // A large body is joined into pooled memory: its batch's buffers are views of it.
-      resolve(concatBytes(chunks, total >= POOLED_MIN_BYTES ? bodyBuffer : undefined));
+      // A large body is joined into pooled memory: its batch's buffers are views of it. A small
+      // one comes from Node's Buffer pool (8-byte aligned), not a zeroed ArrayBuffer of its own.
+      resolve(total >= POOLED_MIN_BYTES ? concatBytes(chunks, bodyBuffer) : Buffer.concat(chunks, total));
     };
     const onError = (err: unknown) => {
       done();
