@@ -55,6 +55,15 @@ const MIN_READ = 16 * 1024;
  * the slab instead, to be copied out.
  */
 const MAX_SLAB_READ = 64 * 1024;
+/**
+ * Room offered for each of the two reads after a large body (a `readInto`) is complete. Node asks
+ * for a read's buffer as soon as the read before it is delivered, before the framer has seen that
+ * one: the read after a large message's header was offered its room before the framer asked for
+ * the body's buffer, and its bytes are copied there. The next message after a large one is likely
+ * large too: its header's read and the read after it are kept this small, so that a few KiB are
+ * copied where 64 KiB each were, and the rest of the body is read straight into its buffer.
+ */
+const AFTER_BODY_READ = 4 * 1024;
 
 /** Node's Buffer allocation without zero-filling (every byte is written before it is read). */
 function uninitialised(n: number): Uint8Array {
@@ -89,6 +98,9 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
   let lastEnd = 0;
   let lastPosition = -1;
 
+  /** Reads still to be offered `AFTER_BODY_READ` bytes of room (see there). */
+  let shortReads = 0;
+
   /** The pending `readInto`: its buffer, how much is filled, and how to settle it. */
   let target: Uint8Array | null = null;
   let filled = 0;
@@ -108,6 +120,7 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
     target = null;
     settle = null;
     reject = null;
+    shortReads = 2;
     if (err !== null) r?.(err);
     else s?.(n);
   };
@@ -157,7 +170,8 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
           slabFree = 0;
           start = position % 8;
         }
-        return slab.subarray(start, Math.min(slabBytes, start + MAX_SLAB_READ));
+        const room = shortReads > 0 ? AFTER_BODY_READ : MAX_SLAB_READ;
+        return slab.subarray(start, Math.min(slabBytes, start + room));
       },
       callback(bytes, buffer) {
         position += bytes;
@@ -167,6 +181,7 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
           if (filled === target.byteLength) finishTarget(null);
           return true;
         }
+        if (shortReads > 0) shortReads--;
         const before = queued;
         const more = received(buffer.subarray(0, bytes));
         // Queued views keep their slab bytes; bytes copied into a target leave the space reusable.
