@@ -5,7 +5,14 @@ import { Field, Int64, type RecordBatch, Schema, Utf8 } from "apache-arrow";
 import { batchFromColumns, schemaOf } from "../../src/protocol/batch.js";
 import { t } from "../../src/protocol/types.js";
 import { MessageFramer } from "../../src/wire/framer.js";
-import { concatBytes, EOS, encodeStream, IpcStreamDecoder, outgoingPieces } from "../../src/wire/ipc.js";
+import {
+  concatBytes,
+  EOS,
+  encodeStream,
+  IpcStreamDecoder,
+  IpcStreamEncoder,
+  outgoingPieces,
+} from "../../src/wire/ipc.js";
 import { classifyBatch, errorFromMetadata, readLogRecord } from "../../src/wire/messages.js";
 import { framedStreams } from "../helpers/framed.js";
 import { fieldPosition, messageSpans, messageTable } from "../helpers/ipc-bytes.js";
@@ -395,4 +402,23 @@ test("bytes the framer gives back (`recycle`) are never ones a frame it returned
       assert.equal(b.getChildAt(1)?.get(0), "v0");
     }
   }
+});
+
+test("an encoder's batches() is its batch() of each in turn, the schema first once; a refused batch leaves it unstarted", () => {
+  const Row = { i: t.int64(), s: t.utf8() };
+  const batchOf = (n: number) =>
+    batchFromColumns(Row, {
+      i: Array.from({ length: n }, (_, k) => BigInt(k)),
+      s: Array.from({ length: n }, (_, k) => `v${k}`),
+    });
+  const batches = [batchOf(3), batchOf(0), batchOf(5)];
+  const one = new IpcStreamEncoder(schemaOf(Row));
+  const each = batches.flatMap((b) => one.batch(b));
+  const all = new IpcStreamEncoder(schemaOf(Row));
+  assert.deepEqual(concatBytes(all.batches(batches)), concatBytes(each));
+  assert.deepEqual(all.batches([]), []);
+  // A batch of another schema is refused before anything is written, schema message included.
+  const other = new IpcStreamEncoder(schemaOf({ v: t.float64() }));
+  assert.throws(() => other.batches([batches[0]!]), /does not match the stream's/);
+  assert.equal(other.begin().length, 1, "the schema message is still to be written");
 });
