@@ -11,7 +11,8 @@
  *
  * `noop` and `three` are unary calls; the others count stream turns of 1-row batches: an exchange
  * turn by turn, an exchange with 8 inputs sent ahead, a producer, a producer with 8 ticks ahead
- * (`ROWS=10000` for batches of that many rows; `BORROW=1` reads a producer's batches borrowed).
+ * (`ROWS=10000` for batches of that many rows; `BORROW=1` reads a producer's batches borrowed, and
+ * has an exchange borrowed at both ends).
  *
  * `PROF=DIR` also writes the server's CPU profile under DIR/server (add `--cpu-prof` to node for
  * the client's). `SERVER_NODE_ARGS="--max-semi-space-size=2 ..."` passes node flags to the server;
@@ -37,7 +38,7 @@ function cpuSplit(pid: number): { user: number; system: number } {
   return { user: (Number(fields[11]) * 1e6) / 100, system: (Number(fields[12]) * 1e6) / 100 };
 }
 
-/** Producers read with `borrowBatches` (`BORROW=1`). */
+/** Producers read with `borrowBatches` (`BORROW=1`); exchanges then echo through `echoBorrowed` (`borrowInput`). */
 const BORROW = process.env.BORROW === "1";
 
 /** Rows per stream batch. */
@@ -69,7 +70,8 @@ async function workload(
     }
     case "exchange":
     case "pipelined": {
-      const session = await bench.echo({});
+      // Borrowed (`BORROW=1`): both ends read into reused buffers, as the bench's borrowed exchange.
+      const session = await (BORROW ? bench.echoBorrowed({}, { borrowBatches: true }) : bench.echo({}));
       const inputs = Array.from({ length: 1000 }, () => batch);
       const run =
         what === "exchange"

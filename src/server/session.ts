@@ -346,7 +346,7 @@ class Session {
       return; // peer gone before its input stream
     }
     const enc = new IpcStreamEncoder(stream.outputSchema);
-    await conn.write([...enc.begin(), ...outcome.initLogs.flatMap((b) => enc.batch(b))]);
+    await conn.write([...enc.begin(), ...enc.batches(outcome.initLogs)]);
     await this.runTurns(stream, input, enc, output);
   }
 
@@ -383,11 +383,11 @@ class Session {
           // A malformed input ends the stream with the error on the output schema, as a failed
           // turn does; the connection goes on only if the bytes are still framed.
           lost = err instanceof FramingLost ? err : null;
-          await conn.write(stream.fail(unframed(err)).flatMap((b) => enc.batch(b)));
+          await conn.write(enc.batches(stream.fail(unframed(err))));
           break;
         }
         if (batch instanceof RpcError) {
-          await conn.write(stream.fail(batch).flatMap((b) => enc.batch(b)));
+          await conn.write(enc.batches(stream.fail(batch)));
           // The client may be mid-write: the rest of the connection is not read.
           lost = new FramingLost(batch);
           break;
@@ -401,7 +401,7 @@ class Session {
           const policy = this.server.external;
           if (policy !== null && isPointerBatch(batch)) batch = await policy.inbound.resolve(batch);
         } catch (err) {
-          await conn.write(stream.fail(err).flatMap((b) => enc.batch(b)));
+          await conn.write(enc.batches(stream.fail(err)));
           break;
         }
         if (await answerTurn(conn, stream, batch, enc, output)) break;
@@ -430,7 +430,7 @@ async function answerTurn(
   output: SideChannel | null,
 ): Promise<boolean> {
   const turn = await stream.turn(input);
-  if (turn.batches.length > 0) await conn.write(routed(turn.batches, output).flatMap((b) => enc.batch(b)));
+  if (turn.batches.length > 0) await conn.write(enc.batches(routed(turn.batches, output)));
   return turn.done;
 }
 

@@ -53,6 +53,13 @@ export interface DirectByteSource extends AsyncIterator<Uint8Array> {
    * ArrayBuffer. A Node source hands out pooled memory here (see transports/node/buffer-pool.ts).
    */
   allocate?(n: number): Uint8Array;
+  /**
+   * The last `n` bytes `next()` returned are spent: the reader copied or decoded them and keeps
+   * no view of them, so the source may read later bytes into their memory. A source that hands
+   * out views of a reused buffer (socket-source.ts) gets back the room a large message's first
+   * read took there; others need not implement it.
+   */
+  recycle?(n: number): void;
 }
 
 /**
@@ -199,10 +206,12 @@ export class MessageFramer {
   }
 
   /**
-   * A body of `n` bytes of which fewer are buffered, from a source that can fill it in place: the
-   * buffered bytes are copied into its final buffer and the source reads the rest straight there.
+   * `h`'s body, of which fewer bytes are buffered, from a source that can fill it in place: the
+   * buffered bytes are copied into its final buffer (and their memory given back to the source)
+   * and the source reads the rest straight there.
    */
-  private async readDirect(n: number, borrow: boolean): Promise<Uint8Array> {
+  private async readDirect(h: Header, borrow: boolean): Promise<Uint8Array> {
+    const n = h.message.bodyLength;
     const source = this.source as DirectByteSource;
     const pooled = source.allocate === undefined ? undefined : (size: number) => source.allocate!(size);
     const allocate = (size: number): Uint8Array =>
@@ -217,6 +226,7 @@ export class MessageFramer {
       at += c.byteLength;
     }
     this.chunks = [];
+    this.spent(h, at);
     this.buffered = 0;
     for (;;) {
       const want = out.byteLength - at;
@@ -230,6 +240,15 @@ export class MessageFramer {
       grown.set(out.subarray(0, at));
       out = grown;
     }
+  }
+
+  /**
+   * `h`'s prefix and header and the first `bodyBytes` of its body were copied or decoded, and the
+   * framer holds no byte after them: they were the last the source handed out, and it may reuse
+   * their memory (`DirectByteSource.recycle`).
+   */
+  private spent(h: Header, bodyBytes: number): void {
+    (this.source as Partial<DirectByteSource>).recycle?.(h.prefix + h.metadataLength + bodyBytes);
   }
 
   /** Drops the reused body buffer (a borrowing stream ended): the memory goes once no batch views it. */
@@ -403,21 +422,21 @@ export class MessageFramer {
     if (bodyLength === 0) return this.frame(h, new Uint8Array(0), false);
     if (bodyLength - this.buffered >= DIRECT_READ_MIN && isDirect(this.source)) {
       const borrowed = borrow && message.headerType === MessageHeader.RecordBatch;
-      return this.frame(h, await this.readDirect(bodyLength, borrowed), borrowed);
+      return this.frame(h, await this.readDirect(h, borrowed), borrowed);
     }
     // Pieces are queued and copied together once the body is complete: measured faster than
     // copying each 64 KiB piece as it arrives (a TCP server reading 30 MB exchange batches).
     if (this.buffered < bodyLength && !(await this.fill(bodyLength))) {
       throw frameworkError("protocol_error", "byte stream ended inside an IPC message body");
     }
-    // A body in pieces is copied together; a large one, when borrowing, into the reused buffer (a
-    // fresh one per batch is external memory that drives V8 into a major collection every few
-    // dozen batches). A body in one piece stays a view of what arrived.
-    if (borrow && bodyLength >= DIRECT_READ_MIN && message.headerType === MessageHeader.RecordBatch) {
-      if (!this.inOneChunk(bodyLength)) {
-        return this.frame(h, this.take(bodyLength, this.scratch.take(bodyLength)), true);
-      }
-    }
-    return this.frame(h, this.take(bodyLength), false);
+    // A body in one piece stays a view of what arrived. One in pieces is copied together; a large
+    // one, when borrowing, into the reused buffer (a fresh one per batch is external memory that
+    // drives V8 into a major collection every few dozen batches).
+    if (this.inOneChunk(bodyLength)) return this.frame(h, this.take(bodyLength), false);
+    const borrowed = borrow && bodyLength >= DIRECT_READ_MIN && message.headerType === MessageHeader.RecordBatch;
+    const last = this.buffered === bodyLength;
+    const body = this.take(bodyLength, borrowed ? this.scratch.take(bodyLength) : undefined);
+    if (last) this.spent(h, bodyLength);
+    return this.frame(h, body, borrowed);
   }
 }

@@ -107,6 +107,22 @@ export class IpcStreamEncoder {
 
   /** A record batch message (custom metadata from `batch.metadata`), after any dictionary it needs. */
   batch(batch: RecordBatch): Uint8Array[] {
+    return this.append(batch, []);
+  }
+
+  /**
+   * The messages of `batches`, in order, in one array: what `batches.flatMap((b) => enc.batch(b))`
+   * returns, without `flatMap`, which V8 runs through its runtime element by element (about 1 us
+   * of a server's stream turn).
+   */
+  batches(batches: readonly RecordBatch[]): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (const b of batches) this.append(b, out);
+    return out;
+  }
+
+  /** Appends `batch`'s messages (the schema's first, once) to `out`; returns `out`. */
+  private append(batch: RecordBatch, out: Uint8Array[]): Uint8Array[] {
     // Bytes of another schema would decode as garbage on the other side: refuse them here.
     if (batch.schema !== this.schema && !sameLayout(batch.schema, this.schema)) {
       throw frameworkError(
@@ -114,7 +130,10 @@ export class IpcStreamEncoder {
         `batch schema (${batch.schema.fields.map((f) => `${f.name}: ${f.type}`).join(", ")}) does not match the stream's (${this.schema.fields.map((f) => `${f.name}: ${f.type}`).join(", ")})`,
       );
     }
-    const out = this.begin();
+    if (!this.started) {
+      this.started = true;
+      out.push(schemaMessage(this.schema));
+    }
     if (batch.schema.fields.length === 0 && batch.metadata.size === 0) {
       out.push(columnlessBatchMessage(batch.numRows));
       return out;

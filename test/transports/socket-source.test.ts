@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { once } from "node:events";
 import { type AddressInfo, connect, createServer, type Server, type Socket } from "node:net";
 import { test } from "node:test";
+import type { RecordBatch } from "apache-arrow";
 import { type SocketSource, socketSource } from "../../src/transports/node/socket-source.js";
 import { MessageFramer } from "../../src/wire/framer.js";
-import { concatBytes } from "../../src/wire/ipc.js";
+import { concatBytes, IpcStreamDecoder } from "../../src/wire/ipc.js";
 import { expectFramedStreams, framedStreams } from "../helpers/framed.js";
 
 /** A TCP server that runs `serve` on its one connection, and a client socket read through a source. */
@@ -125,7 +126,7 @@ test("socketSource: small reads share slabs of `slabBytes`, and the bytes held i
   }
 });
 
-test("socketSource: a read into the default slab is offered at most 64 KiB, so a large body's rest is read into its own buffer", async () => {
+test("socketSource: a read into the default slab is offered at most 64 KiB (4 KiB just after a large body), so a large body's rest is read into its own buffer", async () => {
   const source = socketSource();
   for (let k = 0; k < 6; k++) {
     const region = source.onread.buffer();
@@ -146,4 +147,100 @@ test("socketSource: a read into the default slab is offered at most 64 KiB, so a
   assert.equal(region.byteLength, target.byteLength);
   source.onread.callback(region.byteLength, region.fill(9));
   assert.equal(await pending, target.byteLength);
+  // After a body read in place, the next message is likely another large one: its header's read,
+  // and the read Node asks a buffer for before the framer has seen that one, get 4 KiB each.
+  const sizes: number[] = [];
+  for (let k = 0; k < 3; k++) {
+    const next = source.onread.buffer();
+    sizes.push(next.byteLength);
+    source.onread.callback(next.byteLength, next.fill(k));
+  }
+  assert.deepEqual(sizes, [4096, 4096, 64 * 1024]);
+});
+
+test("socketSource: recycle gives back the last read's spent bytes, never an earlier read's or queued ones", async () => {
+  const source = socketSource();
+  const read = (n: number, fill: number) => {
+    const region = source.onread.buffer();
+    source.onread.callback(n, region.fill(fill, 0, n));
+    return region;
+  };
+  const first = read(1000, 1);
+  const held = (await source.next()).value as Uint8Array;
+  const second = read(5000, 2);
+  await source.next();
+  // More than the last read is claimed: only the last read's room comes back.
+  source.recycle(5000 + 300);
+  assert.equal(source.onread.buffer().byteOffset, second.byteOffset);
+  const third = read(3000, 3);
+  assert.equal(third.byteOffset, second.byteOffset);
+  assert.ok(
+    held.every((b) => b === 1),
+    "the first read's view is intact",
+  );
+  assert.equal(first.byteOffset + 1000 <= third.byteOffset, true);
+  // Part of the last read: the room after the bytes still held comes back.
+  await source.next();
+  source.recycle(1000);
+  assert.equal(source.onread.buffer().byteOffset, third.byteOffset + 2000);
+  // Bytes still queued are not the reader's to give back.
+  const fourth = read(4000, 4);
+  source.recycle(4000);
+  assert.equal(source.onread.buffer().byteOffset, fourth.byteOffset + 4000);
+  assert.ok(((await source.next()).value as Uint8Array).every((b) => b === 4));
+  // Nor are bytes when others arrived after them (here into a target).
+  const target = new Uint8Array(100);
+  const pending = source.readInto(target);
+  source.onread.callback(100, source.onread.buffer());
+  assert.equal(await pending, 100);
+  source.recycle(4000);
+  const after = source.onread.buffer().byteOffset - fourth.byteOffset;
+  assert.ok(after >= 4000 && after < 4008, `the next read starts ${after} bytes after the fourth`);
+});
+
+test("socketSource: large messages' first reads reuse one slab, and small batches held from it stay right", async () => {
+  // Each large body's first read brings its header and some KiB of it into the slab (64 KiB, or
+  // 4 KiB after a large body); the framer copies those out and gives the room back. The small
+  // batches between stay views there.
+  const sizes = Array.from({ length: 120 }, (_, k) => (k % 2 === 0 ? 1 + k : 10_000 + k));
+  const wire = framedStreams(sizes);
+  const source = socketSource();
+  const slabs = new Set<ArrayBufferLike>();
+  let at = 0;
+  const feeding = (async () => {
+    while (at < wire.byteLength) {
+      await new Promise((r) => setImmediate(r));
+      const region = source.onread.buffer();
+      const n = Math.min(region.byteLength, wire.byteLength - at);
+      region.set(wire.subarray(at, at + n));
+      at += n;
+      if (region.byteLength <= 64 * 1024) slabs.add(region.buffer);
+      source.onread.callback(n, region);
+    }
+  })();
+  const framer = new MessageFramer(source);
+  const kept: RecordBatch[] = [];
+  for (const n of sizes) {
+    const decoder = new IpcStreamDecoder();
+    for (;;) {
+      const f = framer.poll() ?? (await framer.next(true));
+      if (f === "end") assert.fail("the stream ended early");
+      if (f === "eos") break;
+      const r = decoder.accept(f);
+      if (r !== null && "numRows" in r) {
+        assert.equal(r.getChildAt(1)?.get(n - 1), `v${n - 1}`);
+        if (!("borrowed" in f)) kept.push(r);
+      }
+    }
+  }
+  await feeding;
+  assert.equal(slabs.size, 1, "sixty large messages' first reads fit one 256 KiB slab only if it is reused");
+  assert.equal(kept.length, 60);
+  for (const b of kept) {
+    const n = b.numRows;
+    for (let k = 0; k < n; k++) {
+      assert.equal(b.getChildAt(0)?.get(k), BigInt(k));
+      assert.equal(b.getChildAt(1)?.get(k), `v${k}`);
+    }
+  }
 });

@@ -5,8 +5,16 @@ import { Field, Int64, type RecordBatch, Schema, Utf8 } from "apache-arrow";
 import { batchFromColumns, schemaOf } from "../../src/protocol/batch.js";
 import { t } from "../../src/protocol/types.js";
 import { MessageFramer } from "../../src/wire/framer.js";
-import { concatBytes, EOS, encodeStream, IpcStreamDecoder, outgoingPieces } from "../../src/wire/ipc.js";
+import {
+  concatBytes,
+  EOS,
+  encodeStream,
+  IpcStreamDecoder,
+  IpcStreamEncoder,
+  outgoingPieces,
+} from "../../src/wire/ipc.js";
 import { classifyBatch, errorFromMetadata, readLogRecord } from "../../src/wire/messages.js";
+import { framedStreams } from "../helpers/framed.js";
 import { fieldPosition, messageSpans, messageTable } from "../helpers/ipc-bytes.js";
 
 const fixture = (name: string) => new Uint8Array(readFileSync(new URL(`../fixtures/wire/${name}`, import.meta.url)));
@@ -331,4 +339,86 @@ test("borrowed bodies go into the source's large-body memory, one buffer reused 
   }
   assert.deepEqual(seen, [9_999n, 9_999n, 19_999n]);
   assert.deepEqual(sizes, [80_000, 160_000]);
+});
+
+test("bytes the framer gives back (`recycle`) are never ones a frame it returned still views", async () => {
+  // Small batches (whose bodies may stay views of what arrived), then large ones read in place.
+  const sizes = [3, 20_000, 1, 2, 30_000, 5, 40, 20_000];
+  const wire = framedStreams(sizes);
+  let at = 0;
+  /** Every piece `next` returned, in order; `recycle` scribbles over the last bytes it names. */
+  const handed: Uint8Array[] = [];
+  const recycled: number[] = [];
+  const source = {
+    async next(): Promise<IteratorResult<Uint8Array>> {
+      if (at >= wire.byteLength) return { done: true, value: undefined };
+      const piece = wire.slice(at, at + 1000);
+      at += piece.byteLength;
+      handed.push(piece);
+      return { done: false, value: piece };
+    },
+    async readInto(into: Uint8Array): Promise<number> {
+      const k = Math.min(into.byteLength, wire.byteLength - at);
+      into.set(wire.subarray(at, at + k));
+      at += k;
+      return k;
+    },
+    recycle(n: number): void {
+      recycled.push(n);
+      // As a source reusing that memory for the next read would.
+      for (let i = handed.length - 1; i >= 0 && n > 0; i--) {
+        const piece = handed[i]!;
+        const k = Math.min(n, piece.byteLength);
+        piece.fill(0xee, piece.byteLength - k);
+        n -= k;
+      }
+    },
+  };
+  for (const borrow of [false, true]) {
+    at = 0;
+    recycled.length = 0;
+    const framer = new MessageFramer(source);
+    const kept: RecordBatch[] = [];
+    for (const n of sizes) {
+      const decoder = new IpcStreamDecoder();
+      for (;;) {
+        const f = framer.poll() ?? (await framer.next(borrow));
+        if (f === "end") assert.fail("the stream ended early");
+        if (f === "eos") break;
+        const r = decoder.accept(f);
+        if (r === null || !("numRows" in r)) continue;
+        assert.equal(r.numRows, n);
+        if (!("borrowed" in f)) kept.push(r);
+      }
+    }
+    assert.equal(await framer.next(borrow), "end");
+    // Every large body's header and first piece were given back.
+    assert.equal(recycled.length, sizes.filter((n) => n >= 20_000).length, `borrow=${borrow}`);
+    // The batches the reader kept still read as they were sent.
+    for (const b of kept) {
+      const n = b.numRows;
+      assert.equal(b.getChildAt(0)?.get(n - 1), BigInt(n - 1));
+      assert.equal(b.getChildAt(1)?.get(n - 1), `v${n - 1}`);
+      assert.equal(b.getChildAt(1)?.get(0), "v0");
+    }
+  }
+});
+
+test("an encoder's batches() is its batch() of each in turn, the schema first once; a refused batch leaves it unstarted", () => {
+  const Row = { i: t.int64(), s: t.utf8() };
+  const batchOf = (n: number) =>
+    batchFromColumns(Row, {
+      i: Array.from({ length: n }, (_, k) => BigInt(k)),
+      s: Array.from({ length: n }, (_, k) => `v${k}`),
+    });
+  const batches = [batchOf(3), batchOf(0), batchOf(5)];
+  const one = new IpcStreamEncoder(schemaOf(Row));
+  const each = batches.flatMap((b) => one.batch(b));
+  const all = new IpcStreamEncoder(schemaOf(Row));
+  assert.deepEqual(concatBytes(all.batches(batches)), concatBytes(each));
+  assert.deepEqual(all.batches([]), []);
+  // A batch of another schema is refused before anything is written, schema message included.
+  const other = new IpcStreamEncoder(schemaOf({ v: t.float64() }));
+  assert.throws(() => other.batches([batches[0]!]), /does not match the stream's/);
+  assert.equal(other.begin().length, 1, "the schema message is still to be written");
 });

@@ -4,7 +4,9 @@
  * A socket created with `onread: source.onread` reads into buffers this source chooses instead of
  * a fresh 64 KiB buffer per read: small reads go into a reused slab (handed out as views), and
  * while the framer waits for a large message body (`readInto`), the kernel reads straight into
- * that body's final buffer, which `allocate` takes from the large-body pool (buffer-pool.ts). A
+ * that body's final buffer, which `allocate` takes from the large-body pool (buffer-pool.ts). The
+ * slab's bytes stay put while views of them may be held; those the framer copied out (a large
+ * message's header and first body bytes) it gives back (`recycle`), so the next read reuses them. A
  * 30 MB batch then costs one kernel copy into pages already faulted in, where per-read buffers
  * cost two copies and 460 short-lived allocations that the kernel has to fault in and zero again
  * and again.
@@ -38,6 +40,8 @@ export interface SocketSource extends DirectByteSource, AsyncIterable<Uint8Array
   };
   /** Follows `socket` (end, errors, close; `data` when it was created without `onread`). Call once. */
   attach(socket: Socket): this;
+  /** See `DirectByteSource.recycle`: the room of the last read's spent bytes is read into again. */
+  recycle(n: number): void;
 }
 
 /** Bytes per slab by default: small reads share one, so a read costs no allocation. */
@@ -48,10 +52,18 @@ const MIN_READ = 16 * 1024;
  * A read into the slab gets at most this much room (Node's own read size). A large message's
  * first read then brings its header and the start of its body, and the framer has the rest read
  * straight into the body's buffer (`readInto`); a read of the whole slab would land the body in
- * the slab instead, to be copied out, and use up the slab with nearly every such message (a fresh
- * 256 KiB of memory for the collector per 10k-row batch).
+ * the slab instead, to be copied out.
  */
 const MAX_SLAB_READ = 64 * 1024;
+/**
+ * Room offered for each of the two reads after a large body (a `readInto`) is complete. Node asks
+ * for a read's buffer as soon as the read before it is delivered, before the framer has seen that
+ * one: the read after a large message's header was offered its room before the framer asked for
+ * the body's buffer, and its bytes are copied there. The next message after a large one is likely
+ * large too: its header's read and the read after it are kept this small, so that a few KiB are
+ * copied where 64 KiB each were, and the rest of the body is read straight into its buffer.
+ */
+const AFTER_BODY_READ = 4 * 1024;
 
 /** Node's Buffer allocation without zero-filling (every byte is written before it is read). */
 function uninitialised(n: number): Uint8Array {
@@ -76,6 +88,18 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
   let slab = uninitialised(slabBytes);
   /** First free byte of the slab; views before it may be held by readers. */
   let slabFree = 0;
+  /**
+   * The last read queued from the slab: its slab, where it starts and ends there, and `position`
+   * after it. While no byte has arrived since and none is queued, its bytes are the last handed
+   * out (see `recycle`).
+   */
+  let lastSlab = slab;
+  let lastStart = 0;
+  let lastEnd = 0;
+  let lastPosition = -1;
+
+  /** Reads still to be offered `AFTER_BODY_READ` bytes of room (see there). */
+  let shortReads = 0;
 
   /** The pending `readInto`: its buffer, how much is filled, and how to settle it. */
   let target: Uint8Array | null = null;
@@ -96,6 +120,7 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
     target = null;
     settle = null;
     reject = null;
+    shortReads = 2;
     if (err !== null) r?.(err);
     else s?.(n);
   };
@@ -145,7 +170,8 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
           slabFree = 0;
           start = position % 8;
         }
-        return slab.subarray(start, Math.min(slabBytes, start + MAX_SLAB_READ));
+        const room = shortReads > 0 ? AFTER_BODY_READ : MAX_SLAB_READ;
+        return slab.subarray(start, Math.min(slabBytes, start + room));
       },
       callback(bytes, buffer) {
         position += bytes;
@@ -155,10 +181,17 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
           if (filled === target.byteLength) finishTarget(null);
           return true;
         }
+        if (shortReads > 0) shortReads--;
         const before = queued;
         const more = received(buffer.subarray(0, bytes));
         // Queued views keep their slab bytes; bytes copied into a target leave the space reusable.
-        if (queued > before) slabFree = buffer.byteOffset - slab.byteOffset + bytes;
+        if (queued > before) {
+          lastSlab = slab;
+          lastStart = buffer.byteOffset - slab.byteOffset;
+          lastEnd = lastStart + bytes;
+          lastPosition = position;
+          slabFree = lastEnd;
+        }
         return more;
       },
     },
@@ -220,6 +253,14 @@ export function socketSource(opts: SocketSourceOptions = {}): SocketSource {
     },
 
     allocate: bodyBuffer,
+
+    recycle(n) {
+      // The spent bytes must be the last handed out, and the slab's last: nothing arrived since
+      // (in the slab, a target or a `data` event) and nothing is queued after them. Only the last
+      // read's part of them is given back: earlier reads may sit elsewhere.
+      if (queue.length > 0 || lastSlab !== slab || lastPosition !== position) return;
+      slabFree = Math.min(slabFree, Math.max(lastStart, lastEnd - n));
+    },
 
     [Symbol.asyncIterator]() {
       return source;
