@@ -226,7 +226,7 @@ export class MessageFramer {
       at += c.byteLength;
     }
     this.chunks = [];
-    this.spent(h, at);
+    if (borrow) this.spent(h, at);
     this.buffered = 0;
     for (;;) {
       const want = out.byteLength - at;
@@ -246,6 +246,12 @@ export class MessageFramer {
    * `h`'s prefix and header and the first `bodyBytes` of its body were copied or decoded, and the
    * framer holds no byte after them: they were the last the source handed out, and it may reuse
    * their memory (`DirectByteSource.recycle`).
+   *
+   * Only for borrowed bodies. With owned 10k-row bodies (each a fresh ~280 KB of malloc'd memory),
+   * a slab that is never replaced made the client 1.5-3x slower in most runs: glibc gave freed bodies'
+   * memory back to the kernel and faulted it in again, about 5x the page faults per batch
+   * (`bench/cpu-per-call.ts`, `ROWS=10000`, under `/usr/bin/time`); with a fresh slab every few batches
+   * it does so far less often.
    */
   private spent(h: Header, bodyBytes: number): void {
     (this.source as Partial<DirectByteSource>).recycle?.(h.prefix + h.metadataLength + bodyBytes);
@@ -436,7 +442,7 @@ export class MessageFramer {
     const borrowed = borrow && bodyLength >= DIRECT_READ_MIN && message.headerType === MessageHeader.RecordBatch;
     const last = this.buffered === bodyLength;
     const body = this.take(bodyLength, borrowed ? this.scratch.take(bodyLength) : undefined);
-    if (last) this.spent(h, bodyLength);
+    if (last && borrowed) this.spent(h, bodyLength);
     return this.frame(h, body, borrowed);
   }
 }

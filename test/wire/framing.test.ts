@@ -392,8 +392,9 @@ test("bytes the framer gives back (`recycle`) are never ones a frame it returned
       }
     }
     assert.equal(await framer.next(borrow), "end");
-    // Every large body's header and first piece were given back.
-    assert.equal(recycled.length, sizes.filter((n) => n >= 20_000).length, `borrow=${borrow}`);
+    // Every large borrowed body's header and first piece were given back; owned bodies leave the
+    // source's memory as it is (see MessageFramer.spent).
+    assert.equal(recycled.length, borrow ? sizes.filter((n) => n >= 20_000).length : 0, `borrow=${borrow}`);
     // The batches the reader kept still read as they were sent.
     for (const b of kept) {
       const n = b.numRows;
