@@ -302,20 +302,24 @@ test("a body's declared length commits at most 64 MiB ahead of the bytes that ar
   assert.deepEqual(sizes, [64 * 1024 * 1024]);
 });
 
-test("borrowed bodies go into the source's large-body memory, one buffer reused until a body outgrows it", async () => {
-  const schema = schemaOf({ v: t.int64() });
-  const batchOf = (n: number) =>
-    batchFromColumns({ v: t.int64() }, { v: Array.from({ length: n }, (_, i) => BigInt(i)) });
-  // Bodies of 80 KB, 80 KB and 160 KB: each over the size read straight into its buffer.
-  const wire = concatBytes(encodeStream(schema, [batchOf(10_000), batchOf(10_000), batchOf(20_000)]));
+/**
+ * A direct byte source over `wire`: `next` hands out copies of `piece` bytes at a time (kept in
+ * `handed`, in order), `readInto` fills the reader's buffer in place; `rewind` starts over.
+ */
+function piecewise(wire: Uint8Array, piece: number) {
   let at = 0;
-  const sizes: number[] = [];
-  const source = {
+  const handed: Uint8Array[] = [];
+  return {
+    handed,
+    rewind(): void {
+      at = 0;
+    },
     async next(): Promise<IteratorResult<Uint8Array>> {
       if (at >= wire.byteLength) return { done: true, value: undefined };
-      const piece = wire.slice(at, at + 512);
-      at += piece.byteLength;
-      return { done: false, value: piece };
+      const bytes = wire.slice(at, at + piece);
+      at += bytes.byteLength;
+      handed.push(bytes);
+      return { done: false, value: bytes };
     },
     async readInto(into: Uint8Array): Promise<number> {
       const k = Math.min(into.byteLength, wire.byteLength - at);
@@ -323,6 +327,18 @@ test("borrowed bodies go into the source's large-body memory, one buffer reused 
       at += k;
       return k;
     },
+  };
+}
+
+test("borrowed bodies go into the source's large-body memory, one buffer reused until a body outgrows it", async () => {
+  const schema = schemaOf({ v: t.int64() });
+  const batchOf = (n: number) =>
+    batchFromColumns({ v: t.int64() }, { v: Array.from({ length: n }, (_, i) => BigInt(i)) });
+  // Bodies of 80 KB, 80 KB and 160 KB: each over the size read straight into its buffer.
+  const wire = concatBytes(encodeStream(schema, [batchOf(10_000), batchOf(10_000), batchOf(20_000)]));
+  const sizes: number[] = [];
+  const source = {
+    ...piecewise(wire, 512),
     allocate(n: number): Uint8Array {
       sizes.push(n);
       return new Uint8Array(n);
@@ -345,24 +361,12 @@ test("bytes the framer gives back (`recycle`) are never ones a frame it returned
   // Small batches (whose bodies may stay views of what arrived), then large ones read in place.
   const sizes = [3, 20_000, 1, 2, 30_000, 5, 40, 20_000];
   const wire = framedStreams(sizes);
-  let at = 0;
-  /** Every piece `next` returned, in order; `recycle` scribbles over the last bytes it names. */
-  const handed: Uint8Array[] = [];
   const recycled: number[] = [];
+  // `recycle` scribbles over the last bytes it names among the pieces `next` handed out.
+  const pieces = piecewise(wire, 1000);
+  const handed = pieces.handed;
   const source = {
-    async next(): Promise<IteratorResult<Uint8Array>> {
-      if (at >= wire.byteLength) return { done: true, value: undefined };
-      const piece = wire.slice(at, at + 1000);
-      at += piece.byteLength;
-      handed.push(piece);
-      return { done: false, value: piece };
-    },
-    async readInto(into: Uint8Array): Promise<number> {
-      const k = Math.min(into.byteLength, wire.byteLength - at);
-      into.set(wire.subarray(at, at + k));
-      at += k;
-      return k;
-    },
+    ...pieces,
     recycle(n: number): void {
       recycled.push(n);
       // As a source reusing that memory for the next read would.
@@ -375,7 +379,7 @@ test("bytes the framer gives back (`recycle`) are never ones a frame it returned
     },
   };
   for (const borrow of [false, true]) {
-    at = 0;
+    pieces.rewind();
     recycled.length = 0;
     const framer = new MessageFramer(source);
     const kept: RecordBatch[] = [];
