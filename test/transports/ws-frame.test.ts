@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { test } from "node:test";
-import { binaryFrame, byteTotal, MAX_FAST_FRAME_PAYLOAD } from "../../src/transports/ws/frame.js";
+import { binaryFrame, MAX_FAST_FRAME_PAYLOAD } from "../../src/transports/ws/frame.js";
+import { totalBytes } from "../../src/wire/ipc.js";
 
 type FrameOptions = {
   fin: boolean;
@@ -51,7 +52,7 @@ const SIZES = [1, 2, 3, 4, 5, 124, 125, 126, 127, 300, 1021, 16 * 1024, MAX_FAST
 test("a server's frame is the one ws.send writes", () => {
   for (const n of SIZES) {
     const chunks = pieces(n);
-    const frame = binaryFrame(chunks, byteTotal(chunks), false, Buffer.allocUnsafe);
+    const frame = binaryFrame(chunks, totalBytes(chunks), false, Buffer.allocUnsafe);
     assert.deepEqual(Buffer.from(frame), wsFrame(chunks, null), `${n} bytes`);
   }
 });
@@ -60,7 +61,7 @@ test("a client's frame is the one ws.send writes with the same masking key", () 
   const keys = new Set<string>();
   for (const n of SIZES) {
     const chunks = pieces(n);
-    const frame = binaryFrame(chunks, byteTotal(chunks), true, Buffer.allocUnsafe);
+    const frame = binaryFrame(chunks, totalBytes(chunks), true, Buffer.allocUnsafe);
     const keyAt = n > 125 ? 4 : 2;
     const key = frame.slice(keyAt, keyAt + 4);
     keys.add(Buffer.from(key).toString("hex"));

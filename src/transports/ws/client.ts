@@ -12,9 +12,9 @@
 import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError, RpcError } from "../../errors.js";
-import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
+import { concatBytes, outgoingPieces, totalBytes } from "../../wire/ipc.js";
 import { ByteQueue } from "../byte-queue.js";
-import { binaryFrame, byteTotal, MAX_FAST_FRAME_PAYLOAD } from "./frame.js";
+import { binaryFrame, MAX_FAST_FRAME_PAYLOAD } from "./frame.js";
 import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES } from "./shared.js";
 
 /** Options of `connectWebSocket`. */
@@ -274,7 +274,7 @@ export async function connectWebSocket(url: string, opts: WebSocketClientOptions
     input,
     async write(chunks) {
       // A small write (a call's request) as one frame written here, else `ws` messages.
-      const total = byteTotal(chunks);
+      const total = totalBytes(chunks);
       if (socket.readyState !== OPEN) throw closedError ?? frameworkError("transport_error", "WebSocket is closed");
       if (total <= maxSend && extras?.sendSmall(chunks, total)) {
         if (socket.bufferedAmount > writeHwm) await drained(writeHwm);

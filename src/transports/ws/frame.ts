@@ -91,10 +91,3 @@ function maskPayload(frame: Uint8Array, start: number): void {
   if (p + 1 < end) frame[p + 1] = frame[p + 1]! ^ k1;
   if (p + 2 < end) frame[p + 2] = frame[p + 2]! ^ k2;
 }
-
-/** Total bytes of `chunks`. */
-export function byteTotal(chunks: readonly Uint8Array[]): number {
-  let n = 0;
-  for (const c of chunks) n += c.byteLength;
-  return n;
-}

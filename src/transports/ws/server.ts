@@ -28,11 +28,11 @@ import type { Connection } from "../../server/connection.js";
 import { type CloseOptions, ConnectionSet } from "../../server/connections.js";
 import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
-import { concatBytes, outgoingPieces } from "../../wire/ipc.js";
+import { concatBytes, outgoingPieces, totalBytes } from "../../wire/ipc.js";
 import { ByteQueue } from "../byte-queue.js";
 import { bodyBuffer } from "../node/buffer-pool.js";
 import { createNodeHttpServer, type NodeHttpTimeouts } from "../node/http-server.js";
-import { binaryFrame, byteTotal, MAX_FAST_FRAME_PAYLOAD } from "./frame.js";
+import { binaryFrame, MAX_FAST_FRAME_PAYLOAD } from "./frame.js";
 import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES } from "./shared.js";
 
 /** Default `path`. */
@@ -151,7 +151,7 @@ function smallFrameWriter(socket: Duplex, maxSend: number): SmallFrameWriter {
   };
   return {
     write(chunks) {
-      const total = byteTotal(chunks);
+      const total = totalBytes(chunks);
       if (total > largest) return false;
       if (total === 0) return true;
       written++;
