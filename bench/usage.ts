@@ -84,7 +84,8 @@ const CHUNK = 4_000;
 /** The section's figures; `full` runs more rounds. */
 export async function usageFigures(full: boolean): Promise<Figure[]> {
   const rounds = full ? 15 : 7;
-  const redis = await startRedis();
+  // The full run's rounds take minutes: longer than the test helper's default lifetime.
+  const redis = await startRedis({ lifetimeMs: 3_600_000 });
   try {
     const modes: Record<string, readonly string[]> = {
       plain: ["plain"],

@@ -218,6 +218,7 @@ export {
   createMemoryQuotaStore,
   type MemoryQuotaStoreOptions,
   type QuotaStore,
+  QuotaStoreTimeoutError,
   type WindowCount,
 } from "./server/quota-store.js";
 export type { CallObserver, CallRecord } from "./server/records.js";

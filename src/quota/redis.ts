@@ -84,7 +84,9 @@ export async function createRedisQuotaStore(opts: RedisQuotaStoreOptions): Promi
   else {
     const url = opts.url!;
     const { createClient } = await loadSdk("quiver-rpc/quota/redis", ["redis"], () => import("redis"));
-    const made = createClient({ url });
+    // While disconnected, commands fail at once (the quota lets calls through) instead of
+    // waiting in node-redis's offline queue for a reconnect that may never come.
+    const made = createClient({ url, disableOfflineQueue: true });
     // Errors are the commands' to report; an unhandled 'error' event would end the process.
     made.on("error", () => {});
     await made.connect();

@@ -106,3 +106,82 @@ export function createMemoryQuotaStore(opts: MemoryQuotaStoreOptions = {}): Quot
     },
   };
 }
+
+/** A quota store's answer did not come within the quota interceptor's `storeTimeoutMs`. */
+export class QuotaStoreTimeoutError extends Error {
+  override readonly name = "QuotaStoreTimeoutError";
+  constructor(
+    /** The store operation that did not answer. */
+    readonly operation: "add" | "acquire" | "release",
+    /** The time it was given, in ms. */
+    readonly timeoutMs: number,
+  ) {
+    super(`the quota store's ${operation} did not answer within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * `answer`, or a `QuotaStoreTimeoutError` once `timeoutMs` pass first; an answer that comes later
+ * goes to `late` (a slot taken after its caller gave up is given back there).
+ */
+function within<T>(
+  answer: Promise<T>,
+  operation: QuotaStoreTimeoutError["operation"],
+  timeoutMs: number,
+  late: (value: T) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      reject(new QuotaStoreTimeoutError(operation, timeoutMs));
+    }, timeoutMs);
+    timer.unref?.();
+    answer.then(
+      (value) => {
+        if (expired) return late(value);
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        if (expired) return;
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+const ignore = () => {};
+
+/**
+ * `store` with every answer it gives as a promise bounded by `timeoutMs` (answers given at once
+ * pass as they are): a store that stops answering, e.g. a Redis behind a dropped network, fails
+ * the operation in bounded time instead of holding the call. A slot acquired after its operation
+ * timed out is released as soon as it arrives.
+ */
+export function boundedQuotaStore(store: QuotaStore, timeoutMs: number): QuotaStore {
+  const release = (key: string, token: string): void | Promise<void> => {
+    const answer = store.release(key, token);
+    return answer instanceof Promise ? within(answer, "release", timeoutMs, ignore) : answer;
+  };
+  return {
+    add(key, amount, windowMs) {
+      const answer = store.add(key, amount, windowMs);
+      return answer instanceof Promise ? within(answer, "add", timeoutMs, ignore) : answer;
+    },
+    acquire(key, limit, ttlMs) {
+      const answer = store.acquire(key, limit, ttlMs);
+      if (!(answer instanceof Promise)) return answer;
+      return within(answer, "acquire", timeoutMs, (token) => {
+        if (token === null) return;
+        try {
+          Promise.resolve(release(key, token)).catch(ignore);
+        } catch {
+          // the slot frees itself after its TTL
+        }
+      });
+    },
+    release,
+  };
+}

@@ -9,7 +9,7 @@
  */
 import { frameworkError, quotaFailure, type RpcError, retryInfo } from "../errors.js";
 import type { CallHandler, CallInterceptor, CallOutcome, ServerCall } from "./interceptors.js";
-import { createMemoryQuotaStore, type QuotaStore, type WindowCount } from "./quota-store.js";
+import { boundedQuotaStore, createMemoryQuotaStore, type QuotaStore, type WindowCount } from "./quota-store.js";
 import type { CallStatistics } from "./stats.js";
 
 /**
@@ -59,6 +59,11 @@ export interface QuotaOptions {
    * the service down with it). Default: nothing is told.
    */
   readonly onStoreError?: (err: unknown) => void;
+  /**
+   * How long a store operation may take, in ms; one that takes longer fails with a
+   * `QuotaStoreTimeoutError` (told to `onStoreError`, the call let through). Default: 1 000.
+   */
+  readonly storeTimeoutMs?: number;
 }
 
 interface Rule {
@@ -162,7 +167,12 @@ function volume(st: Readonly<CallStatistics>): { readonly rows: number; readonly
  */
 export function quotaInterceptor(opts: QuotaOptions): CallInterceptor {
   const rules = compile(opts.rules);
-  const store = opts.store ?? createMemoryQuotaStore();
+  const storeTimeout = opts.storeTimeoutMs ?? 1_000;
+  if (!(Number.isFinite(storeTimeout) && storeTimeout > 0)) {
+    throw new RangeError(`quota storeTimeoutMs must be a positive number of ms, got ${storeTimeout}`);
+  }
+  // The memory store answers at once: nothing to bound.
+  const store = opts.store === undefined ? createMemoryQuotaStore() : boundedQuotaStore(opts.store, storeTimeout);
   const prefix = opts.keyPrefix ?? "quiver:quota:";
   const slotTtl = opts.streamSlotTtlMs ?? 3_600_000;
   const concurrencyRetry = opts.concurrencyRetryMs ?? 1_000;

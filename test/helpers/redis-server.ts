@@ -14,7 +14,14 @@ const BINARY = process.env.QUIVER_REDIS_SERVER ?? "/usr/bin/redis-server";
 export interface RedisServer {
   readonly url: string;
   readonly port: number;
+  /** The redis-server process (tests stop it with SIGSTOP to play a peer that stops answering). */
+  readonly pid: number;
   stop(): Promise<void>;
+}
+
+export interface RedisOptions {
+  /** It is killed after this long, should the caller never stop it, in ms. Default: 120 000. */
+  readonly lifetimeMs?: number;
 }
 
 /** One PING on a fresh connection: true on `+PONG`. */
@@ -33,7 +40,7 @@ function ping(port: number): Promise<boolean> {
 }
 
 /** Starts redis-server; rejects (failing the test) when it is missing or does not answer PING within 10 s. */
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> {
   assert.ok(
     existsSync(BINARY),
     `redis-server not found at ${BINARY}: install it with \`sudo apt-get install redis-server\` (or set QUIVER_REDIS_SERVER)`,
@@ -45,7 +52,7 @@ export async function startRedis(): Promise<RedisServer> {
       ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
-    const kill = setTimeout(() => child.kill("SIGKILL"), 120_000);
+    const kill = setTimeout(() => child.kill("SIGKILL"), opts.lifetimeMs ?? 120_000);
     kill.unref();
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => {
@@ -66,7 +73,7 @@ export async function startRedis(): Promise<RedisServer> {
       await exited;
       clearTimeout(force);
     };
-    if (up) return { url: `redis://127.0.0.1:${port}`, port, stop };
+    if (up) return { url: `redis://127.0.0.1:${port}`, port, pid: child.pid!, stop };
     await stop();
     // The port was taken between the probe and the bind: try another, a few times.
     if (attempt >= 2) assert.fail(`redis-server did not answer PING on port ${port}: ${stderr}`);

@@ -15,7 +15,7 @@ import { defineProtocol, exchange, producer } from "../../src/protocol/methods.j
 import { t } from "../../src/protocol/types.js";
 import { createRedisQuotaStore, type RedisQuotaStore } from "../../src/quota/redis.js";
 import { type QuotaRule, quotaInterceptor } from "../../src/server/quota.js";
-import { createMemoryQuotaStore, type QuotaStore } from "../../src/server/quota-store.js";
+import { createMemoryQuotaStore, type QuotaStore, QuotaStoreTimeoutError } from "../../src/server/quota-store.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { type RedisServer, startRedis } from "../helpers/redis-server.js";
 import { memoryClientAs } from "../helpers/session-harness.js";
@@ -193,5 +193,81 @@ describe("two quiver instances sharing one Redis", () => {
     }
     await a.close();
     await b.close();
+  });
+});
+
+describe("a Redis that stops answering, or goes away", () => {
+  /** A server limiting calls to 2 a second in `store`, and a client; failures the quota reported. */
+  function limited(store: RedisQuotaStore, storeTimeoutMs: number) {
+    const failures: unknown[] = [];
+    const server = createServer({
+      interceptors: [
+        quotaInterceptor({
+          rules: [{ callsPerSecond: 2 }],
+          store,
+          storeTimeoutMs,
+          onStoreError: (e) => failures.push(e),
+        }),
+      ],
+      protocols: [impl],
+    });
+    const client = memoryClientAs(server, ALICE);
+    /** One call: its rows, or the error it failed with. */
+    const call = (): Promise<unknown[] | unknown> =>
+      (async () => (await proxy(client, P).tens({ n: 1n })).toArray())().catch((e: unknown) => e);
+    const rows = async (): Promise<number> => {
+      const got = await call();
+      if (!Array.isArray(got)) throw got;
+      return got.length;
+    };
+    return { failures, client, call, rows };
+  }
+
+  it("while it is stopped, calls go through once storeTimeoutMs passes; once it answers, they count again", {
+    timeout: 30_000,
+  }, async () => {
+    const own = await startRedis();
+    const store = await createRedisQuotaStore({ url: own.url });
+    try {
+      const { failures, client, call, rows } = limited(store, 200);
+      process.kill(own.pid, "SIGSTOP");
+      try {
+        for (let i = 0; i < 3; i++) assert.equal(await rows(), 10, "let through over the limit");
+      } finally {
+        process.kill(own.pid, "SIGCONT");
+      }
+      assert.equal(failures.length, 3);
+      for (const e of failures) {
+        assert.ok(e instanceof QuotaStoreTimeoutError && e.operation === "add" && e.timeoutMs === 200, String(e));
+      }
+      // Answering again: 5 calls in a row cannot all fit in two 1 s windows of 2 calls each.
+      const outcomes = [];
+      for (let i = 0; i < 5; i++) outcomes.push(await call());
+      const refused = outcomes.filter((o) => o instanceof RpcError && o.kind === "resource_exhausted");
+      assert.ok(refused.length > 0, "the limit holds again");
+      assert.equal(failures.length, 3, "no store failure once it answers");
+      await client.close();
+    } finally {
+      await store.close();
+      await own.stop();
+    }
+  });
+
+  it("once it is gone, calls go through at once: commands are not queued for a reconnect", {
+    timeout: 30_000,
+  }, async () => {
+    const own = await startRedis();
+    const store = await createRedisQuotaStore({ url: own.url });
+    try {
+      // Queued for a reconnect, the commands would wait past this and fail as timeouts.
+      const { failures, client, rows } = limited(store, 2_000);
+      await own.stop();
+      for (let i = 0; i < 3; i++) assert.equal(await rows(), 10);
+      assert.equal(failures.length, 3);
+      for (const e of failures) assert.ok(e instanceof Error && !(e instanceof QuotaStoreTimeoutError), String(e));
+      await client.close();
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -13,7 +13,12 @@ import { type ErrorDetail, RpcError } from "../../src/errors.js";
 import { defineProtocol, exchange, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
 import { type QuotaRule, quotaInterceptor } from "../../src/server/quota.js";
-import { createMemoryQuotaStore, type QuotaStore, type WindowCount } from "../../src/server/quota-store.js";
+import {
+  createMemoryQuotaStore,
+  type QuotaStore,
+  QuotaStoreTimeoutError,
+  type WindowCount,
+} from "../../src/server/quota-store.js";
 import { bind, createServer } from "../../src/server/server.js";
 import { listenHttp } from "../../src/transports/http/index.js";
 import { concatBytes } from "../../src/wire/ipc.js";
@@ -239,6 +244,54 @@ describe("quota rules", () => {
     assert.equal((await (await proxy(client, P).tens({ n: 1n })).toArray()).length, 10);
     await client.close();
     assert.ok(failures.length >= 4);
+  });
+
+  it("a store that stops answering fails in storeTimeoutMs: calls go through, and a slot taken late is given back", {
+    timeout: 10_000,
+  }, async () => {
+    const failures: unknown[] = [];
+    const late: Array<(token: string) => void> = [];
+    const released: string[] = [];
+    const silent: QuotaStore = {
+      add: () => new Promise<WindowCount>(() => {}),
+      acquire: () => new Promise<string | null>((resolve) => late.push(resolve)),
+      release: (_key, token) => {
+        released.push(token);
+      },
+    };
+    const server = createServer({
+      interceptors: [
+        quotaInterceptor({
+          rules: [{ callsPerSecond: 1, concurrentStreams: 1 }],
+          store: silent,
+          storeTimeoutMs: 50,
+          onStoreError: (e) => failures.push(e),
+        }),
+      ],
+      protocols: [impl],
+    });
+    const client = memoryClientAs(server, ALICE);
+    for (let i = 0; i < 2; i++) assert.equal(await proxy(client, P).ping(), "pong");
+    assert.equal((await (await proxy(client, P).tens({ n: 1n })).toArray()).length, 10);
+    await client.close();
+    const timeouts = failures.filter((e): e is QuotaStoreTimeoutError => e instanceof QuotaStoreTimeoutError);
+    assert.equal(timeouts.length, failures.length, "every failure is a timeout");
+    assert.deepEqual(timeouts.map((e) => [e.operation, e.timeoutMs]).sort(), [
+      ["acquire", 50],
+      ["add", 50],
+      ["add", 50],
+      ["add", 50],
+    ]);
+    assert.equal(late.length, 1);
+    late[0]!("slot-7");
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(released, ["slot-7"], "the slot acquired after its timeout is released");
+  });
+
+  it("refuses a storeTimeoutMs that is not a positive number", () => {
+    for (const storeTimeoutMs of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      assert.throws(() => quotaInterceptor({ rules: [{ callsPerSecond: 1 }], storeTimeoutMs }), RangeError);
+    }
   });
 
   it("the memory store answers at once and keeps at most maxKeys counters, dropping the oldest", () => {
