@@ -140,15 +140,22 @@ export async function dispatch(
   }
 }
 
-/** The interceptors' refusal of an admitted call, answered on `schema`; null once they let it in. */
-async function refusedByInterceptors(call: Call, schema: Schema): Promise<Answer | null> {
-  if (call.entered === null) return null;
-  try {
-    await call.entered;
-    return null;
-  } catch (err) {
-    return call.errorAnswer(schema, err);
-  }
+/**
+ * The interceptors' refusal of an admitted call, answered on `schema`; null once they let it in.
+ * An interceptor may wait on something of its own before it calls `next` (a store, a lookup): the
+ * call's deadline and aborts bound that wait as they bound the handler, answering with their
+ * reason. A `next` called after that finds the call ended and does not run it.
+ */
+function refusedByInterceptors(call: Call, schema: Schema): Promise<Answer | null> {
+  const entered = call.entered;
+  if (entered === null) return Promise.resolve(null);
+  return call.unlessAborted(
+    entered.then(
+      () => null,
+      (err: unknown) => call.errorAnswer(schema, err),
+    ),
+    (reason) => call.errorAnswer(schema, reason),
+  );
 }
 
 /** A unary call's answer: refused, the handler's, or the abort reason if the call is aborted first. */

@@ -9,6 +9,7 @@ import { proxy } from "../../src/client/typed.js";
 import { RpcError } from "../../src/errors.js";
 import { defineProtocol, producer, unary } from "../../src/protocol/methods.js";
 import { t } from "../../src/protocol/types.js";
+import type { CallInterceptor } from "../../src/server/interceptors.js";
 import { bind, createServer, type ServerOptions } from "../../src/server/server.js";
 import { connectHttp, listenHttp } from "../../src/transports/http/index.js";
 import { memoryClient } from "../client/helpers.js";
@@ -118,5 +119,53 @@ describe("call deadlines and ctx.signal", () => {
     await client.close();
     await client2.close();
     await http2.close();
+  });
+
+  it("an interceptor waiting before next is bounded by the deadline too; a next it calls late runs nothing", {
+    timeout: 10_000,
+  }, async () => {
+    const ran: string[] = [];
+    const held: Array<() => void> = [];
+    // Holds the first call of each method at the door until released; lets the others in at once.
+    const seenMethods = new Set<string>();
+    const door: CallInterceptor = (next) => async (call) => {
+      if (!seenMethods.has(call.method)) {
+        seenMethods.add(call.method);
+        await new Promise<void>((resolve) => held.push(resolve));
+      }
+      return next(call);
+    };
+    const server = createServer({
+      callTimeoutMs: 100,
+      interceptors: [door],
+      protocols: [
+        bind(Slow, {
+          wait: ({ ms }) => {
+            ran.push(`wait ${ms}`);
+            return "done";
+          },
+          ticks: {
+            init: () => {
+              ran.push("ticks");
+              return { state: { n: 0n } };
+            },
+            produce: (_state, out) => out.finish(),
+          },
+        }),
+      ],
+    });
+    const { client } = memoryClient(server);
+    const svc = proxy(client, Slow);
+    await assert.rejects(svc.wait({ ms: 1n }), isDeadline);
+    await assert.rejects(async () => (await svc.ticks()).toArray(), isDeadline);
+    // The interceptor lets the timed-out calls in after their answers: neither runs.
+    for (const release of held) release();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(ran, []);
+    // The connection serves on.
+    assert.equal(await svc.wait({ ms: 2n }), "done");
+    assert.deepEqual(await (await svc.ticks()).toArray(), []);
+    assert.deepEqual(ran, ["wait 2", "ticks"]);
+    await client.close();
   });
 });
