@@ -87,3 +87,26 @@ export function writableSink(stream: Writable, write?: WriteChunk): Sink {
       }),
   };
 }
+
+/**
+ * How long a client's `close()` lets queued bytes go to the OS before it drops them (fixed, as
+ * the WebSocket client's): a peer that stopped reading must not hold the close, nor the socket.
+ */
+export const CLOSE_FLUSH_MS = 1000;
+
+/** True once `sink` flushed; false if `ms` passed first (what is still queued is the caller's to drop). */
+export function flushWithin(sink: Sink, ms: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    sink.flush().then(
+      () => {
+        clearTimeout(timer);
+        resolve(true);
+      },
+      () => {
+        clearTimeout(timer);
+        resolve(false);
+      },
+    );
+  });
+}

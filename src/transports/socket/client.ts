@@ -4,7 +4,7 @@ import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError } from "../../errors.js";
 import { widenSendBuffer } from "../node/send-buffer.js";
-import { writableSink } from "../node/sink.js";
+import { CLOSE_FLUSH_MS, flushWithin, writableSink } from "../node/sink.js";
 import { type SocketSource, socketSource } from "../node/socket-source.js";
 
 export interface SocketClientOptions extends ClientOptions {
@@ -26,7 +26,8 @@ export function socketTransport(socket: Socket, name: string, source?: SocketSou
     write: sink.write,
     close: async () => {
       if (socket.destroyed) return;
-      await sink.flush();
+      // Queued bytes may go first, for at most CLOSE_FLUSH_MS: then the socket is dropped with them.
+      await flushWithin(sink, CLOSE_FLUSH_MS);
       socket.end();
       socket.destroy();
     },

@@ -13,7 +13,7 @@ import { type ClientOptions, RpcClient } from "../../client/client.js";
 import type { ClientTransport } from "../../client/transport.js";
 import { frameworkError, NonIpcBytesError } from "../../errors.js";
 import { widenSendBuffer } from "../node/send-buffer.js";
-import { writableSink } from "../node/sink.js";
+import { CLOSE_FLUSH_MS, flushWithin, writableSink } from "../node/sink.js";
 import { type SocketSource, socketSource } from "../node/socket-source.js";
 import { SharedMemoryChannel, segmentOf } from "../shm/client.js";
 import { createSegment, type OwnedSegment, sharedMemorySupport, workerTakesSharedMemory } from "../shm/negotiate.js";
@@ -37,8 +37,10 @@ export function pipeTransport(
     write: sink.write,
     close: async () => {
       if (!writable.destroyed && !writable.writableEnded) {
-        await sink.flush();
-        writable.end();
+        // Queued bytes may go first, for at most CLOSE_FLUSH_MS; a peer that stopped reading gets
+        // its end of input by the pipe being dropped with them.
+        if (await flushWithin(sink, CLOSE_FLUSH_MS)) writable.end();
+        else writable.destroy();
       }
       readable.destroy();
     },
