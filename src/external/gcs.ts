@@ -42,13 +42,18 @@ export interface GcsStorage extends BucketStorage {
  * not installed) and checks the options. Requests start with the first upload.
  */
 export async function createGcsStorage(opts: GcsStorageOptions): Promise<GcsStorage> {
-  const { prefix, presignExpirySeconds } = checkStoreOptions("GCS storage", opts, ["storage", "storageOptions"]);
+  const { prefix, presignExpirySeconds, uploadTimeoutMs } = checkStoreOptions("GCS storage", opts, [
+    "storage",
+    "storageOptions",
+  ]);
   const sdk = await loadSdk(
     "quiver-rpc/external/gcs",
     ["@google-cloud/storage"],
     () => import("@google-cloud/storage"),
   );
-  const storage = opts.storage ?? new sdk.Storage(opts.storageOptions);
+  // The SDK gives every request the client's `timeout` (none unless set), overriding one given
+  // per call: so the upload's bound is the client's, unless `storageOptions` sets its own.
+  const storage = opts.storage ?? new sdk.Storage({ timeout: uploadTimeoutMs, ...opts.storageOptions });
   const bucketName = opts.bucket;
   const bucket = storage.bucket(bucketName);
   const fail = (doing: string, err: unknown): never => {

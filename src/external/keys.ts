@@ -12,6 +12,13 @@ export interface BucketStorageOptions {
   readonly prefix?: string;
   /** Lifetime of the signed GET and PUT URLs, in seconds (1 to 604 800, the signing limit). Default 3600. */
   readonly presignExpirySeconds?: number;
+  /**
+   * How long one upload may take, in ms: a store that stops answering fails the upload
+   * (`ExternalStorageError`) instead of holding the call. S3: the whole upload, the SDK's retries
+   * included. GCS: each request of the client made from `storageOptions` (its `timeout`, unless
+   * `storageOptions` sets one; a client passed as `storage` keeps its own). Default 300 000.
+   */
+  readonly uploadTimeoutMs?: number;
 }
 
 /** What the S3 and GCS storages share: a bucket, a key prefix, a URL lifetime. */
@@ -28,15 +35,13 @@ export const MAX_PRESIGN_EXPIRY_SECONDS = 604_800;
 
 /**
  * Checks the options shared by the S3 and GCS backends (and that no more than one of the two
- * `exclusive` ones is given); returns prefix and lifetime with defaults.
+ * `exclusive` ones is given); returns prefix, lifetime and upload timeout with defaults.
  */
-export function checkStoreOptions<
-  O extends { readonly bucket: string; readonly prefix?: string; readonly presignExpirySeconds?: number },
->(
+export function checkStoreOptions<O extends BucketStorageOptions>(
   what: string,
   opts: O,
   exclusive: readonly [keyof O & string, keyof O & string],
-): { prefix: string; presignExpirySeconds: number } {
+): { prefix: string; presignExpirySeconds: number; uploadTimeoutMs: number } {
   const [a, b] = exclusive;
   if (opts[a] !== undefined && opts[b] !== undefined) throw new TypeError(`${what}: give ${a} or ${b}, not both`);
   if (typeof opts.bucket !== "string" || opts.bucket === "") {
@@ -54,7 +59,11 @@ export function checkStoreOptions<
       `${what}: presignExpirySeconds must be an integer from 1 to ${MAX_PRESIGN_EXPIRY_SECONDS}, got ${String(presignExpirySeconds)}`,
     );
   }
-  return { prefix, presignExpirySeconds };
+  const uploadTimeoutMs = opts.uploadTimeoutMs ?? 300_000;
+  if (!Number.isSafeInteger(uploadTimeoutMs) || uploadTimeoutMs < 1) {
+    throw new RangeError(`${what}: uploadTimeoutMs must be a positive integer, got ${String(uploadTimeoutMs)}`);
+  }
+  return { prefix, presignExpirySeconds, uploadTimeoutMs };
 }
 
 /** A new object key: `{prefix}{uuid4 hex}.arrow`, `.arrow.zst` for zstd-coded objects (the reference's layout). */

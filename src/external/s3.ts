@@ -42,7 +42,10 @@ export interface S3Storage extends BucketStorage {
  * start with the first upload.
  */
 export async function createS3Storage(opts: S3StorageOptions): Promise<S3Storage> {
-  const { prefix, presignExpirySeconds } = checkStoreOptions("S3 storage", opts, ["client", "clientConfig"]);
+  const { prefix, presignExpirySeconds, uploadTimeoutMs } = checkStoreOptions("S3 storage", opts, [
+    "client",
+    "clientConfig",
+  ]);
   const sdk = await loadSdk(
     "quiver-rpc/external/s3",
     ["@aws-sdk/client-s3", "@aws-sdk/s3-request-presigner"],
@@ -94,6 +97,8 @@ export async function createS3Storage(opts: S3StorageOptions): Promise<S3Storage
             ContentType: "application/octet-stream",
             ...(o.contentEncoding === undefined ? {} : { ContentEncoding: o.contentEncoding }),
           }),
+          // The SDK sets no request timeout of its own: this bounds the upload, retries included.
+          { abortSignal: AbortSignal.timeout(uploadTimeoutMs) },
         );
       } catch (err) {
         fail("upload", err);

@@ -7,8 +7,10 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { after, before, test } from "node:test";
 import { Storage, type StorageOptions } from "@google-cloud/storage";
-import { createGcsStorage } from "../../src/external/gcs.js";
-import { type LocalStore, startFakeGcs } from "../helpers/object-stores.js";
+import { createGcsStorage, ExternalStorageError } from "../../src/external/gcs.js";
+import { schemaOf } from "../../src/protocol/batch.js";
+import { t } from "../../src/protocol/types.js";
+import { type LocalStore, silentEndpoint, startFakeGcs } from "../helpers/object-stores.js";
 import { backendSuite } from "./backend-suite.js";
 
 const BUCKET = "quiver-test";
@@ -54,4 +56,21 @@ test("GCS: the options are checked before anything is loaded or sent", async () 
   const s = await createGcsStorage({ bucket: "b", storageOptions: options });
   assert.equal(s.prefix, "vgi-rpc/");
   assert.equal(s.presignExpirySeconds, 3600);
+});
+
+test("GCS: an upload to a store that stops answering fails after uploadTimeoutMs", { timeout: 30_000 }, async () => {
+  const silent = await silentEndpoint();
+  try {
+    const storage = await createGcsStorage({
+      bucket: BUCKET,
+      storageOptions: { ...options, apiEndpoint: silent.url },
+      uploadTimeoutMs: 300,
+    });
+    const err = await storage.upload(new Uint8Array(1024), schemaOf({ x: t.int64() }), {}).catch((e: unknown) => e);
+    assert.ok(err instanceof ExternalStorageError, String(err));
+    assert.equal(err.backend, "gcs");
+  } finally {
+    await silent.close();
+  }
+  await assert.rejects(createGcsStorage({ bucket: BUCKET, storageOptions: options, uploadTimeoutMs: 1.5 }), RangeError);
 });

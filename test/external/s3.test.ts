@@ -20,7 +20,7 @@ import { ExternalResolver } from "../../src/external/resolve.js";
 import { createS3Storage, ExternalStorageError } from "../../src/external/s3.js";
 import { schemaOf } from "../../src/protocol/batch.js";
 import { t } from "../../src/protocol/types.js";
-import { type LocalStore, startMoto } from "../helpers/object-stores.js";
+import { type LocalStore, silentEndpoint, startMoto } from "../helpers/object-stores.js";
 import { backendSuite } from "./backend-suite.js";
 
 const BUCKET = "quiver-test";
@@ -107,4 +107,22 @@ test("S3: the options are checked before anything is loaded or sent", async () =
   assert.equal(s.prefix, "vgi-rpc/");
   assert.equal(s.presignExpirySeconds, 3600);
   s.client.destroy();
+});
+
+test("S3: an upload to a store that stops answering fails after uploadTimeoutMs", { timeout: 30_000 }, async () => {
+  const silent = await silentEndpoint();
+  try {
+    const storage = await createS3Storage({
+      bucket: BUCKET,
+      clientConfig: { ...config, endpoint: silent.url },
+      uploadTimeoutMs: 300,
+    });
+    const err = await storage.upload(new Uint8Array(1024), schemaOf({ x: t.int64() }), {}).catch((e: unknown) => e);
+    assert.ok(err instanceof ExternalStorageError, String(err));
+    assert.equal(err.backend, "s3");
+    storage.client.destroy();
+  } finally {
+    await silent.close();
+  }
+  await assert.rejects(createS3Storage({ bucket: BUCKET, clientConfig: config, uploadTimeoutMs: 0 }), RangeError);
 });
