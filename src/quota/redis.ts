@@ -11,10 +11,10 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { loadSdk } from "../external/sdk.js";
-import type { QuotaStore, WindowCount } from "../server/quota-store.js";
+import { type QuotaStore, QuotaStoreTimeoutError, type WindowCount } from "../server/quota-store.js";
 
 export { MissingSdkError } from "../external/sdk.js";
-export type { QuotaStore, WindowCount } from "../server/quota-store.js";
+export { type QuotaStore, QuotaStoreTimeoutError, type WindowCount } from "../server/quota-store.js";
 
 /** What the store needs of a Redis client: one raw command, its reply (node-redis's `sendCommand`). */
 export interface RedisCommander {
@@ -26,6 +26,11 @@ export interface RedisQuotaStoreOptions {
   readonly url?: string;
   /** A connected client to use instead (closed by the caller). Default: one made from `url`. */
   readonly client?: RedisCommander;
+  /**
+   * How long connecting to `url` may take, in ms, retries included; longer fails with a
+   * `QuotaStoreTimeoutError` (operation `connect`) instead of holding start-up. Default: 10 000.
+   */
+  readonly connectTimeoutMs?: number;
 }
 
 /** A quota store in Redis. */
@@ -86,10 +91,26 @@ export async function createRedisQuotaStore(opts: RedisQuotaStoreOptions): Promi
     const { createClient } = await loadSdk("quiver-rpc/quota/redis", ["redis"], () => import("redis"));
     // While disconnected, commands fail at once (the quota lets calls through) instead of
     // waiting in node-redis's offline queue for a reconnect that may never come.
-    const made = createClient({ url, disableOfflineQueue: true });
+    const connectTimeout = opts.connectTimeoutMs ?? 10_000;
+    if (!(Number.isFinite(connectTimeout) && connectTimeout > 0)) {
+      throw new RangeError(`createRedisQuotaStore: connectTimeoutMs must be a positive number, got ${connectTimeout}`);
+    }
+    const made = createClient({ url, disableOfflineQueue: true, socket: { connectTimeout } });
     // Errors are the commands' to report; an unhandled 'error' event would end the process.
     made.on("error", () => {});
-    await made.connect();
+    // node-redis retries a first connection that fails, for ever: the deadline ends that.
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new QuotaStoreTimeoutError("connect", connectTimeout)), connectTimeout);
+    });
+    try {
+      await Promise.race([made.connect(), expired]);
+    } catch (err) {
+      made.destroy();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
     client = { sendCommand: (args) => made.sendCommand(args) };
     close = async () => {
       made.destroy();

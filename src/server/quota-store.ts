@@ -107,12 +107,12 @@ export function createMemoryQuotaStore(opts: MemoryQuotaStoreOptions = {}): Quot
   };
 }
 
-/** A quota store's answer did not come within the quota interceptor's `storeTimeoutMs`. */
+/** A quota store's answer did not come within the quota interceptor's `storeTimeoutMs` (or a Redis store did not connect within its `connectTimeoutMs`). */
 export class QuotaStoreTimeoutError extends Error {
   override readonly name = "QuotaStoreTimeoutError";
   constructor(
     /** The store operation that did not answer. */
-    readonly operation: "add" | "acquire" | "release",
+    readonly operation: "add" | "acquire" | "release" | "connect",
     /** The time it was given, in ms. */
     readonly timeoutMs: number,
   ) {

@@ -17,6 +17,7 @@ import { createRedisQuotaStore, type RedisQuotaStore } from "../../src/quota/red
 import { type QuotaRule, quotaInterceptor } from "../../src/server/quota.js";
 import { createMemoryQuotaStore, type QuotaStore, QuotaStoreTimeoutError } from "../../src/server/quota-store.js";
 import { bind, createServer } from "../../src/server/server.js";
+import { freePort, silentEndpoint } from "../helpers/object-stores.js";
 import { type RedisServer, startRedis } from "../helpers/redis-server.js";
 import { memoryClientAs } from "../helpers/session-harness.js";
 
@@ -268,6 +269,24 @@ describe("a Redis that stops answering, or goes away", () => {
       await client.close();
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe("connecting to a Redis that is not there", () => {
+  it("fails after connectTimeoutMs, whether nothing listens or the listener never answers", {
+    timeout: 30_000,
+  }, async () => {
+    const silent = await silentEndpoint();
+    try {
+      const port = await freePort(); // nothing listens there
+      for (const url of [`redis://127.0.0.1:${port}`, silent.url.replace("http:", "redis:")]) {
+        const err = await createRedisQuotaStore({ url, connectTimeoutMs: 300 }).catch((e: unknown) => e);
+        assert.ok(err instanceof QuotaStoreTimeoutError && err.operation === "connect", `${url}: ${String(err)}`);
+      }
+      await assert.rejects(createRedisQuotaStore({ url: silent.url, connectTimeoutMs: 0 }), RangeError);
+    } finally {
+      await silent.close();
     }
   });
 });
