@@ -29,6 +29,7 @@ import { concatBytes, decodeStreamBytes, encodeStream } from "../../src/wire/ipc
 import type { LogRecord } from "../../src/wire/messages.js";
 import { memoryClient } from "../client/helpers.js";
 import { type FakeStorageServer, serveFakeStorage } from "../helpers/fake-storage.js";
+import { silentEndpoint } from "../helpers/object-stores.js";
 
 const Big = defineProtocol(
   "test.Big.v1",
@@ -286,6 +287,39 @@ test("HTTP: __upload_url__/init vends method-bound URL pairs and the capabilitie
     assert.equal((await post("something_else", 1n)).status, 400);
   } finally {
     await server.close();
+  }
+});
+
+test("HTTP client uploads: a PUT to a store that stops answering fails the call after uploads.timeoutMs", {
+  timeout: 30_000,
+}, async () => {
+  const silent = await silentEndpoint();
+  const server = makeServer(1 << 30);
+  const listener = await listenHttp(server, {
+    port: 0,
+    maxRequestBytes: 4096,
+    uploadUrls: {
+      uploadUrl: async () => ({
+        uploadUrl: `${silent.url}/put`,
+        downloadUrl: `${silent.url}/get`,
+        expiresAt: new Date(Date.now() + 60_000),
+      }),
+    },
+  });
+  const client = connectHttp(`http://127.0.0.1:${listener.port}`, {
+    external: resolver(),
+    uploads: { urlValidator: loopbackOnly, timeoutMs: 300 },
+  });
+  try {
+    await assert.rejects(
+      proxy(client, Big).echo({ value: "q".repeat(20_000) }),
+      (e: unknown) =>
+        e instanceof RpcError && e.kind === "transport_error" && /no answer within 300 ms/.test(e.message),
+    );
+  } finally {
+    client.close();
+    await server.close();
+    await silent.close();
   }
 });
 

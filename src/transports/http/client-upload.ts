@@ -25,6 +25,11 @@ export interface UploadOptions {
   readonly urlValidator?: ((url: string) => void) | null;
   /** The `fetch` the PUT goes through. Default: `globalThis.fetch`. */
   readonly fetch?: typeof fetch;
+  /**
+   * How long the PUT may take, in ms, its answer included; longer fails the call with a
+   * `transport_error` (a store that stops answering). Default: 300 000.
+   */
+  readonly timeoutMs?: number;
 }
 
 function httpsOnly(url: string): void {
@@ -76,12 +81,21 @@ export async function uploadRequest(
     throw frameworkError("transport_error", `upload URL rejected: ${(err as Error).message}`);
   }
   const bytes = concatBytes(body);
-  const put = await (opts.fetch ?? globalThis.fetch)(uploadUrl, {
-    method: "PUT",
-    headers: { "content-type": "application/octet-stream" },
-    body: bytes as Uint8Array<ArrayBuffer>,
-  });
-  await put.arrayBuffer();
+  const timeoutMs = opts.timeoutMs ?? 300_000;
+  let put: Response;
+  try {
+    put = await (opts.fetch ?? globalThis.fetch)(uploadUrl, {
+      method: "PUT",
+      headers: { "content-type": "application/octet-stream" },
+      body: bytes as Uint8Array<ArrayBuffer>,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await put.arrayBuffer();
+  } catch (err) {
+    const e = err as Error;
+    const why = e?.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : (e?.message ?? String(err));
+    throw frameworkError("transport_error", `upload to ${redactUrl(uploadUrl)} failed: ${why}`, { cause: err });
+  }
   if (!put.ok) throw frameworkError("transport_error", `upload to ${redactUrl(uploadUrl)} answered HTTP ${put.status}`);
   const request = decodeStreamBytes(bytes, "request")?.batches[0];
   if (request === undefined) throw frameworkError("protocol_error", "the request to upload holds no batch");
