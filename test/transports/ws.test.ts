@@ -1,8 +1,9 @@
 /** The WebSocket transport: our client and server over real sockets on port 0. */
 import assert from "node:assert/strict";
 import { request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { test } from "node:test";
-import { createWebSocketStream, WebSocket } from "ws";
+import { createWebSocketStream, WebSocket, WebSocketServer } from "ws";
 import { AuthFailure, authenticated } from "../../src/auth/types.js";
 import { RpcClient } from "../../src/client/client.js";
 import type { ClientTransport } from "../../src/client/transport.js";
@@ -424,4 +425,38 @@ test("a server shutting down closes idle connections with 1001", async () => {
   const closed = new Promise<number>((resolve) => ws.once("close", (code) => resolve(code)));
   await within(listener.close(), 5000, "server close");
   assert.equal(await within(closed, 2000, "client sees close"), 1001);
+});
+
+test("the client pings: a server that stops answering is dropped after pongTimeoutMs; one that answers is kept", {
+  timeout: 20_000,
+}, async () => {
+  // A server that accepts the upgrade and then answers nothing, not even pings.
+  const mute = new WebSocketServer({ port: 0, host: "127.0.0.1", autoPong: false });
+  await new Promise<void>((resolve) => mute.once("listening", () => resolve()));
+  const { port } = mute.address() as AddressInfo;
+  const client = await connectWebSocketClient(`ws://127.0.0.1:${port}/ws`, {
+    implementation: "ws",
+    pingIntervalMs: 100,
+    pongTimeoutMs: 100,
+  });
+  try {
+    const err = await proxy(client, Svc)
+      .add({ a: 1, b: 2 })
+      .catch((e: unknown) => e);
+    assert.ok(err instanceof RpcError && err.kind === "transport_error", String(err));
+  } finally {
+    await client.close();
+    await new Promise<void>((resolve) => mute.close(() => resolve()));
+  }
+  // A live server answers its pings: an idle connection outlives many intervals.
+  await withServer({}, async (listener) => {
+    const live = await connectWebSocketClient(listener.url, {
+      implementation: "ws",
+      pingIntervalMs: 20,
+      pongTimeoutMs: 100,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await proxy(live, Svc).add({ a: 1, b: 2 }), 3);
+    await live.close();
+  });
 });

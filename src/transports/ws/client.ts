@@ -33,6 +33,13 @@ export interface WebSocketClientOptions {
   readonly writeHighWaterMark?: number;
   /** Received-but-unread bytes above which reading pauses (`ws` only). Default: 4 MiB. */
   readonly readHighWaterMark?: number;
+  /**
+   * Interval between keep-alive pings, in ms (`ws` only: a browser cannot send pings); 0: none.
+   * A server host that dies without closing the connection is noticed this way. Default: 30 000.
+   */
+  readonly pingIntervalMs?: number;
+  /** How long a ping may go unanswered before the connection is dropped, in ms (`ws` only). Default: 10 000. */
+  readonly pongTimeoutMs?: number;
 }
 
 /** The part of a WebSocket (browser or `ws`) this transport uses. */
@@ -140,6 +147,7 @@ async function openWithWs(
     });
   });
   ws.binaryType = "nodebuffer";
+  keepAlive(ws, opts.pingIntervalMs ?? 30_000, opts.pongTimeoutMs ?? 10_000);
   const socket = raw as import("node:stream").Writable | null;
   return {
     socket: ws as unknown as Socket,
@@ -153,6 +161,30 @@ async function openWithWs(
       return true;
     },
   };
+}
+
+/**
+ * Pings `ws` every `intervalMs` (0: never) and drops it when a ping goes `pongTimeoutMs` without
+ * its pong: its close then fails whatever waits on the connection.
+ */
+function keepAlive(ws: import("ws").WebSocket, intervalMs: number, pongTimeoutMs: number): void {
+  if (intervalMs <= 0) return;
+  let unanswered: NodeJS.Timeout | undefined;
+  const pinger = setInterval(() => {
+    if (unanswered !== undefined) return;
+    unanswered = setTimeout(() => ws.terminate(), pongTimeoutMs);
+    unanswered.unref();
+    ws.ping();
+  }, intervalMs);
+  pinger.unref();
+  ws.on("pong", () => {
+    clearTimeout(unanswered);
+    unanswered = undefined;
+  });
+  ws.once("close", () => {
+    clearInterval(pinger);
+    clearTimeout(unanswered);
+  });
 }
 
 /** A `ws` message's bytes (`nodebuffer`: a Buffer, or its fragments). */
