@@ -319,6 +319,33 @@ export interface JwtAuthenticateOptions {
   readonly clockToleranceSeconds?: number;
   /** Minimum time between JWKS refetches for unknown keys, in ms. Default: 30000 (jose's). */
   readonly jwksCooldownMs?: number;
+  /** How long a JWKS fetch may take, in ms; longer is an `AuthUnavailableError` (503). Default: 5000 (jose's). */
+  readonly jwksTimeoutMs?: number;
+}
+
+/**
+ * `getKey` with its endpoint's failures (unreachable, timed out, not 200, not a key set) as an
+ * `AuthUnavailableError`: the key set could not be had, which says nothing of the token (503, not
+ * 401). A key set that has no key, or several, for the token's header, or a token whose alg no key
+ * set takes, still refuses the token.
+ */
+function unavailableWhenUnreachable(getKey: JWTVerifyGetKey): JWTVerifyGetKey {
+  return async (header, token) => {
+    try {
+      return await getKey(header, token);
+    } catch (err) {
+      if (
+        err instanceof joseErrors.JWKSNoMatchingKey ||
+        err instanceof joseErrors.JWKSMultipleMatchingKeys ||
+        err instanceof joseErrors.JOSENotSupported // the token's alg
+      ) {
+        throw err;
+      }
+      throw new AuthUnavailableError(`JWKS endpoint unavailable: ${(err as Error)?.message ?? String(err)}`, {
+        cause: err,
+      });
+    }
+  };
 }
 
 function joseReason(err: unknown): AuthReason {
@@ -374,9 +401,12 @@ function jwtAuthenticator(options: JwtAuthenticateOptions): Authenticator {
   if (options.getKey) getKey = options.getKey;
   else if (options.jwks) getKey = createLocalJWKSet(options.jwks);
   else if (options.jwksUri) {
-    getKey = createRemoteJWKSet(new URL(String(options.jwksUri)), {
-      cooldownDuration: options.jwksCooldownMs ?? 30_000,
-    });
+    getKey = unavailableWhenUnreachable(
+      createRemoteJWKSet(new URL(String(options.jwksUri)), {
+        cooldownDuration: options.jwksCooldownMs ?? 30_000,
+        timeoutDuration: options.jwksTimeoutMs ?? 5_000,
+      }),
+    );
   } else throw new TypeError("jwtAuthenticate needs jwksUri, jwks or getKey");
   const principalClaim = options.principalClaim ?? "sub";
   const domain = options.domain ?? "jwt";
@@ -391,6 +421,7 @@ function jwtAuthenticator(options: JwtAuthenticateOptions): Authenticator {
         ...(options.clockToleranceSeconds !== undefined ? { clockTolerance: options.clockToleranceSeconds } : {}),
       }));
     } catch (err) {
+      if (err instanceof AuthUnavailableError) throw err;
       throw new AuthFailure(joseReason(err), `JWT rejected: ${(err as Error).message}`, { cause: err });
     }
     const principal = payload[principalClaim];

@@ -8,6 +8,7 @@ import {
   type Authenticator,
   AuthFailure,
   type AuthRequest,
+  AuthUnavailableError,
   anonymous,
   apiKeyAuthenticate,
   authenticated,
@@ -24,6 +25,7 @@ import {
 } from "../../src/auth/index.js";
 import { RpcError } from "../../src/errors.js";
 import { authRequest as req } from "../helpers/auth.js";
+import { freePort } from "../helpers/object-stores.js";
 
 async function refusal(auth: Authenticator, request: AuthRequest): Promise<AuthFailure> {
   try {
@@ -139,6 +141,55 @@ describe("authenticators", { timeout: 30_000 }, () => {
       } finally {
         http.close();
         http.closeAllConnections();
+      }
+    });
+    it("a JWKS endpoint that cannot be had is AuthUnavailableError (503), not a refused token", {
+      timeout: 20_000,
+    }, async () => {
+      const k1 = await keyPair("k1");
+      const token = await k1.sign({ sub: "a" });
+      const sockets = new Set<import("node:net").Socket>();
+      let answer: "silent" | "500" | "garbage" | "keys" = "silent";
+      const http = createServer((_q, s) => {
+        if (answer === "silent") return;
+        if (answer === "500") s.writeHead(500).end();
+        else if (answer === "garbage") s.writeHead(200, { "content-type": "application/json" }).end("not json");
+        else s.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: [k1.jwk] }));
+      });
+      http.on("connection", (c) => sockets.add(c));
+      await new Promise<void>((r) => http.listen(0, "127.0.0.1", r));
+      const port = (http.address() as { port: number }).port;
+      const closedPort = await freePort();
+      try {
+        const make = (p: number) =>
+          jwtAuthenticate({
+            issuer,
+            audience,
+            jwksUri: `http://127.0.0.1:${p}/jwks.json`,
+            jwksCooldownMs: 0,
+            jwksTimeoutMs: 200,
+          });
+        for (const [what, p] of [
+          ["silent", port],
+          ["500", port],
+          ["garbage", port],
+          ["refused", closedPort],
+        ] as const) {
+          if (what !== "refused") answer = what;
+          const err = await Promise.resolve()
+            .then(() => make(p)(req({ authorization: `Bearer ${token}` })))
+            .catch((e: unknown) => e);
+          assert.ok(err instanceof AuthUnavailableError, `${what}: ${String(err)}`);
+        }
+        answer = "keys";
+        const auth = make(port);
+        assert.equal((await auth(req({ authorization: `Bearer ${token}` }))).principal, "a");
+        // A token no published key signed is still refused, not unavailable.
+        const never = await (await keyPair("k3")).sign({ sub: "x" });
+        assert.equal((await refusal(auth, req({ authorization: `Bearer ${never}` }))).reason, "invalid_credential");
+      } finally {
+        for (const c of sockets) c.destroy();
+        http.close();
       }
     });
   });
