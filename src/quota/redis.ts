@@ -75,6 +75,36 @@ function noScript(err: unknown): boolean {
 /** `{key}`: a hash tag, so a key and the window keys made from it live in one cluster slot. */
 const tagged = (key: string): string => `{${key}}`;
 
+/** Most releases kept for a reconnect; past it, slots are left to free themselves after their TTL. */
+const MAX_OWED_RELEASES = 10_000;
+
+/** Slot releases that failed while Redis was away, sent again once it is back. */
+interface OwedReleases {
+  add(key: string, token: string): void;
+  /** Sends every owed release (on the client's `ready`); one that fails again stays owed. */
+  repay(): void;
+}
+
+/**
+ * The releases a store made from a URL owes: with no offline queue, a release sent during a
+ * reconnect fails at once, and its slot would stay held until its TTL (an hour by default).
+ */
+function owedReleases(client: RedisCommander): OwedReleases {
+  const owed = new Map<string, string>(); // token -> key
+  const add = (key: string, token: string) => {
+    if (owed.size < MAX_OWED_RELEASES) owed.set(token, key);
+  };
+  return {
+    add,
+    repay() {
+      for (const [token, key] of owed) {
+        owed.delete(token);
+        client.sendCommand(["ZREM", key, token]).catch(() => add(key, token));
+      }
+    },
+  };
+}
+
 /**
  * Opens a Redis quota store: connects to `url` (loading the `redis` package; `MissingSdkError`
  * when it is not installed) or uses `client`.
@@ -85,16 +115,17 @@ export async function createRedisQuotaStore(opts: RedisQuotaStoreOptions): Promi
   }
   let client: RedisCommander;
   let close: () => Promise<void> = async () => {};
+  let owe: OwedReleases | null = null;
   if (opts.client !== undefined) client = opts.client;
   else {
     const url = opts.url!;
     const { createClient } = await loadSdk("quiver-rpc/quota/redis", ["redis"], () => import("redis"));
-    // While disconnected, commands fail at once (the quota lets calls through) instead of
-    // waiting in node-redis's offline queue for a reconnect that may never come.
     const connectTimeout = opts.connectTimeoutMs ?? 10_000;
     if (!(Number.isFinite(connectTimeout) && connectTimeout > 0)) {
       throw new RangeError(`createRedisQuotaStore: connectTimeoutMs must be a positive number, got ${connectTimeout}`);
     }
+    // While disconnected, commands fail at once (the quota lets calls through) instead of
+    // waiting in node-redis's offline queue for a reconnect that may never come.
     const made = createClient({ url, disableOfflineQueue: true, socket: { connectTimeout } });
     // Errors are the commands' to report; an unhandled 'error' event would end the process.
     made.on("error", () => {});
@@ -115,6 +146,8 @@ export async function createRedisQuotaStore(opts: RedisQuotaStoreOptions): Promi
     close = async () => {
       made.destroy();
     };
+    owe = owedReleases(client);
+    made.on("ready", owe.repay);
   }
   const scripts = new Map([ADD, ACQUIRE].map((s) => [s, sha1(s)]));
   const run = async (script: string, keys: readonly string[], args: readonly string[]): Promise<unknown> => {
@@ -138,7 +171,12 @@ export async function createRedisQuotaStore(opts: RedisQuotaStoreOptions): Promi
       return Number(reply) === 1 ? token : null;
     },
     async release(key, token) {
-      await client.sendCommand(["ZREM", tagged(key), token]);
+      try {
+        await client.sendCommand(["ZREM", tagged(key), token]);
+      } catch (err) {
+        owe?.add(tagged(key), token);
+        throw err;
+      }
     },
     close,
   };

@@ -146,16 +146,18 @@ export async function dispatch(
  * call's deadline and aborts bound that wait as they bound the handler, answering with their
  * reason. A `next` called after that finds the call ended and does not run it.
  */
-function refusedByInterceptors(call: Call, schema: Schema): Promise<Answer | null> {
+async function refusedByInterceptors(call: Call, schema: Schema): Promise<Answer | null> {
   const entered = call.entered;
-  if (entered === null) return Promise.resolve(null);
-  return call.unlessAborted(
+  if (entered === null) return null;
+  // The failure is answered once the race is decided: a refusal after the abort is not recorded.
+  const refused = await call.unlessAborted(
     entered.then(
       () => null,
-      (err: unknown) => call.errorAnswer(schema, err),
+      (err: unknown) => ({ err }),
     ),
-    (reason) => call.errorAnswer(schema, reason),
+    (reason) => ({ err: reason as unknown }),
   );
+  return refused === null ? null : call.errorAnswer(schema, refused.err);
 }
 
 /** A unary call's answer: refused, the handler's, or the abort reason if the call is aborted first. */
