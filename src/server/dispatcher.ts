@@ -155,7 +155,7 @@ async function refusedByInterceptors(call: Call, schema: Schema): Promise<Answer
       () => null,
       (err: unknown) => ({ err }),
     ),
-    (reason) => ({ err: reason as unknown }),
+    (reason) => ({ err: reason }),
   );
   return refused === null ? null : call.errorAnswer(schema, refused.err);
 }

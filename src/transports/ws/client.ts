@@ -15,7 +15,7 @@ import { frameworkError, RpcError } from "../../errors.js";
 import { concatBytes, outgoingPieces, totalBytes } from "../../wire/ipc.js";
 import { ByteQueue } from "../byte-queue.js";
 import { binaryFrame, MAX_FAST_FRAME_PAYLOAD } from "./frame.js";
-import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES } from "./shared.js";
+import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES, keepAlive } from "./shared.js";
 
 /** Options of `connectWebSocket`. */
 export interface WebSocketClientOptions {
@@ -161,30 +161,6 @@ async function openWithWs(
       return true;
     },
   };
-}
-
-/**
- * Pings `ws` every `intervalMs` (0: never) and drops it when a ping goes `pongTimeoutMs` without
- * its pong: its close then fails whatever waits on the connection.
- */
-function keepAlive(ws: import("ws").WebSocket, intervalMs: number, pongTimeoutMs: number): void {
-  if (intervalMs <= 0) return;
-  let unanswered: NodeJS.Timeout | undefined;
-  const pinger = setInterval(() => {
-    if (unanswered !== undefined) return;
-    unanswered = setTimeout(() => ws.terminate(), pongTimeoutMs);
-    unanswered.unref();
-    ws.ping();
-  }, intervalMs);
-  pinger.unref();
-  ws.on("pong", () => {
-    clearTimeout(unanswered);
-    unanswered = undefined;
-  });
-  ws.once("close", () => {
-    clearInterval(pinger);
-    clearTimeout(unanswered);
-  });
 }
 
 /** A `ws` message's bytes (`nodebuffer`: a Buffer, or its fragments). */

@@ -33,7 +33,7 @@ import { ByteQueue } from "../byte-queue.js";
 import { bodyBuffer } from "../node/buffer-pool.js";
 import { createNodeHttpServer, type NodeHttpTimeouts } from "../node/http-server.js";
 import { binaryFrame, MAX_FAST_FRAME_PAYLOAD } from "./frame.js";
-import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES } from "./shared.js";
+import { CloseCode, closeError, DEFAULT_MAX_SEND_BYTES, keepAlive } from "./shared.js";
 
 /** Default `path`. */
 export const DEFAULT_WS_PATH = "/ws";
@@ -244,8 +244,6 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     ws.on("close", (code, reason) => {
       open.delete(ws);
       frames.closed();
-      clearInterval(pinger);
-      clearTimeout(pongTimer);
       inputEnded = true;
       closed = closeError(code, reason.toString()) ?? frameworkError("transport_error", "peer closed the connection");
       tracked.peerGone(peerGone("ws"));
@@ -254,21 +252,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
       closeWaiters.clear();
     });
 
-    let pongTimer: NodeJS.Timeout | undefined;
-    const pinger =
-      pingInterval > 0
-        ? setInterval(() => {
-            if (pongTimer !== undefined) return;
-            pongTimer = setTimeout(() => ws.terminate(), pongTimeout);
-            pongTimer.unref();
-            ws.ping();
-          }, pingInterval)
-        : undefined;
-    pinger?.unref();
-    ws.on("pong", () => {
-      clearTimeout(pongTimer);
-      pongTimer = undefined;
-    });
+    keepAlive(ws, pingInterval, pongTimeout);
 
     /** Sends `m`; resolves once it (and every message before it) reached the OS. */
     const sendAcked = (m: Uint8Array): Promise<void> =>

@@ -1,7 +1,8 @@
 /**
  * What the WebSocket server and client share, free of `node:` imports so the browser client can
- * use it: close codes and their meaning and the one function mapping a close to an error kind (the
- * inbound byte queue is `../byte-queue.ts`; outbound bytes are cut into messages by `outgoingPieces`).
+ * use it: close codes and their meaning, the one function mapping a close to an error kind, and the
+ * keep-alive pinger of the `ws` package's sockets (the inbound byte queue is `../byte-queue.ts`;
+ * outbound bytes are cut into messages by `outgoingPieces`).
  *
  * A WebSocket carries exactly the byte stream a pipe carries: binary messages whose concatenation
  * is the stream. Message boundaries mean nothing, so either side may split or merge freely.
@@ -64,4 +65,38 @@ export function closeError(code: number, reason: string): RpcError | null {
   const [name, errCode] = named[code] ?? ["closed", "UNAVAILABLE"];
   const err = frameworkError("transport_error", `WebSocket closed with ${code} (${name})${why}`);
   return new RpcError(err.message, { type: err.type, code: errCode, kind: err.kind, details: detail });
+}
+
+/** What `keepAlive` needs of a `ws` WebSocket (structural: this module stays free of `ws` and `node:`). */
+interface Pingable {
+  ping(): void;
+  terminate(): void;
+  on(event: "pong", listener: () => void): unknown;
+  once(event: "close", listener: () => void): unknown;
+}
+
+/**
+ * Pings `ws` every `intervalMs` (0: never) and drops it (`terminate`) when a ping goes
+ * `pongTimeoutMs` without its pong: its close then fails whatever waits on the connection. The
+ * timers end with the connection and never keep a process alive. Both sides use it (`ws` only: a
+ * browser cannot send pings).
+ */
+export function keepAlive(ws: Pingable, intervalMs: number, pongTimeoutMs: number): void {
+  if (intervalMs <= 0) return;
+  let unanswered: ReturnType<typeof setTimeout> | undefined;
+  const pinger = setInterval(() => {
+    if (unanswered !== undefined) return;
+    unanswered = setTimeout(() => ws.terminate(), pongTimeoutMs);
+    (unanswered as { unref?: () => void }).unref?.();
+    ws.ping();
+  }, intervalMs);
+  (pinger as { unref?: () => void }).unref?.();
+  ws.on("pong", () => {
+    clearTimeout(unanswered);
+    unanswered = undefined;
+  });
+  ws.once("close", () => {
+    clearInterval(pinger);
+    clearTimeout(unanswered);
+  });
 }
