@@ -71,4 +71,12 @@ export interface Connection {
    * when idle and after the call in progress otherwise. Default: never.
    */
   readonly closing?: AbortSignal;
+  /**
+   * How long the connection may wait for its next request, in ms: from the connection's start and
+   * from the end of each call, the next request must have arrived whole within it, or the session
+   * ends (logged at info) and the transport closes the connection. Default: no limit.
+   */
+  readonly idleTimeoutMs?: number;
+  /** Called when the session ends for `idleTimeoutMs`, before it resolves (e.g. to pick a close code). */
+  onIdleTimeout?(): void;
 }

@@ -40,6 +40,14 @@ export function graceOf(opts: CloseOptions | undefined): number {
   return ms;
 }
 
+/** A listener's `connectionIdleTimeoutMs` (`Connection.idleTimeoutMs`), checked; undefined: no limit. */
+export function connectionIdleTimeout(ms: number | undefined): number | undefined {
+  if (ms !== undefined && !(Number.isFinite(ms) && ms > 0)) {
+    throw new RangeError(`connectionIdleTimeoutMs must be a positive number of ms, got ${ms}`);
+  }
+  return ms;
+}
+
 /** The error calls still running when the grace runs out are aborted with. */
 export function shutdownError(graceMs: number): RpcError {
   return frameworkError("cancelled", `the server is shutting down and did not finish this call within ${graceMs} ms`);

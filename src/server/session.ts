@@ -195,6 +195,43 @@ export async function serveSession(rpcServer: RpcServer, conn: Connection): Prom
 
 /** A value `closing` resolves with, as opposed to a request read. */
 const CLOSING = Symbol("closing");
+/** A value the idle deadline (`Connection.idleTimeoutMs`) resolves with. */
+const IDLE = Symbol("idle");
+
+/**
+ * One wait at a time that an event can end early with `value` (one slot: racing a long-lived
+ * promise per request would keep a reaction per request alive).
+ */
+class Interruptible<S> {
+  private waiting: ((value: S) => void) | null = null;
+
+  constructor(private readonly value: S) {}
+
+  /** `work`'s result, or `value` when `interrupt` comes first (`work`'s result then dropped). */
+  wait<T>(work: Promise<T>): Promise<T | S> {
+    return new Promise<T | S>((resolve, reject) => {
+      this.waiting = resolve;
+      work.then(
+        (result) => {
+          if (this.waiting !== resolve) return; // interrupted
+          this.waiting = null;
+          resolve(result);
+        },
+        (err: unknown) => {
+          if (this.waiting !== resolve) return;
+          this.waiting = null;
+          reject(err);
+        },
+      );
+    });
+  }
+
+  interrupt(): void {
+    const waiting = this.waiting;
+    this.waiting = null;
+    waiting?.(this.value);
+  }
+}
 
 /** One connection's calls, one after the other. */
 class Session {
@@ -206,16 +243,13 @@ class Session {
     const reason = this.conn.signal?.reason;
     this.current?.abort(reason instanceof RpcError ? reason : peerGone(this.conn.transport));
   };
-  /**
-   * The wait for the next request, answered with `CLOSING` if the listener starts closing first
-   * (one slot: racing a long-lived promise per request would keep a reaction per request alive).
-   */
-  private waiting: ((value: typeof CLOSING) => void) | null = null;
-  private readonly onClosing = () => {
-    const waiting = this.waiting;
-    this.waiting = null;
-    waiting?.(CLOSING);
-  };
+  /** The wait for the next request, answered with `CLOSING` if the listener starts closing first. */
+  private readonly closingWait = new Interruptible<typeof CLOSING>(CLOSING);
+  private readonly onClosing = () => this.closingWait.interrupt();
+  /** The read the idle deadline ends (`IDLE`), its timer, and whether it passed. */
+  private readonly idleWait = new Interruptible<typeof IDLE>(IDLE);
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
+  private idleExpired = false;
 
   constructor(
     private readonly server: ServerCore,
@@ -233,24 +267,46 @@ class Session {
     const closing = this.conn.closing;
     if (closing === undefined) return work;
     if (closing.aborted) return Promise.resolve(CLOSING);
-    return new Promise<T | typeof CLOSING>((resolve, reject) => {
-      this.waiting = resolve;
-      work.then(
-        (value) => {
-          if (this.waiting !== resolve) return; // closing won
-          this.waiting = null;
-          resolve(value);
-        },
-        (err: unknown) => {
-          if (this.waiting !== resolve) return;
-          this.waiting = null;
-          reject(err);
-        },
-      );
-    });
+    return this.closingWait.wait(work);
+  }
+
+  /** Starts the wait for the next request: it must have arrived whole within `idleTimeoutMs`. */
+  private armIdle(): void {
+    const ms = this.conn.idleTimeoutMs;
+    if (ms === undefined) return;
+    this.disarmIdle();
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = null;
+      this.idleExpired = true;
+      this.idleWait.interrupt();
+    }, ms);
+    this.idleTimer.unref?.();
+  }
+
+  private disarmIdle(): void {
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+  }
+
+  /** `work`'s result, or `IDLE` when the idle deadline passes first (`work`'s result then dropped). */
+  private unlessIdle<T>(work: Promise<T>): Promise<T | typeof IDLE> {
+    if (this.conn.idleTimeoutMs === undefined) return work;
+    if (this.idleExpired) return Promise.resolve(IDLE);
+    return this.idleWait.wait(work);
+  }
+
+  /** Ends the session for the idle deadline: logged, and the transport closes the connection. */
+  private idleEnd(): void {
+    const { conn } = this;
+    this.server.logger.info(
+      { transport: conn.transport, ...conn.transportMetadata, idle_timeout_ms: conn.idleTimeoutMs },
+      "Connection closed: no request within its idle timeout",
+    );
+    conn.onIdleTimeout?.();
   }
 
   close(): void {
+    this.disarmIdle();
     this.conn.signal?.removeEventListener("abort", this.onAbort);
     this.conn.closing?.removeEventListener("abort", this.onClosing);
     this.side?.close();
@@ -266,14 +322,20 @@ class Session {
     while (!this.stopping) {
       const reader = new StreamReader(this.framer);
       let request: RecordBatch | null;
+      this.armIdle();
       try {
         // An idle connection of a closing listener stops waiting for its next request.
         // (A request already buffered whole is read without waiting: most arrive in one piece.)
-        const schema = reader.pollOpen() ?? (await this.unlessClosing(reader.open()));
+        const schema = reader.pollOpen() ?? (await this.unlessIdle(this.unlessClosing(reader.open())));
         if (schema === null || schema === CLOSING) return; // clean close between calls, or shutdown
+        if (schema === IDLE) return this.idleEnd();
         const polled = reader.poll();
-        request = polled !== undefined ? polled : await reader.next();
-        if (request !== null && !reader.pollDrain()) await reader.drain();
+        const read = polled !== undefined ? polled : await this.unlessIdle(reader.next());
+        if (read === IDLE) return this.idleEnd();
+        request = read;
+        if (request !== null && !reader.pollDrain() && (await this.unlessIdle(reader.drain())) === IDLE) {
+          return this.idleEnd();
+        }
       } catch (err) {
         const lost = err instanceof FramingLost;
         if (!lost) await reader.drain().catch(() => {});
@@ -281,6 +343,7 @@ class Session {
         if (lost) return;
         continue;
       }
+      this.disarmIdle();
       // The side channel takes what the request offers and resolves a request that stands for a
       // batch in it; the call's answers go through it only when it says this request used it.
       let output: SideChannel | null = null;

@@ -13,7 +13,12 @@ import {
 } from "node:net";
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
-import { type CloseOptions, ConnectionSet, type TrackedConnection } from "../../server/connections.js";
+import {
+  type CloseOptions,
+  ConnectionSet,
+  connectionIdleTimeout,
+  type TrackedConnection,
+} from "../../server/connections.js";
 import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
 import { widenSendBuffer } from "../node/send-buffer.js";
@@ -29,6 +34,14 @@ export interface SocketServeOptions {
   readonly path?: string;
   /** Most concurrent connections; extra ones are closed at once. Default: 1024. */
   readonly maxConnections?: number;
+  /**
+   * How long an open connection may go without a request, in ms: from its start and from the end
+   * of each call, its next request must have arrived whole within it, or the connection is closed
+   * (logged at info; the client's next call fails with `transport_error`). Set it when the
+   * listener faces callers you do not trust: a connection that sends nothing otherwise holds one
+   * of `maxConnections` until its peer closes it. Default: no limit (a session may idle between calls).
+   */
+  readonly connectionIdleTimeoutMs?: number;
   /** Received-but-unread bytes per connection above which the server stops reading it. Default: 1 MiB. */
   readonly readHighWaterMark?: number;
   /**
@@ -150,6 +163,7 @@ async function serveSocket(
     closing: tracked.closing,
     signal: tracked.signal,
     ...(auth !== undefined ? { auth } : {}),
+    ...(opts.connectionIdleTimeoutMs !== undefined ? { idleTimeoutMs: opts.connectionIdleTimeoutMs } : {}),
   };
   const session = server.serveConnection(conn).catch(() => {});
   tracked.served(session);
@@ -167,6 +181,7 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
   const transport = opts.path !== undefined ? "unix" : "tcp";
   const connections = new ConnectionSet();
   const maxConnections = opts.maxConnections ?? 1024;
+  connectionIdleTimeout(opts.connectionIdleTimeoutMs);
   const idleTimeoutMs = opts.idleTimeoutMs;
   if (idleTimeoutMs !== undefined && !(idleTimeoutMs > 0)) {
     throw new RangeError(`idleTimeoutMs must be positive, got ${idleTimeoutMs}`);

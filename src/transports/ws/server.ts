@@ -25,7 +25,7 @@ import { type Authenticator, type AuthRequest, authReasonOf } from "../../auth/t
 import { frameworkError, type RpcError } from "../../errors.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
-import { type CloseOptions, ConnectionSet } from "../../server/connections.js";
+import { type CloseOptions, ConnectionSet, connectionIdleTimeout } from "../../server/connections.js";
 import { peerGone } from "../../server/dispatcher.js";
 import type { RpcServer } from "../../server/server.js";
 import { concatBytes, outgoingPieces, totalBytes } from "../../wire/ipc.js";
@@ -65,6 +65,14 @@ export interface WebSocketServerOptions extends CrossSiteOptions {
   readonly pongTimeoutMs?: number;
   /** Most concurrent connections; further upgrades are answered 503. Default: 1024. */
   readonly maxConnections?: number;
+  /**
+   * How long an open connection may go without a request, in ms: from its start and from the end
+   * of each call, its next request must have arrived whole within it, or the connection is closed
+   * (logged at info; the client's next call fails with `transport_error`). Set it when the
+   * listener faces callers you do not trust: a connection that sends nothing otherwise holds one
+   * of `maxConnections` until its peer closes it. Default: no limit (a session may idle between calls).
+   */
+  readonly connectionIdleTimeoutMs?: number;
   /** How long `close()` waits for peers to answer the 1001 close before dropping them, in ms. Default: 2 000. */
   readonly closeTimeoutMs?: number;
 }
@@ -178,6 +186,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
   const pingInterval = opts.pingIntervalMs ?? 30_000;
   const pongTimeout = opts.pongTimeoutMs ?? 10_000;
   const maxConnections = opts.maxConnections ?? 1024;
+  const idleTimeoutMs = connectionIdleTimeout(opts.connectionIdleTimeoutMs);
   const closeTimeout = opts.closeTimeoutMs ?? 2_000;
   const crossSitePolicyOf = crossSitePolicy(opts);
   const wss = new WebSocketServer({
@@ -313,6 +322,7 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
     if (ua) meta.user_agent = ua;
     // A failed send has closed the connection, which the next read or write reports.
     const flush = () => Promise.all([lastSent.catch(() => {}), frames.flushed()]).then(() => {});
+    let idled = false;
     const conn: Connection = {
       input,
       write,
@@ -323,12 +333,14 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
       ...(csrfVerified ? {} : { csrfVerified }),
       closing: tracked.closing,
       signal: tracked.signal,
+      ...(idleTimeoutMs !== undefined ? { idleTimeoutMs, onIdleTimeout: () => (idled = true) } : {}),
     };
     const session = server.serveConnection(conn);
     tracked.served(session);
     session.then(
       () => {
         if (inputEnded) ws.close(CloseCode.normal);
+        else if (idled) ws.close(CloseCode.normal, "idle timeout");
         else if (server.draining || connections.isClosing) ws.close(CloseCode.goingAway, "server shutting down");
         else ws.close(CloseCode.policyViolation, "the byte stream is not vgi-rpc");
       },

@@ -22,7 +22,8 @@ export const DEFAULT_MAX_SEND_BYTES = 16 * 1024;
 
 /**
  * The close codes quiver sends, and why.
- * - 1000 normal: the peer closed its side, the session ended.
+ * - 1000 normal: the peer closed its side, the session ended; or, with reason `idle timeout`, no
+ *   request came within the listener's `connectionIdleTimeoutMs`.
  * - 1001 going away: the server is shutting down. (A peer that leaves a keep-alive ping unanswered
  *   is dropped without a close frame: it is not listening; its side sees 1006.)
  * - 1003 unsupported data: a text message (the stream is binary only).
