@@ -1,4 +1,5 @@
 /** Authentication of an RPC request: the caller, or the 401 that refuses it. */
+import { authenticateWithin } from "../../auth/timeout.js";
 import { type Authenticator, type AuthRequest, AuthUnavailableError, authReasonOf } from "../../auth/types.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { RpcServer } from "../../server/server.js";
@@ -8,12 +9,14 @@ import type { UniversalRequest } from "./universal.js";
 /**
  * Runs `authenticate` on the request line, headers and connection facts (never the body). An
  * authenticator that throws refuses the request: 401 with the reason it names (`AuthFailure`),
- * logged as a warning; an `AuthUnavailableError` answers 503 with its `Retry-After` instead.
+ * logged as a warning; an `AuthUnavailableError`, or no answer within `timeoutMs`, answers 503 with
+ * its `Retry-After` instead.
  */
 export async function authenticateRequest(
   req: UniversalRequest,
   authenticate: Authenticator | undefined,
   server: RpcServer,
+  timeoutMs: number,
 ): Promise<Result<AuthContext>> {
   if (authenticate === undefined) return ok(ANONYMOUS);
   const request: AuthRequest = {
@@ -24,12 +27,12 @@ export async function authenticateRequest(
     peerCertificate: req.peerCertificate,
   };
   try {
-    return ok(await authenticate(request));
+    return ok(await authenticateWithin(authenticate, request, timeoutMs));
   } catch (err) {
     if (err instanceof AuthUnavailableError) {
       // Not a refusal: the authority could not be asked. A 401 would send every caller to
       // re-authenticate against a service that is merely down.
-      server.logger.warn({ remote_addr: req.remoteAddr }, "Authentication unavailable");
+      server.logger.warn({ remote_addr: req.remoteAddr, err }, "Authentication unavailable");
       return answer(unavailableReply(err.retryAfterSeconds));
     }
     const reason = authReasonOf(err);

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { type CrossSiteOptions, type CrossSitePolicy, crossSitePolicy } from "../../auth/cross-site.js";
 import { identityAuthenticate } from "../../auth/identity-bearer.js";
 import { PROOF_HEADER, PROOF_REQUIRED_HEADER, proxyHeadersOf } from "../../auth/proxy-proof.js";
+import { authTimeout } from "../../auth/timeout.js";
 import type { Authenticator } from "../../auth/types.js";
 import { type Encoding, loadZstd, producibleEncodings } from "../../codec/compression.js";
 import { DEFAULT_MAX_ZSTD_WINDOW_BYTES } from "../../codec/inflate.js";
@@ -56,6 +57,8 @@ export interface HttpServerOptions extends CrossSiteOptions {
   readonly maxResponseBytes?: number | null;
   /** Resolves each request's caller; throwing answers 401 (503 for an `AuthUnavailableError`). `/health` and `OPTIONS` are exempt. Default: every caller anonymous. */
   readonly authenticate?: Authenticator;
+  /** How long `authenticate` may take to answer, in ms; longer answers 503 (`AuthUnavailableError`, `Retry-After: 1`). Default: 30 000. */
+  readonly authTimeoutMs?: number;
   /**
    * When the server hosts `vgi_rpc.Identity.v2` with sealed grants or a `resolveToken` hook, accept
    * those credentials as bearers after `authenticate` (`identityAuthenticate`): a sealed grant
@@ -128,6 +131,8 @@ export interface HttpConfig {
   readonly options: HttpServerOptions;
   /** `options.authenticate`, followed by the identity bearer authenticators when they apply. */
   readonly authenticate: Authenticator | undefined;
+  /** `options.authTimeoutMs` with its default. */
+  readonly authTimeoutMs: number;
   /** `prefix` without trailing slashes. */
   readonly prefix: string;
   readonly keys: TokenKeyring;
@@ -249,6 +254,7 @@ export function resolveConfig(rpcServer: RpcServer, options: HttpServerOptions):
     server,
     options,
     authenticate: bearer === null ? options.authenticate : identityAuthenticate(options.authenticate, bearer),
+    authTimeoutMs: authTimeout(options.authTimeoutMs),
     prefix: (options.prefix ?? "").replace(/\/+$/, ""),
     keys,
     maxRequestBytes,

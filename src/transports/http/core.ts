@@ -189,7 +189,7 @@ async function call(
   // Cookies sent by a page of an untrusted origin are refused before anything reads them.
   const crossSite = crossSiteVerdict(config.crossSite, req.headers);
   if (crossSite.refused !== null) return errorStreamReply(server, 403, crossSiteError(crossSite.refused));
-  const auth = await authenticateRequest(req, config.authenticate, server);
+  const auth = await authenticateRequest(req, config.authenticate, server, config.authTimeoutMs);
   if (!auth.ok) return auth.reply;
   // A presented session token is resolved before the body is read: one that does not resolve
   // here is answered at once.
@@ -274,7 +274,7 @@ async function sessionRoute(
   if (httpMethod !== "DELETE") return methodNotAllowedReply("DELETE, OPTIONS");
   const crossSite = crossSiteVerdict(config.crossSite, req.headers);
   if (crossSite.refused !== null) return errorStreamReply(config.server, 403, crossSiteError(crossSite.refused));
-  const auth = await authenticateRequest(req, config.options.authenticate, config.server);
+  const auth = await authenticateRequest(req, config.options.authenticate, config.server, config.authTimeoutMs);
   if (!auth.ok) return auth.reply;
   if (!(await deleteSession(sessions, req.headers, auth.value))) return emptyReply(200);
   const reply = emptyReply(204);

@@ -21,7 +21,7 @@ export function pageOf(config: HttpConfig, req: UniversalRequest): Uint8Array | 
 
 /** A page, once its caller is authenticated (as for any route but `/health`). */
 export async function servePage(config: HttpConfig, req: UniversalRequest, html: Uint8Array): Promise<Reply> {
-  const auth = await authenticateRequest(req, config.authenticate, config.server);
+  const auth = await authenticateRequest(req, config.authenticate, config.server, config.authTimeoutMs);
   return auth.ok ? htmlReply(html) : auth.reply;
 }
 

@@ -11,6 +11,8 @@ import {
   Socket,
   type SocketConstructorOpts,
 } from "node:net";
+import { authenticateWithin, authTimeout } from "../../auth/timeout.js";
+import { AuthUnavailableError } from "../../auth/types.js";
 import type { AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
 import {
@@ -55,6 +57,11 @@ export interface SocketServeOptions {
    * refuse the connection, which is closed unserved. Default: every connection anonymous.
    */
   readonly authenticate?: (peer: SocketPeer) => AuthContext | Promise<AuthContext>;
+  /**
+   * How long `authenticate` may take to answer, in ms; a connection it has not answered within it
+   * is closed unserved, as a refused one. Default: 30 000.
+   */
+  readonly authTimeoutMs?: number;
   /**
    * Close the listener once it has had no connection for this long, in ms (the launcher's worker
    * contract, `--idle-timeout`): it stops as `close()` does and `onIdle` runs. Before the first
@@ -147,9 +154,10 @@ async function serveSocket(
   if (opts.authenticate !== undefined) {
     const peer: SocketPeer = { transport, remoteAddr: meta.remote_addr ?? "", path: opts.path ?? "" };
     try {
-      auth = await opts.authenticate(peer);
+      auth = await authenticateWithin(opts.authenticate, peer, authTimeout(opts.authTimeoutMs));
     } catch (err) {
-      server.logger.warn({ transport, remote_addr: peer.remoteAddr, err }, "Connection refused by authenticate");
+      const why = err instanceof AuthUnavailableError ? "authentication unavailable" : "refused by authenticate";
+      server.logger.warn({ transport, remote_addr: peer.remoteAddr, err }, `Connection closed: ${why}`);
       socket.destroy();
       return;
     }
@@ -182,6 +190,7 @@ export async function listenSocket(server: RpcServer, opts: SocketServeOptions =
   const connections = new ConnectionSet();
   const maxConnections = opts.maxConnections ?? 1024;
   connectionIdleTimeout(opts.connectionIdleTimeoutMs);
+  authTimeout(opts.authTimeoutMs);
   const idleTimeoutMs = opts.idleTimeoutMs;
   if (idleTimeoutMs !== undefined && !(idleTimeoutMs > 0)) {
     throw new RangeError(`idleTimeoutMs must be positive, got ${idleTimeoutMs}`);

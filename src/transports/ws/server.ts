@@ -21,7 +21,8 @@ import type { Duplex } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
 import { type CrossSiteOptions, crossSitePolicy, crossSiteVerdict } from "../../auth/cross-site.js";
 import { headersOf, peerCertificateOf } from "../../auth/node.js";
-import { type Authenticator, type AuthRequest, authReasonOf } from "../../auth/types.js";
+import { authenticateWithin, authTimeout } from "../../auth/timeout.js";
+import { type Authenticator, type AuthRequest, AuthUnavailableError, authReasonOf } from "../../auth/types.js";
 import { frameworkError, type RpcError } from "../../errors.js";
 import { ANONYMOUS, type AuthContext } from "../../protocol/context.js";
 import type { Connection } from "../../server/connection.js";
@@ -49,8 +50,10 @@ export const DEFAULT_MAX_PAYLOAD = 64 * 1024 * 1024;
 export interface WebSocketServerOptions extends CrossSiteOptions {
   /** URL path accepting upgrades (query string ignored); other paths are left to other `upgrade` listeners, or answered 404. Default: `/ws`. */
   readonly path?: string;
-  /** Resolves each upgrade request's caller; throwing answers 401 and opens no socket. Default: every caller anonymous. */
+  /** Resolves each upgrade request's caller; throwing answers 401 (503 for an `AuthUnavailableError`) and opens no socket. Default: every caller anonymous. */
   readonly authenticate?: Authenticator;
+  /** How long `authenticate` may take to answer, in ms; longer answers 503 (`Retry-After: 1`). Default: 30 000. */
+  readonly authTimeoutMs?: number;
   /** Largest single inbound WebSocket message, in bytes; a larger one closes the connection with 1009. Default: 64 MiB. */
   readonly maxPayload?: number;
   /** Largest WebSocket message the server sends, in bytes (the byte stream is split). Default: 16 KiB. */
@@ -200,7 +203,11 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
   let pendingUpgrades = 0;
   let accepting = true;
 
-  type Verdict = { readonly auth: AuthContext } | { readonly reason: string; readonly detail: string };
+  const authTimeoutMs = authTimeout(opts.authTimeoutMs);
+  type Verdict =
+    | { readonly auth: AuthContext }
+    | { readonly reason: string; readonly detail: string }
+    | { readonly retryAfterSeconds: number };
   const authenticate = async (req: IncomingMessage, reqPath: string): Promise<Verdict> => {
     if (opts.authenticate === undefined) return { auth: ANONYMOUS };
     const request: AuthRequest = {
@@ -211,8 +218,13 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
       peerCertificate: peerCertificateOf(req),
     };
     try {
-      return { auth: await opts.authenticate(request) };
+      return { auth: await authenticateWithin(opts.authenticate, request, authTimeoutMs) };
     } catch (err) {
+      if (err instanceof AuthUnavailableError) {
+        // As over HTTP: the authority could not be asked, which says nothing of the credential.
+        server.logger.warn({ remote_addr: request.remoteAddr, transport: "ws", err }, "Authentication unavailable");
+        return { retryAfterSeconds: err.retryAfterSeconds };
+      }
       const reason = authReasonOf(err);
       server.logger.warn({ remote_addr: request.remoteAddr, auth_reason: reason, transport: "ws" }, "Auth failure");
       return { reason, detail: `authentication rejected: ${(err as Error)?.message ?? String(err)}` };
@@ -388,6 +400,18 @@ export function createWebSocketEndpoint(server: RpcServer, opts: WebSocketServer
         if ("auth" in verdict) {
           const { auth } = verdict;
           wss.handleUpgrade(req, socket, head, (ws) => serve(ws, socket, req, auth, crossSite.csrfVerified));
+          return;
+        }
+        if ("retryAfterSeconds" in verdict) {
+          refuse(
+            socket,
+            503,
+            [
+              ["Retry-After", String(Math.ceil(verdict.retryAfterSeconds))],
+              ["Cache-Control", "no-store"],
+            ],
+            { error: "unavailable", detail: "authentication authority unavailable" },
+          );
           return;
         }
         refuse(
