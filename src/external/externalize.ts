@@ -90,6 +90,7 @@ export async function uploadIpc(
   schema: Schema,
   storage: ExternalStorage,
   compression: ExternalCompression | undefined,
+  signal?: AbortSignal,
 ): Promise<Uploaded> {
   const sha256 = createHash("sha256").update(ipc).digest("hex");
   let body = ipc;
@@ -108,7 +109,10 @@ export async function uploadIpc(
       contentEncoding = "zstd";
     }
   }
-  const url = await storage.upload(body, schema, contentEncoding === undefined ? {} : { contentEncoding });
+  const url = await storage.upload(body, schema, {
+    ...(contentEncoding === undefined ? {} : { contentEncoding }),
+    ...(signal === undefined ? {} : { signal }),
+  });
   return { url, sha256, rawBytes: ipc.byteLength };
 }
 
@@ -145,10 +149,11 @@ async function uploadUnder(
   policy: Policy,
   budget: ExternalBudget | null,
   method: string,
+  signal: AbortSignal | undefined,
 ): Promise<RecordBatch> {
   if (budget !== null && budget.used + predicted > budget.limit)
     throw overshoot(budget.used + predicted, budget, method);
-  const up = await uploadIpc(serializeStream(schema, batches), schema, policy.storage, policy.compression);
+  const up = await uploadIpc(serializeStream(schema, batches), schema, policy.storage, policy.compression, signal);
   if (budget !== null) {
     budget.used += up.rawBytes;
     if (budget.used > budget.limit) throw overshoot(budget.used, budget, method);
@@ -158,18 +163,19 @@ async function uploadUnder(
 
 /**
  * A unary result or stream header: the pointer replacing `batch` when it has rows and is at or
- * above the threshold, else `batch` itself.
+ * above the threshold, else `batch` itself. `signal` (the call's) goes to `ExternalStorage.upload`.
  */
 export async function externalizeBatch(
   batch: RecordBatch,
   policy: Policy,
   budget: ExternalBudget | null = null,
   method = "",
+  signal?: AbortSignal,
 ): Promise<RecordBatch> {
   if (batch.numRows === 0) return batch;
   const size = totalBufferSize(batch);
   if (size < policy.thresholdBytes) return batch;
-  return uploadUnder(batch.schema, [batch], size, policy, budget, method);
+  return uploadUnder(batch.schema, [batch], size, policy, budget, method, signal);
 }
 
 /**
@@ -183,12 +189,13 @@ export async function externalizeTurn(
   policy: Policy,
   budget: ExternalBudget | null = null,
   method = "",
+  signal?: AbortSignal,
 ): Promise<readonly RecordBatch[]> {
   const data = batches.find((b) => classifyBatch(b) === "data");
   if (data === undefined) return batches;
   const size = totalBufferSize(data);
   if (size < policy.thresholdBytes) return batches;
-  return [await uploadUnder(schema, batches, size, policy, budget, method)];
+  return [await uploadUnder(schema, batches, size, policy, budget, method, signal)];
 }
 
 /**

@@ -12,7 +12,7 @@ import type { S3Client, S3ClientConfig } from "@aws-sdk/client-s3";
 import type { Schema } from "apache-arrow";
 import { type BucketStorage, type BucketStorageOptions, checkStoreOptions, objectKey, storageFailure } from "./keys.js";
 import { loadSdk } from "./sdk.js";
-import { type ContentEncoding, ExternalStorageError, type UploadUrl } from "./storage.js";
+import { type ContentEncoding, ExternalStorageError, type UploadUrl, uploadSignal } from "./storage.js";
 
 export { type BucketStorage, type BucketStorageOptions, MAX_PRESIGN_EXPIRY_SECONDS } from "./keys.js";
 export { MissingSdkError } from "./sdk.js";
@@ -86,7 +86,11 @@ export async function createS3Storage(opts: S3StorageOptions): Promise<S3Storage
     prefix,
     presignExpirySeconds,
     client,
-    async upload(data: Uint8Array, _schema: Schema, o: { readonly contentEncoding?: ContentEncoding } = {}) {
+    async upload(
+      data: Uint8Array,
+      _schema: Schema,
+      o: { readonly contentEncoding?: ContentEncoding; readonly signal?: AbortSignal } = {},
+    ) {
       const key = objectKey(prefix, o.contentEncoding);
       try {
         await client.send(
@@ -97,8 +101,9 @@ export async function createS3Storage(opts: S3StorageOptions): Promise<S3Storage
             ContentType: "application/octet-stream",
             ...(o.contentEncoding === undefined ? {} : { ContentEncoding: o.contentEncoding }),
           }),
-          // The SDK sets no request timeout of its own: this bounds the upload, retries included.
-          { abortSignal: AbortSignal.timeout(uploadTimeoutMs) },
+          // The SDK sets no request timeout of its own: this bounds the upload, retries included,
+          // and stops it when the call ends early.
+          { abortSignal: uploadSignal(o.signal, uploadTimeoutMs) },
         );
       } catch (err) {
         fail("upload", err);

@@ -17,9 +17,15 @@ export interface ExternalStorage {
   /**
    * Stores `data` (a complete Arrow IPC stream, encoded with `contentEncoding` when given) and
    * resolves with a URL a client can GET it from (typically pre-signed). May be called
-   * concurrently.
+   * concurrently. `signal`, when given, is the call's: it aborts when the call ends early (its
+   * deadline, its client gone, the server shutting down), and the upload should stop then; the call
+   * does not wait for it.
    */
-  upload(data: Uint8Array, schema: Schema, opts: { readonly contentEncoding?: ContentEncoding }): Promise<string>;
+  upload(
+    data: Uint8Array,
+    schema: Schema,
+    opts: { readonly contentEncoding?: ContentEncoding; readonly signal?: AbortSignal },
+  ): Promise<string>;
 }
 
 /** A pre-signed URL pair for a client upload: PUT to one, GET from the other (signatures are per method). */
@@ -27,6 +33,12 @@ export interface UploadUrl {
   readonly uploadUrl: string;
   readonly downloadUrl: string;
   readonly expiresAt: Date;
+}
+
+/** An upload's signal: aborts after `ms`, or with `signal` (the call's, see `upload`), whichever is first. */
+export function uploadSignal(signal: AbortSignal | undefined, ms: number): AbortSignal {
+  const timeout = AbortSignal.timeout(ms);
+  return signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
 }
 
 /**
@@ -115,9 +127,9 @@ export class FakeStorage implements ExternalStorage, UploadUrlProvider {
   async upload(
     data: Uint8Array,
     _schema: Schema,
-    opts: { readonly contentEncoding?: ContentEncoding } = {},
+    opts: { readonly contentEncoding?: ContentEncoding; readonly signal?: AbortSignal } = {},
   ): Promise<string> {
-    const signal = AbortSignal.timeout(this.timeoutMs);
+    const signal = uploadSignal(opts.signal, this.timeoutMs);
     const { upload: uploadUrl, download: downloadUrl } = await this.alloc(
       opts.contentEncoding === undefined ? {} : { content_encoding: opts.contentEncoding },
       signal,

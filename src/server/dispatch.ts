@@ -886,7 +886,13 @@ export async function runUnary(call: Call, method: ResolvedMethod, params: Recor
       result = oneValueBatch(decl.result, value ?? null, schema, "result", { method: method.name, role: "result" });
       const policy = call.env.server.external;
       if (policy !== null) {
-        result = await externalizeBatch(result, policy, call.env.http?.externalBudget ?? null, method.name);
+        result = await externalizeBatch(
+          result,
+          policy,
+          call.env.http?.externalBudget ?? null,
+          method.name,
+          call.signal,
+        );
       }
     }
   } catch (err) {
@@ -980,7 +986,7 @@ export async function openStream(
       const policy = call.env.server.external;
       const budget = call.env.http?.externalBudget ?? null;
       const headerOut =
-        policy === null ? headerBatch : await externalizeBatch(headerBatch, policy, budget, method.name);
+        policy === null ? headerBatch : await externalizeBatch(headerBatch, policy, budget, method.name, call.signal);
       const batches = [...logs.drain(headerSchema), headerOut];
       call.wrote(batches);
       header = { schema: headerSchema, batches };
@@ -1084,7 +1090,7 @@ export async function runTurn(
     const batches =
       policy === null || !externalize
         ? out.batches
-        : await externalizeTurn(stream.outputSchema, out.batches, policy, budget, method.name);
+        : await externalizeTurn(stream.outputSchema, out.batches, policy, budget, method.name, call.signal);
     call.wrote(batches);
     if (call.turnCheck !== null) {
       const refusal = await call.turnCheck(call.stats);

@@ -204,6 +204,13 @@ export interface RequestCall extends ActiveCall {
   readonly error: RpcError | null;
   readonly methodName: string;
   readonly streamId: string;
+  /** The call's `ctx.signal`: aborts when the call ends early. */
+  readonly signal: AbortSignal;
+  /**
+   * `work`'s result, or `onAbort(reason)`'s if the call is aborted first (its deadline, its client
+   * gone), `work`'s result then dropped; one wait at a time, after the step that ran the handler.
+   */
+  unlessAborted<T>(work: Promise<T>, onAbort: (reason: RpcError) => T): Promise<T>;
   /** Admits a request batch: the method and its parameters, or the answer that refuses it. */
   admit(request: RecordBatch | null): Admission;
   /** Runs an admitted unary call: its answer, its refusal by an interceptor, or its abort. */
@@ -235,6 +242,12 @@ class RequestScope implements RequestCall {
 
   get origin(): Origin {
     return this.call.origin;
+  }
+  get signal(): AbortSignal {
+    return this.call.signal;
+  }
+  unlessAborted<T>(work: Promise<T>, onAbort: (reason: RpcError) => T): Promise<T> {
+    return this.call.unlessAborted(work, onAbort);
   }
   get error(): RpcError | null {
     return this.call.error;

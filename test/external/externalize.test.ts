@@ -27,7 +27,7 @@ import { connectHttp } from "../../src/transports/http/client.js";
 import { listenHttp } from "../../src/transports/http/listen.js";
 import { concatBytes, decodeStreamBytes, encodeStream } from "../../src/wire/ipc.js";
 import type { LogRecord } from "../../src/wire/messages.js";
-import { memoryClient } from "../client/helpers.js";
+import { memoryClient, rejection } from "../client/helpers.js";
 import { type FakeStorageServer, serveFakeStorage } from "../helpers/fake-storage.js";
 import { silentEndpoint } from "../helpers/object-stores.js";
 
@@ -383,5 +383,51 @@ test("HTTP client uploads: a request over the server's cap goes up through a ven
     plain.close();
     uploading.close();
     await server.close();
+  }
+});
+
+test("the call's signal reaches ExternalStorage.upload and aborts when the call's deadline passes (pipe unary, HTTP exchange turn)", async () => {
+  const signals: AbortSignal[] = [];
+  const hanging = {
+    upload: (_data: Uint8Array, _schema: unknown, opts: { readonly signal?: AbortSignal }) => {
+      if (opts.signal !== undefined) signals.push(opts.signal);
+      return new Promise<string>(() => {});
+    },
+  };
+  const server = createServer({
+    callTimeoutMs: 300,
+    external: { storage: hanging, thresholdBytes: 1024, fetch: { urlValidator: loopbackOnly } },
+    protocols: [
+      bind(Big, {
+        echo: ({ value }) => value,
+        published: ({ value }) => value,
+        count: { init: () => ({ header: { label: "" }, state: { i: 0n, n: 0n } }), produce: (_s, out) => out.finish() },
+        scale: {
+          init: ({ factor }) => ({ state: { factor } }),
+          process(_state, input, out) {
+            out.emit(input.rows().map((r) => ({ x: r.x })));
+          },
+        },
+      }),
+    ],
+  });
+  const { client } = memoryClient(server);
+  const listener = await listenHttp(server, { port: 0 });
+  const http = connectHttp(`http://127.0.0.1:${listener.port}`, { external: resolver() });
+  try {
+    const err = await rejection(proxy(client, Big).echo({ value: "y".repeat(5_000) }));
+    assert.equal(err.kind, "deadline_exceeded");
+    assert.equal(signals.length, 1);
+    assert.equal(signals[0]!.aborted, true);
+    const session = await proxy(http, Big).scale({ factor: 1 });
+    const xs = Array.from({ length: 1_000 }, (_, i) => ({ x: i }));
+    const turn = await rejection(session.exchange(xs));
+    assert.equal(turn.kind, "deadline_exceeded");
+    assert.equal(signals.length, 2);
+    assert.equal(signals[1]!.aborted, true);
+  } finally {
+    http.close();
+    await client.close();
+    await listener.close();
   }
 });

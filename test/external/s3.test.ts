@@ -109,6 +109,24 @@ test("S3: the options are checked before anything is loaded or sent", async () =
   s.client.destroy();
 });
 
+test("S3: an upload stops when its signal (the call's) aborts, long before uploadTimeoutMs", {
+  timeout: 30_000,
+}, async () => {
+  const silent = await silentEndpoint();
+  try {
+    const storage = await createS3Storage({ bucket: BUCKET, clientConfig: { ...config, endpoint: silent.url } });
+    const signal = AbortSignal.timeout(200);
+    const err = await storage
+      .upload(new Uint8Array(1024), schemaOf({ x: t.int64() }), { signal })
+      .catch((e: unknown) => e);
+    assert.ok(err instanceof ExternalStorageError, String(err));
+    assert.equal(signal.aborted, true);
+    storage.client.destroy();
+  } finally {
+    await silent.close();
+  }
+});
+
 test("S3: an upload to a store that stops answering fails after uploadTimeoutMs", { timeout: 30_000 }, async () => {
   const silent = await silentEndpoint();
   try {

@@ -255,7 +255,11 @@ export async function serveExchange(route: StreamRoute, body: Uint8Array): Promi
     if (!producer && policy !== null && !failed) {
       try {
         const budget = route.env.http?.externalBudget ?? null;
-        batches = [...(await externalizeTurn(stream.outputSchema, batches, policy, budget, resolved.name))];
+        // Raced with the call's deadline and aborts: a store that stops answering must not hold the turn.
+        const uploaded = externalizeTurn(stream.outputSchema, batches, policy, budget, resolved.name, call.signal);
+        const out = await call.unlessAborted<readonly RecordBatch[] | RpcError>(uploaded, (reason) => reason);
+        if (out instanceof RpcError) throw out;
+        batches = [...out];
       } catch (err) {
         batches = call.fail(stream.outputSchema, err).batches.slice();
         failed = true;
