@@ -5,6 +5,7 @@
  * `maxConnections`, for ever.
  */
 import type { AuthContext } from "../protocol/context.js";
+import { isThenable } from "../thenable.js";
 import { AuthUnavailableError } from "./types.js";
 
 /** Default `authTimeoutMs`: 30 s. */
@@ -29,14 +30,14 @@ export function authenticateWithin<A>(
   ms: number,
 ): AuthContext | Promise<AuthContext> {
   const answer = authenticate(arg);
-  if (typeof (answer as PromiseLike<AuthContext>)?.then !== "function") return answer as AuthContext;
+  if (!isThenable(answer)) return answer;
   return new Promise<AuthContext>((resolve, reject) => {
     const timer = setTimeout(
       () =>
         reject(new AuthUnavailableError(`the authenticator did not answer within ${ms} ms`, { retryAfterSeconds: 1 })),
       ms,
     );
-    (answer as PromiseLike<AuthContext>).then(
+    answer.then(
       (auth) => {
         clearTimeout(timer);
         resolve(auth);

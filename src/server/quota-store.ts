@@ -4,6 +4,7 @@
  * and aligned to the epoch (`floor(now / windowMs)`), so every store and instance agrees on
  * which window a moment belongs to.
  */
+import { isThenable } from "../thenable.js";
 
 /** A counter's total in its current window. */
 export interface WindowCount {
@@ -125,7 +126,7 @@ export class QuotaStoreTimeoutError extends Error {
  * goes to `late` (a slot taken after its caller gave up is given back there).
  */
 function within<T>(
-  answer: Promise<T>,
+  answer: PromiseLike<T>,
   operation: QuotaStoreTimeoutError["operation"],
   timeoutMs: number,
   late: (value: T) => void,
@@ -155,7 +156,7 @@ function within<T>(
 const ignore = () => {};
 
 /**
- * `store` with every answer it gives as a promise bounded by `timeoutMs` (answers given at once
+ * `store` with every answer it gives as a promise (any thenable) bounded by `timeoutMs` (answers given at once
  * pass as they are): a store that stops answering, e.g. a Redis behind a dropped network, fails
  * the operation in bounded time instead of holding the call. A slot acquired after its operation
  * timed out is released as soon as it arrives.
@@ -163,16 +164,16 @@ const ignore = () => {};
 export function boundedQuotaStore(store: QuotaStore, timeoutMs: number): QuotaStore {
   const release = (key: string, token: string): void | Promise<void> => {
     const answer = store.release(key, token);
-    return answer instanceof Promise ? within(answer, "release", timeoutMs, ignore) : answer;
+    return isThenable(answer) ? within(answer, "release", timeoutMs, ignore) : answer;
   };
   return {
     add(key, amount, windowMs) {
       const answer = store.add(key, amount, windowMs);
-      return answer instanceof Promise ? within(answer, "add", timeoutMs, ignore) : answer;
+      return isThenable(answer) ? within(answer, "add", timeoutMs, ignore) : answer;
     },
     acquire(key, limit, ttlMs) {
       const answer = store.acquire(key, limit, ttlMs);
-      if (!(answer instanceof Promise)) return answer;
+      if (!isThenable(answer)) return answer;
       return within(answer, "acquire", timeoutMs, (token) => {
         if (token === null) return;
         try {

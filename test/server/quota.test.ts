@@ -288,6 +288,34 @@ describe("quota rules", () => {
     assert.deepEqual(released, ["slot-7"], "the slot acquired after its timeout is released");
   });
 
+  it("an answer that is a thenable but not a Promise is bounded by storeTimeoutMs too", {
+    timeout: 10_000,
+  }, async () => {
+    const failures: unknown[] = [];
+    // A thenable that never settles (what a hand-rolled or foreign promise library might hand back).
+    // biome-ignore lint/suspicious/noThenProperty: the point is a thenable that is not a Promise
+    const never = { then: () => {} } as unknown as Promise<never>;
+    const thenable: QuotaStore = { add: () => never, acquire: () => never, release: () => {} };
+    const server = createServer({
+      interceptors: [
+        quotaInterceptor({
+          rules: [{ callsPerSecond: 1 }],
+          store: thenable,
+          storeTimeoutMs: 50,
+          onStoreError: (e) => failures.push(e),
+        }),
+      ],
+      protocols: [impl],
+    });
+    const client = memoryClientAs(server, ALICE);
+    for (let i = 0; i < 2; i++) assert.equal(await proxy(client, P).ping(), "pong");
+    await client.close();
+    assert.deepEqual(
+      failures.map((e) => (e instanceof QuotaStoreTimeoutError ? e.operation : String(e))),
+      ["add", "add"],
+    );
+  });
+
   it("refuses a storeTimeoutMs that is not a positive number", () => {
     for (const storeTimeoutMs of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
       assert.throws(() => quotaInterceptor({ rules: [{ callsPerSecond: 1 }], storeTimeoutMs }), RangeError);
