@@ -108,7 +108,11 @@ export function createMemoryQuotaStore(opts: MemoryQuotaStoreOptions = {}): Quot
   };
 }
 
-/** A quota store's answer did not come within the quota interceptor's `storeTimeoutMs` (or a Redis store did not connect within its `connectTimeoutMs`). */
+/**
+ * A quota store's answer did not come within the quota interceptor's `storeTimeoutMs` (or a Redis
+ * store did not connect within its `connectTimeoutMs`); or, with `skipped`, the operation was not
+ * sent: an earlier one timed out and the store has not answered since (see `boundedQuotaStore`).
+ */
 export class QuotaStoreTimeoutError extends Error {
   override readonly name = "QuotaStoreTimeoutError";
   constructor(
@@ -116,35 +120,46 @@ export class QuotaStoreTimeoutError extends Error {
     readonly operation: "add" | "acquire" | "release" | "connect",
     /** The time it was given, in ms. */
     readonly timeoutMs: number,
+    /** True when it was not sent, the store being unresponsive. */
+    readonly skipped = false,
   ) {
-    super(`the quota store's ${operation} did not answer within ${timeoutMs} ms`);
+    super(
+      skipped
+        ? `the quota store's ${operation} was skipped: an earlier operation did not answer within ${timeoutMs} ms, and the store has not answered since`
+        : `the quota store's ${operation} did not answer within ${timeoutMs} ms`,
+    );
   }
 }
 
 /**
  * `answer`, or a `QuotaStoreTimeoutError` once `timeoutMs` pass first; an answer that comes later
- * goes to `late` (a slot taken after its caller gave up is given back there).
+ * goes to `late` (a slot taken after its caller gave up is given back there). `health` hears
+ * whether the store answered in time, and of a late answer.
  */
 function within<T>(
   answer: PromiseLike<T>,
   operation: QuotaStoreTimeoutError["operation"],
   timeoutMs: number,
   late: (value: T) => void,
+  health: (answered: boolean) => void,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let expired = false;
     const timer = setTimeout(() => {
       expired = true;
+      health(false);
       reject(new QuotaStoreTimeoutError(operation, timeoutMs));
     }, timeoutMs);
     timer.unref?.();
     answer.then(
       (value) => {
+        health(true);
         if (expired) return late(value);
         clearTimeout(timer);
         resolve(value);
       },
       (err: unknown) => {
+        health(true);
         if (expired) return;
         clearTimeout(timer);
         reject(err);
@@ -156,32 +171,71 @@ function within<T>(
 const ignore = () => {};
 
 /**
- * `store` with every answer it gives as a promise (any thenable) bounded by `timeoutMs` (answers given at once
- * pass as they are): a store that stops answering, e.g. a Redis behind a dropped network, fails
- * the operation in bounded time instead of holding the call. A slot acquired after its operation
- * timed out is released as soon as it arrives.
+ * `store` with every answer it gives as a promise (any thenable) bounded by `timeoutMs` (answers
+ * given at once pass as they are): a store that stops answering, e.g. a Redis behind a dropped
+ * network, fails the operation in bounded time instead of holding the call. A slot acquired after
+ * its operation timed out is released as soon as it arrives.
+ *
+ * Once an operation timed out, and until the store answers anything (even late, even an error),
+ * the store counts as unresponsive: an `add` or `acquire` is still sent now and then, as a probe
+ * (one at a time, at least `timeoutMs` after the last one ended), and the others fail at once
+ * (`QuotaStoreTimeoutError` with `skipped`) rather than each waiting `timeoutMs` and queueing behind
+ * a connection that may never answer (a half-open TCP connection can stay so for many minutes).
+ * Releases are always sent.
  */
 export function boundedQuotaStore(store: QuotaStore, timeoutMs: number): QuotaStore {
+  let unresponsive = false;
+  let probing = false;
+  /** When the next probe may start (`performance.now()`). */
+  let probeAfter = 0;
+  const health = (answered: boolean) => {
+    unresponsive = !answered;
+  };
+  const probed = (answered: boolean) => {
+    probing = false;
+    probeAfter = performance.now() + timeoutMs;
+    health(answered);
+  };
+  /** Sends `op`, unless the store is unresponsive and it is no time for a probe; see above. */
+  const guarded = <T>(
+    operation: "add" | "acquire",
+    op: () => T | PromiseLike<T>,
+    late: (value: T) => void,
+  ): T | Promise<T> => {
+    const probe = unresponsive;
+    if (probe && (probing || performance.now() < probeAfter)) {
+      return Promise.reject(new QuotaStoreTimeoutError(operation, timeoutMs, true));
+    }
+    const answer = op();
+    if (!isThenable(answer)) {
+      unresponsive = false;
+      return answer;
+    }
+    if (!probe) return within(answer, operation, timeoutMs, late, health);
+    probing = true;
+    return within(answer, operation, timeoutMs, late, probed);
+  };
   const release = (key: string, token: string): void | Promise<void> => {
     const answer = store.release(key, token);
-    return isThenable(answer) ? within(answer, "release", timeoutMs, ignore) : answer;
+    return isThenable(answer) ? within(answer, "release", timeoutMs, ignore, health) : answer;
   };
   return {
     add(key, amount, windowMs) {
-      const answer = store.add(key, amount, windowMs);
-      return isThenable(answer) ? within(answer, "add", timeoutMs, ignore) : answer;
+      return guarded("add", () => store.add(key, amount, windowMs), ignore);
     },
     acquire(key, limit, ttlMs) {
-      const answer = store.acquire(key, limit, ttlMs);
-      if (!isThenable(answer)) return answer;
-      return within(answer, "acquire", timeoutMs, (token) => {
-        if (token === null) return;
-        try {
-          Promise.resolve(release(key, token)).catch(ignore);
-        } catch {
-          // the slot frees itself after its TTL
-        }
-      });
+      return guarded(
+        "acquire",
+        () => store.acquire(key, limit, ttlMs),
+        (token) => {
+          if (token === null) return;
+          try {
+            Promise.resolve(release(key, token)).catch(ignore);
+          } catch {
+            // the slot frees itself after its TTL
+          }
+        },
+      );
     },
     release,
   };

@@ -6,7 +6,7 @@
  * principal, role and scheme; callers no rule names are untouched.
  */
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { authenticated } from "../../src/auth/types.js";
 import { proxy } from "../../src/client/typed.js";
 import { type ErrorDetail, RpcError } from "../../src/errors.js";
@@ -14,6 +14,7 @@ import { defineProtocol, exchange, producer, unary } from "../../src/protocol/me
 import { t } from "../../src/protocol/types.js";
 import { type QuotaRule, quotaInterceptor } from "../../src/server/quota.js";
 import {
+  boundedQuotaStore,
   createMemoryQuotaStore,
   type QuotaStore,
   QuotaStoreTimeoutError,
@@ -271,17 +272,19 @@ describe("quota rules", () => {
       protocols: [impl],
     });
     const client = memoryClientAs(server, ALICE);
-    for (let i = 0; i < 2; i++) assert.equal(await proxy(client, P).ping(), "pong");
+    // The stream's add times out; its acquire goes as the first probe and times out too.
     assert.equal((await (await proxy(client, P).tens({ n: 1n })).toArray()).length, 10);
+    for (let i = 0; i < 2; i++) assert.equal(await proxy(client, P).ping(), "pong");
     await client.close();
     const timeouts = failures.filter((e): e is QuotaStoreTimeoutError => e instanceof QuotaStoreTimeoutError);
     assert.equal(timeouts.length, failures.length, "every failure is a timeout");
-    assert.deepEqual(timeouts.map((e) => [e.operation, e.timeoutMs]).sort(), [
-      ["acquire", 50],
-      ["add", 50],
-      ["add", 50],
-      ["add", 50],
-    ]);
+    assert.deepEqual(
+      timeouts.slice(0, 2).map((e) => [e.operation, e.timeoutMs, e.skipped]),
+      [
+        ["add", 50, false],
+        ["acquire", 50, false],
+      ],
+    );
     assert.equal(late.length, 1);
     late[0]!("slot-7");
     await new Promise((r) => setImmediate(r));
@@ -314,6 +317,49 @@ describe("quota rules", () => {
       failures.map((e) => (e instanceof QuotaStoreTimeoutError ? e.operation : String(e))),
       ["add", "add"],
     );
+  });
+
+  it("a store that timed out gets one probe at a time, at most one per storeTimeoutMs, the rest skipped, until it answers", async () => {
+    const pending: Array<(count: WindowCount) => void> = [];
+    let sent = 0;
+    const slow: QuotaStore = {
+      add: () => {
+        sent++;
+        return new Promise<WindowCount>((resolve) => pending.push(resolve));
+      },
+      acquire: () => null,
+      release: () => {},
+    };
+    const store = boundedQuotaStore(slow, 50);
+    // The store's timers do not hold the process open; this does, while the test waits on them.
+    const alive = setInterval(() => {}, 1000);
+    after(() => clearInterval(alive));
+    const outcome = (p: WindowCount | Promise<WindowCount>) =>
+      Promise.resolve(p).then(
+        (c) => `total ${c.total}`,
+        (e: unknown) => (e instanceof QuotaStoreTimeoutError ? (e.skipped ? "skipped" : "timeout") : String(e)),
+      );
+    assert.equal(await outcome(store.add("k", 1, 1000)), "timeout");
+    // Unresponsive: one probe goes out; the 100 alongside it are not sent.
+    const probe = outcome(store.add("k", 1, 1000));
+    const others = await Promise.all(Array.from({ length: 100 }, () => outcome(store.add("k", 1, 1000))));
+    assert.deepEqual(new Set(others), new Set(["skipped"]));
+    assert.equal(await probe, "timeout");
+    assert.equal(sent, 2);
+    // Right after a probe ended, no other one yet.
+    assert.equal(await outcome(store.add("k", 1, 1000)), "skipped");
+    assert.equal(sent, 2);
+    await new Promise((r) => setTimeout(r, 80));
+    const third = outcome(store.add("k", 1, 1000));
+    assert.equal(sent, 3);
+    // The store answers (late): it is responsive again, and operations are sent as before.
+    for (const answer of pending.splice(0)) answer({ total: 1, resetMs: 1000 });
+    assert.equal(await third, "total 1");
+    const next = outcome(store.add("k", 1, 1000));
+    const alongside = outcome(store.add("k", 1, 1000));
+    assert.equal(sent, 5);
+    for (const answer of pending.splice(0)) answer({ total: 2, resetMs: 1000 });
+    assert.deepEqual([await next, await alongside], ["total 2", "total 2"]);
   });
 
   it("refuses a storeTimeoutMs that is not a positive number", () => {
