@@ -37,6 +37,7 @@ export function authenticateWithin<A>(
         reject(new AuthUnavailableError(`the authenticator did not answer within ${ms} ms`, { retryAfterSeconds: 1 })),
       ms,
     );
+    timer.unref?.();
     answer.then(
       (auth) => {
         clearTimeout(timer);

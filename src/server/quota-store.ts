@@ -191,9 +191,13 @@ export function boundedQuotaStore(store: QuotaStore, timeoutMs: number): QuotaSt
   const health = (answered: boolean) => {
     unresponsive = !answered;
   };
-  const probed = (answered: boolean) => {
-    probing = false;
-    probeAfter = performance.now() + timeoutMs;
+  /** The probe out now; an answer to an earlier one (late) does not end it. */
+  let probeId = 0;
+  const probed = (id: number) => (answered: boolean) => {
+    if (id === probeId) {
+      probing = false;
+      probeAfter = performance.now() + timeoutMs;
+    }
     health(answered);
   };
   /** Sends `op`, unless the store is unresponsive and it is no time for a probe; see above. */
@@ -213,7 +217,7 @@ export function boundedQuotaStore(store: QuotaStore, timeoutMs: number): QuotaSt
     }
     if (!probe) return within(answer, operation, timeoutMs, late, health);
     probing = true;
-    return within(answer, operation, timeoutMs, late, probed);
+    return within(answer, operation, timeoutMs, late, probed(++probeId));
   };
   const release = (key: string, token: string): void | Promise<void> => {
     const answer = store.release(key, token);

@@ -275,6 +275,7 @@ class Session {
     const ms = this.conn.idleTimeoutMs;
     if (ms === undefined) return;
     this.disarmIdle();
+    this.idleExpired = false;
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null;
       this.idleExpired = true;
@@ -338,7 +339,7 @@ class Session {
         }
       } catch (err) {
         const lost = err instanceof FramingLost;
-        if (!lost) await reader.drain().catch(() => {});
+        if (!lost && (await this.unlessIdle(reader.drain().catch(() => {}))) === IDLE) return this.idleEnd();
         await writeAnswer(conn, refuseUnread(this.env, lost ? err.error : err)).catch(() => {});
         if (lost) return;
         continue;

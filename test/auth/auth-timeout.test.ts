@@ -1,7 +1,7 @@
 /**
  * `authTimeoutMs` on the HTTP, WebSocket and socket listeners: an authenticator that does not answer
  * in time is an `AuthUnavailableError` (503 with `Retry-After: 1` over HTTP and WebSocket; over a
- * socket the connection is closed unserved), and a WebSocket upgrade's place under `maxConnections` is freed. A
+ * socket the connection is closed unserved), and its place under `maxConnections` is freed. A
  * WebSocket upgrade whose authenticator throws `AuthUnavailableError` is answered 503, as over HTTP,
  * not 401.
  */
@@ -97,6 +97,7 @@ test("socket: a connection whose authenticator does not answer within authTimeou
   let calls = 0;
   const listener = await listenSocket(whoServer(logs), {
     path: socketPath("auth-timeout.sock"),
+    maxConnections: 1,
     authTimeoutMs: AUTH_MS,
     authenticate: () => (++calls === 1 ? silent() : alice),
   });

@@ -386,7 +386,9 @@ test("HTTP client uploads: a request over the server's cap goes up through a ven
   }
 });
 
-test("the call's signal reaches ExternalStorage.upload and aborts when the call's deadline passes (pipe unary, HTTP exchange turn)", async () => {
+test("the call's signal reaches ExternalStorage.upload and aborts when the call's deadline passes (pipe unary, HTTP exchange turn)", {
+  timeout: 30_000,
+}, async () => {
   const signals: AbortSignal[] = [];
   const hanging = {
     upload: (_data: Uint8Array, _schema: unknown, opts: { readonly signal?: AbortSignal }) => {

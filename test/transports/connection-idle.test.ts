@@ -29,16 +29,18 @@ const Idle = defineProtocol(
   {
     ping: unary({}, t.int64()),
     nap: unary({ ms: t.int64() }, t.int64()),
+    echo: unary({ s: t.utf8() }, t.utf8()),
   },
 );
 
-const IDLE_MS = 400;
+const IDLE_MS = 1_000;
 /** Far longer than any close the tests wait for should take. */
 const BOUND_MS = 10_000;
 
-/** A server answering `ping` and `nap` (sleeps `ms`), logging at info into `logs`. */
+/** A server answering `ping`, `nap` (sleeps `ms`) and `echo`, logging at info into `logs`; requests up to 4 KiB. */
 function idleServer(logs: Record<string, unknown>[] = []) {
   return createServer({
+    maxMessageBytes: 4096,
     protocols: [
       bind(Idle, {
         ping: () => 1n,
@@ -46,6 +48,7 @@ function idleServer(logs: Record<string, unknown>[] = []) {
           await new Promise((r) => setTimeout(r, Number(ms)));
           return ms;
         },
+        echo: ({ s }) => s,
       }),
     ],
     logger: pino({ level: "info" }, { write: (line: string) => void logs.push(JSON.parse(line)) }),
@@ -55,11 +58,16 @@ function idleServer(logs: Record<string, unknown>[] = []) {
 /** A request's bytes cut short: inside its schema message, inside its batch, or before its end-of-stream. */
 function partialRequests(): Record<string, Uint8Array> {
   const whole = concatBytes(requestBytes("ping", {}, {}, {}, "test.ConnectionIdle.v1", null));
+  // Over maxMessageBytes: refused, and the rest of its stream (the end-of-stream) is waited for.
+  const tooLarge = concatBytes(
+    requestBytes("echo", { s: t.utf8() }, { s: ["x".repeat(20_000)] }, {}, "test.ConnectionIdle.v1", null),
+  );
   return {
     "nothing at all": new Uint8Array(0),
     "the start of its schema": whole.subarray(0, 6),
     "all but the end of its batch": whole.subarray(0, whole.byteLength - 12),
     "all but its end-of-stream": whole.subarray(0, whole.byteLength - 8),
+    "a request too large, all but its end-of-stream": tooLarge.subarray(0, tooLarge.byteLength - 8),
   };
 }
 
@@ -88,11 +96,11 @@ async function callsAcrossTheDeadline(client: RpcClient): Promise<void> {
   const api = proxy(client, Idle);
   for (let i = 0; i < 4; i++) {
     assert.equal(await api.ping(), 1n);
-    await new Promise((r) => setTimeout(r, IDLE_MS / 4));
+    await new Promise((r) => setTimeout(r, 20));
   }
-  assert.equal(await api.nap({ ms: BigInt(3 * IDLE_MS) }), BigInt(3 * IDLE_MS));
+  assert.equal(await api.nap({ ms: BigInt(2 * IDLE_MS) }), BigInt(2 * IDLE_MS));
   assert.equal(await api.ping(), 1n);
-  await new Promise((r) => setTimeout(r, 3 * IDLE_MS));
+  await new Promise((r) => setTimeout(r, 2 * IDLE_MS));
   const err = await rejection(api.ping());
   assert.equal(err.kind, "transport_error");
 }

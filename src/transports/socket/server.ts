@@ -41,7 +41,8 @@ export interface SocketServeOptions {
    * of each call, its next request must have arrived whole within it, or the connection is closed
    * (logged at info; the client's next call fails with `transport_error`). Set it when the
    * listener faces callers you do not trust: a connection that sends nothing otherwise holds one
-   * of `maxConnections` until its peer closes it. Default: no limit (a session may idle between calls).
+   * of `maxConnections` until its peer closes it. A stream call's inputs are the call's: bound them with
+   * `callTimeoutMs` on `createServer`. Default: no limit (a session may idle between calls).
    */
   readonly connectionIdleTimeoutMs?: number;
   /** Received-but-unread bytes per connection above which the server stops reading it. Default: 1 MiB. */
@@ -159,6 +160,8 @@ async function serveSocket(
       const why = err instanceof AuthUnavailableError ? "authentication unavailable" : "refused by authenticate";
       server.logger.warn({ transport, remote_addr: peer.remoteAddr, err }, `Connection closed: ${why}`);
       socket.destroy();
+      // Served by nothing: it leaves the listener's connections (and its place under maxConnections).
+      tracked.served(Promise.resolve());
       return;
     }
   }

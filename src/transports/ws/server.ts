@@ -73,7 +73,8 @@ export interface WebSocketServerOptions extends CrossSiteOptions {
    * of each call, its next request must have arrived whole within it, or the connection is closed
    * (logged at info; the client's next call fails with `transport_error`). Set it when the
    * listener faces callers you do not trust: a connection that sends nothing otherwise holds one
-   * of `maxConnections` until its peer closes it. Default: no limit (a session may idle between calls).
+   * of `maxConnections` until its peer closes it. A stream call's inputs are the call's: bound them with
+   * `callTimeoutMs` on `createServer`. Default: no limit (a session may idle between calls).
    */
   readonly connectionIdleTimeoutMs?: number;
   /** How long `close()` waits for peers to answer the 1001 close before dropping them, in ms. Default: 2 000. */
