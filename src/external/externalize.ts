@@ -141,6 +141,12 @@ function overshoot(bytes: number, budget: ExternalBudget, method: string): Runti
   );
 }
 
+/**
+ * The call's signal for `ExternalStorage.upload`, or a function giving it: read only when an upload
+ * happens (a call makes its signal on first use, and most results stay under the threshold).
+ */
+export type UploadSignal = AbortSignal | (() => AbortSignal);
+
 /** Uploads `batches` as one stream under `budget` (null: none); the pointer for them. */
 async function uploadUnder(
   schema: Schema,
@@ -149,11 +155,12 @@ async function uploadUnder(
   policy: Policy,
   budget: ExternalBudget | null,
   method: string,
-  signal: AbortSignal | undefined,
+  signal: UploadSignal | undefined,
 ): Promise<RecordBatch> {
   if (budget !== null && budget.used + predicted > budget.limit)
     throw overshoot(budget.used + predicted, budget, method);
-  const up = await uploadIpc(serializeStream(schema, batches), schema, policy.storage, policy.compression, signal);
+  const callSignal = typeof signal === "function" ? signal() : signal;
+  const up = await uploadIpc(serializeStream(schema, batches), schema, policy.storage, policy.compression, callSignal);
   if (budget !== null) {
     budget.used += up.rawBytes;
     if (budget.used > budget.limit) throw overshoot(budget.used, budget, method);
@@ -163,14 +170,15 @@ async function uploadUnder(
 
 /**
  * A unary result or stream header: the pointer replacing `batch` when it has rows and is at or
- * above the threshold, else `batch` itself. `signal` (the call's) goes to `ExternalStorage.upload`.
+ * above the threshold, else `batch` itself. `signal` (the call's, see `UploadSignal`) goes to
+ * `ExternalStorage.upload`.
  */
 export async function externalizeBatch(
   batch: RecordBatch,
   policy: Policy,
   budget: ExternalBudget | null = null,
   method = "",
-  signal?: AbortSignal,
+  signal?: UploadSignal,
 ): Promise<RecordBatch> {
   if (batch.numRows === 0) return batch;
   const size = totalBufferSize(batch);
@@ -189,7 +197,7 @@ export async function externalizeTurn(
   policy: Policy,
   budget: ExternalBudget | null = null,
   method = "",
-  signal?: AbortSignal,
+  signal?: UploadSignal,
 ): Promise<readonly RecordBatch[]> {
   const data = batches.find((b) => classifyBatch(b) === "data");
   if (data === undefined) return batches;

@@ -9,6 +9,7 @@ export {
   externalizeTurn,
   publishExternal,
   serializeStream,
+  type UploadSignal,
   uploadIpc,
 } from "./externalize.js";
 export { ExternalFetchError, type FetchOptions, httpsOnly, loopbackOnly, type UrlValidator } from "./fetch.js";

@@ -891,7 +891,7 @@ export async function runUnary(call: Call, method: ResolvedMethod, params: Recor
           policy,
           call.env.http?.externalBudget ?? null,
           method.name,
-          call.signal,
+          () => call.signal,
         );
       }
     }
@@ -986,7 +986,9 @@ export async function openStream(
       const policy = call.env.server.external;
       const budget = call.env.http?.externalBudget ?? null;
       const headerOut =
-        policy === null ? headerBatch : await externalizeBatch(headerBatch, policy, budget, method.name, call.signal);
+        policy === null
+          ? headerBatch
+          : await externalizeBatch(headerBatch, policy, budget, method.name, () => call.signal);
       const batches = [...logs.drain(headerSchema), headerOut];
       call.wrote(batches);
       header = { schema: headerSchema, batches };
@@ -1090,7 +1092,7 @@ export async function runTurn(
     const batches =
       policy === null || !externalize
         ? out.batches
-        : await externalizeTurn(stream.outputSchema, out.batches, policy, budget, method.name, call.signal);
+        : await externalizeTurn(stream.outputSchema, out.batches, policy, budget, method.name, () => call.signal);
     call.wrote(batches);
     if (call.turnCheck !== null) {
       const refusal = await call.turnCheck(call.stats);

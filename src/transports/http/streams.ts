@@ -256,7 +256,14 @@ export async function serveExchange(route: StreamRoute, body: Uint8Array): Promi
       try {
         const budget = route.env.http?.externalBudget ?? null;
         // Raced with the call's deadline and aborts: a store that stops answering must not hold the turn.
-        const uploaded = externalizeTurn(stream.outputSchema, batches, policy, budget, resolved.name, call.signal);
+        const uploaded = externalizeTurn(
+          stream.outputSchema,
+          batches,
+          policy,
+          budget,
+          resolved.name,
+          () => call.signal,
+        );
         const out = await call.unlessAborted<readonly RecordBatch[] | RpcError>(uploaded, (reason) => reason);
         if (out instanceof RpcError) throw out;
         batches = [...out];
